@@ -1,0 +1,23 @@
+// base: the small things every pith module uses. A library function reports failure by
+// returning -1 (or NULL) and filling a pith_err; only drivers print and exit.
+#ifndef PITH_BASE_H
+#define PITH_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+  char msg[1024];   // one line: "what: where: why"; empty when no error
+} pith_err;
+
+// Format into err (if not NULL) and return -1, so a failing path reads `return pith_fail(err, ...)`.
+int pith_fail(pith_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// Write `len` bytes to `path` atomically: a temp file beside it, fsync, rename. A reader sees the
+// old file or the new one, never half of one.
+int pith_write_file_atomic(const char *path, const void *data, size_t len, pith_err *err);
+
+// Read a whole file into a malloc'd buffer (NUL-terminated; *len excludes the NUL).
+char *pith_read_file(const char *path, size_t *len, pith_err *err);
+
+#endif

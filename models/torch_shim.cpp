@@ -1,0 +1,914 @@
+// torch_shim.cpp: the C API of torch_shim.h over ATen. The only C++ in pith.
+// Every entry point catches everything; errors become the thread's pending message.
+#include "torch_shim.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/version.h>
+
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#define PT_TORCH_AT_LEAST(maj, min) \
+  (TORCH_VERSION_MAJOR > (maj) || (TORCH_VERSION_MAJOR == (maj) && TORCH_VERSION_MINOR >= (min)))
+
+static const size_t KEPT = (size_t)-1;
+
+struct pt_tensor {
+  at::Tensor t;
+  size_t slot;  // index in the thread's arena, or KEPT
+};
+
+struct pt_gen {
+  at::Generator g;
+};
+
+// ---------------------------------------------------------------- errors
+
+static thread_local std::string g_error;
+
+static void set_error(const std::string &msg) {
+  if (g_error.empty()) g_error = msg;
+}
+
+extern "C" int pt_ok(void) { return g_error.empty(); }
+extern "C" const char *pt_error(void) { return g_error.c_str(); }
+extern "C" void pt_error_clear(void) { g_error.clear(); }
+
+extern "C" void pt_error_set(const char *fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  set_error(buf);
+}
+
+static std::string shape_str(const at::Tensor &t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); i++) {
+    if (i) s += ",";
+    s += std::to_string(t.size(i));
+  }
+  return s + "]";
+}
+
+// libtorch messages can run to many lines; the first says what went wrong.
+static std::string first_line(const char *what) {
+  std::string s(what ? what : "unknown error");
+  size_t nl = s.find('\n');
+  if (nl != std::string::npos) s.resize(nl);
+  return s;
+}
+
+// ---------------------------------------------------------------- lifetimes
+
+static thread_local std::vector<pt_tensor *> g_arena;
+static thread_local size_t g_live = 0;
+
+static pt_tensor *wrap(at::Tensor t) {
+  pt_tensor *h = new pt_tensor{std::move(t), g_arena.size()};
+  g_arena.push_back(h);
+  g_live++;
+  return h;
+}
+
+static void destroy(pt_tensor *h) {
+  delete h;
+  g_live--;
+}
+
+extern "C" pt_scope pt_scope_begin(void) { return g_arena.size(); }
+
+extern "C" void pt_scope_end(pt_scope s) {
+  while (g_arena.size() > s) {
+    pt_tensor *h = g_arena.back();
+    g_arena.pop_back();
+    if (h) destroy(h);
+  }
+}
+
+extern "C" pt_tensor *pt_scope_return(pt_scope s, pt_tensor *keep) {
+  bool move = keep && keep->slot != KEPT && keep->slot >= s;
+  if (move) g_arena[keep->slot] = nullptr;
+  pt_scope_end(s);
+  if (move) {
+    keep->slot = g_arena.size();
+    g_arena.push_back(keep);
+  }
+  return keep;
+}
+
+extern "C" pt_tensor *pt_keep(pt_tensor *t) {
+  if (t && t->slot != KEPT) {
+    g_arena[t->slot] = nullptr;
+    t->slot = KEPT;
+  }
+  return t;
+}
+
+extern "C" void pt_free(pt_tensor *t) {
+  if (!t) return;
+  if (t->slot != KEPT && t->slot < g_arena.size() && g_arena[t->slot] == t) g_arena[t->slot] = nullptr;
+  destroy(t);
+}
+
+extern "C" size_t pt_live_handles(void) { return g_live; }
+
+// ---------------------------------------------------------------- the guard around every op
+
+static std::string failure_reason(const std::exception &e) {
+  const c10::Error *ce = dynamic_cast<const c10::Error *>(&e);
+  return first_line(ce ? ce->what_without_backtrace() : e.what());
+}
+
+// Runs f (which returns an at::Tensor); converts any exception into the pending error
+// "op: SHAPES: reason", where shapes() names the inputs (only computed on failure).
+template <class F, class S>
+static pt_tensor *guard(const char *op, F &&f, S &&shapes) {
+  try {
+    return wrap(f());
+  } catch (const std::exception &e) {
+    std::string s = shapes();
+    set_error(std::string(op) + ": " + (s.empty() ? "" : s + ": ") + failure_reason(e));
+  } catch (...) {
+    set_error(std::string(op) + ": unknown C++ exception");
+  }
+  return nullptr;
+}
+
+// guard() for ops on handles: a NULL input (an earlier failure) gives NULL at once.
+template <class F>
+static pt_tensor *run_op(const char *op, std::initializer_list<const pt_tensor *> ins, F &&f,
+                         const char *sep = ", ") {
+  for (const pt_tensor *in : ins)
+    if (!in) {
+      set_error(std::string(op) + ": an input is NULL (an earlier op failed)");
+      return nullptr;
+    }
+  return guard(op, f, [&] {
+    std::string s;
+    for (const pt_tensor *in : ins) s += (s.empty() ? "" : sep) + shape_str(in->t);
+    return s;
+  });
+}
+
+// Same for entry points that return a status (0 ok, -1 error).
+template <class F>
+static int run_status(const char *op, F &&f) {
+  try {
+    f();
+    return 0;
+  } catch (const std::exception &e) {
+    set_error(std::string(op) + ": " + failure_reason(e));
+  } catch (...) {
+    set_error(std::string(op) + ": unknown C++ exception");
+  }
+  return -1;
+}
+
+// ---------------------------------------------------------------- dtypes, devices, shapes
+
+static at::ScalarType to_scalar_type(pt_dtype dt) {
+  switch (dt) {
+    case PT_F32: return at::kFloat;
+    case PT_BF16: return at::kBFloat16;
+    case PT_F16: return at::kHalf;
+    case PT_I32: return at::kInt;
+    case PT_I64: return at::kLong;
+    case PT_BOOL: return at::kBool;
+  }
+  throw std::invalid_argument("unknown pt_dtype " + std::to_string((int)dt));
+}
+
+static pt_dtype from_scalar_type(at::ScalarType st) {
+  switch (st) {
+    case at::kFloat: return PT_F32;
+    case at::kBFloat16: return PT_BF16;
+    case at::kHalf: return PT_F16;
+    case at::kInt: return PT_I32;
+    case at::kLong: return PT_I64;
+    case at::kBool: return PT_BOOL;
+    default: throw std::invalid_argument(std::string("dtype ") + c10::toString(st) + " has no pt_dtype");
+  }
+}
+
+static at::Device to_device(pt_device dev) {
+  if (dev == PT_CPU) return at::Device(at::kCPU);
+  if (dev < 0) throw std::invalid_argument("bad device " + std::to_string(dev));
+  return at::Device(at::kCUDA, (c10::DeviceIndex)dev);
+}
+
+static at::TensorOptions options(pt_dtype dt, pt_device dev) {
+  return at::TensorOptions().dtype(to_scalar_type(dt)).device(to_device(dev));
+}
+
+static std::vector<int64_t> dims(pt_shape s) {
+  if (s.ndim < 0 || s.ndim > PT_MAX_DIMS)
+    throw std::invalid_argument("shape has " + std::to_string(s.ndim) + " dims (at most " +
+                                std::to_string(PT_MAX_DIMS) + ")");
+  return std::vector<int64_t>(s.d, s.d + s.ndim);
+}
+
+static std::optional<at::Generator> gen_of(pt_gen *g) {
+  if (!g) return std::nullopt;
+  return g->g;
+}
+
+extern "C" const char *pt_dtype_name(pt_dtype dt) {
+  switch (dt) {
+    case PT_F32: return "f32";
+    case PT_BF16: return "bf16";
+    case PT_F16: return "f16";
+    case PT_I32: return "i32";
+    case PT_I64: return "i64";
+    case PT_BOOL: return "bool";
+  }
+  return "?";
+}
+
+extern "C" size_t pt_dtype_size(pt_dtype dt) {
+  switch (dt) {
+    case PT_F32: case PT_I32: return 4;
+    case PT_BF16: case PT_F16: return 2;
+    case PT_I64: return 8;
+    case PT_BOOL: return 1;
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------- runtime
+
+extern "C" const char *pt_version(void) { return TORCH_VERSION; }
+
+extern "C" int pt_cuda_device_count(void) {
+  try {
+    return at::hasCUDA() ? (int)at::getNumGPUs() : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+extern "C" void pt_set_num_threads(int n) {
+  if (n > 0) at::set_num_threads(n);
+}
+
+extern "C" int pt_num_threads(void) { return at::get_num_threads(); }
+
+extern "C" void pt_manual_seed(uint64_t seed) {
+  run_status("manual_seed", [&] {
+    // A Generator is a shared handle: seeding the copy seeds the default one.
+    auto seed_one = [&](at::Device dev) {
+      at::Generator gen = at::globalContext().defaultGenerator(dev);
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_current_seed(seed);
+    };
+    seed_one(at::Device(at::kCPU));
+    for (int i = 0; i < pt_cuda_device_count(); i++) seed_one(at::Device(at::kCUDA, (c10::DeviceIndex)i));
+  });
+}
+
+// ---------------------------------------------------------------- describing
+
+// "f32" for the dtypes pith names, libtorch's name for the others.
+static std::string dtype_str(at::ScalarType st) {
+  try {
+    return pt_dtype_name(from_scalar_type(st));
+  } catch (...) {
+    return c10::toString(st);
+  }
+}
+
+extern "C" pt_shape pt_shape_of(const pt_tensor *t) {
+  pt_shape s = {-1, {0}};
+  if (!t || t->t.dim() > PT_MAX_DIMS) return s;
+  s.ndim = (int)t->t.dim();
+  for (int i = 0; i < s.ndim; i++) s.d[i] = t->t.size(i);
+  return s;
+}
+
+extern "C" int pt_ndim(const pt_tensor *t) { return t ? (int)t->t.dim() : -1; }
+
+extern "C" int64_t pt_size(const pt_tensor *t, int dim) {
+  if (!t) return -1;
+  int64_t n = t->t.dim();
+  if (dim < 0) dim += (int)n;
+  return (dim >= 0 && dim < n) ? t->t.size(dim) : -1;
+}
+
+extern "C" int64_t pt_numel(const pt_tensor *t) { return t ? t->t.numel() : -1; }
+
+extern "C" pt_dtype pt_dtype_of(const pt_tensor *t) {
+  try {
+    return t ? from_scalar_type(t->t.scalar_type()) : PT_F32;
+  } catch (...) {
+    return PT_F32;
+  }
+}
+
+extern "C" pt_device pt_device_of(const pt_tensor *t) {
+  if (!t || t->t.device().is_cpu()) return PT_CPU;
+  return t->t.device().index();
+}
+
+extern "C" char *pt_describe(const pt_tensor *t, char *buf, size_t len) {
+  if (!t) {
+    snprintf(buf, len, "(null)");
+    return buf;
+  }
+  std::string dev = t->t.device().is_cpu() ? "cpu" : "cuda:" + std::to_string(t->t.device().index());
+  snprintf(buf, len, "%s %s %s", shape_str(t->t).c_str(), dtype_str(t->t.scalar_type()).c_str(), dev.c_str());
+  return buf;
+}
+
+// ---------------------------------------------------------------- creating and reading
+
+extern "C" pt_tensor *pt_from_data(const void *data, pt_dtype dt, pt_shape shape, pt_device dev) {
+  return run_op("from_data", {}, [&] {
+    if (!data) throw std::invalid_argument("data is NULL");
+    at::Tensor cpu = at::empty(dims(shape), options(dt, PT_CPU));
+    memcpy(cpu.data_ptr(), data, cpu.numel() * cpu.element_size());
+    return dev == PT_CPU ? cpu : cpu.to(to_device(dev));
+  });
+}
+
+extern "C" int pt_to_data(const pt_tensor *t, void *out, size_t nbytes) {
+  if (!t) {
+    set_error("to_data: the input is NULL (an earlier op failed)");
+    return -1;
+  }
+  return run_status("to_data", [&] {
+    at::Tensor c = t->t.detach().to(at::kCPU).contiguous();
+    size_t need = (size_t)c.numel() * c.element_size();
+    if (need != nbytes)
+      throw std::invalid_argument(shape_str(c) + " " + dtype_str(c.scalar_type()) + " holds " +
+                                  std::to_string(need) + " bytes, the buffer " + std::to_string(nbytes));
+    memcpy(out, c.data_ptr(), need);
+  });
+}
+
+extern "C" double pt_item(const pt_tensor *t) {
+  if (!t) {
+    set_error("item: the input is NULL (an earlier op failed)");
+    return NAN;
+  }
+  double v = NAN;
+  run_status("item", [&] {
+    if (t->t.numel() != 1) throw std::invalid_argument(shape_str(t->t) + " has " + std::to_string(t->t.numel()) + " elements, not 1");
+    v = t->t.item<double>();
+  });
+  return v;
+}
+
+extern "C" pt_tensor *pt_zeros(pt_shape s, pt_dtype dt, pt_device dev) {
+  return run_op("zeros", {}, [&] { return at::zeros(dims(s), options(dt, dev)); });
+}
+extern "C" pt_tensor *pt_ones(pt_shape s, pt_dtype dt, pt_device dev) {
+  return run_op("ones", {}, [&] { return at::ones(dims(s), options(dt, dev)); });
+}
+extern "C" pt_tensor *pt_full(pt_shape s, double value, pt_dtype dt, pt_device dev) {
+  return run_op("full", {}, [&] { return at::full(dims(s), value, options(dt, dev)); });
+}
+extern "C" pt_tensor *pt_arange(int64_t start, int64_t end, pt_dtype dt, pt_device dev) {
+  return run_op("arange", {}, [&] { return at::arange(start, end, options(dt, dev)); });
+}
+extern "C" pt_tensor *pt_randn(pt_shape s, pt_dtype dt, pt_device dev, pt_gen *g) {
+  return run_op("randn", {}, [&] { return at::randn(dims(s), gen_of(g), options(dt, dev)); });
+}
+extern "C" pt_tensor *pt_uniform(pt_shape s, double lo, double hi, pt_dtype dt, pt_device dev, pt_gen *g) {
+  return run_op("uniform", {}, [&] { return at::empty(dims(s), options(dt, dev)).uniform_(lo, hi, gen_of(g)); });
+}
+extern "C" pt_tensor *pt_to_dtype(const pt_tensor *t, pt_dtype dt) {
+  return run_op("to_dtype", {t}, [&] { return t->t.to(to_scalar_type(dt)); });
+}
+extern "C" pt_tensor *pt_to_device(const pt_tensor *t, pt_device dev) {
+  return run_op("to_device", {t}, [&] { return t->t.to(to_device(dev)); });
+}
+extern "C" pt_tensor *pt_clone(const pt_tensor *t) {
+  return run_op("clone", {t}, [&] { return t->t.clone(); });
+}
+extern "C" pt_tensor *pt_detach(const pt_tensor *t) {
+  return run_op("detach", {t}, [&] { return t->t.detach(); });
+}
+
+// ---------------------------------------------------------------- elementwise
+
+#define PT_BINARY(name, expr)                                                  \
+  extern "C" pt_tensor *pt_##name(const pt_tensor *a, const pt_tensor *b) {    \
+    return run_op(#name, {a, b}, [&] { return expr; });                        \
+  }
+PT_BINARY(add, a->t + b->t)
+PT_BINARY(sub, a->t - b->t)
+PT_BINARY(mul, a->t * b->t)
+PT_BINARY(div, a->t / b->t)
+PT_BINARY(maximum, at::maximum(a->t, b->t))
+PT_BINARY(eq, at::eq(a->t, b->t))
+
+#define PT_WITH_SCALAR(name, expr)                                       \
+  extern "C" pt_tensor *pt_##name(const pt_tensor *a, double s) {        \
+    return run_op(#name, {a}, [&] { return expr; });                     \
+  }
+PT_WITH_SCALAR(add_scalar, a->t + s)
+PT_WITH_SCALAR(mul_scalar, a->t * s)
+PT_WITH_SCALAR(pow_scalar, at::pow(a->t, s))
+PT_WITH_SCALAR(eq_scalar, at::eq(a->t, s))
+
+#define PT_UNARY(name, fn)                                  \
+  extern "C" pt_tensor *pt_##name(const pt_tensor *a) {     \
+    return run_op(#name, {a}, [&] { return fn(a->t); });    \
+  }
+PT_UNARY(neg, at::neg)
+PT_UNARY(exp, at::exp)
+PT_UNARY(log, at::log)
+PT_UNARY(sqrt, at::sqrt)
+PT_UNARY(rsqrt, at::rsqrt)
+PT_UNARY(abs, at::abs)
+PT_UNARY(sin, at::sin)
+PT_UNARY(cos, at::cos)
+PT_UNARY(tanh, at::tanh)
+PT_UNARY(sigmoid, at::sigmoid)
+PT_UNARY(relu, at::relu)
+PT_UNARY(silu, at::silu)
+PT_UNARY(contiguous, [](const at::Tensor &x) { return x.contiguous(); })
+
+extern "C" pt_tensor *pt_where(const pt_tensor *cond, const pt_tensor *a, const pt_tensor *b) {
+  return run_op("where", {cond, a, b}, [&] { return at::where(cond->t, a->t, b->t); });
+}
+
+extern "C" pt_tensor *pt_masked_fill(const pt_tensor *a, const pt_tensor *mask, double value) {
+  return run_op("masked_fill", {a, mask}, [&] { return a->t.masked_fill(mask->t, value); });
+}
+
+// ---------------------------------------------------------------- linear algebra
+
+extern "C" pt_tensor *pt_matmul(const pt_tensor *a, const pt_tensor *b) {
+  return run_op("matmul", {a, b}, [&] {
+    const at::Tensor &x = a->t, &y = b->t;
+    if (x.dim() >= 1 && y.dim() >= 1) {
+      int64_t inner_x = x.size(-1), inner_y = y.dim() == 1 ? y.size(0) : y.size(-2);
+      if (inner_x != inner_y) throw std::invalid_argument("inner dimensions differ");
+    }
+    return at::matmul(x, y);
+  }, " x ");
+}
+
+extern "C" pt_tensor *pt_linear(const pt_tensor *x, const pt_tensor *w, const pt_tensor *b) {
+  if (!b)
+    return run_op("linear", {x, w}, [&] {
+      if (w->t.dim() == 2 && x->t.dim() >= 1 && x->t.size(-1) != w->t.size(1))
+        throw std::invalid_argument("input features differ from the weight's (out, in)");
+      return at::linear(x->t, w->t);
+    }, " x ");
+  return run_op("linear", {x, w, b}, [&] {
+    if (w->t.dim() == 2 && x->t.dim() >= 1 && x->t.size(-1) != w->t.size(1))
+      throw std::invalid_argument("input features differ from the weight's (out, in)");
+    return at::linear(x->t, w->t, b->t);
+  }, " x ");
+}
+
+// ---------------------------------------------------------------- reductions
+
+extern "C" pt_tensor *pt_sum(const pt_tensor *a) {
+  return run_op("sum", {a}, [&] { return a->t.sum(); });
+}
+extern "C" pt_tensor *pt_mean(const pt_tensor *a) {
+  return run_op("mean", {a}, [&] { return a->t.mean(); });
+}
+extern "C" pt_tensor *pt_sum_dim(const pt_tensor *a, int dim, int keepdim) {
+  return run_op("sum_dim", {a}, [&] { return a->t.sum(dim, keepdim != 0); });
+}
+extern "C" pt_tensor *pt_mean_dim(const pt_tensor *a, int dim, int keepdim) {
+  return run_op("mean_dim", {a}, [&] { return a->t.mean(dim, keepdim != 0); });
+}
+extern "C" pt_tensor *pt_amax_dim(const pt_tensor *a, int dim, int keepdim) {
+  return run_op("amax_dim", {a}, [&] { return at::amax(a->t, {dim}, keepdim != 0); });
+}
+extern "C" pt_tensor *pt_argmax(const pt_tensor *a, int dim, int keepdim) {
+  return run_op("argmax", {a}, [&] { return at::argmax(a->t, dim, keepdim != 0); });
+}
+extern "C" pt_tensor *pt_softmax(const pt_tensor *a, int dim) {
+  return run_op("softmax", {a}, [&] { return at::softmax(a->t, dim); });
+}
+extern "C" pt_tensor *pt_log_softmax(const pt_tensor *a, int dim) {
+  return run_op("log_softmax", {a}, [&] { return at::log_softmax(a->t, dim); });
+}
+
+extern "C" pt_tensor *pt_cross_entropy(const pt_tensor *logits, const pt_tensor *targets,
+                                       int64_t ignore_index, pt_reduction reduction) {
+  return run_op("cross_entropy", {logits, targets}, [&] {
+    if (targets->t.scalar_type() != at::kLong)
+      throw std::invalid_argument("targets must be i64, not " + dtype_str(targets->t.scalar_type()));
+    int64_t r = reduction == PT_REDUCE_SUM ? at::Reduction::Sum
+              : reduction == PT_REDUCE_NONE ? at::Reduction::None : at::Reduction::Mean;
+    return at::cross_entropy_loss(logits->t, targets->t, {}, r, ignore_index);
+  });
+}
+
+// ---------------------------------------------------------------- indexing
+
+extern "C" pt_tensor *pt_embedding(const pt_tensor *weight, const pt_tensor *ids) {
+  return run_op("embedding", {weight, ids}, [&] { return at::embedding(weight->t, ids->t); });
+}
+extern "C" pt_tensor *pt_index_select(const pt_tensor *a, int dim, const pt_tensor *index) {
+  return run_op("index_select", {a, index}, [&] { return at::index_select(a->t, dim, index->t); });
+}
+extern "C" pt_tensor *pt_gather(const pt_tensor *a, int dim, const pt_tensor *index) {
+  return run_op("gather", {a, index}, [&] { return at::gather(a->t, dim, index->t); });
+}
+extern "C" pt_tensor *pt_scatter(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src) {
+  return run_op("scatter", {a, index, src}, [&] { return at::scatter(a->t, dim, index->t, src->t); });
+}
+extern "C" pt_tensor *pt_scatter_add(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src) {
+  return run_op("scatter_add", {a, index, src}, [&] { return at::scatter_add(a->t, dim, index->t, src->t); });
+}
+
+// ---------------------------------------------------------------- shape
+
+extern "C" pt_tensor *pt_cat(pt_tensor *const *ts, int n, int dim) {
+  if (!ts || n <= 0) {
+    set_error("cat: no tensors given");
+    return nullptr;
+  }
+  std::vector<at::Tensor> parts;
+  for (int i = 0; i < n; i++) {
+    if (!ts[i]) {
+      set_error("cat: input " + std::to_string(i) + " is NULL (an earlier op failed)");
+      return nullptr;
+    }
+    parts.push_back(ts[i]->t);
+  }
+  return guard("cat", [&] { return at::cat(parts, dim); }, [&] {
+    std::string s;
+    for (const at::Tensor &t : parts) s += (s.empty() ? "" : ", ") + shape_str(t);
+    return s;
+  });
+}
+
+extern "C" pt_tensor *pt_slice(const pt_tensor *a, int dim, int64_t start, int64_t end) {
+  return run_op("slice", {a}, [&] {
+    int64_t n = a->t.dim();
+    int d = dim < 0 ? dim + (int)n : dim;
+    if (d < 0 || d >= n) throw std::invalid_argument("dim " + std::to_string(dim) + " out of range");
+    int64_t size = a->t.size(d);
+    if (start < 0 || end > size || start > end)
+      throw std::invalid_argument("[" + std::to_string(start) + "," + std::to_string(end) +
+                                  ") is outside dim " + std::to_string(dim) + " of size " + std::to_string(size));
+    return a->t.slice(d, start, end);
+  });
+}
+
+extern "C" pt_tensor *pt_view(const pt_tensor *a, pt_shape s) {
+  return run_op("view", {a}, [&] { return a->t.view(dims(s)); });
+}
+extern "C" pt_tensor *pt_reshape(const pt_tensor *a, pt_shape s) {
+  return run_op("reshape", {a}, [&] { return a->t.reshape(dims(s)); });
+}
+extern "C" pt_tensor *pt_transpose(const pt_tensor *a, int d0, int d1) {
+  return run_op("transpose", {a}, [&] { return a->t.transpose(d0, d1); });
+}
+extern "C" pt_tensor *pt_permute(const pt_tensor *a, pt_shape order) {
+  return run_op("permute", {a}, [&] { return a->t.permute(dims(order)); });
+}
+extern "C" pt_tensor *pt_unsqueeze(const pt_tensor *a, int dim) {
+  return run_op("unsqueeze", {a}, [&] { return a->t.unsqueeze(dim); });
+}
+extern "C" pt_tensor *pt_squeeze(const pt_tensor *a, int dim) {
+  return run_op("squeeze", {a}, [&] { return a->t.squeeze(dim); });
+}
+extern "C" pt_tensor *pt_expand(const pt_tensor *a, pt_shape s) {
+  return run_op("expand", {a}, [&] { return a->t.expand(dims(s)); });
+}
+extern "C" pt_tensor *pt_triu(const pt_tensor *a, int64_t diagonal) {
+  return run_op("triu", {a}, [&] { return at::triu(a->t, diagonal); });
+}
+extern "C" pt_tensor *pt_tril(const pt_tensor *a, int64_t diagonal) {
+  return run_op("tril", {a}, [&] { return at::tril(a->t, diagonal); });
+}
+
+// ---------------------------------------------------------------- neural network
+
+static void check_attention_shapes(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v) {
+  if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4)
+    throw std::invalid_argument("q, k, v must be (B, H, T, head_dim)");
+  if (k.sizes() != v.sizes()) throw std::invalid_argument("k and v differ in shape");
+  if (q.size(0) != k.size(0) || q.size(3) != k.size(3))
+    throw std::invalid_argument("q and k differ in batch or head_dim");
+  if (k.size(1) == 0 || q.size(1) % k.size(1) != 0)
+    throw std::invalid_argument("query heads are not a multiple of key/value heads");
+}
+
+// The mask the math path and the fused path share: bool (true = attend) or float (added), with
+// the causal constraint aligned to the end of the keys (a prefix of Tk - Tq keys is seen by all).
+static std::optional<at::Tensor> attention_mask(const at::Tensor &q, const at::Tensor &k,
+                                                const pt_tensor *mask, bool causal) {
+  std::optional<at::Tensor> m;
+  if (mask) m = mask->t;
+  if (causal) {
+    int64_t tq = q.size(2), tk = k.size(2);
+    at::Tensor c = at::ones({tq, tk}, q.options().dtype(at::kBool)).tril(tk - tq);
+    if (!m) m = c;
+    else if (m->scalar_type() == at::kBool) m = at::logical_and(*m, c);
+    else m = m->masked_fill(c.logical_not(), -std::numeric_limits<double>::infinity());
+  }
+  return m;
+}
+
+static at::Tensor repeat_kv(const at::Tensor &x, int64_t groups) {
+  return groups == 1 ? x : x.repeat_interleave(groups, 1);
+}
+
+static at::Tensor attention_math(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v,
+                                 const std::optional<at::Tensor> &mask, double scale) {
+  int64_t groups = q.size(1) / k.size(1);
+  double s = scale > 0 ? scale : 1.0 / std::sqrt((double)q.size(3));
+  at::Tensor scores = at::matmul(q, repeat_kv(k, groups).transpose(-2, -1)) * s;
+  if (mask) {
+    if (mask->scalar_type() == at::kBool) scores = scores.masked_fill(mask->logical_not(), -std::numeric_limits<double>::infinity());
+    else scores = scores + *mask;
+  }
+  return at::matmul(at::softmax(scores, -1), repeat_kv(v, groups));
+}
+
+extern "C" pt_tensor *pt_attention_math(const pt_tensor *q, const pt_tensor *k, const pt_tensor *v,
+                                        const pt_tensor *mask, int causal, double scale) {
+  return run_op("attention_math", {q, k, v}, [&] {
+    check_attention_shapes(q->t, k->t, v->t);
+    return attention_math(q->t, k->t, v->t, attention_mask(q->t, k->t, mask, causal), scale);
+  });
+}
+
+extern "C" pt_tensor *pt_attention(const pt_tensor *q, const pt_tensor *k, const pt_tensor *v,
+                                   const pt_tensor *mask, int causal, double scale) {
+  return run_op("attention", {q, k, v}, [&] {
+    check_attention_shapes(q->t, k->t, v->t);
+    std::optional<double> sc;
+    if (scale > 0) sc = scale;
+    // is_causal in libtorch aligns to the top-left corner; ours only agrees when Tq == Tk.
+    bool fused_causal = causal && !mask && q->t.size(2) == k->t.size(2);
+    std::optional<at::Tensor> m = fused_causal ? std::nullopt : attention_mask(q->t, k->t, mask, causal);
+    int64_t groups = q->t.size(1) / k->t.size(1);
+    try {
+#if PT_TORCH_AT_LEAST(2, 5)
+      return at::scaled_dot_product_attention(q->t, k->t, v->t, m, 0.0, fused_causal, sc, groups > 1);
+#else
+      return at::scaled_dot_product_attention(q->t, repeat_kv(k->t, groups), repeat_kv(v->t, groups), m,
+                                              0.0, fused_causal, sc);
+#endif
+    } catch (const c10::Error &) {
+      // Some dtype/device/mask combinations have no fused kernel: compute it step by step.
+      return attention_math(q->t, k->t, v->t, attention_mask(q->t, k->t, mask, causal), scale);
+    }
+  });
+}
+
+extern "C" pt_tensor *pt_dropout(const pt_tensor *a, double p, pt_gen *g) {
+  return run_op("dropout", {a}, [&] {
+    if (p < 0 || p >= 1) throw std::invalid_argument("p = " + std::to_string(p) + " is outside [0, 1)");
+    if (p == 0) return a->t;
+    at::Tensor keep = at::empty_like(a->t).bernoulli_(1 - p, gen_of(g));
+    return a->t * keep * (1.0 / (1 - p));
+  });
+}
+
+extern "C" pt_tensor *pt_rms_norm(const pt_tensor *x, const pt_tensor *weight, double eps) {
+  return run_op("rms_norm", {x, weight}, [&] {
+    // In f32 whatever the input dtype, then back: what Hugging Face's LlamaRMSNorm does.
+    at::Tensor x32 = x->t.to(at::kFloat);
+    at::Tensor y = x32 * at::rsqrt(x32.pow(2).mean(-1, true) + eps);
+    return weight->t * y.to(x->t.scalar_type());
+  });
+}
+
+// ---------------------------------------------------------------- autograd
+
+extern "C" int pt_set_requires_grad(pt_tensor *t, int on) {
+  if (!t) {
+    set_error("set_requires_grad: the input is NULL (an earlier op failed)");
+    return -1;
+  }
+  return run_status("set_requires_grad", [&] { t->t.requires_grad_(on != 0); });
+}
+
+extern "C" int pt_requires_grad(const pt_tensor *t) { return t && t->t.requires_grad(); }
+
+extern "C" int pt_backward(const pt_tensor *loss) {
+  if (!loss) {
+    set_error("backward: the loss is NULL (an earlier op failed)");
+    return -1;
+  }
+  return run_status("backward", [&] {
+    if (loss->t.numel() != 1) throw std::invalid_argument("the loss " + shape_str(loss->t) + " is not a single value");
+    if (!loss->t.requires_grad()) throw std::invalid_argument("the loss does not depend on anything that requires grad");
+    loss->t.backward();
+  });
+}
+
+extern "C" pt_tensor *pt_grad(const pt_tensor *t) {
+  if (!t || !t->t.grad().defined()) return nullptr;
+  return run_op("grad", {t}, [&] { return t->t.grad(); });
+}
+
+extern "C" void pt_zero_grad(pt_tensor *t) {
+  if (t) t->t.mutable_grad().reset();
+}
+
+extern "C" int pt_grad_enabled(void) { return c10::GradMode::is_enabled(); }
+
+extern "C" int pt_set_grad_enabled(int on) {
+  int was = c10::GradMode::is_enabled();
+  c10::GradMode::set_enabled(on != 0);
+  return was;
+}
+
+extern "C" double pt_clip_grad_norm(pt_tensor *const *params, int n, double max_norm) {
+  double norm = NAN;
+  run_status("clip_grad_norm", [&] {
+    c10::NoGradGuard no_grad;
+    std::vector<at::Tensor> grads;
+    for (int i = 0; i < n; i++) {
+      if (!params[i]) throw std::invalid_argument("param " + std::to_string(i) + " is NULL");
+      if (params[i]->t.grad().defined()) grads.push_back(params[i]->t.grad());
+    }
+    if (grads.empty()) {
+      norm = 0;
+      return;
+    }
+    at::Tensor sq = at::zeros({}, grads[0].options().dtype(at::kFloat));
+    for (const at::Tensor &g : grads) sq += g.to(at::kFloat).pow(2).sum();
+    norm = std::sqrt(sq.item<double>());
+    if (max_norm > 0 && norm > max_norm) {
+      double coef = max_norm / (norm + 1e-6);  // as torch.nn.utils.clip_grad_norm_
+      for (at::Tensor &g : grads) g.mul_(coef);
+    }
+  });
+  return norm;
+}
+
+extern "C" int pt_copy_(pt_tensor *dst, const pt_tensor *src) {
+  if (!dst || !src) {
+    set_error("copy_: an input is NULL (an earlier op failed)");
+    return -1;
+  }
+  return run_status("copy_", [&] {
+    if (dst->t.sizes() != src->t.sizes())
+      throw std::invalid_argument(shape_str(dst->t) + " <- " + shape_str(src->t) + ": shapes differ");
+    c10::NoGradGuard no_grad;
+    dst->t.copy_(src->t);
+  });
+}
+
+// ---------------------------------------------------------------- random generators
+
+extern "C" pt_gen *pt_gen_new(uint64_t seed, pt_device dev) {
+  pt_gen *g = nullptr;
+  run_status("gen_new", [&] {
+    at::Generator gen = dev == PT_CPU ? at::make_generator<at::CPUGeneratorImpl>(seed)
+                                      : at::globalContext().defaultGenerator(to_device(dev)).clone();
+    gen.set_current_seed(seed);
+    g = new pt_gen{gen};
+  });
+  return g;
+}
+
+extern "C" void pt_gen_free(pt_gen *g) { delete g; }
+
+extern "C" size_t pt_gen_get_state(const pt_gen *g, void *buf, size_t len) {
+  if (!g) return 0;
+  size_t n = 0;
+  run_status("gen_get_state", [&] {
+    at::Generator gen = g->g;  // a handle to the same state
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    at::Tensor s = gen.get_state();
+    n = (size_t)s.numel();
+    if (buf && len >= n) memcpy(buf, s.data_ptr(), n);
+  });
+  return n;
+}
+
+extern "C" int pt_gen_set_state(pt_gen *g, const void *buf, size_t len) {
+  if (!g || !buf) {
+    set_error("gen_set_state: NULL generator or buffer");
+    return -1;
+  }
+  return run_status("gen_set_state", [&] {
+    at::Tensor s = at::empty({(int64_t)len}, at::kByte);
+    memcpy(s.data_ptr(), buf, len);
+    std::lock_guard<std::mutex> lock(g->g.mutex());
+    g->g.set_state(s);
+  });
+}
+
+// ---------------------------------------------------------------- AdamW
+
+struct pt_adamw {
+  pt_adamw_config cfg;
+  std::vector<pt_tensor *> params;     // referenced, not owned
+  std::vector<pt_tensor *> exp_avg;    // owned, kept handles
+  std::vector<pt_tensor *> exp_avg_sq;
+  at::Tensor step;                      // f32 scalar, as the fused kernel wants it
+  int64_t steps = 0;
+};
+
+static pt_tensor *kept(at::Tensor t) { return pt_keep(wrap(std::move(t))); }
+
+extern "C" pt_adamw *pt_adamw_new(pt_tensor *const *params, int n, pt_adamw_config cfg) {
+  pt_adamw *o = nullptr;
+  run_status("adamw_new", [&] {
+    if (n <= 0) throw std::invalid_argument("no parameters");
+    o = new pt_adamw;
+    o->cfg = cfg;
+    for (int i = 0; i < n; i++) {
+      if (!params[i]) {
+        pt_adamw_free(o);
+        o = nullptr;
+        throw std::invalid_argument("param " + std::to_string(i) + " is NULL");
+      }
+      o->params.push_back(params[i]);
+      o->exp_avg.push_back(kept(at::zeros_like(params[i]->t, at::MemoryFormat::Contiguous)));
+      o->exp_avg_sq.push_back(kept(at::zeros_like(params[i]->t, at::MemoryFormat::Contiguous)));
+    }
+  });
+  return o;
+}
+
+extern "C" void pt_adamw_free(pt_adamw *o) {
+  if (!o) return;
+  for (pt_tensor *t : o->exp_avg) pt_free(t);
+  for (pt_tensor *t : o->exp_avg_sq) pt_free(t);
+  delete o;
+}
+
+extern "C" void pt_adamw_set_lr(pt_adamw *o, double lr) {
+  if (o) o->cfg.lr = lr;
+}
+
+// The update of torch.optim.AdamW, one parameter at a time: the fallback of the fused kernel.
+static void adamw_update(const pt_adamw_config &c, int64_t step, at::Tensor &p, const at::Tensor &g,
+                         at::Tensor &m, at::Tensor &v) {
+  p.mul_(1 - c.lr * c.weight_decay);
+  m.lerp_(g, 1 - c.beta1);
+  v.mul_(c.beta2).addcmul_(g, g, 1 - c.beta2);
+  double bc1 = 1 - std::pow(c.beta1, (double)step), bc2 = 1 - std::pow(c.beta2, (double)step);
+  at::Tensor denom = (v.sqrt() / std::sqrt(bc2)).add_(c.eps);
+  p.addcdiv_(m, denom, -c.lr / bc1);
+}
+
+extern "C" int pt_adamw_step(pt_adamw *o) {
+  if (!o) {
+    set_error("adamw_step: the optimizer is NULL");
+    return -1;
+  }
+  return run_status("adamw_step", [&] {
+    c10::NoGradGuard no_grad;
+    std::vector<at::Tensor> p, g, m, v, steps;
+    o->steps++;
+    for (size_t i = 0; i < o->params.size(); i++) {
+      const at::Tensor &grad = o->params[i]->t.grad();
+      if (!grad.defined()) continue;
+      p.push_back(o->params[i]->t);
+      g.push_back(grad);
+      m.push_back(o->exp_avg[i]->t);
+      v.push_back(o->exp_avg_sq[i]->t);
+      steps.push_back(at::full({}, (double)o->steps, at::TensorOptions().dtype(at::kFloat).device(grad.device())));
+    }
+    if (p.empty()) return;
+    const pt_adamw_config &c = o->cfg;
+    try {
+      at::_fused_adamw_(p, g, m, v, {}, steps, c.lr, c.beta1, c.beta2, c.weight_decay, c.eps, false, false);
+    } catch (const c10::Error &) {
+      for (size_t i = 0; i < p.size(); i++) adamw_update(c, o->steps, p[i], g[i], m[i], v[i]);
+    }
+  });
+}
+
+extern "C" void pt_adamw_zero_grad(pt_adamw *o) {
+  if (!o) return;
+  for (pt_tensor *t : o->params) pt_zero_grad(t);
+}
+
+extern "C" int64_t pt_adamw_steps(const pt_adamw *o) { return o ? o->steps : -1; }
+
+extern "C" pt_tensor *pt_adamw_exp_avg(pt_adamw *o, int i) {
+  return (o && i >= 0 && i < (int)o->exp_avg.size()) ? o->exp_avg[i] : nullptr;
+}
+
+extern "C" pt_tensor *pt_adamw_exp_avg_sq(pt_adamw *o, int i) {
+  return (o && i >= 0 && i < (int)o->exp_avg_sq.size()) ? o->exp_avg_sq[i] : nullptr;
+}
+
+extern "C" int pt_adamw_set_steps(pt_adamw *o, int64_t steps) {
+  if (!o || steps < 0) {
+    set_error("adamw_set_steps: NULL optimizer or negative steps");
+    return -1;
+  }
+  o->steps = steps;
+  return 0;
+}

@@ -1,0 +1,226 @@
+// torch_shim: the one door from C to libtorch (ATen tensors and autograd).
+//
+// Handles: pt_tensor (one tensor), pt_gen (a random generator), pt_adamw (an optimizer). They are
+// opaque; the C++ behind them never lets an exception cross into C and never aborts.
+//
+// Errors: the first failure is kept in a thread-local message that names the op and the shapes
+// ("matmul: [4,8] x [7,3]: inner dimensions differ"); the failing op returns NULL, and every later
+// op given a NULL input returns NULL without overwriting the message. So model code reads like
+// the math and checks once, at its boundary: `if (!pt_ok()) return fail(pt_error());`.
+//
+// Lifetimes: every tensor handle is registered in a thread-local arena. pt_scope_end(s) frees
+// every handle created since s = pt_scope_begin(), so a training step cannot leak.
+// pt_scope_return(s, t) does the same but hands t to the enclosing scope. Long-lived tensors
+// (parameters, optimizer state) are taken out of the arena with pt_keep() and freed with pt_free().
+#ifndef PITH_TORCH_SHIM_H
+#define PITH_TORCH_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pt_tensor pt_tensor;
+typedef struct pt_gen pt_gen;
+typedef struct pt_adamw pt_adamw;
+
+typedef enum { PT_F32, PT_BF16, PT_F16, PT_I32, PT_I64, PT_BOOL } pt_dtype;
+
+// A device: PT_CPU, or the index N of cuda:N.
+typedef int pt_device;
+#define PT_CPU (-1)
+
+#define PT_MAX_DIMS 8
+typedef struct {
+  int ndim;
+  int64_t d[PT_MAX_DIMS];
+} pt_shape;
+// PT_SHAPE(B, T, D) builds a pt_shape in place.
+#define PT_SHAPE(...)                                                                  \
+  ((pt_shape){(int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), {__VA_ARGS__}})
+#define PT_SCALAR_SHAPE ((pt_shape){0, {0}})
+
+typedef enum { PT_REDUCE_MEAN, PT_REDUCE_SUM, PT_REDUCE_NONE } pt_reduction;
+
+// ---- errors ----
+int pt_ok(void);                 // 1 when no error is pending on this thread
+const char *pt_error(void);      // the pending message, "" when none
+void pt_error_clear(void);
+// Record an error from C (model code validating its input); keeps an earlier one if pending.
+void pt_error_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// ---- lifetimes ----
+typedef size_t pt_scope;
+pt_scope pt_scope_begin(void);
+void pt_scope_end(pt_scope s);
+pt_tensor *pt_scope_return(pt_scope s, pt_tensor *keep);  // end s, keep one handle alive outside
+pt_tensor *pt_keep(pt_tensor *t);  // take t out of the arena; free it with pt_free
+void pt_free(pt_tensor *t);        // free now (kept or not); NULL is fine
+size_t pt_live_handles(void);      // handles alive on this thread (arena + kept): for leak tests
+
+// ---- runtime ----
+const char *pt_version(void);      // libtorch version, e.g. "2.11.0"
+int pt_cuda_device_count(void);    // 0 without CUDA
+void pt_set_num_threads(int n);
+int pt_num_threads(void);
+void pt_manual_seed(uint64_t seed);  // the default generators of every device
+
+// ---- describing tensors ----
+pt_shape pt_shape_of(const pt_tensor *t);  // ndim -1 for NULL
+int pt_ndim(const pt_tensor *t);
+int64_t pt_size(const pt_tensor *t, int dim);  // negative dim counts from the end
+int64_t pt_numel(const pt_tensor *t);
+pt_dtype pt_dtype_of(const pt_tensor *t);
+pt_device pt_device_of(const pt_tensor *t);
+const char *pt_dtype_name(pt_dtype dt);
+size_t pt_dtype_size(pt_dtype dt);
+// "[2,3] f32 cpu" into buf; returns buf.
+char *pt_describe(const pt_tensor *t, char *buf, size_t len);
+
+// ---- creating and reading ----
+// Copies `data` (laid out contiguously, row-major, in dtype dt) into a new tensor on dev.
+pt_tensor *pt_from_data(const void *data, pt_dtype dt, pt_shape shape, pt_device dev);
+// Copies t (any device, any layout) into out, which holds exactly numel * dtype size bytes of t's
+// dtype. Returns 0, or -1 with the error set.
+int pt_to_data(const pt_tensor *t, void *out, size_t nbytes);
+double pt_item(const pt_tensor *t);  // a one-element tensor's value; NAN on error
+pt_tensor *pt_zeros(pt_shape shape, pt_dtype dt, pt_device dev);
+pt_tensor *pt_ones(pt_shape shape, pt_dtype dt, pt_device dev);
+pt_tensor *pt_full(pt_shape shape, double value, pt_dtype dt, pt_device dev);
+pt_tensor *pt_arange(int64_t start, int64_t end, pt_dtype dt, pt_device dev);  // [start, end)
+pt_tensor *pt_randn(pt_shape shape, pt_dtype dt, pt_device dev, pt_gen *g);      // g may be NULL
+pt_tensor *pt_uniform(pt_shape shape, double lo, double hi, pt_dtype dt, pt_device dev, pt_gen *g);
+pt_tensor *pt_to_dtype(const pt_tensor *t, pt_dtype dt);
+pt_tensor *pt_to_device(const pt_tensor *t, pt_device dev);
+pt_tensor *pt_clone(const pt_tensor *t);
+pt_tensor *pt_detach(const pt_tensor *t);  // shares storage, cut from the graph
+
+// ---- elementwise (broadcasting) ----
+pt_tensor *pt_add(const pt_tensor *a, const pt_tensor *b);
+pt_tensor *pt_sub(const pt_tensor *a, const pt_tensor *b);
+pt_tensor *pt_mul(const pt_tensor *a, const pt_tensor *b);
+pt_tensor *pt_div(const pt_tensor *a, const pt_tensor *b);
+pt_tensor *pt_add_scalar(const pt_tensor *a, double s);
+pt_tensor *pt_mul_scalar(const pt_tensor *a, double s);
+pt_tensor *pt_pow_scalar(const pt_tensor *a, double p);
+pt_tensor *pt_maximum(const pt_tensor *a, const pt_tensor *b);
+pt_tensor *pt_neg(const pt_tensor *a);
+pt_tensor *pt_exp(const pt_tensor *a);
+pt_tensor *pt_log(const pt_tensor *a);
+pt_tensor *pt_sqrt(const pt_tensor *a);
+pt_tensor *pt_rsqrt(const pt_tensor *a);
+pt_tensor *pt_abs(const pt_tensor *a);
+pt_tensor *pt_sin(const pt_tensor *a);
+pt_tensor *pt_cos(const pt_tensor *a);
+pt_tensor *pt_tanh(const pt_tensor *a);
+pt_tensor *pt_sigmoid(const pt_tensor *a);
+pt_tensor *pt_relu(const pt_tensor *a);
+pt_tensor *pt_silu(const pt_tensor *a);
+pt_tensor *pt_eq(const pt_tensor *a, const pt_tensor *b);     // bool
+pt_tensor *pt_eq_scalar(const pt_tensor *a, double s);        // bool
+pt_tensor *pt_where(const pt_tensor *cond, const pt_tensor *a, const pt_tensor *b);
+pt_tensor *pt_masked_fill(const pt_tensor *a, const pt_tensor *mask, double value);
+
+// ---- linear algebra ----
+pt_tensor *pt_matmul(const pt_tensor *a, const pt_tensor *b);  // batched, broadcasting
+// x (..., in) · w (out, in)ᵀ + b (out); b may be NULL.
+pt_tensor *pt_linear(const pt_tensor *x, const pt_tensor *w, const pt_tensor *b);
+
+// ---- reductions ----
+pt_tensor *pt_sum(const pt_tensor *a);                         // all elements → scalar
+pt_tensor *pt_mean(const pt_tensor *a);
+pt_tensor *pt_sum_dim(const pt_tensor *a, int dim, int keepdim);
+pt_tensor *pt_mean_dim(const pt_tensor *a, int dim, int keepdim);
+pt_tensor *pt_amax_dim(const pt_tensor *a, int dim, int keepdim);
+pt_tensor *pt_argmax(const pt_tensor *a, int dim, int keepdim);  // i64
+pt_tensor *pt_softmax(const pt_tensor *a, int dim);
+pt_tensor *pt_log_softmax(const pt_tensor *a, int dim);
+// logits (N, C), targets (N) i64; targets equal to ignore_index add nothing (mean over the rest).
+pt_tensor *pt_cross_entropy(const pt_tensor *logits, const pt_tensor *targets, int64_t ignore_index,
+                            pt_reduction reduction);
+
+// ---- indexing ----
+pt_tensor *pt_embedding(const pt_tensor *weight, const pt_tensor *ids);  // (V, D), ids (...) → (..., D)
+pt_tensor *pt_index_select(const pt_tensor *a, int dim, const pt_tensor *index);
+pt_tensor *pt_gather(const pt_tensor *a, int dim, const pt_tensor *index);
+pt_tensor *pt_scatter(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src);
+pt_tensor *pt_scatter_add(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src);
+
+// ---- shape ----
+pt_tensor *pt_cat(pt_tensor *const *ts, int n, int dim);
+pt_tensor *pt_slice(const pt_tensor *a, int dim, int64_t start, int64_t end);  // [start, end), a view
+pt_tensor *pt_view(const pt_tensor *a, pt_shape shape);     // one dim may be -1
+pt_tensor *pt_reshape(const pt_tensor *a, pt_shape shape);  // copies when a view is impossible
+pt_tensor *pt_transpose(const pt_tensor *a, int d0, int d1);
+pt_tensor *pt_permute(const pt_tensor *a, pt_shape dims);
+pt_tensor *pt_contiguous(const pt_tensor *a);
+pt_tensor *pt_unsqueeze(const pt_tensor *a, int dim);
+pt_tensor *pt_squeeze(const pt_tensor *a, int dim);
+pt_tensor *pt_expand(const pt_tensor *a, pt_shape shape);  // -1 keeps a dim
+pt_tensor *pt_triu(const pt_tensor *a, int64_t diagonal);
+pt_tensor *pt_tril(const pt_tensor *a, int64_t diagonal);
+
+// ---- neural network ----
+// q (B, H, Tq, hd), k and v (B, Hkv, Tk, hd) with H a multiple of Hkv (grouped-query attention);
+// mask NULL or broadcastable to (B, H, Tq, Tk): bool (true = attend) or float (added);
+// causal: query i attends to keys j <= i + (Tk - Tq). scale <= 0 means 1/sqrt(hd).
+// Uses libtorch's fused scaled_dot_product_attention and falls back to pt_attention_math.
+pt_tensor *pt_attention(const pt_tensor *q, const pt_tensor *k, const pt_tensor *v,
+                        const pt_tensor *mask, int causal, double scale);
+// The same computed step by step (softmax(q kᵀ · scale + mask) v): the reference and fallback.
+pt_tensor *pt_attention_math(const pt_tensor *q, const pt_tensor *k, const pt_tensor *v,
+                             const pt_tensor *mask, int causal, double scale);
+// Zeroes each element with probability p and scales the rest by 1/(1-p); identity when p == 0.
+pt_tensor *pt_dropout(const pt_tensor *a, double p, pt_gen *g);
+// x (..., D) / rms(x) * weight (D)
+pt_tensor *pt_rms_norm(const pt_tensor *x, const pt_tensor *weight, double eps);
+
+// ---- autograd ----
+int pt_set_requires_grad(pt_tensor *t, int on);  // 0, or -1 with the error set
+int pt_requires_grad(const pt_tensor *t);
+int pt_backward(const pt_tensor *loss);  // loss: one element
+pt_tensor *pt_grad(const pt_tensor *t);   // a new handle to t's gradient; NULL (no error) if none
+void pt_zero_grad(pt_tensor *t);          // drop the gradient
+int pt_grad_enabled(void);
+// Turn gradient recording off or on for this thread; returns the previous state to restore:
+// `int was = pt_set_grad_enabled(0); ... pt_set_grad_enabled(was);`
+int pt_set_grad_enabled(int on);
+// Scale the gradients of params so that their joint L2 norm is at most max_norm; returns the
+// norm before clipping (NAN on error). max_norm <= 0 only measures.
+double pt_clip_grad_norm(pt_tensor *const *params, int n, double max_norm);
+
+// ---- in place (parameters) ----
+int pt_copy_(pt_tensor *dst, const pt_tensor *src);  // dst ← src, shapes equal, outside autograd
+
+// ---- random generators ----
+pt_gen *pt_gen_new(uint64_t seed, pt_device dev);
+void pt_gen_free(pt_gen *g);
+// The generator's full state as bytes (for checkpoints): returns its size; copies into buf when
+// buf is large enough.
+size_t pt_gen_get_state(const pt_gen *g, void *buf, size_t len);
+int pt_gen_set_state(pt_gen *g, const void *buf, size_t len);
+
+// ---- AdamW (decoupled weight decay, as torch.optim.AdamW) ----
+typedef struct {
+  double lr, beta1, beta2, eps, weight_decay;
+} pt_adamw_config;
+// params: n kept handles with requires_grad; the optimizer references them, it does not own them.
+pt_adamw *pt_adamw_new(pt_tensor *const *params, int n, pt_adamw_config cfg);
+void pt_adamw_free(pt_adamw *o);
+void pt_adamw_set_lr(pt_adamw *o, double lr);
+int pt_adamw_step(pt_adamw *o);       // params without a gradient are left alone
+void pt_adamw_zero_grad(pt_adamw *o);
+int64_t pt_adamw_steps(const pt_adamw *o);
+// State of param i for checkpoints: exp_avg and exp_avg_sq (same shape as the param, owned by
+// the optimizer; do not free) and the step count.
+pt_tensor *pt_adamw_exp_avg(pt_adamw *o, int i);
+pt_tensor *pt_adamw_exp_avg_sq(pt_adamw *o, int i);
+int pt_adamw_set_steps(pt_adamw *o, int64_t steps);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

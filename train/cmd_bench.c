@@ -1,0 +1,205 @@
+// pith bench: speed of pith's own paths, printed so that a comparison script can put the same
+// computation in PyTorch eager beside it (tests/reference/bench_*.py; scripts/bench runs both).
+//
+//   pith bench blocks: forward + backward of a stack of LLaMA-style transformer blocks (RMSNorm,
+//   rotary attention through the fused SDPA, SwiGLU MLP), every weight trainable, through the shim.
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "commands.h"
+#include "torch_shim.h"
+
+typedef struct {
+  int dim, layers, seq, batch, head_dim, hidden;
+  int steps, warmup, threads;
+  int json;
+} blocks_config;
+
+typedef struct {
+  pt_tensor *attn_norm, *wq, *wk, *wv, *wo;  // (dim), (dim, dim) x4
+  pt_tensor *mlp_norm, *w_gate, *w_up;      // (dim), (hidden, dim) x2
+  pt_tensor *w_down;                        // (dim, hidden)
+} block_weights;
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static pt_tensor *param(pt_shape shape, double scale, pt_gen *g) {
+  pt_tensor *t = pt_keep(pt_mul_scalar(pt_randn(shape, PT_F32, PT_CPU, g), scale));
+  pt_set_requires_grad(t, 1);
+  return t;
+}
+
+static pt_tensor *norm_weight(int dim) {
+  pt_tensor *t = pt_keep(pt_ones(PT_SHAPE(dim), PT_F32, PT_CPU));
+  pt_set_requires_grad(t, 1);
+  return t;
+}
+
+// x (B, H, T, hd) rotated by the angles whose cos and sin are (T, hd): x·cos + rotate_half(x)·sin.
+static pt_tensor *rope(pt_tensor *x, pt_tensor *cos, pt_tensor *sin) {
+  int64_t half = pt_size(x, -1) / 2;
+  pt_tensor *halves[2] = {pt_neg(pt_slice(x, -1, half, 2 * half)), pt_slice(x, -1, 0, half)};
+  return pt_add(pt_mul(x, cos), pt_mul(pt_cat(halves, 2, -1), sin));
+}
+
+// x (B, T, dim) → (B, T, dim)
+static pt_tensor *block_forward(const blocks_config *c, const block_weights *w, pt_tensor *x, pt_tensor *cos,
+                                pt_tensor *sin) {
+  int B = c->batch, T = c->seq, H = c->dim / c->head_dim, hd = c->head_dim;
+  pt_tensor *h = pt_rms_norm(x, w->attn_norm, 1e-5);
+  pt_tensor *q = pt_transpose(pt_view(pt_linear(h, w->wq, NULL), PT_SHAPE(B, T, H, hd)), 1, 2);
+  pt_tensor *k = pt_transpose(pt_view(pt_linear(h, w->wk, NULL), PT_SHAPE(B, T, H, hd)), 1, 2);
+  pt_tensor *v = pt_transpose(pt_view(pt_linear(h, w->wv, NULL), PT_SHAPE(B, T, H, hd)), 1, 2);
+  pt_tensor *a = pt_attention(rope(q, cos, sin), rope(k, cos, sin), v, NULL, 1, 0);  // (B, H, T, hd)
+  a = pt_reshape(pt_transpose(a, 1, 2), PT_SHAPE(B, T, c->dim));
+  x = pt_add(x, pt_linear(a, w->wo, NULL));
+  h = pt_rms_norm(x, w->mlp_norm, 1e-5);
+  pt_tensor *gate = pt_silu(pt_linear(h, w->w_gate, NULL));
+  return pt_add(x, pt_linear(pt_mul(gate, pt_linear(h, w->w_up, NULL)), w->w_down, NULL));
+}
+
+static void rope_tables(const blocks_config *c, pt_tensor **cos_out, pt_tensor **sin_out) {
+  int T = c->seq, hd = c->head_dim;
+  float *cs = malloc(sizeof(float) * T * hd), *sn = malloc(sizeof(float) * T * hd);
+  for (int t = 0; t < T; t++)
+    for (int i = 0; i < hd; i++) {
+      double freq = pow(10000.0, -(double)(2 * (i % (hd / 2))) / hd);
+      cs[t * hd + i] = (float)cos(t * freq);
+      sn[t * hd + i] = (float)sin(t * freq);
+    }
+  *cos_out = pt_keep(pt_from_data(cs, PT_F32, PT_SHAPE(T, hd), PT_CPU));
+  *sin_out = pt_keep(pt_from_data(sn, PT_F32, PT_SHAPE(T, hd), PT_CPU));
+  free(cs);
+  free(sn);
+}
+
+static void blocks_usage(FILE *out) {
+  fprintf(out,
+          "usage: pith bench blocks [--dim 256] [--layers 4] [--seq 256] [--batch 8] [--head-dim 64]\n"
+          "                         [--hidden 768] [--steps 10] [--warmup 3] [--threads N] [--json]\n\n"
+          "Times forward + backward of LLaMA-style transformer blocks through the shim, on CPU, f32.\n"
+          "Prints tokens/s (median over steps); --json prints one JSON object instead.\n"
+          "scripts/bench blocks runs it next to the same computation in PyTorch eager.\n");
+}
+
+static int parse_blocks(int argc, char **argv, blocks_config *c) {
+  static const struct option opts[] = {
+      {"dim", required_argument, 0, 'd'},    {"layers", required_argument, 0, 'l'},
+      {"seq", required_argument, 0, 's'},    {"batch", required_argument, 0, 'b'},
+      {"head-dim", required_argument, 0, 'e'}, {"hidden", required_argument, 0, 'n'},
+      {"steps", required_argument, 0, 'S'},  {"warmup", required_argument, 0, 'w'},
+      {"threads", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
+      {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+  int o;
+  optind = 1;
+  while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    switch (o) {
+      case 'd': c->dim = atoi(optarg); break;
+      case 'l': c->layers = atoi(optarg); break;
+      case 's': c->seq = atoi(optarg); break;
+      case 'b': c->batch = atoi(optarg); break;
+      case 'e': c->head_dim = atoi(optarg); break;
+      case 'n': c->hidden = atoi(optarg); break;
+      case 'S': c->steps = atoi(optarg); break;
+      case 'w': c->warmup = atoi(optarg); break;
+      case 't': c->threads = atoi(optarg); break;
+      case 'j': c->json = 1; break;
+      case 'h': blocks_usage(stdout); exit(0);
+      default: blocks_usage(stderr); return -1;
+    }
+  }
+  if (c->dim <= 0 || c->layers <= 0 || c->seq <= 0 || c->batch <= 0 || c->head_dim <= 0 || c->hidden <= 0 ||
+      c->steps <= 0 || c->warmup < 0 || c->dim % c->head_dim || c->head_dim % 2) {
+    fprintf(stderr, "pith bench blocks: sizes must be positive, dim a multiple of an even head-dim\n");
+    return -1;
+  }
+  return 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static int bench_blocks(int argc, char **argv) {
+  blocks_config c = {.dim = 256, .layers = 4, .seq = 256, .batch = 8, .head_dim = 64, .hidden = 768,
+                     .steps = 10, .warmup = 3, .threads = 0};
+  if (parse_blocks(argc, argv, &c) != 0) return 2;
+  if (c.threads > 0) pt_set_num_threads(c.threads);
+
+  pt_gen *g = pt_gen_new(1234, PT_CPU);
+  block_weights *w = calloc((size_t)c.layers, sizeof *w);
+  double sd = 1 / sqrt(c.dim);
+  for (int l = 0; l < c.layers; l++) {
+    w[l] = (block_weights){norm_weight(c.dim), param(PT_SHAPE(c.dim, c.dim), sd, g), param(PT_SHAPE(c.dim, c.dim), sd, g),
+                           param(PT_SHAPE(c.dim, c.dim), sd, g), param(PT_SHAPE(c.dim, c.dim), sd, g), norm_weight(c.dim),
+                           param(PT_SHAPE(c.hidden, c.dim), sd, g), param(PT_SHAPE(c.hidden, c.dim), sd, g),
+                           param(PT_SHAPE(c.dim, c.hidden), 1 / sqrt(c.hidden), g)};
+  }
+  pt_tensor *cos, *sin;
+  rope_tables(&c, &cos, &sin);
+  pt_tensor *input = pt_keep(pt_randn(PT_SHAPE(c.batch, c.seq, c.dim), PT_F32, PT_CPU, g));
+
+  double *times = calloc((size_t)c.steps, sizeof *times);
+  double loss = 0;
+  for (int step = 0; step < c.warmup + c.steps; step++) {
+    double t0 = now_seconds();
+    pt_scope s = pt_scope_begin();
+    pt_tensor *x = input;
+    for (int l = 0; l < c.layers; l++) x = block_forward(&c, &w[l], x, cos, sin);
+    pt_tensor *l2 = pt_mean(pt_mul(x, x));
+    if (pt_backward(l2) != 0) break;
+    loss = pt_item(l2);
+    for (int l = 0; l < c.layers; l++) {
+      pt_tensor **p = (pt_tensor **)&w[l];
+      for (size_t i = 0; i < sizeof(block_weights) / sizeof(pt_tensor *); i++) pt_zero_grad(p[i]);
+    }
+    pt_scope_end(s);
+    if (step >= c.warmup) times[step - c.warmup] = now_seconds() - t0;
+  }
+  int rc = 0;
+  if (!pt_ok()) {
+    fprintf(stderr, "pith bench blocks: %s\n", pt_error());
+    rc = 1;
+  } else {
+    qsort(times, (size_t)c.steps, sizeof *times, cmp_double);
+    double median = times[c.steps / 2];
+    double tok_s = c.batch * c.seq / median;
+    if (c.json)
+      printf("{\"impl\": \"pith\", \"tokens_per_s\": %.1f, \"median_step_s\": %.6f, \"threads\": %d, \"loss\": %.6f}\n",
+             tok_s, median, pt_num_threads(), loss);
+    else
+      printf("pith blocks: dim %d, %d layers, seq %d, batch %d, %d threads: %.0f tokens/s (median step %.1f ms)\n",
+             c.dim, c.layers, c.seq, c.batch, pt_num_threads(), tok_s, median * 1e3);
+  }
+  for (int l = 0; l < c.layers; l++) {
+    pt_tensor **p = (pt_tensor **)&w[l];
+    for (size_t i = 0; i < sizeof(block_weights) / sizeof(pt_tensor *); i++) pt_free(p[i]);
+  }
+  pt_free(cos);
+  pt_free(sin);
+  pt_free(input);
+  pt_gen_free(g);
+  free(w);
+  free(times);
+  return rc;
+}
+
+int cmd_bench(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    FILE *out = argc < 2 ? stderr : stdout;
+    fprintf(out, "usage: pith bench WHAT [OPTIONS]\n\n  blocks   forward+backward of LLaMA-style blocks through the shim\n");
+    return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "blocks")) return bench_blocks(argc - 1, argv + 1);
+  fprintf(stderr, "pith bench: unknown benchmark '%s' (try --help)\n", argv[1]);
+  return 2;
+}

@@ -1,0 +1,9 @@
+// commands: the subcommands of the `pith` binary. Each lives in its own file train/cmd_NAME.c
+// and is listed once in the table in train/main.c. A command gets argv from its own name on,
+// prints its own --help, and returns the process exit code (0 ok, 1 failure, 2 usage error).
+#ifndef PITH_COMMANDS_H
+#define PITH_COMMANDS_H
+
+int cmd_bench(int argc, char **argv);
+
+#endif
