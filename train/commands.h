@@ -5,5 +5,7 @@
 #define PITH_COMMANDS_H
 
 int cmd_bench(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 
 #endif

@@ -1,0 +1,56 @@
+// tokenizer: text <-> token ids for the models pith trains and compresses for, giving the same ids
+// as the tokenizers users already trust, so corpora and checkpoints made by pith interoperate.
+//
+// Formats read:
+//   - Hugging Face tokenizer.json with a BPE model, byte-level (GPT-2, LLaMA-3, Qwen2) or
+//     SentencePiece-style (LLaMA-2, Mistral: Metaspace or Prepend/Replace normalizer, byte
+//     fallback); added/special tokens are matched in the raw text first, as HF tokenizers does.
+//   - a GPT-2 style folder: vocab.json + merges.txt.
+//   - a llama2.c tokenizer.bin (encoded and decoded as llama2.c's run.c does).
+// bos/eos/pad come from tokenizer_config.json and generation_config.json beside tokenizer.json.
+//
+// A loaded tokenizer is immutable: any number of threads may encode and decode with it at once
+// (all scratch memory is per call). Ids are int32 (a vocabulary never nears 2^31).
+#ifndef PITH_TOKENIZER_H
+#define PITH_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base.h"
+
+typedef struct tokenizer tokenizer;
+
+// path: a tokenizer.json, a llama2.c tokenizer.bin, or a folder holding tokenizer.json (or
+// vocab.json + merges.txt, or tokenizer.bin). NULL and a one-line message naming the file on
+// failure, e.g. "x/tokenizer.json: model type 'Unigram' is not supported (BPE only)".
+tokenizer *tokenizer_load(const char *path, pith_err *err);
+void tokenizer_free(tokenizer *tok);
+
+// text: len bytes of UTF-8 (need not be NUL-terminated). *ids: malloc'd (n_ids), caller frees;
+// add_bos: prepend the bos id when the tokenizer has one. Special tokens written in the text
+// are matched as special tokens. Returns 0, or -1 and err.
+int tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int add_bos,
+                     int32_t **ids, size_t *n_ids, pith_err *err);
+
+// ids: (n). A malloc'd NUL-terminated UTF-8 string (invalid byte runs become U+FFFD, as HF
+// does), or NULL and err for an id outside the vocabulary. skip_special: leave special tokens
+// out. The leading space the encoder adds (SentencePiece-style, llama2.c) is removed.
+char *tokenizer_decode(const tokenizer *tok, const int32_t *ids, size_t n, int skip_special,
+                       pith_err *err);
+
+int32_t tokenizer_vocab_size(const tokenizer *tok);        // largest id + 1, added tokens included
+int32_t tokenizer_bos_id(const tokenizer *tok);            // -1 when none
+int32_t tokenizer_pad_id(const tokenizer *tok);            // -1 when none
+int tokenizer_eos_ids(const tokenizer *tok, const int32_t **ids);  // count; *ids: all eos ids
+int tokenizer_adds_bos(const tokenizer *tok);  // 1 when the model expects bos before a text
+int32_t tokenizer_token_id(const tokenizer *tok, const char *piece);  // -1 when absent
+const char *tokenizer_token_piece(const tokenizer *tok, int32_t id);  // NULL when no such id
+int tokenizer_is_special(const tokenizer *tok, int32_t id);
+
+// The main file it was loaded from (tokenizer.json, vocab.json or tokenizer.bin), and all the
+// files that shaped it (configs and merges.txt included), for fingerprints. *paths: (count).
+const char *tokenizer_source_path(const tokenizer *tok);
+int tokenizer_source_files(const tokenizer *tok, const char *const **paths);
+
+#endif
