@@ -96,14 +96,24 @@ extern "C" void pt_scope_end(pt_scope s) {
   }
 }
 
-extern "C" pt_tensor *pt_scope_return(pt_scope s, pt_tensor *keep) {
-  bool move = keep && keep->slot != KEPT && keep->slot >= s;
-  if (move) g_arena[keep->slot] = nullptr;
-  pt_scope_end(s);
-  if (move) {
-    keep->slot = g_arena.size();
-    g_arena.push_back(keep);
+extern "C" void pt_scope_return_n(pt_scope s, pt_tensor **keep, int n) {
+  std::vector<pt_tensor *> moved;
+  for (int i = 0; i < n; i++) {
+    pt_tensor *t = keep[i];
+    if (t && t->slot != KEPT && t->slot >= s && g_arena[t->slot] == t) {
+      g_arena[t->slot] = nullptr;
+      moved.push_back(t);
+    }
   }
+  pt_scope_end(s);
+  for (pt_tensor *t : moved) {
+    t->slot = g_arena.size();
+    g_arena.push_back(t);
+  }
+}
+
+extern "C" pt_tensor *pt_scope_return(pt_scope s, pt_tensor *keep) {
+  pt_scope_return_n(s, &keep, 1);
   return keep;
 }
 

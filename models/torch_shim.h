@@ -56,6 +56,7 @@ typedef size_t pt_scope;
 pt_scope pt_scope_begin(void);
 void pt_scope_end(pt_scope s);
 pt_tensor *pt_scope_return(pt_scope s, pt_tensor *keep);  // end s, keep one handle alive outside
+void pt_scope_return_n(pt_scope s, pt_tensor **keep, int n);  // the same for n handles (NULLs skipped)
 pt_tensor *pt_keep(pt_tensor *t);  // take t out of the arena; free it with pt_free
 void pt_free(pt_tensor *t);        // free now (kept or not); NULL is fine
 size_t pt_live_handles(void);      // handles alive on this thread (arena + kept): for leak tests

@@ -1,0 +1,260 @@
+#include "hf_folder.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "safetensors.h"
+
+// ---------------------------------------------------------------- config.json
+
+static const cJSON *field(const cJSON *obj, const char *name) {
+  const cJSON *f = cJSON_GetObjectItemCaseSensitive(obj, name);
+  return (f && !cJSON_IsNull(f)) ? f : NULL;
+}
+
+static int need_int(const cJSON *obj, const char *name, int *out, const char *path, pith_err *err) {
+  const cJSON *f = field(obj, name);
+  if (!f) return pith_fail(err, "%s: missing field '%s'", path, name);
+  if (!cJSON_IsNumber(f) || f->valuedouble != (int)f->valuedouble)
+    return pith_fail(err, "%s: field '%s' must be an integer", path, name);
+  *out = (int)f->valuedouble;
+  return 0;
+}
+
+static double opt_num(const cJSON *obj, const char *name, double fallback) {
+  const cJSON *f = field(obj, name);
+  return cJSON_IsNumber(f) ? f->valuedouble : fallback;
+}
+
+// An id that may be given as an int or a list of ints (the first is taken).
+static int opt_id(const cJSON *obj, const char *name) {
+  const cJSON *f = field(obj, name);
+  if (cJSON_IsArray(f)) f = cJSON_GetArrayItem(f, 0);
+  return cJSON_IsNumber(f) ? (int)f->valuedouble : -1;
+}
+
+static int parse_rope_scaling(const cJSON *rs, llama_config *c, const char *path, pith_err *err) {
+  const cJSON *type = field(rs, "rope_type");
+  if (!type) type = field(rs, "type");
+  const char *t = cJSON_IsString(type) ? type->valuestring : "default";
+  if (!strcmp(t, "default")) return 0;
+  if (strcmp(t, "llama3"))
+    return pith_fail(err, "%s: rope_scaling type '%s' is not supported (default and llama3 are)", path, t);
+  c->rope_llama3 = 1;
+  c->rope_factor = opt_num(rs, "factor", 0);
+  c->rope_low_freq_factor = opt_num(rs, "low_freq_factor", 0);
+  c->rope_high_freq_factor = opt_num(rs, "high_freq_factor", 0);
+  c->rope_original_max_pos = (int)opt_num(rs, "original_max_position_embeddings", 0);
+  return 0;
+}
+
+int hf_config_load(const char *path, llama_config *c, pith_err *err) {
+  memset(c, 0, sizeof *c);
+  size_t len;
+  char *text = pith_read_file(path, &len, err);
+  if (!text) return -1;
+  cJSON *root = cJSON_Parse(text);
+  free(text);
+  if (!cJSON_IsObject(root)) {
+    cJSON_Delete(root);
+    return pith_fail(err, "%s: not a JSON object", path);
+  }
+  int rc = -1;
+  const cJSON *mt = field(root, "model_type");
+  const char *type = cJSON_IsString(mt) ? mt->valuestring : NULL;
+  if (!type) {
+    pith_fail(err, "%s: missing field 'model_type'", path);
+    goto done;
+  }
+  if (!strcmp(type, "llama")) c->arch = LLAMA_ARCH_LLAMA;
+  else if (!strcmp(type, "mistral")) c->arch = LLAMA_ARCH_MISTRAL;
+  else if (!strcmp(type, "qwen2")) c->arch = LLAMA_ARCH_QWEN2;
+  else {
+    pith_fail(err, "%s: model_type '%s' is not supported (llama, mistral, qwen2 are)", path, type);
+    goto done;
+  }
+  if (need_int(root, "vocab_size", &c->vocab_size, path, err) || need_int(root, "hidden_size", &c->dim, path, err) ||
+      need_int(root, "intermediate_size", &c->hidden_dim, path, err) ||
+      need_int(root, "num_hidden_layers", &c->n_layers, path, err) ||
+      need_int(root, "num_attention_heads", &c->n_heads, path, err))
+    goto done;
+  c->n_kv_heads = (int)opt_num(root, "num_key_value_heads", c->n_heads);
+  c->head_dim = (int)opt_num(root, "head_dim", 0);
+  c->max_seq_len = (int)opt_num(root, "max_position_embeddings", 2048);
+  c->norm_eps = opt_num(root, "rms_norm_eps", 1e-6);
+  c->rope_theta = opt_num(root, "rope_theta", 10000);
+  c->tie_embeddings = cJSON_IsTrue(field(root, "tie_word_embeddings"));
+  c->qkv_bias = c->arch == LLAMA_ARCH_QWEN2;
+  c->bos_id = opt_id(root, "bos_token_id");
+  c->eos_id = opt_id(root, "eos_token_id");
+  if (cJSON_IsTrue(field(root, "attention_bias")) || cJSON_IsTrue(field(root, "mlp_bias"))) {
+    pith_fail(err, "%s: attention_bias/mlp_bias (biases on every projection) are not supported", path);
+    goto done;
+  }
+  if (c->arch == LLAMA_ARCH_MISTRAL) c->sliding_window = (int)opt_num(root, "sliding_window", 0);
+  if (c->arch == LLAMA_ARCH_QWEN2 && cJSON_IsTrue(field(root, "use_sliding_window"))) {
+    pith_fail(err, "%s: use_sliding_window is not supported for qwen2", path);
+    goto done;
+  }
+  const cJSON *rs = field(root, "rope_scaling");
+  // Newer transformers write rope_parameters {rope_type, rope_theta, ...} instead.
+  const cJSON *rp = field(root, "rope_parameters");
+  if (rp) {
+    c->rope_theta = opt_num(rp, "rope_theta", c->rope_theta);
+    if (!rs) rs = rp;
+  }
+  if (rs && parse_rope_scaling(rs, c, path, err)) goto done;
+  if (llama_config_validate(c, err)) {
+    char inner[sizeof err->msg];
+    snprintf(inner, sizeof inner, "%s", err->msg);
+    pith_fail(err, "%s: %s", path, inner);
+    goto done;
+  }
+  rc = 0;
+done:
+  cJSON_Delete(root);
+  return rc;
+}
+
+char *hf_config_json(const llama_config *c, pt_dtype dtype) {
+  static const char *const types[] = {"llama", "mistral", "qwen2"};
+  static const char *const archs[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"};
+  cJSON *o = cJSON_CreateObject();
+  cJSON *a = cJSON_AddArrayToObject(o, "architectures");
+  cJSON_AddItemToArray(a, cJSON_CreateString(archs[c->arch]));
+  cJSON_AddStringToObject(o, "model_type", types[c->arch]);
+  cJSON_AddNumberToObject(o, "vocab_size", c->vocab_size);
+  cJSON_AddNumberToObject(o, "hidden_size", c->dim);
+  cJSON_AddNumberToObject(o, "intermediate_size", c->hidden_dim);
+  cJSON_AddNumberToObject(o, "num_hidden_layers", c->n_layers);
+  cJSON_AddNumberToObject(o, "num_attention_heads", c->n_heads);
+  cJSON_AddNumberToObject(o, "num_key_value_heads", c->n_kv_heads);
+  cJSON_AddNumberToObject(o, "head_dim", c->head_dim);
+  cJSON_AddNumberToObject(o, "max_position_embeddings", c->max_seq_len);
+  cJSON_AddNumberToObject(o, "rms_norm_eps", c->norm_eps);
+  cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta);
+  cJSON_AddBoolToObject(o, "tie_word_embeddings", c->tie_embeddings);
+  cJSON_AddStringToObject(o, "hidden_act", "silu");
+  cJSON_AddStringToObject(o, "torch_dtype", dtype == PT_BF16 ? "bfloat16" : dtype == PT_F16 ? "float16" : "float32");
+  cJSON_AddBoolToObject(o, "attention_bias", 0);
+  if (c->bos_id >= 0) cJSON_AddNumberToObject(o, "bos_token_id", c->bos_id);
+  if (c->eos_id >= 0) cJSON_AddNumberToObject(o, "eos_token_id", c->eos_id);
+  if (c->arch == LLAMA_ARCH_MISTRAL) {
+    if (c->sliding_window > 0) cJSON_AddNumberToObject(o, "sliding_window", c->sliding_window);
+    else cJSON_AddNullToObject(o, "sliding_window");
+  }
+  if (c->arch == LLAMA_ARCH_QWEN2) cJSON_AddBoolToObject(o, "use_sliding_window", 0);
+  if (c->rope_llama3) {
+    cJSON *rs = cJSON_AddObjectToObject(o, "rope_scaling");
+    cJSON_AddStringToObject(rs, "rope_type", "llama3");
+    cJSON_AddNumberToObject(rs, "factor", c->rope_factor);
+    cJSON_AddNumberToObject(rs, "low_freq_factor", c->rope_low_freq_factor);
+    cJSON_AddNumberToObject(rs, "high_freq_factor", c->rope_high_freq_factor);
+    cJSON_AddNumberToObject(rs, "original_max_position_embeddings", c->rope_original_max_pos);
+  } else {
+    cJSON_AddNullToObject(o, "rope_scaling");
+  }
+  char *s = cJSON_Print(o);
+  cJSON_Delete(o);
+  return s;
+}
+
+// ---------------------------------------------------------------- weights
+
+static int pt_of_st(st_dtype d, pt_dtype *out) {
+  switch (d) {
+    case ST_F32: *out = PT_F32; return 0;
+    case ST_BF16: *out = PT_BF16; return 0;
+    case ST_F16: *out = PT_F16; return 0;
+    default: return -1;
+  }
+}
+
+typedef struct {
+  const st_set *set;
+  const char *dir;
+  pt_dtype dtype;
+  pt_device dev;
+  pith_err *err;
+} load_ctx;
+
+static int load_weight(const char *name, pt_tensor **slot, pt_shape shape, void *vctx) {
+  load_ctx *ctx = vctx;
+  const st_tensor *t = st_set_find(ctx->set, name);
+  if (!t) return pith_fail(ctx->err, "%s: tensor '%s' is missing", ctx->dir, name);
+  int same = t->ndim == shape.ndim;
+  for (int i = 0; same && i < shape.ndim; i++) same = t->shape[i] == shape.d[i];
+  if (!same)
+    return pith_fail(ctx->err, "%s: tensor '%s' has a shape other than config.json implies", ctx->dir, name);
+  pt_dtype stored;
+  if (pt_of_st(t->dtype, &stored))
+    return pith_fail(ctx->err, "%s: tensor '%s' is %s (F32, BF16 or F16 expected)", ctx->dir, name, st_dtype_name(t->dtype));
+  pt_scope s = pt_scope_begin();
+  pt_tensor *x = pt_to_device(pt_to_dtype(pt_from_data(t->data, stored, shape, PT_CPU), ctx->dtype), ctx->dev);
+  *slot = pt_keep(pt_scope_return(s, x));
+  if (!x) {
+    pith_fail(ctx->err, "%s: tensor '%s': %s", ctx->dir, name, pt_error());
+    pt_error_clear();
+    return -1;
+  }
+  return 0;
+}
+
+llama_model *hf_model_load(const char *dir, pt_dtype dtype, pt_device dev, pith_err *err) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  llama_config cfg;
+  if (hf_config_load(path, &cfg, err)) return NULL;
+  st_set *set = st_set_open(dir, err);
+  if (!set) return NULL;
+  llama_model *m = llama_alloc(&cfg, dtype, dev, err);
+  load_ctx ctx = {set, dir, dtype, dev, err};
+  if (m && (llama_visit_weights(m, load_weight, &ctx) || llama_check_weights(m, err))) {
+    llama_free(m);
+    m = NULL;
+  }
+  st_set_close(set);
+  return m;
+}
+
+typedef struct {
+  st_writer *w;
+  st_dtype dtype;
+  pith_err *err;
+} save_ctx;
+
+static int save_weight(const char *name, pt_tensor **slot, pt_shape shape, void *vctx) {
+  save_ctx *ctx = vctx;
+  size_t nbytes = (size_t)pt_numel(*slot) * st_dtype_size(ctx->dtype);
+  void *buf = malloc(nbytes ? nbytes : 1);
+  int rc = pt_to_data(*slot, buf, nbytes);
+  if (rc) {
+    pith_fail(ctx->err, "save %s: %s", name, pt_error());
+    pt_error_clear();
+  } else {
+    rc = st_writer_add(ctx->w, name, ctx->dtype, shape.ndim, shape.d, buf, ctx->err);
+  }
+  free(buf);
+  return rc;
+}
+
+int hf_model_save(const llama_model *m, const char *dir, pith_err *err) {
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST) return pith_fail(err, "%s: cannot create: %s", dir, strerror(errno));
+  char path[4096];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  char *json = hf_config_json(&m->cfg, m->dtype);
+  int rc = pith_write_file_atomic(path, json, strlen(json), err);
+  free(json);
+  if (rc) return -1;
+  save_ctx ctx = {st_writer_new(), m->dtype == PT_BF16 ? ST_BF16 : m->dtype == PT_F16 ? ST_F16 : ST_F32, err};
+  st_writer_set_metadata(ctx.w, "format", "pt", err);
+  rc = llama_visit_weights((llama_model *)m, save_weight, &ctx);
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  if (!rc) rc = st_writer_finish(ctx.w, path, err);
+  st_writer_free(ctx.w);
+  return rc;
+}

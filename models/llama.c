@@ -1,0 +1,378 @@
+#include "llama.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lora.h"
+
+const char *const LLAMA_PROJ_NAMES[LLAMA_N_PROJ] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                     "gate_proj", "up_proj", "down_proj"};
+
+int llama_config_validate(llama_config *c, pith_err *err) {
+  if (c->vocab_size <= 0 || c->dim <= 0 || c->hidden_dim <= 0 || c->n_layers <= 0 || c->n_heads <= 0)
+    return pith_fail(err, "model config: vocab_size, hidden_size, intermediate_size, num_hidden_layers and "
+                          "num_attention_heads must be positive");
+  if (c->n_kv_heads <= 0) c->n_kv_heads = c->n_heads;
+  if (c->n_heads % c->n_kv_heads)
+    return pith_fail(err, "model config: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+                     c->n_heads, c->n_kv_heads);
+  if (c->head_dim <= 0) {
+    if (c->dim % c->n_heads) return pith_fail(err, "model config: hidden_size %d is not a multiple of %d heads", c->dim, c->n_heads);
+    c->head_dim = c->dim / c->n_heads;
+  }
+  if (c->head_dim % 2) return pith_fail(err, "model config: head_dim %d is odd (rotary embeddings need pairs)", c->head_dim);
+  if (c->rope_theta <= 0) c->rope_theta = 10000;
+  if (c->norm_eps <= 0) c->norm_eps = 1e-6;
+  if (c->max_seq_len <= 0) c->max_seq_len = 2048;
+  if (c->rope_llama3 && (c->rope_factor <= 0 || c->rope_low_freq_factor <= 0 ||
+                         c->rope_high_freq_factor <= c->rope_low_freq_factor || c->rope_original_max_pos <= 0))
+    return pith_fail(err, "model config: rope_scaling llama3 needs factor, low_freq_factor < high_freq_factor and "
+                          "original_max_position_embeddings");
+  return 0;
+}
+
+// Rotary frequencies 1/theta^(2i/hd), with LLaMA 3.1's scaling of the low frequencies.
+static pt_tensor *rope_inv_freq(const llama_config *c) {
+  int half = c->head_dim / 2;
+  float *f = malloc(sizeof(float) * half);
+  for (int i = 0; i < half; i++) {
+    double freq = 1.0 / pow(c->rope_theta, 2.0 * i / c->head_dim);
+    if (c->rope_llama3) {
+      double wavelen = 2 * M_PI / freq;
+      double low_wavelen = c->rope_original_max_pos / c->rope_low_freq_factor;
+      double high_wavelen = c->rope_original_max_pos / c->rope_high_freq_factor;
+      if (wavelen > low_wavelen) {
+        freq /= c->rope_factor;
+      } else if (wavelen >= high_wavelen) {
+        double smooth = (c->rope_original_max_pos / wavelen - c->rope_low_freq_factor) /
+                        (c->rope_high_freq_factor - c->rope_low_freq_factor);
+        freq = (1 - smooth) * freq / c->rope_factor + smooth * freq;
+      }
+    }
+    f[i] = (float)freq;
+  }
+  pt_tensor *t = pt_keep(pt_from_data(f, PT_F32, PT_SHAPE(half), PT_CPU));
+  free(f);
+  return t;
+}
+
+int llama_visit_weights(llama_model *m, llama_weight_fn fn, void *ctx) {
+  const llama_config *c = &m->cfg;
+  int64_t D = c->dim, F = c->hidden_dim, q_out = (int64_t)c->n_heads * c->head_dim,
+          kv_out = (int64_t)c->n_kv_heads * c->head_dim;
+  char name[256];
+  if (fn("model.embed_tokens.weight", &m->embed, PT_SHAPE(c->vocab_size, D), ctx)) return -1;
+  for (int l = 0; l < c->n_layers; l++) {
+    llama_layer *L = &m->layers[l];
+    struct {
+      const char *suffix;
+      pt_tensor **slot;
+      pt_shape shape;
+      int present;
+    } w[] = {
+        {"input_layernorm.weight", &L->attn_norm, PT_SHAPE(D), 1},
+        {"self_attn.q_proj.weight", &L->wq, PT_SHAPE(q_out, D), 1},
+        {"self_attn.q_proj.bias", &L->bq, PT_SHAPE(q_out), c->qkv_bias},
+        {"self_attn.k_proj.weight", &L->wk, PT_SHAPE(kv_out, D), 1},
+        {"self_attn.k_proj.bias", &L->bk, PT_SHAPE(kv_out), c->qkv_bias},
+        {"self_attn.v_proj.weight", &L->wv, PT_SHAPE(kv_out, D), 1},
+        {"self_attn.v_proj.bias", &L->bv, PT_SHAPE(kv_out), c->qkv_bias},
+        {"self_attn.o_proj.weight", &L->wo, PT_SHAPE(D, q_out), 1},
+        {"post_attention_layernorm.weight", &L->mlp_norm, PT_SHAPE(D), 1},
+        {"mlp.gate_proj.weight", &L->w_gate, PT_SHAPE(F, D), 1},
+        {"mlp.up_proj.weight", &L->w_up, PT_SHAPE(F, D), 1},
+        {"mlp.down_proj.weight", &L->w_down, PT_SHAPE(D, F), 1},
+    };
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+      if (!w[i].present) continue;
+      snprintf(name, sizeof name, "model.layers.%d.%s", l, w[i].suffix);
+      if (fn(name, w[i].slot, w[i].shape, ctx)) return -1;
+    }
+  }
+  if (fn("model.norm.weight", &m->final_norm, PT_SHAPE(D), ctx)) return -1;
+  if (!c->tie_embeddings && fn("lm_head.weight", &m->lm_head, PT_SHAPE(c->vocab_size, D), ctx)) return -1;
+  return 0;
+}
+
+llama_model *llama_alloc(const llama_config *cfg, pt_dtype dtype, pt_device dev, pith_err *err) {
+  llama_config c = *cfg;
+  if (llama_config_validate(&c, err)) return NULL;
+  if (dtype != PT_F32 && dtype != PT_BF16 && dtype != PT_F16) {
+    pith_fail(err, "model: compute dtype must be f32, bf16 or f16, not %s", pt_dtype_name(dtype));
+    return NULL;
+  }
+  llama_model *m = calloc(1, sizeof *m);
+  m->cfg = c;
+  m->dtype = dtype;
+  m->device = dev;
+  m->layers = calloc((size_t)c.n_layers, sizeof *m->layers);
+  m->inv_freq = rope_inv_freq(&c);
+  if (dev != PT_CPU) {
+    pt_tensor *moved = pt_keep(pt_to_device(m->inv_freq, dev));
+    pt_free(m->inv_freq);
+    m->inv_freq = moved;
+  }
+  if (!m->inv_freq) {
+    pith_fail(err, "model: %s", pt_error());
+    llama_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+typedef struct {
+  pt_dtype dtype;
+  pt_device dev;
+  pith_err *err;
+} check_ctx;
+
+static int check_weight(const char *name, pt_tensor **slot, pt_shape shape, void *vctx) {
+  check_ctx *ctx = vctx;
+  if (!*slot) return pith_fail(ctx->err, "model: weight %s is missing", name);
+  pt_shape got = pt_shape_of(*slot);
+  int same = got.ndim == shape.ndim;
+  for (int i = 0; same && i < shape.ndim; i++) same = got.d[i] == shape.d[i];
+  if (!same) {
+    char desc[128];
+    return pith_fail(ctx->err, "model: weight %s is %s, want %d dims [%lld...]", name,
+                     pt_describe(*slot, desc, sizeof desc), shape.ndim, (long long)shape.d[0]);
+  }
+  if (pt_dtype_of(*slot) != ctx->dtype || pt_device_of(*slot) != ctx->dev)
+    return pith_fail(ctx->err, "model: weight %s has the wrong dtype or device", name);
+  return 0;
+}
+
+int llama_check_weights(const llama_model *m, pith_err *err) {
+  check_ctx ctx = {m->dtype, m->device, err};
+  if (llama_visit_weights((llama_model *)m, check_weight, &ctx)) return -1;
+  if (m->cfg.tie_embeddings) ((llama_model *)m)->lm_head = m->embed;
+  return 0;
+}
+
+typedef struct {
+  pt_gen *gen;
+  pt_dtype dtype;
+  pt_device dev;
+} random_ctx;
+
+static int random_weight(const char *name, pt_tensor **slot, pt_shape shape, void *vctx) {
+  random_ctx *ctx = vctx;
+  pt_scope s = pt_scope_begin();
+  int is_norm = strstr(name, "norm") != NULL;
+  // Norm weights near 1 and biases small but nonzero, so that a parity test sees them.
+  pt_tensor *t = pt_mul_scalar(pt_randn(shape, PT_F32, PT_CPU, ctx->gen), 0.02);
+  if (is_norm) t = pt_add_scalar(t, 1.0);
+  t = pt_to_device(pt_to_dtype(t, ctx->dtype), ctx->dev);
+  *slot = pt_keep(pt_scope_return(s, t));
+  return t ? 0 : -1;
+}
+
+llama_model *llama_new_random(const llama_config *cfg, uint64_t seed, pt_dtype dtype, pt_device dev, pith_err *err) {
+  llama_model *m = llama_alloc(cfg, dtype, dev, err);
+  if (!m) return NULL;
+  random_ctx ctx = {pt_gen_new(seed, PT_CPU), dtype, dev};
+  int rc = llama_visit_weights(m, random_weight, &ctx);
+  pt_gen_free(ctx.gen);
+  if (rc || llama_check_weights(m, err)) {
+    if (rc) pith_fail(err, "model: random init: %s", pt_error());
+    llama_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+static int free_weight(const char *name, pt_tensor **slot, pt_shape shape, void *ctx) {
+  pt_free(*slot);
+  *slot = NULL;
+  return 0;
+}
+
+void llama_free(llama_model *m) {
+  if (!m) return;
+  if (m->cfg.tie_embeddings) m->lm_head = NULL;
+  llama_visit_weights(m, free_weight, NULL);
+  pt_free(m->inv_freq);
+  free(m->layers);
+  free(m);
+}
+
+static int count_weight(const char *name, pt_tensor **slot, pt_shape shape, void *ctx) {
+  *(int64_t *)ctx += pt_numel(*slot);
+  return 0;
+}
+
+int64_t llama_param_count(const llama_model *m) {
+  int64_t n = 0;
+  llama_visit_weights((llama_model *)m, count_weight, &n);
+  return n;
+}
+
+// ---------------------------------------------------------------- forward
+
+int llama_rope_tables(const llama_model *m, const pt_tensor *positions, pt_tensor **cos_out, pt_tensor **sin_out) {
+  int64_t B = pt_size(positions, 0), T = pt_size(positions, 1), half = m->cfg.head_dim / 2;
+  // angles (B, T, hd/2) in f32, as Hugging Face computes them; then both halves (B, T, hd).
+  pt_tensor *pos = pt_view(pt_to_dtype(positions, PT_F32), PT_SHAPE(B, T, 1));
+  pt_tensor *angles = pt_mul(pos, pt_view(m->inv_freq, PT_SHAPE(1, 1, half)));
+  pt_tensor *both[2] = {angles, angles};
+  pt_tensor *full = pt_cat(both, 2, -1);
+  *cos_out = pt_cos(full);
+  *sin_out = pt_sin(full);
+  return *cos_out && *sin_out ? 0 : -1;
+}
+
+// x (B, heads, T, hd) · cos + rotate_half(x) · sin, with cos and sin (B, 1, T, hd).
+static pt_tensor *apply_rope(pt_tensor *x, pt_tensor *cos, pt_tensor *sin) {
+  int64_t half = pt_size(x, -1) / 2;
+  pt_tensor *rot[2] = {pt_neg(pt_slice(x, -1, half, 2 * half)), pt_slice(x, -1, 0, half)};
+  return pt_add(pt_mul(x, cos), pt_mul(pt_cat(rot, 2, -1), sin));
+}
+
+static pt_tensor *project(const llama_model *m, const llama_inputs *in, int l, llama_proj p, pt_tensor *x) {
+  const llama_layer *L = &m->layers[l];
+  pt_tensor *w[LLAMA_N_PROJ] = {L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down};
+  pt_tensor *b = p == LLAMA_PROJ_Q ? L->bq : p == LLAMA_PROJ_K ? L->bk : p == LLAMA_PROJ_V ? L->bv : NULL;
+  pt_tensor *y = pt_linear(x, w[p], b);
+  return in->lora ? lora_add(in->lora, l, p, x, y, in->dropout_gen) : y;
+}
+
+// The attention mask (B, 1, T, P+T) bool, or NULL when plain causal attention is enough.
+static pt_tensor *attention_mask(const llama_model *m, const llama_inputs *in, int64_t B, int64_t T, int64_t P) {
+  int window = m->cfg.sliding_window;
+  int windowed = window > 0 && P + T > window;
+  if (!in->mask && !in->prefix_mask && !windowed) return NULL;
+  pt_device dev = m->device;
+  pt_tensor *keys_ok = in->mask ? pt_view(pt_to_dtype(in->mask, PT_BOOL), PT_SHAPE(B, 1, 1, T))
+                                : pt_ones(PT_SHAPE(B, 1, 1, T), PT_BOOL, dev);
+  pt_tensor *causal = pt_view(pt_tril(pt_ones(PT_SHAPE(T, T), PT_BOOL, dev), 0), PT_SHAPE(1, 1, T, T));
+  pt_tensor *seq = pt_mul(causal, keys_ok);  // bool and
+  // A query always sees itself, so that a padded row is never all masked (its output is unused).
+  pt_tensor *eye = pt_view(pt_eq(pt_tril(pt_ones(PT_SHAPE(T, T), PT_BOOL, dev), 0),
+                                 pt_triu(pt_ones(PT_SHAPE(T, T), PT_BOOL, dev), 0)),
+                           PT_SHAPE(1, 1, T, T));
+  seq = pt_maximum(seq, eye);  // bool or
+  pt_tensor *mask = pt_expand(seq, PT_SHAPE(B, 1, T, T));
+  if (P > 0) {
+    pt_tensor *pre = in->prefix_mask ? pt_view(pt_to_dtype(in->prefix_mask, PT_BOOL), PT_SHAPE(B, 1, 1, P))
+                                     : pt_ones(PT_SHAPE(B, 1, 1, P), PT_BOOL, dev);
+    pt_tensor *parts[2] = {pt_expand(pre, PT_SHAPE(B, 1, T, P)), mask};
+    mask = pt_cat(parts, 2, 3);
+  }
+  if (windowed) {  // query i (at P+i) sees key j only when j > P + i - window
+    pt_tensor *band = pt_triu(pt_ones(PT_SHAPE(T, P + T), PT_BOOL, dev), P - window + 1);
+    mask = pt_mul(mask, pt_view(band, PT_SHAPE(1, 1, T, P + T)));
+  }
+  return mask;
+}
+
+// Rows `select` (B, K) of x along dim (x is (B, ..., T, ...)).
+static pt_tensor *select_positions(pt_tensor *x, const pt_tensor *select, int dim) {
+  if (!select) return x;
+  pt_shape s = pt_shape_of(x), idx_view = s;
+  int64_t K = pt_size(select, 1);
+  for (int i = 0; i < s.ndim; i++) idx_view.d[i] = 1;
+  idx_view.d[0] = s.d[0];
+  idx_view.d[dim] = K;
+  pt_shape target = s;
+  target.d[dim] = K;
+  pt_tensor *idx = pt_expand(pt_view(select, idx_view), target);
+  return pt_gather(x, dim, idx);
+}
+
+static int check_inputs(const llama_model *m, const llama_inputs *in, pith_err *err) {
+  if (!in->ids == !in->embeds) return pith_fail(err, "llama_forward: give exactly one of ids and embeds");
+  const pt_tensor *x = in->ids ? in->ids : in->embeds;
+  if (pt_ndim(x) != (in->ids ? 2 : 3)) return pith_fail(err, "llama_forward: ids must be (B, T), embeds (B, T, dim)");
+  if (in->embeds && pt_size(in->embeds, 2) != m->cfg.dim)
+    return pith_fail(err, "llama_forward: embeds have %lld features, the model %d", (long long)pt_size(in->embeds, 2), m->cfg.dim);
+  if (!in->prefix_k != !in->prefix_v) return pith_fail(err, "llama_forward: prefix_k and prefix_v go together");
+  if (in->prefix_k) {
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+      const pt_tensor *k = in->prefix_k[l], *v = in->prefix_v[l];
+      if (pt_ndim(k) != 4 || pt_ndim(v) != 4 || pt_size(k, 0) != pt_size(x, 0) || pt_size(k, 1) != m->cfg.n_kv_heads ||
+          pt_size(k, 3) != m->cfg.head_dim || pt_size(k, 2) != pt_size(in->prefix_k[0], 2) ||
+          pt_size(v, 2) != pt_size(k, 2))
+        return pith_fail(err, "llama_forward: prefix K/V of layer %d must be (B, %d, P, %d)", l, m->cfg.n_kv_heads,
+                         m->cfg.head_dim);
+    }
+  }
+  if ((in->want_kv || in->want_hidden) && in->select && pt_ndim(in->select) != 2)
+    return pith_fail(err, "llama_forward: select must be (B, K)");
+  return 0;
+}
+
+int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *out, pith_err *err) {
+  memset(out, 0, sizeof *out);
+  if (check_inputs(m, in, err)) return -1;
+  const llama_config *c = &m->cfg;
+  int64_t H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim;
+  pt_tensor *x = in->embeds ? (pt_tensor *)in->embeds : pt_embedding(m->embed, in->ids);  // (B, T, dim)
+  int64_t B = pt_size(x, 0), T = pt_size(x, 1);
+  int64_t P = in->prefix_k ? pt_size(in->prefix_k[0], 2) : 0;
+
+  // Positions continue after the prefix by default, as with Hugging Face's past_key_values.
+  pt_tensor *positions = in->positions ? (pt_tensor *)in->positions
+                                       : pt_expand(pt_view(pt_arange(P, P + T, PT_I64, m->device), PT_SHAPE(1, T)),
+                                                   PT_SHAPE(B, T));
+  pt_tensor *cos, *sin;
+  llama_rope_tables(m, positions, &cos, &sin);
+  cos = pt_unsqueeze(pt_to_dtype(cos, m->dtype), 1);  // (B, 1, T, hd)
+  sin = pt_unsqueeze(pt_to_dtype(sin, m->dtype), 1);
+  pt_tensor *mask = attention_mask(m, in, B, T, P);
+
+  if (in->want_kv) {
+    out->k = calloc((size_t)c->n_layers, sizeof *out->k);
+    out->v = calloc((size_t)c->n_layers, sizeof *out->v);
+  }
+  for (int l = 0; l < c->n_layers && x; l++) {
+    const llama_layer *L = &m->layers[l];
+    pt_scope s = pt_scope_begin();
+    pt_tensor *h = pt_rms_norm(x, L->attn_norm, c->norm_eps);
+    pt_tensor *q = pt_transpose(pt_view(project(m, in, l, LLAMA_PROJ_Q, h), PT_SHAPE(B, T, H, hd)), 1, 2);
+    pt_tensor *k = pt_transpose(pt_view(project(m, in, l, LLAMA_PROJ_K, h), PT_SHAPE(B, T, Hkv, hd)), 1, 2);
+    pt_tensor *v = pt_transpose(pt_view(project(m, in, l, LLAMA_PROJ_V, h), PT_SHAPE(B, T, Hkv, hd)), 1, 2);
+    q = apply_rope(q, cos, sin);
+    k = apply_rope(k, cos, sin);
+    pt_tensor *k_out = NULL, *v_out = NULL;
+    if (in->want_kv) {
+      k_out = select_positions(k, in->select, 2);
+      v_out = select_positions(v, in->select, 2);
+    }
+    if (P > 0) {
+      pt_tensor *ks[2] = {in->prefix_k[l], k}, *vs[2] = {in->prefix_v[l], v};
+      k = pt_cat(ks, 2, 2);
+      v = pt_cat(vs, 2, 2);
+    }
+    pt_tensor *a = pt_attention(q, k, v, mask, mask == NULL, 0);  // (B, H, T, hd)
+    a = pt_reshape(pt_transpose(a, 1, 2), PT_SHAPE(B, T, H * hd));
+    x = pt_add(x, project(m, in, l, LLAMA_PROJ_O, a));
+    h = pt_rms_norm(x, L->mlp_norm, c->norm_eps);
+    pt_tensor *gate = pt_silu(project(m, in, l, LLAMA_PROJ_GATE, h));
+    x = pt_add(x, project(m, in, l, LLAMA_PROJ_DOWN, pt_mul(gate, project(m, in, l, LLAMA_PROJ_UP, h))));
+    // Free the layer's intermediates (autograd keeps what backward needs); keep x and the K/V.
+    pt_tensor *keep[3] = {x, k_out, v_out};
+    pt_scope_return_n(s, keep, in->want_kv ? 3 : 1);
+    if (in->want_kv) {
+      out->k[l] = k_out;
+      out->v[l] = v_out;
+    }
+  }
+  x = pt_rms_norm(x, m->final_norm, c->norm_eps);
+  if (in->want_hidden) out->hidden = select_positions(x, in->select, 1);
+  if (!in->no_logits) out->logits = pt_linear(x, m->lm_head, NULL);
+  if (!pt_ok()) {
+    pith_fail(err, "llama_forward: %s", pt_error());
+    pt_error_clear();
+    llama_outputs_free(out);
+    return -1;
+  }
+  return 0;
+}
+
+void llama_outputs_free(llama_outputs *out) {
+  free(out->k);
+  free(out->v);
+  out->k = out->v = NULL;
+}

@@ -1,0 +1,166 @@
+// llama_tool: the C side of tests/reference/llama_parity.py.
+//
+//   llama_tool make DIR SEED           random weights for DIR/config.json, saved into DIR by pith
+//   llama_tool forward DIR IN OUT      forward + backward on the inputs in IN (safetensors), writing
+//                                      logits, loss, selected K/V and hidden states, and gradients
+//
+// IN holds: ids (B,T) i64; optional mask (B,T) u8, embeds (B,T,dim) f32 (replace ids when the
+// metadata says use_embeds=1), prefix_k.L / prefix_v.L (B,Hkv,P,hd), prefix_mask (B,P) u8,
+// select (B,K) i64, lora.L.PROJ.A / .B with metadata lora_rank and lora_alpha; loss_w (B,T,V):
+// loss = sum(logits * loss_w).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hf_folder.h"
+#include "lora.h"
+#include "safetensors.h"
+
+static void die(const char *what, const char *msg) {
+  fprintf(stderr, "llama_tool: %s: %s\n", what, msg);
+  exit(1);
+}
+
+static pt_tensor *load(const st_file *f, const char *name, int required) {
+  const st_tensor *t = st_find(f, name);
+  if (!t) {
+    if (required) die(name, "missing from the input file");
+    return NULL;
+  }
+  pt_dtype dt = t->dtype == ST_I64 ? PT_I64 : t->dtype == ST_U8 || t->dtype == ST_BOOL ? PT_BOOL : PT_F32;
+  if (t->dtype != ST_I64 && t->dtype != ST_U8 && t->dtype != ST_BOOL && t->dtype != ST_F32) die(name, "unexpected dtype");
+  pt_shape s = {t->ndim, {0}};
+  for (int i = 0; i < t->ndim; i++) s.d[i] = t->shape[i];
+  return pt_keep(pt_from_data(t->data, dt, s, PT_CPU));
+}
+
+static void add(st_writer *w, const char *name, pt_tensor *t) {
+  pith_err err;
+  if (!t) die(name, "no tensor to write");
+  pt_tensor *f = pt_contiguous(pt_to_dtype(t, PT_F32));
+  pt_shape s = pt_shape_of(f);
+  size_t n = (size_t)pt_numel(f) * 4;
+  float *buf = malloc(n ? n : 1);
+  if (pt_to_data(f, buf, n)) die(name, pt_error());
+  if (st_writer_add(w, name, ST_F32, s.ndim, s.d, buf, &err)) die(name, err.msg);
+  free(buf);
+}
+
+static int cmd_make(const char *dir, uint64_t seed) {
+  pith_err err;
+  char path[4096];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  llama_config cfg;
+  if (hf_config_load(path, &cfg, &err)) die("config", err.msg);
+  llama_model *m = llama_new_random(&cfg, seed, PT_F32, PT_CPU, &err);
+  if (!m) die("random model", err.msg);
+  if (hf_model_save(m, dir, &err)) die("save", err.msg);
+  llama_free(m);
+  return 0;
+}
+
+static int cmd_forward(const char *dir, const char *in_path, const char *out_path) {
+  pith_err err;
+  llama_model *m = hf_model_load(dir, PT_F32, PT_CPU, &err);
+  if (!m) die("load", err.msg);
+  st_file *f = st_open(in_path, &err);
+  if (!f) die("inputs", err.msg);
+  int L = m->cfg.n_layers;
+  llama_inputs in = {0};
+  const char *use_embeds = st_metadata(f, "use_embeds");
+  pt_tensor *embeds = NULL;
+  if (use_embeds && !strcmp(use_embeds, "1")) {
+    embeds = load(f, "embeds", 1);
+    pt_set_requires_grad(embeds, 1);
+    in.embeds = embeds;
+  } else {
+    in.ids = load(f, "ids", 1);
+  }
+  in.mask = load(f, "mask", 0);
+  in.prefix_mask = load(f, "prefix_mask", 0);
+  in.select = load(f, "select", 0);
+  in.want_kv = in.want_hidden = in.select != NULL;
+  pt_tensor **pk = NULL, **pv = NULL;
+  if (st_find(f, "prefix_k.0")) {
+    pk = calloc((size_t)L, sizeof *pk);
+    pv = calloc((size_t)L, sizeof *pv);
+    char name[64];
+    for (int l = 0; l < L; l++) {
+      snprintf(name, sizeof name, "prefix_k.%d", l);
+      pk[l] = load(f, name, 1);
+      snprintf(name, sizeof name, "prefix_v.%d", l);
+      pv[l] = load(f, name, 1);
+      pt_set_requires_grad(pk[l], 1);
+      pt_set_requires_grad(pv[l], 1);
+    }
+    in.prefix_k = pk;
+    in.prefix_v = pv;
+  }
+  lora_adapter *lora = NULL;
+  const char *rank = st_metadata(f, "lora_rank");
+  if (rank) {
+    const char *targets = st_metadata(f, "lora_target");
+    lora_config lc = {atoi(rank), atof(st_metadata(f, "lora_alpha")), 0, 0};
+    if (lora_parse_targets(targets, &lc.targets, &err)) die("lora", err.msg);
+    lora = lora_new(m, lc, 0, &err);
+    if (!lora) die("lora", err.msg);
+    char name[128];
+    for (int l = 0; l < L; l++)
+      for (int p = 0; p < LLAMA_N_PROJ; p++)
+        if (lora->a[l][p]) {
+          snprintf(name, sizeof name, "lora.%d.%s.A", l, LLAMA_PROJ_NAMES[p]);
+          pt_copy_(lora->a[l][p], load(f, name, 1));
+          snprintf(name, sizeof name, "lora.%d.%s.B", l, LLAMA_PROJ_NAMES[p]);
+          pt_copy_(lora->b[l][p], load(f, name, 1));
+        }
+    in.lora = lora;
+  }
+  llama_outputs out;
+  if (llama_forward(m, &in, &out, &err)) die("forward", err.msg);
+  pt_tensor *loss = pt_sum(pt_mul(out.logits, load(f, "loss_w", 1)));
+  if (pt_requires_grad(loss) && pt_backward(loss)) die("backward", pt_error());
+
+  st_writer *w = st_writer_new();
+  add(w, "logits", out.logits);
+  add(w, "loss", loss);
+  if (embeds) add(w, "grad.embeds", pt_grad(embeds));
+  char name[128];
+  for (int l = 0; l < L; l++) {
+    if (pk) {
+      snprintf(name, sizeof name, "grad.prefix_k.%d", l);
+      add(w, name, pt_grad(pk[l]));
+      snprintf(name, sizeof name, "grad.prefix_v.%d", l);
+      add(w, name, pt_grad(pv[l]));
+    }
+    if (in.want_kv) {
+      snprintf(name, sizeof name, "out.k.%d", l);
+      add(w, name, out.k[l]);
+      snprintf(name, sizeof name, "out.v.%d", l);
+      add(w, name, out.v[l]);
+    }
+    for (int p = 0; lora && p < LLAMA_N_PROJ; p++)
+      if (lora->a[l][p]) {
+        snprintf(name, sizeof name, "grad.lora.%d.%s.A", l, LLAMA_PROJ_NAMES[p]);
+        add(w, name, pt_grad(lora->a[l][p]));
+        snprintf(name, sizeof name, "grad.lora.%d.%s.B", l, LLAMA_PROJ_NAMES[p]);
+        add(w, name, pt_grad(lora->b[l][p]));
+      }
+  }
+  if (in.want_hidden) add(w, "out.hidden", out.hidden);
+  if (st_writer_finish(w, out_path, &err)) die("write", err.msg);
+  st_writer_free(w);
+  llama_outputs_free(&out);
+  lora_free(lora);
+  free(pk);
+  free(pv);
+  st_close(f);
+  llama_free(m);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 4 && !strcmp(argv[1], "make")) return cmd_make(argv[2], strtoull(argv[3], NULL, 10));
+  if (argc == 5 && !strcmp(argv[1], "forward")) return cmd_forward(argv[2], argv[3], argv[4]);
+  fprintf(stderr, "usage: llama_tool make DIR SEED | llama_tool forward DIR IN OUT\n");
+  return 2;
+}
