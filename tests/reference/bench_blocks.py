@@ -5,7 +5,7 @@ scaled_dot_product_attention, SwiGLU MLP; every weight trainable; loss = mean(x^
 libtorch, f32, CPU, same thread count. Rounds alternate between the two to spread machine noise;
 the figure of each side is the median over its rounds of per-round median step times.
 
-usage: bench_blocks.py --pith PATH [--rounds 3] [--steps 10] [--warmup 3] [--threads N]
+usage: bench_blocks.py --pith PATH [--rounds 5] [--steps 10] [--warmup 3] [--threads N]
                        [--dim 256 --layers 4 --seq 256 --batch 8 --head-dim 64 --hidden 768]
 """
 import argparse
@@ -92,7 +92,7 @@ def pith_round(a):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pith", required=True, help="the pith binary")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
