@@ -3,6 +3,7 @@
 //
 //   pith bench blocks: forward + backward of a stack of LLaMA-style transformer blocks (RMSNorm,
 //   rotary attention through the fused SDPA, SwiGLU MLP), every weight trainable, through the shim.
+//   pith bench forward: inference forward (logits) of a Hugging Face model folder.
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 
 #include "commands.h"
+#include "hf_folder.h"
 #include "torch_shim.h"
 
 typedef struct {
@@ -193,13 +195,103 @@ static int bench_blocks(int argc, char **argv) {
   return rc;
 }
 
+static void forward_usage(FILE *out) {
+  fprintf(out,
+          "usage: pith bench forward --model DIR [--batch 8] [--seq 256] [--steps 10] [--warmup 3]\n"
+          "                          [--threads N] [--dtype f32|bf16] [--json]\n\n"
+          "Times the forward pass (logits, no gradients) of the model in DIR on random token ids, on CPU.\n"
+          "scripts/bench forward runs it next to transformers on the same folder.\n");
+}
+
+static int bench_forward(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"model", required_argument, 0, 'm'},  {"batch", required_argument, 0, 'b'},
+      {"seq", required_argument, 0, 's'},    {"steps", required_argument, 0, 'S'},
+      {"warmup", required_argument, 0, 'w'}, {"threads", required_argument, 0, 't'},
+      {"dtype", required_argument, 0, 'd'},  {"json", no_argument, 0, 'j'},
+      {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+  const char *dir = NULL;
+  int batch = 8, seq = 256, steps = 10, warmup = 3, threads = 0, json = 0, o;
+  pt_dtype dtype = PT_F32;
+  optind = 1;
+  while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    switch (o) {
+      case 'm': dir = optarg; break;
+      case 'b': batch = atoi(optarg); break;
+      case 's': seq = atoi(optarg); break;
+      case 'S': steps = atoi(optarg); break;
+      case 'w': warmup = atoi(optarg); break;
+      case 't': threads = atoi(optarg); break;
+      case 'd':
+        if (!strcmp(optarg, "f32")) dtype = PT_F32;
+        else if (!strcmp(optarg, "bf16")) dtype = PT_BF16;
+        else {
+          fprintf(stderr, "pith bench forward: --dtype is f32 or bf16, not '%s'\n", optarg);
+          return 2;
+        }
+        break;
+      case 'j': json = 1; break;
+      case 'h': forward_usage(stdout); return 0;
+      default: forward_usage(stderr); return 2;
+    }
+  }
+  if (!dir || batch <= 0 || seq <= 0 || steps <= 0 || warmup < 0) {
+    forward_usage(stderr);
+    return 2;
+  }
+  if (threads > 0) pt_set_num_threads(threads);
+  pith_err err;
+  llama_model *m = hf_model_load(dir, dtype, PT_CPU, &err);
+  if (!m) {
+    fprintf(stderr, "pith bench forward: %s\n", err.msg);
+    return 1;
+  }
+  pt_gen *g = pt_gen_new(99, PT_CPU);
+  pt_tensor *ids = pt_keep(pt_to_dtype(pt_mul_scalar(pt_uniform(PT_SHAPE(batch, seq), 0, 1, PT_F32, PT_CPU, g),
+                                                     m->cfg.vocab_size - 1), PT_I64));
+  int was = pt_set_grad_enabled(0);
+  double *times = calloc((size_t)steps, sizeof *times);
+  int rc = 0;
+  for (int step = 0; step < warmup + steps && rc == 0; step++) {
+    double t0 = now_seconds();
+    pt_scope s = pt_scope_begin();
+    llama_inputs in = {.ids = ids};
+    llama_outputs out;
+    rc = llama_forward(m, &in, &out, &err);
+    if (rc == 0) pt_item(pt_sum(pt_slice(out.logits, 1, seq - 1, seq)));  // wait for the result
+    pt_scope_end(s);
+    if (step >= warmup) times[step - warmup] = now_seconds() - t0;
+  }
+  pt_set_grad_enabled(was);
+  if (rc) {
+    fprintf(stderr, "pith bench forward: %s\n", err.msg);
+  } else {
+    qsort(times, (size_t)steps, sizeof *times, cmp_double);
+    double median = times[steps / 2], tok_s = batch * seq / median;
+    if (json)
+      printf("{\"impl\": \"pith\", \"tokens_per_s\": %.1f, \"median_step_s\": %.6f, \"threads\": %d}\n", tok_s,
+             median, pt_num_threads());
+    else
+      printf("pith forward: %s, batch %d, seq %d, %s, %d threads: %.0f tokens/s (median step %.1f ms)\n", dir, batch,
+             seq, pt_dtype_name(dtype), pt_num_threads(), tok_s, median * 1e3);
+  }
+  free(times);
+  pt_free(ids);
+  pt_gen_free(g);
+  llama_free(m);
+  return rc ? 1 : 0;
+}
+
 int cmd_bench(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
     FILE *out = argc < 2 ? stderr : stdout;
-    fprintf(out, "usage: pith bench WHAT [OPTIONS]\n\n  blocks   forward+backward of LLaMA-style blocks through the shim\n");
+    fprintf(out, "usage: pith bench WHAT [OPTIONS]\n\n"
+                 "  blocks    forward+backward of LLaMA-style blocks through the shim\n"
+                 "  forward   inference forward of a Hugging Face model folder\n");
     return argc < 2 ? 2 : 0;
   }
   if (!strcmp(argv[1], "blocks")) return bench_blocks(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "forward")) return bench_forward(argc - 1, argv + 1);
   fprintf(stderr, "pith bench: unknown benchmark '%s' (try --help)\n", argv[1]);
   return 2;
 }
