@@ -223,8 +223,7 @@ int llama_rope_tables(const llama_model *m, const pt_tensor *positions, pt_tenso
   return *cos_out && *sin_out ? 0 : -1;
 }
 
-// x (B, heads, T, hd) · cos + rotate_half(x) · sin, with cos and sin (B, 1, T, hd).
-static pt_tensor *apply_rope(pt_tensor *x, pt_tensor *cos, pt_tensor *sin) {
+pt_tensor *llama_apply_rope(pt_tensor *x, pt_tensor *cos, pt_tensor *sin) {
   int64_t half = pt_size(x, -1) / 2;
   pt_tensor *rot[2] = {pt_neg(pt_slice(x, -1, half, 2 * half)), pt_slice(x, -1, 0, half)};
   return pt_add(pt_mul(x, cos), pt_mul(pt_cat(rot, 2, -1), sin));
@@ -333,8 +332,8 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
     pt_tensor *q = pt_transpose(pt_view(project(m, in, l, LLAMA_PROJ_Q, h), PT_SHAPE(B, T, H, hd)), 1, 2);
     pt_tensor *k = pt_transpose(pt_view(project(m, in, l, LLAMA_PROJ_K, h), PT_SHAPE(B, T, Hkv, hd)), 1, 2);
     pt_tensor *v = pt_transpose(pt_view(project(m, in, l, LLAMA_PROJ_V, h), PT_SHAPE(B, T, Hkv, hd)), 1, 2);
-    q = apply_rope(q, cos, sin);
-    k = apply_rope(k, cos, sin);
+    q = llama_apply_rope(q, cos, sin);
+    k = llama_apply_rope(k, cos, sin);
     pt_tensor *k_out = NULL, *v_out = NULL;
     if (in->want_kv) {
       k_out = select_positions(k, in->select, 2);

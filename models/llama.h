@@ -112,5 +112,8 @@ void llama_outputs_free(llama_outputs *out);  // frees the k/v arrays (not the t
 
 // Rotary cos and sin for positions (B, T) i64: each (B, T, hd) f32.
 int llama_rope_tables(const llama_model *m, const pt_tensor *positions, pt_tensor **cos, pt_tensor **sin);
+// x (B, heads, T, hd) rotated: x·cos + rotate_half(x)·sin, with cos and sin (B, 1, T, hd). Rotations
+// compose, so rotating keys made at position p by the angles of s moves them to p + s.
+pt_tensor *llama_apply_rope(pt_tensor *x, pt_tensor *cos, pt_tensor *sin);
 
 #endif

@@ -3,6 +3,7 @@
 //   llama_tool make DIR SEED           random weights for DIR/config.json, saved into DIR by pith
 //   llama_tool forward DIR IN OUT      forward + backward on the inputs in IN (safetensors), writing
 //                                      logits, loss, selected K/V and hidden states, and gradients
+//   llama_tool compress DIR IN OUT     a compressor's loss (500x or ICAE) and its gradients
 //
 // IN holds: ids (B,T) i64; optional mask (B,T) u8, embeds (B,T,dim) f32 (replace ids when the
 // metadata says use_embeds=1), prefix_k.L / prefix_v.L (B,Hkv,P,hd), prefix_mask (B,P) u8,
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compressor.h"
 #include "hf_folder.h"
 #include "lora.h"
 #include "safetensors.h"
@@ -44,6 +46,78 @@ static void add(st_writer *w, const char *name, pt_tensor *t) {
   if (pt_to_data(f, buf, n)) die(name, pt_error());
   if (st_writer_add(w, name, ST_F32, s.ndim, s.d, buf, &err)) die(name, err.msg);
   free(buf);
+}
+
+static lora_config lora_config_of(const st_file *f) {
+  pith_err err;
+  lora_config lc = {atoi(st_metadata(f, "lora_rank")), atof(st_metadata(f, "lora_alpha")), 0, 0};
+  if (lora_parse_targets(st_metadata(f, "lora_target"), &lc.targets, &err)) die("lora", err.msg);
+  return lc;
+}
+
+// Overwrite the adapter's weights with lora.L.PROJ.A / .B from the inputs.
+static void load_lora(const st_file *f, lora_adapter *lora) {
+  char name[128];
+  for (int l = 0; l < lora->n_layers; l++)
+    for (int p = 0; p < LLAMA_N_PROJ; p++)
+      if (lora->a[l][p]) {
+        snprintf(name, sizeof name, "lora.%d.%s.A", l, LLAMA_PROJ_NAMES[p]);
+        pt_copy_(lora->a[l][p], load(f, name, 1));
+        snprintf(name, sizeof name, "lora.%d.%s.B", l, LLAMA_PROJ_NAMES[p]);
+        pt_copy_(lora->b[l][p], load(f, name, 1));
+      }
+}
+
+// A parameter's gradient, or zeros when nothing reached it (e.g. 500x's last-layer q_proj).
+static pt_tensor *grad_or_zeros(pt_tensor *p) {
+  pt_tensor *g = pt_grad(p);
+  return g ? g : pt_zeros(pt_shape_of(p), pt_dtype_of(p), PT_CPU);
+}
+
+static void add_lora_grads(st_writer *w, const lora_adapter *lora) {
+  char name[128];
+  for (int l = 0; l < lora->n_layers; l++)
+    for (int p = 0; p < LLAMA_N_PROJ; p++)
+      if (lora->a[l][p]) {
+        snprintf(name, sizeof name, "grad.lora.%d.%s.A", l, LLAMA_PROJ_NAMES[p]);
+        add(w, name, grad_or_zeros(lora->a[l][p]));
+        snprintf(name, sizeof name, "grad.lora.%d.%s.B", l, LLAMA_PROJ_NAMES[p]);
+        add(w, name, grad_or_zeros(lora->b[l][p]));
+      }
+}
+
+static int cmd_compress(const char *dir, const char *in_path, const char *out_path) {
+  pith_err err;
+  llama_model *m = hf_model_load(dir, PT_F32, PT_CPU, &err);
+  if (!m) die("load", err.msg);
+  st_file *f = st_open(in_path, &err);
+  if (!f) die("inputs", err.msg);
+  comp_config cc = {0};
+  cc.method = !strcmp(st_metadata(f, "method"), "icae") ? COMP_ICAE : COMP_500X;
+  cc.k = atoi(st_metadata(f, "k"));
+  cc.positions = !strcmp(st_metadata(f, "positions"), "consistent") ? COMP_POS_CONSISTENT : COMP_POS_REFERENCE;
+  cc.ae_token = !strcmp(st_metadata(f, "ae"), "1");
+  compressor *c = comp_new(m, cc, lora_config_of(f), 0, &err);
+  if (!c) die("compressor", err.msg);
+  load_lora(f, c->lora);
+  pt_copy_(c->compress, load(f, "compress", 1));
+  if (c->ae) pt_copy_(c->ae, load(f, "ae", 1));
+  comp_batch b = {load(f, "text_ids", 1), load(f, "text_mask", 1), load(f, "dec_ids", 1), load(f, "dec_mask", 1),
+                  load(f, "dec_targets", 1)};
+  pt_tensor *loss = comp_loss(c, &b, NULL, &err);
+  if (!loss) die("loss", err.msg);
+  if (pt_backward(loss)) die("backward", pt_error());
+  st_writer *w = st_writer_new();
+  add(w, "loss", loss);
+  add(w, "grad.compress", pt_grad(c->compress));
+  if (c->ae) add(w, "grad.ae", pt_grad(c->ae));
+  add_lora_grads(w, c->lora);
+  if (st_writer_finish(w, out_path, &err)) die("write", err.msg);
+  st_writer_free(w);
+  comp_free(c);
+  st_close(f);
+  llama_free(m);
+  return 0;
 }
 
 static int cmd_make(const char *dir, uint64_t seed) {
@@ -97,22 +171,10 @@ static int cmd_forward(const char *dir, const char *in_path, const char *out_pat
     in.prefix_v = pv;
   }
   lora_adapter *lora = NULL;
-  const char *rank = st_metadata(f, "lora_rank");
-  if (rank) {
-    const char *targets = st_metadata(f, "lora_target");
-    lora_config lc = {atoi(rank), atof(st_metadata(f, "lora_alpha")), 0, 0};
-    if (lora_parse_targets(targets, &lc.targets, &err)) die("lora", err.msg);
-    lora = lora_new(m, lc, 0, &err);
+  if (st_metadata(f, "lora_rank")) {
+    lora = lora_new(m, lora_config_of(f), 0, &err);
     if (!lora) die("lora", err.msg);
-    char name[128];
-    for (int l = 0; l < L; l++)
-      for (int p = 0; p < LLAMA_N_PROJ; p++)
-        if (lora->a[l][p]) {
-          snprintf(name, sizeof name, "lora.%d.%s.A", l, LLAMA_PROJ_NAMES[p]);
-          pt_copy_(lora->a[l][p], load(f, name, 1));
-          snprintf(name, sizeof name, "lora.%d.%s.B", l, LLAMA_PROJ_NAMES[p]);
-          pt_copy_(lora->b[l][p], load(f, name, 1));
-        }
+    load_lora(f, lora);
     in.lora = lora;
   }
   llama_outputs out;
@@ -138,14 +200,8 @@ static int cmd_forward(const char *dir, const char *in_path, const char *out_pat
       snprintf(name, sizeof name, "out.v.%d", l);
       add(w, name, out.v[l]);
     }
-    for (int p = 0; lora && p < LLAMA_N_PROJ; p++)
-      if (lora->a[l][p]) {
-        snprintf(name, sizeof name, "grad.lora.%d.%s.A", l, LLAMA_PROJ_NAMES[p]);
-        add(w, name, pt_grad(lora->a[l][p]));
-        snprintf(name, sizeof name, "grad.lora.%d.%s.B", l, LLAMA_PROJ_NAMES[p]);
-        add(w, name, pt_grad(lora->b[l][p]));
-      }
   }
+  if (lora) add_lora_grads(w, lora);
   if (in.want_hidden) add(w, "out.hidden", out.hidden);
   if (st_writer_finish(w, out_path, &err)) die("write", err.msg);
   st_writer_free(w);
@@ -161,6 +217,7 @@ static int cmd_forward(const char *dir, const char *in_path, const char *out_pat
 int main(int argc, char **argv) {
   if (argc == 4 && !strcmp(argv[1], "make")) return cmd_make(argv[2], strtoull(argv[3], NULL, 10));
   if (argc == 5 && !strcmp(argv[1], "forward")) return cmd_forward(argv[2], argv[3], argv[4]);
-  fprintf(stderr, "usage: llama_tool make DIR SEED | llama_tool forward DIR IN OUT\n");
+  if (argc == 5 && !strcmp(argv[1], "compress")) return cmd_compress(argv[2], argv[3], argv[4]);
+  fprintf(stderr, "usage: llama_tool make DIR SEED | llama_tool forward|compress DIR IN OUT\n");
   return 2;
 }

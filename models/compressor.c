@@ -1,0 +1,166 @@
+#include "compressor.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// A trainable (rows, dim) embedding drawn like the model's own: normal with the embedding's RMS.
+static pt_tensor *new_embedding(const llama_model *m, int rows, pt_gen *g) {
+  pt_scope s = pt_scope_begin();
+  pt_tensor *e32 = pt_to_dtype(m->embed, PT_F32);
+  double rms = sqrt(pt_item(pt_mean(pt_mul(e32, e32))));
+  pt_tensor *t = pt_mul_scalar(pt_randn(PT_SHAPE(rows, m->cfg.dim), PT_F32, PT_CPU, g), rms > 0 ? rms : 0.02);
+  t = pt_to_device(pt_to_dtype(t, m->dtype), m->device);
+  t = pt_keep(pt_scope_return(s, t));
+  pt_set_requires_grad(t, 1);
+  return t;
+}
+
+compressor *comp_new(const llama_model *base, comp_config cfg, lora_config lora, uint64_t seed, pith_err *err) {
+  if (cfg.k <= 0) {
+    pith_fail(err, "compressor: the number of compress tokens must be positive, not %d", cfg.k);
+    return NULL;
+  }
+  compressor *c = calloc(1, sizeof *c);
+  c->cfg = cfg;
+  c->base = base;
+  c->lora = lora_new(base, lora, seed, err);
+  if (!c->lora) {
+    free(c);
+    return NULL;
+  }
+  pt_gen *g = pt_gen_new(seed + 1, PT_CPU);
+  c->compress = new_embedding(base, cfg.k, g);
+  if (cfg.method == COMP_ICAE && cfg.ae_token) c->ae = new_embedding(base, 1, g);
+  pt_gen_free(g);
+  if (!pt_ok()) {
+    pith_fail(err, "compressor: %s", pt_error());
+    pt_error_clear();
+    comp_free(c);
+    return NULL;
+  }
+  return c;
+}
+
+void comp_free(compressor *c) {
+  if (!c) return;
+  lora_free(c->lora);
+  pt_free(c->compress);
+  pt_free(c->ae);
+  free(c);
+}
+
+int comp_params(const compressor *c, pt_tensor **params, int max) {
+  int n = lora_params(c->lora, params, max);
+  pt_tensor *extra[2] = {c->compress, c->ae};
+  for (int i = 0; i < 2; i++)
+    if (extra[i]) {
+      if (params && n < max) params[n] = extra[i];
+      n++;
+    }
+  return n;
+}
+
+// mask as bool, or all true (B, T) when NULL.
+static pt_tensor *mask_or_ones(const llama_model *m, const pt_tensor *mask, int64_t B, int64_t T) {
+  return mask ? pt_to_dtype(mask, PT_BOOL) : pt_ones(PT_SHAPE(B, T), PT_BOOL, m->device);
+}
+
+// Keys made at positions N..N+k-1 moved to 0..k-1: rotated by -N.
+static pt_tensor *rotate_back(const llama_model *m, pt_tensor *k, int64_t N) {
+  int64_t B = pt_size(k, 0), K = pt_size(k, 2);
+  pt_tensor *pos = pt_full(PT_SHAPE(B, K), (double)-N, PT_I64, m->device);
+  pt_tensor *cos, *sin;
+  if (llama_rope_tables(m, pos, &cos, &sin)) return NULL;
+  cos = pt_unsqueeze(pt_to_dtype(cos, m->dtype), 1);
+  sin = pt_unsqueeze(pt_to_dtype(sin, m->dtype), 1);
+  return llama_apply_rope(k, cos, sin);
+}
+
+int comp_encode(const compressor *c, const pt_tensor *text_ids, const pt_tensor *text_mask, pt_gen *dropout_gen,
+                comp_code *code, pith_err *err) {
+  memset(code, 0, sizeof *code);
+  const llama_model *m = c->base;
+  int64_t B = pt_size(text_ids, 0), N = pt_size(text_ids, 1), K = c->cfg.k, D = m->cfg.dim;
+  if (pt_ndim(text_ids) != 2) return pith_fail(err, "compressor: text ids must be (B, N)");
+  pt_tensor *parts[2] = {pt_embedding(m->embed, text_ids), pt_expand(pt_unsqueeze(c->compress, 0), PT_SHAPE(B, K, D))};
+  pt_tensor *x = pt_cat(parts, 2, 1);  // (B, N+k, D)
+  pt_tensor *masks[2] = {mask_or_ones(m, text_mask, B, N), pt_ones(PT_SHAPE(B, K), PT_BOOL, m->device)};
+  pt_tensor *select = pt_expand(pt_view(pt_arange(N, N + K, PT_I64, m->device), PT_SHAPE(1, K)), PT_SHAPE(B, K));
+  llama_inputs in = {.embeds = x, .mask = pt_cat(masks, 2, 1), .lora = c->lora, .dropout_gen = dropout_gen,
+                     .no_logits = 1, .select = select};
+  in.want_kv = c->cfg.method == COMP_500X;
+  in.want_hidden = c->cfg.method == COMP_ICAE;
+  llama_outputs out;
+  if (!x || llama_forward(m, &in, &out, err)) {
+    if (!x) pith_fail(err, "compressor: encode: %s", pt_error());
+    pt_error_clear();
+    return -1;
+  }
+  code->n_layers = m->cfg.n_layers;
+  code->k = out.k;
+  code->v = out.v;
+  code->memory = out.hidden;
+  if (c->cfg.method == COMP_500X && c->cfg.positions == COMP_POS_CONSISTENT)
+    for (int l = 0; l < code->n_layers; l++) code->k[l] = rotate_back(m, code->k[l], N);
+  if (!pt_ok()) {
+    pith_fail(err, "compressor: encode: %s", pt_error());
+    pt_error_clear();
+    comp_code_free(code);
+    return -1;
+  }
+  return 0;
+}
+
+void comp_code_free(comp_code *code) {
+  free(code->k);
+  free(code->v);
+  code->k = code->v = NULL;
+}
+
+pt_tensor *comp_decode(const compressor *c, const comp_code *code, const pt_tensor *dec_ids, const pt_tensor *dec_mask,
+                       pith_err *err) {
+  const llama_model *m = c->base;
+  int64_t B = pt_size(dec_ids, 0), M = pt_size(dec_ids, 1), K = c->cfg.k, D = m->cfg.dim;
+  llama_outputs out;
+  if (c->cfg.method == COMP_500X) {
+    llama_inputs in = {.ids = dec_ids, .mask = dec_mask, .prefix_k = code->k, .prefix_v = code->v};
+    if (llama_forward(m, &in, &out, err)) return NULL;
+    return out.logits;
+  }
+  // ICAE: [memory; AE?; tokens] as input embeddings, positions from 0.
+  int64_t lead = K + (c->ae ? 1 : 0);
+  pt_tensor *parts[3] = {code->memory, NULL, pt_embedding(m->embed, dec_ids)};
+  pt_tensor *masks[2] = {pt_ones(PT_SHAPE(B, lead), PT_BOOL, m->device), mask_or_ones(m, dec_mask, B, M)};
+  if (c->ae) {
+    parts[1] = pt_expand(pt_unsqueeze(c->ae, 0), PT_SHAPE(B, 1, D));
+  } else {
+    parts[1] = parts[2];
+  }
+  pt_tensor *x = pt_cat(parts, c->ae ? 3 : 2, 1);
+  llama_inputs in = {.embeds = x, .mask = pt_cat(masks, 2, 1)};
+  if (!x) {
+    pith_fail(err, "compressor: decode: %s", pt_error());
+    pt_error_clear();
+    return NULL;
+  }
+  if (llama_forward(m, &in, &out, err)) return NULL;
+  return pt_slice(out.logits, 1, lead, lead + M);
+}
+
+pt_tensor *comp_loss(const compressor *c, const comp_batch *b, pt_gen *dropout_gen, pith_err *err) {
+  comp_code code;
+  if (comp_encode(c, b->text_ids, b->text_mask, dropout_gen, &code, err)) return NULL;
+  pt_tensor *logits = comp_decode(c, &code, b->dec_ids, b->dec_mask, err);
+  comp_code_free(&code);
+  if (!logits) return NULL;
+  int64_t V = pt_size(logits, -1);
+  // Loss in f32 whatever the compute dtype.
+  pt_tensor *loss = pt_cross_entropy(pt_reshape(pt_to_dtype(logits, PT_F32), PT_SHAPE(-1, V)),
+                                     pt_reshape(b->dec_targets, PT_SHAPE(-1)), -100, PT_REDUCE_MEAN);
+  if (!loss) {
+    pith_fail(err, "compressor: loss: %s", pt_error());
+    pt_error_clear();
+  }
+  return loss;
+}

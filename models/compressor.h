@@ -1,0 +1,68 @@
+// compressor: soft-token prompt compressors over one frozen LLaMA-family model.
+//
+// 500xCompressor (arXiv 2408.03094): the encoder is the model with LoRA reading
+// [text; k trainable compress embeddings]; the K and V of the k compress positions at every layer
+// become the past key/values of the same model with LoRA off (the decoder).
+// ICAE (arXiv 2307.06945): the decoder instead receives the final hidden states of the k memory
+// positions as input embeddings, followed (when regenerating) by a trainable AE token.
+//
+// Text rows are padded to N; the compress tokens sit at positions N..N+k-1 in every row and the
+// padding is masked (the reference implementation lets them attend to it). Where the compressed
+// keys live is a policy: COMP_POS_REFERENCE keeps them rotated for N..N+k-1 while the decoder
+// continues at k (what the reference code does); COMP_POS_CONSISTENT rotates them back to 0..k-1,
+// so the decoder at k.. reads them as the k positions just before it.
+#ifndef PITH_COMPRESSOR_H
+#define PITH_COMPRESSOR_H
+
+#include "llama.h"
+#include "lora.h"
+
+typedef enum { COMP_500X, COMP_ICAE } comp_method;
+typedef enum { COMP_POS_REFERENCE, COMP_POS_CONSISTENT } comp_position_policy;
+
+typedef struct {
+  comp_method method;
+  int k;                          // compress (memory) tokens
+  comp_position_policy positions;  // 500x only
+  int ae_token;                   // ICAE: put the AE token before the decoder tokens (regeneration)
+} comp_config;
+
+typedef struct {
+  comp_config cfg;
+  const llama_model *base;  // frozen; shared, not owned
+  lora_adapter *lora;       // the encoder's adapter (owned)
+  pt_tensor *compress;      // (k, dim) trainable compress / memory embeddings
+  pt_tensor *ae;            // (1, dim) trainable AE token (ICAE), else NULL
+} compressor;
+
+// What the decoder reads: 500x per-layer K/V, or ICAE memory states.
+typedef struct {
+  int n_layers;
+  pt_tensor **k, **v;  // n_layers each (B, Hkv, k, hd) (500x)
+  pt_tensor *memory;   // (B, k, dim) (ICAE)
+} comp_code;
+
+typedef struct {
+  const pt_tensor *text_ids;     // (B, N) i64 encoder text, padded
+  const pt_tensor *text_mask;    // (B, N) bool, true = real token
+  const pt_tensor *dec_ids;      // (B, M) i64 decoder input tokens
+  const pt_tensor *dec_mask;     // (B, M) bool
+  const pt_tensor *dec_targets;  // (B, M) i64 the token to predict after each position; -100 = none
+} comp_batch;
+
+compressor *comp_new(const llama_model *base, comp_config cfg, lora_config lora, uint64_t seed, pith_err *err);
+void comp_free(compressor *c);
+// The trainable handles (LoRA A/B, compress embeddings, AE token) in a fixed order; returns the count.
+int comp_params(const compressor *c, pt_tensor **params, int max);
+
+// Encode text (LoRA on). dropout_gen NULL = no LoRA dropout. Tensors in the current scope.
+int comp_encode(const compressor *c, const pt_tensor *text_ids, const pt_tensor *text_mask, pt_gen *dropout_gen,
+                comp_code *code, pith_err *err);
+void comp_code_free(comp_code *code);  // frees the arrays, not the tensors
+// Decoder logits (B, M, vocab) for dec_ids given the code (LoRA off).
+pt_tensor *comp_decode(const compressor *c, const comp_code *code, const pt_tensor *dec_ids, const pt_tensor *dec_mask,
+                       pith_err *err);
+// Mean cross-entropy of the decoder over the targets: encoder + decoder, differentiable.
+pt_tensor *comp_loss(const compressor *c, const comp_batch *b, pt_gen *dropout_gen, pith_err *err);
+
+#endif
