@@ -14,6 +14,7 @@ static const command COMMANDS[] = {
   {"bench", cmd_bench, "measure speed against the PyTorch equivalent"},
   {"tokenize", cmd_tokenize, "text to token ids and back (any tokenizer pith reads)"},
   {"data", cmd_data, "corpus files (HDF5): inspect and build them"},
+  {"convert", cmd_convert, "a llama2.c checkpoint into a Hugging Face model folder"},
 };
 static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
 
