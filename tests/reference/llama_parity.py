@@ -163,6 +163,36 @@ def reference(model_dir, cfg, case, meta):
     return res
 
 
+def stories260k(tool, tmp, g):
+    """The real stories260K, converted by `pith convert`: logits and gradients against transformers."""
+    pith, assets = os.environ.get("PITH_BIN"), os.environ.get("PITH_ASSETS", "../shared/assets")
+    ckpt, tok = os.path.join(assets, "models/stories260K.bin"), os.path.join(assets, "models/tok512.bin")
+    if not pith or not os.path.exists(ckpt):
+        print("skip stories260K: PITH_BIN unset or the assets folder is absent")
+        return 0
+    d = os.path.join(tmp, "stories260K")
+    subprocess.run([pith, "convert", "--checkpoint", ckpt, "--tokenizer", tok, "--out", d], check=True,
+                   stdout=subprocess.DEVNULL)
+    with open(os.path.join(d, "config.json")) as f:
+        cfg = json.load(f)
+    n = 0
+    for kind in ("plain", "prefix_lora"):
+        case, meta, mask = make_case(cfg, kind, g)
+        inp, outp = os.path.join(tmp, "in.safetensors"), os.path.join(tmp, "out.safetensors")
+        save_file({k: v.contiguous() for k, v in case.items()}, inp, metadata=meta)
+        subprocess.run([tool, "forward", d, inp, outp], check=True)
+        ours, ref = load_file(outp), reference(d, cfg, case, meta)
+        worst = 0.0
+        for key, r in ref.items():
+            o = ours[key]
+            if key == "logits":
+                o, r = o[mask], r[mask]
+            worst = max(worst, compare(f"stories260K/{kind}/{key}", o, r.reshape(o.shape) if r.dim() == 0 else r))
+            n += 1
+        print(f"ok stories260K/{kind}: {len(ref)} tensors, worst relative difference {worst:.2e}")
+    return n
+
+
 def main():
     if len(sys.argv) != 2:
         raise SystemExit(__doc__)
@@ -193,6 +223,7 @@ def main():
                     worst = max(worst, compare(f"{name}/{kind}/{key}", o, r.reshape(o.shape) if r.dim() == 0 else r))
                     checked += 1
                 print(f"ok {name}/{kind}: {len(ref)} tensors, worst relative difference {worst:.2e}")
+        checked += stories260k(tool, tmp, g)
     print(f"llama_parity: {checked} tensors match transformers to {TOL}")
 
 
