@@ -15,6 +15,7 @@ static const command COMMANDS[] = {
   {"tokenize", cmd_tokenize, "text to token ids and back (any tokenizer pith reads)"},
   {"data", cmd_data, "corpus files (HDF5): inspect and build them"},
   {"convert", cmd_convert, "a llama2.c checkpoint into a Hugging Face model folder"},
+  {"generate", cmd_generate, "continue a prompt with a model folder (KV cache; greedy, temperature, top-p)"},
 };
 static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
 

@@ -1,0 +1,318 @@
+// pith generate: text from a Hugging Face model folder, with a KV cache (models/generate.h).
+// Prints the prompt, then the new text as the tokens arrive; the speed goes to stderr.
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "commands.h"
+#include "generate.h"
+#include "hf_folder.h"
+#include "tokenizer.h"
+
+typedef struct {
+  const char *model, *prompt, *tokenizer, *ids_out;
+  int max_new_tokens, no_bos, threads;
+  double temperature, top_p;
+  uint64_t seed;
+  pt_dtype dtype;
+} generate_opts;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: pith generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T]\n"
+          "                     [--top-p P] [--seed N] [--dtype f32|bf16] [--no-bos] [--tokenizer PATH]\n"
+          "                     [--threads N] [--ids-out FILE]\n\n"
+          "Continues TEXT with a Hugging Face LLaMA-family model (llama, mistral, qwen2) on the CPU,\n"
+          "with a KV cache. Prints the prompt, then the new text as it is generated; the number of\n"
+          "tokens and the speed go to stderr. Stops at an eos token (the tokenizer's and config.json's).\n\n"
+          "  --model DIR           model folder: config.json, model.safetensors (or shards)\n"
+          "  --prompt TEXT         the text to continue\n"
+          "  --max-new-tokens N    at most N new tokens (default 256)\n"
+          "  --temperature T       0 = greedy (default); > 0 samples from softmax(logits / T)\n"
+          "  --top-p P             sample from the smallest set of tokens whose probability reaches P,\n"
+          "                        0 < P <= 1 (default 1: all)\n"
+          "  --seed N              seed of the sampler (default 0); the same seed, the same text\n"
+          "  --dtype f32|bf16      weights and activations (default f32)\n"
+          "  --no-bos              do not prepend the tokenizer's bos token\n"
+          "  --tokenizer PATH      tokenizer.json, tokenizer.bin or a folder (default: the model\n"
+          "                        folder's tokenizer.json, else its tokenizer.bin)\n"
+          "  --threads N           CPU threads (default: libtorch's; 1 is often fastest for tiny models)\n"
+          "  --ids-out FILE        also write the token ids as JSON: {\"prompt\": [...], \"new\": [...]}\n");
+}
+
+static int bad_value(const char *opt, const char *val, const char *want) {
+  fprintf(stderr, "pith generate: %s must be %s (got '%s')\n", opt, want, val);
+  return -1;
+}
+
+static int parse_double(const char *s, double *out) {
+  char *end;
+  errno = 0;
+  *out = strtod(s, &end);
+  return *s && !*end && !errno && isfinite(*out) ? 0 : -1;
+}
+
+static int parse_args(int argc, char **argv, generate_opts *o) {
+  *o = (generate_opts){.max_new_tokens = 256, .top_p = 1, .dtype = PT_F32};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+    char *end;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(stdout);
+      exit(0);
+    } else if (!strcmp(a, "--no-bos")) {
+      o->no_bos = 1;
+    } else if (!val || a[0] != '-') {
+      fprintf(stderr, "pith generate: unknown or incomplete option '%s'\n", a);
+      return -1;
+    } else if (!strcmp(a, "--model")) {
+      o->model = argv[++i];
+    } else if (!strcmp(a, "--prompt")) {
+      o->prompt = argv[++i];
+    } else if (!strcmp(a, "--ids-out")) {
+      o->ids_out = argv[++i];
+    } else if (!strcmp(a, "--tokenizer")) {
+      o->tokenizer = argv[++i];
+    } else if (!strcmp(a, "--max-new-tokens")) {
+      errno = 0;
+      long n = strtol(argv[++i], &end, 10);
+      if (!*val || *end || errno || n <= 0 || n > 1000000000) return bad_value(a, val, "a positive integer");
+      o->max_new_tokens = (int)n;
+    } else if (!strcmp(a, "--threads")) {
+      errno = 0;
+      long n = strtol(argv[++i], &end, 10);
+      if (!*val || *end || errno || n <= 0 || n > 4096) return bad_value(a, val, "a positive integer");
+      o->threads = (int)n;
+    } else if (!strcmp(a, "--temperature")) {
+      if (parse_double(argv[++i], &o->temperature) || o->temperature < 0) return bad_value(a, val, "a number >= 0");
+    } else if (!strcmp(a, "--top-p")) {
+      if (parse_double(argv[++i], &o->top_p) || !(o->top_p > 0 && o->top_p <= 1))
+        return bad_value(a, val, "a number in (0, 1]");
+    } else if (!strcmp(a, "--seed")) {
+      errno = 0;
+      unsigned long long s = strtoull(argv[++i], &end, 10);
+      if (!*val || *end || errno || val[0] == '-') return bad_value(a, val, "a non-negative integer");
+      o->seed = (uint64_t)s;
+    } else if (!strcmp(a, "--dtype")) {
+      i++;
+      if (!strcmp(val, "f32") || !strcmp(val, "float32")) o->dtype = PT_F32;
+      else if (!strcmp(val, "bf16") || !strcmp(val, "bfloat16")) o->dtype = PT_BF16;
+      else return bad_value(a, val, "f32 or bf16");
+    } else {
+      fprintf(stderr, "pith generate: unknown option '%s'\n", a);
+      return -1;
+    }
+  }
+  if (!o->model || !o->prompt) {
+    fprintf(stderr, "pith generate: --model DIR and --prompt TEXT are required\n");
+    return -1;
+  }
+  return 0;
+}
+
+// Incremental decoding: the text of the ids is printed as they come, each character whole. The
+// new text is decode(window + new) minus decode(window), where the window is the last few ids
+// already printed (so a SentencePiece word keeps its leading space). It is held back while it
+// ends in an incomplete UTF-8 sequence (decoded as U+FFFD), and while the last id is a byte
+// token (<0xNN>, SentencePiece's byte fallback): a run of them decodes as a whole, and one byte
+// more can turn the run invalid (every byte then reads U+FFFD, as in Hugging Face's decoder). So
+// the printed text is always exactly the one-shot decode of all the ids.
+enum { STREAM_WINDOW = 8 };
+
+typedef struct {
+  const tokenizer *tok;
+  int32_t *ids;  // (n), prompt then new ids
+  size_t n, cap;
+  size_t base, done;  // ids[base, done): the window; ids from done on are not printed yet
+  pith_err err;
+  int failed;
+} streamer;
+
+static int ends_incomplete(const char *s, size_t len) {
+  return len >= 3 && !memcmp(s + len - 3, "\xEF\xBF\xBD", 3);
+}
+
+static int is_byte_token(const tokenizer *tok, int32_t id) {
+  const char *p = tokenizer_token_piece(tok, id);
+  return p && strlen(p) == 6 && !strncmp(p, "<0x", 3) && p[5] == '>';
+}
+
+// Print what ids[done, n) add; with force, even an incomplete tail. Returns -1 on a decode error.
+static int stream_flush(streamer *st, int force) {
+  if (st->done == st->n) return 0;
+  char *ctx = tokenizer_decode(st->tok, st->ids + st->base, st->done - st->base, 1, &st->err);
+  char *all = ctx ? tokenizer_decode(st->tok, st->ids + st->base, st->n - st->base, 1, &st->err) : NULL;
+  if (!all) {
+    free(ctx);
+    st->failed = 1;
+    return -1;
+  }
+  size_t lc = strlen(ctx), la = strlen(all), common = 0;
+  while (common < lc && common < la && ctx[common] == all[common]) common++;
+  if (force || (common == lc && !ends_incomplete(all, la) && !is_byte_token(st->tok, st->ids[st->n - 1]))) {
+    fwrite(all + common, 1, la - common, stdout);
+    fflush(stdout);
+    st->done = st->n;
+    st->base = st->done > STREAM_WINDOW ? st->done - STREAM_WINDOW : 0;
+  }
+  free(ctx);
+  free(all);
+  return 0;
+}
+
+static int stream_push(streamer *st, int32_t id) {
+  if (st->n == st->cap) {
+    size_t cap = st->cap ? 2 * st->cap : 64;
+    int32_t *ids = realloc(st->ids, cap * sizeof *ids);
+    if (!ids) {
+      pith_fail(&st->err, "out of memory");
+      st->failed = 1;
+      return -1;
+    }
+    st->ids = ids, st->cap = cap;
+  }
+  st->ids[st->n++] = id;
+  return 0;
+}
+
+static int on_token(int32_t id, void *ctx) {
+  streamer *st = ctx;
+  return stream_push(st, id) || stream_flush(st, 0) ? 1 : 0;  // nonzero stops generation
+}
+
+// {"prompt": [...], "new": [...]}\n into path, atomically.
+static int write_ids(const char *path, const int32_t *prompt, size_t n_prompt, const int32_t *new_ids, size_t n_new,
+                     pith_err *err) {
+  size_t cap = 32 + 12 * (n_prompt + n_new), len = 0;
+  char *buf = malloc(cap);
+  if (!buf) return pith_fail(err, "out of memory");
+  len += (size_t)snprintf(buf + len, cap - len, "{\"prompt\": [");
+  for (size_t i = 0; i < n_prompt; i++) len += (size_t)snprintf(buf + len, cap - len, "%s%d", i ? "," : "", (int)prompt[i]);
+  len += (size_t)snprintf(buf + len, cap - len, "], \"new\": [");
+  for (size_t i = 0; i < n_new; i++) len += (size_t)snprintf(buf + len, cap - len, "%s%d", i ? "," : "", (int)new_ids[i]);
+  len += (size_t)snprintf(buf + len, cap - len, "]}\n");
+  int rc = pith_write_file_atomic(path, buf, len, err);
+  free(buf);
+  return rc;
+}
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int cmd_generate(int argc, char **argv) {
+  generate_opts o;
+  if (parse_args(argc, argv, &o)) {
+    fprintf(stderr, "'pith generate --help' lists the options\n");
+    return 2;
+  }
+  struct stat sb;
+  if (stat(o.model, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+    fprintf(stderr, "pith generate: --model '%s': %s\n", o.model,
+            stat(o.model, &sb) != 0 ? "no such folder" : "not a folder (give the model folder)");
+    return 1;
+  }
+  char config_path[4096];
+  snprintf(config_path, sizeof config_path, "%s/config.json", o.model);
+  if (stat(config_path, &sb) != 0) {
+    fprintf(stderr, "pith generate: --model '%s': no config.json (not a Hugging Face model folder)\n", o.model);
+    return 1;
+  }
+  if (o.threads > 0) pt_set_num_threads(o.threads);
+  pith_err err = {{0}};
+  tokenizer *tok = tokenizer_load(o.tokenizer ? o.tokenizer : o.model, &err);
+  if (!tok) {
+    fprintf(stderr, "pith generate: tokenizer: %s\n", err.msg);
+    if (!o.tokenizer) fprintf(stderr, "HINT: give one with --tokenizer PATH\n");
+    return 1;
+  }
+  llama_model *m = hf_model_load(o.model, o.dtype, PT_CPU, &err);
+  if (!m) {
+    fprintf(stderr, "pith generate: %s\n", err.msg);
+    tokenizer_free(tok);
+    return 1;
+  }
+
+  int rc = 1;
+  streamer st = {.tok = tok};
+  int32_t *prompt = NULL, *new_ids = NULL, eos[64];
+  size_t n_prompt = 0;
+  int n_new = 0, n_eos = 0;
+  if (tokenizer_encode(tok, o.prompt, strlen(o.prompt), !o.no_bos, &prompt, &n_prompt, &err)) {
+    fprintf(stderr, "pith generate: encoding the prompt: %s\n", err.msg);
+    goto done;
+  }
+  if (n_prompt == 0) {
+    fprintf(stderr, "pith generate: the prompt encodes to no tokens (an empty --prompt with --no-bos?)\n");
+    goto done;
+  }
+  for (size_t i = 0; i < n_prompt; i++)
+    if (prompt[i] >= m->cfg.vocab_size) {
+      fprintf(stderr, "pith generate: the prompt has token id %d but the model's vocabulary is %d\n"
+                      "HINT: the tokenizer does not belong to this model; give the right one with --tokenizer\n",
+              (int)prompt[i], m->cfg.vocab_size);
+      goto done;
+    }
+  const int32_t *tok_eos;
+  int n_tok_eos = tokenizer_eos_ids(tok, &tok_eos);
+  for (int i = 0; i <= n_tok_eos && n_eos < (int)(sizeof eos / sizeof eos[0]); i++) {
+    int32_t id = i < n_tok_eos ? tok_eos[i] : m->cfg.eos_id;
+    int seen = id < 0;
+    for (int j = 0; j < n_eos; j++) seen |= eos[j] == id;
+    if (!seen) eos[n_eos++] = id;
+  }
+
+  // The prompt as the tokenizer reads it back, then the new text as it comes.
+  for (size_t i = 0; i < n_prompt; i++)
+    if (stream_push(&st, prompt[i])) goto stream_error;
+  char *text = tokenizer_decode(tok, prompt, n_prompt, 1, &st.err);
+  if (!text) goto stream_error;
+  fputs(text, stdout);
+  fflush(stdout);
+  free(text);
+  st.done = st.n;
+  st.base = st.done > STREAM_WINDOW ? st.done - STREAM_WINDOW : 0;
+
+  gen_config cfg = {.max_new_tokens = o.max_new_tokens, .temperature = o.temperature, .top_p = o.top_p,
+                    .seed = o.seed, .eos_ids = eos, .n_eos = n_eos};
+  double t0 = now_s();
+  int grc = generate(m, NULL, NULL, NULL, prompt, (int)n_prompt, &cfg, on_token, &st, &new_ids, &n_new, &err);
+  double dt = now_s() - t0;
+  if (st.failed) goto stream_error;
+  stream_flush(&st, 1);
+  fputc('\n', stdout);
+  fflush(stdout);
+  if (grc) {
+    fprintf(stderr, "pith generate: %s\n", err.msg);
+    goto done;
+  }
+  int hit_eos = 0;
+  for (int j = 0; n_new > 0 && j < n_eos; j++) hit_eos |= new_ids[n_new - 1] == eos[j];
+  if (n_new < o.max_new_tokens && !hit_eos)
+    fprintf(stderr, "pith generate: stopped at the model's context length (%d positions)\n", m->cfg.max_seq_len);
+  fprintf(stderr, "pith generate: %zu prompt tokens, %d new in %.2f s with the prompt (%.1f tokens/s)\n", n_prompt, n_new, dt,
+          dt > 0 ? n_new / dt : 0.0);
+  rc = 0;
+  if (o.ids_out && write_ids(o.ids_out, prompt, n_prompt, new_ids, (size_t)n_new, &err)) {
+    fprintf(stderr, "pith generate: --ids-out: %s\n", err.msg);
+    rc = 1;
+  }
+  goto done;
+
+stream_error:
+  fprintf(stdout, "\n");
+  fprintf(stderr, "pith generate: decoding: %s\n", st.err.msg);
+done:
+  free(new_ids);
+  free(prompt);
+  free(st.ids);
+  llama_free(m);
+  tokenizer_free(tok);
+  return rc;
+}
