@@ -31,7 +31,9 @@ compressor *comp_new(const llama_model *base, comp_config cfg, lora_config lora,
   }
   pt_gen *g = pt_gen_new(seed + 1, PT_CPU);
   c->compress = new_embedding(base, cfg.k, g);
-  if (cfg.method == COMP_ICAE && cfg.ae_token) c->ae = new_embedding(base, 1, g);
+  // ICAE always owns its AE token, so pretrain and finetune share one parameter list; only
+  // regeneration (ae_token) puts it before the decoder tokens.
+  if (cfg.method == COMP_ICAE) c->ae = new_embedding(base, 1, g);
   pt_gen_free(g);
   if (!pt_ok()) {
     pith_fail(err, "compressor: %s", pt_error());
@@ -129,15 +131,16 @@ pt_tensor *comp_decode(const compressor *c, const comp_code *code, const pt_tens
     return out.logits;
   }
   // ICAE: [memory; AE?; tokens] as input embeddings, positions from 0.
-  int64_t lead = K + (c->ae ? 1 : 0);
+  pt_tensor *ae = c->cfg.ae_token ? c->ae : NULL;
+  int64_t lead = K + (ae ? 1 : 0);
   pt_tensor *parts[3] = {code->memory, NULL, pt_embedding(m->embed, dec_ids)};
   pt_tensor *masks[2] = {pt_ones(PT_SHAPE(B, lead), PT_BOOL, m->device), mask_or_ones(m, dec_mask, B, M)};
-  if (c->ae) {
-    parts[1] = pt_expand(pt_unsqueeze(c->ae, 0), PT_SHAPE(B, 1, D));
+  if (ae) {
+    parts[1] = pt_expand(pt_unsqueeze(ae, 0), PT_SHAPE(B, 1, D));
   } else {
     parts[1] = parts[2];
   }
-  pt_tensor *x = pt_cat(parts, c->ae ? 3 : 2, 1);
+  pt_tensor *x = pt_cat(parts, ae ? 3 : 2, 1);
   llama_inputs in = {.embeds = x, .mask = pt_cat(masks, 2, 1)};
   if (!x) {
     pith_fail(err, "compressor: decode: %s", pt_error());

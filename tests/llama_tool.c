@@ -101,7 +101,7 @@ static int cmd_compress(const char *dir, const char *in_path, const char *out_pa
   if (!c) die("compressor", err.msg);
   load_lora(f, c->lora);
   pt_copy_(c->compress, load(f, "compress", 1));
-  if (c->ae) pt_copy_(c->ae, load(f, "ae", 1));
+  if (cc.ae_token) pt_copy_(c->ae, load(f, "ae", 1));
   comp_batch b = {load(f, "text_ids", 1), load(f, "text_mask", 1), load(f, "dec_ids", 1), load(f, "dec_mask", 1),
                   load(f, "dec_targets", 1)};
   pt_tensor *loss = comp_loss(c, &b, NULL, &err);
@@ -110,7 +110,7 @@ static int cmd_compress(const char *dir, const char *in_path, const char *out_pa
   st_writer *w = st_writer_new();
   add(w, "loss", loss);
   add(w, "grad.compress", pt_grad(c->compress));
-  if (c->ae) add(w, "grad.ae", pt_grad(c->ae));
+  if (cc.ae_token) add(w, "grad.ae", pt_grad(c->ae));
   add_lora_grads(w, c->lora);
   if (st_writer_finish(w, out_path, &err)) die("write", err.msg);
   st_writer_free(w);

@@ -1,13 +1,18 @@
 // pith data: corpus files. Subcommands live in the DATA_COMMANDS table below, one function each:
 //   info    describe a corpus file (kind, counts, splits, token-length histograms, attributes)
-// Later subcommands (ingest: text/JSONL to a corpus; synth: synthetic corpora) add a row there.
+//   ingest  source files (arXiv JSONL, text, SQuAD, MRQA, simple QA JSONL) to a corpus (data/ingest.h)
+//   synth   the demo's synthetic facts world: JSONL, its tokenizer, and corpora (data/synth.h)
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "corpus.h"
+#include "ingest.h"
+#include "synth.h"
 
 typedef struct {
   const char *name;
@@ -16,9 +21,13 @@ typedef struct {
 } data_command;
 
 static int data_info(int argc, char **argv);
+static int data_ingest(int argc, char **argv);
+static int data_synth(int argc, char **argv);
 
 static const data_command DATA_COMMANDS[] = {
   {"info", data_info, "describe a corpus file: kind, counts, splits, token lengths, attributes"},
+  {"ingest", data_ingest, "tokenize source files (arxiv, text, squad, mrqa, qa) into a corpus file, on all cores"},
+  {"synth", data_synth, "generate the demo's synthetic facts world: JSONL, a tokenizer, corpus files"},
 };
 static const int N_DATA_COMMANDS = (int)(sizeof DATA_COMMANDS / sizeof DATA_COMMANDS[0]);
 
@@ -187,5 +196,374 @@ static int data_info(int argc, char **argv) {
     if (i > 1) printf("\n");
     if (info_one(argv[i]) != 0) rc = 1;
   }
+  return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ingest
+
+static void ingest_usage(FILE *out) {
+  fprintf(out,
+    "usage: pith data ingest --tokenizer PATH --format FORMAT --out FILE.h5 [options] INPUT...\n\n"
+    "Tokenize source files into a pith corpus file (data/README.md), on all cores. Records keep their\n"
+    "input order whatever the number of threads, so the file is the same; it is written as FILE.h5.partial\n"
+    "and renamed only when complete: a failed or interrupted ingest leaves no FILE.h5.\n\n"
+    "formats:\n"
+    "  arxiv   documents: arXiv metadata snapshot JSONL; id from \"id\" (BASENAME:LINE when it is missing or\n"
+    "          null; reported); text = \"abstract\" with each run of ASCII whitespace made one space and\n"
+    "          the ends trimmed\n"
+    "          (Python: re.sub(r\"[ \\t\\n\\v\\f\\r]+\", \" \", s).strip(\" \"))\n"
+    "  text    documents: plain UTF-8 text, a document per line or per blank-line-separated block\n"
+    "          (--text-mode); id \"BASENAME:LINE\"; text verbatim (line terminators removed)\n"
+    "  squad   qa: SQuAD v1.1 JSON (v2 questions without answers are kept with none); id = question id\n"
+    "  mrqa    qa: MRQA JSONL (header line, then {context, qas: [{qid, question, answers,\n"
+    "          detected_answers: [{text, char_spans}]}]}); answers: detected ones first, then the others\n"
+    "  qa      qa: JSONL {id?, context, question, answer | answers, answer_start?}; answers may be strings or\n"
+    "          {text, answer_start}; id defaults to BASENAME:LINE\n"
+    "  QA texts are stored verbatim; answer offsets count code points (Python str indexes).\n\n"
+    "options:\n"
+    "  --tokenizer PATH       tokenizer.json, a folder holding one, or a llama2.c tokenizer.bin\n"
+    "  --threads N            worker threads (default: all cores)\n"
+    "  --skip-bad             skip malformed records (counted and listed) instead of stopping\n"
+    "  --val-fraction F       share of ids in the val split (default 0.01)\n"
+    "  --test-fraction F      share of ids in the test split (default 0.01)\n"
+    "  --bos                  prepend the tokenizer's bos to documents and contexts\n"
+    "  --text-mode lines|blocks   text format: a document per line (default) or per block\n"
+    "  --max-record-mb M      a longer line/block is malformed (default 8)\n"
+    "  --quiet                no progress line\n\n"
+    "Checks: a malformed record (bad JSON, a missing field or one of the wrong type, invalid UTF-8, a NUL,\n"
+    "an empty id/context/question/answer, a line over the size limit, an empty file) stops the ingest with\n"
+    "FILE:LINE and the reason, and nothing is written; with --skip-bad it is skipped, and the count and the\n"
+    "first locations are reported. Reported and not errors: empty documents (dropped), answers found away\n"
+    "from their offset (moved to the nearest occurrence, kept), answers not in their context (kept with\n"
+    "char_start -1), questions without answers (kept), blank JSONL lines (ignored), arxiv records without\n"
+    "an id (kept as BASENAME:LINE).\n");
+}
+
+// The command line, shell-quoted where needed, as recorded in the file.
+static void join_command(int argc, char **argv, const char *prefix, char *out, size_t size) {
+  size_t n = (size_t)snprintf(out, size, "%s", prefix);
+  for (int i = 0; i < argc && n < size; i++) {
+    const char *a = argv[i];
+    int plain = a[0] != 0;
+    for (const char *p = a; *p && plain; p++)
+      plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%", *p) != NULL;
+    if (plain) {
+      n += (size_t)snprintf(out + n, size - n, " %s", a);
+      continue;
+    }
+    n += (size_t)snprintf(out + n, size - n, " '");
+    for (const char *p = a; *p && n < size; p++)
+      n += (size_t)(*p == '\'' ? snprintf(out + n, size - n, "'\\''") : snprintf(out + n, size - n, "%c", *p));
+    if (n < size) n += (size_t)snprintf(out + n, size - n, "'");
+  }
+}
+
+// 1234567 -> "1,234,567"
+static const char *commas(int64_t v, char buf[32]) {
+  char digits[24];
+  int n = snprintf(digits, sizeof digits, "%lld", (long long)(v < 0 ? -v : v)), k = 0;
+  if (v < 0) buf[k++] = '-';
+  for (int i = 0; i < n; i++) {
+    buf[k++] = digits[i];
+    if ((n - i - 1) % 3 == 0 && i < n - 1) buf[k++] = ',';
+  }
+  buf[k] = 0;
+  return buf;
+}
+
+typedef struct {
+  const char *what;     // "pith data ingest"
+  int tty;
+  double last_line;     // plain mode: when the last line was printed
+  int printed;          // tty mode: a progress line is on screen
+} progress_state;
+
+static void on_progress(const ingest_progress *p, void *ctx) {
+  progress_state *ps = ctx;
+  double mb = (double)p->bytes / 1e6, s = p->seconds > 1e-9 ? p->seconds : 1e-9;
+  char r[32], t[32];
+  if (ps->tty) {
+    if (p->done) {
+      if (ps->printed) fprintf(stderr, "\r\033[K");
+      ps->printed = 0;
+      return;
+    }
+    double frac = p->bytes_total > 0 ? (double)p->bytes / (double)p->bytes_total : 0;
+    double eta = frac > 0.01 ? p->seconds * (1 - frac) / frac : -1;
+    fprintf(stderr, "\r\033[K%s: %s records  %.1f/%.1f MB (%.0f%%)  %.1f MB/s  %s tokens/s", ps->what,
+            commas(p->records, r), mb, (double)p->bytes_total / 1e6, 100 * frac, mb / s,
+            commas((int64_t)((double)p->tokens / s), t));
+    if (eta >= 0) fprintf(stderr, "  ETA %.0fs", eta);
+    ps->printed = 1;
+  } else if (!p->done && p->seconds - ps->last_line >= 10) {
+    ps->last_line = p->seconds;
+    fprintf(stderr, "%s: %s records, %.1f of %.1f MB, %.1f MB/s, %s tokens/s\n", ps->what, commas(p->records, r), mb,
+            (double)p->bytes_total / 1e6, mb / s, commas((int64_t)((double)p->tokens / s), t));
+  }
+  fflush(stderr);
+}
+
+static void print_issues(const char *what, const ingest_report *rep) {
+  for (int k = 0; k < INGEST_N_ISSUES; k++) {
+    const ingest_issue *is = &rep->issues[k];
+    if (is->count == 0) continue;
+    char c[32];
+    fprintf(stderr, "%s: %s %s:\n", what, commas(is->count, c), ingest_issue_name((ingest_issue_kind)k));
+    for (int i = 0; i < is->n_samples; i++) fprintf(stderr, "    %s\n", is->samples[i]);
+    if (is->count > is->n_samples) fprintf(stderr, "    ... and %s more\n", commas(is->count - is->n_samples, c));
+  }
+}
+
+static void print_summary(const char *what, const char *out, ingest_format fmt, int n_inputs, const ingest_report *rep) {
+  char a[32], b[32], c[32], d[32], e[32];
+  int qa = ingest_format_kind(fmt) == CORPUS_QA;
+  printf("%s: wrote %s: %s %s (train %s, val %s, test %s)", what, out, commas(rep->records, a),
+         qa ? "QA examples" : "documents", commas(rep->split[0], b), commas(rep->split[1], c), commas(rep->split[2], d));
+  if (qa) printf(", %s answers", commas(rep->answers, e));
+  printf(", %s tokens\n", commas(rep->tokens, a));
+  double s = rep->seconds > 1e-9 ? rep->seconds : 1e-9;
+  printf("%s: read %.2f MB from %d file%s in %.2f s with %d thread%s: %.2f MB/s of input; encoded %s bytes of text "
+         "(%.2f MB/s), %s tokens (%s tokens/s)\n", what, (double)rep->input_bytes / 1e6, n_inputs, n_inputs == 1 ? "" : "s",
+         rep->seconds, rep->threads, rep->threads == 1 ? "" : "s", (double)rep->input_bytes / 1e6 / s,
+         commas(rep->encoded_bytes, a), (double)rep->encoded_bytes / 1e6 / s, commas(rep->encoded_tokens, b),
+         commas((int64_t)((double)rep->encoded_tokens / s), c));
+}
+
+static int default_threads(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : n > INGEST_MAX_THREADS ? INGEST_MAX_THREADS : (int)n;
+}
+
+static int parse_fraction(const char *s, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end || !(v >= 0 && v <= 1)) return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_int(const char *s, long long lo, long long hi, long long *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || end == s || *end || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
+// Run one ingest with progress and reports; 0 ok, 1 failure (printed).
+static int run_ingest(const char *what, ingest_config *cfg, const char *const *inputs, int n_inputs, int quiet) {
+  progress_state ps = {what, isatty(fileno(stderr)), 0, 0};
+  if (!quiet) cfg->progress = on_progress, cfg->progress_ctx = &ps;
+  ingest_report rep;
+  pith_err err = {{0}};
+  int rc = ingest_run(cfg, inputs, n_inputs, &rep, &err);
+  print_issues(what, &rep);
+  if (rc < 0) {
+    fprintf(stderr, "%s: %s\n", what, err.msg);
+    if (rep.hint[0]) fprintf(stderr, "HINT: %s\n", rep.hint);
+    fprintf(stderr, "%s: nothing written (%s does not exist)\n", what, cfg->out_path);
+    return 1;
+  }
+  print_summary(what, cfg->out_path, cfg->format, n_inputs, &rep);
+  return 0;
+}
+
+static int data_ingest(int argc, char **argv) {
+  if (argc < 2) {
+    ingest_usage(stderr);
+    return 2;
+  }
+  const char *tok_path = NULL, *format = NULL, *out = NULL, *text_mode = "lines";
+  ingest_config cfg = {.threads = default_threads(), .val_fraction = 0.01, .test_fraction = 0.01};
+  double max_mb = 8;
+  int quiet = 0, n_inputs = 0;
+  const char **inputs = calloc((size_t)argc, sizeof *inputs);
+  if (!inputs) return 1;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    long long n;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      ingest_usage(stdout);
+      free(inputs);
+      return 0;
+    }
+    int bad = 0;
+    if (!strcmp(a, "--skip-bad")) cfg.skip_bad = 1;
+    else if (!strcmp(a, "--bos")) cfg.add_bos = 1;
+    else if (!strcmp(a, "--quiet")) quiet = 1;
+    else if (!strcmp(a, "--tokenizer") && v) tok_path = argv[++i];
+    else if (!strcmp(a, "--format") && v) format = argv[++i];
+    else if (!strcmp(a, "--out") && v) out = argv[++i];
+    else if (!strcmp(a, "--text-mode") && v) text_mode = argv[++i];
+    else if (!strcmp(a, "--threads") && v) bad = parse_int(argv[++i], 1, INGEST_MAX_THREADS, &n) || (cfg.threads = (int)n, 0);
+    else if (!strcmp(a, "--val-fraction") && v) bad = parse_fraction(argv[++i], &cfg.val_fraction);
+    else if (!strcmp(a, "--test-fraction") && v) bad = parse_fraction(argv[++i], &cfg.test_fraction);
+    else if (!strcmp(a, "--max-record-mb") && v) bad = !((max_mb = strtod(argv[++i], NULL)) > 0);
+    else if (a[0] == '-' && a[1]) {
+      fprintf(stderr, "pith data ingest: unknown or incomplete option '%s'\n", a);
+      free(inputs);
+      return 2;
+    } else inputs[n_inputs++] = a;
+    if (bad) {
+      fprintf(stderr, "pith data ingest: bad value '%s' for %s\n", argv[i], a);
+      free(inputs);
+      return 2;
+    }
+  }
+  const char *missing = !tok_path ? "--tokenizer PATH" : !format ? "--format FORMAT" : !out ? "--out FILE.h5"
+                        : n_inputs == 0 ? "an INPUT file" : NULL;
+  if (missing || ingest_format_parse(format, &cfg.format) < 0 ||
+      (strcmp(text_mode, "lines") && strcmp(text_mode, "blocks")) || cfg.val_fraction + cfg.test_fraction > 1) {
+    if (missing) fprintf(stderr, "pith data ingest: %s is required\n", missing);
+    else if (ingest_format_parse(format, &cfg.format) < 0)
+      fprintf(stderr, "pith data ingest: unknown format '%s' (arxiv, text, squad, mrqa, qa)\n", format);
+    else if (strcmp(text_mode, "lines") && strcmp(text_mode, "blocks"))
+      fprintf(stderr, "pith data ingest: --text-mode is lines or blocks, not '%s'\n", text_mode);
+    else fprintf(stderr, "pith data ingest: --val-fraction + --test-fraction exceeds 1\n");
+    fprintf(stderr, "'pith data ingest --help' tells more.\n");
+    free(inputs);
+    return 2;
+  }
+  cfg.text_mode = strcmp(text_mode, "blocks") ? INGEST_TEXT_LINES : INGEST_TEXT_BLOCKS;
+  cfg.max_record_bytes = (int64_t)(max_mb * 1024 * 1024);
+  char command[8192];
+  join_command(argc - 1, argv + 1, "pith data ingest", command, sizeof command);
+  cfg.command = command;
+  cfg.out_path = out;
+  pith_err err = {{0}};
+  tokenizer *tok = tokenizer_load(tok_path, &err);
+  if (!tok) {
+    fprintf(stderr, "pith data ingest: %s\n", err.msg);
+    free(inputs);
+    return 1;
+  }
+  cfg.tok = tok;
+  int rc = run_ingest("pith data ingest", &cfg, inputs, n_inputs, quiet);
+  tokenizer_free(tok);
+  free(inputs);
+  return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// synth
+
+static void synth_usage(FILE *out) {
+  fprintf(out,
+    "usage: pith data synth --dir DIR [--docs N] [--seed S] [--tokenizer PATH] [--threads N]\n"
+    "                       [--val-fraction F] [--test-fraction F] [--jsonl-only] [--quiet]\n\n"
+    "Generate the demo's synthetic facts world (data/synth.h): short arXiv-style abstracts about invented\n"
+    "methods, each with 4-9 extractive questions whose answers (invented names, numbers) cannot be guessed\n"
+    "without the text. Deterministic: the same seed and count give byte-identical JSONL and tokenizer files,\n"
+    "and corpus files with identical datasets (only the recorded command line may differ).\n\n"
+    "writes into DIR:\n"
+    "  docs.jsonl           {id, title, abstract, categories} a document (pith data ingest --format arxiv)\n"
+    "  qa.jsonl             {id, qid, kind, context, question, answers: [{text, answer_start}]} a question\n"
+    "                       (--format qa); a question's id is its document's, so both share a split\n"
+    "  tokenizer/           the world's own byte-level BPE tokenizer (tokenizer.json, tokenizer_config.json):\n"
+    "                       a token per word, per name syllable, per digit; 1,640 tokens\n"
+    "                       (not written when --tokenizer gives another one)\n"
+    "  docs.h5, qa.h5       the two ingested with that tokenizer (unless --jsonl-only)\n\n"
+    "options:\n"
+    "  --docs N             documents (default 10000)\n"
+    "  --seed S             the world (default 1)\n"
+    "  --tokenizer PATH     tokenize with this tokenizer instead of writing DIR/tokenizer\n"
+    "  --threads N          ingest threads (default: all cores)\n"
+    "  --val-fraction F     (default 0.05)   --test-fraction F   (default 0.05)\n"
+    "  --jsonl-only         write the JSONL (and the tokenizer) only\n"
+    "  --quiet              no progress line\n");
+}
+
+static int make_dirs(const char *path) {
+  char p[4096];
+  snprintf(p, sizeof p, "%s", path);
+  for (char *s = p + 1; *s; s++)
+    if (*s == '/') {
+      *s = 0;
+      if (mkdir(p, 0755) != 0 && errno != EEXIST) return -1;
+      *s = '/';
+    }
+  return mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static int data_synth(int argc, char **argv) {
+  const char *dir = NULL, *tok_path = NULL;
+  long long docs = 10000, seed = 1, n;
+  ingest_config cfg = {.threads = default_threads(), .val_fraction = 0.05, .test_fraction = 0.05};
+  int jsonl_only = 0, quiet = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    int bad = 0;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      synth_usage(stdout);
+      return 0;
+    }
+    if (!strcmp(a, "--jsonl-only")) jsonl_only = 1;
+    else if (!strcmp(a, "--quiet")) quiet = 1;
+    else if (!strcmp(a, "--dir") && v) dir = argv[++i];
+    else if (!strcmp(a, "--tokenizer") && v) tok_path = argv[++i];
+    else if (!strcmp(a, "--docs") && v) bad = parse_int(argv[++i], 1, 1000000000, &docs);
+    else if (!strcmp(a, "--seed") && v) bad = parse_int(argv[++i], 0, INT64_MAX, &seed);
+    else if (!strcmp(a, "--threads") && v) bad = parse_int(argv[++i], 1, INGEST_MAX_THREADS, &n) || (cfg.threads = (int)n, 0);
+    else if (!strcmp(a, "--val-fraction") && v) bad = parse_fraction(argv[++i], &cfg.val_fraction);
+    else if (!strcmp(a, "--test-fraction") && v) bad = parse_fraction(argv[++i], &cfg.test_fraction);
+    else {
+      fprintf(stderr, "pith data synth: unknown or incomplete option '%s'\n", a);
+      synth_usage(stderr);
+      return 2;
+    }
+    if (bad) {
+      fprintf(stderr, "pith data synth: bad value '%s' for %s\n", argv[i], a);
+      return 2;
+    }
+  }
+  if (!dir) {
+    fprintf(stderr, "pith data synth: --dir DIR is required\n");
+    synth_usage(stderr);
+    return 2;
+  }
+  if (make_dirs(dir) < 0) {
+    fprintf(stderr, "pith data synth: %s: cannot create: %s\n", dir, strerror(errno));
+    return 1;
+  }
+  char docs_jsonl[4200], qa_jsonl[4200], tok_dir[4200], tok_json[4300], docs_h5[4200], qa_h5[4200];
+  snprintf(docs_jsonl, sizeof docs_jsonl, "%s/docs.jsonl", dir);
+  snprintf(qa_jsonl, sizeof qa_jsonl, "%s/qa.jsonl", dir);
+  snprintf(tok_dir, sizeof tok_dir, "%s/tokenizer", dir);
+  snprintf(tok_json, sizeof tok_json, "%s/tokenizer.json", tok_dir);
+  snprintf(docs_h5, sizeof docs_h5, "%s/docs.h5", dir);
+  snprintf(qa_h5, sizeof qa_h5, "%s/qa.h5", dir);
+  pith_err err = {{0}};
+  if (synth_write_jsonl((uint64_t)seed, docs, docs_jsonl, qa_jsonl, &err) < 0) {
+    fprintf(stderr, "pith data synth: %s\n", err.msg);
+    return 1;
+  }
+  printf("pith data synth: wrote %s and %s (%lld documents, seed %lld)\n", docs_jsonl, qa_jsonl, docs, seed);
+  if (!tok_path) {
+    int vocab = 0;
+    if (synth_write_tokenizer(tok_dir, &vocab, &err) < 0) {
+      fprintf(stderr, "pith data synth: %s\n", err.msg);
+      return 1;
+    }
+    printf("pith data synth: wrote %s (%d tokens)\n", tok_json, vocab);
+    tok_path = tok_json;
+  }
+  if (jsonl_only) return 0;
+  tokenizer *tok = tokenizer_load(tok_path, &err);
+  if (!tok) {
+    fprintf(stderr, "pith data synth: %s\n", err.msg);
+    return 1;
+  }
+  char command[8192];
+  join_command(argc - 1, argv + 1, "pith data synth", command, sizeof command);
+  cfg.tok = tok, cfg.command = command;
+  cfg.format = INGEST_ARXIV, cfg.out_path = docs_h5;
+  const char *in_docs[] = {docs_jsonl}, *in_qa[] = {qa_jsonl};
+  int rc = run_ingest("pith data synth", &cfg, in_docs, 1, quiet);
+  cfg.format = INGEST_QA, cfg.out_path = qa_h5;
+  if (rc == 0) rc = run_ingest("pith data synth", &cfg, in_qa, 1, quiet);
+  tokenizer_free(tok);
   return rc;
 }

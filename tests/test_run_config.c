@@ -1,0 +1,442 @@
+// run_config: YAML loading (nested maps, lists, quoting), command-line overrides, schema resolve
+// (types, defaults), save -> load round trips, and the error messages a user sees.
+#include <signal.h>
+#include <stdint.h>
+#include <sys/wait.h>
+
+#include "base.h"
+#include "check.h"
+#include "run_config.h"
+
+static char dir[] = "/tmp/pith_test_run_config_XXXXXX";
+static char files[64][320];
+static int n_files;
+
+// Write `text` to DIR/name and return the path (kept for cleanup).
+static const char *write_file(const char *name, const char *text) {
+  char *p = files[n_files++];
+  snprintf(p, sizeof files[0], "%s/%s", dir, name);
+  pith_err err = {{0}};
+  if (pith_write_file_atomic(p, text, strlen(text), &err) != 0) {
+    fprintf(stderr, "cannot write %s: %s\n", p, err.msg);
+    exit(1);
+  }
+  return p;
+}
+
+static const rc_key schema[] = {
+    {"model_name_or_path", RC_STRING, NULL, "Hugging Face model folder"},
+    {"learning_rate", RC_FLOAT, "1e-4", "peak learning rate"},
+    {"per_device_train_batch_size", RC_INT, "8", "sequences per device per step"},
+    {"gradient_accumulation_steps", RC_INT, "1", "micro-batches per optimizer step"},
+    {"warmup_steps", RC_INT, "0", "linear warmup steps"},
+    {"max_steps", RC_INT, "1000", "optimizer steps"},
+    {"lr_scheduler_type", RC_STRING, "cosine", "linear, cosine or constant"},
+    {"lora_rank", RC_INT, "8", "LoRA rank r"},
+    {"lora_alpha", RC_FLOAT, "16", "LoRA alpha"},
+    {"lora_dropout", RC_FLOAT, "0.0", "LoRA dropout"},
+    {"lora_target", RC_STRING, "q_proj,v_proj", "modules LoRA wraps, comma-separated"},
+    {"bf16", RC_BOOL, "false", "bfloat16 autocast"},
+    {"gradient_checkpointing", RC_BOOL, "no", "recompute activations"},
+    {"compressor.num_mem_tokens", RC_INT, "4", "compress tokens"},
+    {"compressor.kind", RC_STRING, "500x", "500x or icae"},
+    {"output_dir", RC_STRING, "", "run folder"},
+    {"run_name", RC_STRING, "", "a name for logs"},
+    {"prompt", RC_STRING, "", "free text"},
+    {"seed", RC_INT, "42", "random seed"},
+};
+static const int n_schema = (int)(sizeof schema / sizeof *schema);
+
+static void test_load_and_resolve(void) {
+  pith_err err = {{0}};
+  const char *path = write_file("tiny.yaml",
+                                "# a tiny run\n"
+                                "model_name_or_path: ../shared/assets/stories260K\n"
+                                "learning_rate: 3e-4          # peak\n"
+                                "per_device_train_batch_size: 4\n"
+                                "warmup_steps: 1e2\n"
+                                "lora_target: [q_proj, k_proj, v_proj]\n"
+                                "bf16: Yes\n"
+                                "compressor:\n"
+                                "  num_mem_tokens: 16\n"
+                                "  kind: 'icae'\n"
+                                "run_name: \"tiny: a # not a comment\"\n"
+                                "output_dir:\n"
+                                "prompt: >-\n"
+                                "  folded\n"
+                                "  text\n");
+  run_config *c = run_config_new();
+  CHECK(c != NULL);
+  // An override given before the file still wins over it.
+  CHECK(run_config_set(c, "per_device_train_batch_size=2", &err) == 0);
+  CHECK_MSG(run_config_load(c, path, &err) == 0, "%s", err.msg);
+  CHECK(run_config_set(c, "learning_rate=5e-5", &err) == 0);
+  CHECK(run_config_set(c, "max_steps=10", &err) == 0);
+  CHECK(run_config_set(c, "max_steps=20", &err) == 0);  // the later one wins
+  CHECK(run_config_set(c, " seed = 7", &err) == 0);     // spaces around the key are trimmed
+
+  // Before resolve the YAML lists the raw text.
+  char *raw = run_config_yaml(c);
+  CHECK_CONTAINS(raw, "# pith run config, format 1: as given");
+  CHECK_CONTAINS(raw, "\nlora_target: q_proj,k_proj,v_proj\n");
+  CHECK_CONTAINS(raw, "\ncompressor.kind: icae\n");
+  free(raw);
+
+  CHECK_MSG(run_config_resolve(c, schema, n_schema, &err) == 0, "%s", err.msg);
+  CHECK(!strcmp(run_config_str(c, "model_name_or_path"), "../shared/assets/stories260K"));
+  CHECK_NEAR(run_config_float(c, "learning_rate"), 5e-5, 1e-15);
+  CHECK(run_config_int(c, "per_device_train_batch_size") == 2);
+  CHECK(run_config_int(c, "gradient_accumulation_steps") == 1);  // default
+  CHECK(run_config_int(c, "warmup_steps") == 100);                // 1e2 is integral
+  CHECK(run_config_int(c, "max_steps") == 20);
+  CHECK(run_config_int(c, "seed") == 7);
+  CHECK(!strcmp(run_config_str(c, "lora_target"), "q_proj,k_proj,v_proj"));
+  CHECK(run_config_bool(c, "bf16") == 1);
+  CHECK(run_config_bool(c, "gradient_checkpointing") == 0);  // default "no"
+  CHECK(run_config_int(c, "compressor.num_mem_tokens") == 16);
+  CHECK(!strcmp(run_config_str(c, "compressor.kind"), "icae"));
+  CHECK(!strcmp(run_config_str(c, "run_name"), "tiny: a # not a comment"));
+  CHECK(!strcmp(run_config_str(c, "output_dir"), ""));  // `key:` is null: the empty string
+  CHECK(!strcmp(run_config_str(c, "prompt"), "folded text"));
+  CHECK(!strcmp(run_config_str(c, "lr_scheduler_type"), "cosine"));
+  CHECK_NEAR(run_config_float(c, "lora_alpha"), 16.0, 0);
+  CHECK_NEAR(run_config_float(c, "lora_rank"), 8.0, 0);  // float getter reads int keys
+  // Canonical texts.
+  CHECK(!strcmp(run_config_str(c, "warmup_steps"), "100"));
+  CHECK(!strcmp(run_config_str(c, "bf16"), "true"));
+  CHECK(!strcmp(run_config_str(c, "lora_alpha"), "16.0"));
+  CHECK(!strcmp(run_config_str(c, "learning_rate"), "5.0e-05"));
+
+  // Saved text: schema order, the header says what it is.
+  char *y = run_config_yaml(c);
+  CHECK(y != NULL);
+  CHECK_CONTAINS(y, "# pith run config, format 1");
+  CHECK_CONTAINS(y, "tiny.yaml + 5 command-line assignments");
+  CHECK_CONTAINS(y, "\nmodel_name_or_path: ../shared/assets/stories260K\n");
+  CHECK_CONTAINS(y, "\nrun_name: \"tiny: a # not a comment\"\n");
+  CHECK_CONTAINS(y, "\noutput_dir: \"\"\n");
+  CHECK_CONTAINS(y, "\nbf16: true\n");
+  const char *a = y ? strstr(y, "model_name_or_path:") : NULL, *b = y ? strstr(y, "seed:") : NULL;
+  CHECK(a && b && a < b);
+  free(y);
+
+  // Resolve again after another override: the new value counts.
+  CHECK(run_config_set(c, "bf16=off", &err) == 0);
+  CHECK(run_config_resolve(c, schema, n_schema, &err) == 0);
+  CHECK(run_config_bool(c, "bf16") == 0);
+  run_config_free(c);
+}
+
+// Two files: the later one wins, the command line wins over both; a failed load changes nothing.
+static void test_layers(void) {
+  pith_err err = {{0}};
+  const char *base = write_file("base.yaml", "model_name_or_path: m\nlora_rank: 4\nseed: 1\n");
+  const char *over = write_file("over.yaml", "lora_rank: 16\nseed: 2\n");
+  const char *bad =
+      write_file("bad_layer.yaml", "model_name_or_path: other\nlora_rank: [1, {a: b}]\n");
+  run_config *c = run_config_new();
+  CHECK(run_config_load(c, base, &err) == 0);
+  CHECK(run_config_set(c, "seed=3", &err) == 0);
+  CHECK(run_config_load(c, over, &err) == 0);
+  CHECK(run_config_load(c, bad, &err) == -1);
+  CHECK(run_config_resolve(c, schema, n_schema, &err) == 0);
+  CHECK(run_config_int(c, "lora_rank") == 16);
+  CHECK(run_config_int(c, "seed") == 3);
+  CHECK(!strcmp(run_config_str(c, "model_name_or_path"), "m"));  // the failed load left no trace
+  run_config_free(c);
+}
+
+// Strings that need quoting, numbers at the edges: save -> load -> resolve gives the same values.
+static void test_round_trip(void) {
+  static const char *strings[] = {
+      "plain",
+      "with space",
+      "a: b",
+      "a #b",
+      "#x",
+      "x#y",
+      "it's \"quoted\"",
+      "back\\slash",
+      "line\nbreak",
+      "tab\there",
+      " leading",
+      "trailing ",
+      "",
+      "null",
+      "~",
+      "true",
+      "No",
+      "123",
+      "1e-4",
+      "0x1F",
+      ".inf",
+      "inf",
+      "- item",
+      "[a, b]",
+      "{a: b}",
+      "&anchor",
+      "*alias",
+      "!tag",
+      "%directive",
+      "@at",
+      "`tick",
+      "|",
+      ">",
+      "? key",
+      "---",
+      "...",
+      "q_proj,v_proj",
+      "/abs/path/model.safetensors",
+      "./rel",
+      "meta-llama/Meta-Llama-3-8B",
+      "caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x98\x80",  // é ✓ 😀
+      "nel\xc2\x85ls\xe2\x80\xa8ps\xe2\x80\xa9",    // YAML 1.1 line breaks inside
+      "c1\xc2\x80 bom\xef\xbb\xbf",                 // a C1 control, a BOM
+      "ctrl\x01\x1f\x7f",
+      "crlf\r\n",
+  };
+  const int n_str = (int)(sizeof strings / sizeof *strings);
+  static const double floats[] = {0.1, 1.0 / 3.0, 5e-5, 1e-300, -0.0, 1e300, 123456789.0,
+                                  2.0, 4.9406564584124654e-324, INFINITY, -INFINITY};
+  const int n_fl = (int)(sizeof floats / sizeof *floats);
+  static const int64_t ints[] = {0, -1, INT64_MAX, INT64_MIN, 10000};
+
+  int n = n_str + n_fl + (int)(sizeof ints / sizeof *ints) + 2;
+  rc_key *s = calloc((size_t)n, sizeof *s);
+  char (*names)[32] = calloc((size_t)n, 32);
+  pith_err err = {{0}};
+  run_config *c = run_config_new();
+  int k = 0;
+  for (int i = 0; i < n_str; i++, k++) {
+    snprintf(names[k], 32, "s%d", i);
+    s[k] = (rc_key){names[k], RC_STRING, "", NULL};
+    // Each string goes in through the command line (the only way to get any byte in).
+    char assign[128];
+    snprintf(assign, sizeof assign, "%s=%s", names[k], strings[i]);
+    CHECK_MSG(run_config_set(c, assign, &err) == 0, "%s", err.msg);
+  }
+  for (int i = 0; i < n_fl; i++, k++) {
+    snprintf(names[k], 32, "f%d", i);
+    s[k] = (rc_key){names[k], RC_FLOAT, "0", NULL};
+    char assign[128];
+    snprintf(assign, sizeof assign, "%s=%.17g", names[k], floats[i]);
+    CHECK(run_config_set(c, assign, &err) == 0);
+  }
+  for (int i = 0; i < (int)(sizeof ints / sizeof *ints); i++, k++) {
+    snprintf(names[k], 32, "i%d", i);
+    s[k] = (rc_key){names[k], RC_INT, "0", NULL};
+    char assign[128];
+    snprintf(assign, sizeof assign, "%s=%lld", names[k], (long long)ints[i]);
+    CHECK(run_config_set(c, assign, &err) == 0);
+  }
+  snprintf(names[k], 32, "nan");
+  s[k] = (rc_key){names[k], RC_FLOAT, "nan", NULL};
+  k++;
+  snprintf(names[k], 32, "flag");
+  s[k] = (rc_key){names[k], RC_BOOL, "1", NULL};
+  k++;
+  CHECK(k == n);
+
+  CHECK_MSG(run_config_resolve(c, s, n, &err) == 0, "%s", err.msg);
+  char path[320];
+  snprintf(path, sizeof path, "%s/config.yaml", dir);
+  snprintf(files[n_files++], sizeof files[0], "%s", path);
+  CHECK_MSG(run_config_save(c, path, &err) == 0, "%s", err.msg);
+
+  run_config *d = run_config_new();
+  CHECK_MSG(run_config_load(d, path, &err) == 0, "%s", err.msg);
+  CHECK_MSG(run_config_resolve(d, s, n, &err) == 0, "%s", err.msg);
+  for (int i = 0; i < n_str; i++)
+    CHECK_MSG(!strcmp(run_config_str(d, names[i]), strings[i]), "%s: '%s' read back as '%s'",
+              names[i], strings[i], run_config_str(d, names[i]));
+  for (int i = 0; i < n_fl; i++) {
+    double x = run_config_float(d, names[n_str + i]);
+    CHECK_MSG(memcmp(&x, &floats[i], sizeof x) == 0, "%s: %.17g read back as %.17g",
+              names[n_str + i], floats[i], x);
+  }
+  for (int i = 0; i < (int)(sizeof ints / sizeof *ints); i++)
+    CHECK(run_config_int(d, names[n_str + n_fl + i]) == ints[i]);
+  CHECK(isnan(run_config_float(d, "nan")));
+  CHECK(run_config_bool(d, "flag") == 1);
+  // A second save is byte-identical but for the header's second line.
+  char *y1 = run_config_yaml(c), *y2 = run_config_yaml(d);
+  const char *body1 = y1 ? strstr(strchr(y1, '\n') + 1, "\n") : NULL;
+  const char *body2 = y2 ? strstr(strchr(y2, '\n') + 1, "\n") : NULL;
+  CHECK(body1 && body2 && !strcmp(body1, body2));
+  free(y1);
+  free(y2);
+  run_config_free(d);
+  run_config_free(c);
+  free(names);
+  free(s);
+}
+
+// Load (and resolve when the file loads) and return the error message.
+static const char *error_of(const char *name, const char *text, const char *assign) {
+  static pith_err err;
+  memset(&err, 0, sizeof err);
+  run_config *c = run_config_new();
+  int rc = 0;
+  if (text) rc = run_config_load(c, write_file(name, text), &err);
+  if (rc == 0 && assign) rc = run_config_set(c, assign, &err);
+  if (rc == 0) rc = run_config_resolve(c, schema, n_schema, &err);
+  CHECK_MSG(rc == -1, "%s: no error", name);
+  run_config_free(c);
+  return err.msg;
+}
+
+static void test_errors(void) {
+  char want[400];
+  const char *m;
+
+  // Bad YAML: file:line:column.
+  m = error_of("bad.yaml", "model_name_or_path: m\nlearning_rate: 1\n  bad: indent\n", NULL);
+  snprintf(want, sizeof want, "%s/bad.yaml:3:", dir);
+  CHECK_CONTAINS(m, want);
+  CHECK_CONTAINS(m, "invalid YAML");
+  m = error_of("unclosed.yaml", "model_name_or_path: m\nlora_target: [q_proj, v_proj\nseed: 1\n",
+               NULL);
+  CHECK_CONTAINS(m, "unclosed.yaml:");
+  CHECK_CONTAINS(m, "invalid YAML");
+  m = error_of("bytes.yaml", "model_name_or_path: m\nbf16: \xff\n", NULL);  // not UTF-8
+  snprintf(want, sizeof want, "%s/bytes.yaml:2:7: invalid YAML", dir);
+  CHECK_CONTAINS(m, want);
+  m = error_of("tab.yaml", "compressor:\n\tkind: icae\n", NULL);
+  snprintf(want, sizeof want, "%s/tab.yaml:2:", dir);
+  CHECK_CONTAINS(m, want);
+
+  // Values that are not scalars or lists of scalars; keys given twice; not a mapping.
+  m = error_of("nested_list.yaml", "model_name_or_path: m\nlora_target:\n  - q_proj\n  - [a, b]\n",
+               NULL);
+  snprintf(want, sizeof want, "%s/nested_list.yaml:4:5: 'lora_target'", dir);
+  CHECK_CONTAINS(m, want);
+  m = error_of("dup.yaml", "model_name_or_path: m\nseed: 1\nlora_rank: 2\nseed: 3\n", NULL);
+  snprintf(want, sizeof want, "%s/dup.yaml:4:1: duplicate key 'seed' (first given at line 2", dir);
+  CHECK_CONTAINS(m, want);
+  m = error_of("dup_flat.yaml", "compressor.kind: icae\ncompressor:\n  kind: 500x\n", NULL);
+  CHECK_CONTAINS(m, "dup_flat.yaml:3:3: duplicate key 'compressor.kind'");
+  m = error_of("list.yaml", "- a\n- b\n", NULL);
+  CHECK_CONTAINS(m, "list.yaml:1:1: a run config is a mapping");
+  m = error_of("two_docs.yaml", "seed: 1\n---\nseed: 2\n", NULL);
+  CHECK_CONTAINS(m, "two_docs.yaml:3:1: a second YAML document");
+  m = error_of("cycle.yaml", "a: &x\n  b: *x\n", NULL);
+  CHECK_CONTAINS(m, "cycle.yaml:");
+  m = error_of("nul.yaml", "run_name: \"a\\0b\"\n", NULL);
+  CHECK_CONTAINS(m, "nul.yaml:1:11: a value holds a NUL character");
+
+  // Unknown keys, with a suggestion when one is close.
+  m = error_of("typo.yaml", "model_name_or_path: m\nlearning_rte: 1e-4\n", NULL);
+  snprintf(want, sizeof want, "%s/typo.yaml:2:1: unknown key 'learning_rte'", dir);
+  CHECK_CONTAINS(m, want);
+  CHECK_CONTAINS(m, "did you mean learning_rate?");
+  m = error_of("typo2.yaml", "model_name_or_path: m\n", "lora_rnak=4");
+  CHECK_CONTAINS(m, "command line: unknown key 'lora_rnak' (did you mean lora_rank?)");
+  m = error_of("typo3.yaml", "model_name_or_path: m\ncompressor: {kidn: icae}\n", NULL);
+  CHECK_CONTAINS(m, "unknown key 'compressor.kidn' (did you mean compressor.kind?)");
+  m = error_of("far.yaml", "model_name_or_path: m\ntotally_unrelated: 1\n", NULL);
+  CHECK_CONTAINS(m, "unknown key 'totally_unrelated'");
+  CHECK(strstr(m, "did you mean") == NULL);
+
+  // Values that do not parse: key, value and where.
+  m = error_of("nan_int.yaml", "model_name_or_path: m\nper_device_train_batch_size: eight\n", NULL);
+  snprintf(want, sizeof want,
+           "%s/nan_int.yaml:2:30: per_device_train_batch_size: 'eight' is not an integer", dir);
+  CHECK_CONTAINS(m, want);
+  m = error_of("frac_int.yaml", "model_name_or_path: m\n", "warmup_steps=1.5");
+  CHECK_CONTAINS(m, "command line: warmup_steps: '1.5' is not an integer");
+  m = error_of("hex_int.yaml", "model_name_or_path: m\n", "seed=0x10");
+  CHECK_CONTAINS(m, "seed: '0x10' is not an integer");
+  m = error_of("big_int.yaml", "model_name_or_path: m\n", "seed=1e30");
+  CHECK_CONTAINS(m, "seed: '1e30' is not an integer");
+  m = error_of("empty_int.yaml", "model_name_or_path: m\nseed:\n", NULL);
+  CHECK_CONTAINS(m, "seed: '' is not an integer");
+  m = error_of("bad_float.yaml", "model_name_or_path: m\nlearning_rate: 1e-4x\n", NULL);
+  CHECK_CONTAINS(m, "learning_rate: '1e-4x' is not a number");
+  m = error_of("bad_bool.yaml", "model_name_or_path: m\nbf16: maybe\n", NULL);
+  CHECK_CONTAINS(m, "bf16: 'maybe' is not a bool");
+  m = error_of("list_int.yaml", "model_name_or_path: m\nseed: [1, 2]\n", NULL);
+  CHECK_CONTAINS(m, "seed: '1,2' is not an integer");
+
+  // Missing required key; assignment without '='; missing file.
+  m = error_of("empty.yaml", "", NULL);
+  CHECK_CONTAINS(m, "missing required key 'model_name_or_path'");
+  CHECK_CONTAINS(m, "model_name_or_path=VALUE");
+  m = error_of("noeq.yaml", "model_name_or_path: m\n", "learning_rate");
+  CHECK_CONTAINS(m, "'learning_rate': expected key=value");
+  m = error_of("noeq2.yaml", "model_name_or_path: m\n", "=3");
+  CHECK_CONTAINS(m, "empty key");
+  pith_err err = {{0}};
+  run_config *c = run_config_new();
+  CHECK(run_config_load(c, "/nonexistent/pith.yaml", &err) == -1);
+  CHECK_CONTAINS(err.msg, "/nonexistent/pith.yaml");
+  CHECK(run_config_set(c, "run_name=\xff\xfe", &err) == -1);
+  CHECK_CONTAINS(err.msg, "not valid UTF-8");
+
+  // A schema whose default does not parse is the driver's bug, and says so.
+  static const rc_key bad_schema[] = {{"seed", RC_INT, "forty-two", NULL}};
+  CHECK(run_config_resolve(c, bad_schema, 1, &err) == -1);
+  CHECK_CONTAINS(err.msg, "default of 'seed' ('forty-two') is not an integer");
+  static const rc_key twice[] = {{"seed", RC_INT, "1", NULL}, {"seed", RC_INT, "2", NULL}};
+  CHECK(run_config_resolve(c, twice, 2, &err) == -1);
+  CHECK_CONTAINS(err.msg, "listed twice");
+  run_config_free(c);
+}
+
+static void test_print_schema(void) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  CHECK(f != NULL);
+  run_config_print_schema(f, schema, n_schema);
+  fclose(f);
+  CHECK_CONTAINS(buf, "learning_rate");
+  CHECK_CONTAINS(buf, "peak learning rate");
+  CHECK_CONTAINS(buf, "(required)");
+  CHECK_CONTAINS(buf, "1e-4");
+  CHECK_CONTAINS(buf, "float");
+  CHECK_CONTAINS(buf, "\"\"");  // an empty default shows as ""
+  int lines = 0;
+  for (char *p = buf; p && *p; p++) lines += *p == '\n';
+  CHECK(lines == n_schema);
+  free(buf);
+}
+
+// Asking for a key the schema lacks, or with the wrong type, is the caller's bug: it aborts.
+static int aborts(int which) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    freopen("/dev/null", "w", stderr);
+    pith_err err = {{0}};
+    run_config *c = run_config_new();
+    run_config_set(c, "model_name_or_path=m", &err);
+    if (which != 2) run_config_resolve(c, schema, n_schema, &err);
+    if (which == 0) run_config_int(c, "no_such_key");
+    if (which == 1) run_config_int(c, "learning_rate");  // a float key
+    if (which == 2) run_config_str(c, "seed");           // not resolved
+    if (which == 3) run_config_bool(c, "bf16");          // fine: exits 0
+    _exit(0);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;
+}
+
+static void test_getter_misuse(void) {
+  CHECK(aborts(0));
+  CHECK(aborts(1));
+  CHECK(aborts(2));
+  CHECK(!aborts(3));
+}
+
+int main(void) {
+  CHECK(mkdtemp(dir) != NULL);
+  test_load_and_resolve();
+  test_layers();
+  test_round_trip();
+  test_errors();
+  test_print_schema();
+  test_getter_misuse();
+  for (int i = 0; i < n_files; i++) unlink(files[i]);
+  rmdir(dir);
+  return check_done("test_run_config");
+}

@@ -1,0 +1,5 @@
+// pith finetune: train a compressor (usually from a pretrained one) to answer questions.
+#include "commands.h"
+#include "compress_train.h"
+
+int cmd_finetune(int argc, char **argv) { return compress_train_main(TASK_FINETUNE, argc, argv); }

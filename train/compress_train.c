@@ -1,0 +1,496 @@
+// The training loop of soft-token compressors: config → model, tokenizer, loader → steps of
+// AdamW over the LoRA, compress embeddings (and AE token) → metrics, evaluation, checkpoints.
+#include "compress_train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compressor.h"
+#include "hf_folder.h"
+#include "loader.h"
+#include "run_config.h"
+#include "tokenizer.h"
+#include "train_state.h"
+
+static const rc_key SCHEMA[] = {
+    {"model_name_or_path", RC_STRING, NULL, "Hugging Face model folder of the frozen LLM"},
+    {"tokenizer", RC_STRING, "", "tokenizer file or folder (default: the model folder)"},
+    {"train_file", RC_STRING, NULL, "corpus (HDF5, from pith data ingest): documents to pretrain, QA to finetune"},
+    {"output_dir", RC_STRING, "", "run folder (default runs/RUN_NAME)"},
+    {"run_name", RC_STRING, "compress", "name of the run"},
+    {"method", RC_STRING, "500x", "500x | icae"},
+    {"num_compress_tokens", RC_INT, "16", "k: compress (memory) tokens"},
+    {"position_policy", RC_STRING, "consistent", "500x key positions: reference (as the paper's code) | consistent"},
+    {"cutoff_len", RC_INT, "500", "context tokens per example (cut or padded)"},
+    {"max_target_len", RC_INT, "64", "finetune: decoder tokens (question prompt + answer + eos)"},
+    {"per_device_train_batch_size", RC_INT, "4", "examples per micro-batch"},
+    {"gradient_accumulation_steps", RC_INT, "1", "micro-batches per optimizer step"},
+    {"learning_rate", RC_FLOAT, "1e-4", "peak learning rate"},
+    {"weight_decay", RC_FLOAT, "0", "AdamW decoupled weight decay"},
+    {"adam_beta1", RC_FLOAT, "0.9", ""},
+    {"adam_beta2", RC_FLOAT, "0.999", ""},
+    {"adam_epsilon", RC_FLOAT, "1e-8", ""},
+    {"lr_scheduler_type", RC_STRING, "constant", "constant | cosine | linear (after warmup)"},
+    {"warmup_steps", RC_INT, "300", "linear warmup steps"},
+    {"num_train_epochs", RC_FLOAT, "3", "epochs over the train split (when max_steps <= 0)"},
+    {"max_steps", RC_INT, "-1", "optimizer steps; overrides num_train_epochs when > 0"},
+    {"max_grad_norm", RC_FLOAT, "1.0", "gradient clipping (0: off)"},
+    {"lora_rank", RC_INT, "64", ""},
+    {"lora_alpha", RC_FLOAT, "32", ""},
+    {"lora_dropout", RC_FLOAT, "0.05", ""},
+    {"lora_target", RC_STRING, "q_proj,v_proj", "projections to adapt (PEFT names) or all"},
+    {"init_from", RC_STRING, "", "finetune: a pretrain run folder or checkpoint folder to start from"},
+    {"seed", RC_INT, "42", "initialisation, shuffling and dropout"},
+    {"logging_steps", RC_INT, "10", "metrics every N steps"},
+    {"eval_steps", RC_INT, "0", "validation loss every N steps (0: at the end only)"},
+    {"eval_batches", RC_INT, "8", "validation batches per evaluation"},
+    {"save_steps", RC_INT, "500", "checkpoint every N steps (and at the end)"},
+    {"save_total_limit", RC_INT, "3", "checkpoints kept (0: all)"},
+    {"bf16", RC_BOOL, "false", "compute in bf16 (for CUDA; CPU runs in f32)"},
+    {"device", RC_STRING, "cpu", "cpu | cuda | cuda:N"},
+    {"threads", RC_INT, "0", "CPU threads (0: libtorch's default)"},
+    {"nan_policy", RC_STRING, "stop", "a NaN/Inf loss or gradient: stop | skip (the step)"},
+};
+static const int N_SCHEMA = (int)(sizeof SCHEMA / sizeof SCHEMA[0]);
+
+static volatile sig_atomic_t g_stop_signal = 0;
+static void on_signal(int sig) { g_stop_signal = sig; }
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct {
+  train_task task;
+  run_config *cfg;
+  char run_dir[2048];
+  tokenizer *tok;
+  llama_model *model;
+  compressor *comp;
+  loader *train, *val;
+  pt_tensor *params[4096];
+  char *names[4096];
+  int n_params;
+  pt_adamw *opt;
+  pt_gen *dropout_gen;
+  int32_t bos, eos, pad;
+  FILE *metrics;
+  int tty;
+} trainer;
+
+static int mkdirs(const char *path, pith_err *err) {
+  char buf[2048];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1; *p; p++)
+    if (*p == '/') {
+      *p = 0;
+      if (mkdir(buf, 0755) && errno != EEXIST) return pith_fail(err, "%s: cannot create: %s", buf, strerror(errno));
+      *p = '/';
+    }
+  if (mkdir(buf, 0755) && errno != EEXIST) return pith_fail(err, "%s: cannot create: %s", buf, strerror(errno));
+  return 0;
+}
+
+static double lr_at(const run_config *c, int64_t step, int64_t total) {
+  double peak = run_config_float(c, "learning_rate");
+  int64_t warm = run_config_int(c, "warmup_steps");
+  if (step < warm) return peak * (double)(step + 1) / (double)warm;
+  const char *kind = run_config_str(c, "lr_scheduler_type");
+  double progress = total > warm ? (double)(step - warm) / (double)(total - warm) : 1.0;
+  if (!strcmp(kind, "cosine")) return peak * 0.5 * (1 + cos(M_PI * fmin(progress, 1.0)));
+  if (!strcmp(kind, "linear")) return peak * fmax(0.0, 1 - progress);
+  return peak;
+}
+
+// Loader batch → the compressor's tensors. Pretrain: decoder reads [bos] + text and predicts
+// text + eos. Finetune: decoder reads the QA row and predicts each next answer token (and eos).
+static void batch_tensors(const trainer *t, const loader_batch *lb, pt_device dev, comp_batch *b) {
+  int B = lb->B, N = lb->N;
+  int64_t *text = malloc(sizeof(int64_t) * B * N);
+  for (int i = 0; i < B * N; i++) text[i] = lb->ids[i];
+  int M = t->task == TASK_PRETRAIN ? N + 1 : lb->M;
+  int64_t *dec = malloc(sizeof(int64_t) * B * M), *tgt = malloc(sizeof(int64_t) * B * M);
+  uint8_t *dmask = calloc((size_t)B * M, 1);
+  for (int r = 0; r < B; r++) {
+    for (int j = 0; j < M; j++) {
+      int64_t *d = &dec[r * M + j], *g = &tgt[r * M + j];
+      *g = -100;
+      if (t->task == TASK_PRETRAIN) {
+        int len = 0;
+        while (len < N && lb->mask[r * N + len]) len++;
+        *d = j == 0 ? t->bos : j <= len ? lb->ids[r * N + j - 1] : t->pad;
+        dmask[r * M + j] = j <= len && (r < lb->n_rows);
+        if (r < lb->n_rows && j < len) *g = lb->ids[r * N + j];
+        if (r < lb->n_rows && j == len) *g = t->eos;
+      } else {
+        *d = lb->dec_ids[r * M + j];
+        dmask[r * M + j] = lb->dec_mask[r * M + j];
+        if (j + 1 < M && lb->dec_loss_mask[r * M + j + 1]) *g = lb->dec_ids[r * M + j + 1];
+      }
+    }
+  }
+  b->text_ids = pt_to_device(pt_from_data(text, PT_I64, PT_SHAPE(B, N), PT_CPU), dev);
+  b->text_mask = pt_to_device(pt_from_data(lb->mask, PT_BOOL, PT_SHAPE(B, N), PT_CPU), dev);
+  b->dec_ids = pt_to_device(pt_from_data(dec, PT_I64, PT_SHAPE(B, M), PT_CPU), dev);
+  b->dec_mask = pt_to_device(pt_from_data(dmask, PT_BOOL, PT_SHAPE(B, M), PT_CPU), dev);
+  b->dec_targets = pt_to_device(pt_from_data(tgt, PT_I64, PT_SHAPE(B, M), PT_CPU), dev);
+  free(text), free(dec), free(tgt), free(dmask);
+}
+
+static loader *open_loader(const trainer *t, int split, const loader_cursor *resume, pith_err *err) {
+  const run_config *c = t->cfg;
+  loader_config lc = {0};
+  lc.mode = t->task == TASK_PRETRAIN ? LOADER_CUT : LOADER_QA;
+  lc.batch_size = (int)run_config_int(c, "per_device_train_batch_size");
+  lc.seq_len = (int)run_config_int(c, "cutoff_len");
+  lc.dec_len = (int)run_config_int(c, "max_target_len");
+  lc.pad_id = t->pad;
+  lc.eos_id = t->eos;
+  lc.split = split;
+  lc.shuffle = split == CORPUS_SPLIT_TRAIN;
+  lc.seed = (uint64_t)run_config_int(c, "seed");
+  lc.drop_last = split == CORPUS_SPLIT_TRAIN;
+  int32_t *q = NULL, *a = NULL;
+  size_t nq = 0, na = 0;
+  if (t->task == TASK_FINETUNE) {
+    // The prompt of 500xCompressor's fine-tuning: "Question: {q} Answer: ".
+    if (tokenizer_encode(t->tok, "Question: ", 10, 0, &q, &nq, err) ||
+        tokenizer_encode(t->tok, " Answer: ", 9, 0, &a, &na, err))
+      return NULL;
+    lc.question_prefix = q, lc.n_question_prefix = (int)nq;
+    lc.answer_prefix = a, lc.n_answer_prefix = (int)na;
+  }
+  loader *l = loader_open(run_config_str(c, "train_file"), &lc, resume, err);
+  free(q);
+  free(a);
+  return l;
+}
+
+// Mean loss over up to eval_batches validation batches; with_prefix 0 gives the decoder alone.
+static double evaluate(trainer *t, int with_prefix, pith_err *err) {
+  loader *l = open_loader(t, CORPUS_SPLIT_VAL, NULL, err);
+  if (!l) return NAN;
+  int was = pt_set_grad_enabled(0);
+  double total = 0;
+  int n = 0, max = (int)run_config_int(t->cfg, "eval_batches");
+  loader_batch lb;
+  while (n < max && loader_next(l, &lb, err) == 1) {
+    pt_scope s = pt_scope_begin();
+    comp_batch b;
+    batch_tensors(t, &lb, t->model->device, &b);
+    pt_tensor *loss;
+    if (with_prefix) {
+      loss = comp_loss(t->comp, &b, NULL, err);
+    } else {
+      llama_inputs in = {.ids = b.dec_ids, .mask = b.dec_mask};
+      llama_outputs out;
+      loss = llama_forward(t->model, &in, &out, err) ? NULL
+             : pt_cross_entropy(pt_reshape(pt_to_dtype(out.logits, PT_F32), PT_SHAPE(-1, t->model->cfg.vocab_size)),
+                                pt_reshape(b.dec_targets, PT_SHAPE(-1)), -100, PT_REDUCE_MEAN);
+    }
+    double v = loss ? pt_item(loss) : NAN;
+    pt_scope_end(s);
+    if (isnan(v)) break;
+    total += v;
+    n++;
+  }
+  pt_set_grad_enabled(was);
+  loader_close(l);
+  return n ? total / n : NAN;
+}
+
+static int save_checkpoint(trainer *t, int64_t step, double loss, pith_err *err) {
+  char cursor[LOADER_CURSOR_MAX], metrics[128];
+  loader_cursor cur = loader_tell(t->train);
+  loader_cursor_format(&cur, cursor, sizeof cursor);
+  snprintf(metrics, sizeof metrics, "{\"loss\": %.6f}", loss);
+  size_t rng_len = pt_gen_get_state(t->dropout_gen, NULL, 0);
+  void *rng = malloc(rng_len);
+  pt_gen_get_state(t->dropout_gen, rng, rng_len);
+  char *yaml = run_config_yaml(t->cfg);
+  train_state st = {t->n_params, t->params, (const char *const *)t->names, t->opt, step, cursor, rng, rng_len, yaml, metrics, NULL};
+  int rc = train_state_save(t->run_dir, &st, (int)run_config_int(t->cfg, "save_total_limit"), err);
+  free(rng);
+  free(yaml);
+  return rc;
+}
+
+static void name_params(trainer *t) {
+  int n = 0;
+  const lora_adapter *l = t->comp->lora;
+  char buf[128];
+  for (int i = 0; i < l->n_layers; i++)
+    for (int p = 0; p < LLAMA_N_PROJ; p++)
+      if (l->a[i][p]) {
+        snprintf(buf, sizeof buf, "lora.%d.%s.A", i, LLAMA_PROJ_NAMES[p]);
+        t->names[n++] = strdup(buf);
+        snprintf(buf, sizeof buf, "lora.%d.%s.B", i, LLAMA_PROJ_NAMES[p]);
+        t->names[n++] = strdup(buf);
+      }
+  t->names[n++] = strdup("compress");
+  if (t->comp->ae) t->names[n++] = strdup("ae");
+}
+
+static int setup(trainer *t, int resume, pith_err *err) {
+  const run_config *c = t->cfg;
+  const char *model_dir = run_config_str(c, "model_name_or_path");
+  const char *tok_path = *run_config_str(c, "tokenizer") ? run_config_str(c, "tokenizer") : model_dir;
+  if (run_config_int(c, "threads") > 0) pt_set_num_threads((int)run_config_int(c, "threads"));
+  pt_device dev = PT_CPU;
+  const char *d = run_config_str(c, "device");
+  if (!strncmp(d, "cuda", 4)) dev = d[4] == ':' ? atoi(d + 5) : 0;
+  else if (strcmp(d, "cpu")) return pith_fail(err, "device: '%s' is not cpu, cuda or cuda:N", d);
+  if (dev != PT_CPU && dev >= pt_cuda_device_count())
+    return pith_fail(err, "device: %s asked for, but %d CUDA device(s) are visible", d, pt_cuda_device_count());
+  pt_dtype dtype = run_config_bool(c, "bf16") && dev != PT_CPU ? PT_BF16 : PT_F32;
+
+  t->tok = tokenizer_load(tok_path, err);
+  if (!t->tok) return -1;
+  const int32_t *eos;
+  if (tokenizer_eos_ids(t->tok, &eos) < 1) return pith_fail(err, "%s: the tokenizer names no eos token", tok_path);
+  t->eos = eos[0];
+  t->bos = tokenizer_bos_id(t->tok);
+  if (t->bos < 0) t->bos = t->eos;
+  t->pad = tokenizer_pad_id(t->tok) >= 0 ? tokenizer_pad_id(t->tok) : t->eos;
+  t->model = hf_model_load(model_dir, dtype, dev, err);
+  if (!t->model) return -1;
+
+  comp_config cc = {.k = (int)run_config_int(c, "num_compress_tokens"), .ae_token = t->task == TASK_PRETRAIN};
+  const char *method = run_config_str(c, "method"), *pos = run_config_str(c, "position_policy");
+  if (!strcmp(method, "500x")) cc.method = COMP_500X;
+  else if (!strcmp(method, "icae")) cc.method = COMP_ICAE;
+  else return pith_fail(err, "method: '%s' is not 500x or icae", method);
+  if (!strcmp(pos, "reference")) cc.positions = COMP_POS_REFERENCE;
+  else if (!strcmp(pos, "consistent")) cc.positions = COMP_POS_CONSISTENT;
+  else return pith_fail(err, "position_policy: '%s' is not reference or consistent", pos);
+  lora_config lc = {(int)run_config_int(c, "lora_rank"), run_config_float(c, "lora_alpha"),
+                    run_config_float(c, "lora_dropout"), 0};
+  if (lora_parse_targets(run_config_str(c, "lora_target"), &lc.targets, err)) return -1;
+  uint64_t seed = (uint64_t)run_config_int(c, "seed");
+  t->comp = comp_new(t->model, cc, lc, seed, err);
+  if (!t->comp) return -1;
+  t->n_params = comp_params(t->comp, t->params, 4096);
+  name_params(t);
+  pt_adamw_config oc = {run_config_float(c, "learning_rate"), run_config_float(c, "adam_beta1"),
+                        run_config_float(c, "adam_beta2"), run_config_float(c, "adam_epsilon"),
+                        run_config_float(c, "weight_decay")};
+  t->opt = pt_adamw_new(t->params, t->n_params, oc);
+  t->dropout_gen = pt_gen_new(seed + 7, PT_CPU);
+  if (!t->opt || !t->dropout_gen) return pith_fail(err, "optimizer: %s", pt_error());
+
+  const char *init = run_config_str(c, "init_from");
+  if (*init && !resume) {  // start from a pretrained compressor: its weights, not its optimizer
+    char ckpt[2048];
+    int found = train_state_latest(init, ckpt, sizeof ckpt, err);
+    if (found < 0) return -1;
+    const char *from = found == 0 ? ckpt : init;
+    int64_t step;
+    char *cursor = NULL;
+    void *rng = NULL;
+    size_t rng_len = 0;
+    int rc = train_state_load(from, t->params, (const char *const *)t->names, t->n_params, NULL, &step, &cursor, &rng,
+                              &rng_len, err);
+    free(cursor);
+    free(rng);
+    if (rc) return -1;
+    printf("init_from %s (step %lld)\n", from, (long long)step);
+  }
+  return 0;
+}
+
+static void log_line(trainer *t, int64_t step, int64_t total, double loss, double gnorm, double lr, double tok_s,
+                     double elapsed, int final) {
+  double eta = step > 0 ? elapsed / step * (total - step) : 0;
+  char line[256];
+  snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s  ETA %02d:%02d",
+           (long long)step, (long long)total, loss, gnorm, lr, tok_s, (int)(eta / 60), (int)eta % 60);
+  if (t->tty) {
+    printf("\r%-100s", line);
+    if (final) printf("\n");
+  } else {
+    printf("%s\n", line);
+  }
+  fflush(stdout);
+}
+
+static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
+  const run_config *c = t->cfg;
+  int accum = (int)run_config_int(c, "gradient_accumulation_steps");
+  int64_t per_epoch = loader_batches_per_epoch(t->train) / (accum > 0 ? accum : 1);
+  if (per_epoch <= 0) return pith_fail(err, "%s: too few training examples for one step", run_config_str(c, "train_file"));
+  int64_t total = run_config_int(c, "max_steps") > 0 ? run_config_int(c, "max_steps")
+                                                      : (int64_t)ceil(run_config_float(c, "num_train_epochs") * per_epoch);
+  int64_t log_every = run_config_int(c, "logging_steps"), save_every = run_config_int(c, "save_steps");
+  int64_t eval_every = run_config_int(c, "eval_steps");
+  double max_norm = run_config_float(c, "max_grad_norm");
+  int skip_nan = !strcmp(run_config_str(c, "nan_policy"), "skip");
+  double t0 = now_s(), tokens = 0, last_loss = NAN;
+  int64_t step = start_step;
+  for (; step < total && !g_stop_signal; step++) {
+    double lr = lr_at(c, step, total), loss_sum = 0;
+    pt_adamw_set_lr(t->opt, lr);
+    pt_adamw_zero_grad(t->opt);
+    for (int micro = 0; micro < accum; micro++) {
+      loader_batch lb;
+      int got = loader_next(t->train, &lb, err);
+      if (got == 0) got = loader_next(t->train, &lb, err);  // the next epoch
+      if (got != 1) return got < 0 ? -1 : pith_fail(err, "loader: no batch");
+      pt_scope s = pt_scope_begin();
+      comp_batch b;
+      batch_tensors(t, &lb, t->model->device, &b);
+      pt_tensor *loss = comp_loss(t->comp, &b, t->dropout_gen, err);
+      if (!loss) return -1;
+      loss_sum += pt_item(loss) / accum;
+      if (pt_backward(pt_mul_scalar(loss, 1.0 / accum))) return pith_fail(err, "backward: %s", pt_error());
+      tokens += (double)lb.B * (pt_size(b.text_ids, 1) + pt_size(b.dec_ids, 1));
+      pt_scope_end(s);
+    }
+    double gnorm = pt_clip_grad_norm(t->params, t->n_params, max_norm);
+    if (!isfinite(loss_sum) || !isfinite(gnorm)) {
+      if (!skip_nan)
+        return pith_fail(err, "step %lld: the loss (%g) or gradient norm (%g) is not finite; stopping "
+                              "(nan_policy=skip skips such steps)", (long long)step + 1, loss_sum, gnorm);
+      fprintf(stderr, "step %lld: non-finite loss or gradient, step skipped\n", (long long)step + 1);
+      continue;
+    }
+    if (pt_adamw_step(t->opt)) return pith_fail(err, "optimizer: %s", pt_error());
+    last_loss = loss_sum;
+    double elapsed = now_s() - t0;
+    int64_t done = step + 1;
+    if (done % log_every == 0 || done == total || t->tty) {
+      log_line(t, done, total, loss_sum, gnorm, lr, tokens / elapsed, elapsed, done == total);
+      if (done % log_every == 0 || done == total) {
+        fprintf(t->metrics, "{\"step\": %lld, \"loss\": %.6f, \"grad_norm\": %.6f, \"lr\": %.6g, \"tokens_per_s\": %.1f}\n",
+                (long long)done, loss_sum, gnorm, lr, tokens / elapsed);
+        fflush(t->metrics);
+      }
+    }
+    if (eval_every > 0 && done % eval_every == 0 && done != total) {
+      double v = evaluate(t, 1, err);
+      if (t->tty) printf("\n");
+      printf("step %lld: val loss %.4f\n", (long long)done, v);
+      fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)done, v);
+    }
+    if (save_every > 0 && done % save_every == 0 && done != total && save_checkpoint(t, done, loss_sum, err)) return -1;
+  }
+  if (t->tty) printf("\n");
+  if (g_stop_signal) {
+    printf("signal %d: saving a checkpoint at step %lld and stopping\n", (int)g_stop_signal, (long long)step);
+    if (save_checkpoint(t, step, last_loss, err)) return -1;
+    return 1;
+  }
+  if (save_checkpoint(t, step, last_loss, err)) return -1;
+  double with = evaluate(t, 1, err), without = evaluate(t, 0, err);
+  printf("validation loss: %.4f with the compressed prefix, %.4f for the decoder with no prefix\n", with, without);
+  fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %.6f, \"val_loss_no_prefix\": %.6f}\n", (long long)step, with,
+          without);
+  return 0;
+}
+
+static void usage(train_task task, FILE *out) {
+  const char *name = task == TASK_PRETRAIN ? "pretrain" : "finetune";
+  fprintf(out,
+          "usage: pith %s --config FILE.yaml [key=value ...] [--resume]\n\n"
+          "%s a soft-token compressor (500xCompressor or ICAE) on a frozen LLaMA-family model.\n"
+          "Every key can be set in the YAML file or on the command line; the resolved config is saved\n"
+          "in the run folder with metrics.jsonl and checkpoints/. --resume continues from the newest\n"
+          "checkpoint of the run. SIGINT/SIGTERM save a checkpoint and stop.\n\nkeys:\n",
+          name, task == TASK_PRETRAIN ? "Pretrains (text regeneration)" : "Fine-tunes (extractive QA)");
+  run_config_print_schema(out, SCHEMA, N_SCHEMA);
+}
+
+int compress_train_main(train_task task, int argc, char **argv) {
+  pith_err err = {{0}};
+  trainer t = {.task = task, .cfg = run_config_new(), .tty = isatty(STDOUT_FILENO)};
+  int resume = 0, rc = 1;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      usage(task, stdout);
+      run_config_free(t.cfg);
+      return 0;
+    } else if (!strcmp(argv[i], "--resume")) {
+      resume = 1;
+    } else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+      if (run_config_load(t.cfg, argv[++i], &err)) goto fail;
+    } else if (strchr(argv[i], '=')) {
+      if (run_config_set(t.cfg, argv[i], &err)) goto fail;
+    } else {
+      fprintf(stderr, "pith %s: unexpected argument '%s'\n", argv[0], argv[i]);
+      usage(task, stderr);
+      run_config_free(t.cfg);
+      return 2;
+    }
+  }
+  if (run_config_resolve(t.cfg, SCHEMA, N_SCHEMA, &err)) goto fail;
+  const char *out = run_config_str(t.cfg, "output_dir");
+  if (*out) snprintf(t.run_dir, sizeof t.run_dir, "%s", out);
+  else snprintf(t.run_dir, sizeof t.run_dir, "runs/%s", run_config_str(t.cfg, "run_name"));
+  if (mkdirs(t.run_dir, &err)) goto fail;
+  char path[2304];
+  snprintf(path, sizeof path, "%s/config.yaml", t.run_dir);
+  if (run_config_save(t.cfg, path, &err)) goto fail;
+  if (setup(&t, resume, &err)) goto fail;
+
+  int64_t start = 0;
+  loader_cursor cursor, *from = NULL;
+  if (resume) {
+    char ckpt[2048];
+    int found = train_state_latest(t.run_dir, ckpt, sizeof ckpt, &err);
+    if (found < 0) goto fail;
+    if (found == 1) {
+      pith_fail(&err, "%s: no complete checkpoint to resume from", t.run_dir);
+      goto fail;
+    }
+    char *cur = NULL;
+    void *rng = NULL;
+    size_t rng_len = 0;
+    if (train_state_load(ckpt, t.params, (const char *const *)t.names, t.n_params, t.opt, &start, &cur, &rng, &rng_len,
+                         &err))
+      goto fail;
+    int bad = (cur && loader_cursor_parse(cur, &cursor, &err)) || (rng && pt_gen_set_state(t.dropout_gen, rng, rng_len));
+    free(cur);
+    free(rng);
+    if (bad) goto fail;
+    from = &cursor;
+    printf("resuming %s at step %lld\n", ckpt, (long long)start);
+  }
+  t.train = open_loader(&t, CORPUS_SPLIT_TRAIN, from, &err);
+  if (!t.train) goto fail;
+  snprintf(path, sizeof path, "%s/metrics.jsonl", t.run_dir);
+  t.metrics = fopen(path, resume ? "a" : "w");
+  if (!t.metrics) {
+    pith_fail(&err, "%s: cannot write: %s", path, strerror(errno));
+    goto fail;
+  }
+  printf("%s %s: k=%d, %d trainable tensors, run folder %s\n", argv[0], run_config_str(t.cfg, "method"),
+         t.comp->cfg.k, t.n_params, t.run_dir);
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  int r = train_loop(&t, start, &err);
+  rc = r < 0 ? 1 : r == 1 ? 130 : 0;
+  if (r < 0) goto fail;
+  goto done;
+fail:
+  fprintf(stderr, "pith %s: %s\n", argv[0], err.msg[0] ? err.msg : pt_error());
+  rc = 1;
+done:
+  if (t.metrics) fclose(t.metrics);
+  loader_close(t.train);
+  pt_adamw_free(t.opt);
+  pt_gen_free(t.dropout_gen);
+  comp_free(t.comp);
+  llama_free(t.model);
+  tokenizer_free(t.tok);
+  for (int i = 0; i < t.n_params; i++) free(t.names[i]);
+  run_config_free(t.cfg);
+  return rc;
+}
