@@ -71,8 +71,15 @@ static std::string first_line(const char *what) {
 
 // ---------------------------------------------------------------- lifetimes
 
-static thread_local std::vector<pt_tensor *> g_arena;
 static thread_local size_t g_live = 0;
+
+// The thread's handles not taken out with pt_keep. Whatever no scope freed goes with the thread.
+struct arena : std::vector<pt_tensor *> {
+  ~arena() {
+    for (pt_tensor *h : *this) delete h;
+  }
+};
+static thread_local arena g_arena;
 
 static pt_tensor *wrap(at::Tensor t) {
   pt_tensor *h = new pt_tensor{std::move(t), g_arena.size()};

@@ -33,7 +33,7 @@ static pt_tensor *load(const st_file *f, const char *name, int required) {
   if (t->dtype != ST_I64 && t->dtype != ST_U8 && t->dtype != ST_BOOL && t->dtype != ST_F32) die(name, "unexpected dtype");
   pt_shape s = {t->ndim, {0}};
   for (int i = 0; i < t->ndim; i++) s.d[i] = t->shape[i];
-  return pt_keep(pt_from_data(t->data, dt, s, PT_CPU));
+  return pt_from_data(t->data, dt, s, PT_CPU);  // in the arena: freed with the thread
 }
 
 static void add(st_writer *w, const char *name, pt_tensor *t) {
