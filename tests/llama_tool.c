@@ -4,6 +4,9 @@
 //   llama_tool forward DIR IN OUT      forward + backward on the inputs in IN (safetensors), writing
 //                                      logits, loss, selected K/V and hidden states, and gradients
 //   llama_tool compress DIR IN OUT     a compressor's loss (500x or ICAE) and its gradients
+//   llama_tool exported DIR EXP IN OUT a compressor loaded from the export folder EXP (pith export)
+//                                      over the model DIR: per-layer K/V (k.L, v.L; 500x) or memory
+//                                      (ICAE), decoder logits and loss for text_ids/text_mask/dec_*
 //
 // IN holds: ids (B,T) i64; optional mask (B,T) u8, embeds (B,T,dim) f32 (replace ids when the
 // metadata says use_embeds=1), prefix_k.L / prefix_v.L (B,Hkv,P,hd), prefix_mask (B,P) u8,
@@ -14,6 +17,7 @@
 #include <string.h>
 
 #include "compressor.h"
+#include "export.h"
 #include "hf_folder.h"
 #include "lora.h"
 #include "safetensors.h"
@@ -120,6 +124,46 @@ static int cmd_compress(const char *dir, const char *in_path, const char *out_pa
   return 0;
 }
 
+static int cmd_exported(const char *dir, const char *exp, const char *in_path, const char *out_path) {
+  pith_err err;
+  llama_model *m = hf_model_load(dir, PT_F32, PT_CPU, &err);
+  if (!m) die("load", err.msg);
+  compressor *c;
+  if (export_load(exp, m, &c, &err)) die("export_load", err.msg);
+  st_file *f = st_open(in_path, &err);
+  if (!f) die("inputs", err.msg);
+  pt_set_grad_enabled(0);
+  comp_batch b = {load(f, "text_ids", 1), load(f, "text_mask", 1), load(f, "dec_ids", 1), load(f, "dec_mask", 1),
+                  load(f, "dec_targets", 1)};
+  comp_code code;
+  if (comp_encode(c, b.text_ids, b.text_mask, NULL, &code, &err)) die("encode", err.msg);
+  pt_tensor *logits = comp_decode(c, &code, b.dec_ids, b.dec_mask, &err);
+  if (!logits) die("decode", err.msg);
+  pt_tensor *loss = comp_loss(c, &b, NULL, &err);
+  if (!loss) die("loss", err.msg);
+  st_writer *w = st_writer_new();
+  char name[64];
+  if (c->cfg.method == COMP_500X) {
+    for (int l = 0; l < code.n_layers; l++) {
+      snprintf(name, sizeof name, "k.%d", l);
+      add(w, name, code.k[l]);
+      snprintf(name, sizeof name, "v.%d", l);
+      add(w, name, code.v[l]);
+    }
+  } else {
+    add(w, "memory", code.memory);
+  }
+  add(w, "logits", logits);
+  add(w, "loss", loss);
+  if (st_writer_finish(w, out_path, &err)) die("write", err.msg);
+  st_writer_free(w);
+  comp_code_free(&code);
+  comp_free(c);
+  st_close(f);
+  llama_free(m);
+  return 0;
+}
+
 static int cmd_make(const char *dir, uint64_t seed) {
   pith_err err;
   char path[4096];
@@ -218,6 +262,8 @@ int main(int argc, char **argv) {
   if (argc == 4 && !strcmp(argv[1], "make")) return cmd_make(argv[2], strtoull(argv[3], NULL, 10));
   if (argc == 5 && !strcmp(argv[1], "forward")) return cmd_forward(argv[2], argv[3], argv[4]);
   if (argc == 5 && !strcmp(argv[1], "compress")) return cmd_compress(argv[2], argv[3], argv[4]);
-  fprintf(stderr, "usage: llama_tool make DIR SEED | llama_tool forward|compress DIR IN OUT\n");
+  if (argc == 6 && !strcmp(argv[1], "exported")) return cmd_exported(argv[2], argv[3], argv[4], argv[5]);
+  fprintf(stderr, "usage: llama_tool make DIR SEED | llama_tool forward|compress DIR IN OUT | "
+                  "llama_tool exported DIR EXPORT_DIR IN OUT\n");
   return 2;
 }

@@ -11,5 +11,6 @@ int cmd_convert(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

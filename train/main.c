@@ -16,6 +16,7 @@ static const command COMMANDS[] = {
   {"bench", cmd_bench, "measure speed against the PyTorch equivalent"},
   {"tokenize", cmd_tokenize, "text to token ids and back (any tokenizer pith reads)"},
   {"data", cmd_data, "corpus files (HDF5): inspect and build them"},
+  {"export", cmd_export, "a trained compressor into a PEFT adapter + compress embeddings + manifest"},
   {"convert", cmd_convert, "a llama2.c checkpoint into a Hugging Face model folder"},
   {"generate", cmd_generate, "continue a prompt with a model folder (KV cache; greedy, temperature, top-p)"},
 };
