@@ -11,6 +11,7 @@ int cmd_convert(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
+int cmd_lm(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 
 #endif

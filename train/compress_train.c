@@ -1,5 +1,6 @@
-// The training loop of soft-token compressors: config → model, tokenizer, loader → steps of
-// AdamW over the LoRA, compress embeddings (and AE token) → metrics, evaluation, checkpoints.
+// The training loop of pith's drivers: config → model, tokenizer, loader → steps of AdamW →
+// metrics, evaluation, checkpoints. Compressors (pretrain, finetune) train the LoRA, compress
+// embeddings (and AE token) over a frozen model; `pith lm` trains every weight of the base model.
 #include "compress_train.h"
 
 #include <errno.h>
@@ -19,17 +20,10 @@
 #include "tokenizer.h"
 #include "train_state.h"
 
-static const rc_key SCHEMA[] = {
-    {"model_name_or_path", RC_STRING, NULL, "Hugging Face model folder of the frozen LLM"},
+// Keys every driver reads.
+static const rc_key COMMON_KEYS[] = {
     {"tokenizer", RC_STRING, "", "tokenizer file or folder (default: the model folder)"},
-    {"train_file", RC_STRING, NULL, "corpus (HDF5, from pith data ingest): documents to pretrain, QA to finetune"},
     {"output_dir", RC_STRING, "", "run folder (default runs/RUN_NAME)"},
-    {"run_name", RC_STRING, "compress", "name of the run"},
-    {"method", RC_STRING, "500x", "500x | icae"},
-    {"num_compress_tokens", RC_INT, "16", "k: compress (memory) tokens"},
-    {"position_policy", RC_STRING, "consistent", "500x key positions: reference (as the paper's code) | consistent"},
-    {"cutoff_len", RC_INT, "500", "context tokens per example (cut or padded)"},
-    {"max_target_len", RC_INT, "64", "finetune: decoder tokens (question prompt + answer + eos)"},
     {"per_device_train_batch_size", RC_INT, "4", "examples per micro-batch"},
     {"gradient_accumulation_steps", RC_INT, "1", "micro-batches per optimizer step"},
     {"learning_rate", RC_FLOAT, "1e-4", "peak learning rate"},
@@ -42,11 +36,6 @@ static const rc_key SCHEMA[] = {
     {"num_train_epochs", RC_FLOAT, "3", "epochs over the train split (when max_steps <= 0)"},
     {"max_steps", RC_INT, "-1", "optimizer steps; overrides num_train_epochs when > 0"},
     {"max_grad_norm", RC_FLOAT, "1.0", "gradient clipping (0: off)"},
-    {"lora_rank", RC_INT, "64", ""},
-    {"lora_alpha", RC_FLOAT, "32", ""},
-    {"lora_dropout", RC_FLOAT, "0.05", ""},
-    {"lora_target", RC_STRING, "q_proj,v_proj", "projections to adapt (PEFT names) or all"},
-    {"init_from", RC_STRING, "", "finetune: a pretrain run folder or checkpoint folder to start from"},
     {"seed", RC_INT, "42", "initialisation, shuffling and dropout"},
     {"logging_steps", RC_INT, "10", "metrics every N steps"},
     {"eval_steps", RC_INT, "0", "validation loss every N steps (0: at the end only)"},
@@ -58,7 +47,44 @@ static const rc_key SCHEMA[] = {
     {"threads", RC_INT, "0", "CPU threads (0: libtorch's default)"},
     {"nan_policy", RC_STRING, "stop", "a NaN/Inf loss or gradient: stop | skip (the step)"},
 };
-static const int N_SCHEMA = (int)(sizeof SCHEMA / sizeof SCHEMA[0]);
+
+// pretrain / finetune: a compressor over a frozen model.
+static const rc_key COMPRESS_KEYS[] = {
+    {"model_name_or_path", RC_STRING, NULL, "Hugging Face model folder of the frozen LLM"},
+    {"train_file", RC_STRING, NULL, "corpus (HDF5, from pith data ingest): documents to pretrain, QA to finetune"},
+    {"run_name", RC_STRING, "compress", "name of the run"},
+    {"method", RC_STRING, "500x", "500x | icae"},
+    {"num_compress_tokens", RC_INT, "16", "k: compress (memory) tokens"},
+    {"position_policy", RC_STRING, "consistent", "500x key positions: reference (as the paper's code) | consistent"},
+    {"cutoff_len", RC_INT, "500", "context tokens per example (cut or padded)"},
+    {"max_target_len", RC_INT, "64", "finetune: decoder tokens (question prompt + answer + eos)"},
+    {"lora_rank", RC_INT, "64", ""},
+    {"lora_alpha", RC_FLOAT, "32", ""},
+    {"lora_dropout", RC_FLOAT, "0.05", ""},
+    {"lora_target", RC_STRING, "q_proj,v_proj", "projections to adapt (PEFT names) or all"},
+    {"init_from", RC_STRING, "", "finetune: a pretrain run folder or checkpoint folder to start from"},
+};
+
+// lm: the base model itself, every weight.
+static const rc_key LM_KEYS[] = {
+    {"model_name_or_path", RC_STRING, "", "model folder to continue training (or set model_config)"},
+    {"model_config", RC_STRING, "", "a config.json: start from random weights of this shape instead"},
+    {"train_file", RC_STRING, NULL,
+     "corpus (HDF5): documents ([bos] text eos) or QA ([bos] context Question: q Answer: a eos)"},
+    {"run_name", RC_STRING, "lm", "name of the run"},
+    {"cutoff_len", RC_INT, "512", "documents: tokens per row; QA: context tokens"},
+    {"max_target_len", RC_INT, "64", "QA: question prompt + answer + eos tokens"},
+};
+
+#define MAX_SCHEMA 64
+static int task_schema(train_task task, rc_key *out) {
+  int n = 0;
+  const rc_key *own = task == TASK_LM ? LM_KEYS : COMPRESS_KEYS;
+  size_t n_own = task == TASK_LM ? sizeof LM_KEYS / sizeof LM_KEYS[0] : sizeof COMPRESS_KEYS / sizeof COMPRESS_KEYS[0];
+  for (size_t i = 0; i < n_own; i++) out[n++] = own[i];
+  for (size_t i = 0; i < sizeof COMMON_KEYS / sizeof COMMON_KEYS[0]; i++) out[n++] = COMMON_KEYS[i];
+  return n;
+}
 
 static volatile sig_atomic_t g_stop_signal = 0;
 static void on_signal(int sig) { g_stop_signal = sig; }
@@ -83,6 +109,7 @@ typedef struct {
   pt_adamw *opt;
   pt_gen *dropout_gen;
   int32_t bos, eos, pad;
+  corpus_kind data_kind;  // of train_file
   FILE *metrics;
   int tty;
 } trainer;
@@ -111,20 +138,53 @@ static double lr_at(const run_config *c, int64_t step, int64_t total) {
   return peak;
 }
 
+// The LM's rows from a QA batch: [bos] context question_prefix question answer_prefix answer eos,
+// each token predicting the next (the language and the answers are learnt together).
+static void lm_qa_tensors(const trainer *t, const loader_batch *lb, pt_device dev, comp_batch *b) {
+  int B = lb->B, N = lb->N, M = lb->M, L = 1 + N + M;
+  int64_t *ids = malloc(sizeof(int64_t) * B * L), *tgt = malloc(sizeof(int64_t) * B * L);
+  uint8_t *mask = calloc((size_t)B * L, 1);
+  for (int r = 0; r < B; r++) {
+    int64_t *row = &ids[r * L];
+    int n = 0;
+    if (r < lb->n_rows) {
+      row[n++] = t->bos;
+      for (int j = 0; j < N && lb->mask[r * N + j]; j++) row[n++] = lb->ids[r * N + j];
+      for (int j = 0; j < M && lb->dec_mask[r * M + j]; j++) row[n++] = lb->dec_ids[r * M + j];
+    }
+    for (int j = 0; j < L; j++) {
+      mask[r * L + j] = j < n;
+      if (j >= n) row[j] = t->pad;
+      tgt[r * L + j] = j + 1 < n ? row[j + 1] : -100;
+    }
+  }
+  b->text_ids = b->text_mask = NULL;
+  b->dec_ids = pt_to_device(pt_from_data(ids, PT_I64, PT_SHAPE(B, L), PT_CPU), dev);
+  b->dec_mask = pt_to_device(pt_from_data(mask, PT_BOOL, PT_SHAPE(B, L), PT_CPU), dev);
+  b->dec_targets = pt_to_device(pt_from_data(tgt, PT_I64, PT_SHAPE(B, L), PT_CPU), dev);
+  free(ids), free(tgt), free(mask);
+}
+
 // Loader batch → the compressor's tensors. Pretrain: decoder reads [bos] + text and predicts
 // text + eos. Finetune: decoder reads the QA row and predicts each next answer token (and eos).
+// The LM on documents reads and predicts what the pretrain decoder does.
 static void batch_tensors(const trainer *t, const loader_batch *lb, pt_device dev, comp_batch *b) {
+  if (t->task == TASK_LM && t->data_kind == CORPUS_QA) {
+    lm_qa_tensors(t, lb, dev, b);
+    return;
+  }
   int B = lb->B, N = lb->N;
   int64_t *text = malloc(sizeof(int64_t) * B * N);
   for (int i = 0; i < B * N; i++) text[i] = lb->ids[i];
-  int M = t->task == TASK_PRETRAIN ? N + 1 : lb->M;
+  int regen = t->task != TASK_FINETUNE;
+  int M = regen ? N + 1 : lb->M;
   int64_t *dec = malloc(sizeof(int64_t) * B * M), *tgt = malloc(sizeof(int64_t) * B * M);
   uint8_t *dmask = calloc((size_t)B * M, 1);
   for (int r = 0; r < B; r++) {
     for (int j = 0; j < M; j++) {
       int64_t *d = &dec[r * M + j], *g = &tgt[r * M + j];
       *g = -100;
-      if (t->task == TASK_PRETRAIN) {
+      if (regen) {
         int len = 0;
         while (len < N && lb->mask[r * N + len]) len++;
         *d = j == 0 ? t->bos : j <= len ? lb->ids[r * N + j - 1] : t->pad;
@@ -149,7 +209,7 @@ static void batch_tensors(const trainer *t, const loader_batch *lb, pt_device de
 static loader *open_loader(const trainer *t, int split, const loader_cursor *resume, pith_err *err) {
   const run_config *c = t->cfg;
   loader_config lc = {0};
-  lc.mode = t->task == TASK_PRETRAIN ? LOADER_CUT : LOADER_QA;
+  lc.mode = t->data_kind == CORPUS_QA ? LOADER_QA : LOADER_CUT;
   lc.batch_size = (int)run_config_int(c, "per_device_train_batch_size");
   lc.seq_len = (int)run_config_int(c, "cutoff_len");
   lc.dec_len = (int)run_config_int(c, "max_target_len");
@@ -161,7 +221,7 @@ static loader *open_loader(const trainer *t, int split, const loader_cursor *res
   lc.drop_last = split == CORPUS_SPLIT_TRAIN;
   int32_t *q = NULL, *a = NULL;
   size_t nq = 0, na = 0;
-  if (t->task == TASK_FINETUNE) {
+  if (lc.mode == LOADER_QA) {
     // The prompt of 500xCompressor's fine-tuning: "Question: {q} Answer: ".
     if (tokenizer_encode(t->tok, "Question: ", 10, 0, &q, &nq, err) ||
         tokenizer_encode(t->tok, " Answer: ", 9, 0, &a, &na, err))
@@ -173,6 +233,17 @@ static loader *open_loader(const trainer *t, int split, const loader_cursor *res
   free(q);
   free(a);
   return l;
+}
+
+// Mean next-token cross-entropy of the model alone (no compressor) over the batch's targets.
+static pt_tensor *lm_loss(const llama_model *m, const comp_batch *b, pith_err *err) {
+  llama_inputs in = {.ids = b->dec_ids, .mask = b->dec_mask};
+  llama_outputs out;
+  if (llama_forward(m, &in, &out, err)) return NULL;
+  pt_tensor *loss = pt_cross_entropy(pt_reshape(pt_to_dtype(out.logits, PT_F32), PT_SHAPE(-1, m->cfg.vocab_size)),
+                                     pt_reshape(b->dec_targets, PT_SHAPE(-1)), -100, PT_REDUCE_MEAN);
+  if (!loss) pith_fail(err, "loss: %s", pt_error());
+  return loss;
 }
 
 // Mean loss over up to eval_batches validation batches; with_prefix 0 gives the decoder alone.
@@ -187,16 +258,7 @@ static double evaluate(trainer *t, int with_prefix, pith_err *err) {
     pt_scope s = pt_scope_begin();
     comp_batch b;
     batch_tensors(t, &lb, t->model->device, &b);
-    pt_tensor *loss;
-    if (with_prefix) {
-      loss = comp_loss(t->comp, &b, NULL, err);
-    } else {
-      llama_inputs in = {.ids = b.dec_ids, .mask = b.dec_mask};
-      llama_outputs out;
-      loss = llama_forward(t->model, &in, &out, err) ? NULL
-             : pt_cross_entropy(pt_reshape(pt_to_dtype(out.logits, PT_F32), PT_SHAPE(-1, t->model->cfg.vocab_size)),
-                                pt_reshape(b.dec_targets, PT_SHAPE(-1)), -100, PT_REDUCE_MEAN);
-    }
+    pt_tensor *loss = with_prefix ? comp_loss(t->comp, &b, NULL, err) : lm_loss(t->model, &b, err);
     double v = loss ? pt_item(loss) : NAN;
     pt_scope_end(s);
     if (isnan(v)) break;
@@ -240,10 +302,41 @@ static void name_params(trainer *t) {
   if (t->comp->ae) t->names[n++] = strdup("ae");
 }
 
+// Every weight of the model becomes a trainable parameter under its Hugging Face name.
+static int lm_param(const char *name, pt_tensor **slot, pt_shape shape, void *vctx) {
+  (void)shape;
+  trainer *t = vctx;
+  if (t->n_params >= (int)(sizeof t->params / sizeof t->params[0]) || pt_set_requires_grad(*slot, 1)) return -1;
+  t->params[t->n_params] = *slot;
+  t->names[t->n_params++] = strdup(name);
+  return 0;
+}
+
+// The LM: a model folder to continue, or random weights shaped by model_config (a config.json).
+static int setup_lm(trainer *t, pt_dtype dtype, pt_device dev, pith_err *err) {
+  const run_config *c = t->cfg;
+  const char *model_dir = run_config_str(c, "model_name_or_path"), *shape = run_config_str(c, "model_config");
+  if (!*model_dir == !*shape) return pith_fail(err, "set exactly one of model_name_or_path and model_config");
+  if (*shape) {
+    llama_config mc;
+    if (hf_config_load(shape, &mc, err)) return -1;
+    if (mc.vocab_size < tokenizer_vocab_size(t->tok))
+      return pith_fail(err, "%s: vocab_size %d is smaller than the tokenizer's %d", shape, mc.vocab_size,
+                       tokenizer_vocab_size(t->tok));
+    t->model = llama_new_random(&mc, (uint64_t)run_config_int(c, "seed"), dtype, dev, err);
+  } else {
+    t->model = hf_model_load(model_dir, dtype, dev, err);
+  }
+  if (!t->model) return -1;
+  if (llama_visit_weights(t->model, lm_param, t)) return pith_fail(err, "parameters: %s", pt_error());
+  return 0;
+}
+
 static int setup(trainer *t, int resume, pith_err *err) {
   const run_config *c = t->cfg;
   const char *model_dir = run_config_str(c, "model_name_or_path");
   const char *tok_path = *run_config_str(c, "tokenizer") ? run_config_str(c, "tokenizer") : model_dir;
+  if (!*tok_path) return pith_fail(err, "tokenizer: not set (and no model_name_or_path to take it from)");
   if (run_config_int(c, "threads") > 0) pt_set_num_threads((int)run_config_int(c, "threads"));
   pt_device dev = PT_CPU;
   const char *d = run_config_str(c, "device");
@@ -261,6 +354,25 @@ static int setup(trainer *t, int resume, pith_err *err) {
   t->bos = tokenizer_bos_id(t->tok);
   if (t->bos < 0) t->bos = t->eos;
   t->pad = tokenizer_pad_id(t->tok) >= 0 ? tokenizer_pad_id(t->tok) : t->eos;
+  corpus *data = corpus_open(run_config_str(c, "train_file"), err);
+  if (!data) return -1;
+  t->data_kind = corpus_get_info(data)->kind;
+  corpus_close(data);
+  if (t->task != TASK_LM && t->data_kind != (t->task == TASK_PRETRAIN ? CORPUS_DOCUMENTS : CORPUS_QA))
+    return pith_fail(err, "%s: a %s corpus; %s needs %s", run_config_str(c, "train_file"),
+                     corpus_kind_name(t->data_kind), t->task == TASK_PRETRAIN ? "pretrain" : "finetune",
+                     t->task == TASK_PRETRAIN ? "documents" : "qa");
+  uint64_t seed = (uint64_t)run_config_int(c, "seed");
+  pt_adamw_config oc = {run_config_float(c, "learning_rate"), run_config_float(c, "adam_beta1"),
+                        run_config_float(c, "adam_beta2"), run_config_float(c, "adam_epsilon"),
+                        run_config_float(c, "weight_decay")};
+  t->dropout_gen = pt_gen_new(seed + 7, PT_CPU);
+  if (t->task == TASK_LM) {
+    if (setup_lm(t, dtype, dev, err)) return -1;
+    t->opt = pt_adamw_new(t->params, t->n_params, oc);
+    if (!t->opt || !t->dropout_gen) return pith_fail(err, "optimizer: %s", pt_error());
+    return 0;
+  }
   t->model = hf_model_load(model_dir, dtype, dev, err);
   if (!t->model) return -1;
 
@@ -275,16 +387,11 @@ static int setup(trainer *t, int resume, pith_err *err) {
   lora_config lc = {(int)run_config_int(c, "lora_rank"), run_config_float(c, "lora_alpha"),
                     run_config_float(c, "lora_dropout"), 0};
   if (lora_parse_targets(run_config_str(c, "lora_target"), &lc.targets, err)) return -1;
-  uint64_t seed = (uint64_t)run_config_int(c, "seed");
   t->comp = comp_new(t->model, cc, lc, seed, err);
   if (!t->comp) return -1;
   t->n_params = comp_params(t->comp, t->params, 4096);
   name_params(t);
-  pt_adamw_config oc = {run_config_float(c, "learning_rate"), run_config_float(c, "adam_beta1"),
-                        run_config_float(c, "adam_beta2"), run_config_float(c, "adam_epsilon"),
-                        run_config_float(c, "weight_decay")};
   t->opt = pt_adamw_new(t->params, t->n_params, oc);
-  t->dropout_gen = pt_gen_new(seed + 7, PT_CPU);
   if (!t->opt || !t->dropout_gen) return pith_fail(err, "optimizer: %s", pt_error());
 
   const char *init = run_config_str(c, "init_from");
@@ -322,6 +429,32 @@ static void log_line(trainer *t, int64_t step, int64_t total, double loss, doubl
   fflush(stdout);
 }
 
+static int copy_file(const char *from, const char *to, pith_err *err) {
+  size_t n;
+  char *buf = pith_read_file(from, &n, err);
+  if (!buf) return -1;
+  int rc = pith_write_file_atomic(to, buf, n, err);
+  free(buf);
+  return rc;
+}
+
+// RUN/model: the trained weights as a Hugging Face folder with the tokenizer's files beside them,
+// so every other command can take it as model_name_or_path.
+static int save_lm(trainer *t, pith_err *err) {
+  char dir[2304], to[4096];
+  snprintf(dir, sizeof dir, "%s/model", t->run_dir);
+  if (hf_model_save(t->model, dir, err)) return -1;
+  const char *const *files;
+  int n = tokenizer_source_files(t->tok, &files);
+  for (int i = 0; i < n; i++) {
+    const char *base = strrchr(files[i], '/') ? strrchr(files[i], '/') + 1 : files[i];
+    snprintf(to, sizeof to, "%s/%s", dir, base);
+    if (strcmp(base, "config.json") && copy_file(files[i], to, err)) return -1;
+  }
+  printf("model saved: %s\n", dir);
+  return 0;
+}
+
 static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
   const run_config *c = t->cfg;
   int accum = (int)run_config_int(c, "gradient_accumulation_steps");
@@ -347,11 +480,11 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
       pt_scope s = pt_scope_begin();
       comp_batch b;
       batch_tensors(t, &lb, t->model->device, &b);
-      pt_tensor *loss = comp_loss(t->comp, &b, t->dropout_gen, err);
+      pt_tensor *loss = t->comp ? comp_loss(t->comp, &b, t->dropout_gen, err) : lm_loss(t->model, &b, err);
       if (!loss) return -1;
       loss_sum += pt_item(loss) / accum;
       if (pt_backward(pt_mul_scalar(loss, 1.0 / accum))) return pith_fail(err, "backward: %s", pt_error());
-      tokens += (double)lb.B * (pt_size(b.text_ids, 1) + pt_size(b.dec_ids, 1));
+      tokens += (double)lb.B * ((b.text_ids ? pt_size(b.text_ids, 1) : 0) + pt_size(b.dec_ids, 1));
       pt_scope_end(s);
     }
     double gnorm = pt_clip_grad_norm(t->params, t->n_params, max_norm);
@@ -375,7 +508,7 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
       }
     }
     if (eval_every > 0 && done % eval_every == 0 && done != total) {
-      double v = evaluate(t, 1, err);
+      double v = evaluate(t, t->comp != NULL, err);
       if (t->tty) printf("\n");
       printf("step %lld: val loss %.4f\n", (long long)done, v);
       fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)done, v);
@@ -389,6 +522,12 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
     return 1;
   }
   if (save_checkpoint(t, step, last_loss, err)) return -1;
+  if (!t->comp) {
+    double v = evaluate(t, 0, err);
+    printf("validation loss: %.4f\n", v);
+    fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)step, v);
+    return save_lm(t, err);
+  }
   double with = evaluate(t, 1, err), without = evaluate(t, 0, err);
   printf("validation loss: %.4f with the compressed prefix, %.4f for the decoder with no prefix\n", with, without);
   fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %.6f, \"val_loss_no_prefix\": %.6f}\n", (long long)step, with,
@@ -396,8 +535,25 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
   return 0;
 }
 
+static const char *task_name(train_task task) {
+  return task == TASK_PRETRAIN ? "pretrain" : task == TASK_FINETUNE ? "finetune" : "lm";
+}
+
 static void usage(train_task task, FILE *out) {
-  const char *name = task == TASK_PRETRAIN ? "pretrain" : "finetune";
+  rc_key schema[MAX_SCHEMA];
+  int n = task_schema(task, schema);
+  if (task == TASK_LM) {
+    fprintf(out,
+            "usage: pith lm --config FILE.yaml [key=value ...] [--resume]\n\n"
+            "Trains a base language model, every weight: from random weights shaped by model_config (a\n"
+            "config.json), or continuing a model folder. Documents train as [bos] text eos; a QA corpus as\n"
+            "[bos] context \"Question: \" question \" Answer: \" answer eos, the prompt the compressors'\n"
+            "decoder reads. The trained model is written to RUN/model (config.json, model.safetensors and\n"
+            "the tokenizer's files). Checkpoints, --resume and signals work as in pith pretrain.\n\nkeys:\n");
+    run_config_print_schema(out, schema, n);
+    return;
+  }
+  const char *name = task_name(task);
   fprintf(out,
           "usage: pith %s --config FILE.yaml [key=value ...] [--resume]\n\n"
           "%s a soft-token compressor (500xCompressor or ICAE) on a frozen LLaMA-family model.\n"
@@ -405,7 +561,7 @@ static void usage(train_task task, FILE *out) {
           "in the run folder with metrics.jsonl and checkpoints/. --resume continues from the newest\n"
           "checkpoint of the run. SIGINT/SIGTERM save a checkpoint and stop.\n\nkeys:\n",
           name, task == TASK_PRETRAIN ? "Pretrains (text regeneration)" : "Fine-tunes (extractive QA)");
-  run_config_print_schema(out, SCHEMA, N_SCHEMA);
+  run_config_print_schema(out, schema, n);
 }
 
 int compress_train_main(train_task task, int argc, char **argv) {
@@ -430,7 +586,8 @@ int compress_train_main(train_task task, int argc, char **argv) {
       return 2;
     }
   }
-  if (run_config_resolve(t.cfg, SCHEMA, N_SCHEMA, &err)) goto fail;
+  rc_key schema[MAX_SCHEMA];
+  if (run_config_resolve(t.cfg, schema, task_schema(task, schema), &err)) goto fail;
   const char *out = run_config_str(t.cfg, "output_dir");
   if (*out) snprintf(t.run_dir, sizeof t.run_dir, "%s", out);
   else snprintf(t.run_dir, sizeof t.run_dir, "runs/%s", run_config_str(t.cfg, "run_name"));
@@ -471,8 +628,12 @@ int compress_train_main(train_task task, int argc, char **argv) {
     pith_fail(&err, "%s: cannot write: %s", path, strerror(errno));
     goto fail;
   }
-  printf("%s %s: k=%d, %d trainable tensors, run folder %s\n", argv[0], run_config_str(t.cfg, "method"),
-         t.comp->cfg.k, t.n_params, t.run_dir);
+  if (t.comp)
+    printf("%s %s: k=%d, %d trainable tensors, run folder %s\n", argv[0], run_config_str(t.cfg, "method"),
+           t.comp->cfg.k, t.n_params, t.run_dir);
+  else
+    printf("%s: %lld parameters in %d tensors, run folder %s\n", argv[0], (long long)llama_param_count(t.model),
+           t.n_params, t.run_dir);
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   int r = train_loop(&t, start, &err);

@@ -1,9 +1,10 @@
 // compress_train: the training loop shared by `pith pretrain` (regeneration) and `pith finetune`
-// (QA) for soft-token compressors (500x, ICAE). The drivers only choose the task.
+// (QA) for soft-token compressors (500x, ICAE), and by `pith lm`, which trains the base model
+// itself (the demo's frozen LLM). The drivers only choose the task.
 #ifndef PITH_COMPRESS_TRAIN_H
 #define PITH_COMPRESS_TRAIN_H
 
-typedef enum { TASK_PRETRAIN, TASK_FINETUNE } train_task;
+typedef enum { TASK_PRETRAIN, TASK_FINETUNE, TASK_LM } train_task;
 
 // argv: [command, --config FILE, key=value..., --resume, --help]; returns the exit code.
 int compress_train_main(train_task task, int argc, char **argv);

@@ -1,0 +1,143 @@
+"""`pith lm` end to end on a small synthetic world (pith data synth): a random model shaped by a
+config.json trains, its loss falls, an interrupted-and-resumed run has the uninterrupted loss curve
+to the bit, RUN/model loads in transformers with the tokenizer beside it, and transformers' loss on
+the first validation rows (built from the corpus with h5py as [bos] context "Question: " question
+" Answer: " answer eos) equals the validation loss pith reports. Bad configs fail in one line.
+
+Run by ctest with PITH_BIN (the pith binary).
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+PITH = os.environ.get("PITH_BIN")
+B = 4  # batch size: the validation loss below covers exactly the first B validation rows
+
+
+def run(*args, ok=True):
+    p = subprocess.run([PITH, *args], capture_output=True, text=True)
+    if ok and p.returncode != 0:
+        raise SystemExit(f"FAIL: pith {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def reference_val_loss(model_dir, qa_h5, cutoff, dec_len):
+    import h5py
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    bos, eos = tok.token_to_id("<|bos|>"), tok.token_to_id("<|eos|>")
+    qp = tok.encode("Question: ", add_special_tokens=False).ids
+    ap = tok.encode(" Answer: ", add_special_tokens=False).ids
+    f = h5py.File(qa_h5, "r")
+
+    def col(name, i):
+        off = f[name + "_offsets"]
+        return f[name][off[i]:off[i + 1]].tolist()
+
+    split = f["split"][:]
+    val = [i for i in range(len(split)) if split[i] == 1][:B]
+    rows = []
+    for i in val:
+        first_answer = f["answer_offsets"][i]
+        off = f["answer_tokens_offsets"]
+        answer = f["answer_tokens"][off[first_answer]:off[first_answer + 1]].tolist()
+        dec, ctx = qp + col("question_tokens", i) + ap + answer + [eos], col("context_tokens", i)
+        if len(dec) > dec_len or len(ctx) > cutoff:  # the loader would cut them: keep this test simple
+            raise SystemExit(f"FAIL: validation row {i} is longer than the test's cutoff_len/max_target_len")
+        rows.append([bos] + ctx + dec)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for r in rows:
+            logits = model(torch.tensor([r])).logits[0]
+            ce = torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(r[1:]), reduction="sum")
+            total, count = total + ce.item(), count + len(r) - 1
+    return total / count
+
+
+def main():
+    if not PITH:
+        print("SKIP: PITH_BIN unset")
+        sys.exit(77)
+    try:
+        import h5py  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as e:
+        print(f"SKIP: {e}")
+        sys.exit(77)
+    with tempfile.TemporaryDirectory() as tmp:
+        world = os.path.join(tmp, "world")
+        run("data", "synth", "--dir", world, "--docs", "300", "--threads", "1", "--quiet")
+        shape = os.path.join(tmp, "shape.json")
+        with open(shape, "w") as f:
+            json.dump({"model_type": "llama", "vocab_size": 1640, "hidden_size": 32, "intermediate_size": 64,
+                       "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+                       "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "tie_word_embeddings": True}, f)
+        qa = os.path.join(world, "qa.h5")
+        common = [f"model_config={shape}", f"tokenizer={os.path.join(world, 'tokenizer')}", f"train_file={qa}",
+                  f"per_device_train_batch_size={B}", "cutoff_len=104", "max_target_len=48", "learning_rate=1e-2",
+                  "warmup_steps=2", "logging_steps=1", "eval_batches=1", "threads=1", "seed=3"]
+        full, part = os.path.join(tmp, "full"), os.path.join(tmp, "part")
+        run("lm", *common, "max_steps=24", f"output_dir={full}")
+        run("lm", *common, "max_steps=12", f"output_dir={part}")
+        run("lm", *common, "max_steps=24", f"output_dir={part}", "--resume")
+        a = {r["step"]: r["loss"] for r in metrics(full) if "loss" in r}
+        b = {r["step"]: r["loss"] for r in metrics(part) if "loss" in r}
+        if sorted(a) != list(range(1, 25)) or a != b:
+            raise SystemExit(f"FAIL: resumed losses differ:\n{a}\n{b}")
+        first, last = sum(a[s] for s in range(1, 5)) / 4, sum(a[s] for s in range(21, 25)) / 4
+        if not last < first - 0.5:
+            raise SystemExit(f"FAIL: the loss did not fall: {first:.4f} -> {last:.4f}")
+        print(f"lm: loss {first:.3f} -> {last:.3f}; the resumed run's 24 losses equal the uninterrupted run's")
+
+        model_dir = os.path.join(full, "model")
+        for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+            if not os.path.exists(os.path.join(model_dir, name)):
+                raise SystemExit(f"FAIL: {model_dir}/{name} missing")
+        ours = [r["val_loss"] for r in metrics(full) if "val_loss" in r][-1]
+        ref = reference_val_loss(model_dir, qa, 104, 48)
+        if abs(ours - ref) > 1e-4 * max(1.0, abs(ref)):
+            raise SystemExit(f"FAIL: validation loss {ours!r} in pith, {ref!r} in transformers")
+        print(f"lm: RUN/model loads in transformers; validation loss {ours:.6f} (pith) vs {ref:.6f} (transformers)")
+
+        # Continue training the saved model folder (model_name_or_path instead of model_config).
+        more = os.path.join(tmp, "more")
+        run("lm", *[c for c in common if not c.startswith("model_config")], f"model_name_or_path={model_dir}",
+            "max_steps=2", f"output_dir={more}")
+
+        bad = [
+            ([f"model_name_or_path={model_dir}"], "set exactly one of model_name_or_path and model_config"),
+            (["model_config=/nonexistent/config.json"], "/nonexistent/config.json"),
+            (["train_file=/nonexistent.h5"], "/nonexistent.h5"),
+        ]
+        small = os.path.join(tmp, "small.json")
+        with open(shape) as f, open(small, "w") as g:
+            cfg = json.load(f)
+            cfg["vocab_size"] = 100
+            json.dump(cfg, g)
+        bad.append(([f"model_config={small}"], "vocab_size 100 is smaller than the tokenizer's 1640"))
+        for extra, want in bad:
+            args = [c for c in common if not any(c.startswith(e.split("=")[0] + "=") for e in extra)]
+            p = run("lm", *args, *extra, "max_steps=1", f"output_dir={os.path.join(tmp, 'bad')}", ok=False)
+            if p.returncode == 0 or want not in p.stderr:
+                raise SystemExit(f"FAIL: {extra}: exit {p.returncode}, stderr {p.stderr!r} lacks {want!r}")
+        # The compressor drivers refuse a corpus of the wrong kind.
+        p = run("pretrain", f"model_name_or_path={model_dir}", f"train_file={qa}", "max_steps=1", "threads=1",
+                f"output_dir={os.path.join(tmp, 'bad2')}", ok=False)
+        if p.returncode == 0 or "a qa corpus; pretrain needs documents" not in p.stderr:
+            raise SystemExit(f"FAIL: pretrain on a QA corpus: exit {p.returncode}, {p.stderr!r}")
+        print(f"{len(bad) + 1} bad configs rejected with clear messages")
+
+
+if __name__ == "__main__":
+    main()
