@@ -28,7 +28,7 @@ def metrics(run_dir):
         return [json.loads(line) for line in f]
 
 
-def reference_val_loss(model_dir, qa_h5, cutoff, dec_len):
+def reference_val_loss(model_dir, qa_h5, cutoff, dec_len, answer_weight=1.0):
     import h5py
     import torch
     from tokenizers import Tokenizer
@@ -55,13 +55,15 @@ def reference_val_loss(model_dir, qa_h5, cutoff, dec_len):
         dec, ctx = qp + col("question_tokens", i) + ap + answer + [eos], col("context_tokens", i)
         if len(dec) > dec_len or len(ctx) > cutoff:  # the loader would cut them: keep this test simple
             raise SystemExit(f"FAIL: validation row {i} is longer than the test's cutoff_len/max_target_len")
-        rows.append([bos] + ctx + dec)
-    total, count = 0.0, 0
+        rows.append(([bos] + ctx + dec, len(answer) + 1))
+    total, count = 0.0, 0.0
     with torch.no_grad():
-        for r in rows:
+        for r, n_answer in rows:  # the last n_answer targets are the answer and its eos
             logits = model(torch.tensor([r])).logits[0]
-            ce = torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(r[1:]), reduction="sum")
-            total, count = total + ce.item(), count + len(r) - 1
+            ce = torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(r[1:]), reduction="none")
+            w = torch.ones(len(r) - 1, dtype=torch.float64)
+            w[-n_answer:] = answer_weight
+            total, count = total + (ce.double() * w).sum().item(), count + w.sum().item()
     return total / count
 
 
@@ -111,9 +113,15 @@ def main():
         print(f"lm: RUN/model loads in transformers; validation loss {ours:.6f} (pith) vs {ref:.6f} (transformers)")
 
         # Continue training the saved model folder (model_name_or_path instead of model_config).
+        # With answer_loss_weight, the validation loss is the weighted mean: check it the same way.
         more = os.path.join(tmp, "more")
         run("lm", *[c for c in common if not c.startswith("model_config")], f"model_name_or_path={model_dir}",
-            "max_steps=2", f"output_dir={more}")
+            "max_steps=2", "answer_loss_weight=5", f"output_dir={more}")
+        ours = [r["val_loss"] for r in metrics(more) if "val_loss" in r][-1]
+        ref = reference_val_loss(os.path.join(more, "model"), qa, 104, 48, answer_weight=5.0)
+        if abs(ours - ref) > 1e-4 * max(1.0, abs(ref)):
+            raise SystemExit(f"FAIL: weighted validation loss {ours!r} in pith, {ref!r} in transformers")
+        print(f"lm: continued from RUN/model with answer_loss_weight=5: {ours:.6f} (pith) vs {ref:.6f}")
 
         bad = [
             ([f"model_name_or_path={model_dir}"], "set exactly one of model_name_or_path and model_config"),
