@@ -5,7 +5,7 @@
 #endif
 #include "safetensors.h"
 
-#include <cjson/cJSON.h>
+#include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>

@@ -14,5 +14,6 @@ int cmd_finetune(int argc, char **argv);
 int cmd_lm(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 
 #endif

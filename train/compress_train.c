@@ -145,7 +145,13 @@ static double lr_at(const run_config *c, int64_t step, int64_t total) {
 // gets per-target loss weights when answer_loss_weight is not 1, else NULL.
 static void lm_qa_tensors(const trainer *t, const loader_batch *lb, pt_device dev, comp_batch *b,
                           pt_tensor **weights) {
-  int B = lb->B, N = lb->N, M = lb->M, L = 1 + N + M;
+  int B = lb->B, N = lb->N, M = lb->M, L = 1;
+  for (int r = 0; r < lb->n_rows; r++) {  // rows as long as the longest, not 1 + N + M: no padding to run
+    int n = 1;
+    for (int j = 0; j < N && lb->mask[r * N + j]; j++) n++;
+    for (int j = 0; j < M && lb->dec_mask[r * M + j]; j++) n++;
+    if (n > L) L = n;
+  }
   double answer_weight = run_config_float(t->cfg, "answer_loss_weight");
   int64_t *ids = malloc(sizeof(int64_t) * B * L), *tgt = malloc(sizeof(int64_t) * B * L);
   uint8_t *mask = calloc((size_t)B * L, 1), *is_answer = calloc((size_t)B * L, 1);
@@ -157,13 +163,16 @@ static void lm_qa_tensors(const trainer *t, const loader_batch *lb, pt_device de
     if (r < lb->n_rows) {
       row[n++] = t->bos;
       for (int j = 0; j < N && lb->mask[r * N + j]; j++) row[n++] = lb->ids[r * N + j];
-      for (int j = 0; j < M && lb->dec_mask[r * M + j]; j++) ans[n] = lb->dec_loss_mask[r * M + j], row[n++] = lb->dec_ids[r * M + j];
+      for (int j = 0; j < M && lb->dec_mask[r * M + j]; j++) {
+        ans[n] = lb->dec_loss_mask[r * M + j];
+        row[n++] = lb->dec_ids[r * M + j];
+      }
     }
     for (int j = 0; j < L; j++) {
       mask[r * L + j] = j < n;
       if (j >= n) row[j] = t->pad;
       tgt[r * L + j] = j + 1 < n ? row[j + 1] : -100;
-      w[r * L + j] = j + 1 >= n ? 0.0f : j + 1 < L && ans[j + 1] ? (float)answer_weight : 1.0f;
+      w[r * L + j] = j + 1 >= n ? 0.0f : ans[j + 1] ? (float)answer_weight : 1.0f;
     }
   }
   *weights = answer_weight == 1.0 ? NULL : pt_to_device(pt_from_data(w, PT_F32, PT_SHAPE(B * L), PT_CPU), dev);
@@ -502,7 +511,7 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
       if (!loss) return -1;
       loss_sum += pt_item(loss) / accum;
       if (pt_backward(pt_mul_scalar(loss, 1.0 / accum))) return pith_fail(err, "backward: %s", pt_error());
-      tokens += (double)lb.B * ((b.text_ids ? pt_size(b.text_ids, 1) : 0) + pt_size(b.dec_ids, 1));
+      tokens += (double)lb.B * ((t->comp ? pt_size(b.text_ids, 1) : 0) + pt_size(b.dec_ids, 1));  // LM: rows only
       pt_scope_end(s);
     }
     double gnorm = pt_clip_grad_norm(t->params, t->n_params, max_norm);

@@ -11,6 +11,7 @@ typedef struct {
 } command;
 
 static const command COMMANDS[] = {
+  {"demo", cmd_demo, "the whole pipeline on a synthetic world, no downloads: train, evaluate, export (~15 min)"},
   {"pretrain", cmd_pretrain, "train a soft-token compressor to regenerate texts (500x, ICAE)"},
   {"finetune", cmd_finetune, "train a soft-token compressor to answer questions (500x, ICAE)"},
   {"lm", cmd_lm, "train a base language model (every weight), from random weights or a model folder"},

@@ -1,0 +1,412 @@
+// pith demo: the whole pipeline on the embedded default, with nothing to download. Each stage is
+// one of pith's own commands run in this process with the arguments printed, so a user can rerun
+// or vary any of them by hand:
+//
+//   world     pith data synth: the synthetic facts world, its tokenizer, docs.h5 and qa.h5
+//   lm        pith lm: a tiny LLaMA trained from scratch on the world's contexts and QA (the
+//             frozen LLM; it learns the language and to answer from a full context)
+//   500x/icae pith pretrain (regeneration) then pith finetune (QA) of each compressor, same k
+//   export    pith export of each trained compressor (PEFT adapter + compress embeddings)
+//   eval      pith eval of each: QA against the full-context / no-context / truncated baselines,
+//             and regeneration against the no-prefix decoder
+//
+// A stage that finished (OUT/.done/STAGE) is skipped when the demo runs again, so an interrupted
+// demo continues where it stopped; --fresh starts over in a new folder.
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+
+#include "commands.h"
+#include "hf_folder.h"
+#include "llama.h"
+
+// The frozen LLM's shape: about 0.9M parameters, a vocabulary of the world's 1,640 tokens.
+static const llama_config DEMO_MODEL = {
+    .arch = LLAMA_ARCH_LLAMA, .vocab_size = 1640, .dim = 128, .hidden_dim = 384, .n_layers = 4,
+    .n_heads = 4, .n_kv_heads = 4, .max_seq_len = 512, .rope_theta = 10000.0, .norm_eps = 1e-5,
+    .tie_embeddings = 1, .bos_id = -1, .eos_id = -1};
+
+// Settings shared by every training stage, then each stage's own (key=value, as on the command
+// line of pith lm / pretrain / finetune).
+#define MAX_ARGS 64
+static const char *const TRAIN_COMMON[] = {"per_device_train_batch_size=16", "lr_scheduler_type=cosine",
+                                           "logging_steps=25", "save_steps=0", "eval_batches=4", NULL};
+static const char *const LM_ARGS[] = {"cutoff_len=104", "max_target_len=48", "learning_rate=3e-3",
+                                      "warmup_steps=50", "weight_decay=0.01", NULL};
+static const char *const LORA_ARGS[] = {"lora_rank=16", "lora_alpha=32", "lora_dropout=0", "lora_target=all", NULL};
+static const char *const PRETRAIN_ARGS[] = {"cutoff_len=104", "learning_rate=3e-3", "warmup_steps=20", NULL};
+static const char *const FINETUNE_ARGS[] = {"cutoff_len=104", "max_target_len=48", "learning_rate=2e-3",
+                                            "warmup_steps=20", NULL};
+
+typedef struct {
+  char out[1024];
+  int threads, k, docs;
+  int lm_steps, pretrain_steps, finetune_steps, eval_examples;
+  double t0;
+} demo;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int exists(const char *path) { return access(path, F_OK) == 0; }
+
+static int mkdir_p(const char *path) {
+  char buf[2048];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1; *p; p++)
+    if (*p == '/') {
+      *p = 0;
+      if (mkdir(buf, 0755) && errno != EEXIST) return -1;
+      *p = '/';
+    }
+  return mkdir(buf, 0755) && errno != EEXIST ? -1 : 0;
+}
+
+// argv building: a growing list of strdup'd strings.
+typedef struct {
+  char *v[MAX_ARGS + 1];
+  int n;
+} args;
+
+static void arg(args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void arg(args *a, const char *fmt, ...) {
+  if (a->n >= MAX_ARGS) return;
+  char buf[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  a->v[a->n++] = strdup(buf);
+  a->v[a->n] = NULL;
+}
+
+static void arg_list(args *a, const char *const *list) {
+  for (int i = 0; list[i]; i++) arg(a, "%s", list[i]);
+}
+
+static int stage_done(const demo *d, const char *stage) {
+  char path[1200];
+  snprintf(path, sizeof path, "%s/.done/%s", d->out, stage);
+  return exists(path);
+}
+
+static void mark_done(const demo *d, const char *stage) {
+  char path[1200];
+  snprintf(path, sizeof path, "%s/.done", d->out);
+  mkdir_p(path);
+  snprintf(path, sizeof path, "%s/.done/%s", d->out, stage);
+  FILE *f = fopen(path, "w");
+  if (f) fclose(f);
+}
+
+// Run `pith CMD ARGS...` in this process, echoing the command line. 0 when it succeeded.
+static int run_stage(demo *d, const char *stage, const char *title, int (*fn)(int, char **), args *a) {
+  int rc = 0;
+  double t = now_s();
+  printf("\n== %s  [%s, %.0f s into the demo]\n$ pith", title, stage, t - d->t0);
+  for (int i = 0; i < a->n; i++) printf(" %s", a->v[i]);
+  printf("\n");
+  fflush(stdout);
+  if (stage_done(d, stage)) {
+    printf("(done in an earlier run: skipped)\n");
+  } else {
+    rc = fn(a->n, a->v);
+    if (rc == 0) mark_done(d, stage);
+    printf("(%s: %.0f s)\n", rc == 0 ? "done" : "FAILED", now_s() - t);
+  }
+  fflush(stdout);
+  for (int i = 0; i < a->n; i++) free(a->v[i]);
+  a->n = 0;
+  return rc;
+}
+
+static int write_model_config(const demo *d, char *path, size_t len) {
+  snprintf(path, len, "%s/base_config.json", d->out);
+  llama_config cfg = DEMO_MODEL;
+  pith_err err;
+  if (llama_config_validate(&cfg, &err)) {
+    fprintf(stderr, "pith demo: %s\n", err.msg);
+    return -1;
+  }
+  char *json = hf_config_json(&cfg, PT_F32);
+  int rc = json ? pith_write_file_atomic(path, json, strlen(json), &err) : pith_fail(&err, "out of memory");
+  free(json);
+  if (rc) fprintf(stderr, "pith demo: %s\n", err.msg);
+  return rc;
+}
+
+static int train_compressor(demo *d, const char *method) {
+  args a = {0};
+  char stage[64], title[256];
+  snprintf(stage, sizeof stage, "%s_pretrain", method);
+  snprintf(title, sizeof title, "pretraining the %s compressor: regenerate each text from its %d compress tokens",
+           method, d->k);
+  arg(&a, "pretrain");
+  arg(&a, "model_name_or_path=%s/lm/model", d->out);
+  arg(&a, "train_file=%s/world/docs.h5", d->out);
+  arg(&a, "output_dir=%s/%s", d->out, stage);
+  arg(&a, "method=%s", method);
+  arg(&a, "num_compress_tokens=%d", d->k);
+  arg(&a, "max_steps=%d", d->pretrain_steps);
+  arg(&a, "threads=%d", d->threads);
+  arg_list(&a, TRAIN_COMMON);
+  arg_list(&a, LORA_ARGS);
+  arg_list(&a, PRETRAIN_ARGS);
+  if (run_stage(d, stage, title, cmd_pretrain, &a)) return -1;
+
+  snprintf(stage, sizeof stage, "%s_finetune", method);
+  snprintf(title, sizeof title, "fine-tuning the %s compressor: answer questions from the compress tokens", method);
+  arg(&a, "finetune");
+  arg(&a, "model_name_or_path=%s/lm/model", d->out);
+  arg(&a, "train_file=%s/world/qa.h5", d->out);
+  arg(&a, "output_dir=%s/%s", d->out, stage);
+  arg(&a, "init_from=%s/%s_pretrain", d->out, method);
+  arg(&a, "method=%s", method);
+  arg(&a, "num_compress_tokens=%d", d->k);
+  arg(&a, "max_steps=%d", d->finetune_steps);
+  arg(&a, "threads=%d", d->threads);
+  arg_list(&a, TRAIN_COMMON);
+  arg_list(&a, LORA_ARGS);
+  arg_list(&a, FINETUNE_ARGS);
+  return run_stage(d, stage, title, cmd_finetune, &a);
+}
+
+// Eval folders are named like pith eval's own: dataset__model__method__k.
+static const char *eval_name(const demo *d, const char *method, int qa) {
+  static char name[128];
+  snprintf(name, sizeof name, "%s__lm__%s__k%d", qa ? "qa" : "docs", method, d->k);
+  return name;
+}
+
+static int export_and_eval(demo *d, const char *method, int with_baselines) {
+  args a = {0};
+  char stage[64], title[256];
+  const char *phases[2] = {"pretrain", "finetune"};
+  char dir[1200];
+  snprintf(dir, sizeof dir, "%s/export", d->out);
+  mkdir_p(dir);
+  for (int p = 0; p < 2; p++) {
+    snprintf(stage, sizeof stage, "%s_%s_export", method, phases[p]);
+    snprintf(title, sizeof title, "exporting the %s compressor (%s) as a PEFT adapter + compress embeddings", method,
+             phases[p]);
+    arg(&a, "export");
+    arg(&a, "--run");
+    arg(&a, "%s/%s_%s", d->out, method, phases[p]);
+    arg(&a, "--out");
+    arg(&a, "%s/export/%s_%s", d->out, method, phases[p]);
+    arg(&a, "--force");
+    if (run_stage(d, stage, title, cmd_export, &a)) return -1;
+
+    int qa = p == 1;
+    snprintf(stage, sizeof stage, "%s_%s_eval", method, qa ? "qa" : "regen");
+    snprintf(title, sizeof title, "evaluating %s %s on held-out documents", method,
+             qa ? "question answering" : "regeneration");
+    arg(&a, "eval");
+    arg(&a, "--compressor");
+    arg(&a, "%s/export/%s_%s", d->out, method, phases[p]);
+    arg(&a, "--data");
+    arg(&a, "%s/world/%s", d->out, qa ? "qa.h5" : "docs.h5");
+    arg(&a, "--task");
+    arg(&a, "%s", qa ? "qa" : "regen");
+    arg(&a, "--split");
+    arg(&a, "test");
+    arg(&a, "--max-examples");
+    arg(&a, "%d", qa ? d->eval_examples : d->eval_examples / 4);
+    arg(&a, "--baselines");
+    arg(&a, "%s", !with_baselines ? "" : qa ? "full,none,truncated" : "none,truncated");
+    arg(&a, "--out");
+    arg(&a, "%s/eval/%s", d->out, eval_name(d, method, qa));
+    arg(&a, "--threads");
+    arg(&a, "%d", d->threads);
+    if (run_stage(d, stage, title, cmd_eval, &a)) return -1;
+  }
+  return 0;
+}
+
+// ---- the results table, from the eval folders' metrics.json ----
+
+static cJSON *read_json(const char *path) {
+  pith_err err;
+  size_t n;
+  char *text = pith_read_file(path, &n, &err);
+  if (!text) return NULL;
+  cJSON *j = cJSON_Parse(text);
+  free(text);
+  return j;
+}
+
+static double metric(const cJSON *metrics, const char *system, const char *name) {
+  const cJSON *s = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(metrics, "systems"), system);
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(s, name);
+  return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+static void row(FILE *f, const char *label, const double *v, int n) {
+  fprintf(f, "| %-34s |", label);
+  for (int i = 0; i < n; i++) {
+    if (v[i] < 0) fprintf(f, " %7s |", "-");
+    else fprintf(f, " %7.1f |", v[i]);
+  }
+  fprintf(f, "\n");
+}
+
+static void results_table(const demo *d, FILE *f) {
+  char path[1200];
+  cJSON *qa[2], *regen[2];
+  const char *methods[2] = {"500x", "icae"};
+  for (int m = 0; m < 2; m++) {
+    snprintf(path, sizeof path, "%s/eval/%s/metrics.json", d->out, eval_name(d, methods[m], 1));
+    qa[m] = read_json(path);
+    snprintf(path, sizeof path, "%s/eval/%s/metrics.json", d->out, eval_name(d, methods[m], 0));
+    regen[m] = read_json(path);
+  }
+  fprintf(f, "QA on held-out documents (SQuAD v1.1 F1 / EM; raw = un-normalised, as 500xCompressor reports)\n\n");
+  fprintf(f, "| %-34s | %7s | %7s | %7s | %7s |\n|%s|---------|---------|---------|---------|\n", "system", "F1", "EM",
+          "raw F1", "raw EM", "------------------------------------");
+  const char *qa_metrics[4] = {"f1", "em", "raw_f1", "raw_em"};
+  struct {
+    const char *system, *label;
+    int from;
+  } qa_rows[] = {{"full", "full context (no compression)", 0},
+                 {"none", "no context", 0},
+                 {"truncated", "context truncated to k tokens", 0},
+                 {"compressed", "500x compressor", 0},
+                 {"compressed", "ICAE", 1}};
+  for (size_t r = 0; r < sizeof qa_rows / sizeof qa_rows[0]; r++) {
+    double v[4];
+    for (int i = 0; i < 4; i++) v[i] = qa[qa_rows[r].from] ? metric(qa[qa_rows[r].from], qa_rows[r].system, qa_metrics[i]) : -1;
+    row(f, qa_rows[r].label, v, 4);
+  }
+  fprintf(f, "\nRegeneration of held-out documents from the compressed prefix (ROUGE F, BLEU-4, exact match)\n\n");
+  fprintf(f, "| %-34s | %7s | %7s | %7s | %7s | %7s |\n|%s|---------|---------|---------|---------|---------|\n",
+          "system", "ROUGE-1", "ROUGE-2", "ROUGE-L", "BLEU-4", "EM", "------------------------------------");
+  const char *regen_metrics[5] = {"rouge1", "rouge2", "rougeL", "bleu", "em"};
+  struct {
+    const char *system, *label;
+    int from;
+  } regen_rows[] = {{"none", "decoder with no prefix", 0},
+                    {"truncated", "first k tokens, then the decoder", 0},
+                    {"compressed", "500x compressor", 0},
+                    {"compressed", "ICAE", 1}};
+  for (size_t r = 0; r < sizeof regen_rows / sizeof regen_rows[0]; r++) {
+    double v[5];
+    for (int i = 0; i < 5; i++)
+      v[i] = regen[regen_rows[r].from] ? metric(regen[regen_rows[r].from], regen_rows[r].system, regen_metrics[i]) : -1;
+    row(f, regen_rows[r].label, v, 5);
+  }
+  fprintf(f, "\nk = %d compress tokens; contexts of up to 104 tokens; %d QA and %d regeneration examples.\n", d->k,
+          d->eval_examples, d->eval_examples / 4);
+  for (int m = 0; m < 2; m++) cJSON_Delete(qa[m]), cJSON_Delete(regen[m]);
+}
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: pith demo [--out DIR] [--threads N] [--k N] [--docs N] [--quick] [--fresh]\n\n"
+          "The whole pipeline on the embedded synthetic facts world, with no downloads (about 15 minutes on\n"
+          "2 CPU cores): synthesise the world; train a tiny LLaMA on it from scratch (the frozen LLM);\n"
+          "pretrain (regeneration) and fine-tune (QA) a 500x compressor and an ICAE one with the same k;\n"
+          "export both as PEFT adapters; evaluate both against the full-context, no-context and truncated\n"
+          "baselines; print the results table (also in DIR/results.md). Every stage prints the pith command\n"
+          "it runs. A finished stage is skipped when the demo is run again on the same folder.\n\n"
+          "  --out DIR     run folder (default runs/demo)\n"
+          "  --threads N   CPU threads (default: all cores)\n"
+          "  --k N         compress tokens (default 16)\n"
+          "  --docs N      documents in the world (default 6000)\n"
+          "  --quick       a few steps per stage: checks the pipeline in about a minute (numbers meaningless)\n"
+          "  --fresh       start over: refuse to reuse a folder that holds an earlier demo\n");
+}
+
+int cmd_demo(int argc, char **argv) {
+  demo d = {.threads = (int)sysconf(_SC_NPROCESSORS_ONLN), .k = 16, .docs = 6000, .lm_steps = 1500,
+            .pretrain_steps = 400, .finetune_steps = 400, .eval_examples = 200, .t0 = now_s()};
+  snprintf(d.out, sizeof d.out, "runs/demo");
+  int fresh = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(stdout);
+      return 0;
+    } else if (!strcmp(a, "--out") && val) {
+      snprintf(d.out, sizeof d.out, "%s", argv[++i]);
+    } else if (!strcmp(a, "--threads") && val && atoi(val) > 0) {
+      d.threads = atoi(argv[++i]);
+    } else if (!strcmp(a, "--k") && val && atoi(val) > 0 && atoi(val) <= 64) {
+      d.k = atoi(argv[++i]);
+    } else if (!strcmp(a, "--docs") && val && atoi(val) >= 200) {
+      d.docs = atoi(argv[++i]);
+    } else if (!strcmp(a, "--quick")) {
+      d.docs = 400, d.lm_steps = 20, d.pretrain_steps = 10, d.finetune_steps = 10, d.eval_examples = 20;
+    } else if (!strcmp(a, "--fresh")) {
+      fresh = 1;
+    } else {
+      fprintf(stderr, "pith demo: unknown or incomplete option '%s' (--k 1..64, --docs >= 200, --threads >= 1)\n", a);
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (fresh && exists(d.out)) {
+    fprintf(stderr, "pith demo: %s exists; --fresh needs a new folder (remove it or pick another --out)\n", d.out);
+    return 1;
+  }
+  if (mkdir_p(d.out)) {
+    fprintf(stderr, "pith demo: %s: cannot create: %s\n", d.out, strerror(errno));
+    return 1;
+  }
+  printf("pith demo: run folder %s, %d threads, k=%d\n", d.out, d.threads, d.k);
+
+  args a = {0};
+  arg(&a, "data");
+  arg(&a, "synth");
+  arg(&a, "--dir");
+  arg(&a, "%s/world", d.out);
+  arg(&a, "--docs");
+  arg(&a, "%d", d.docs);
+  arg(&a, "--threads");
+  arg(&a, "%d", d.threads);
+  arg(&a, "--quiet");
+  if (run_stage(&d, "world", "synthesising the facts world: abstracts, questions, a tokenizer", cmd_data, &a))
+    return 1;
+
+  char config[1200];
+  if (write_model_config(&d, config, sizeof config)) return 1;
+  arg(&a, "lm");
+  arg(&a, "model_config=%s", config);
+  arg(&a, "tokenizer=%s/world/tokenizer", d.out);
+  arg(&a, "train_file=%s/world/qa.h5", d.out);
+  arg(&a, "output_dir=%s/lm", d.out);
+  arg(&a, "max_steps=%d", d.lm_steps);
+  arg(&a, "threads=%d", d.threads);
+  arg_list(&a, TRAIN_COMMON);
+  arg_list(&a, LM_ARGS);
+  if (run_stage(&d, "lm", "training the frozen LLM from scratch: the world's language, and QA from a full context",
+                cmd_lm, &a))
+    return 1;
+
+  const char *methods[2] = {"500x", "icae"};
+  for (int m = 0; m < 2; m++)
+    if (train_compressor(&d, methods[m])) return 1;
+  for (int m = 0; m < 2; m++)
+    if (export_and_eval(&d, methods[m], m == 0)) return 1;
+
+  char path[1200];
+  snprintf(path, sizeof path, "%s/results.md", d.out);
+  FILE *f = fopen(path, "w");
+  printf("\n== results (%.0f s in all; %s)\n\n", now_s() - d.t0, path);
+  results_table(&d, stdout);
+  if (f) {
+    fprintf(f, "# pith demo results\n\n");
+    results_table(&d, f);
+    fclose(f);
+  }
+  return 0;
+}
