@@ -594,10 +594,11 @@ static char *decode(evaluator *ev, const int32_t *ids, int n, pith_err *err) {
 }
 
 // Concatenates id arrays into dst (which must hold them all); returns the count.
+// An empty part may be NULL (memcpy must not see NULL, even for 0 bytes).
 static int concat(int32_t *dst, const int32_t *a, int na, const int32_t *b, int nb, const int32_t *c, int nc) {
-  memcpy(dst, a, sizeof *a * (size_t)na);
-  memcpy(dst + na, b, sizeof *b * (size_t)nb);
-  memcpy(dst + na + nb, c, sizeof *c * (size_t)nc);
+  if (na) memcpy(dst, a, sizeof *a * (size_t)na);
+  if (nb) memcpy(dst + na, b, sizeof *b * (size_t)nb);
+  if (nc) memcpy(dst + na + nb, c, sizeof *c * (size_t)nc);
   return na + nb + nc;
 }
 
