@@ -36,38 +36,6 @@ static int exists(const char *path) {
   return lstat(path, &st) == 0;
 }
 
-static int fsync_dir(const char *path, pith_err *err) {
-  int fd = open(path, O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return pith_fail(err, "%s: cannot open folder to fsync: %s", path, strerror(errno));
-  int rc = fsync(fd);
-  int e = errno;
-  close(fd);
-  if (rc != 0 && e != EINVAL && e != EROFS) return pith_fail(err, "%s: fsync failed: %s", path, strerror(e));
-  return 0;
-}
-
-static int remove_tree(const char *path) {
-  struct stat st;
-  if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
-  if (!S_ISDIR(st.st_mode)) return unlink(path);
-  DIR *d = opendir(path);
-  if (!d) return -1;
-  int rc = 0;
-  struct dirent *e;
-  char child[EX_PATH];
-  while ((e = readdir(d)) != NULL) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    if (snprintf(child, sizeof child, "%s/%s", path, e->d_name) >= (int)sizeof child) {
-      rc = -1;
-      continue;
-    }
-    if (remove_tree(child) != 0) rc = -1;
-  }
-  closedir(d);
-  if (rmdir(path) != 0) rc = -1;
-  return rc;
-}
-
 // a/b into out (EX_PATH bytes). Entry points refuse paths longer than EX_MAX_INPUT, so this fits.
 #define EX_MAX_INPUT 3000
 static void pjoin(char *out, const char *a, const char *b) {
@@ -478,18 +446,18 @@ int export_run(const char *src, const char *out, const export_options *opt, char
     else if (!realpath(t, tok)) snprintf(tok, sizeof tok, "%s", t);
     if (!realpath(ckpt, ckpt_abs)) snprintf(ckpt_abs, sizeof ckpt_abs, "%s", ckpt);
     if (snprintf(partial, sizeof partial, "%s.partial", out) >= (int)sizeof partial) partial[0] = 0;
-    remove_tree(partial);  // a crashed export's leftovers
+    pith_remove_tree(partial);  // a crashed export's leftovers
     if (mkdir(partial, 0755) != 0) rc = pith_fail(err, "%s: cannot create folder: %s", partial, strerror(errno));
   }
   if (!rc) rc = write_adapter(&s, partial, base, err);
   if (!rc) rc = write_compress(&s, partial, err);
   if (!rc) rc = write_manifest(&s, partial, base, tok, ckpt_abs, opt, err);
-  if (!rc) rc = fsync_dir(partial, err);
+  if (!rc) rc = pith_fsync_dir(partial, err);
   if (!rc) {
     old[0] = 0;
     if (exists(out)) {  // force: swap the old one out, the new one in, then remove the old
       if (snprintf(old, sizeof old, "%s.old-%ld", out, (long)getpid()) >= (int)sizeof old) old[0] = 0;
-      remove_tree(old);
+      pith_remove_tree(old);
       if (rename(out, old) != 0) rc = pith_fail(err, "%s: cannot move aside: %s", out, strerror(errno));
     }
     if (!rc && rename(partial, out) != 0) {
@@ -497,10 +465,10 @@ int export_run(const char *src, const char *out, const export_options *opt, char
       if (old[0]) rename(old, out);
     }
     parent_of(out, parent, sizeof parent);
-    if (!rc) rc = fsync_dir(parent, err);
-    if (!rc && old[0] && remove_tree(old) != 0) rc = pith_fail(err, "%s: cannot remove the replaced export", old);
+    if (!rc) rc = pith_fsync_dir(parent, err);
+    if (!rc && old[0] && pith_remove_tree(old) != 0) rc = pith_fail(err, "%s: cannot remove the replaced export", old);
   }
-  if (rc && partial[0] && exists(partial)) remove_tree(partial);
+  if (rc && partial[0] && exists(partial)) pith_remove_tree(partial);
   source_free(&s);
   return rc;
 }

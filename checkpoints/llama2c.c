@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -468,20 +467,6 @@ static void config_json(jbuf *b, const llama2c_config *c) {
 // The folder
 // ---------------------------------------------------------------------------------------------
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb, (void)flag, (void)ftw;
-  remove(path);  // best effort: what is left is reported by the caller's check
-  return 0;
-}
-
-// Remove path (a file or a folder tree; links are removed, never followed). 0 when gone.
-static int remove_tree(const char *path) {
-  struct stat st;
-  if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
-  nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-  return lstat(path, &st) == 0 ? -1 : 0;
-}
-
 static void sync_dir(const char *dir) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd >= 0) {
@@ -635,7 +620,7 @@ static int publish(const job *j, const char *partial, const char *out, int force
     return pith_fail(err, "%s: cannot rename to %s: %s", partial, out, strerror(e));
   }
   sync_parent_of(out);
-  if (remove_tree(old) != 0) say(j, "warning: could not remove the replaced folder %s", old);
+  if (pith_remove_tree(old) != 0) say(j, "warning: could not remove the replaced folder %s", old);
   else say(j, "replaced the existing %s", out);
   return 0;
 }
@@ -695,14 +680,14 @@ int llama2c_convert_ex(const char *checkpoint, const char *tokenizer_bin, const 
   if (!rc && path_exists(partial)) {
     if (!force)
       rc = pith_fail(err, "%s: exists (left by an interrupted conversion?); remove it, or convert with force", partial);
-    else if (remove_tree(partial) != 0)
+    else if (pith_remove_tree(partial) != 0)
       rc = pith_fail(err, "%s: cannot remove the stale folder", partial);
   }
   if (!rc && mkdir(partial, 0755) != 0) rc = pith_fail(err, "%s: cannot create: %s", partial, strerror(errno));
   else if (!rc) {
     rc = write_folder(&j, partial, err);
     if (!rc) rc = publish(&j, partial, out, force, err);
-    if (rc) remove_tree(partial);
+    if (rc) pith_remove_tree(partial);
   }
   if (!rc) say(&j, "done: %s", out);
   if (map != MAP_FAILED) munmap(map, (size_t)size);

@@ -47,41 +47,6 @@ static int ensure_dir(const char *path, pith_err *err) {
   return pith_fail(err, "%s: cannot create folder: %s", path, strerror(errno));
 }
 
-// Make a folder's entries (creations, renames) durable.
-static int fsync_dir(const char *path, pith_err *err) {
-  int fd = open(path, O_RDONLY | O_DIRECTORY);
-  if (fd < 0) return pith_fail(err, "%s: cannot open folder to fsync: %s", path, strerror(errno));
-  int rc = fsync(fd);
-  int e = errno;
-  close(fd);
-  if (rc != 0 && e != EINVAL && e != EROFS)  // some file systems cannot fsync a folder
-    return pith_fail(err, "%s: fsync failed: %s", path, strerror(e));
-  return 0;
-}
-
-// rm -r: 0, or -1 when something could not be removed.
-static int remove_tree(const char *path) {
-  struct stat st;
-  if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
-  if (!S_ISDIR(st.st_mode)) return unlink(path);
-  DIR *d = opendir(path);
-  if (!d) return -1;
-  int rc = 0;
-  struct dirent *e;
-  char child[TS_PATH];
-  while ((e = readdir(d)) != NULL) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    if (snprintf(child, sizeof child, "%s/%s", path, e->d_name) >= (int)sizeof child) {
-      rc = -1;
-      continue;
-    }
-    if (remove_tree(child) != 0) rc = -1;
-  }
-  closedir(d);
-  if (rmdir(path) != 0) rc = -1;
-  return rc;
-}
-
 // "step-" followed by 1..18 digits and nothing else: the name of a checkpoint folder.
 static int parse_step_name(const char *name, int64_t *step) {
   if (strncmp(name, "step-", 5) != 0) return 0;
@@ -417,13 +382,13 @@ static int write_folder(const char *dir, const train_state *s, pith_err *err) {
   test_pause();
 
   // The files' renames inside dir become durable before DONE can exist.
-  if (fsync_dir(dir, err) != 0) return -1;
+  if (pith_fsync_dir(dir, err) != 0) return -1;
   char done[64];
   int dlen = snprintf(done, sizeof done, "%s %d step=%lld\n", TRAIN_STATE_FORMAT, TRAIN_STATE_VERSION,
                       (long long)s->step);
   if (join(path, dir, TRAIN_STATE_DONE, err) != 0) return -1;
   if (pith_write_file_atomic(path, done, (size_t)dlen, err) != 0) return -1;
-  if (fsync_dir(dir, err) != 0) return -1;
+  if (pith_fsync_dir(dir, err) != 0) return -1;
   test_pause();
   return 0;
 }
@@ -436,7 +401,7 @@ static int install(const char *tmp, const char *final, pith_err *err) {
 #ifdef RENAME_EXCHANGE
   // An old checkpoint of the same step: swap atomically, then remove the old one (now at tmp).
   if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_EXCHANGE) == 0) {
-    remove_tree(tmp);
+    pith_remove_tree(tmp);
     return 0;
   }
 #endif
@@ -452,7 +417,7 @@ static int install(const char *tmp, const char *final, pith_err *err) {
     rename(aside, final);
     return pith_fail(err, "%s: cannot rename to %s: %s", tmp, final, strerror(e));
   }
-  remove_tree(aside);
+  pith_remove_tree(aside);
   return 0;
 }
 
@@ -476,7 +441,7 @@ static int prune(const char *ckdir, const char *keep, int keep_last, pith_err *e
       // missing files.
       if (rename(path, aside) != 0)
         rc = pith_fail(err, "%s: cannot remove old checkpoint: %s", path, strerror(errno));
-      else if (remove_tree(aside) != 0)
+      else if (pith_remove_tree(aside) != 0)
         rc = pith_fail(err, "%s: cannot remove old checkpoint: %s", aside, strerror(errno));
     }
     free(v);
@@ -488,7 +453,7 @@ static int prune(const char *ckdir, const char *keep, int keep_last, pith_err *e
     long pid;
     if (!parse_leftover_name(e->d_name, &pid) || pid == (long)getpid()) continue;
     if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to ask)
-    if (snprintf(path, sizeof path, "%s/%s", ckdir, e->d_name) < (int)sizeof path) remove_tree(path);
+    if (snprintf(path, sizeof path, "%s/%s", ckdir, e->d_name) < (int)sizeof path) pith_remove_tree(path);
   }
   closedir(d);
   return rc;
@@ -532,16 +497,16 @@ int train_state_save(const char *run_dir, const train_state *s, int keep_last, p
 
   int had_ckdir = is_dir(ckdir);
   if (ensure_dir(run_dir, err) != 0 || ensure_dir(ckdir, err) != 0) return -1;
-  if (!had_ckdir && fsync_dir(run_dir, err) != 0) return -1;
-  remove_tree(tmp);  // our own leftover of a failed save of the same step
+  if (!had_ckdir && pith_fsync_dir(run_dir, err) != 0) return -1;
+  pith_remove_tree(tmp);  // our own leftover of a failed save of the same step
   if (mkdir(tmp, 0755) != 0) return pith_fail(err, "%s: cannot create folder: %s", tmp, strerror(errno));
 
   if (write_folder(tmp, s, err) != 0 || install(tmp, final, err) != 0) {
-    remove_tree(tmp);
+    pith_remove_tree(tmp);
     pt_error_clear();
     return -1;
   }
-  if (fsync_dir(ckdir, err) != 0) return -1;
+  if (pith_fsync_dir(ckdir, err) != 0) return -1;
   if (prune(ckdir, name, keep_last, err) != 0) {
     char why[sizeof err->msg];
     snprintf(why, sizeof why, "%s", err ? err->msg : "");

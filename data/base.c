@@ -5,7 +5,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int pith_fail(pith_err *err, const char *fmt, ...) {
@@ -82,4 +84,50 @@ char *pith_read_file(const char *path, size_t *len, pith_err *err) {
   buf[n] = 0;
   if (len) *len = n;
   return buf;
+}
+
+int pith_mkdirs(const char *path, pith_err *err) {
+  char buf[4096];
+  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return pith_fail(err, "%s: path too long", path);
+  for (char *p = buf + 1; *p; p++)
+    if (*p == '/') {
+      *p = 0;
+      if (mkdir(buf, 0755) && errno != EEXIST) return pith_fail(err, "%s: cannot create: %s", buf, strerror(errno));
+      *p = '/';
+    }
+  if (mkdir(buf, 0755) && errno != EEXIST) return pith_fail(err, "%s: cannot create: %s", buf, strerror(errno));
+  return 0;
+}
+
+int pith_fsync_dir(const char *path, pith_err *err) {
+  int fd = open(path, O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return pith_fail(err, "%s: cannot open folder to fsync: %s", path, strerror(errno));
+  int rc = fsync(fd);
+  int e = errno;
+  close(fd);
+  if (rc != 0 && e != EINVAL && e != EROFS)  // some file systems cannot fsync a folder
+    return pith_fail(err, "%s: fsync failed: %s", path, strerror(e));
+  return 0;
+}
+
+int pith_remove_tree(const char *path) {
+  struct stat st;
+  if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
+  if (!S_ISDIR(st.st_mode)) return unlink(path);
+  DIR *d = opendir(path);
+  if (!d) return -1;
+  int rc = 0;
+  struct dirent *e;
+  char child[4096];
+  while ((e = readdir(d)) != NULL) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    if (snprintf(child, sizeof child, "%s/%s", path, e->d_name) >= (int)sizeof child) {
+      rc = -1;
+      continue;
+    }
+    if (pith_remove_tree(child) != 0) rc = -1;
+  }
+  closedir(d);
+  if (rmdir(path) != 0) rc = -1;
+  return rc;
 }

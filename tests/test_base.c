@@ -29,6 +29,22 @@ int main(void) {
   CHECK(pith_read_file(missing, &len, &err) == NULL);
   CHECK_CONTAINS(err.msg, "cannot open");
 
+  // Folders: mkdir -p, fsync, rm -r.
+  char deep[320], file[360];
+  snprintf(deep, sizeof deep, "%s/a/b/c", dir);
+  CHECK(pith_mkdirs(deep, &err) == 0);
+  CHECK(pith_mkdirs(deep, &err) == 0);  // already there: fine
+  CHECK(pith_fsync_dir(deep, &err) == 0);
+  snprintf(file, sizeof file, "%s/leaf.txt", deep);
+  CHECK(pith_write_file_atomic(file, "x", 1, &err) == 0);
+  snprintf(file, sizeof file, "%s/f.bin/sub", dir);  // a file in the way
+  CHECK(pith_mkdirs(file, &err) == -1);
+  CHECK_CONTAINS(err.msg, "f.bin/sub");
+  snprintf(deep, sizeof deep, "%s/a", dir);
+  CHECK(pith_remove_tree(deep) == 0);
+  CHECK(access(deep, F_OK) != 0);
+  CHECK(pith_remove_tree(deep) == 0);  // gone already: fine
+
   unlink(path);
   rmdir(dir);
   return check_done("test_base");

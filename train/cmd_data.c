@@ -476,18 +476,6 @@ static void synth_usage(FILE *out) {
     "  --quiet              no progress line\n");
 }
 
-static int make_dirs(const char *path) {
-  char p[4096];
-  snprintf(p, sizeof p, "%s", path);
-  for (char *s = p + 1; *s; s++)
-    if (*s == '/') {
-      *s = 0;
-      if (mkdir(p, 0755) != 0 && errno != EEXIST) return -1;
-      *s = '/';
-    }
-  return mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 static int data_synth(int argc, char **argv) {
   const char *dir = NULL, *tok_path = NULL;
   long long docs = 10000, seed = 1, n;
@@ -524,7 +512,7 @@ static int data_synth(int argc, char **argv) {
     synth_usage(stderr);
     return 2;
   }
-  if (make_dirs(dir) < 0) {
+  if (pith_mkdirs(dir, NULL) < 0) {
     fprintf(stderr, "pith data synth: %s: cannot create: %s\n", dir, strerror(errno));
     return 1;
   }

@@ -60,18 +60,6 @@ static double now_s(void) {
 
 static int exists(const char *path) { return access(path, F_OK) == 0; }
 
-static int mkdir_p(const char *path) {
-  char buf[2048];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1; *p; p++)
-    if (*p == '/') {
-      *p = 0;
-      if (mkdir(buf, 0755) && errno != EEXIST) return -1;
-      *p = '/';
-    }
-  return mkdir(buf, 0755) && errno != EEXIST ? -1 : 0;
-}
-
 // argv building: a growing list of strdup'd strings.
 typedef struct {
   char *v[MAX_ARGS + 1];
@@ -103,7 +91,7 @@ static int stage_done(const demo *d, const char *stage) {
 static void mark_done(const demo *d, const char *stage) {
   char path[1200];
   snprintf(path, sizeof path, "%s/.done", d->out);
-  mkdir_p(path);
+  pith_mkdirs(path, NULL);
   snprintf(path, sizeof path, "%s/.done/%s", d->out, stage);
   FILE *f = fopen(path, "w");
   if (f) fclose(f);
@@ -194,7 +182,7 @@ static int export_and_eval(demo *d, const char *method, int with_baselines) {
   const char *phases[2] = {"pretrain", "finetune"};
   char dir[1200];
   snprintf(dir, sizeof dir, "%s/export", d->out);
-  mkdir_p(dir);
+  pith_mkdirs(dir, NULL);
   for (int p = 0; p < 2; p++) {
     snprintf(stage, sizeof stage, "%s_%s_export", method, phases[p]);
     snprintf(title, sizeof title, "exporting the %s compressor (%s) as a PEFT adapter + compress embeddings", method,
@@ -358,8 +346,9 @@ int cmd_demo(int argc, char **argv) {
     fprintf(stderr, "pith demo: %s exists; --fresh needs a new folder (remove it or pick another --out)\n", d.out);
     return 1;
   }
-  if (mkdir_p(d.out)) {
-    fprintf(stderr, "pith demo: %s: cannot create: %s\n", d.out, strerror(errno));
+  pith_err err;
+  if (pith_mkdirs(d.out, &err)) {
+    fprintf(stderr, "pith demo: %s\n", err.msg);
     return 1;
   }
   printf("pith demo: run folder %s, %d threads, k=%d\n", d.out, d.threads, d.k);

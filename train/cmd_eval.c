@@ -184,35 +184,6 @@ static int is_file(const char *p) {
   return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static int mkdirs(const char *path, pith_err *err) {
-  char buf[PATH_MAX_LEN];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1; *p; p++)
-    if (*p == '/') {
-      *p = 0;
-      if (mkdir(buf, 0755) && errno != EEXIST) return pith_fail(err, "%s: cannot create: %s", buf, strerror(errno));
-      *p = '/';
-    }
-  if (mkdir(buf, 0755) && errno != EEXIST) return pith_fail(err, "%s: cannot create: %s", buf, strerror(errno));
-  return 0;
-}
-
-// rm -r path (the temporary export: plain files and folders).
-static void remove_tree(const char *path) {
-  if (!path || !*path) return;
-  DIR *d = opendir(path);
-  if (d) {
-    for (struct dirent *e; (e = readdir(d));) {
-      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-      char sub[PATH_MAX_LEN + 256];
-      snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-      remove_tree(sub);
-    }
-    closedir(d);
-  }
-  remove(path);
-}
-
 // The last path component without trailing slashes and, when strip_ext, without its extension.
 static void base_name(const char *path, int strip_ext, char *out, size_t len) {
   char buf[PATH_MAX_LEN];
@@ -849,7 +820,7 @@ static int place_export(evaluator *ev, pith_err *err) {
 
 static int write_outputs(evaluator *ev, int argc, char **argv, pith_err *err) {
   char path[PATH_MAX_LEN + 32];
-  if (mkdirs(ev->out_dir, err) || place_export(ev, err)) return -1;
+  if (pith_mkdirs(ev->out_dir, err) || place_export(ev, err)) return -1;
   snprintf(path, sizeof path, "%s/predictions.jsonl", ev->out_dir);
   if (pith_write_file_atomic(path, ev->preds ? ev->preds : "", ev->preds_len, err)) return -1;
   return write_metrics(ev, argc, argv, err) || write_config(ev, err) ? -1 : 0;
@@ -940,7 +911,7 @@ fail:
   fprintf(stderr, "pith eval: %s\n", err.msg[0] ? err.msg : pt_error());
   rc = 1;
 done:
-  remove_tree(ev.tmp_dir);
+  if (ev.tmp_dir[0]) pith_remove_tree(ev.tmp_dir);
   comp_free(ev.comp);
   llama_free(ev.model);
   tokenizer_free(ev.tok);

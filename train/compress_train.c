@@ -116,19 +116,6 @@ typedef struct {
   int tty;
 } trainer;
 
-static int mkdirs(const char *path, pith_err *err) {
-  char buf[2048];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *p = buf + 1; *p; p++)
-    if (*p == '/') {
-      *p = 0;
-      if (mkdir(buf, 0755) && errno != EEXIST) return pith_fail(err, "%s: cannot create: %s", buf, strerror(errno));
-      *p = '/';
-    }
-  if (mkdir(buf, 0755) && errno != EEXIST) return pith_fail(err, "%s: cannot create: %s", buf, strerror(errno));
-  return 0;
-}
-
 static double lr_at(const run_config *c, int64_t step, int64_t total) {
   double peak = run_config_float(c, "learning_rate");
   int64_t warm = run_config_int(c, "warmup_steps");
@@ -618,7 +605,7 @@ int compress_train_main(train_task task, int argc, char **argv) {
   const char *out = run_config_str(t.cfg, "output_dir");
   if (*out) snprintf(t.run_dir, sizeof t.run_dir, "%s", out);
   else snprintf(t.run_dir, sizeof t.run_dir, "runs/%s", run_config_str(t.cfg, "run_name"));
-  if (mkdirs(t.run_dir, &err)) goto fail;
+  if (pith_mkdirs(t.run_dir, &err)) goto fail;
   char path[2304];
   snprintf(path, sizeof path, "%s/config.yaml", t.run_dir);
   if (run_config_save(t.cfg, path, &err)) goto fail;

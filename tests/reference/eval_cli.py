@@ -19,15 +19,15 @@ a few steps of pith pretrain and finetune (500x under both position policies, an
 usage: eval_cli.py PATH_TO_pith  (or PITH_BIN). Exit 0 on success, 1 on failure, 77 (skip, reason
 printed) when numpy or the binary is missing.
 """
-import collections
 import json
 import os
 import re
-import string
 import struct
 import subprocess
 import sys
 import tempfile
+
+from squad_v11 import exact_match_score, f1_score, metric_max_over_ground_truths, raw_em, raw_f1
 
 try:
     import numpy as np
@@ -52,52 +52,6 @@ def run(*args, ok=True, cwd=None):
         fail(f"pith {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
     return p
 
-
-# ---- the official SQuAD v1.1 evaluation (evaluate-v1.1.py) ----
-
-def normalize_answer(s):
-    def remove_articles(text):
-        return re.sub(r"\b(a|an|the)\b", " ", text)
-
-    def white_space_fix(text):
-        return " ".join(text.split())
-
-    def remove_punc(text):
-        exclude = set(string.punctuation)
-        return "".join(ch for ch in text if ch not in exclude)
-
-    return white_space_fix(remove_articles(remove_punc(s.lower())))
-
-
-def token_f1(pred_tokens, gold_tokens):
-    common = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
-    num_same = sum(common.values())
-    if num_same == 0:
-        return 0
-    precision = 1.0 * num_same / len(pred_tokens)
-    recall = 1.0 * num_same / len(gold_tokens)
-    return (2 * precision * recall) / (precision + recall)
-
-
-def f1_score(prediction, ground_truth):
-    return token_f1(normalize_answer(prediction).split(), normalize_answer(ground_truth).split())
-
-
-def exact_match_score(prediction, ground_truth):
-    return normalize_answer(prediction) == normalize_answer(ground_truth)
-
-
-def metric_max_over_ground_truths(metric_fn, prediction, ground_truths):
-    return max(metric_fn(prediction, gt) for gt in ground_truths)
-
-
-# 500xCompressor's un-normalised variant, with str.split() for NLTK's tokenizer (train/metrics.h).
-def raw_em(prediction, ground_truth):
-    return prediction.strip() == ground_truth.strip()
-
-
-def raw_f1(prediction, ground_truth):
-    return token_f1(prediction.split(), ground_truth.split())
 
 
 # ---- a random model as a Hugging Face folder ----

@@ -2,7 +2,7 @@
 
 References:
   - SQuAD v1.1 EM/F1: the official evaluate-v1.1.py logic (normalize_answer, f1_score,
-    exact_match_score, metric_max_over_ground_truths, 100 * mean), re-implemented below from the
+    exact_match_score, metric_max_over_ground_truths, 100 * mean), re-implemented in squad_v11.py from the
     script's rules.
   - the raw (un-normalised, 500xCompressor-style) EM/F1 as pith defines it: strip() equality, and
     the same multiset F1 over str.split() tokens.
@@ -21,7 +21,6 @@ usage: metrics_parity.py METRICS_TOOL
 Exit 0 when every number agrees to 1e-6 (absolute, on the scale each library reports), 1 on a
 mismatch (the first printed), 77 when rouge-score or sacrebleu is missing.
 """
-import collections
 import json
 import os
 import random
@@ -29,6 +28,8 @@ import re
 import string
 import subprocess
 import sys
+
+from squad_v11 import exact_match_score, f1_score, metric_max_over_ground_truths, raw_em, raw_f1
 
 try:
     from rouge_score import rouge_scorer
@@ -39,52 +40,6 @@ except ImportError as e:
     sys.exit(77)
 
 TOL = 1e-6
-
-
-# ---- the official SQuAD v1.1 evaluation logic ----
-def normalize_answer(s):
-    def remove_articles(text):
-        return re.sub(r"\b(a|an|the)\b", " ", text)
-
-    def white_space_fix(text):
-        return " ".join(text.split())
-
-    def remove_punc(text):
-        exclude = set(string.punctuation)
-        return "".join(ch for ch in text if ch not in exclude)
-
-    return white_space_fix(remove_articles(remove_punc(s.lower())))
-
-
-def multiset_f1(pred_tokens, gold_tokens):
-    common = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
-    num_same = sum(common.values())
-    if num_same == 0:
-        return 0
-    precision = 1.0 * num_same / len(pred_tokens)
-    recall = 1.0 * num_same / len(gold_tokens)
-    return (2 * precision * recall) / (precision + recall)
-
-
-def f1_score(prediction, ground_truth):
-    return multiset_f1(normalize_answer(prediction).split(), normalize_answer(ground_truth).split())
-
-
-def exact_match_score(prediction, ground_truth):
-    return normalize_answer(prediction) == normalize_answer(ground_truth)
-
-
-def metric_max_over_ground_truths(metric_fn, prediction, ground_truths):
-    return max(metric_fn(prediction, gt) for gt in ground_truths)
-
-
-# ---- the raw variant ----
-def raw_em(prediction, ground_truth):
-    return prediction.strip() == ground_truth.strip()
-
-
-def raw_f1(prediction, ground_truth):
-    return multiset_f1(prediction.split(), ground_truth.split())
 
 
 # ---- pairs ----
