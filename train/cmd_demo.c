@@ -27,7 +27,7 @@
 #include "hf_folder.h"
 #include "llama.h"
 
-// The frozen LLM's shape: about 0.9M parameters, a vocabulary of the world's 1,640 tokens.
+// The frozen LLM's shape: 1.06M parameters (embeddings tied), the world's 1,640-token vocabulary.
 static const llama_config DEMO_MODEL = {
     .arch = LLAMA_ARCH_LLAMA, .vocab_size = 1640, .dim = 128, .hidden_dim = 384, .n_layers = 4,
     .n_heads = 4, .n_kv_heads = 4, .max_seq_len = 512, .rope_theta = 10000.0, .norm_eps = 1e-5,
