@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int pith_fail(pith_err *err, const char *fmt, ...) {
@@ -130,4 +131,10 @@ int pith_remove_tree(const char *path) {
   closedir(d);
   if (rmdir(path) != 0) rc = -1;
   return rc;
+}
+
+double pith_now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -20,6 +20,9 @@ int pith_write_file_atomic(const char *path, const void *data, size_t len, pith_
 // Read a whole file into a malloc'd buffer (NUL-terminated; *len excludes the NUL).
 char *pith_read_file(const char *path, size_t *len, pith_err *err);
 
+// Seconds on a monotonic clock, for durations and rates.
+double pith_now_s(void);
+
 // mkdir -p: path and its missing parents (0755). 0, or -1 naming the folder that failed.
 int pith_mkdirs(const char *path, pith_err *err);
 // Make a folder's entries (creations, renames) durable; file systems that cannot fsync a folder

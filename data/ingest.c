@@ -30,12 +30,6 @@ enum {
   ARENA_BLOCK = 64 << 10,
 };
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static const char *base_name(const char *path) {
   const char *s = strrchr(path, '/');
   return s ? s + 1 : path;
@@ -1431,7 +1425,7 @@ static int write_rec(ingest_ctx *C, const rec *r, pith_err *err) {
 }
 
 static void report_progress(ingest_ctx *C, int done) {
-  double t = now_s();
+  double t = pith_now_s();
   if (!C->cfg->progress || (!done && t - C->last_progress < 0.25)) return;
   C->last_progress = t;
   ingest_progress p = {C->rep->records, C->bytes_read, C->bytes_total, C->rep->tokens, t - C->t0, done};
@@ -1518,7 +1512,7 @@ int ingest_run(const ingest_config *cfg, const char *const *inputs, int n_inputs
   memset(rep, 0, sizeof *rep);
   rep->threads = cfg->threads;
   ingest_ctx C = {.cfg = cfg, .inputs = inputs, .n_inputs = n_inputs, .rep = rep, .rd = {.fd = -1}};
-  C.t0 = C.last_progress = now_s();
+  C.t0 = C.last_progress = pith_now_s();
   C.max_rec = cfg->max_record_bytes > 0 ? (size_t)cfg->max_record_bytes : INGEST_DEFAULT_MAX_RECORD_BYTES;
   if (check_config(cfg, inputs, n_inputs, &C.bytes_total, err) < 0) return -1;
   C.vocab = tokenizer_vocab_size(cfg->tok);
@@ -1600,7 +1594,7 @@ int ingest_run(const ingest_config *cfg, const char *const *inputs, int n_inputs
   } else {
     corpus_writer_abort(C.w);
   }
-  rep->seconds = now_s() - C.t0;
+  rep->seconds = pith_now_s() - C.t0;
   report_progress(&C, 1);
   return rc;
 }

@@ -151,6 +151,35 @@ pt_tensor *comp_decode(const compressor *c, const comp_code *code, const pt_tens
   return pt_slice(out.logits, 1, lead, lead + M);
 }
 
+int comp_prefix_kv(const compressor *c, const comp_code *code, pt_tensor ***k, pt_tensor ***v, pith_err *err) {
+  const llama_model *m = c->base;
+  int L = m->cfg.n_layers;
+  if (c->cfg.method == COMP_500X) {
+    *k = malloc(sizeof **k * (size_t)L);
+    *v = malloc(sizeof **v * (size_t)L);
+    if (!*k || !*v) {
+      free(*k), free(*v);
+      return pith_fail(err, "compressor: prefix: out of memory");
+    }
+    memcpy(*k, code->k, sizeof **k * (size_t)L);
+    memcpy(*v, code->v, sizeof **v * (size_t)L);
+    return 0;
+  }
+  int64_t B = pt_size(code->memory, 0), D = m->cfg.dim;
+  pt_tensor *lead[2] = {code->memory, c->cfg.ae_token ? pt_expand(pt_unsqueeze(c->ae, 0), PT_SHAPE(B, 1, D)) : NULL};
+  llama_inputs in = {.embeds = pt_cat(lead, lead[1] ? 2 : 1, 1), .want_kv = 1, .no_logits = 1};
+  if (!in.embeds) {
+    pith_fail(err, "compressor: prefix: %s", pt_error());
+    pt_error_clear();
+    return -1;
+  }
+  llama_outputs out;
+  if (llama_forward(m, &in, &out, err)) return -1;
+  *k = out.k;  // the arrays change hands: no llama_outputs_free
+  *v = out.v;
+  return 0;
+}
+
 pt_tensor *comp_loss(const compressor *c, const comp_batch *b, pt_gen *dropout_gen, pith_err *err) {
   comp_code code;
   if (comp_encode(c, b->text_ids, b->text_mask, dropout_gen, &code, err)) return NULL;

@@ -42,6 +42,11 @@ typedef struct {
   pt_tensor *memory;   // (B, k, dim) (ICAE)
 } comp_code;
 
+// The decoder prompt of 500xCompressor's QA fine-tuning: "Question: {q} Answer: " then the answer,
+// each piece tokenized on its own (training, evaluation and the demo's base LM all use these).
+#define COMP_QA_QUESTION_PREFIX "Question: "
+#define COMP_QA_ANSWER_PREFIX " Answer: "
+
 typedef struct {
   const pt_tensor *text_ids;     // (B, N) i64 encoder text, padded
   const pt_tensor *text_mask;    // (B, N) bool, true = real token
@@ -62,6 +67,12 @@ void comp_code_free(comp_code *code);  // frees the arrays, not the tensors
 // Decoder logits (B, M, vocab) for dec_ids given the code (LoRA off).
 pt_tensor *comp_decode(const compressor *c, const comp_code *code, const pt_tensor *dec_ids, const pt_tensor *dec_mask,
                        pith_err *err);
+// The per-layer K/V (B, Hkv, P, hd) the decoder reads before its own tokens, for generation with a
+// KV cache (generate.h): 500x's compress K/V as they are (P = k); for ICAE, [memory; AE?] run through
+// the model as embeddings (P = k or k + 1), which under causal attention is what comp_decode
+// computes for them. *k and *v: malloc'd arrays of n_layers handles in the current scope (free the
+// arrays, not the tensors).
+int comp_prefix_kv(const compressor *c, const comp_code *code, pt_tensor ***k, pt_tensor ***v, pith_err *err);
 // Mean cross-entropy of the decoder over the targets: encoder + decoder, differentiable.
 pt_tensor *comp_loss(const compressor *c, const comp_batch *b, pt_gen *dropout_gen, pith_err *err);
 

@@ -30,12 +30,6 @@ typedef struct {
   pt_tensor *w_down;                        // (dim, hidden)
 } block_weights;
 
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static pt_tensor *param(pt_shape shape, double scale, pt_gen *g) {
   pt_tensor *t = pt_keep(pt_mul_scalar(pt_randn(shape, PT_F32, PT_CPU, g), scale));
   pt_set_requires_grad(t, 1);
@@ -156,7 +150,7 @@ static int bench_blocks(int argc, char **argv) {
   double *times = calloc((size_t)c.steps, sizeof *times);
   double loss = 0;
   for (int step = 0; step < c.warmup + c.steps; step++) {
-    double t0 = now_seconds();
+    double t0 = pith_now_s();
     pt_scope s = pt_scope_begin();
     pt_tensor *x = input;
     for (int l = 0; l < c.layers; l++) x = block_forward(&c, &w[l], x, cos, sin);
@@ -168,7 +162,7 @@ static int bench_blocks(int argc, char **argv) {
       for (size_t i = 0; i < sizeof(block_weights) / sizeof(pt_tensor *); i++) pt_zero_grad(p[i]);
     }
     pt_scope_end(s);
-    if (step >= c.warmup) times[step - c.warmup] = now_seconds() - t0;
+    if (step >= c.warmup) times[step - c.warmup] = pith_now_s() - t0;
   }
   int rc = 0;
   if (!pt_ok()) {
@@ -256,14 +250,14 @@ static int bench_forward(int argc, char **argv) {
   double *times = calloc((size_t)steps, sizeof *times);
   int rc = 0;
   for (int step = 0; step < warmup + steps && rc == 0; step++) {
-    double t0 = now_seconds();
+    double t0 = pith_now_s();
     pt_scope s = pt_scope_begin();
     llama_inputs in = {.ids = ids};
     llama_outputs out;
     rc = llama_forward(m, &in, &out, &err);
     if (rc == 0) pt_item(pt_sum(pt_slice(out.logits, 1, seq - 1, seq)));  // wait for the result
     pt_scope_end(s);
-    if (step >= warmup) times[step - warmup] = now_seconds() - t0;
+    if (step >= warmup) times[step - warmup] = pith_now_s() - t0;
   }
   pt_set_grad_enabled(was);
   if (rc) {
@@ -345,14 +339,14 @@ static int bench_train_step(int argc, char **argv) {
   double *times = calloc((size_t)steps, sizeof *times), loss = NAN;
   int rc = opt ? 0 : -1;
   for (int step = 0; step < warmup + steps && rc == 0; step++) {
-    double t0 = now_seconds();
+    double t0 = pith_now_s();
     pt_scope s = pt_scope_begin();
     pt_adamw_zero_grad(opt);
     pt_tensor *l = comp_loss(c, &b, NULL, &err);
     rc = l && pt_backward(l) == 0 && pt_adamw_step(opt) == 0 ? 0 : -1;
     if (rc == 0) loss = pt_item(l);
     pt_scope_end(s);
-    if (step >= warmup) times[step - warmup] = now_seconds() - t0;
+    if (step >= warmup) times[step - warmup] = pith_now_s() - t0;
   }
   if (rc) {
     fprintf(stderr, "pith bench train-step: %s\n", err.msg[0] ? err.msg : pt_error());

@@ -26,10 +26,12 @@
 #include "commands.h"
 #include "hf_folder.h"
 #include "llama.h"
+#include "tokenizer.h"
 
-// The frozen LLM's shape: 1.06M parameters (embeddings tied), the world's 1,640-token vocabulary.
+// The frozen LLM's shape: 1.06M parameters (embeddings tied) with the world's 1,640-token
+// vocabulary (vocab_size is taken from the world's tokenizer).
 static const llama_config DEMO_MODEL = {
-    .arch = LLAMA_ARCH_LLAMA, .vocab_size = 1640, .dim = 128, .hidden_dim = 384, .n_layers = 4,
+    .arch = LLAMA_ARCH_LLAMA, .dim = 128, .hidden_dim = 384, .n_layers = 4,
     .n_heads = 4, .n_kv_heads = 4, .max_seq_len = 512, .rope_theta = 10000.0, .norm_eps = 1e-5,
     .tie_embeddings = 1, .bos_id = -1, .eos_id = -1};
 
@@ -51,12 +53,6 @@ typedef struct {
   int lm_steps, pretrain_steps, finetune_steps, eval_examples;
   double t0;
 } demo;
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int exists(const char *path) { return access(path, F_OK) == 0; }
 
@@ -100,7 +96,7 @@ static void mark_done(const demo *d, const char *stage) {
 // Run `pith CMD ARGS...` in this process, echoing the command line. 0 when it succeeded.
 static int run_stage(demo *d, const char *stage, const char *title, int (*fn)(int, char **), args *a) {
   int rc = 0;
-  double t = now_s();
+  double t = pith_now_s();
   printf("\n== %s  [%s, %.0f s into the demo]\n$ pith", title, stage, t - d->t0);
   for (int i = 0; i < a->n; i++) printf(" %s", a->v[i]);
   printf("\n");
@@ -110,7 +106,7 @@ static int run_stage(demo *d, const char *stage, const char *title, int (*fn)(in
   } else {
     rc = fn(a->n, a->v);
     if (rc == 0) mark_done(d, stage);
-    printf("(%s: %.0f s)\n", rc == 0 ? "done" : "FAILED", now_s() - t);
+    printf("(%s: %.0f s)\n", rc == 0 ? "done" : "FAILED", pith_now_s() - t);
   }
   fflush(stdout);
   for (int i = 0; i < a->n; i++) free(a->v[i]);
@@ -122,7 +118,12 @@ static int write_model_config(const demo *d, char *path, size_t len) {
   snprintf(path, len, "%s/base_config.json", d->out);
   llama_config cfg = DEMO_MODEL;
   pith_err err;
-  if (llama_config_validate(&cfg, &err)) {
+  char tok_dir[1200];
+  snprintf(tok_dir, sizeof tok_dir, "%s/world/tokenizer", d->out);
+  tokenizer *tok = tokenizer_load(tok_dir, &err);
+  if (tok) cfg.vocab_size = tokenizer_vocab_size(tok);
+  tokenizer_free(tok);
+  if (!tok || llama_config_validate(&cfg, &err)) {
     fprintf(stderr, "pith demo: %s\n", err.msg);
     return -1;
   }
@@ -316,7 +317,7 @@ static void usage(FILE *f) {
 
 int cmd_demo(int argc, char **argv) {
   demo d = {.threads = (int)sysconf(_SC_NPROCESSORS_ONLN), .k = 16, .docs = 6000, .lm_steps = 1500,
-            .pretrain_steps = 400, .finetune_steps = 400, .eval_examples = 200, .t0 = now_s()};
+            .pretrain_steps = 400, .finetune_steps = 400, .eval_examples = 200, .t0 = pith_now_s()};
   snprintf(d.out, sizeof d.out, "runs/demo");
   int fresh = 0;
   for (int i = 1; i < argc; i++) {
@@ -390,7 +391,7 @@ int cmd_demo(int argc, char **argv) {
   char path[1200];
   snprintf(path, sizeof path, "%s/results.md", d.out);
   FILE *f = fopen(path, "w");
-  printf("\n== results (%.0f s in all; %s)\n\n", now_s() - d.t0, path);
+  printf("\n== results (%.0f s in all; %s)\n\n", pith_now_s() - d.t0, path);
   results_table(&d, stdout);
   if (f) {
     fprintf(f, "# pith demo results\n\n");

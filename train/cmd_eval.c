@@ -168,12 +168,6 @@ static int parse_int(const char *s, int lo, int *out) {
   return 0;
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int is_dir(const char *p) {
   struct stat st;
   return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
@@ -382,8 +376,9 @@ static int load_models(evaluator *ev, pith_err *err) {
   // As the trainer: bos falls back to eos, padding to eos.
   ev->bos = tokenizer_bos_id(ev->tok) >= 0 ? tokenizer_bos_id(ev->tok) : ev->eos[0];
   ev->pad = tokenizer_pad_id(ev->tok) >= 0 ? tokenizer_pad_id(ev->tok) : ev->eos[0];
-  if (ev->task == EVAL_QA && (tokenizer_encode(ev->tok, "Question: ", 10, 0, &ev->qp, &ev->n_qp, err) ||
-                              tokenizer_encode(ev->tok, " Answer: ", 9, 0, &ev->ap, &ev->n_ap, err)))
+  if (ev->task == EVAL_QA &&
+      (tokenizer_encode(ev->tok, COMP_QA_QUESTION_PREFIX, strlen(COMP_QA_QUESTION_PREFIX), 0, &ev->qp, &ev->n_qp, err) ||
+       tokenizer_encode(ev->tok, COMP_QA_ANSWER_PREFIX, strlen(COMP_QA_ANSWER_PREFIX), 0, &ev->ap, &ev->n_ap, err)))
     return -1;
 
   ev->model = hf_model_load(ev->model_dir, PT_F32, ev->dev, err);
@@ -474,26 +469,13 @@ static int gen_compressed(evaluator *ev, const int32_t *text, int n_text, const 
   if (!ti || !tm) return pith_fail(err, "compressed: %s", pt_error());
   comp_code code;
   if (comp_encode(ev->comp, ti, tm, NULL, &code, err)) return -1;
-  int rc;
-  if (ev->comp->cfg.method == COMP_500X) {
-    // comp_decode hands these K/V to llama_forward as its prefix and the decoder tokens continue at
-    // positions k.. (under either position policy), exactly what generate() does with a prefix.
-    rc = run_generate(ev, code.k, code.v, prompt, n_prompt, out, n_out, err);
-  } else {
-    // ICAE: comp_decode runs [memory; AE?; tokens] as embeddings from position 0. Causal attention
-    // makes the K/V of [memory; AE?] independent of the tokens after them, so they are the prefix.
-    pt_tensor *lead[2] = {code.memory, ev->comp->cfg.ae_token ? pt_unsqueeze(ev->comp->ae, 0) : NULL};
-    llama_inputs in = {.embeds = pt_cat(lead, lead[1] ? 2 : 1, 1), .want_kv = 1, .no_logits = 1};
-    llama_outputs lo;
-    if (!in.embeds) {
-      comp_code_free(&code);
-      return pith_fail(err, "compressed: %s", pt_error());
-    }
-    rc = llama_forward(m, &in, &lo, err);
-    if (!rc) {
-      rc = run_generate(ev, lo.k, lo.v, prompt, n_prompt, out, n_out, err);
-      llama_outputs_free(&lo);
-    }
+  // The decoder's tokens continue after the prefix (positions P.., under either 500x position
+  // policy), exactly what generate() does with a prefix; --verify checks it against comp_decode.
+  pt_tensor **pk, **pv;
+  int rc = comp_prefix_kv(ev->comp, &code, &pk, &pv, err);
+  if (!rc) {
+    rc = run_generate(ev, pk, pv, prompt, n_prompt, out, n_out, err);
+    free(pk), free(pv);
   }
   if (!rc && ev->o.verify) {  // the eos that stopped generation is checked too
     rc = verify_greedy(ev, &code, prompt, n_prompt, *out, *n_out, err);
@@ -644,7 +626,7 @@ static void progress(evaluator *ev, int64_t done, double t0, int final) {
     if (ev->on[s] && len < (int)sizeof line)
       len += snprintf(line + len, sizeof line - len, "  %s %lld %s %.1f", SYS_NAMES[s], (long long)ev->sc[s].n, m,
                       score(ev, s, m));
-  double el = now_s() - t0;
+  double el = pith_now_s() - t0;
   if (len < (int)sizeof line) snprintf(line + len, sizeof line - len, "  %.1fs", el);
   if (ev->tty) fprintf(stderr, "\r%s%s", line, final ? "\n" : "");
   else fprintf(stderr, "%s\n", line);
@@ -654,7 +636,7 @@ static void progress(evaluator *ev, int64_t done, double t0, int final) {
 static int evaluate(evaluator *ev, pith_err *err) {
   corpus_record rec = {0};
   int rc = 0;
-  double t0 = now_s();
+  double t0 = pith_now_s();
   int was = pt_set_grad_enabled(0);
   for (int64_t i = 0; i < ev->n_items && !rc; i++) {
     rc = corpus_read(ev->corp, ev->items[i], CORPUS_READ_ALL, &rec, err);

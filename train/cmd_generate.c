@@ -200,12 +200,6 @@ static int write_ids(const char *path, const int32_t *prompt, size_t n_prompt, c
   return rc;
 }
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 int cmd_generate(int argc, char **argv) {
   generate_opts o;
   if (parse_args(argc, argv, &o)) {
@@ -281,9 +275,9 @@ int cmd_generate(int argc, char **argv) {
 
   gen_config cfg = {.max_new_tokens = o.max_new_tokens, .temperature = o.temperature, .top_p = o.top_p,
                     .seed = o.seed, .eos_ids = eos, .n_eos = n_eos};
-  double t0 = now_s();
+  double t0 = pith_now_s();
   int grc = generate(m, NULL, NULL, NULL, prompt, (int)n_prompt, &cfg, on_token, &st, &new_ids, &n_new, &err);
-  double dt = now_s() - t0;
+  double dt = pith_now_s() - t0;
   if (st.failed) goto stream_error;
   stream_flush(&st, 1);
   fputc('\n', stdout);

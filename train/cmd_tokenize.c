@@ -197,12 +197,6 @@ static void batch_clear(batch *b) {
   b->n = b->n_bytes = 0;
 }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 // Read lines in batches, process each batch in parallel, write the results in order.
 static int process(FILE *in, work *w, const char *input, double *busy_s, size_t *n_docs) {
   batch *b = w->b;
@@ -217,9 +211,9 @@ static int process(FILE *in, work *w, const char *input, double *busy_s, size_t 
       b->n_bytes += (size_t)got;
     }
     if (!b->n) break;
-    double t0 = now_s();
+    double t0 = pith_now_s();
     rc = rc ? rc : run_batch(w, line_no, input);
-    *busy_s += now_s() - t0;
+    *busy_s += pith_now_s() - t0;
     for (size_t i = 0; !rc && i < b->n; i++) fputs(b->out[i], stdout);
     line_no += b->n;
     batch_clear(b);
@@ -235,14 +229,14 @@ int cmd_tokenize(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  double t0 = now_s();
+  double t0 = pith_now_s();
   pith_err err = {{0}};
   tokenizer *tok = tokenizer_load(o.tokenizer, &err);
   if (!tok) {
     fprintf(stderr, "pith tokenize: %s\n", err.msg);
     return 1;
   }
-  double load_s = now_s() - t0;
+  double load_s = pith_now_s() - t0;
   FILE *in = strcmp(o.input, "-") ? fopen(o.input, "rb") : stdin;
   if (!in) {
     fprintf(stderr, "pith tokenize: %s: cannot open\n", o.input);

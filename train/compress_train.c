@@ -91,12 +91,6 @@ static int task_schema(train_task task, rc_key *out) {
 static volatile sig_atomic_t g_stop_signal = 0;
 static void on_signal(int sig) { g_stop_signal = sig; }
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 typedef struct {
   train_task task;
   run_config *cfg;
@@ -230,9 +224,8 @@ static loader *open_loader(const trainer *t, int split, const loader_cursor *res
   int32_t *q = NULL, *a = NULL;
   size_t nq = 0, na = 0;
   if (lc.mode == LOADER_QA) {
-    // The prompt of 500xCompressor's fine-tuning: "Question: {q} Answer: ".
-    if (tokenizer_encode(t->tok, "Question: ", 10, 0, &q, &nq, err) ||
-        tokenizer_encode(t->tok, " Answer: ", 9, 0, &a, &na, err))
+    if (tokenizer_encode(t->tok, COMP_QA_QUESTION_PREFIX, strlen(COMP_QA_QUESTION_PREFIX), 0, &q, &nq, err) ||
+        tokenizer_encode(t->tok, COMP_QA_ANSWER_PREFIX, strlen(COMP_QA_ANSWER_PREFIX), 0, &a, &na, err))
       return NULL;
     lc.question_prefix = q, lc.n_question_prefix = (int)nq;
     lc.answer_prefix = a, lc.n_answer_prefix = (int)na;
@@ -479,7 +472,7 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
   int64_t eval_every = run_config_int(c, "eval_steps");
   double max_norm = run_config_float(c, "max_grad_norm");
   int skip_nan = !strcmp(run_config_str(c, "nan_policy"), "skip");
-  double t0 = now_s(), tokens = 0, last_loss = NAN;
+  double t0 = pith_now_s(), tokens = 0, last_loss = NAN;
   int64_t step = start_step;
   for (; step < total && !g_stop_signal; step++) {
     double lr = lr_at(c, step, total), loss_sum = 0;
@@ -511,7 +504,7 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
     }
     if (pt_adamw_step(t->opt)) return pith_fail(err, "optimizer: %s", pt_error());
     last_loss = loss_sum;
-    double elapsed = now_s() - t0;
+    double elapsed = pith_now_s() - t0;
     int64_t done = step + 1;
     if (done % log_every == 0 || done == total || t->tty) {
       log_line(t, done, total, loss_sum, gnorm, lr, tokens / elapsed, elapsed, done == total);

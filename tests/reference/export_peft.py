@@ -30,6 +30,8 @@ except ImportError as e:
     print(f"SKIP: {e}")
     sys.exit(77)
 
+from compressor_parity import shift_keys  # the reference's key rotation (consistent positions)
+
 PITH = os.environ.get("PITH_BIN")
 ASSETS = os.environ.get("PITH_ASSETS", "../shared/assets")
 TOL = 1e-4
@@ -40,17 +42,6 @@ def run(*args, ok=True):
     if ok and p.returncode != 0:
         raise SystemExit(f"FAIL: pith {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
     return p
-
-
-def rotate_half(x):
-    h = x.shape[-1] // 2
-    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
-
-
-def shift_keys(k, shift, theta, hd):
-    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
-    ang = torch.cat([shift * inv, shift * inv])
-    return k * torch.cos(ang) + rotate_half(k) * torch.sin(ang)
 
 
 def rel(a, b):
