@@ -46,6 +46,9 @@ static const rc_key COMMON_KEYS[] = {
     {"device", RC_STRING, "cpu", "cpu | cuda | cuda:N"},
     {"threads", RC_INT, "0", "CPU threads (0: libtorch's default)"},
     {"nan_policy", RC_STRING, "stop", "a NaN/Inf loss or gradient: stop | skip (the step)"},
+    {"peak_tflops", RC_FLOAT, "0",
+     "the device's peak TFLOP/s at the compute dtype, for MFU in the progress line (0: no MFU); e.g. 989 "
+     "for an H100 SXM in bf16"},
 };
 
 // pretrain / finetune: a compressor over a frozen model.
@@ -109,6 +112,17 @@ typedef struct {
   FILE *metrics;
   int tty;
 } trainer;
+
+// See compress_train.h.
+double train_row_flops(const llama_config *c, int trains_base, double enc, double dec, double prefix) {
+  double attn_w = (double)c->n_heads * c->head_dim, kv_w = (double)c->n_kv_heads * c->head_dim;
+  double layer = 2 * (double)c->dim * (attn_w + kv_w) + 3 * (double)c->dim * c->hidden_dim;
+  double head = (double)c->dim * c->vocab_size, L = c->n_layers;
+  // Causal attention: token i attends to the prefix and i + 1 earlier positions (itself included).
+  double fwd = 2 * (L * layer * (enc + dec) + head * dec) +
+               4 * attn_w * L * (enc * (enc + 1) / 2 + dec * (prefix + (dec + 1) / 2));
+  return fwd * (trains_base ? 3 : 2);
+}
 
 static double lr_at(const run_config *c, int64_t step, int64_t total) {
   double peak = run_config_float(c, "learning_rate");
@@ -420,12 +434,14 @@ static int setup(trainer *t, int resume, pith_err *err) {
   return 0;
 }
 
+// mfu < 0: not known (no peak_tflops).
 static void log_line(trainer *t, int64_t step, int64_t total, double loss, double gnorm, double lr, double tok_s,
-                     double elapsed, int final) {
+                     double mfu, double elapsed, int final) {
   double eta = step > 0 ? elapsed / step * (total - step) : 0;
-  char line[256];
-  snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s  ETA %02d:%02d",
-           (long long)step, (long long)total, loss, gnorm, lr, tok_s, (int)(eta / 60), (int)eta % 60);
+  char line[256], mfu_s[32] = "";
+  if (mfu >= 0) snprintf(mfu_s, sizeof mfu_s, "  MFU %.1f%%", 100 * mfu);
+  snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s%s  ETA %02d:%02d",
+           (long long)step, (long long)total, loss, gnorm, lr, tok_s, mfu_s, (int)(eta / 60), (int)eta % 60);
   if (t->tty) {
     printf("\r%-100s", line);
     if (final) printf("\n");
@@ -472,7 +488,8 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
   int64_t eval_every = run_config_int(c, "eval_steps");
   double max_norm = run_config_float(c, "max_grad_norm");
   int skip_nan = !strcmp(run_config_str(c, "nan_policy"), "skip");
-  double t0 = pith_now_s(), tokens = 0, last_loss = NAN;
+  double t0 = pith_now_s(), tokens = 0, flops = 0, last_loss = NAN;
+  double peak_flops = run_config_float(c, "peak_tflops") * 1e12;
   int64_t step = start_step;
   for (; step < total && !g_stop_signal; step++) {
     double lr = lr_at(c, step, total), loss_sum = 0;
@@ -491,7 +508,10 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
       if (!loss) return -1;
       loss_sum += pt_item(loss) / accum;
       if (pt_backward(pt_mul_scalar(loss, 1.0 / accum))) return pith_fail(err, "backward: %s", pt_error());
-      tokens += (double)lb.B * ((t->comp ? pt_size(b.text_ids, 1) : 0) + pt_size(b.dec_ids, 1));  // LM: rows only
+      double enc = t->comp ? (double)pt_size(b.text_ids, 1) : 0, dec = (double)pt_size(b.dec_ids, 1);  // LM: rows only
+      double k = t->comp ? (double)t->comp->cfg.k : 0;
+      tokens += (double)lb.B * (enc + dec);
+      flops += (double)lb.B * train_row_flops(&t->model->cfg, !t->comp, enc + k, dec, k);
       pt_scope_end(s);
     }
     double gnorm = pt_clip_grad_norm(t->params, t->n_params, max_norm);
@@ -507,10 +527,13 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
     double elapsed = pith_now_s() - t0;
     int64_t done = step + 1;
     if (done % log_every == 0 || done == total || t->tty) {
-      log_line(t, done, total, loss_sum, gnorm, lr, tokens / elapsed, elapsed, done == total);
+      double mfu = peak_flops > 0 ? flops / elapsed / peak_flops : -1;
+      log_line(t, done, total, loss_sum, gnorm, lr, tokens / elapsed, mfu, elapsed, done == total);
       if (done % log_every == 0 || done == total) {
-        fprintf(t->metrics, "{\"step\": %lld, \"loss\": %.6f, \"grad_norm\": %.6f, \"lr\": %.6g, \"tokens_per_s\": %.1f}\n",
+        fprintf(t->metrics, "{\"step\": %lld, \"loss\": %.6f, \"grad_norm\": %.6f, \"lr\": %.6g, \"tokens_per_s\": %.1f",
                 (long long)done, loss_sum, gnorm, lr, tokens / elapsed);
+        if (mfu >= 0) fprintf(t->metrics, ", \"mfu\": %.5f", mfu);
+        fprintf(t->metrics, "}\n");
         fflush(t->metrics);
       }
     }
