@@ -14,7 +14,12 @@
 
 // ---------------------------------------------------------------------------------------------
 // The grammar. Slots: M method, P person, L place, I institution, Y year, D benchmark, X accuracy,
-// N parameter count, B method built on, C method beaten, K margin, A adjective, O noun, T task.
+// N parameter count (millions), C method beaten, K margin, A adjective, O noun, T task. Every answer
+// slot (P L Y D X N C K) takes its value from its own closed list (see "The answer values"), one
+// token each. As in SQuAD, a question shares a word with the sentence that answers it (proposed,
+// developed, released, benchmark, parameters, beat, or the benchmark or competitor named): a tiny
+// model learns to find that word in the context and take the answer beside it, where it would
+// never learn the kinds of 500 rare tokens in the demo's budget.
 
 static const char *const ADJS[] = {"sparse", "robust", "dynamic", "fast", "recurrent", "modular", "convex",
                                    "stochastic", "hierarchical", "spectral", "greedy", "local", "linear",
@@ -50,24 +55,22 @@ typedef struct {
 } fact;
 
 static const fact FACTS[] = {
-  {{"{M} was proposed by {P}.", "The {O} was first described by {P}.", "It was designed by {P}.", NULL},
-   {{"author", 'P', {"Who proposed {M}?", "Who designed {M}?", NULL}}}},
-  {{"It was developed at the {I} of {L}.", "The work was carried out at the {I} of {L}.",
-    "{M} comes from the {I} of {L}.", NULL},
-   {{"place", 'L', {"Where was {M} developed?", "Where does {M} come from?", NULL}}}},
-  {{"The first version appeared in {Y}.", "{M} was first released in {Y}.", NULL},
-   {{"year", 'Y', {"When was {M} first released?", "In which year did {M} first appear?", NULL}}}},
-  {{"On the {D} benchmark, {M} reaches an accuracy of {X} percent.", "{M} scores {X} percent on the {D} benchmark.",
+  {{"{M} was proposed by {P}.", "The {O} was proposed by {P} and colleagues.", "It was first proposed by {P}.", NULL},
+   {{"author", 'P', {"Who proposed {M}?", "By whom was {M} proposed?", NULL}}}},
+  {{"It was developed in {L}.", "{M} was developed at the {I} in {L}.", "The work was developed in {L} at the {I}.",
     NULL},
-   {{"accuracy", 'X', {"What accuracy does {M} reach on the {D} benchmark?", "How well does {M} score on the {D} benchmark?", NULL}},
+   {{"place", 'L', {"Where was {M} developed?", "In which city was {M} developed?", NULL}}}},
+  {{"The first version was released in {Y}.", "{M} was first released in {Y}.", "It was released in {Y}.", NULL},
+   {{"year", 'Y', {"When was {M} released?", "In which year was {M} first released?", NULL}}}},
+  {{"On the {D} benchmark, {M} reaches an accuracy of {X} percent.", "{M} scores {X} percent accuracy on the {D} benchmark.",
+    NULL},
+   {{"accuracy", 'X', {"What accuracy does {M} reach on the {D} benchmark?", "What accuracy does {M} score on {D}?", NULL}},
     {"benchmark", 'D', {"On which benchmark was {M} evaluated?", "Which benchmark is used to test {M}?", NULL}}}},
-  {{"The model has {N} parameters.", "{M} uses {N} parameters.", "It needs only {N} parameters.", NULL},
-   {{"parameters", 'N', {"How many parameters does {M} use?", "How many parameters does {M} have?", NULL}}}},
-  {{"{M} builds on {B}, an earlier {O}.", "It extends the {B} {O}.", NULL},
-   {{"base", 'B', {"Which method does {M} build on?", "What does {M} extend?", NULL}}}},
-  {{"It outperforms {C} by {K} points.", "{M} beats {C} by {K} points.", NULL},
-   {{"competitor", 'C', {"Which method does {M} outperform?", "Which method is beaten by {M}?", NULL}},
-    {"margin", 'K', {"By how many points does {M} beat {C}?", "How large is the margin of {M} over {C}?", NULL}}}},
+  {{"The model has {N} million parameters.", "{M} uses {N} million parameters.", "It needs only {N} million parameters.", NULL},
+   {{"parameters", 'N', {"How many parameters does {M} use?", "How many million parameters does {M} have?", NULL}}}},
+  {{"It beats {C} by {K} points.", "{M} beats the {C} baseline by {K} points.", NULL},
+   {{"competitor", 'C', {"Which method does {M} beat?", "Which baseline does {M} beat?", NULL}},
+    {"margin", 'K', {"By how many points does {M} beat {C}?", "How many points ahead of {C} is {M}?", NULL}}}},
 };
 #define N_FACTS N_OF(FACTS)
 #define MIN_FACTS 4
@@ -124,11 +127,48 @@ static void words_add_text(word_list *w, const char *s) {
   }
 }
 
-static word_list GRAMMAR_WORDS;
-static pthread_once_t GRAMMAR_ONCE = PTHREAD_ONCE_INIT;
+// The answer values. Every answer slot draws from its own closed list of one-token words, disjoint
+// from every other slot's list, so the kind of a question says which word of the context answers
+// it: a tiny model learns to find it without first learning to copy token runs. Names are two
+// syllables (people and places capitalised, benchmarks in capitals, competitors with "Net"), drawn
+// once from a fixed stream; numbers are ranges.
+enum { N_PEOPLE = 128, N_PLACES = 128, N_BENCHMARKS = 64, N_RIVALS = 64 };
+#define ANSWER_SLOTS "PLYDXNCK"
 
-static void grammar_words_init(void) {
-  word_list *t = &GRAMMAR_WORDS;
+typedef struct {
+  word_list grammar;               // the grammar's words, in order of first appearance
+  char people[N_PEOPLE][16], places[N_PLACES][16], benchmarks[N_BENCHMARKS][16], rivals[N_RIVALS][16];
+} world_words;
+
+static world_words WORDS;
+static pthread_once_t WORDS_ONCE = PTHREAD_ONCE_INIT;
+
+static void syllable(int k, int cap, char *out);
+
+static int is_grammar_word(const char *s) {
+  for (int i = 0; i < WORDS.grammar.n; i++)
+    if (!strcmp(WORDS.grammar.words[i], s)) return 1;
+  return 0;
+}
+
+// A name (two syllables, lowercase) from the list stream, not a grammar word and not one of the
+// `n_taken` names already drawn.
+static void list_name(uint64_t *stream, char taken[][16], int n_taken, char *out) {
+  for (;;) {
+    uint64_t z = *stream += UINT64_C(0x9E3779B97F4A7C15);
+    z = (z ^ (z >> 31)) * UINT64_C(0xBF58476D1CE4E5B9);
+    syllable((int)(z % N_SYLLABLES), 0, out);
+    syllable((int)((z >> 32) % N_SYLLABLES), 0, out + strlen(out));
+    int clash = 0;
+    for (int i = 0; i < n_taken && !clash; i++) clash = !strcmp(taken[i], out);
+    char cap[16];
+    snprintf(cap, sizeof cap, "%c%s", out[0] - 'a' + 'A', out + 1);
+    if (!clash && !is_grammar_word(cap)) return;
+  }
+}
+
+static void world_words_init(void) {
+  word_list *t = &WORDS.grammar;
   const char *const *lists[] = {ADJS, NOUNS, TASKS, INSTS, TITLES, INTROS, FILLERS};
   const int sizes[] = {N_OF(ADJS), N_OF(NOUNS), N_OF(TASKS), N_OF(INSTS), N_OF(TITLES), N_OF(INTROS), N_OF(FILLERS)};
   for (int l = 0; l < N_OF(lists); l++)
@@ -138,12 +178,74 @@ static void grammar_words_init(void) {
     for (int q = 0; q < 2 && FACTS[f].q[q].kind; q++)
       for (int p = 0; FACTS[f].q[q].phrasings[p]; p++) words_add_text(t, FACTS[f].q[q].phrasings[p]);
   }
+  words_add_text(t, "Question: Answer:");  // the compressors' QA prompt (models/compressor.h)
+
+  static char taken[N_PEOPLE + N_PLACES + N_BENCHMARKS + N_RIVALS][16];
+  int n = 0;
+  uint64_t stream = UINT64_C(0x5EED0F5A3E5);
+  struct {
+    char (*dst)[16];
+    int count;
+  } lists2[] = {{WORDS.people, N_PEOPLE}, {WORDS.places, N_PLACES}, {WORDS.benchmarks, N_BENCHMARKS},
+                {WORDS.rivals, N_RIVALS}};
+  for (int l = 0; l < 4; l++)
+    for (int i = 0; i < lists2[l].count; i++, n++) {
+      list_name(&stream, taken, n, taken[n]);
+      char *w = lists2[l].dst[i];
+      snprintf(w, 16, "%s", taken[n]);
+      if (l == 2)
+        for (char *c = w; *c; c++) *c = (char)(*c - 'a' + 'A');
+      else
+        w[0] = (char)(w[0] - 'a' + 'A');
+      if (l == 3) strcat(w, "Net");
+    }
+}
+
+static const world_words *world_words_get(void) {
+  pthread_once(&WORDS_ONCE, world_words_init);
+  return &WORDS;
 }
 
 // The grammar's words, in order of first appearance (computed once, thread-safely).
-static const word_list *grammar_words(void) {
-  pthread_once(&GRAMMAR_ONCE, grammar_words_init);
-  return &GRAMMAR_WORDS;
+static const word_list *grammar_words(void) { return &world_words_get()->grammar; }
+
+// How many values answer slot `slot` can take, and value i of them into out.
+static int slot_count(char slot) {
+  switch (slot) {
+    case 'P': return N_PEOPLE;
+    case 'L': return N_PLACES;
+    case 'D': return N_BENCHMARKS;
+    case 'C': return N_RIVALS;
+    case 'Y': return 80;   // years 1950-2029
+    case 'X': return 50;   // accuracies 50-99 percent
+    case 'N': return 90;   // 100-990 million parameters, in tens
+    case 'K': return 28;   // margins 2-29 points
+    default: return 0;
+  }
+}
+
+static void slot_value(char slot, int i, char out[16]) {
+  const world_words *w = world_words_get();
+  switch (slot) {
+    case 'P': snprintf(out, 16, "%s", w->people[i]); break;
+    case 'L': snprintf(out, 16, "%s", w->places[i]); break;
+    case 'D': snprintf(out, 16, "%s", w->benchmarks[i]); break;
+    case 'C': snprintf(out, 16, "%s", w->rivals[i]); break;
+    case 'Y': snprintf(out, 16, "%d", 1950 + i); break;
+    case 'X': snprintf(out, 16, "%d", 50 + i); break;
+    case 'N': snprintf(out, 16, "%d", 100 + 10 * i); break;
+    case 'K': snprintf(out, 16, "%d", 2 + i); break;
+    default: out[0] = 0;
+  }
+}
+
+static int is_answer_value(const char *s) {
+  const world_words *w = world_words_get();
+  for (int i = 0; i < N_PEOPLE; i++)
+    if (!strcmp(w->people[i], s)) return 1;
+  for (int i = 0; i < N_PLACES; i++)
+    if (!strcmp(w->places[i], s)) return 1;
+  return 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -158,7 +260,8 @@ static void syllable(int k, int cap, char *out) {
   strcpy(out + 2, CODAS[coda]);
 }
 
-// A fresh name: not a grammar word, and none of the `n_used` names already in this document.
+// A fresh method name: not a grammar word nor an answer value, and no substring of (nor holding)
+// any of the `n_used` names already in this document.
 static void make_name(rng *r, char used[][64], int n_used, char *out) {
   const word_list *w = grammar_words();
   for (;;) {
@@ -169,6 +272,7 @@ static void make_name(rng *r, char used[][64], int n_used, char *out) {
     }
     int clash = 0;
     for (int i = 0; i < w->n && !clash; i++) clash = !strcmp(w->words[i], out);
+    clash = clash || is_answer_value(out);
     for (int i = 0; i < n_used && !clash; i++) clash = strstr(used[i], out) != NULL || strstr(out, used[i]) != NULL;
     if (!clash) return;
   }
@@ -202,23 +306,11 @@ void synth_generate(uint64_t seed, int64_t index, synth_doc *doc) {
   slot_values v = {{0}};
   char used[8][64];
   int n_used = 0;
-  const char name_slots[] = "MLDBC";  // single names; P is two
-  for (int i = 0; name_slots[i]; i++) {
-    char *dst = v[name_slots[i] - 'A'];
-    make_name(&r, used, n_used, dst);
-    strcpy(used[n_used++], dst);
+  for (const char *slot = ANSWER_SLOTS; *slot; slot++) {
+    slot_value(*slot, rng_below(&r, slot_count(*slot)), v[*slot - 'A']);
+    if (strchr("PLDC", *slot)) strcpy(used[n_used++], v[*slot - 'A']);
   }
-  char first[64], last[64];
-  make_name(&r, used, n_used, first);
-  strcpy(used[n_used++], first);
-  make_name(&r, used, n_used, last);
-  strcpy(used[n_used++], last);
-  snprintf(v['P' - 'A'], 64, "%.30s %.30s", first, last);
-  snprintf(v['Y' - 'A'], 64, "%d", 1800 + rng_below(&r, 300));
-  int x = 100 + rng_below(&r, 900), k = 10 + rng_below(&r, 290);
-  snprintf(v['X' - 'A'], 64, "%d.%d", x / 10, x % 10);
-  snprintf(v['K' - 'A'], 64, "%d.%d", k / 10, k % 10);
-  snprintf(v['N' - 'A'], 64, "%d", 1000 + rng_below(&r, 99000));
+  make_name(&r, used, n_used, v['M' - 'A']);
   strcpy(v['A' - 'A'], ADJS[rng_below(&r, N_OF(ADJS))]);
   strcpy(v['O' - 'A'], NOUNS[rng_below(&r, N_OF(NOUNS))]);
   strcpy(v['T' - 'A'], TASKS[rng_below(&r, N_OF(TASKS))]);
@@ -226,7 +318,10 @@ void synth_generate(uint64_t seed, int64_t index, synth_doc *doc) {
 
   int64_t at[26];
   size_t tlen = 0, len = 0;
+  int64_t sent[MAX_FACTS + 3];  // where each sentence starts, then the end of the text
+  int n_sent_doc = 0, qa_sentence[SYNTH_MAX_QA];
   expand(TITLES[rng_below(&r, N_OF(TITLES))], v, doc->title, sizeof doc->title, &tlen, at);
+  sent[n_sent_doc++] = 0;
   expand(INTROS[rng_below(&r, N_OF(INTROS))], v, doc->text, sizeof doc->text, &len, at);
 
   int order[N_FACTS];
@@ -241,6 +336,7 @@ void synth_generate(uint64_t seed, int64_t index, synth_doc *doc) {
     int n_sent = 0;
     while (F->sentences[n_sent]) n_sent++;
     doc->text[len++] = ' ';
+    sent[n_sent_doc++] = (int64_t)len;
     expand(F->sentences[rng_below(&r, n_sent)], v, doc->text, sizeof doc->text, &len, at);
     for (int q = 0; q < 2 && F->q[q].kind && doc->n_qa < SYNTH_MAX_QA; q++) {
       const fact_question *Q = &F->q[q];
@@ -253,11 +349,26 @@ void synth_generate(uint64_t seed, int64_t index, synth_doc *doc) {
       qa->kind = Q->kind;
       snprintf(qa->answer, sizeof qa->answer, "%s", v[Q->slot - 'A']);
       qa->answer_start = at[Q->slot - 'A'];
+      qa_sentence[doc->n_qa - 1] = n_sent_doc - 1;
     }
   }
   if (rng_below(&r, 2)) {
     doc->text[len++] = ' ';
+    sent[n_sent_doc++] = (int64_t)len;
     expand(FILLERS[rng_below(&r, N_OF(FILLERS))], v, doc->text, sizeof doc->text, &len, at);
+  }
+  sent[n_sent_doc] = (int64_t)len + 1;  // as if a space followed
+  // Short contexts: the answer's sentence, and a window of 1 to 3 whole sentences around it (drawn
+  // last, so the rest of the document does not depend on them).
+  for (int q = 0; q < doc->n_qa; q++) {
+    synth_qa *x = &doc->qa[q];
+    int j = qa_sentence[q];
+    x->sentence_start = sent[j], x->sentence_len = sent[j + 1] - 1 - sent[j];
+    int size = 1 + rng_below(&r, SYNTH_WINDOW_SENTENCES), first = j - rng_below(&r, size);
+    if (first + size > n_sent_doc) first = n_sent_doc - size;
+    if (first < 0) first = 0;
+    int last = first + size - 1 < n_sent_doc - 1 ? first + size - 1 : n_sent_doc - 1;
+    x->window_start = sent[first], x->window_len = sent[last + 1] - 1 - sent[first];
   }
 }
 
@@ -336,45 +447,70 @@ static int finish_atomic_stream(const char *path, FILE *f, const char *partial, 
   return 0;
 }
 
-int synth_write_jsonl(uint64_t seed, int64_t n_docs, const char *docs_path, const char *qa_path, pith_err *err) {
-  char dp[4096], qp[4096];
-  FILE *df = NULL, *qf = NULL;
-  if (n_docs < 1) return pith_fail(err, "synth: the number of documents must be >= 1, not %lld", (long long)n_docs);
-  if (docs_path && write_atomic_stream(docs_path, &df, dp, sizeof dp, err) < 0) return -1;
-  if (qa_path && write_atomic_stream(qa_path, &qf, qp, sizeof qp, err) < 0) {
-    if (df) fclose(df), unlink(dp);
-    return -1;
+// One QA line: the question q of document d, with the context `ctx` (n bytes) in which the answer
+// starts at answer_start.
+static void qa_line(sbuf *b, const synth_doc *d, int q, const char *ctx, size_t n, int64_t answer_start) {
+  b->n = 0;
+  sb_str(b, "{\"id\": "), sb_json(b, d->id), sb_printf(b, ", \"qid\": \"%s-q%d\", \"kind\": ", d->id, q);
+  sb_json(b, d->qa[q].kind), sb_str(b, ", \"context\": ");
+  char *c = malloc(n + 1);
+  if (!c) {
+    b->oom = 1;
+    return;
   }
-  synth_doc *d = malloc(sizeof *d);
+  memcpy(c, ctx, n);
+  c[n] = 0;
+  sb_json(b, c);
+  free(c);
+  sb_str(b, ", \"question\": "), sb_json(b, d->qa[q].question), sb_str(b, ", \"answers\": [{\"text\": ");
+  sb_json(b, d->qa[q].answer), sb_printf(b, ", \"answer_start\": %lld}]}\n", (long long)answer_start);
+}
+
+int synth_write_jsonl(uint64_t seed, int64_t n_docs, const char *docs_path, const char *qa_path,
+                      const char *sentence_path, const char *window_path, pith_err *err) {
+  enum { N_OUT = 4 };
+  const char *paths[N_OUT] = {docs_path, qa_path, sentence_path, window_path};
+  char partial[N_OUT][4096];
+  FILE *f[N_OUT] = {NULL};
+  if (n_docs < 1) return pith_fail(err, "synth: the number of documents must be >= 1, not %lld", (long long)n_docs);
+  int rc = 0;
+  for (int i = 0; i < N_OUT && rc == 0; i++)
+    if (paths[i]) rc = write_atomic_stream(paths[i], &f[i], partial[i], sizeof partial[i], err);
+  synth_doc *d = rc ? NULL : malloc(sizeof *d);
   sbuf b = {0};
-  int rc = d ? 0 : pith_fail(err, "out of memory");
+  if (!rc && !d) rc = pith_fail(err, "out of memory");
   for (int64_t i = 0; i < n_docs && rc == 0; i++) {
     synth_generate(seed, i, d);
-    if (df) {
+    if (f[0]) {
       b.n = 0;
       sb_str(&b, "{\"id\": "), sb_json(&b, d->id), sb_str(&b, ", \"title\": "), sb_json(&b, d->title);
       sb_str(&b, ", \"abstract\": "), sb_json(&b, d->text), sb_str(&b, ", \"categories\": \"synth\"}\n");
-      if (!b.oom) fwrite(b.p, 1, b.n, df);
+      if (!b.oom) fwrite(b.p, 1, b.n, f[0]);
     }
-    for (int q = 0; qf && q < d->n_qa; q++) {
-      b.n = 0;
-      sb_str(&b, "{\"id\": "), sb_json(&b, d->id), sb_printf(&b, ", \"qid\": \"%s-q%d\", \"kind\": ", d->id, q);
-      sb_json(&b, d->qa[q].kind), sb_str(&b, ", \"context\": "), sb_json(&b, d->text);
-      sb_str(&b, ", \"question\": "), sb_json(&b, d->qa[q].question), sb_str(&b, ", \"answers\": [{\"text\": ");
-      sb_json(&b, d->qa[q].answer), sb_printf(&b, ", \"answer_start\": %lld}]}\n", (long long)d->qa[q].answer_start);
-      if (!b.oom) fwrite(b.p, 1, b.n, qf);
+    for (int q = 0; q < d->n_qa && !b.oom; q++) {
+      const synth_qa *x = &d->qa[q];
+      if (f[1]) {
+        qa_line(&b, d, q, d->text, strlen(d->text), x->answer_start);
+        if (!b.oom) fwrite(b.p, 1, b.n, f[1]);
+      }
+      if (f[2]) {
+        qa_line(&b, d, q, d->text + x->sentence_start, (size_t)x->sentence_len, x->answer_start - x->sentence_start);
+        if (!b.oom) fwrite(b.p, 1, b.n, f[2]);
+      }
+      if (f[3]) {
+        qa_line(&b, d, q, d->text + x->window_start, (size_t)x->window_len, x->answer_start - x->window_start);
+        if (!b.oom) fwrite(b.p, 1, b.n, f[3]);
+      }
     }
     if (b.oom) rc = pith_fail(err, "out of memory");
   }
   free(d);
   free(b.p);
-  if (rc < 0) {
-    if (df) fclose(df), unlink(dp);
-    if (qf) fclose(qf), unlink(qp);
-    return -1;
+  for (int i = 0; i < N_OUT; i++) {
+    if (!f[i]) continue;
+    if (rc < 0) fclose(f[i]), unlink(partial[i]);
+    else if (finish_atomic_stream(paths[i], f[i], partial[i], err) < 0) rc = -1;
   }
-  if (df && finish_atomic_stream(docs_path, df, dp, err) < 0) rc = -1;
-  if (qf && (rc < 0 ? (fclose(qf), unlink(qp), -1) : finish_atomic_stream(qa_path, qf, qp, err)) < 0) rc = -1;
   return rc;
 }
 
@@ -477,6 +613,16 @@ int synth_write_tokenizer(const char *dir, int *vocab_size, pith_err *err) {
     vocab_add(&v, g);
     sb_printf(&merges, ",\n\"%s %d\"", sp, d);
   }
+  // Every answer value is one token (ignore_merges: a whole pre-token found in the vocabulary is
+  // taken as is), always with its leading space: the pre-tokenizer adds one to a text that starts
+  // without, so an answer encoded alone gets the very token it has in the context.
+  for (const char *slot = ANSWER_SLOTS; *slot; slot++)
+    for (int i = 0; i < slot_count(*slot); i++) {
+      char val[16], g[24];
+      slot_value(*slot, i, val);
+      snprintf(g, sizeof g, "%s%s", sp, val);
+      vocab_add(&v, g);
+    }
 
   sbuf j = {0};
   sb_str(&j, "{\n\"version\": \"1.0\",\n\"truncation\": null,\n\"padding\": null,\n\"added_tokens\": [\n");
@@ -484,7 +630,7 @@ int synth_write_tokenizer(const char *dir, int *vocab_size, pith_err *err) {
     sb_printf(&j, "  {\"id\": %d, \"content\": \"%s\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
               "\"normalized\": false, \"special\": true}%s\n", i, SPECIALS[i], i < 2 ? "," : "");
   sb_str(&j, "],\n\"normalizer\": null,\n"
-             "\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, "
+             "\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, "
              "\"use_regex\": true},\n"
              "\"post_processor\": {\"type\": \"TemplateProcessing\", "
              "\"single\": [{\"SpecialToken\": {\"id\": \"<|bos|>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], "

@@ -455,17 +455,21 @@ static void synth_usage(FILE *out) {
     "usage: pith data synth --dir DIR [--docs N] [--seed S] [--tokenizer PATH] [--threads N]\n"
     "                       [--val-fraction F] [--test-fraction F] [--jsonl-only] [--quiet]\n\n"
     "Generate the demo's synthetic facts world (data/synth.h): short arXiv-style abstracts about invented\n"
-    "methods, each with 4-9 extractive questions whose answers (invented names, numbers) cannot be guessed\n"
-    "without the text. Deterministic: the same seed and count give byte-identical JSONL and tokenizer files,\n"
+    "methods, each with 4-8 extractive questions whose answers (one-token names and numbers, each kind from\n"
+    "its own list) cannot be guessed without the text. Deterministic: the same seed and count give byte-identical JSONL and tokenizer files,\n"
     "and corpus files with identical datasets (only the recorded command line may differ).\n\n"
     "writes into DIR:\n"
     "  docs.jsonl           {id, title, abstract, categories} a document (pith data ingest --format arxiv)\n"
     "  qa.jsonl             {id, qid, kind, context, question, answers: [{text, answer_start}]} a question\n"
     "                       (--format qa); a question's id is its document's, so both share a split\n"
+    "  qa_sentence.jsonl    the same questions with only the sentence stating the answer as context,\n"
+    "  qa_window.jsonl      and with 1-3 whole sentences around it (the demo's base LM learns to answer\n"
+    "                       from these short contexts first)\n"
     "  tokenizer/           the world's own byte-level BPE tokenizer (tokenizer.json, tokenizer_config.json):\n"
-    "                       a token per word, per name syllable, per digit; 1,640 tokens\n"
+    "                       a token per word, per answer value, per name syllable; 2,260 tokens\n"
     "                       (not written when --tokenizer gives another one)\n"
-    "  docs.h5, qa.h5       the two ingested with that tokenizer (unless --jsonl-only)\n\n"
+    "  docs.h5, qa.h5, qa_sentence.h5, qa_window.h5\n"
+    "                       the four ingested with that tokenizer (unless --jsonl-only)\n\n"
     "options:\n"
     "  --docs N             documents (default 10000)\n"
     "  --seed S             the world (default 1)\n"
@@ -516,19 +520,25 @@ static int data_synth(int argc, char **argv) {
     fprintf(stderr, "pith data synth: %s: cannot create: %s\n", dir, strerror(errno));
     return 1;
   }
-  char docs_jsonl[4200], qa_jsonl[4200], tok_dir[4200], tok_json[4300], docs_h5[4200], qa_h5[4200];
+  char docs_jsonl[4200], qa_jsonl[4200], sentence_jsonl[4200], window_jsonl[4200], tok_dir[4200], tok_json[4300],
+      docs_h5[4200], qa_h5[4200], sentence_h5[4200], window_h5[4200];
   snprintf(docs_jsonl, sizeof docs_jsonl, "%s/docs.jsonl", dir);
   snprintf(qa_jsonl, sizeof qa_jsonl, "%s/qa.jsonl", dir);
+  snprintf(sentence_jsonl, sizeof sentence_jsonl, "%s/qa_sentence.jsonl", dir);
+  snprintf(window_jsonl, sizeof window_jsonl, "%s/qa_window.jsonl", dir);
   snprintf(tok_dir, sizeof tok_dir, "%s/tokenizer", dir);
   snprintf(tok_json, sizeof tok_json, "%s/tokenizer.json", tok_dir);
   snprintf(docs_h5, sizeof docs_h5, "%s/docs.h5", dir);
   snprintf(qa_h5, sizeof qa_h5, "%s/qa.h5", dir);
+  snprintf(sentence_h5, sizeof sentence_h5, "%s/qa_sentence.h5", dir);
+  snprintf(window_h5, sizeof window_h5, "%s/qa_window.h5", dir);
   pith_err err = {{0}};
-  if (synth_write_jsonl((uint64_t)seed, docs, docs_jsonl, qa_jsonl, &err) < 0) {
+  if (synth_write_jsonl((uint64_t)seed, docs, docs_jsonl, qa_jsonl, sentence_jsonl, window_jsonl, &err) < 0) {
     fprintf(stderr, "pith data synth: %s\n", err.msg);
     return 1;
   }
-  printf("pith data synth: wrote %s and %s (%lld documents, seed %lld)\n", docs_jsonl, qa_jsonl, docs, seed);
+  printf("pith data synth: wrote %s, %s, %s and %s (%lld documents, seed %lld)\n", docs_jsonl, qa_jsonl, sentence_jsonl,
+         window_jsonl, docs, seed);
   if (!tok_path) {
     int vocab = 0;
     if (synth_write_tokenizer(tok_dir, &vocab, &err) < 0) {
@@ -548,10 +558,14 @@ static int data_synth(int argc, char **argv) {
   join_command(argc - 1, argv + 1, "pith data synth", command, sizeof command);
   cfg.tok = tok, cfg.command = command;
   cfg.format = INGEST_ARXIV, cfg.out_path = docs_h5;
-  const char *in_docs[] = {docs_jsonl}, *in_qa[] = {qa_jsonl};
+  const char *in_docs[] = {docs_jsonl}, *in_qa[] = {qa_jsonl, sentence_jsonl, window_jsonl};
+  const char *out_qa[] = {qa_h5, sentence_h5, window_h5};
   int rc = run_ingest("pith data synth", &cfg, in_docs, 1, quiet);
-  cfg.format = INGEST_QA, cfg.out_path = qa_h5;
-  if (rc == 0) rc = run_ingest("pith data synth", &cfg, in_qa, 1, quiet);
+  cfg.format = INGEST_QA;
+  for (int i = 0; i < 3 && rc == 0; i++) {
+    cfg.out_path = out_qa[i];
+    rc = run_ingest("pith data synth", &cfg, &in_qa[i], 1, quiet);
+  }
   tokenizer_free(tok);
   return rc;
 }

@@ -3,8 +3,12 @@
 // or vary any of them by hand:
 //
 //   world     pith data synth: the synthetic facts world, its tokenizer, docs.h5 and qa.h5
-//   lm        pith lm: a tiny LLaMA trained from scratch on the world's contexts and QA (the
-//             frozen LLM; it learns the language and to answer from a full context)
+//   lm_sentence, lm_window, lm
+//             pith lm, three times: a tiny LLaMA trained from scratch to answer questions, with a
+//             curriculum of contexts (data/synth.h): first the one sentence stating the answer,
+//             then windows of 1-3 sentences, then whole documents. The last is the frozen LLM.
+//             (A model this small learns to pick an answer out of one sentence in about a
+//             thousand steps; trained on whole documents from the start, not in five thousand.)
 //   500x/icae pith pretrain (regeneration) then pith finetune (QA) of each compressor, same k
 //   export    pith export of each trained compressor (PEFT adapter + compress embeddings)
 //   eval      pith eval of each: QA against the full-context / no-context / truncated baselines,
@@ -38,19 +42,35 @@ static const llama_config DEMO_MODEL = {
 // Settings shared by every training stage, then each stage's own (key=value, as on the command
 // line of pith lm / pretrain / finetune).
 #define MAX_ARGS 64
-static const char *const TRAIN_COMMON[] = {"per_device_train_batch_size=16", "lr_scheduler_type=cosine",
-                                           "logging_steps=25", "save_steps=0", "eval_batches=4", NULL};
-static const char *const LM_ARGS[] = {"cutoff_len=104", "max_target_len=48", "learning_rate=3e-3",
-                                      "warmup_steps=50", "weight_decay=0.01", NULL};
+static const char *const TRAIN_COMMON[] = {"per_device_train_batch_size=16", "logging_steps=25", "save_steps=0",
+                                           "eval_batches=4", NULL};
+static const char *const LM_SENTENCE_ARGS[] = {"cutoff_len=64", "max_target_len=48", "learning_rate=3e-3",
+                                               "lr_scheduler_type=constant", "warmup_steps=50", "weight_decay=0.01", NULL};
+static const char *const LM_WINDOW_ARGS[] = {"cutoff_len=64", "max_target_len=48", "learning_rate=2e-3",
+                                             "lr_scheduler_type=constant", "warmup_steps=20", "weight_decay=0.01", NULL};
+static const char *const LM_ARGS[] = {"cutoff_len=104", "max_target_len=48", "learning_rate=2e-3",
+                                      "lr_scheduler_type=cosine", "warmup_steps=20", "weight_decay=0.01", NULL};
 static const char *const LORA_ARGS[] = {"lora_rank=16", "lora_alpha=32", "lora_dropout=0", "lora_target=all", NULL};
-static const char *const PRETRAIN_ARGS[] = {"cutoff_len=104", "learning_rate=3e-3", "warmup_steps=20", NULL};
-static const char *const FINETUNE_ARGS[] = {"cutoff_len=104", "max_target_len=48", "learning_rate=2e-3",
+static const char *const PRETRAIN_ARGS[] = {"cutoff_len=104", "learning_rate=3e-3", "lr_scheduler_type=cosine",
                                             "warmup_steps=20", NULL};
+static const char *const FINETUNE_ARGS[] = {"cutoff_len=104", "max_target_len=48", "learning_rate=2e-3",
+                                            "lr_scheduler_type=cosine", "warmup_steps=20", NULL};
+
+// The base LM's curriculum: sentence, window, then document contexts, each stage continuing the last.
+static const struct {
+  const char *stage, *data, *title;
+  const char *const *args;
+} LM_STAGES[3] = {
+    {"lm_sentence", "qa_sentence.h5", "training the base LLM from scratch: the language, and answers from one sentence",
+     LM_SENTENCE_ARGS},
+    {"lm_window", "qa_window.h5", "training it on: answers from windows of 1-3 sentences", LM_WINDOW_ARGS},
+    {"lm", "qa.h5", "training it on: answers from whole documents (this is the frozen LLM)", LM_ARGS}};
 
 typedef struct {
   char out[1024];
   int threads, k, docs;
-  int lm_steps, pretrain_steps, finetune_steps, eval_examples;
+  int lm_steps[3];  // per LM_STAGES
+  int pretrain_steps, finetune_steps, eval_examples;
   double t0;
 } demo;
 
@@ -316,7 +336,7 @@ static void usage(FILE *f) {
 }
 
 int cmd_demo(int argc, char **argv) {
-  demo d = {.threads = (int)sysconf(_SC_NPROCESSORS_ONLN), .k = 16, .docs = 6000, .lm_steps = 1500,
+  demo d = {.threads = (int)sysconf(_SC_NPROCESSORS_ONLN), .k = 16, .docs = 6000, .lm_steps = {1200, 800, 800},
             .pretrain_steps = 400, .finetune_steps = 400, .eval_examples = 200, .t0 = pith_now_s()};
   snprintf(d.out, sizeof d.out, "runs/demo");
   int fresh = 0;
@@ -334,7 +354,7 @@ int cmd_demo(int argc, char **argv) {
     } else if (!strcmp(a, "--docs") && val && atoi(val) >= 200) {
       d.docs = atoi(argv[++i]);
     } else if (!strcmp(a, "--quick")) {
-      d.docs = 400, d.lm_steps = 20, d.pretrain_steps = 10, d.finetune_steps = 10, d.eval_examples = 20;
+      d.docs = 400, d.lm_steps[0] = d.lm_steps[1] = d.lm_steps[2] = 10, d.pretrain_steps = 10, d.finetune_steps = 10, d.eval_examples = 20;
     } else if (!strcmp(a, "--fresh")) {
       fresh = 1;
     } else {
@@ -369,18 +389,22 @@ int cmd_demo(int argc, char **argv) {
 
   char config[1200];
   if (write_model_config(&d, config, sizeof config)) return 1;
-  arg(&a, "lm");
-  arg(&a, "model_config=%s", config);
-  arg(&a, "tokenizer=%s/world/tokenizer", d.out);
-  arg(&a, "train_file=%s/world/qa.h5", d.out);
-  arg(&a, "output_dir=%s/lm", d.out);
-  arg(&a, "max_steps=%d", d.lm_steps);
-  arg(&a, "threads=%d", d.threads);
-  arg_list(&a, TRAIN_COMMON);
-  arg_list(&a, LM_ARGS);
-  if (run_stage(&d, "lm", "training the frozen LLM from scratch: the world's language, and QA from a full context",
-                cmd_lm, &a))
-    return 1;
+  for (int st = 0; st < 3; st++) {
+    arg(&a, "lm");
+    if (st == 0) {
+      arg(&a, "model_config=%s", config);
+      arg(&a, "tokenizer=%s/world/tokenizer", d.out);
+    } else {
+      arg(&a, "model_name_or_path=%s/%s/model", d.out, LM_STAGES[st - 1].stage);
+    }
+    arg(&a, "train_file=%s/world/%s", d.out, LM_STAGES[st].data);
+    arg(&a, "output_dir=%s/%s", d.out, LM_STAGES[st].stage);
+    arg(&a, "max_steps=%d", d.lm_steps[st]);
+    arg(&a, "threads=%d", d.threads);
+    arg_list(&a, TRAIN_COMMON);
+    arg_list(&a, LM_STAGES[st].args);
+    if (run_stage(&d, LM_STAGES[st].stage, LM_STAGES[st].title, cmd_lm, &a)) return 1;
+  }
 
   const char *methods[2] = {"500x", "icae"};
   for (int m = 0; m < 2; m++)

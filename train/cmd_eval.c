@@ -541,9 +541,16 @@ static double score(const evaluator *ev, int sys, const char *m) {
   return 100 * s->em / n;
 }
 
-// A malloc'd decode of ids (special tokens left out, as skip_special_tokens=True).
+// A malloc'd decode of ids (special tokens left out, as skip_special_tokens=True), with the
+// surrounding spaces trimmed: a tokenizer that adds a prefix space when encoding gives it back here.
 static char *decode(evaluator *ev, const int32_t *ids, int n, pith_err *err) {
-  return tokenizer_decode(ev->tok, ids, (size_t)n, 1, err);
+  char *s = tokenizer_decode(ev->tok, ids, (size_t)n, 1, err);
+  if (!s) return NULL;
+  size_t b = strspn(s, " \t\n"), e = strlen(s);
+  while (e > b && strchr(" \t\n", s[e - 1])) e--;
+  memmove(s, s + b, e - b);
+  s[e - b] = 0;
+  return s;
 }
 
 // Concatenates id arrays into dst (which must hold them all); returns the count.

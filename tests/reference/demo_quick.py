@@ -28,14 +28,15 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "demo")
         p = run("demo", "--quick", "--threads", "1", "--out", out)
-        stages = ["world", "lm", "500x_pretrain", "500x_finetune", "icae_pretrain", "icae_finetune"]
+        stages = ["world", "lm_sentence", "lm_window", "lm", "500x_pretrain", "500x_finetune", "icae_pretrain", "icae_finetune"]
         for method in ("500x", "icae"):
             stages += [f"{method}_pretrain_export", f"{method}_regen_eval", f"{method}_finetune_export",
                        f"{method}_qa_eval"]
         for s in stages:
             if f"[{s}," not in p.stdout or not os.path.exists(os.path.join(out, ".done", s)):
                 raise SystemExit(f"FAIL: stage {s} did not run or is not marked done:\n{p.stdout[-3000:]}")
-        for path in ["world/qa.h5", "world/docs.h5", "lm/model/config.json", "lm/model/tokenizer.json",
+        for path in ["world/qa.h5", "world/docs.h5", "world/qa_sentence.h5", "world/qa_window.h5",
+                     "lm/model/config.json", "lm/model/tokenizer.json",
                      "export/500x_finetune/adapter_model.safetensors", "export/icae_pretrain/manifest.json"]:
             if not os.path.exists(os.path.join(out, path)):
                 raise SystemExit(f"FAIL: {path} missing")

@@ -114,7 +114,8 @@ def check_ids(what, got, want_texts, tok, n_show=3):
     check(len(got) == len(want_texts) and not bad, f"{what}: {len(bad)} of {len(want_texts)} token rows differ from HF "
           f"(first at {bad[:n_show]})")
     dec = tok.decode_batch([list(map(int, g)) for g in got], skip_special_tokens=True)
-    bad = [i for i, (d, t) in enumerate(zip(dec, want_texts)) if d != t]
+    # A tokenizer that adds a prefix space when encoding (the synthetic world's) gives it back.
+    bad = [i for i, (d, t) in enumerate(zip(dec, want_texts)) if d != t and not (d[:1] == " " and d[1:] == t)]
     check(not bad, f"{what}: {len(bad)} rows do not decode back to their text (first at {bad[:n_show]})")
 
 

@@ -81,8 +81,10 @@ def main():
         world = os.path.join(tmp, "world")
         run("data", "synth", "--dir", world, "--docs", "300", "--threads", "1", "--quiet")
         shape = os.path.join(tmp, "shape.json")
+        with open(os.path.join(world, "tokenizer", "tokenizer.json")) as f:
+            vocab = len(json.load(f)["model"]["vocab"])
         with open(shape, "w") as f:
-            json.dump({"model_type": "llama", "vocab_size": 1640, "hidden_size": 32, "intermediate_size": 64,
+            json.dump({"model_type": "llama", "vocab_size": vocab, "hidden_size": 32, "intermediate_size": 64,
                        "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
                        "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "tie_word_embeddings": True}, f)
         qa = os.path.join(world, "qa.h5")
@@ -90,7 +92,7 @@ def main():
                   f"per_device_train_batch_size={B}", "cutoff_len=104", "max_target_len=48", "learning_rate=1e-2",
                   "warmup_steps=2", "logging_steps=1", "eval_batches=1", "threads=1", "seed=3"]
         full, part = os.path.join(tmp, "full"), os.path.join(tmp, "part")
-        run("lm", *common, "max_steps=24", f"output_dir={full}")
+        run("lm", *common, "max_steps=24", f"output_dir={full}", "peak_tflops=0.001")
         run("lm", *common, "max_steps=12", f"output_dir={part}")
         run("lm", *common, "max_steps=24", f"output_dir={part}", "--resume")
         a = {r["step"]: r["loss"] for r in metrics(full) if "loss" in r}
@@ -101,6 +103,10 @@ def main():
         if not last < first - 0.5:
             raise SystemExit(f"FAIL: the loss did not fall: {first:.4f} -> {last:.4f}")
         print(f"lm: loss {first:.3f} -> {last:.3f}; the resumed run's 24 losses equal the uninterrupted run's")
+        # MFU is logged when the peak is given (peak_tflops), and only then.
+        mfu = [r.get("mfu") for r in metrics(full) if "loss" in r]
+        if not all(isinstance(m, float) and m > 0 for m in mfu) or any("mfu" in r for r in metrics(part)):
+            raise SystemExit(f"FAIL: mfu in metrics.jsonl: {mfu} with peak_tflops, and without: {metrics(part)[:2]}")
 
         model_dir = os.path.join(full, "model")
         for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
@@ -133,7 +139,7 @@ def main():
             cfg = json.load(f)
             cfg["vocab_size"] = 100
             json.dump(cfg, g)
-        bad.append(([f"model_config={small}"], "vocab_size 100 is smaller than the tokenizer's 1640"))
+        bad.append(([f"model_config={small}"], f"vocab_size 100 is smaller than the tokenizer's {vocab}"))
         for extra, want in bad:
             args = [c for c in common if not any(c.startswith(e.split("=")[0] + "=") for e in extra)]
             p = run("lm", *args, *extra, "max_steps=1", f"output_dir={os.path.join(tmp, 'bad')}", ok=False)
