@@ -26,11 +26,6 @@ static const char *const F_COMPRESS = "compress.safetensors";
 
 // ---- small file-system helpers ------------------------------------------------------------------
 
-static int is_dir(const char *path) {
-  struct stat st;
-  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 static int exists(const char *path) {
   struct stat st;
   return lstat(path, &st) == 0;
@@ -195,7 +190,7 @@ static int write_json(const char *path, cJSON *root, pith_err *err) {
 // Resolve SRC into a checkpoint folder.
 static int find_checkpoint(const char *src, char *ckpt, size_t len, pith_err *err) {
   char p[EX_PATH];
-  if (!is_dir(src)) return pith_fail(err, "%s: no such run or checkpoint folder", src);
+  if (!pith_is_dir(src)) return pith_fail(err, "%s: no such run or checkpoint folder", src);
   pjoin(p, src, TRAIN_STATE_DONE);
   if (exists(p)) {
     snprintf(ckpt, len, "%s", src);

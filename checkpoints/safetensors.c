@@ -572,11 +572,6 @@ static char *path_join(const char *dir, const char *name) {
   return p;
 }
 
-static int is_file(const char *path) {
-  struct stat st;
-  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 static int cmp_wm_tensor(const void *a, const void *b) {
   return strcmp(((const wm_entry *)a)->tensor, ((const wm_entry *)b)->tensor);
 }
@@ -668,7 +663,7 @@ static int index_open_shards(st_set *s, const char *dir, const char *ipath, wm_e
   for (int i = 0; i < nd && rc == 0; i++) {
     char *p = path_join(dir, names[i]);
     if (!p) rc = pith_fail(err, "%s: out of memory", ipath);
-    else if (!is_file(p)) rc = shard_missing(ipath, names[i], wm, n, err);
+    else if (!pith_is_file(p)) rc = shard_missing(ipath, names[i], wm, n, err);
     else rc = set_add_file(s, p, err);
     free(p);
   }
@@ -738,13 +733,13 @@ static int set_open_sharded(st_set *s, const char *dir, const char *ipath, pith_
 }
 
 static int set_load(st_set *s, const char *dir, pith_err *err) {
-  if (is_file(dir)) return set_open_single(s, dir, err);
+  if (pith_is_file(dir)) return set_open_single(s, dir, err);
   char *ipath = path_join(dir, "model.safetensors.index.json");
   char *mpath = path_join(dir, "model.safetensors");
   int rc;
   if (!ipath || !mpath) rc = pith_fail(err, "%s: out of memory", dir);
-  else if (is_file(ipath)) rc = set_open_sharded(s, dir, ipath, err);
-  else if (is_file(mpath)) rc = set_open_single(s, mpath, err);
+  else if (pith_is_file(ipath)) rc = set_open_sharded(s, dir, ipath, err);
+  else if (pith_is_file(mpath)) rc = set_open_single(s, mpath, err);
   else rc = pith_fail(err, "%s: no model.safetensors or model.safetensors.index.json there", dir);
   free(ipath);
   free(mpath);

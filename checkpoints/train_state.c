@@ -31,18 +31,8 @@ static int join(char *out, const char *a, const char *b, pith_err *err) {
   return 0;
 }
 
-static int is_dir(const char *path) {
-  struct stat st;
-  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int is_file(const char *path) {
-  struct stat st;
-  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 static int ensure_dir(const char *path, pith_err *err) {
-  if (mkdir(path, 0755) == 0 || (errno == EEXIST && is_dir(path))) return 0;
+  if (mkdir(path, 0755) == 0 || (errno == EEXIST && pith_is_dir(path))) return 0;
   if (errno == EEXIST) return pith_fail(err, "%s: exists and is not a folder", path);
   return pith_fail(err, "%s: cannot create folder: %s", path, strerror(errno));
 }
@@ -101,7 +91,7 @@ static int list_complete(const char *ckdir, ckpt_entry **out, int *count, pith_e
     if (!parse_step_name(e->d_name, &step) || strlen(e->d_name) >= sizeof v->name) continue;
     if (snprintf(done, sizeof done, "%s/%s/%s", ckdir, e->d_name, TRAIN_STATE_DONE) >= (int)sizeof done)
       continue;
-    if (!is_file(done)) continue;
+    if (!pith_is_file(done)) continue;
     if (n == cap) {
       cap = cap ? 2 * cap : 16;
       ckpt_entry *g = realloc(v, sizeof *v * (size_t)cap);
@@ -495,7 +485,7 @@ int train_state_save(const char *run_dir, const train_state *s, int keep_last, p
   if (snprintf(tmp, sizeof tmp, "%s.tmp-%d", final, (int)getpid()) >= (int)sizeof tmp)
     return pith_fail(err, "%s: path too long", final);
 
-  int had_ckdir = is_dir(ckdir);
+  int had_ckdir = pith_is_dir(ckdir);
   if (ensure_dir(run_dir, err) != 0 || ensure_dir(ckdir, err) != 0) return -1;
   if (!had_ckdir && pith_fsync_dir(run_dir, err) != 0) return -1;
   pith_remove_tree(tmp);  // our own leftover of a failed save of the same step
@@ -625,7 +615,7 @@ static int load_check(const char *dir, pt_tensor *const *params, const char *con
   if (stat(dir, &st) != 0) return pith_fail(err, "%s: not a checkpoint folder: %s", dir, strerror(errno));
   if (!S_ISDIR(st.st_mode)) return pith_fail(err, "%s: not a checkpoint folder (not a folder)", dir);
   if (join(path, dir, TRAIN_STATE_DONE, err) != 0) return -1;
-  if (!is_file(path))
+  if (!pith_is_file(path))
     return pith_fail(err, "%s: no %s marker: the checkpoint is incomplete (an interrupted save?)", dir,
                      TRAIN_STATE_DONE);
 
@@ -695,7 +685,7 @@ static int load_check(const char *dir, pt_tensor *const *params, const char *con
   *opt_steps = -1;
   if (opt) {
     if (join(path, dir, TS_OPTIM, err) != 0) return -1;
-    if (!field(c->root, "optimizer_steps") || !is_file(path))
+    if (!field(c->root, "optimizer_steps") || !pith_is_file(path))
       return pith_fail(err, "%s: the checkpoint has no optimizer state (saved without an optimizer)", path);
     if (!(c->optim = st_open(path, err))) return -1;
     const char *ms = st_metadata(c->optim, "steps");

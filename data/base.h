@@ -23,6 +23,9 @@ char *pith_read_file(const char *path, size_t *len, pith_err *err);
 // Seconds on a monotonic clock, for durations and rates.
 double pith_now_s(void);
 
+// Whether path is a folder / a regular file (links followed).
+int pith_is_dir(const char *path);
+int pith_is_file(const char *path);
 // mkdir -p: path and its missing parents (0755). 0, or -1 naming the folder that failed.
 int pith_mkdirs(const char *path, pith_err *err);
 // Make a folder's entries (creations, renames) durable; file systems that cannot fsync a folder

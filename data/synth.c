@@ -130,14 +130,18 @@ static void words_add_text(word_list *w, const char *s) {
 // The answer values. Every answer slot draws from its own closed list of one-token words, disjoint
 // from every other slot's list, so the kind of a question says which word of the context answers
 // it: a tiny model learns to find it without first learning to copy token runs. Names are two
-// syllables (people and places capitalised, benchmarks in capitals, competitors with "Net"), drawn
-// once from a fixed stream; numbers are ranges.
-enum { N_PEOPLE = 128, N_PLACES = 128, N_BENCHMARKS = 64, N_RIVALS = 64 };
+// syllables, their stems drawn once from a fixed stream (people and places capitalised, benchmarks
+// in capitals, competitors with "Net"); numbers are ranges.
 #define ANSWER_SLOTS "PLYDXNCK"
+static const struct {
+  char slot;
+  int count;
+} NAME_LISTS[] = {{'P', 128}, {'L', 128}, {'D', 64}, {'C', 64}};  // in the order their stems are drawn
+#define N_STEMS (128 + 128 + 64 + 64)
 
 typedef struct {
-  word_list grammar;               // the grammar's words, in order of first appearance
-  char people[N_PEOPLE][16], places[N_PLACES][16], benchmarks[N_BENCHMARKS][16], rivals[N_RIVALS][16];
+  word_list grammar;    // the grammar's words, in order of first appearance
+  char stems[N_STEMS][12];  // the names' lowercase stems, all distinct, NAME_LISTS' lists one after another
 } world_words;
 
 static world_words WORDS;
@@ -149,22 +153,6 @@ static int is_grammar_word(const char *s) {
   for (int i = 0; i < WORDS.grammar.n; i++)
     if (!strcmp(WORDS.grammar.words[i], s)) return 1;
   return 0;
-}
-
-// A name (two syllables, lowercase) from the list stream, not a grammar word and not one of the
-// `n_taken` names already drawn.
-static void list_name(uint64_t *stream, char taken[][16], int n_taken, char *out) {
-  for (;;) {
-    uint64_t z = *stream += UINT64_C(0x9E3779B97F4A7C15);
-    z = (z ^ (z >> 31)) * UINT64_C(0xBF58476D1CE4E5B9);
-    syllable((int)(z % N_SYLLABLES), 0, out);
-    syllable((int)((z >> 32) % N_SYLLABLES), 0, out + strlen(out));
-    int clash = 0;
-    for (int i = 0; i < n_taken && !clash; i++) clash = !strcmp(taken[i], out);
-    char cap[16];
-    snprintf(cap, sizeof cap, "%c%s", out[0] - 'a' + 'A', out + 1);
-    if (!clash && !is_grammar_word(cap)) return;
-  }
 }
 
 static void world_words_init(void) {
@@ -180,25 +168,19 @@ static void world_words_init(void) {
   }
   words_add_text(t, "Question: Answer:");  // the compressors' QA prompt (models/compressor.h)
 
-  static char taken[N_PEOPLE + N_PLACES + N_BENCHMARKS + N_RIVALS][16];
-  int n = 0;
+  // Stems: two syllables from a fixed stream, each new and not a grammar word once capitalised.
   uint64_t stream = UINT64_C(0x5EED0F5A3E5);
-  struct {
-    char (*dst)[16];
-    int count;
-  } lists2[] = {{WORDS.people, N_PEOPLE}, {WORDS.places, N_PLACES}, {WORDS.benchmarks, N_BENCHMARKS},
-                {WORDS.rivals, N_RIVALS}};
-  for (int l = 0; l < 4; l++)
-    for (int i = 0; i < lists2[l].count; i++, n++) {
-      list_name(&stream, taken, n, taken[n]);
-      char *w = lists2[l].dst[i];
-      snprintf(w, 16, "%s", taken[n]);
-      if (l == 2)
-        for (char *c = w; *c; c++) *c = (char)(*c - 'a' + 'A');
-      else
-        w[0] = (char)(w[0] - 'a' + 'A');
-      if (l == 3) strcat(w, "Net");
-    }
+  for (int n = 0; n < N_STEMS;) {
+    uint64_t z = stream += UINT64_C(0x9E3779B97F4A7C15);
+    z = (z ^ (z >> 31)) * UINT64_C(0xBF58476D1CE4E5B9);
+    char *out = WORDS.stems[n], cap[12];
+    syllable((int)(z % N_SYLLABLES), 0, out);
+    syllable((int)((z >> 32) % N_SYLLABLES), 0, out + strlen(out));
+    int clash = 0;
+    for (int i = 0; i < n && !clash; i++) clash = !strcmp(WORDS.stems[i], out);
+    snprintf(cap, sizeof cap, "%c%s", out[0] - 'a' + 'A', out + 1);
+    if (!clash && !is_grammar_word(cap)) n++;
+  }
 }
 
 static const world_words *world_words_get(void) {
@@ -209,13 +191,11 @@ static const world_words *world_words_get(void) {
 // The grammar's words, in order of first appearance (computed once, thread-safely).
 static const word_list *grammar_words(void) { return &world_words_get()->grammar; }
 
-// How many values answer slot `slot` can take, and value i of them into out.
+// How many values answer slot `slot` can take.
 static int slot_count(char slot) {
+  for (int l = 0; l < N_OF(NAME_LISTS); l++)
+    if (NAME_LISTS[l].slot == slot) return NAME_LISTS[l].count;
   switch (slot) {
-    case 'P': return N_PEOPLE;
-    case 'L': return N_PLACES;
-    case 'D': return N_BENCHMARKS;
-    case 'C': return N_RIVALS;
     case 'Y': return 80;   // years 1950-2029
     case 'X': return 50;   // accuracies 50-99 percent
     case 'N': return 90;   // 100-990 million parameters, in tens
@@ -224,13 +204,20 @@ static int slot_count(char slot) {
   }
 }
 
+// Value i of answer slot `slot` into out.
 static void slot_value(char slot, int i, char out[16]) {
-  const world_words *w = world_words_get();
+  int first = 0;  // the slot's first stem
+  for (int l = 0; l < N_OF(NAME_LISTS) && NAME_LISTS[l].slot != slot; l++) first += NAME_LISTS[l].count;
+  const char *stem = world_words_get()->stems[first + i];
   switch (slot) {
-    case 'P': snprintf(out, 16, "%s", w->people[i]); break;
-    case 'L': snprintf(out, 16, "%s", w->places[i]); break;
-    case 'D': snprintf(out, 16, "%s", w->benchmarks[i]); break;
-    case 'C': snprintf(out, 16, "%s", w->rivals[i]); break;
+    case 'P': case 'L': snprintf(out, 16, "%c%s", stem[0] - 'a' + 'A', stem + 1); break;
+    case 'C': snprintf(out, 16, "%c%sNet", stem[0] - 'a' + 'A', stem + 1); break;
+    case 'D':
+      for (int c = 0;; c++) {
+        out[c] = (char)(stem[c] >= 'a' && stem[c] <= 'z' ? stem[c] - 'a' + 'A' : stem[c]);
+        if (!stem[c]) break;
+      }
+      break;
     case 'Y': snprintf(out, 16, "%d", 1950 + i); break;
     case 'X': snprintf(out, 16, "%d", 50 + i); break;
     case 'N': snprintf(out, 16, "%d", 100 + 10 * i); break;
@@ -239,12 +226,11 @@ static void slot_value(char slot, int i, char out[16]) {
   }
 }
 
+// Whether s is a person or a place (the values a method name could be mistaken for).
 static int is_answer_value(const char *s) {
   const world_words *w = world_words_get();
-  for (int i = 0; i < N_PEOPLE; i++)
-    if (!strcmp(w->people[i], s)) return 1;
-  for (int i = 0; i < N_PLACES; i++)
-    if (!strcmp(w->places[i], s)) return 1;
+  for (int i = 0; i < slot_count('P') + slot_count('L'); i++)  // P's and L's stems come first
+    if (s[0] == w->stems[i][0] - 'a' + 'A' && !strcmp(s + 1, w->stems[i] + 1)) return 1;
   return 0;
 }
 
@@ -263,16 +249,14 @@ static void syllable(int k, int cap, char *out) {
 // A fresh method name: not a grammar word nor an answer value, and no substring of (nor holding)
 // any of the `n_used` names already in this document.
 static void make_name(rng *r, char used[][64], int n_used, char *out) {
-  const word_list *w = grammar_words();
+  world_words_get();  // is_grammar_word reads WORDS as it stands (it also runs while WORDS is built)
   for (;;) {
     int n_syl = rng_below(r, 10) < 7 ? 2 : 3, len = 0;
     for (int i = 0; i < n_syl; i++) {
       syllable(rng_below(r, N_SYLLABLES), i == 0, out + len);
       len += (int)strlen(out + len);
     }
-    int clash = 0;
-    for (int i = 0; i < w->n && !clash; i++) clash = !strcmp(w->words[i], out);
-    clash = clash || is_answer_value(out);
+    int clash = is_grammar_word(out) || is_answer_value(out);
     for (int i = 0; i < n_used && !clash; i++) clash = strstr(used[i], out) != NULL || strstr(out, used[i]) != NULL;
     if (!clash) return;
   }
@@ -410,10 +394,10 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
   if (n > 0) sb_put(b, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 
-// s as a JSON string literal (UTF-8 passes through; quotes, backslashes, controls escaped).
-static void sb_json(sbuf *b, const char *s) {
+// s[0..n) as a JSON string literal (UTF-8 passes through; quotes, backslashes, controls escaped).
+static void sb_json_n(sbuf *b, const char *s, size_t n) {
   sb_put(b, "\"", 1);
-  for (; *s; s++) {
+  for (const char *end = s + n; s < end; s++) {
     unsigned char c = (unsigned char)*s;
     if (c == '"' || c == '\\') {
       char e[2] = {'\\', (char)c};
@@ -426,6 +410,8 @@ static void sb_json(sbuf *b, const char *s) {
   }
   sb_put(b, "\"", 1);
 }
+
+static void sb_json(sbuf *b, const char *s) { sb_json_n(b, s, strlen(s)); }
 
 // Write the file through PATH.partial: fsync, rename.
 static int write_atomic_stream(const char *path, FILE **f, char *partial, size_t size, pith_err *err) {
@@ -452,16 +438,7 @@ static int finish_atomic_stream(const char *path, FILE *f, const char *partial, 
 static void qa_line(sbuf *b, const synth_doc *d, int q, const char *ctx, size_t n, int64_t answer_start) {
   b->n = 0;
   sb_str(b, "{\"id\": "), sb_json(b, d->id), sb_printf(b, ", \"qid\": \"%s-q%d\", \"kind\": ", d->id, q);
-  sb_json(b, d->qa[q].kind), sb_str(b, ", \"context\": ");
-  char *c = malloc(n + 1);
-  if (!c) {
-    b->oom = 1;
-    return;
-  }
-  memcpy(c, ctx, n);
-  c[n] = 0;
-  sb_json(b, c);
-  free(c);
+  sb_json(b, d->qa[q].kind), sb_str(b, ", \"context\": "), sb_json_n(b, ctx, n);
   sb_str(b, ", \"question\": "), sb_json(b, d->qa[q].question), sb_str(b, ", \"answers\": [{\"text\": ");
   sb_json(b, d->qa[q].answer), sb_printf(b, ", \"answer_start\": %lld}]}\n", (long long)answer_start);
 }

@@ -29,7 +29,7 @@ int main(void) {
   CHECK(pith_read_file(missing, &len, &err) == NULL);
   CHECK_CONTAINS(err.msg, "cannot open");
 
-  // Folders: mkdir -p, fsync, rm -r.
+  // Folders: mkdir -p, fsync, is-a-folder / is-a-file, rm -r.
   char deep[320], file[360];
   snprintf(deep, sizeof deep, "%s/a/b/c", dir);
   CHECK(pith_mkdirs(deep, &err) == 0);
@@ -37,6 +37,9 @@ int main(void) {
   CHECK(pith_fsync_dir(deep, &err) == 0);
   snprintf(file, sizeof file, "%s/leaf.txt", deep);
   CHECK(pith_write_file_atomic(file, "x", 1, &err) == 0);
+  CHECK(pith_is_dir(deep) && !pith_is_file(deep));
+  CHECK(pith_is_file(file) && !pith_is_dir(file));
+  CHECK(!pith_is_dir(missing) && !pith_is_file(missing));
   snprintf(file, sizeof file, "%s/f.bin/sub", dir);  // a file in the way
   CHECK(pith_mkdirs(file, &err) == -1);
   CHECK_CONTAINS(err.msg, "f.bin/sub");

@@ -134,6 +134,19 @@ static int run_stage(demo *d, const char *stage, const char *title, int (*fn)(in
   return rc;
 }
 
+// A training stage's command line: pith CMD train_file=OUT/world/DATA output_dir=OUT/STAGE max_steps
+// threads, the settings every stage shares, then the stage's own. The caller adds the model.
+static void train_args(args *a, const demo *d, const char *cmd, const char *data, const char *stage, int steps,
+                       const char *const *own) {
+  arg(a, "%s", cmd);
+  arg(a, "train_file=%s/world/%s", d->out, data);
+  arg(a, "output_dir=%s/%s", d->out, stage);
+  arg(a, "max_steps=%d", steps);
+  arg(a, "threads=%d", d->threads);
+  arg_list(a, TRAIN_COMMON);
+  arg_list(a, own);
+}
+
 static int write_model_config(const demo *d, char *path, size_t len) {
   snprintf(path, len, "%s/base_config.json", d->out);
   llama_config cfg = DEMO_MODEL;
@@ -160,33 +173,21 @@ static int train_compressor(demo *d, const char *method) {
   snprintf(stage, sizeof stage, "%s_pretrain", method);
   snprintf(title, sizeof title, "pretraining the %s compressor: regenerate each text from its %d compress tokens",
            method, d->k);
-  arg(&a, "pretrain");
+  train_args(&a, d, "pretrain", "docs.h5", stage, d->pretrain_steps, PRETRAIN_ARGS);
   arg(&a, "model_name_or_path=%s/lm/model", d->out);
-  arg(&a, "train_file=%s/world/docs.h5", d->out);
-  arg(&a, "output_dir=%s/%s", d->out, stage);
   arg(&a, "method=%s", method);
   arg(&a, "num_compress_tokens=%d", d->k);
-  arg(&a, "max_steps=%d", d->pretrain_steps);
-  arg(&a, "threads=%d", d->threads);
-  arg_list(&a, TRAIN_COMMON);
   arg_list(&a, LORA_ARGS);
-  arg_list(&a, PRETRAIN_ARGS);
   if (run_stage(d, stage, title, cmd_pretrain, &a)) return -1;
 
   snprintf(stage, sizeof stage, "%s_finetune", method);
   snprintf(title, sizeof title, "fine-tuning the %s compressor: answer questions from the compress tokens", method);
-  arg(&a, "finetune");
+  train_args(&a, d, "finetune", "qa.h5", stage, d->finetune_steps, FINETUNE_ARGS);
   arg(&a, "model_name_or_path=%s/lm/model", d->out);
-  arg(&a, "train_file=%s/world/qa.h5", d->out);
-  arg(&a, "output_dir=%s/%s", d->out, stage);
   arg(&a, "init_from=%s/%s_pretrain", d->out, method);
   arg(&a, "method=%s", method);
   arg(&a, "num_compress_tokens=%d", d->k);
-  arg(&a, "max_steps=%d", d->finetune_steps);
-  arg(&a, "threads=%d", d->threads);
-  arg_list(&a, TRAIN_COMMON);
   arg_list(&a, LORA_ARGS);
-  arg_list(&a, FINETUNE_ARGS);
   return run_stage(d, stage, title, cmd_finetune, &a);
 }
 
@@ -390,19 +391,13 @@ int cmd_demo(int argc, char **argv) {
   char config[1200];
   if (write_model_config(&d, config, sizeof config)) return 1;
   for (int st = 0; st < 3; st++) {
-    arg(&a, "lm");
+    train_args(&a, &d, "lm", LM_STAGES[st].data, LM_STAGES[st].stage, d.lm_steps[st], LM_STAGES[st].args);
     if (st == 0) {
       arg(&a, "model_config=%s", config);
       arg(&a, "tokenizer=%s/world/tokenizer", d.out);
     } else {
       arg(&a, "model_name_or_path=%s/%s/model", d.out, LM_STAGES[st - 1].stage);
     }
-    arg(&a, "train_file=%s/world/%s", d.out, LM_STAGES[st].data);
-    arg(&a, "output_dir=%s/%s", d.out, LM_STAGES[st].stage);
-    arg(&a, "max_steps=%d", d.lm_steps[st]);
-    arg(&a, "threads=%d", d.threads);
-    arg_list(&a, TRAIN_COMMON);
-    arg_list(&a, LM_STAGES[st].args);
     if (run_stage(&d, LM_STAGES[st].stage, LM_STAGES[st].title, cmd_lm, &a)) return 1;
   }
 

@@ -168,15 +168,6 @@ static int parse_int(const char *s, int lo, int *out) {
   return 0;
 }
 
-static int is_dir(const char *p) {
-  struct stat st;
-  return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int is_file(const char *p) {
-  struct stat st;
-  return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
 
 // The last path component without trailing slashes and, when strip_ext, without its extension.
 static void base_name(const char *path, int strip_ext, char *out, size_t len) {
@@ -298,14 +289,14 @@ static int resolve_compressor(evaluator *ev, pith_err *err) {
   if (!strcmp(src, "none")) return 0;
   ev->have_comp = 1;
   char p[PATH_MAX_LEN + 32];
-  if (!is_dir(src)) return pith_fail(err, "%s: no such compressor folder", src);
+  if (!pith_is_dir(src)) return pith_fail(err, "%s: no such compressor folder", src);
   snprintf(p, sizeof p, "%s/%s", src, EXPORT_MANIFEST);
-  if (is_file(p)) {
+  if (pith_is_file(p)) {
     snprintf(ev->export_dir, sizeof ev->export_dir, "%s", src);
   } else {
     char ckpt[PATH_MAX_LEN];
     snprintf(p, sizeof p, "%s/%s", src, TRAIN_STATE_DONE);
-    int found = is_file(p) ? 0 : train_state_latest(src, ckpt, sizeof ckpt, err);
+    int found = pith_is_file(p) ? 0 : train_state_latest(src, ckpt, sizeof ckpt, err);
     if (found < 0) return -1;
     if (found == 1)
       return pith_fail(err, "%s: neither an export folder (%s) nor a run or checkpoint folder (checkpoints/step-N/ "

@@ -509,9 +509,15 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
       loss_sum += pt_item(loss) / accum;
       if (pt_backward(pt_mul_scalar(loss, 1.0 / accum))) return pith_fail(err, "backward: %s", pt_error());
       double enc = t->comp ? (double)pt_size(b.text_ids, 1) : 0, dec = (double)pt_size(b.dec_ids, 1);  // LM: rows only
-      double k = t->comp ? (double)t->comp->cfg.k : 0;
       tokens += (double)lb.B * (enc + dec);
-      flops += (double)lb.B * train_row_flops(&t->model->cfg, !t->comp, enc + k, dec, k);
+      if (!t->comp) {
+        flops += (double)lb.B * train_row_flops(&t->model->cfg, 1, 0, dec, 0);
+      } else {  // the encoder reads the text and k compress tokens; the decoder attends to k prefix
+                // K/V (500x) or reads k memory states and the AE token, if any, as inputs (ICAE)
+        const comp_config *cc = &t->comp->cfg;
+        double k = cc->k, icae_in = cc->method == COMP_ICAE ? k + (cc->ae_token ? 1 : 0) : 0;
+        flops += (double)lb.B * train_row_flops(&t->model->cfg, 0, enc + k, dec + icae_in, icae_in ? 0 : k);
+      }
       pt_scope_end(s);
     }
     double gnorm = pt_clip_grad_norm(t->params, t->n_params, max_norm);
