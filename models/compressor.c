@@ -5,13 +5,13 @@
 #include <string.h>
 
 // A trainable (rows, dim) embedding drawn like the model's own: normal with the embedding's RMS.
+// Kept in f32 whatever the model's dtype (master weights); as_compute casts it for the forward pass.
 static pt_tensor *new_embedding(const llama_model *m, int rows, pt_gen *g) {
   pt_scope s = pt_scope_begin();
   pt_tensor *e32 = pt_to_dtype(m->embed, PT_F32);
   double rms = sqrt(pt_item(pt_mean(pt_mul(e32, e32))));
   pt_tensor *t = pt_mul_scalar(pt_randn(PT_SHAPE(rows, m->cfg.dim), PT_F32, PT_CPU, g), rms > 0 ? rms : 0.02);
-  t = pt_to_device(pt_to_dtype(t, m->dtype), m->device);
-  t = pt_keep(pt_scope_return(s, t));
+  t = pt_keep(pt_scope_return(s, pt_to_device(t, m->device)));
   pt_set_requires_grad(t, 1);
   return t;
 }
@@ -63,6 +63,9 @@ int comp_params(const compressor *c, pt_tensor **params, int max) {
   return n;
 }
 
+// A trainable (f32) tensor in the model's compute dtype; differentiable, a no-op under f32.
+static pt_tensor *as_compute(const llama_model *m, pt_tensor *t) { return pt_to_dtype(t, m->dtype); }
+
 // mask as bool, or all true (B, T) when NULL.
 static pt_tensor *mask_or_ones(const llama_model *m, const pt_tensor *mask, int64_t B, int64_t T) {
   return mask ? pt_to_dtype(mask, PT_BOOL) : pt_ones(PT_SHAPE(B, T), PT_BOOL, m->device);
@@ -85,7 +88,7 @@ int comp_encode(const compressor *c, const pt_tensor *text_ids, const pt_tensor 
   const llama_model *m = c->base;
   int64_t B = pt_size(text_ids, 0), N = pt_size(text_ids, 1), K = c->cfg.k, D = m->cfg.dim;
   if (pt_ndim(text_ids) != 2) return pith_fail(err, "compressor: text ids must be (B, N)");
-  pt_tensor *parts[2] = {pt_embedding(m->embed, text_ids), pt_expand(pt_unsqueeze(c->compress, 0), PT_SHAPE(B, K, D))};
+  pt_tensor *parts[2] = {pt_embedding(m->embed, text_ids), pt_expand(pt_unsqueeze(as_compute(m, c->compress), 0), PT_SHAPE(B, K, D))};
   pt_tensor *x = pt_cat(parts, 2, 1);  // (B, N+k, D)
   pt_tensor *masks[2] = {mask_or_ones(m, text_mask, B, N), pt_ones(PT_SHAPE(B, K), PT_BOOL, m->device)};
   pt_tensor *select = pt_expand(pt_view(pt_arange(N, N + K, PT_I64, m->device), PT_SHAPE(1, K)), PT_SHAPE(B, K));
@@ -136,7 +139,7 @@ pt_tensor *comp_decode(const compressor *c, const comp_code *code, const pt_tens
   pt_tensor *parts[3] = {code->memory, NULL, pt_embedding(m->embed, dec_ids)};
   pt_tensor *masks[2] = {pt_ones(PT_SHAPE(B, lead), PT_BOOL, m->device), mask_or_ones(m, dec_mask, B, M)};
   if (ae) {
-    parts[1] = pt_expand(pt_unsqueeze(ae, 0), PT_SHAPE(B, 1, D));
+    parts[1] = pt_expand(pt_unsqueeze(as_compute(m, ae), 0), PT_SHAPE(B, 1, D));
   } else {
     parts[1] = parts[2];
   }
@@ -166,7 +169,7 @@ int comp_prefix_kv(const compressor *c, const comp_code *code, pt_tensor ***k, p
     return 0;
   }
   int64_t B = pt_size(code->memory, 0), D = m->cfg.dim;
-  pt_tensor *lead[2] = {code->memory, c->cfg.ae_token ? pt_expand(pt_unsqueeze(c->ae, 0), PT_SHAPE(B, 1, D)) : NULL};
+  pt_tensor *lead[2] = {code->memory, c->cfg.ae_token ? pt_expand(pt_unsqueeze(as_compute(m, c->ae), 0), PT_SHAPE(B, 1, D)) : NULL};
   llama_inputs in = {.embeds = pt_cat(lead, lead[1] ? 2 : 1, 1), .want_kv = 1, .no_logits = 1};
   if (!in.embeds) {
     pith_fail(err, "compressor: prefix: %s", pt_error());

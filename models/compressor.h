@@ -31,8 +31,8 @@ typedef struct {
   comp_config cfg;
   const llama_model *base;  // frozen; shared, not owned
   lora_adapter *lora;       // the encoder's adapter (owned)
-  pt_tensor *compress;      // (k, dim) trainable compress / memory embeddings
-  pt_tensor *ae;            // (1, dim) trainable AE token (ICAE; used when cfg.ae_token), else NULL
+  pt_tensor *compress;      // (k, dim) f32 trainable compress / memory embeddings
+  pt_tensor *ae;            // (1, dim) f32 trainable AE token (ICAE; used when cfg.ae_token), else NULL
 } compressor;
 
 // What the decoder reads: 500x per-layer K/V, or ICAE memory states.

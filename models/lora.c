@@ -58,9 +58,9 @@ lora_adapter *lora_new(const llama_model *m, lora_config cfg, uint64_t seed, pit
       pt_scope s = pt_scope_begin();
       // PEFT: A Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(in), 1/sqrt(in)); B zero.
       double bound = 1 / sqrt((double)in);
-      pt_tensor *a = pt_to_device(pt_to_dtype(pt_uniform(PT_SHAPE(cfg.rank, in), -bound, bound, PT_F32, PT_CPU, g), m->dtype), m->device);
+      pt_tensor *a = pt_to_device(pt_uniform(PT_SHAPE(cfg.rank, in), -bound, bound, PT_F32, PT_CPU, g), m->device);
       l->a[i][p] = pt_keep(pt_scope_return(s, a));
-      l->b[i][p] = pt_keep(pt_zeros(PT_SHAPE(out, cfg.rank), m->dtype, m->device));
+      l->b[i][p] = pt_keep(pt_zeros(PT_SHAPE(out, cfg.rank), PT_F32, m->device));
       pt_set_requires_grad(l->a[i][p], 1);
       pt_set_requires_grad(l->b[i][p], 1);
     }
@@ -104,6 +104,8 @@ pt_tensor *lora_add(const lora_adapter *l, int layer, llama_proj p, pt_tensor *x
   pt_tensor *a = l->a[layer][p];
   if (!a) return base_out;
   if (g && l->cfg.dropout > 0) x = pt_dropout(x, l->cfg.dropout, g);
-  pt_tensor *delta = pt_linear(pt_linear(x, a, NULL), l->b[layer][p], NULL);
+  // The f32 master weights, cast (differentiably) to the compute dtype of x: bf16 on a bf16 base.
+  pt_dtype dt = pt_dtype_of(x);
+  pt_tensor *delta = pt_linear(pt_linear(x, pt_to_dtype(a, dt), NULL), pt_to_dtype(l->b[layer][p], dt), NULL);
   return pt_add(base_out, pt_mul_scalar(delta, l->scaling));
 }

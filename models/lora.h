@@ -3,7 +3,9 @@
 // For an adapted projection W (out, in): y = W x + (B A dropout(x)) * alpha / rank, with
 // A (rank, in) Kaiming-uniform (bound 1/sqrt(in), PEFT's default) and B (out, rank) zero, so a new
 // adapter changes nothing. The adapter is passed per forward call, so one base model serves both
-// as the LoRA encoder and, adapter off, as the frozen decoder (500xCompressor).
+// as the LoRA encoder and, adapter off, as the frozen decoder (500xCompressor). A and B are f32
+// whatever the model's dtype (master weights: on a bf16 base they are cast to bf16 in the forward
+// pass, the gradients come back in f32, and small optimizer steps are not rounded away).
 #ifndef PITH_LORA_H
 #define PITH_LORA_H
 

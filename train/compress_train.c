@@ -42,7 +42,9 @@ static const rc_key COMMON_KEYS[] = {
     {"eval_batches", RC_INT, "8", "validation batches per evaluation"},
     {"save_steps", RC_INT, "500", "checkpoint every N steps (and at the end)"},
     {"save_total_limit", RC_INT, "3", "checkpoints kept (0: all)"},
-    {"bf16", RC_BOOL, "false", "compute in bf16 (for CUDA; CPU runs in f32)"},
+    {"bf16", RC_BOOL, "false",
+     "CUDA: the frozen model in bf16, computing in bf16, the trainable weights and optimizer in f32; CPU "
+     "runs in f32; pith lm refuses it (it trains every weight)"},
     {"device", RC_STRING, "cpu", "cpu | cuda | cuda:N"},
     {"threads", RC_INT, "0", "CPU threads (0: libtorch's default)"},
     {"nan_policy", RC_STRING, "stop", "a NaN/Inf loss or gradient: stop | skip (the step)"},
@@ -365,6 +367,10 @@ static int setup(trainer *t, int resume, pith_err *err) {
   if (dev != PT_CPU && dev >= pt_cuda_device_count())
     return pith_fail(err, "device: %s asked for, but %d CUDA device(s) are visible", d, pt_cuda_device_count());
   pt_dtype dtype = run_config_bool(c, "bf16") && dev != PT_CPU ? PT_BF16 : PT_F32;
+  // pith lm's parameters are the model's own weights, which would then be bf16 with no f32 copy.
+  if (t->task == TASK_LM && run_config_bool(c, "bf16"))
+    return pith_fail(err, "bf16: pith lm trains every weight of the model and keeps them in f32; bf16 is for "
+                          "pretrain and finetune (a frozen bf16 model under f32 LoRA and compress weights)");
 
   t->tok = tokenizer_load(tok_path, err);
   if (!t->tok) return -1;

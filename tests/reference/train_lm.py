@@ -133,6 +133,7 @@ def main():
             ([f"model_name_or_path={model_dir}"], "set exactly one of model_name_or_path and model_config"),
             (["model_config=/nonexistent/config.json"], "/nonexistent/config.json"),
             (["train_file=/nonexistent.h5"], "/nonexistent.h5"),
+            (["bf16=true"], "pith lm trains every weight of the model and keeps them in f32"),
         ]
         small = os.path.join(tmp, "small.json")
         with open(shape) as f, open(small, "w") as g:

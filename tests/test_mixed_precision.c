@@ -1,0 +1,122 @@
+// test_mixed_precision: a compressor over a bf16 frozen model keeps its trainable weights in f32
+// (bf16: true on CUDA; run here on the CPU, where libtorch computes bf16 too). For both methods:
+// the LoRA, compress and AE tensors are f32 and get f32 gradients; the loss and gradients are
+// those of the same compressor over the f32 model to bf16 precision; and an optimizer step far
+// smaller than bf16's resolution still moves the weights (with bf16 weights it would be lost).
+#include "check.h"
+#include "compressor.h"
+
+enum { B = 2, N = 10, M = 6, K = 3 };
+
+static llama_config tiny(void) {
+  return (llama_config){.arch = LLAMA_ARCH_LLAMA, .vocab_size = 48, .dim = 32, .hidden_dim = 64, .n_layers = 2,
+                        .n_heads = 4, .n_kv_heads = 2, .max_seq_len = 64, .bos_id = -1, .eos_id = -1};
+}
+
+// The same random weights (drawn in f32) held in `dtype`, and a compressor over them whose
+// adapter B matrices are made non-zero, so the adapter takes part.
+static compressor *make(llama_model **m, comp_method method, pt_dtype dtype) {
+  pith_err err = {{0}};
+  llama_config c = tiny();
+  *m = llama_new_random(&c, 11, dtype, PT_CPU, &err);
+  CHECK_MSG(*m != NULL, "%s", err.msg);
+  if (!*m) exit(1);
+  comp_config cc = {.method = method, .k = K, .positions = COMP_POS_CONSISTENT, .ae_token = method == COMP_ICAE};
+  lora_config lc = {.rank = 4, .alpha = 8, .dropout = 0, .targets = (1u << LLAMA_PROJ_Q) | (1u << LLAMA_PROJ_V)};
+  compressor *comp = comp_new(*m, cc, lc, 5, &err);
+  CHECK_MSG(comp != NULL, "%s", err.msg);
+  if (!comp) exit(1);
+  pt_gen *g = pt_gen_new(9, PT_CPU);
+  pt_scope s = pt_scope_begin();
+  for (int l = 0; l < comp->lora->n_layers; l++)
+    for (int p = 0; p < LLAMA_N_PROJ; p++)
+      if (comp->lora->b[l][p])
+        pt_copy_(comp->lora->b[l][p], pt_mul_scalar(pt_randn(pt_shape_of(comp->lora->b[l][p]), PT_F32, PT_CPU, g), 0.1));
+  pt_scope_end(s);
+  pt_gen_free(g);
+  return comp;
+}
+
+static pt_tensor *ids(int64_t rows, int64_t cols, uint64_t seed) {
+  pt_gen *g = pt_gen_new(seed, PT_CPU);
+  pt_tensor *t = pt_to_dtype(pt_mul_scalar(pt_uniform(PT_SHAPE(rows, cols), 0, 47.99, PT_F32, PT_CPU, g), 1), PT_I64);
+  pt_gen_free(g);
+  return t;
+}
+
+// loss, and every trainable tensor's gradient flattened into one f32 vector (zeros for a tensor off
+// the loss's path: 500x's last-layer q_proj, whose output only reaches the unused final state).
+static double loss_and_grads(compressor *c, const comp_batch *b, pt_tensor **grads) {
+  pt_tensor *params[64];
+  int n = comp_params(c, params, 64);
+  for (int i = 0; i < n; i++) pt_zero_grad(params[i]);
+  pith_err err = {{0}};
+  pt_tensor *loss = comp_loss(c, b, NULL, &err);
+  CHECK_MSG(loss != NULL, "%s", err.msg);
+  if (!loss) exit(1);
+  CHECK(pt_backward(loss) == 0);
+  pt_tensor *flat[64];
+  for (int i = 0; i < n; i++) {
+    pt_tensor *gi = pt_grad(params[i]);
+    CHECK(gi == NULL || pt_dtype_of(gi) == PT_F32);
+    flat[i] = pt_reshape(gi ? gi : pt_zeros(pt_shape_of(params[i]), PT_F32, PT_CPU), PT_SHAPE(-1));
+  }
+  *grads = pt_cat(flat, n, 0);
+  return pt_item(loss);
+}
+
+static void check_method(comp_method method) {
+  const char *name = method == COMP_500X ? "500x" : "icae";
+  pt_scope s = pt_scope_begin();
+  llama_model *m32, *m16;
+  compressor *c32 = make(&m32, method, PT_F32), *c16 = make(&m16, method, PT_BF16);
+  pt_tensor *params[64];
+  int n = comp_params(c16, params, 64);
+  for (int i = 0; i < n; i++) CHECK_MSG(pt_dtype_of(params[i]) == PT_F32, "%s: trainable tensor %d is not f32", name, i);
+
+  pt_tensor *text_mask = pt_ones(PT_SHAPE(B, N), PT_BOOL, PT_CPU), *dec_mask = pt_ones(PT_SHAPE(B, M), PT_BOOL, PT_CPU);
+  pt_copy_(pt_slice(pt_slice(text_mask, 0, 1, 2), 1, 7, N), pt_zeros(PT_SHAPE(1, N - 7), PT_BOOL, PT_CPU));
+  comp_batch b = {.text_ids = ids(B, N, 1), .text_mask = text_mask, .dec_ids = ids(B, M, 2), .dec_mask = dec_mask,
+                  .dec_targets = ids(B, M, 3)};
+  pt_tensor *g32, *g16;
+  double l32 = loss_and_grads(c32, &b, &g32), l16 = loss_and_grads(c16, &b, &g16);
+  CHECK_MSG(fabs(l16 - l32) <= 0.02 * fabs(l32), "%s: loss %.5f over bf16, %.5f over f32", name, l16, l32);
+  double cos = pt_item(pt_sum(pt_mul(g16, g32))) / sqrt(pt_item(pt_sum(pt_mul(g16, g16))) * pt_item(pt_sum(pt_mul(g32, g32))));
+  CHECK_MSG(cos > 0.99, "%s: gradients over bf16 and f32 have cosine %.4f", name, cos);
+  printf("%s: loss %.5f over bf16, %.5f over f32; gradient cosine %.5f\n", name, l16, l32, cos);
+
+  // One AdamW step of lr 1e-6 moves each weight by about 1e-6, under bf16's spacing near 0.1
+  // (2^-11 ~ 5e-4): kept in f32, it moves them; rounded to bf16, almost none would move.
+  pt_tensor *before[64];
+  for (int i = 0; i < n; i++) before[i] = pt_clone(params[i]);
+  pt_adamw_config oc = {1e-6, 0.9, 0.999, 1e-8, 0};
+  pt_adamw *opt = pt_adamw_new(params, n, oc);
+  CHECK(pt_adamw_step(opt) == 0);
+  double moved = 0, moved_bf16 = 0, total = 0;
+  for (int i = 0; i < n; i++) {
+    if (!pt_grad(params[i])) continue;  // AdamW leaves these alone
+    pt_tensor *changed = pt_sub(pt_ones(pt_shape_of(params[i]), PT_F32, PT_CPU),
+                                pt_to_dtype(pt_eq(params[i], before[i]), PT_F32));
+    pt_tensor *changed16 = pt_sub(pt_ones(pt_shape_of(params[i]), PT_F32, PT_CPU),
+                                  pt_to_dtype(pt_eq(pt_to_dtype(params[i], PT_BF16), pt_to_dtype(before[i], PT_BF16)),
+                                              PT_F32));
+    moved += pt_item(pt_sum(changed)), moved_bf16 += pt_item(pt_sum(changed16)), total += (double)pt_numel(params[i]);
+  }
+  printf("%s: a 1e-6 step moved %.0f of %.0f f32 weights; as bf16 weights, %.0f would have moved\n", name, moved,
+         total, moved_bf16);
+  CHECK_MSG(moved > 0.9 * total, "%s: only %.0f of %.0f weights moved", name, moved, total);
+  CHECK_MSG(moved_bf16 < 0.1 * total, "%s: %.0f of %.0f weights moved in bf16 too: the step is not small enough to show it",
+            name, moved_bf16, total);
+  pt_adamw_free(opt);
+  comp_free(c32), comp_free(c16);
+  llama_free(m32), llama_free(m16);
+  pt_scope_end(s);
+  CHECK(pt_ok());
+}
+
+int main(void) {
+  pt_set_num_threads(1);
+  check_method(COMP_500X);
+  check_method(COMP_ICAE);
+  return check_done("test_mixed_precision");
+}
