@@ -1469,12 +1469,18 @@ const char *ingest_issue_name(ingest_issue_kind k) {
   return k >= 0 && k < INGEST_N_ISSUES ? NAMES[k] : "?";
 }
 
-int ingest_tokenizer_fingerprint(const tokenizer *tok, char hex[SHA256_HEX_SIZE], pith_err *err) {
+// A model's own configs: they can set the special ids, but a tokenizer folder of its own lacks them.
+static int is_model_config(const char *path) {
+  return !strcmp(base_name(path), "config.json") || !strcmp(base_name(path), "generation_config.json");
+}
+
+static int fingerprint(const tokenizer *tok, int skip_model_configs, char hex[SHA256_HEX_SIZE], pith_err *err) {
   const char *const *files;
   int n = tokenizer_source_files(tok, &files);
   sha256_ctx ctx;
   sha256_init(&ctx);
   for (int i = 0; i < n; i++) {
+    if (skip_model_configs && is_model_config(files[i])) continue;
     char h[SHA256_HEX_SIZE];
     if (sha256_hash_file(files[i], h, err) < 0) return -1;
     sha256_update(&ctx, h, 64);
@@ -1486,6 +1492,22 @@ int ingest_tokenizer_fingerprint(const tokenizer *tok, char hex[SHA256_HEX_SIZE]
   sha256_final(&ctx, d);
   sha256_to_hex(d, hex);
   return 0;
+}
+
+int ingest_tokenizer_fingerprint(const tokenizer *tok, char hex[SHA256_HEX_SIZE], pith_err *err) {
+  return fingerprint(tok, 0, hex, err);
+}
+
+int ingest_warn_other_tokenizer(const char *corpus_path, const corpus_info *ci, const tokenizer *tok,
+                                const char *tok_path, FILE *out, pith_err *err) {
+  char fp[SHA256_HEX_SIZE], own[SHA256_HEX_SIZE];  // as loaded; without the model folder's configs
+  if (fingerprint(tok, 0, fp, err) < 0 || fingerprint(tok, 1, own, err) < 0) return -1;
+  if (ci->tokenizer_sha256 && (!strcmp(ci->tokenizer_sha256, fp) || !strcmp(ci->tokenizer_sha256, own))) return 0;
+  fprintf(out,
+          "warning: %s was tokenized by another tokenizer (fingerprint %.12s) than %s (%.12s); if their ids "
+          "differ, the model reads the wrong tokens\n",
+          corpus_path, ci->tokenizer_sha256 ? ci->tokenizer_sha256 : "none", tok_path, fp);
+  return 1;
 }
 
 static int check_config(const ingest_config *cfg, const char *const *inputs, int n_inputs, int64_t *total,

@@ -48,6 +48,7 @@
 #define PITH_INGEST_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "base.h"
 #include "corpus.h"
@@ -131,6 +132,15 @@ const char *ingest_issue_name(ingest_issue_kind k);  // "malformed", "empty", ..
 // file of tokenizer_source_files(), in order, "<sha256 of the file>  <basename>\n" (sha256sum's
 // output with basenames). hex: (65).
 int ingest_tokenizer_fingerprint(const tokenizer *tok, char hex[SHA256_HEX_SIZE], pith_err *err);
+
+// Before reading corpus ids with tok: when the corpus records another fingerprint, print a warning
+// to `out` naming both (a tokenizer saved elsewhere, or with another config, can give the same ids,
+// so this does not stop the run). A model folder's config.json and generation_config.json are left
+// out of the comparison when that makes it agree: a corpus made from the tokenizer's own folder
+// (as `pith data synth` makes the demo's) did not read them. 1 when it warned, 0 when the fingerprints agree, -1 and err when
+// a tokenizer file cannot be read.
+int ingest_warn_other_tokenizer(const char *corpus_path, const corpus_info *ci, const tokenizer *tok,
+                                const char *tok_path, FILE *out, pith_err *err);
 
 // Ingest inputs (n_inputs paths) into cfg->out_path. rep (always filled, also on failure) says
 // what was written and what was skipped or fixed. 0 on success; -1 and err (one line, naming the

@@ -37,6 +37,7 @@
 #include "export.h"
 #include "generate.h"
 #include "hf_folder.h"
+#include "ingest.h"
 #include "metrics.h"
 #include "run_config.h"
 #include "tokenizer.h"
@@ -372,12 +373,16 @@ static int load_models(evaluator *ev, pith_err *err) {
        tokenizer_encode(ev->tok, COMP_QA_ANSWER_PREFIX, strlen(COMP_QA_ANSWER_PREFIX), 0, &ev->ap, &ev->n_ap, err)))
     return -1;
 
+  const corpus_info *ci = corpus_get_info(ev->corp);
+  if (ingest_warn_other_tokenizer(o->data, ci, ev->tok, ev->tok_path, stderr, err) < 0) return -1;
   ev->model = hf_model_load(ev->model_dir, PT_F32, ev->dev, err);
   if (!ev->model) return -1;
-  const corpus_info *ci = corpus_get_info(ev->corp);
   if (ci->vocab_size > ev->model->cfg.vocab_size)
     return pith_fail(err, "%s: token ids up to %lld, but the model %s has %d tokens (another tokenizer?)", o->data,
                      (long long)ci->vocab_size - 1, ev->model_dir, ev->model->cfg.vocab_size);
+  if (ev->bos >= ev->model->cfg.vocab_size || ev->pad >= ev->model->cfg.vocab_size)
+    return pith_fail(err, "%s: the tokenizer's bos or pad id (%d, %d) is beyond the model's %d tokens (another "
+                          "tokenizer?)", ev->tok_path, ev->bos, ev->pad, ev->model->cfg.vocab_size);
   if (ev->have_comp) {
     if (export_load(ev->export_dir, ev->model, &ev->comp, err)) return -1;
     // A finetuned ICAE decoder reads no AE token, and the export cannot say (export.h).

@@ -15,6 +15,7 @@
 
 #include "compressor.h"
 #include "hf_folder.h"
+#include "ingest.h"
 #include "loader.h"
 #include "run_config.h"
 #include "tokenizer.h"
@@ -354,6 +355,22 @@ static int setup_lm(trainer *t, pt_dtype dtype, pt_device dev, pith_err *err) {
   return 0;
 }
 
+// The corpus's ids come from a tokenizer of data_vocab tokens, and the trainer adds the tokenizer's
+// bos, eos and pad: the model must have an embedding for each.
+static int check_vocab(const trainer *t, const char *train_file, int64_t data_vocab, pith_err *err) {
+  int V = t->model->cfg.vocab_size;
+  if (data_vocab > V)
+    return pith_fail(err, "%s: token ids up to %lld, but the model has %d tokens (another tokenizer?)", train_file,
+                     (long long)data_vocab - 1, V);
+  int32_t special[3] = {t->bos, t->eos, t->pad};
+  const char *names[3] = {"bos", "eos", "pad"};
+  for (int i = 0; i < 3; i++)
+    if (special[i] >= V)
+      return pith_fail(err, "the tokenizer's %s id %d is beyond the model's %d tokens (another tokenizer?)", names[i],
+                       special[i], V);
+  return 0;
+}
+
 static int setup(trainer *t, int resume, pith_err *err) {
   const run_config *c = t->cfg;
   const char *model_dir = run_config_str(c, "model_name_or_path");
@@ -380,10 +397,14 @@ static int setup(trainer *t, int resume, pith_err *err) {
   t->bos = tokenizer_bos_id(t->tok);
   if (t->bos < 0) t->bos = t->eos;
   t->pad = tokenizer_pad_id(t->tok) >= 0 ? tokenizer_pad_id(t->tok) : t->eos;
-  corpus *data = corpus_open(run_config_str(c, "train_file"), err);
+  const char *train_file = run_config_str(c, "train_file");
+  corpus *data = corpus_open(train_file, err);
   if (!data) return -1;
   t->data_kind = corpus_get_info(data)->kind;
+  int64_t data_vocab = corpus_get_info(data)->vocab_size;
+  int warned = ingest_warn_other_tokenizer(train_file, corpus_get_info(data), t->tok, tok_path, stderr, err);
   corpus_close(data);
+  if (warned < 0) return -1;
   if (t->task != TASK_LM && t->data_kind != (t->task == TASK_PRETRAIN ? CORPUS_DOCUMENTS : CORPUS_QA))
     return pith_fail(err, "%s: a %s corpus; %s needs %s", run_config_str(c, "train_file"),
                      corpus_kind_name(t->data_kind), t->task == TASK_PRETRAIN ? "pretrain" : "finetune",
@@ -395,12 +416,13 @@ static int setup(trainer *t, int resume, pith_err *err) {
   t->dropout_gen = pt_gen_new(seed + 7, PT_CPU);
   if (t->task == TASK_LM) {
     if (setup_lm(t, dtype, dev, err)) return -1;
+    if (check_vocab(t, train_file, data_vocab, err)) return -1;
     t->opt = pt_adamw_new(t->params, t->n_params, oc);
     if (!t->opt || !t->dropout_gen) return pith_fail(err, "optimizer: %s", pt_error());
     return 0;
   }
   t->model = hf_model_load(model_dir, dtype, dev, err);
-  if (!t->model) return -1;
+  if (!t->model || check_vocab(t, train_file, data_vocab, err)) return -1;
 
   comp_config cc = {.k = (int)run_config_int(c, "num_compress_tokens"), .ae_token = t->task == TASK_PRETRAIN};
   const char *method = run_config_str(c, "method"), *pos = run_config_str(c, "position_policy");

@@ -8,11 +8,13 @@ Run by ctest with PITH_BIN (the pith binary).
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 
 PITH = os.environ.get("PITH_BIN")
+ASSETS = os.environ.get("PITH_ASSETS", "../shared/assets")
 B = 4  # batch size: the validation loss below covers exactly the first B validation rows
 
 
@@ -152,6 +154,34 @@ def main():
         if p.returncode == 0 or "a qa corpus; pretrain needs documents" not in p.stderr:
             raise SystemExit(f"FAIL: pretrain on a QA corpus: exit {p.returncode}, {p.stderr!r}")
         print(f"{len(bad) + 1} bad configs rejected with clear messages")
+
+        # Tokenizer checks. The model folder's own copy of the world's tokenizer (plus its config.json)
+        # gives no warning; a tokenizer whose files differ warns and the run goes on; one whose
+        # special ids the model has no embedding for stops the run.
+        p = run("finetune", f"model_name_or_path={model_dir}", f"train_file={qa}", "max_steps=1", "threads=1",
+                "num_compress_tokens=2", "lora_rank=2", f"output_dir={os.path.join(tmp, 'tok_same')}")
+        if "warning" in p.stderr:
+            raise SystemExit(f"FAIL: the world's own tokenizer drew a warning: {p.stderr!r}")
+        other = os.path.join(tmp, "other_tok")
+        shutil.copytree(os.path.join(world, "tokenizer"), other)
+        with open(os.path.join(other, "tokenizer_config.json")) as f:
+            cfg = json.load(f)
+        cfg["model_max_length"] = 4096
+        with open(os.path.join(other, "tokenizer_config.json"), "w") as f:
+            json.dump(cfg, f)
+        p = run("lm", *[c for c in common if not c.startswith("tokenizer=")], f"tokenizer={other}", "max_steps=1",
+                f"output_dir={os.path.join(tmp, 'tok_other')}")
+        if f"{qa} was tokenized by another tokenizer" not in p.stderr:
+            raise SystemExit(f"FAIL: a changed tokenizer drew no warning: {p.stderr!r}")
+        gpt2 = os.path.join(ASSETS, "tokenizers", "gpt2")
+        if os.path.isdir(gpt2):
+            p = run("finetune", f"model_name_or_path={model_dir}", f"train_file={qa}", f"tokenizer={gpt2}",
+                    "max_steps=1", "threads=1", f"output_dir={os.path.join(tmp, 'tok_gpt2')}", ok=False)
+            if p.returncode == 0 or "is beyond the model's" not in p.stderr:
+                raise SystemExit(f"FAIL: GPT-2's tokenizer on the world's model: exit {p.returncode}, {p.stderr!r}")
+            print("tokenizers: the world's own gives no warning, a changed one warns, GPT-2's is refused")
+        else:
+            print(f"tokenizers: the world's own gives no warning, a changed one warns ({gpt2} absent: GPT-2 case skipped)")
 
 
 if __name__ == "__main__":
