@@ -233,7 +233,7 @@ static int export_and_eval(demo *d, const char *method, int with_baselines) {
     arg(&a, "--max-examples");
     arg(&a, "%d", qa ? d->eval_examples : d->eval_examples / 4);
     arg(&a, "--baselines");
-    arg(&a, "%s", !with_baselines ? "" : qa ? "full,none,truncated" : "none,truncated");
+    arg(&a, "%s", !with_baselines ? "" : qa ? "full,none,truncated,no_layer0" : "none,truncated");
     arg(&a, "--out");
     arg(&a, "%s/eval/%s", d->out, eval_name(d, method, qa));
     arg(&a, "--threads");
@@ -290,6 +290,7 @@ static void results_table(const demo *d, FILE *f) {
   } qa_rows[] = {{"full", "full context (no compression)", 0},
                  {"none", "no context", 0},
                  {"truncated", "context truncated to k tokens", 0},
+                 {"no_layer0", "context K/V without layer 0's", 0},
                  {"compressed", "500x compressor", 0},
                  {"compressed", "ICAE", 1}};
   for (size_t r = 0; r < sizeof qa_rows / sizeof qa_rows[0]; r++) {
@@ -316,6 +317,9 @@ static void results_table(const demo *d, FILE *f) {
   }
   fprintf(f, "\nk = %d compress tokens; contexts of up to 104 tokens; %d QA and %d regeneration examples.\n", d->k,
           d->eval_examples, d->eval_examples / 4);
+  fprintf(f, "\"Context K/V without layer 0's\": the context's own per-layer K/V as the question's prefix, layer 0's\n"
+             "zeroed (pith eval --baselines no_layer0). A 500x prefix's layer-0 K/V never see the text: when this row\n"
+             "is near \"no context\", the model reads answers at layer 0, where a 500x prefix cannot carry them.\n");
   for (int m = 0; m < 2; m++) cJSON_Delete(qa[m]), cJSON_Delete(regen[m]);
 }
 

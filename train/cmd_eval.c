@@ -49,8 +49,8 @@
 #define VERIFY_TOL 1e-4  // logit gap tolerated between cached generation and comp_decode
 
 typedef enum { EVAL_QA, EVAL_REGEN } eval_task;
-enum { SYS_COMPRESSED, SYS_FULL, SYS_NONE, SYS_TRUNCATED, N_SYS };
-static const char *const SYS_NAMES[N_SYS] = {"compressed", "full", "none", "truncated"};
+enum { SYS_COMPRESSED, SYS_FULL, SYS_NONE, SYS_TRUNCATED, SYS_NO_LAYER0, N_SYS };
+static const char *const SYS_NAMES[N_SYS] = {"compressed", "full", "none", "truncated", "no_layer0"};
 
 // Metric columns per task, in table order.
 static const char *const QA_METRICS[] = {"em", "f1", "raw_em", "raw_f1"};
@@ -123,12 +123,17 @@ static void usage(FILE *f) {
           "                     else 500); regen references are the text of the first N tokens\n"
           "  --max-new-tokens N generation budget of every system (default 32 for qa, cutoff_len + 8 for\n"
           "                     regen); generation also stops at an eos token of the tokenizer\n"
-          "  --baselines LIST   comma-separated, from full,none,truncated (default: all three; '' for none):\n"
+          "  --baselines LIST   comma-separated, from full,none,truncated,no_layer0 (default: the first three;\n"
+          "                     '' for none):\n"
           "                       full       [bos] + the context (cut to cutoff_len) + the question prompt\n"
           "                                  (qa only: for regen the context is the answer)\n"
           "                       none       the question prompt alone (regen: [bos] alone)\n"
           "                       truncated  [bos] + the first k context tokens + the question prompt (regen:\n"
           "                                  the prediction is those k tokens' text and the continuation)\n"
+          "                       no_layer0  qa only: the full context's own K/V as the question prompt's prefix,\n"
+          "                                  with layer 0's zeroed: what a 500x prefix could give at best if\n"
+          "                                  this model reads answers at layer 0 (500x's layer-0 K/V never\n"
+          "                                  see the text); near 'none' means 500x cannot answer on this model\n"
           "  --k N              k of the truncated baseline with --compressor none (default 16; with a\n"
           "                     compressor, its number of compress tokens)\n"
           "  --out DIR          where the results go (default runs/eval/NAME)\n"
@@ -259,7 +264,7 @@ static int parse_baselines(evaluator *ev) {
     int found = 0;
     for (int s = SYS_FULL; s < N_SYS; s++)
       if (!strcmp(t, SYS_NAMES[s])) ev->on[s] = found = 1;
-    if (!found) return usage_error("--baselines: unknown baseline '%s' (full, none, truncated)", t);
+    if (!found) return usage_error("--baselines: unknown baseline '%s' (full, none, truncated, no_layer0)", t);
   }
   return 0;
 }
@@ -481,6 +486,31 @@ static int gen_compressed(evaluator *ev, const int32_t *text, int n_text, const 
   return rc;
 }
 
+// The no_layer0 baseline: [bos] + the context through the base model; its per-layer K/V, layer 0's
+// set to zero, are the prefix of the question prompt (which continues at their positions, as the
+// full prompt does). A 500x prefix's layer-0 K/V come from the compress embeddings alone, so this
+// is the full context as an encoder that reproduced it exactly at every later layer would give it.
+static int gen_no_layer0(evaluator *ev, const int32_t *ctx, int n_ctx, int lead, const int32_t *prompt, int n_prompt,
+                         int32_t **out, int *n_out, pith_err *err) {
+  const llama_model *m = ev->model;
+  int T = lead + n_ctx;
+  int64_t *ids = malloc(sizeof(int64_t) * (size_t)T);
+  if (!ids) return pith_fail(err, "out of memory");
+  if (lead) ids[0] = ev->bos;
+  for (int i = 0; i < n_ctx; i++) ids[lead + i] = ctx[i];
+  llama_inputs in = {.ids = pt_to_device(pt_from_data(ids, PT_I64, PT_SHAPE(1, T), PT_CPU), m->device), .want_kv = 1,
+                     .no_logits = 1};
+  free(ids);
+  llama_outputs o;
+  if (!in.ids) return pith_fail(err, "no_layer0: %s", pt_error());
+  if (llama_forward(m, &in, &o, err)) return -1;
+  o.k[0] = pt_zeros(pt_shape_of(o.k[0]), m->dtype, m->device);
+  o.v[0] = pt_zeros(pt_shape_of(o.v[0]), m->dtype, m->device);
+  int rc = run_generate(ev, o.k, o.v, prompt, n_prompt, out, n_out, err);
+  llama_outputs_free(&o);
+  return rc;
+}
+
 // ---- scoring ------------------------------------------------------------------------------------
 
 static cJSON *json_strings(const char *const *s, int n) {
@@ -588,6 +618,8 @@ static int eval_record(evaluator *ev, corpus_record *rec, pith_err *err) {
     pt_scope s = pt_scope_begin();
     if (sys == SYS_COMPRESSED) {
       rc = gen_compressed(ev, ctx->tokens, n_ctx, dp, n_dp, &gen, &n_gen, err);
+    } else if (sys == SYS_NO_LAYER0) {
+      rc = gen_no_layer0(ev, ctx->tokens, n_ctx, lead, dp, n_dp, &gen, &n_gen, err);
     } else {
       int part = sys == SYS_FULL ? n_ctx : sys == SYS_TRUNCATED ? k : 0;
       if (sys == SYS_NONE) n_prompt = concat(prompt, dp, n_dp, NULL, 0, NULL, 0);
@@ -860,6 +892,10 @@ int cmd_eval(int argc, char **argv) {
     ev.on[SYS_FULL] = 0;
     if (strstr(o->baselines, "full") && strcmp(o->baselines, "full,none,truncated") && !o->quiet)
       fprintf(stderr, "pith eval: no 'full' baseline for regen (the context is the answer); skipped\n");
+  }
+  if (ev.task == EVAL_REGEN && ev.on[SYS_NO_LAYER0]) {  // a question-answering diagnostic
+    ev.on[SYS_NO_LAYER0] = 0;
+    if (!o->quiet) fprintf(stderr, "pith eval: no 'no_layer0' baseline for regen (it is for qa); skipped\n");
   }
   int any = 0;
   for (int s = 0; s < N_SYS; s++) any |= ev.on[s];

@@ -44,7 +44,7 @@ def main():
             manifest = json.load(f)
         if manifest["method"] != "icae" or manifest["k"] != 16:
             raise SystemExit(f"FAIL: manifest {manifest}")
-        systems = {"qa": {"compressed", "full", "none", "truncated"}, "docs": {"compressed", "none", "truncated"}}
+        systems = {"qa": {"compressed", "full", "none", "truncated", "no_layer0"}, "docs": {"compressed", "none", "truncated"}}
         for method in ("500x", "icae"):
             for data in ("qa", "docs"):
                 with open(os.path.join(out, "eval", f"{data}__lm__{method}__k16", "metrics.json")) as f:
@@ -58,7 +58,7 @@ def main():
                             raise SystemExit(f"FAIL: {method} {data} {system} {name} = {v}")
         with open(os.path.join(out, "results.md")) as f:
             table = f.read()
-        for row in ("full context", "no context", "500x compressor", "ICAE", "decoder with no prefix"):
+        for row in ("full context", "no context", "without layer 0", "500x compressor", "ICAE", "decoder with no prefix"):
             if row not in table or row not in p.stdout:
                 raise SystemExit(f"FAIL: results table lacks '{row}':\n{table}")
         print(f"demo --quick: {len(stages)} stages ran; exports, evaluations and results.md are in place")
