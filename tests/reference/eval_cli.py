@@ -326,6 +326,19 @@ def main():
             if os.path.exists(bad):
                 fail(f"pith eval {' '.join(args)} created {bad}")
         print(f"errors: {len(cases)} bad invocations rejected in one line each, nothing written")
+        # Another tokenizer: a warning that the corpus was made by another one, then the refusal
+        # (GPT-2's bos/pad id is beyond this model's vocabulary). Uses the GPT-2 tokenizer asset.
+        gpt2 = os.path.join(os.environ.get("PITH_ASSETS", "../shared/assets"), "tokenizers", "gpt2")
+        if os.path.isdir(gpt2):
+            p = run("eval", "--compressor", exp_ft, "--data", qa, "--tokenizer", gpt2, "--out", bad, "--threads", "1",
+                    ok=False)
+            err = p.stderr.strip().splitlines()
+            if (p.returncode != 1 or len(err) != 2 or "was tokenized by another tokenizer" not in err[0]
+                    or "is beyond the model's" not in err[1] or os.path.exists(bad)):
+                fail(f"pith eval --tokenizer {gpt2}: exit {p.returncode}, stderr {p.stderr!r}")
+            print("another tokenizer: warned about, and refused for its special ids")
+        else:
+            print(f"another tokenizer: skipped ({gpt2} absent)")
     print("eval_cli: pith eval scores match the official SQuAD rules; every system, file and error checked")
     return 0
 
