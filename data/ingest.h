@@ -137,8 +137,8 @@ int ingest_tokenizer_fingerprint(const tokenizer *tok, char hex[SHA256_HEX_SIZE]
 // to `out` naming both (a tokenizer saved elsewhere, or with another config, can give the same ids,
 // so this does not stop the run). A model folder's config.json and generation_config.json are left
 // out of the comparison when that makes it agree: a corpus made from the tokenizer's own folder
-// (as `pith data synth` makes the demo's) did not read them. 1 when it warned, 0 when the fingerprints agree, -1 and err when
-// a tokenizer file cannot be read.
+// (as `pith data synth` makes the demo's) did not read them. 1 when it warned, 0 when the
+// fingerprints agree, -1 and err when a tokenizer file cannot be read.
 int ingest_warn_other_tokenizer(const char *corpus_path, const corpus_info *ci, const tokenizer *tok,
                                 const char *tok_path, FILE *out, pith_err *err);
 

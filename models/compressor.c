@@ -88,7 +88,8 @@ int comp_encode(const compressor *c, const pt_tensor *text_ids, const pt_tensor 
   const llama_model *m = c->base;
   int64_t B = pt_size(text_ids, 0), N = pt_size(text_ids, 1), K = c->cfg.k, D = m->cfg.dim;
   if (pt_ndim(text_ids) != 2) return pith_fail(err, "compressor: text ids must be (B, N)");
-  pt_tensor *parts[2] = {pt_embedding(m->embed, text_ids), pt_expand(pt_unsqueeze(as_compute(m, c->compress), 0), PT_SHAPE(B, K, D))};
+  pt_tensor *parts[2] = {pt_embedding(m->embed, text_ids),
+                         pt_expand(pt_unsqueeze(as_compute(m, c->compress), 0), PT_SHAPE(B, K, D))};
   pt_tensor *x = pt_cat(parts, 2, 1);  // (B, N+k, D)
   pt_tensor *masks[2] = {mask_or_ones(m, text_mask, B, N), pt_ones(PT_SHAPE(B, K), PT_BOOL, m->device)};
   pt_tensor *select = pt_expand(pt_view(pt_arange(N, N + K, PT_I64, m->device), PT_SHAPE(1, K)), PT_SHAPE(B, K));
@@ -169,7 +170,8 @@ int comp_prefix_kv(const compressor *c, const comp_code *code, pt_tensor ***k, p
     return 0;
   }
   int64_t B = pt_size(code->memory, 0), D = m->cfg.dim;
-  pt_tensor *lead[2] = {code->memory, c->cfg.ae_token ? pt_expand(pt_unsqueeze(as_compute(m, c->ae), 0), PT_SHAPE(B, 1, D)) : NULL};
+  pt_tensor *ae = c->cfg.ae_token ? pt_expand(pt_unsqueeze(as_compute(m, c->ae), 0), PT_SHAPE(B, 1, D)) : NULL;
+  pt_tensor *lead[2] = {code->memory, ae};
   llama_inputs in = {.embeds = pt_cat(lead, lead[1] ? 2 : 1, 1), .want_kv = 1, .no_logits = 1};
   if (!in.embeds) {
     pith_fail(err, "compressor: prefix: %s", pt_error());
