@@ -17,19 +17,17 @@ Run by ctest with PITH_BIN.
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
+
+import tiny_world
 
 PITH = os.environ.get("PITH_BIN")
 ROWS, NEW = 24, 6
 
 
 def run(*args, ok=True):
-    p = subprocess.run([PITH, *args], capture_output=True, text=True)
-    if ok and p.returncode != 0:
-        raise SystemExit(f"FAIL: pith {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
-    return p
+    return tiny_world.run(PITH, *args, ok=ok)
 
 
 def greedy(model, ids, cache, eos, torch):
@@ -58,15 +56,8 @@ def main():
         print(f"SKIP: {e}")
         sys.exit(77)
     with tempfile.TemporaryDirectory() as tmp:
-        world = os.path.join(tmp, "world")
-        run("data", "synth", "--dir", world, "--docs", "200", "--threads", "1", "--quiet")
-        with open(os.path.join(world, "tokenizer", "tokenizer.json")) as f:
-            vocab = len(json.load(f)["model"]["vocab"])
-        shape = os.path.join(tmp, "shape.json")
-        with open(shape, "w") as f:
-            json.dump({"model_type": "llama", "vocab_size": vocab, "hidden_size": 64, "intermediate_size": 128,
-                       "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-                       "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "tie_word_embeddings": True}, f)
+        world, vocab = tiny_world.make_world(PITH, tmp, 200)
+        shape = tiny_world.write_shape(os.path.join(tmp, "shape.json"), vocab, hidden=64, layers=2, heads=4, kv_heads=2)
         qa = os.path.join(world, "qa.h5")
         lm = os.path.join(tmp, "lm")
         run("lm", f"model_config={shape}", f"tokenizer={os.path.join(world, 'tokenizer')}", f"train_file={qa}",

@@ -9,9 +9,10 @@ Run by ctest with PITH_BIN (the pith binary).
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
+
+import tiny_world
 
 PITH = os.environ.get("PITH_BIN")
 ASSETS = os.environ.get("PITH_ASSETS", "../shared/assets")
@@ -19,10 +20,7 @@ B = 4  # batch size: the validation loss below covers exactly the first B valida
 
 
 def run(*args, ok=True):
-    p = subprocess.run([PITH, *args], capture_output=True, text=True)
-    if ok and p.returncode != 0:
-        raise SystemExit(f"FAIL: pith {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
-    return p
+    return tiny_world.run(PITH, *args, ok=ok)
 
 
 def metrics(run_dir):
@@ -80,15 +78,8 @@ def main():
         print(f"SKIP: {e}")
         sys.exit(77)
     with tempfile.TemporaryDirectory() as tmp:
-        world = os.path.join(tmp, "world")
-        run("data", "synth", "--dir", world, "--docs", "300", "--threads", "1", "--quiet")
-        shape = os.path.join(tmp, "shape.json")
-        with open(os.path.join(world, "tokenizer", "tokenizer.json")) as f:
-            vocab = len(json.load(f)["model"]["vocab"])
-        with open(shape, "w") as f:
-            json.dump({"model_type": "llama", "vocab_size": vocab, "hidden_size": 32, "intermediate_size": 64,
-                       "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-                       "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "tie_word_embeddings": True}, f)
+        world, vocab = tiny_world.make_world(PITH, tmp, 300)
+        shape = tiny_world.write_shape(os.path.join(tmp, "shape.json"), vocab, hidden=32, layers=2, heads=2, kv_heads=1)
         qa = os.path.join(world, "qa.h5")
         common = [f"model_config={shape}", f"tokenizer={os.path.join(world, 'tokenizer')}", f"train_file={qa}",
                   f"per_device_train_batch_size={B}", "cutoff_len=104", "max_target_len=48", "learning_rate=1e-2",
