@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "commands.h"
+#include "compress_train.h"
 #include "compressor.h"
 #include "hf_folder.h"
 #include "torch_shim.h"
@@ -281,12 +282,19 @@ static int bench_forward(int argc, char **argv) {
 
 static void train_step_usage(FILE *out) {
   fprintf(out,
-          "usage: pith bench train-step --model DIR [--k 16] [--batch 4] [--seq 256] [--steps 5] [--warmup 2]\n"
-          "                             [--lora-rank 64] [--threads N] [--json]\n\n"
+          "usage: pith bench train-step --model DIR | --config FILE.json [--k 16] [--batch 4] [--seq 256]\n"
+          "                             [--steps 5] [--warmup 2] [--lora-rank 64] [--threads N]\n"
+          "                             [--device cpu|cuda|cuda:N] [--bf16] [--peak-tflops X] [--json]\n\n"
           "Times one 500xCompressor pretraining step (encoder with LoRA on q_proj and v_proj, decoder\n"
-          "reading the compress K/V to regenerate the text, backward, AdamW) on CPU, f32.\n"
+          "reading the compress K/V to regenerate the text, backward, AdamW), as pith pretrain runs it.\n"
           "Tokens/s counts encoder and decoder tokens. scripts/bench train-step runs it next to the same\n"
-          "step in transformers + peft.\n");
+          "step in transformers + peft.\n\n"
+          "  --model DIR        a Hugging Face model folder\n"
+          "  --config FILE      a config.json instead: random weights of that shape, nothing to download\n"
+          "                     (configs/llama3_8b_config.json is LLaMA-3-8B's)\n"
+          "  --device D         cpu (default), cuda or cuda:N\n"
+          "  --bf16             on CUDA: the model in bf16, LoRA and compress weights in f32 (as bf16: true)\n"
+          "  --peak-tflops X    the device's peak at the compute dtype: MFU from train_row_flops\n");
 }
 
 static int bench_train_step(int argc, char **argv) {
@@ -295,9 +303,12 @@ static int bench_train_step(int argc, char **argv) {
       {"batch", required_argument, 0, 'b'},  {"seq", required_argument, 0, 's'},
       {"steps", required_argument, 0, 'S'},  {"warmup", required_argument, 0, 'w'},
       {"lora-rank", required_argument, 0, 'r'}, {"threads", required_argument, 0, 't'},
-      {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-  const char *dir = NULL;
-  int k = 16, batch = 4, seq = 256, steps = 5, warmup = 2, rank = 64, threads = 0, json = 0, o;
+      {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'},
+      {"config", required_argument, 0, 'c'}, {"device", required_argument, 0, 'd'},
+      {"bf16", no_argument, 0, 'B'},         {"peak-tflops", required_argument, 0, 'p'}, {0, 0, 0, 0}};
+  const char *dir = NULL, *shape = NULL, *device = "cpu";
+  int k = 16, batch = 4, seq = 256, steps = 5, warmup = 2, rank = 64, threads = 0, json = 0, bf16 = 0, o;
+  double peak = 0;
   optind = 1;
   while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (o) {
@@ -310,17 +321,35 @@ static int bench_train_step(int argc, char **argv) {
       case 'r': rank = atoi(optarg); break;
       case 't': threads = atoi(optarg); break;
       case 'j': json = 1; break;
+      case 'c': shape = optarg; break;
+      case 'd': device = optarg; break;
+      case 'B': bf16 = 1; break;
+      case 'p': peak = atof(optarg); break;
       case 'h': train_step_usage(stdout); return 0;
       default: train_step_usage(stderr); return 2;
     }
   }
-  if (!dir || k <= 0 || batch <= 0 || seq <= 0 || steps <= 0 || warmup < 0 || rank <= 0) {
+  if (!dir == !shape || k <= 0 || batch <= 0 || seq <= 0 || steps <= 0 || warmup < 0 || rank <= 0 || peak < 0) {
     train_step_usage(stderr);
     return 2;
   }
   if (threads > 0) pt_set_num_threads(threads);
   pith_err err;
-  llama_model *m = hf_model_load(dir, PT_F32, PT_CPU, &err);
+  pt_device dev = PT_CPU;
+  if (!strncmp(device, "cuda", 4)) dev = device[4] == ':' ? atoi(device + 5) : 0;
+  else if (strcmp(device, "cpu")) {
+    fprintf(stderr, "pith bench train-step: --device is cpu, cuda or cuda:N, not '%s'\n", device);
+    return 2;
+  }
+  if (dev != PT_CPU && dev >= pt_cuda_device_count()) {
+    fprintf(stderr, "pith bench train-step: %s asked for, but %d CUDA device(s) are visible\n", device,
+            pt_cuda_device_count());
+    return 1;
+  }
+  pt_dtype dtype = bf16 && dev != PT_CPU ? PT_BF16 : PT_F32;  // as the trainer: CPU runs in f32
+  llama_config mc;
+  llama_model *m = shape ? (hf_config_load(shape, &mc, &err) ? NULL : llama_new_random(&mc, 1, dtype, dev, &err))
+                         : hf_model_load(dir, dtype, dev, &err);
   if (!m) {
     fprintf(stderr, "pith bench train-step: %s\n", err.msg);
     return 1;
@@ -333,8 +362,10 @@ static int bench_train_step(int argc, char **argv) {
   pt_adamw *opt = c ? pt_adamw_new(params, n, (pt_adamw_config){1e-4, 0.9, 0.999, 1e-8, 0}) : NULL;
   pt_gen *g = pt_gen_new(5, PT_CPU);
   // Random text of seq tokens; the decoder reads [text] and predicts it shifted (regeneration).
-  pt_tensor *text = pt_keep(pt_to_dtype(pt_mul_scalar(pt_uniform(PT_SHAPE(batch, seq), 0, 1, PT_F32, PT_CPU, g),
-                                                      m->cfg.vocab_size - 1), PT_I64));
+  pt_tensor *text = pt_keep(pt_to_device(
+      pt_to_dtype(pt_mul_scalar(pt_uniform(PT_SHAPE(batch, seq), 0, 1, PT_F32, PT_CPU, g), m->cfg.vocab_size - 1),
+                  PT_I64),
+      dev));
   comp_batch b = {.text_ids = text, .dec_ids = text, .dec_targets = text};
   double *times = calloc((size_t)steps, sizeof *times), loss = NAN;
   int rc = opt ? 0 : -1;
@@ -353,12 +384,19 @@ static int bench_train_step(int argc, char **argv) {
   } else {
     qsort(times, (size_t)steps, sizeof *times, cmp_double);
     double median = times[steps / 2], tok_s = 2.0 * batch * seq / median;
-    if (json)
-      printf("{\"impl\": \"pith\", \"tokens_per_s\": %.1f, \"median_step_s\": %.6f, \"loss\": %.6f}\n", tok_s,
-             median, loss);
-    else
-      printf("pith train-step: 500x k=%d, batch %d, seq %d, %d threads: %.0f tokens/s (median step %.1f ms)\n", k,
-             batch, seq, pt_num_threads(), tok_s, median * 1e3);
+    // Model FLOPs of the step: the encoder reads seq + k tokens, the decoder seq after k prefix K/V.
+    double mfu = peak > 0 ? batch * train_row_flops(&m->cfg, 0, seq + k, seq, k) / median / (peak * 1e12) : -1;
+    if (json) {
+      printf("{\"impl\": \"pith\", \"tokens_per_s\": %.1f, \"median_step_s\": %.6f, \"loss\": %.6f", tok_s, median,
+             loss);
+      if (mfu >= 0) printf(", \"mfu\": %.6f", mfu);
+      printf("}\n");
+    } else {
+      printf("pith train-step: 500x k=%d, batch %d, seq %d, %s %s: %.0f tokens/s (median step %.1f ms)", k, batch,
+             seq, device, dtype == PT_BF16 ? "bf16" : "f32", tok_s, median * 1e3);
+      if (mfu >= 0) printf(", MFU %.1f%%", 100 * mfu);
+      printf("\n");
+    }
   }
   free(times);
   pt_free(text);

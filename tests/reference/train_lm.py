@@ -146,6 +146,17 @@ def main():
             raise SystemExit(f"FAIL: pretrain on a QA corpus: exit {p.returncode}, {p.stderr!r}")
         print(f"{len(bad) + 1} bad configs rejected with clear messages")
 
+        # The training-step benchmark on random weights of a config.json, with MFU for a given peak.
+        p = run("bench", "train-step", "--config", shape, "--k", "4", "--batch", "2", "--seq", "32", "--steps", "1",
+                "--warmup", "0", "--threads", "1", "--peak-tflops", "1", "--json")
+        bench = json.loads(p.stdout.strip().splitlines()[-1])
+        if not (bench["tokens_per_s"] > 0 and 0 < bench["mfu"] < 1):
+            raise SystemExit(f"FAIL: bench train-step --config: {bench}")
+        p = run("bench", "train-step", "--config", shape, "--device", "tpu", ok=False)
+        if p.returncode != 2 or "--device is cpu, cuda or cuda:N" not in p.stderr:
+            raise SystemExit(f"FAIL: bench train-step --device tpu: exit {p.returncode}, {p.stderr!r}")
+        print(f"bench train-step on random weights of {os.path.basename(shape)}: {bench}")
+
         # Tokenizer checks. The model folder's own copy of the world's tokenizer (plus its config.json)
         # gives no warning; a tokenizer whose files differ warns and the run goes on; one whose
         # special ids the model has no embedding for stops the run.
