@@ -162,9 +162,10 @@ static int random_weight(const char *name, pt_tensor **slot, pt_shape shape, voi
   pt_scope s = pt_scope_begin();
   int is_norm = strstr(name, "norm") != NULL;
   // Norm weights near 1 and biases small but nonzero, so that a parity test sees them.
-  pt_tensor *t = pt_mul_scalar(pt_randn(shape, PT_F32, PT_CPU, ctx->gen), 0.02);
+  // Drawn where the model lives: an 8B model's 8e9 draws take long on a CPU.
+  pt_tensor *t = pt_mul_scalar(pt_randn(shape, PT_F32, ctx->dev, ctx->gen), 0.02);
   if (is_norm) t = pt_add_scalar(t, 1.0);
-  t = pt_to_device(pt_to_dtype(t, ctx->dtype), ctx->dev);
+  t = pt_to_dtype(t, ctx->dtype);
   *slot = pt_keep(pt_scope_return(s, t));
   return t ? 0 : -1;
 }
@@ -172,7 +173,7 @@ static int random_weight(const char *name, pt_tensor **slot, pt_shape shape, voi
 llama_model *llama_new_random(const llama_config *cfg, uint64_t seed, pt_dtype dtype, pt_device dev, pith_err *err) {
   llama_model *m = llama_alloc(cfg, dtype, dev, err);
   if (!m) return NULL;
-  random_ctx ctx = {pt_gen_new(seed, PT_CPU), dtype, dev};
+  random_ctx ctx = {pt_gen_new(seed, dev), dtype, dev};
   int rc = llama_visit_weights(m, random_weight, &ctx);
   pt_gen_free(ctx.gen);
   if (rc || llama_check_weights(m, err)) {

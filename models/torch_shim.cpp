@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/DeviceAccelerator.h>
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -272,6 +273,23 @@ extern "C" int pt_cuda_device_count(void) {
   } catch (...) {
     return 0;
   }
+}
+
+extern "C" int pt_cuda_peak_bytes(pt_device dev, int64_t *allocated, int64_t *reserved) {
+  *allocated = *reserved = -1;
+  if (dev == PT_CPU || dev >= pt_cuda_device_count()) return -1;
+  return run_status("cuda_peak_bytes", [&] {
+    // The AGGREGATE entry sums the small and large pools.
+    const size_t all = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    auto stats = at::accelerator::getDeviceStats((c10::DeviceIndex)dev);
+    *allocated = stats.allocated_bytes[all].peak;
+    *reserved = stats.reserved_bytes[all].peak;
+  });
+}
+
+extern "C" void pt_cuda_reset_peak(pt_device dev) {
+  if (dev == PT_CPU || dev >= pt_cuda_device_count()) return;
+  run_status("cuda_reset_peak", [&] { at::accelerator::resetPeakStats((c10::DeviceIndex)dev); });
 }
 
 extern "C" void pt_set_num_threads(int n) {

@@ -64,6 +64,10 @@ size_t pt_live_handles(void);      // handles alive on this thread (arena + kept
 // ---- runtime ----
 const char *pt_version(void);      // libtorch version, e.g. "2.11.0"
 int pt_cuda_device_count(void);    // 0 without CUDA
+// The CUDA caching allocator's peak bytes on cuda:dev since the process began (or the last reset):
+// allocated to tensors, and reserved from the driver. Both -1 without CUDA or for PT_CPU.
+int pt_cuda_peak_bytes(pt_device dev, int64_t *allocated, int64_t *reserved);
+void pt_cuda_reset_peak(pt_device dev);
 void pt_set_num_threads(int n);
 int pt_num_threads(void);
 void pt_manual_seed(uint64_t seed);  // the default generators of every device

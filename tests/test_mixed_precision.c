@@ -3,6 +3,7 @@
 // the LoRA, compress and AE tensors are f32 and get f32 gradients; the loss and gradients are
 // those of the same compressor over the f32 model to bf16 precision; and an optimizer step far
 // smaller than bf16's resolution still moves the weights (with bf16 weights it would be lost).
+// Where a GPU is, the same compressors on cuda:0 give the CPU's loss and gradients.
 #include "check.h"
 #include "compressor.h"
 
@@ -13,13 +14,40 @@ static llama_config tiny(void) {
                         .n_heads = 4, .n_kv_heads = 2, .max_seq_len = 64, .bos_id = -1, .eos_id = -1};
 }
 
-// The same random weights (drawn in f32) held in `dtype`, and a compressor over them whose
-// adapter B matrices are made non-zero, so the adapter takes part.
-static compressor *make(llama_model **m, comp_method method, pt_dtype dtype) {
+typedef struct {
+  pt_tensor *w[64];
+  int n;
+  pt_dtype dtype;
+  pt_device dev;
+} place_ctx;
+
+static int collect_weight(const char *name, pt_tensor **slot, pt_shape shape, void *vctx) {
+  place_ctx *ctx = vctx;
+  ctx->w[ctx->n++] = *slot;
+  return 0;
+}
+
+static int place_weight(const char *name, pt_tensor **slot, pt_shape shape, void *vctx) {
+  place_ctx *ctx = vctx;
+  *slot = pt_keep(pt_to_device(pt_to_dtype(ctx->w[ctx->n++], ctx->dtype), ctx->dev));
+  return *slot ? 0 : -1;
+}
+
+// The same random weights (drawn in f32 on the CPU) held in `dtype` on `dev`, and a compressor over
+// them whose adapter B matrices are made non-zero, so the adapter takes part.
+static compressor *make(llama_model **m, comp_method method, pt_dtype dtype, pt_device dev) {
   pith_err err = {{0}};
   llama_config c = tiny();
-  *m = llama_new_random(&c, 11, dtype, PT_CPU, &err);
-  CHECK_MSG(*m != NULL, "%s", err.msg);
+  llama_model *src = llama_new_random(&c, 11, PT_F32, PT_CPU, &err);
+  place_ctx ctx = {.dtype = dtype, .dev = dev};
+  *m = src ? llama_alloc(&c, dtype, dev, &err) : NULL;
+  if (*m) {
+    llama_visit_weights(src, collect_weight, &ctx);
+    ctx.n = 0;
+    if (llama_visit_weights(*m, place_weight, &ctx) || llama_check_weights(*m, &err)) llama_free(*m), *m = NULL;
+  }
+  llama_free(src);
+  CHECK_MSG(*m != NULL, "%s %s", err.msg, pt_error());
   if (!*m) exit(1);
   comp_config cc = {.method = method, .k = K, .positions = COMP_POS_CONSISTENT, .ae_token = method == COMP_ICAE};
   lora_config lc = {.rank = 4, .alpha = 8, .dropout = 0, .targets = (1u << LLAMA_PROJ_Q) | (1u << LLAMA_PROJ_V)};
@@ -59,29 +87,39 @@ static double loss_and_grads(compressor *c, const comp_batch *b, pt_tensor **gra
   for (int i = 0; i < n; i++) {
     pt_tensor *gi = pt_grad(params[i]);
     CHECK(gi == NULL || pt_dtype_of(gi) == PT_F32);
-    flat[i] = pt_reshape(gi ? gi : pt_zeros(pt_shape_of(params[i]), PT_F32, PT_CPU), PT_SHAPE(-1));
+    flat[i] = pt_reshape(gi ? gi : pt_zeros(pt_shape_of(params[i]), PT_F32, pt_device_of(params[i])), PT_SHAPE(-1));
   }
-  *grads = pt_cat(flat, n, 0);
+  *grads = pt_to_device(pt_cat(flat, n, 0), PT_CPU);
   return pt_item(loss);
+}
+
+// Two rows, the second with its last 3 text tokens padded.
+static comp_batch make_batch(pt_device dev) {
+  pt_tensor *text_mask = pt_ones(PT_SHAPE(B, N), PT_BOOL, PT_CPU), *dec_mask = pt_ones(PT_SHAPE(B, M), PT_BOOL, PT_CPU);
+  pt_copy_(pt_slice(pt_slice(text_mask, 0, 1, 2), 1, 7, N), pt_zeros(PT_SHAPE(1, N - 7), PT_BOOL, PT_CPU));
+  return (comp_batch){.text_ids = pt_to_device(ids(B, N, 1), dev), .text_mask = pt_to_device(text_mask, dev),
+                      .dec_ids = pt_to_device(ids(B, M, 2), dev), .dec_mask = pt_to_device(dec_mask, dev),
+                      .dec_targets = pt_to_device(ids(B, M, 3), dev)};
+}
+
+static double cosine(pt_tensor *a, pt_tensor *b) {
+  return pt_item(pt_sum(pt_mul(a, b))) / sqrt(pt_item(pt_sum(pt_mul(a, a))) * pt_item(pt_sum(pt_mul(b, b))));
 }
 
 static void check_method(comp_method method) {
   const char *name = method == COMP_500X ? "500x" : "icae";
   pt_scope s = pt_scope_begin();
   llama_model *m32, *m16;
-  compressor *c32 = make(&m32, method, PT_F32), *c16 = make(&m16, method, PT_BF16);
+  compressor *c32 = make(&m32, method, PT_F32, PT_CPU), *c16 = make(&m16, method, PT_BF16, PT_CPU);
   pt_tensor *params[64];
   int n = comp_params(c16, params, 64);
   for (int i = 0; i < n; i++) CHECK_MSG(pt_dtype_of(params[i]) == PT_F32, "%s: trainable tensor %d is not f32", name, i);
 
-  pt_tensor *text_mask = pt_ones(PT_SHAPE(B, N), PT_BOOL, PT_CPU), *dec_mask = pt_ones(PT_SHAPE(B, M), PT_BOOL, PT_CPU);
-  pt_copy_(pt_slice(pt_slice(text_mask, 0, 1, 2), 1, 7, N), pt_zeros(PT_SHAPE(1, N - 7), PT_BOOL, PT_CPU));
-  comp_batch b = {.text_ids = ids(B, N, 1), .text_mask = text_mask, .dec_ids = ids(B, M, 2), .dec_mask = dec_mask,
-                  .dec_targets = ids(B, M, 3)};
+  comp_batch b = make_batch(PT_CPU);
   pt_tensor *g32, *g16;
   double l32 = loss_and_grads(c32, &b, &g32), l16 = loss_and_grads(c16, &b, &g16);
   CHECK_MSG(fabs(l16 - l32) <= 0.02 * fabs(l32), "%s: loss %.5f over bf16, %.5f over f32", name, l16, l32);
-  double cos = pt_item(pt_sum(pt_mul(g16, g32))) / sqrt(pt_item(pt_sum(pt_mul(g16, g16))) * pt_item(pt_sum(pt_mul(g32, g32))));
+  double cos = cosine(g16, g32);
   CHECK_MSG(cos > 0.99, "%s: gradients over bf16 and f32 have cosine %.4f", name, cos);
   printf("%s: loss %.5f over bf16, %.5f over f32; gradient cosine %.5f\n", name, l16, l32, cos);
 
@@ -114,9 +152,38 @@ static void check_method(comp_method method) {
   CHECK(pt_ok());
 }
 
+// On cuda:0: f32 gives the CPU's loss and gradients to 1e-4 (relative), bf16 to bf16 precision.
+static void check_cuda(comp_method method) {
+  const char *name = method == COMP_500X ? "500x" : "icae";
+  if (pt_cuda_device_count() == 0) {
+    printf("%s: no CUDA device, the GPU comparison skipped\n", name);
+    return;
+  }
+  pt_scope s = pt_scope_begin();
+  llama_model *mc, *mg, *mh;
+  compressor *cc = make(&mc, method, PT_F32, PT_CPU), *cg = make(&mg, method, PT_F32, 0);
+  compressor *ch = make(&mh, method, PT_BF16, 0);
+  comp_batch bc = make_batch(PT_CPU), bg = make_batch(0);
+  pt_tensor *gc, *gg, *gh;
+  double lc = loss_and_grads(cc, &bc, &gc), lg = loss_and_grads(cg, &bg, &gg), lh = loss_and_grads(ch, &bg, &gh);
+  double gmax = pt_item(pt_amax_dim(pt_abs(gc), 0, 0)), gdiff = pt_item(pt_amax_dim(pt_abs(pt_sub(gg, gc)), 0, 0));
+  printf("%s on CUDA: loss f32 %.6f (CPU %.6f), bf16 %.5f; gradients f32 differ by %.2g of %.2g, bf16 cosine %.5f\n",
+         name, lg, lc, lh, gdiff, gmax, cosine(gh, gc));
+  CHECK_MSG(fabs(lg - lc) <= 1e-4 * fabs(lc), "%s: CUDA f32 loss %.6f, CPU %.6f", name, lg, lc);
+  CHECK_MSG(gdiff <= 1e-4 * gmax, "%s: CUDA f32 gradients differ from the CPU's by %g (largest %g)", name, gdiff, gmax);
+  CHECK_MSG(fabs(lh - lc) <= 0.02 * fabs(lc), "%s: CUDA bf16 loss %.5f, CPU f32 %.5f", name, lh, lc);
+  CHECK_MSG(cosine(gh, gc) > 0.99, "%s: CUDA bf16 gradients have cosine %.4f to the CPU's", name, cosine(gh, gc));
+  comp_free(cc), comp_free(cg), comp_free(ch);
+  llama_free(mc), llama_free(mg), llama_free(mh);
+  pt_scope_end(s);
+  CHECK(pt_ok());
+}
+
 int main(void) {
   pt_set_num_threads(1);
   check_method(COMP_500X);
   check_method(COMP_ICAE);
+  check_cuda(COMP_500X);
+  check_cuda(COMP_ICAE);
   return check_done("test_mixed_precision");
 }

@@ -497,6 +497,34 @@ static void test_errors(void) {
   pt_scope_end(s);
 }
 
+// On a GPU: fused attention with a prefix and padded keys (the decoder's case) gives the CPU's
+// values, and the caching allocator's peak counts a 64 MiB tensor. Without one, only the CPU answer.
+static void test_cuda(void) {
+  int64_t alloc, reserved;
+  CHECK(pt_cuda_peak_bytes(PT_CPU, &alloc, &reserved) == -1 && alloc == -1 && reserved == -1);
+  if (pt_cuda_device_count() == 0) {
+    printf("test_cuda: no CUDA device, GPU checks skipped\n");
+    return;
+  }
+  pt_scope s = pt_scope_begin();
+  pt_tensor *q = rand_f32(PT_SHAPE(2, 4, 5, 8), 11), *k = rand_f32(PT_SHAPE(2, 2, 7, 8), 12);
+  pt_tensor *v = rand_f32(PT_SHAPE(2, 2, 7, 8), 13);
+  uint8_t keymask[2 * 7];
+  for (int i = 0; i < 14; i++) keymask[i] = i != 3 && i != 13;
+  pt_tensor *km = pt_view(pt_from_data(keymask, PT_BOOL, PT_SHAPE(2, 7), PT_CPU), PT_SHAPE(2, 1, 1, 7));
+  pt_tensor *on_gpu = pt_attention(pt_to_device(q, 0), pt_to_device(k, 0), pt_to_device(v, 0), pt_to_device(km, 0), 1, 0);
+  double d = max_abs_diff(pt_to_device(on_gpu, PT_CPU), pt_attention_math(q, k, v, km, 1, 0));
+  CHECK_MSG(d < 1e-4, "CUDA masked prefix-causal attention differs from the CPU by %g", d);
+  pt_cuda_reset_peak(0);
+  pt_tensor *big = pt_zeros(PT_SHAPE(16 << 20), PT_F32, 0);
+  CHECK(pt_cuda_peak_bytes(0, &alloc, &reserved) == 0);
+  CHECK_MSG(alloc >= (64 << 20) && reserved >= alloc, "peak %lld allocated, %lld reserved after 64 MiB",
+            (long long)alloc, (long long)reserved);
+  printf("test_cuda: attention differs by %.2g; peak %lld bytes allocated\n", d, (long long)alloc);
+  CHECK(big && pt_ok());
+  pt_scope_end(s);
+}
+
 int main(void) {
   pt_set_num_threads(2);
   CHECK(pt_num_threads() == 2);
@@ -513,6 +541,7 @@ int main(void) {
   test_adamw_and_clipping();
   test_lifetimes();
   test_errors();
+  test_cuda();
   CHECK_MSG(pt_live_handles() == base, "%zu handles leaked", pt_live_handles() - base);
   return check_done("test_shim");
 }

@@ -294,7 +294,8 @@ static void train_step_usage(FILE *out) {
           "                     (configs/llama3_8b_config.json is LLaMA-3-8B's)\n"
           "  --device D         cpu (default), cuda or cuda:N\n"
           "  --bf16             on CUDA: the model in bf16, LoRA and compress weights in f32 (as bf16: true)\n"
-          "  --peak-tflops X    the device's peak at the compute dtype: MFU from train_row_flops\n");
+          "  --peak-tflops X    the device's peak at the compute dtype: MFU from train_row_flops\n\n"
+          "On CUDA it also reports the caching allocator's peak memory over the run (weights included).\n");
 }
 
 static int bench_train_step(int argc, char **argv) {
@@ -386,15 +387,24 @@ static int bench_train_step(int argc, char **argv) {
     double median = times[steps / 2], tok_s = 2.0 * batch * seq / median;
     // Model FLOPs of the step: the encoder reads seq + k tokens, the decoder seq after k prefix K/V.
     double mfu = peak > 0 ? batch * train_row_flops(&m->cfg, 0, seq + k, seq, k) / median / (peak * 1e12) : -1;
+    // Peak over the whole run: frozen weights, activations, gradients and optimizer state.
+    int64_t peak_alloc, peak_reserved;
+    pt_cuda_peak_bytes(dev, &peak_alloc, &peak_reserved);
     if (json) {
       printf("{\"impl\": \"pith\", \"tokens_per_s\": %.1f, \"median_step_s\": %.6f, \"loss\": %.6f", tok_s, median,
              loss);
       if (mfu >= 0) printf(", \"mfu\": %.6f", mfu);
+      if (peak_alloc >= 0)
+        printf(", \"peak_allocated_bytes\": %lld, \"peak_reserved_bytes\": %lld", (long long)peak_alloc,
+               (long long)peak_reserved);
       printf("}\n");
     } else {
       printf("pith train-step: 500x k=%d, batch %d, seq %d, %s %s: %.0f tokens/s (median step %.1f ms)", k, batch,
              seq, device, dtype == PT_BF16 ? "bf16" : "f32", tok_s, median * 1e3);
       if (mfu >= 0) printf(", MFU %.1f%%", 100 * mfu);
+      if (peak_alloc >= 0)
+        printf(", peak memory %.1f GiB allocated (%.1f GiB reserved)", peak_alloc / 1073741824.0,
+               peak_reserved / 1073741824.0);
       printf("\n");
     }
   }

@@ -1,16 +1,21 @@
 """500xCompressor training-step speed: `pith bench train-step` next to the same step written the
-way users would write it, in transformers + peft (PyTorch eager, same libtorch), CPU, f32.
+way users would write it, in transformers + peft (PyTorch eager, same libtorch): CPU in f32, or a
+CUDA GPU in f32 or bf16 (the model in bf16, LoRA and compress weights in f32 on both sides).
 
 The step: the encoder (the model with LoRA r on q_proj and v_proj) reads [text; k compress
 embeddings]; the K/V of the compress positions become the past_key_values of the same model with
 the adapter disabled, which reads the text and is scored on it; backward; AdamW on the LoRA and the
-compress embeddings. Without --model, a LLaMA-style model with random weights (dim 512, 8 layers)
-is made with transformers and saved to a temporary folder that both load. Rounds alternate.
+compress embeddings. With --config (a config.json), both sides make random weights of that shape on
+the device (configs/llama3_8b_config.json: LLaMA-3-8B, no download). With neither --model nor
+--config, a LLaMA-style model with random weights (dim 512, 8 layers) is saved to a temporary folder
+that both load. Rounds alternate. On CUDA both sides report their peak allocated memory.
 
-usage: bench_train_step.py --pith PATH [--model DIR] [--k 16] [--batch 4] [--seq 256] [--rounds 3]
-                           [--steps 3] [--warmup 1] [--lora-rank 64] [--threads N]
+usage: bench_train_step.py --pith PATH [--model DIR | --config FILE.json] [--k 16] [--batch 4]
+                           [--seq 256] [--rounds 3] [--steps 3] [--warmup 1] [--lora-rank 64]
+                           [--threads N] [--device cpu|cuda] [--bf16] [--peak-tflops X]
 """
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -22,7 +27,7 @@ import time
 try:
     import torch
     import torch.nn.functional as F
-    from transformers import AutoModelForCausalLM, DynamicCache
+    from transformers import AutoModelForCausalLM, DynamicCache, LlamaConfig
     from transformers.utils import logging as hf_logging
     from peft import LoraConfig, get_peft_model
     hf_logging.disable_progress_bar()
@@ -33,15 +38,26 @@ except ImportError as e:
     sys.exit(77)
 
 
+def load_model(a, model_dir):
+    dtype = torch.bfloat16 if a.bf16 else torch.float32
+    if a.config:
+        with torch.device(a.device):
+            return AutoModelForCausalLM.from_config(LlamaConfig.from_json_file(a.config), dtype=dtype)
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(a.device)
+
+
 def torch_round(a, model_dir, text):
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    """Median step seconds and peak allocated bytes (-1 on CPU) of the transformers + peft step."""
+    if a.device != "cpu":
+        torch.cuda.reset_peak_memory_stats()
+    model = load_model(a, model_dir)
     for p in model.parameters():
         p.requires_grad_(False)
     model = get_peft_model(model, LoraConfig(r=a.lora_rank, lora_alpha=32, target_modules=["q_proj", "v_proj"],
                                              lora_dropout=0.0))
     inner = model.base_model.model
     D = inner.config.hidden_size
-    compress = torch.nn.Parameter(torch.randn(a.k, D) * 0.02)
+    compress = torch.nn.Parameter(torch.randn(a.k, D, device=a.device) * 0.02)
     params = [p for p in model.parameters() if p.requires_grad] + [compress]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
     B, N = text.shape
@@ -49,34 +65,40 @@ def torch_round(a, model_dir, text):
     for step in range(a.warmup + a.steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        enc_in = torch.cat([inner.model.embed_tokens(text), compress.expand(B, -1, -1)], dim=1)
+        embeds = inner.model.embed_tokens(text)
+        enc_in = torch.cat([embeds, compress.to(embeds.dtype).expand(B, -1, -1)], dim=1)
         enc = model(inputs_embeds=enc_in, use_cache=True)
         cache = DynamicCache()
         for l, layer in enumerate(enc.past_key_values.layers):
             cache.update(layer.keys[:, :, N:], layer.values[:, :, N:], l)
         with model.disable_adapter():
             logits = model(input_ids=text, past_key_values=cache).logits
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), text.reshape(-1))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), text.reshape(-1))
         loss.backward()
         opt.step()
         loss.item()
         if step >= a.warmup:
             times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    peak = torch.cuda.max_memory_allocated() if a.device != "cpu" else -1
+    return statistics.median(times), peak
 
 
 def pith_round(a, model_dir):
-    cmd = [a.pith, "bench", "train-step", "--json", "--model", model_dir, "--k", str(a.k), "--batch", str(a.batch),
-           "--seq", str(a.seq), "--steps", str(a.steps), "--warmup", str(a.warmup), "--lora-rank", str(a.lora_rank),
-           "--threads", str(a.threads)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["median_step_s"]
+    """Median step seconds, peak allocated bytes (-1 on CPU) and MFU (-1 without --peak-tflops)."""
+    cmd = [a.pith, "bench", "train-step", "--json", "--k", str(a.k), "--batch", str(a.batch), "--seq", str(a.seq),
+           "--steps", str(a.steps), "--warmup", str(a.warmup), "--lora-rank", str(a.lora_rank),
+           "--threads", str(a.threads), "--device", a.device, "--peak-tflops", str(a.peak_tflops)]
+    cmd += ["--config", a.config] if a.config else ["--model", model_dir]
+    cmd += ["--bf16"] if a.bf16 else []
+    out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    return out["median_step_s"], out.get("peak_allocated_bytes", -1), out.get("mfu", -1)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pith", required=True)
     p.add_argument("--model")
+    p.add_argument("--config")
     p.add_argument("--k", type=int, default=16)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=256)
@@ -85,27 +107,48 @@ def main():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--lora-rank", type=int, default=64)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--bf16", action="store_true", help="CUDA only: the model in bf16")
+    p.add_argument("--peak-tflops", type=float, default=0, help="the device's peak, for MFU")
     a = p.parse_args()
+    if a.model and a.config:
+        p.error("--model and --config exclude each other")
+    if a.bf16 and a.device == "cpu":
+        p.error("--bf16 needs --device cuda (pith trains in f32 on CPU)")
+    if a.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda, but this torch sees no CUDA device")
     torch.set_num_threads(a.threads)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = a.model
-        if not model_dir:
+        if not model_dir and not a.config:
             model_dir = os.path.join(tmp, "model")
             random_model(model_dir)
-        vocab = AutoModelForCausalLM.from_pretrained(model_dir).config.vocab_size
-        text = torch.randint(0, vocab, (a.batch, a.seq), generator=torch.Generator().manual_seed(5))
-        pith_s, torch_s = [], []
+        cfg = LlamaConfig.from_json_file(a.config) if a.config else LlamaConfig.from_pretrained(model_dir)
+        text = torch.randint(0, cfg.vocab_size, (a.batch, a.seq), generator=torch.Generator().manual_seed(5))
+        text = text.to(a.device)
+        pith_r, torch_r = [], []
         for r in range(a.rounds):
-            pith_s.append(pith_round(a, model_dir))
-            torch_s.append(torch_round(a, model_dir, text))
-            print(f"round {r + 1}/{a.rounds}: pith {pith_s[-1] * 1e3:.0f} ms/step, "
-                  f"transformers+peft {torch_s[-1] * 1e3:.0f} ms/step", flush=True)
+            pith_r.append(pith_round(a, model_dir))
+            torch_r.append(torch_round(a, model_dir, text))
+            gc.collect()  # free the model before pith's next round needs the device memory
+            if a.device != "cpu":
+                torch.cuda.empty_cache()
+            print(f"round {r + 1}/{a.rounds}: pith {pith_r[-1][0] * 1e3:.0f} ms/step, "
+                  f"transformers+peft {torch_r[-1][0] * 1e3:.0f} ms/step", flush=True)
     tokens = 2 * a.batch * a.seq  # encoder and decoder tokens
-    pt, tt = tokens / statistics.median(pith_s), tokens / statistics.median(torch_s)
-    print(f"500x train step: k {a.k}, batch {a.batch}, seq {a.seq}, LoRA r {a.lora_rank} on q,v, {a.threads} threads, "
-          f"f32 CPU, libtorch {torch.__version__}")
-    print(f"  pith:               {pt:10.0f} tokens/s")
-    print(f"  transformers+peft:  {tt:10.0f} tokens/s")
+    pith_s, torch_s = statistics.median(x[0] for x in pith_r), statistics.median(x[0] for x in torch_r)
+    pt, tt = tokens / pith_s, tokens / torch_s
+    where = f"{a.threads} threads, f32 CPU" if a.device == "cpu" else \
+        f"{torch.cuda.get_device_name()}, {'bf16' if a.bf16 else 'f32'}"
+    print(f"500x train step: k {a.k}, batch {a.batch}, seq {a.seq}, LoRA r {a.lora_rank} on q,v, {where}, "
+          f"libtorch {torch.__version__}")
+    pith_mfu = statistics.median(x[2] for x in pith_r)
+    for name, tok_s, mfu, peak in (("pith", pt, pith_mfu, max(x[1] for x in pith_r)),
+                                   ("transformers+peft", tt, pith_mfu * pith_s / torch_s, max(x[1] for x in torch_r))):
+        line = f"  {name + ':':19s} {tok_s:10.0f} tokens/s"
+        line += f", MFU {100 * mfu:.1f}%" if a.peak_tflops > 0 else ""
+        line += f", peak {peak / 2**30:.1f} GiB allocated" if peak >= 0 else ""
+        print(line)
     print(f"  ratio:              {pt / tt:10.2f}x")
 
 
