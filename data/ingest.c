@@ -1501,12 +1501,15 @@ int ingest_tokenizer_fingerprint(const tokenizer *tok, char hex[SHA256_HEX_SIZE]
 int ingest_warn_other_tokenizer(const char *corpus_path, const corpus_info *ci, const tokenizer *tok,
                                 const char *tok_path, FILE *out, pith_err *err) {
   char fp[SHA256_HEX_SIZE], own[SHA256_HEX_SIZE];  // as loaded; without the model folder's configs
-  if (fingerprint(tok, 0, fp, err) < 0 || fingerprint(tok, 1, own, err) < 0) return -1;
-  if (ci->tokenizer_sha256 && (!strcmp(ci->tokenizer_sha256, fp) || !strcmp(ci->tokenizer_sha256, own))) return 0;
+  const char *want = ci->tokenizer_sha256;
+  if (fingerprint(tok, 0, fp, err) < 0) return -1;
+  if (want && !strcmp(want, fp)) return 0;  // the usual case: one pass over the tokenizer's files
+  if (fingerprint(tok, 1, own, err) < 0) return -1;
+  if (want && !strcmp(want, own)) return 0;
   fprintf(out,
           "warning: %s was tokenized by another tokenizer (fingerprint %.12s) than %s (%.12s); if their ids "
           "differ, the model reads the wrong tokens\n",
-          corpus_path, ci->tokenizer_sha256 ? ci->tokenizer_sha256 : "none", tok_path, fp);
+          corpus_path, want ? want : "none", tok_path, fp);
   return 1;
 }
 

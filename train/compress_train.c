@@ -580,6 +580,10 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
     if (save_every > 0 && done % save_every == 0 && done != total && save_checkpoint(t, done, loss_sum, err)) return -1;
   }
   if (t->tty) printf("\n");
+  int64_t peak_alloc, peak_reserved;  // on CUDA: what the run needed, weights included
+  if (pt_cuda_peak_bytes(t->model->device, &peak_alloc, &peak_reserved) == 0)
+    printf("peak GPU memory: %.1f GiB allocated, %.1f GiB reserved\n", peak_alloc / 1073741824.0,
+           peak_reserved / 1073741824.0);
   if (g_stop_signal) {
     printf("signal %d: saving a checkpoint at step %lld and stopping\n", (int)g_stop_signal, (long long)step);
     if (save_checkpoint(t, step, last_loss, err)) return -1;
