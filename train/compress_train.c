@@ -413,7 +413,7 @@ static int setup(trainer *t, int resume, pith_err *err) {
   pt_adamw_config oc = {run_config_float(c, "learning_rate"), run_config_float(c, "adam_beta1"),
                         run_config_float(c, "adam_beta2"), run_config_float(c, "adam_epsilon"),
                         run_config_float(c, "weight_decay")};
-  t->dropout_gen = pt_gen_new(seed + 7, PT_CPU);
+  t->dropout_gen = pt_gen_new(seed + 7, dev);  // where the dropout masks are drawn
   if (t->task == TASK_LM) {
     if (setup_lm(t, dtype, dev, err)) return -1;
     if (check_vocab(t, train_file, data_vocab, err)) return -1;
