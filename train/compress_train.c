@@ -462,10 +462,9 @@ static int setup(trainer *t, int resume, pith_err *err) {
   return 0;
 }
 
-// mfu < 0: not known (no peak_tflops).
+// mfu < 0: not known (no peak_tflops). eta in seconds.
 static void log_line(trainer *t, int64_t step, int64_t total, double loss, double gnorm, double lr, double tok_s,
-                     double mfu, double elapsed, int final) {
-  double eta = step > 0 ? elapsed / step * (total - step) : 0;
+                     double mfu, double eta, int final) {
   char line[256], mfu_s[32] = "";
   if (mfu >= 0) snprintf(mfu_s, sizeof mfu_s, "  MFU %.1f%%", 100 * mfu);
   snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s%s  ETA %02d:%02d",
@@ -516,7 +515,10 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
   int64_t eval_every = run_config_int(c, "eval_steps");
   double max_norm = run_config_float(c, "max_grad_norm");
   int skip_nan = !strcmp(run_config_str(c, "nan_policy"), "skip");
-  double t0 = pith_now_s(), tokens = 0, flops = 0, last_loss = NAN;
+  // Tokens/s, MFU and the ETA are rates over the steps since the last logged line (the window), so
+  // that the first steps' warm-up and the pauses to evaluate or save do not linger in them.
+  double win_t0 = pith_now_s(), tokens = 0, flops = 0, last_loss = NAN;
+  int64_t win_steps = 0;
   double peak_flops = run_config_float(c, "peak_tflops") * 1e12;
   int64_t step = start_step;
   for (; step < total && !g_stop_signal; step++) {
@@ -558,19 +560,23 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
     }
     if (pt_adamw_step(t->opt)) return pith_fail(err, "optimizer: %s", pt_error());
     last_loss = loss_sum;
-    double elapsed = pith_now_s() - t0;
+    double span = pith_now_s() - win_t0;
     int64_t done = step + 1;
-    if (done % log_every == 0 || done == total || t->tty) {
-      double mfu = peak_flops > 0 ? flops / elapsed / peak_flops : -1;
-      log_line(t, done, total, loss_sum, gnorm, lr, tokens / elapsed, mfu, elapsed, done == total);
-      if (done % log_every == 0 || done == total) {
+    int logged = done % log_every == 0 || done == total;
+    win_steps++;
+    if (logged || t->tty) {
+      double mfu = peak_flops > 0 ? flops / span / peak_flops : -1;
+      log_line(t, done, total, loss_sum, gnorm, lr, tokens / span, mfu, span / win_steps * (double)(total - done),
+               done == total);
+      if (logged) {
         fprintf(t->metrics, "{\"step\": %lld, \"loss\": %.6f, \"grad_norm\": %.6f, \"lr\": %.6g, \"tokens_per_s\": %.1f",
-                (long long)done, loss_sum, gnorm, lr, tokens / elapsed);
+                (long long)done, loss_sum, gnorm, lr, tokens / span);
         if (mfu >= 0) fprintf(t->metrics, ", \"mfu\": %.5f", mfu);
         fprintf(t->metrics, "}\n");
         fflush(t->metrics);
       }
     }
+    int paused = (eval_every > 0 && done % eval_every == 0) || (save_every > 0 && done % save_every == 0);
     if (eval_every > 0 && done % eval_every == 0 && done != total) {
       double v = evaluate(t, t->comp != NULL, err);
       if (t->tty) printf("\n");
@@ -578,6 +584,7 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
       fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)done, v);
     }
     if (save_every > 0 && done % save_every == 0 && done != total && save_checkpoint(t, done, loss_sum, err)) return -1;
+    if (logged || paused) win_t0 = pith_now_s(), tokens = flops = 0, win_steps = 0;
   }
   if (t->tty) printf("\n");
   int64_t peak_alloc, peak_reserved;  // on CUDA: what the run needed, weights included
