@@ -2,7 +2,8 @@
 interrupted-and-resumed run has exactly the loss curve of an uninterrupted one (CPU, bit-exact),
 finetune starts from a pretrain run, and bad configs fail with clear one-line errors.
 
-Run by ctest with PITH_BIN (the pith binary) and PITH_ASSETS.
+Run by ctest with PITH_BIN (the pith binary) and PITH_ASSETS. With `--device cuda` (scripts/gpu-check)
+the runs are on the GPU in bf16, and resume must be bit-exact there too.
 """
 import json
 import os
@@ -28,6 +29,7 @@ def losses(run_dir):
 
 
 def main():
+    device = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
     ckpt = os.path.join(ASSETS, "models/stories260K.bin")
     if not PITH or not os.path.exists(ckpt):
         print("SKIP: PITH_BIN unset or assets absent")
@@ -40,6 +42,8 @@ def main():
         common = [f"model_name_or_path={model}", f"train_file={corpus}", "num_compress_tokens=2", "cutoff_len=32",
                   "per_device_train_batch_size=4", "lora_rank=4", "lora_alpha=8", "lora_dropout=0.1",
                   "learning_rate=3e-3", "warmup_steps=3", "logging_steps=1", "eval_batches=2", "threads=1"]
+        if device != "cpu":
+            common += [f"device={device}", "bf16=true"]
         full, part = os.path.join(tmp, "full"), os.path.join(tmp, "part")
         run("pretrain", *common, "max_steps=16", f"output_dir={full}")
         run("pretrain", *common, "max_steps=8", f"output_dir={part}")
@@ -50,7 +54,7 @@ def main():
         for step in range(1, 17):
             if a[step] != b[step]:
                 raise SystemExit(f"FAIL: step {step}: loss {a[step]!r} uninterrupted, {b[step]!r} resumed")
-        print(f"resume: 16 losses identical to the bit (first {a[1]:.4f}, last {a[16]:.4f})")
+        print(f"resume on {device}: 16 losses identical to the bit (first {a[1]:.4f}, last {a[16]:.4f})")
         first, last = sum(a[s] for s in range(1, 5)) / 4, sum(a[s] for s in range(13, 17)) / 4
         if not last < first:
             raise SystemExit(f"FAIL: the loss did not fall: {first:.4f} -> {last:.4f}")
