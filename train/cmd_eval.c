@@ -47,6 +47,9 @@
 #define EVAL_VERSION 1
 #define PATH_MAX_LEN 4096
 #define VERIFY_TOL 1e-4  // logit gap tolerated between cached generation and comp_decode
+// The same over a bf16 model: logits near 16 are 1/16 apart there, and the cached and uncached
+// routes round differently, so a step or two of that spacing; a wrong token is far further off.
+#define VERIFY_TOL_BF16 0.125
 
 typedef enum { EVAL_QA, EVAL_REGEN } eval_task;
 enum { SYS_COMPRESSED, SYS_FULL, SYS_NONE, SYS_TRUNCATED, SYS_NO_LAYER0, N_SYS };
@@ -61,7 +64,7 @@ static const char *const REGEN_METRICS[] = {"rouge1", "rouge2", "rougeL", "bleu"
 
 typedef struct {
   const char *compressor, *data, *task, *split, *baselines, *out, *name, *model, *tokenizer, *device;
-  int max_examples, cutoff_len, max_new_tokens, k, threads, quiet, verify;
+  int max_examples, cutoff_len, max_new_tokens, k, threads, quiet, verify, bf16;
 } eval_opts;
 
 // Score sums of one system.
@@ -107,7 +110,7 @@ static void usage(FILE *f) {
           "usage: pith eval --compressor DIR|none --data FILE.h5 [--task qa|regen] [--split val|test|train|all]\n"
           "                 [--max-examples N] [--cutoff-len N] [--max-new-tokens N] [--baselines LIST]\n"
           "                 [--k N] [--out DIR] [--name NAME] [--model DIR] [--tokenizer PATH]\n"
-          "                 [--device cpu|cuda:N] [--threads N] [--verify] [--quiet]\n\n"
+          "                 [--device cpu|cuda:N] [--bf16] [--threads N] [--verify] [--quiet]\n\n"
           "Scores a soft-token compressor (500x or ICAE) and baselines on a pith corpus, decoding greedily the\n"
           "way pith pretrain/finetune train: QA (finetune: the decoder answers \"Question: {q} Answer: \" after\n"
           "the compressed context; SQuAD v1.1 EM/F1 against every gold answer, and the raw EM/F1 of\n"
@@ -141,6 +144,7 @@ static void usage(FILE *f) {
           "  --model DIR        base model folder (default: the one the export names; required with none)\n"
           "  --tokenizer PATH   tokenizer (default: the export's, else the model folder)\n"
           "  --device D         cpu (default), cuda or cuda:N; computation in f32\n"
+          "  --bf16             on CUDA: the base model in bf16, as bf16: true trains (half the memory)\n"
           "  --threads N        CPU threads (default: libtorch's)\n"
           "  --verify           also check every compressed generation against comp_decode without a cache\n"
           "                     (each token must be a greedy choice of its logits, to 1e-4): slow, for tests\n"
@@ -219,6 +223,9 @@ static int parse_args(int argc, char **argv, eval_opts *o) {
     } else if (!strcmp(a, "--verify")) {
       o->verify = 1;
       continue;
+    } else if (!strcmp(a, "--bf16")) {
+      o->bf16 = 1;
+      continue;
     }
     if (!strcmp(a, "--compressor")) str = &o->compressor;
     else if (!strcmp(a, "--data")) str = &o->data;
@@ -249,6 +256,8 @@ static int parse_args(int argc, char **argv, eval_opts *o) {
     return usage_error("--split is val, test, train or all, not '%s'", o->split);
   if (strcmp(o->device, "cpu") && strcmp(o->device, "cuda") && strncmp(o->device, "cuda:", 5))
     return usage_error("--device is cpu, cuda or cuda:N, not '%s'", o->device);
+  if (o->bf16 && !strcmp(o->device, "cpu"))
+    return usage_error("--bf16 needs --device cuda (CPU evaluation runs in f32, as CPU training does)");
   int none = !strcmp(o->compressor, "none");
   if (none && !o->model) return usage_error("--compressor none needs --model DIR");
   if (!none && o->k > 0) return usage_error("--k is for --compressor none (a compressor has its own k)");
@@ -380,7 +389,7 @@ static int load_models(evaluator *ev, pith_err *err) {
 
   const corpus_info *ci = corpus_get_info(ev->corp);
   if (ingest_warn_other_tokenizer(o->data, ci, ev->tok, ev->tok_path, stderr, err) < 0) return -1;
-  ev->model = hf_model_load(ev->model_dir, PT_F32, ev->dev, err);
+  ev->model = hf_model_load(ev->model_dir, ev->o.bf16 ? PT_BF16 : PT_F32, ev->dev, err);
   if (!ev->model) return -1;
   if (ci->vocab_size > ev->model->cfg.vocab_size)
     return pith_fail(err, "%s: token ids up to %lld, but the model %s has %d tokens (another tokenizer?)", o->data,
@@ -438,7 +447,7 @@ static int verify_greedy(evaluator *ev, const comp_code *code, const int32_t *pr
     for (int v = 1; v < V; v++) best = row[v] > best ? row[v] : best;
     double gap = (double)best - row[gen[s]];
     if (gap > ev->verify_gap) ev->verify_gap = gap;
-    if (!(gap <= VERIFY_TOL))
+    if (!(gap <= (ev->model->dtype == PT_BF16 ? VERIFY_TOL_BF16 : VERIFY_TOL)))
       rc = pith_fail(err, "verify: generated token %d (id %d) is %.3g below comp_decode's best logit: the cached "
                           "generation and comp_decode disagree", s, (int)gen[s], gap);
   }
@@ -770,7 +779,8 @@ static int write_config(evaluator *ev, pith_err *err) {
     {"split", RC_STRING, "", ""}, {"n_examples", RC_INT, "0", ""}, {"max_examples", RC_INT, "0", ""},
     {"cutoff_len", RC_INT, "0", ""}, {"max_new_tokens", RC_INT, "0", ""}, {"baselines", RC_STRING, "", ""},
     {"model", RC_STRING, "", ""}, {"tokenizer", RC_STRING, "", ""}, {"device", RC_STRING, "", ""},
-    {"threads", RC_INT, "0", ""}, {"verify", RC_BOOL, "false", ""}, {"out", RC_STRING, "", ""},
+    {"bf16", RC_BOOL, "false", ""}, {"threads", RC_INT, "0", ""}, {"verify", RC_BOOL, "false", ""},
+    {"out", RC_STRING, "", ""},
     {"name", RC_STRING, "", ""},
   };
   char baselines[64] = "", kv[PATH_MAX_LEN + 64];
@@ -787,7 +797,8 @@ static int write_config(evaluator *ev, pith_err *err) {
     {"split", ev->o.split, 0}, {"n_examples", NULL, ev->n_items}, {"max_examples", NULL, ev->o.max_examples},
     {"cutoff_len", NULL, ev->cutoff}, {"max_new_tokens", NULL, ev->max_new}, {"baselines", baselines, 0},
     {"model", ev->model_dir, 0}, {"tokenizer", ev->tok_path, 0}, {"device", ev->o.device, 0},
-    {"threads", NULL, ev->o.threads}, {"verify", ev->o.verify ? "true" : "false", 0}, {"out", ev->out_dir, 0},
+    {"bf16", ev->o.bf16 ? "true" : "false", 0}, {"threads", NULL, ev->o.threads},
+    {"verify", ev->o.verify ? "true" : "false", 0}, {"out", ev->out_dir, 0},
     {"name", ev->name, 0},
   };
   // The export folder moved into OUT when the compressor came from a run.
