@@ -47,9 +47,6 @@
 #define EVAL_VERSION 1
 #define PATH_MAX_LEN 4096
 #define VERIFY_TOL 1e-4  // logit gap tolerated between cached generation and comp_decode
-// The same over a bf16 model: logits near 16 are 1/16 apart there, and the cached and uncached
-// routes round differently, so a step or two of that spacing; a wrong token is far further off.
-#define VERIFY_TOL_BF16 0.125
 
 typedef enum { EVAL_QA, EVAL_REGEN } eval_task;
 enum { SYS_COMPRESSED, SYS_FULL, SYS_NONE, SYS_TRUNCATED, SYS_NO_LAYER0, N_SYS };
@@ -144,7 +141,8 @@ static void usage(FILE *f) {
           "  --model DIR        base model folder (default: the one the export names; required with none)\n"
           "  --tokenizer PATH   tokenizer (default: the export's, else the model folder)\n"
           "  --device D         cpu (default), cuda or cuda:N; computation in f32\n"
-          "  --bf16             on CUDA: the base model in bf16, as bf16: true trains (half the memory)\n"
+          "  --bf16             on CUDA: the base model in bf16, as bf16: true trains (half the memory);\n"
+          "                     not with --verify\n"
           "  --threads N        CPU threads (default: libtorch's)\n"
           "  --verify           also check every compressed generation against comp_decode without a cache\n"
           "                     (each token must be a greedy choice of its logits, to 1e-4): slow, for tests\n"
@@ -258,6 +256,9 @@ static int parse_args(int argc, char **argv, eval_opts *o) {
     return usage_error("--device is cpu, cuda or cuda:N, not '%s'", o->device);
   if (o->bf16 && !strcmp(o->device, "cpu"))
     return usage_error("--bf16 needs --device cuda (CPU evaluation runs in f32, as CPU training does)");
+  // In bf16 the cached and uncached decoders round differently: on an H200 a logit gap of 0.188
+  // appeared 63 tokens into a generation, so greedy choices can part on near-ties. Checked in f32.
+  if (o->bf16 && o->verify) return usage_error("--verify checks in f32: leave out --bf16");
   int none = !strcmp(o->compressor, "none");
   if (none && !o->model) return usage_error("--compressor none needs --model DIR");
   if (!none && o->k > 0) return usage_error("--k is for --compressor none (a compressor has its own k)");
@@ -447,7 +448,7 @@ static int verify_greedy(evaluator *ev, const comp_code *code, const int32_t *pr
     for (int v = 1; v < V; v++) best = row[v] > best ? row[v] : best;
     double gap = (double)best - row[gen[s]];
     if (gap > ev->verify_gap) ev->verify_gap = gap;
-    if (!(gap <= (ev->model->dtype == PT_BF16 ? VERIFY_TOL_BF16 : VERIFY_TOL)))
+    if (!(gap <= VERIFY_TOL))
       rc = pith_fail(err, "verify: generated token %d (id %d) is %.3g below comp_decode's best logit: the cached "
                           "generation and comp_decode disagree", s, (int)gen[s], gap);
   }
