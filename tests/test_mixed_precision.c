@@ -23,6 +23,7 @@ typedef struct {
 
 static int collect_weight(const char *name, pt_tensor **slot, pt_shape shape, void *vctx) {
   place_ctx *ctx = vctx;
+  if (ctx->n == (int)(sizeof ctx->w / sizeof ctx->w[0])) return -1;  // more weights than the tiny model has
   ctx->w[ctx->n++] = *slot;
   return 0;
 }
@@ -42,9 +43,9 @@ static compressor *make(llama_model **m, comp_method method, pt_dtype dtype, pt_
   place_ctx ctx = {.dtype = dtype, .dev = dev};
   *m = src ? llama_alloc(&c, dtype, dev, &err) : NULL;
   if (*m) {
-    llama_visit_weights(src, collect_weight, &ctx);
+    int bad = llama_visit_weights(src, collect_weight, &ctx);
     ctx.n = 0;
-    if (llama_visit_weights(*m, place_weight, &ctx) || llama_check_weights(*m, &err)) llama_free(*m), *m = NULL;
+    if (bad || llama_visit_weights(*m, place_weight, &ctx) || llama_check_weights(*m, &err)) llama_free(*m), *m = NULL;
   }
   llama_free(src);
   CHECK_MSG(*m != NULL, "%s %s", err.msg, pt_error());
