@@ -336,18 +336,17 @@ static int bench_train_step(int argc, char **argv) {
   }
   if (threads > 0) pt_set_num_threads(threads);
   pith_err err;
-  pt_device dev = PT_CPU;
-  if (!strncmp(device, "cuda", 4)) dev = device[4] == ':' ? atoi(device + 5) : 0;
-  else if (strcmp(device, "cpu")) {
-    fprintf(stderr, "pith bench train-step: --device is cpu, cuda or cuda:N, not '%s'\n", device);
+  pt_device dev;
+  int bad = pt_device_parse(device, &dev);
+  if (bad) {
+    fprintf(stderr, "pith bench train-step: --device %s\n", pt_error());
+    return bad == -2 ? 1 : 2;
+  }
+  if (bf16 && dev == PT_CPU) {
+    fprintf(stderr, "pith bench train-step: --bf16 needs --device cuda (CPU runs in f32)\n");
     return 2;
   }
-  if (dev != PT_CPU && dev >= pt_cuda_device_count()) {
-    fprintf(stderr, "pith bench train-step: %s asked for, but %d CUDA device(s) are visible\n", device,
-            pt_cuda_device_count());
-    return 1;
-  }
-  pt_dtype dtype = bf16 && dev != PT_CPU ? PT_BF16 : PT_F32;  // as the trainer: CPU runs in f32
+  pt_dtype dtype = bf16 ? PT_BF16 : PT_F32;
   llama_config mc;
   llama_model *m = shape ? (hf_config_load(shape, &mc, &err) ? NULL : llama_new_random(&mc, 1, dtype, dev, &err))
                          : hf_model_load(dir, dtype, dev, &err);

@@ -252,8 +252,9 @@ static int parse_args(int argc, char **argv, eval_opts *o) {
     return usage_error("--task is qa or regen, not '%s'", o->task);
   if (strcmp(o->split, "val") && strcmp(o->split, "test") && strcmp(o->split, "train") && strcmp(o->split, "all"))
     return usage_error("--split is val, test, train or all, not '%s'", o->split);
-  if (strcmp(o->device, "cpu") && strcmp(o->device, "cuda") && strncmp(o->device, "cuda:", 5))
-    return usage_error("--device is cpu, cuda or cuda:N, not '%s'", o->device);
+  pt_device dev;  // a GPU that is not visible is load_models' error, not a usage error
+  if (pt_device_parse(o->device, &dev) == -1) return usage_error("--device %s", pt_error());
+  pt_error_clear();
   if (o->bf16 && !strcmp(o->device, "cpu"))
     return usage_error("--bf16 needs --device cuda (CPU evaluation runs in f32, as CPU training does)");
   // In bf16 the cached and uncached decoders round differently: on an H200 a logit gap of 0.188
@@ -370,11 +371,7 @@ static int load_models(evaluator *ev, pith_err *err) {
   snprintf(ev->tok_path, sizeof ev->tok_path, "%s",
            o->tokenizer ? o->tokenizer : tok_is_model ? ev->model_dir : ev->info.tokenizer);
   if (o->threads > 0) pt_set_num_threads(o->threads);
-  ev->dev = PT_CPU;
-  if (!strncmp(o->device, "cuda", 4)) ev->dev = o->device[4] == ':' ? atoi(o->device + 5) : 0;
-  if (ev->dev != PT_CPU && ev->dev >= pt_cuda_device_count())
-    return pith_fail(err, "--device %s asked for, but %d CUDA device(s) are visible", o->device,
-                     pt_cuda_device_count());
+  if (pt_device_parse(o->device, &ev->dev)) return pith_fail(err, "--device %s", pt_error());
 
   ev->tok = tokenizer_load(ev->tok_path, err);
   if (!ev->tok) return -1;

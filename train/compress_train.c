@@ -377,12 +377,8 @@ static int setup(trainer *t, int resume, pith_err *err) {
   const char *tok_path = *run_config_str(c, "tokenizer") ? run_config_str(c, "tokenizer") : model_dir;
   if (!*tok_path) return pith_fail(err, "tokenizer: not set (and no model_name_or_path to take it from)");
   if (run_config_int(c, "threads") > 0) pt_set_num_threads((int)run_config_int(c, "threads"));
-  pt_device dev = PT_CPU;
-  const char *d = run_config_str(c, "device");
-  if (!strncmp(d, "cuda", 4)) dev = d[4] == ':' ? atoi(d + 5) : 0;
-  else if (strcmp(d, "cpu")) return pith_fail(err, "device: '%s' is not cpu, cuda or cuda:N", d);
-  if (dev != PT_CPU && dev >= pt_cuda_device_count())
-    return pith_fail(err, "device: %s asked for, but %d CUDA device(s) are visible", d, pt_cuda_device_count());
+  pt_device dev;
+  if (pt_device_parse(run_config_str(c, "device"), &dev)) return pith_fail(err, "device %s", pt_error());
   pt_dtype dtype = run_config_bool(c, "bf16") && dev != PT_CPU ? PT_BF16 : PT_F32;
   // pith lm's parameters are the model's own weights, which would then be bf16 with no f32 copy.
   if (t->task == TASK_LM && run_config_bool(c, "bf16"))
