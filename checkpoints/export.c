@@ -573,14 +573,10 @@ static int load_into(pt_tensor *dst, const st_tensor *t, const char *file, pith_
   pt_scope sc = pt_scope_begin();
   pt_tensor *src = pt_from_data(buf, PT_F32, want, PT_CPU);
   int rc = src ? pt_copy_(dst, src) : -1;
+  if (rc || !pt_ok()) rc = pt_fail(err, "%s: %s", file, t->name);
   pt_scope_end(sc);
   free(buf);
-  if (rc || !pt_ok()) {
-    rc = pith_fail(err, "%s: %s: %s", file, t->name, pt_error());
-    pt_error_clear();
-    return rc;
-  }
-  return 0;
+  return rc;
 }
 
 int export_load(const char *dir, const llama_model *base, compressor **out, pith_err *err) {

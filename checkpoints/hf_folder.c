@@ -197,8 +197,7 @@ static int load_weight(const char *name, pt_tensor **slot, pt_shape shape, void 
   pt_tensor *x = pt_to_device(pt_to_dtype(pt_from_data(t->data, stored, shape, PT_CPU), ctx->dtype), ctx->dev);
   *slot = pt_keep(pt_scope_return(s, x));
   if (!x) {
-    pith_fail(ctx->err, "%s: tensor '%s': %s", ctx->dir, name, pt_error());
-    pt_error_clear();
+    pt_fail(ctx->err, "%s: tensor '%s'", ctx->dir, name);
     return -1;
   }
   return 0;
@@ -233,8 +232,7 @@ static int save_weight(const char *name, pt_tensor **slot, pt_shape shape, void 
   void *buf = malloc(nbytes ? nbytes : 1);
   int rc = pt_to_data(*slot, buf, nbytes);
   if (rc) {
-    pith_fail(ctx->err, "save %s: %s", name, pt_error());
-    pt_error_clear();
+    pt_fail(ctx->err, "save %s", name);
   } else {
     rc = st_writer_add(ctx->w, name, ctx->dtype, shape.ndim, shape.d, buf, ctx->err);
   }

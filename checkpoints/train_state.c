@@ -195,9 +195,7 @@ static uint8_t *b64_decode(const char *s, size_t *n) {
 
 // Move a pending shim error into err and clear it.
 static int fail_shim(pith_err *err, const char *where, const char *name) {
-  pith_fail(err, "%s: tensor '%s': %s", where, name, pt_ok() ? "failed" : pt_error());
-  pt_error_clear();
-  return -1;
+  return pt_fail(err, "%s: tensor '%s'", where, name);
 }
 
 // ---- save ---------------------------------------------------------------------------------------
@@ -456,8 +454,7 @@ int train_state_save(const char *run_dir, const train_state *s, int keep_last, p
   if (s->step < 0) return pith_fail(err, "train_state_save: %s: negative step %lld", run_dir, (long long)s->step);
   if (keep_last < 0) return pith_fail(err, "train_state_save: %s: keep_last %d is negative", run_dir, keep_last);
   if (!pt_ok())
-    return pith_fail(err, "train_state_save: %s: a shim error was pending before the call: %s", run_dir,
-                     pt_error());
+    return pt_fail(err, "train_state_save: %s: a shim error was pending before the call", run_dir);
   for (int i = 0; i < s->n; i++) {
     if (!s->names[i] || !s->names[i][0])
       return pith_fail(err, "train_state_save: %s: tensor %d has no name", run_dir, i);
@@ -717,8 +714,9 @@ static int copy_in(pt_tensor *dst, const st_tensor *src, const char *file, pith_
   pt_scope sc = pt_scope_begin();
   pt_tensor *t = pt_from_data(src->data, pt_dtype_of(dst), sh, PT_CPU);
   int rc = t ? pt_copy_(dst, t) : -1;
+  if (rc != 0 || !pt_ok()) rc = fail_shim(err, file, src->name);
   pt_scope_end(sc);
-  return rc == 0 && pt_ok() ? 0 : fail_shim(err, file, src->name);
+  return rc;
 }
 
 int train_state_load(const char *ckpt_dir, pt_tensor *const *params, const char *const *names, int n,
@@ -731,8 +729,7 @@ int train_state_load(const char *ckpt_dir, pt_tensor *const *params, const char 
   if (!ckpt_dir || n < 0 || (n > 0 && (!params || !names)))
     return pith_fail(err, "train_state_load: NULL argument");
   if (!pt_ok())
-    return pith_fail(err, "train_state_load: %s: a shim error was pending before the call: %s", ckpt_dir,
-                     pt_error());
+    return pt_fail(err, "train_state_load: %s: a shim error was pending before the call", ckpt_dir);
   load_ctx c = {0};
   int64_t st = 0, opt_steps = -1;
   size_t rlen = 0;

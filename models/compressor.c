@@ -36,8 +36,7 @@ compressor *comp_new(const llama_model *base, comp_config cfg, lora_config lora,
   if (cfg.method == COMP_ICAE) c->ae = new_embedding(base, 1, g);
   pt_gen_free(g);
   if (!pt_ok()) {
-    pith_fail(err, "compressor: %s", pt_error());
-    pt_error_clear();
+    pt_fail(err, "compressor");
     comp_free(c);
     return NULL;
   }
@@ -99,8 +98,7 @@ int comp_encode(const compressor *c, const pt_tensor *text_ids, const pt_tensor 
   in.want_hidden = c->cfg.method == COMP_ICAE;
   llama_outputs out;
   if (!x || llama_forward(m, &in, &out, err)) {
-    if (!x) pith_fail(err, "compressor: encode: %s", pt_error());
-    pt_error_clear();
+    if (!x) pt_fail(err, "compressor: encode");
     return -1;
   }
   code->n_layers = m->cfg.n_layers;
@@ -110,8 +108,7 @@ int comp_encode(const compressor *c, const pt_tensor *text_ids, const pt_tensor 
   if (c->cfg.method == COMP_500X && c->cfg.positions == COMP_POS_CONSISTENT)
     for (int l = 0; l < code->n_layers; l++) code->k[l] = rotate_back(m, code->k[l], N);
   if (!pt_ok()) {
-    pith_fail(err, "compressor: encode: %s", pt_error());
-    pt_error_clear();
+    pt_fail(err, "compressor: encode");
     comp_code_free(code);
     return -1;
   }
@@ -147,8 +144,7 @@ pt_tensor *comp_decode(const compressor *c, const comp_code *code, const pt_tens
   pt_tensor *x = pt_cat(parts, ae ? 3 : 2, 1);
   llama_inputs in = {.embeds = x, .mask = pt_cat(masks, 2, 1)};
   if (!x) {
-    pith_fail(err, "compressor: decode: %s", pt_error());
-    pt_error_clear();
+    pt_fail(err, "compressor: decode");
     return NULL;
   }
   if (llama_forward(m, &in, &out, err)) return NULL;
@@ -174,8 +170,7 @@ int comp_prefix_kv(const compressor *c, const comp_code *code, pt_tensor ***k, p
   pt_tensor *lead[2] = {code->memory, ae};
   llama_inputs in = {.embeds = pt_cat(lead, lead[1] ? 2 : 1, 1), .want_kv = 1, .no_logits = 1};
   if (!in.embeds) {
-    pith_fail(err, "compressor: prefix: %s", pt_error());
-    pt_error_clear();
+    pt_fail(err, "compressor: prefix");
     return -1;
   }
   llama_outputs out;
@@ -196,8 +191,7 @@ pt_tensor *comp_loss(const compressor *c, const comp_batch *b, pt_gen *dropout_g
   pt_tensor *loss = pt_cross_entropy(pt_reshape(pt_to_dtype(logits, PT_F32), PT_SHAPE(-1, V)),
                                      pt_reshape(b->dec_targets, PT_SHAPE(-1)), -100, PT_REDUCE_MEAN);
   if (!loss) {
-    pith_fail(err, "compressor: loss: %s", pt_error());
-    pt_error_clear();
+    pt_fail(err, "compressor: loss");
   }
   return loss;
 }

@@ -94,8 +94,7 @@ int32_t gen_sample(const float *logits, int vocab, const gen_config *cfg, gen_rn
 
 // Fails with the shim's pending message, which it clears.
 static int shim_fail(pith_err *err) {
-  pith_fail(err, "generate: %s", pt_error());
-  pt_error_clear();
+  pt_fail(err, "generate");
   return -1;
 }
 
@@ -165,7 +164,7 @@ static int check_args(const llama_model *m, pt_tensor *const *prefix_k, pt_tenso
     return pith_fail(err, "generate: the prompt (%d tokens after a prefix of %lld) leaves no room in the model's "
                           "%d positions (max_position_embeddings)",
                      n_prompt, (long long)*P, m->cfg.max_seq_len);
-  if (!pt_ok()) return pith_fail(err, "generate: a shim error was pending before the call: %s", pt_error());
+  if (!pt_ok()) return pt_fail(err, "generate: a shim error was pending before the call");
   return 0;
 }
 

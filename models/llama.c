@@ -115,7 +115,7 @@ llama_model *llama_alloc(const llama_config *cfg, pt_dtype dtype, pt_device dev,
     m->inv_freq = moved;
   }
   if (!m->inv_freq) {
-    pith_fail(err, "model: %s", pt_error());
+    pt_fail(err, "model");
     llama_free(m);
     return NULL;
   }
@@ -177,7 +177,7 @@ llama_model *llama_new_random(const llama_config *cfg, uint64_t seed, pt_dtype d
   int rc = llama_visit_weights(m, random_weight, &ctx);
   pt_gen_free(ctx.gen);
   if (rc || llama_check_weights(m, err)) {
-    if (rc) pith_fail(err, "model: random init: %s", pt_error());
+    if (rc) pt_fail(err, "model: random init");
     llama_free(m);
     return NULL;
   }
@@ -363,8 +363,7 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
   if (in->want_hidden) out->hidden = select_positions(x, in->select, 1);
   if (!in->no_logits) out->logits = pt_linear(x, m->lm_head, NULL);
   if (!pt_ok()) {
-    pith_fail(err, "llama_forward: %s", pt_error());
-    pt_error_clear();
+    pt_fail(err, "llama_forward");
     llama_outputs_free(out);
     return -1;
   }

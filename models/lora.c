@@ -66,8 +66,7 @@ lora_adapter *lora_new(const llama_model *m, lora_config cfg, uint64_t seed, pit
     }
   pt_gen_free(g);
   if (!pt_ok()) {
-    pith_fail(err, "lora: %s", pt_error());
-    pt_error_clear();
+    pt_fail(err, "lora");
     lora_free(l);
     return NULL;
   }

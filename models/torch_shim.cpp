@@ -10,6 +10,7 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/version.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
@@ -35,14 +36,45 @@ struct pt_gen {
 // ---------------------------------------------------------------- errors
 
 static thread_local std::string g_error;
+// The arena's size when the pending error was raised: an error raised inside scope s has a mark
+// above s (pt_scope_begin puts a sentinel at s), so pt_scope_end(s) knows the error is its own.
+static thread_local size_t g_error_mark = 0;
+static size_t arena_size(void);
 
 static void set_error(const std::string &msg) {
-  if (g_error.empty()) g_error = msg;
+  if (!g_error.empty()) return;
+  g_error = msg;
+  g_error_mark = arena_size();
 }
 
 extern "C" int pt_ok(void) { return g_error.empty(); }
 extern "C" const char *pt_error(void) { return g_error.c_str(); }
 extern "C" void pt_error_clear(void) { g_error.clear(); }
+
+extern "C" int pt_fail(pith_err *err, const char *fmt, ...) {
+  char what[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  int rc = pith_fail(err, "%s: %s", what, g_error.empty() ? "failed" : g_error.c_str());
+  g_error.clear();
+  return rc;
+}
+
+// libtorch messages can run to many lines; the first says what went wrong.
+static std::string first_line(const char *what) {
+  std::string s(what ? what : "unknown error");
+  size_t nl = s.find('\n');
+  if (nl != std::string::npos) s.resize(nl);
+  return s;
+}
+
+// A fallback that changes how the work is done (never what it computes) is said once per run.
+static void log_fallback_once(std::atomic<bool> &said, const char *what, const std::exception &e) {
+  if (!said.exchange(true))
+    fprintf(stderr, "pith: note: %s (said once): %s\n", what, first_line(e.what()).c_str());
+}
 
 extern "C" void pt_error_set(const char *fmt, ...) {
   char buf[1024];
@@ -62,13 +94,6 @@ static std::string shape_str(const at::Tensor &t) {
   return s + "]";
 }
 
-// libtorch messages can run to many lines; the first says what went wrong.
-static std::string first_line(const char *what) {
-  std::string s(what ? what : "unknown error");
-  size_t nl = s.find('\n');
-  if (nl != std::string::npos) s.resize(nl);
-  return s;
-}
 
 // ---------------------------------------------------------------- lifetimes
 
@@ -81,6 +106,7 @@ struct arena : std::vector<pt_tensor *> {
   }
 };
 static thread_local arena g_arena;
+static size_t arena_size(void) { return g_arena.size(); }
 
 static pt_tensor *wrap(at::Tensor t) {
   pt_tensor *h = new pt_tensor{std::move(t), g_arena.size()};
@@ -94,13 +120,25 @@ static void destroy(pt_tensor *h) {
   g_live--;
 }
 
-extern "C" pt_scope pt_scope_begin(void) { return g_arena.size(); }
+// A scope is the index of a sentinel slot (NULL) pushed at its beginning: every handle and every
+// error of the scope comes after it.
+extern "C" pt_scope pt_scope_begin(void) {
+  g_arena.push_back(nullptr);
+  return g_arena.size() - 1;
+}
 
 extern "C" void pt_scope_end(pt_scope s) {
   while (g_arena.size() > s) {
     pt_tensor *h = g_arena.back();
     g_arena.pop_back();
     if (h) destroy(h);
+  }
+  // An error raised in this scope and still pending was never reported (pt_fail consumes it): it
+  // must not fail a later, unrelated call, so it ends here, said on stderr as the bug it is.
+  if (!g_error.empty() && g_error_mark > s) {
+    fprintf(stderr, "pith: warning: a libtorch error was never reported and is dropped at the end of its scope: %s\n",
+            g_error.c_str());
+    g_error.clear();
   }
 }
 
@@ -113,7 +151,11 @@ extern "C" void pt_scope_return_n(pt_scope s, pt_tensor **keep, int n) {
       moved.push_back(t);
     }
   }
+  // The scope's error, if any, belongs to what it returns: it moves out with the handles.
+  bool pending = !g_error.empty() && g_error_mark > s;
+  g_error_mark = 0;
   pt_scope_end(s);
+  if (pending) g_error_mark = s;
   for (pt_tensor *t : moved) {
     t->slot = g_arena.size();
     g_arena.push_back(t);
@@ -716,8 +758,10 @@ extern "C" pt_tensor *pt_attention(const pt_tensor *q, const pt_tensor *k, const
       return at::scaled_dot_product_attention(q->t, repeat_kv(k->t, groups), repeat_kv(v->t, groups), m,
                                               0.0, fused_causal, sc);
 #endif
-    } catch (const c10::Error &) {
+    } catch (const c10::Error &e) {
       // Some dtype/device/mask combinations have no fused kernel: compute it step by step.
+      static std::atomic<bool> said{false};
+      log_fallback_once(said, "attention: no fused kernel for these inputs, using the step-by-step path", e);
       return attention_math(q->t, k->t, v->t, attention_mask(q->t, k->t, mask, causal), scale);
     }
   });
@@ -937,7 +981,9 @@ extern "C" int pt_adamw_step(pt_adamw *o) {
     const pt_adamw_config &c = o->cfg;
     try {
       at::_fused_adamw_(p, g, m, v, {}, steps, c.lr, c.beta1, c.beta2, c.weight_decay, c.eps, false, false);
-    } catch (const c10::Error &) {
+    } catch (const c10::Error &e) {
+      static std::atomic<bool> said{false};
+      log_fallback_once(said, "adamw: no fused kernel for these parameters, updating tensor by tensor", e);
       for (size_t i = 0; i < p.size(); i++) adamw_update(c, o->steps, p[i], g[i], m[i], v[i]);
     }
   });

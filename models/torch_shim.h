@@ -6,7 +6,7 @@
 // Errors: the first failure is kept in a thread-local message that names the op and the shapes
 // ("matmul: [4,8] x [7,3]: inner dimensions differ"); the failing op returns NULL, and every later
 // op given a NULL input returns NULL without overwriting the message. So model code reads like
-// the math and checks once, at its boundary: `if (!pt_ok()) return fail(pt_error());`.
+// the math and checks once, at its boundary: `if (!pt_ok()) return pt_fail(err, "what");`.
 //
 // Lifetimes: every tensor handle is registered in a thread-local arena. pt_scope_end(s) frees
 // every handle created since s = pt_scope_begin(), so a training step cannot leak.
@@ -21,6 +21,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#include "base.h"
 
 typedef struct pt_tensor pt_tensor;
 typedef struct pt_gen pt_gen;
@@ -45,6 +47,12 @@ typedef struct {
 typedef enum { PT_REDUCE_MEAN, PT_REDUCE_SUM, PT_REDUCE_NONE } pt_reduction;
 
 // ---- errors ----
+// pt_fail is the one bridge from the shim's pending error to a library's pith_err: it writes
+// "<what>: <pending message>" (or "<what>: failed" when none is pending) into err, clears the
+// pending error, and returns -1, so a boundary reads `if (!pt_ok()) return pt_fail(err, "lora");`.
+// An error that no pt_fail consumed ends with the scope it was raised in (said on stderr), so it
+// can never fail a later call. pt_error() peeks without consuming (tests, diagnostics).
+int pt_fail(pith_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int pt_ok(void);                 // 1 when no error is pending on this thread
 const char *pt_error(void);      // the pending message, "" when none
 void pt_error_clear(void);

@@ -25,8 +25,8 @@ static llama_model *small_model(llama_config c, uint64_t seed) {
   pt_scope s = pt_scope_begin();
   pt_copy_(m->lm_head, pt_mul_scalar(m->lm_head, 40));
   pt_copy_(m->embed, pt_mul_scalar(m->embed, 20));
-  pt_scope_end(s);
   CHECK(pt_ok());
+  pt_scope_end(s);
   return m;
 }
 
@@ -159,9 +159,9 @@ static void test_lora(const llama_model *m) {
   for (int l = 0; l < lora->n_layers; l++)
     for (int p = 0; p < LLAMA_N_PROJ; p++)
       if (lora->b[l][p]) pt_copy_(lora->b[l][p], pt_randn(pt_shape_of(lora->b[l][p]), PT_F32, PT_CPU, g));
+  CHECK(pt_ok());
   pt_scope_end(s);
   pt_gen_free(g);
-  CHECK(pt_ok());
   test_greedy_matches_full(m, lora, "with LoRA");
   // The adapter changes the tokens.
   const int32_t prompt[] = {3, 17, 42, 5, 9};

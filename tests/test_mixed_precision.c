@@ -149,8 +149,8 @@ static void check_method(comp_method method) {
   pt_adamw_free(opt);
   comp_free(c32), comp_free(c16);
   llama_free(m32), llama_free(m16);
-  pt_scope_end(s);
   CHECK(pt_ok());
+  pt_scope_end(s);
 }
 
 // On cuda:0: f32 gives the CPU's loss and gradients to 1e-4 (relative), bf16 to bf16 precision.
@@ -176,8 +176,8 @@ static void check_cuda(comp_method method) {
   CHECK_MSG(cosine(gh, gc) > 0.99, "%s: CUDA bf16 gradients have cosine %.4f to the CPU's", name, cosine(gh, gc));
   comp_free(cc), comp_free(cg), comp_free(ch);
   llama_free(mc), llama_free(mg), llama_free(mh);
-  pt_scope_end(s);
   CHECK(pt_ok());
+  pt_scope_end(s);
 }
 
 int main(void) {

@@ -164,8 +164,8 @@ static double toy_step(toy *t) {
   pt_backward(loss);
   pt_adamw_step(t->opt);
   pt_adamw_zero_grad(t->opt);
-  pt_scope_end(s);
   CHECK_MSG(pt_ok(), "%s", pt_error());
+  pt_scope_end(s);
   return v;
 }
 
