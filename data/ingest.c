@@ -8,6 +8,8 @@
 //   writer (calling thread)   batches in sequence order: issues counted, OK records appended
 //
 // A batch owns an arena that holds everything its records point to, freed once it is written.
+// This file is the pipeline (reading, the worker pool, answer alignment and tokenization,
+// writing); the format parsers are in ingest_formats.c, what both use in ingest_internal.h.
 #define _GNU_SOURCE  // memmem
 #include "ingest_internal.h"
 
