@@ -18,6 +18,8 @@
 
 #include "safetensors.h"
 #include "sha256.h"
+#include "strbuf.h"
+#include "utf8.h"
 
 #define HEADER_BYTES 28              // 7 int32
 #define VERSIONED_MAGIC 0x616b3432u  // "ak42": llama2.c's versioned exports (v1, v2), not v0
@@ -170,30 +172,6 @@ static void vocab_free(sp_vocab *v) {
   *v = (sp_vocab){0};
 }
 
-// Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF).
-static bool utf8_valid(const unsigned char *s, size_t n) {
-  for (size_t i = 0; i < n;) {
-    unsigned c = s[i];
-    size_t k = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-    if (!k || i + k > n) return false;
-    uint32_t cp = k == 1 ? c : c & (0x7Fu >> k);
-    for (size_t j = 1; j < k; j++) {
-      if ((s[i + j] & 0xC0) != 0x80) return false;
-      cp = cp << 6 | (s[i + j] & 0x3F);
-    }
-    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_cp[k] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += k;
-  }
-  return true;
-}
-
-static uint32_t utf8_chars(const char *s, size_t n) {
-  uint32_t k = 0;
-  for (size_t i = 0; i < n; i++) k += ((unsigned char)s[i] & 0xC0) != 0x80;
-  return k;
-}
-
 static int cmp_bytes(const char *a, size_t an, const char *b, size_t bn) {
   int c = memcmp(a, b, an < bn ? an : bn);
   return c ? c : (an > bn) - (an < bn);
@@ -258,7 +236,7 @@ static int vocab_read(const char *path, const char *data, size_t len, int32_t wa
       continue;
     }
     if (tl == 0) return pith_fail(err, "%s: token %d is empty", path, i);
-    if (!utf8_valid((const unsigned char *)b, (size_t)tl))
+    if (!utf8_valid(b, (size_t)tl))
       return pith_fail(err, "%s: token %d is not valid UTF-8 (a Hugging Face vocabulary needs text)", path, i);
     size_t spaces = 0;
     for (int32_t j = 0; j < tl; j++) spaces += b[j] == ' ';
@@ -316,7 +294,7 @@ static int merges_build(const sp_vocab *v, sp_merge **out, size_t *n_out) {
         if (!g) { free(m); return -1; }
         m = g;
       }
-      m[n++] = (sp_merge){l, r, v->score[id], utf8_chars(s, k), utf8_chars(s + k, v->len[id] - k), 0};
+      m[n++] = (sp_merge){l, r, v->score[id], (uint32_t)utf8_count(s, k), (uint32_t)utf8_count(s + k, v->len[id] - k), 0};
     }
     qsort(m + first, n - first, sizeof *m, cmp_merge_local);
   }
@@ -331,136 +309,86 @@ static int merges_build(const sp_vocab *v, sp_merge **out, size_t *n_out) {
 // JSON text
 // ---------------------------------------------------------------------------------------------
 
-typedef struct {
-  char *p;
-  size_t n, cap;
-  bool oom;  // a growth failed; later appends do nothing
-} jbuf;
-
-static void jb_put(jbuf *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (b->n + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->n + n + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) { b->oom = true; return; }
-    b->p = p, b->cap = cap;
-  }
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
-  b->p[b->n] = 0;
+static void added_token_json(strbuf *b, int32_t id, const char *content) {
+  strbuf_printf(b, "{\"id\": %d, \"content\": ", id);
+  strbuf_add_json(b, content, strlen(content));
+  strbuf_adds(b, ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true}");
 }
 
-static void jb_puts(jbuf *b, const char *s) { jb_put(b, s, strlen(s)); }
-
-static void jb_printf(jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void jb_printf(jbuf *b, const char *fmt, ...) {
-  char tmp[512];
-  va_list ap;
-  va_start(ap, fmt);
-  int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  if (k < 0 || (size_t)k >= sizeof tmp) b->oom = true;  // only short fixed texts are formatted
-  else jb_put(b, tmp, (size_t)k);
-}
-
-// s (n bytes of valid UTF-8) as a JSON string literal.
-static void jb_str(jbuf *b, const char *s, size_t n) {
-  jb_put(b, "\"", 1);
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\') jb_put(b, (const char[]){'\\', (char)c}, 2);
-    else if (c == '\n') jb_puts(b, "\\n");
-    else if (c == '\t') jb_puts(b, "\\t");
-    else if (c == '\r') jb_puts(b, "\\r");
-    else if (c < 0x20) jb_printf(b, "\\u%04x", c);
-    else jb_put(b, (const char *)&c, 1);
-  }
-  jb_put(b, "\"", 1);
-}
-
-static void jb_cstr(jbuf *b, const char *s) { jb_str(b, s, strlen(s)); }
-
-static void jb_added_token(jbuf *b, int32_t id, const char *content) {
-  jb_printf(b, "{\"id\": %d, \"content\": ", id);
-  jb_cstr(b, content);
-  jb_puts(b, ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true}");
-}
-
-static void tokenizer_json(jbuf *b, const sp_vocab *v, const sp_merge *m, size_t n_merges) {
-  jb_puts(b, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [\n");
+static void tokenizer_json(strbuf *b, const sp_vocab *v, const sp_merge *m, size_t n_merges) {
+  strbuf_adds(b, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [\n");
   for (int32_t i = 0; i < 3; i++) {
-    jb_puts(b, "    ");
-    jb_added_token(b, i, v->piece[i]);
-    jb_puts(b, i < 2 ? ",\n" : "\n");
+    strbuf_adds(b, "    ");
+    added_token_json(b, i, v->piece[i]);
+    strbuf_adds(b, i < 2 ? ",\n" : "\n");
   }
-  jb_puts(b, "  ],\n");
-  jb_puts(b, "  \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": \"\xe2\x96\x81\"}, "
+  strbuf_adds(b, "  ],\n");
+  strbuf_adds(b, "  \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": \"\xe2\x96\x81\"}, "
              "{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\xe2\x96\x81\"}]},\n");
-  jb_puts(b, "  \"pre_tokenizer\": null,\n");
-  jb_puts(b, "  \"post_processor\": {\"type\": \"TemplateProcessing\", "
+  strbuf_adds(b, "  \"pre_tokenizer\": null,\n");
+  strbuf_adds(b, "  \"post_processor\": {\"type\": \"TemplateProcessing\", "
              "\"single\": [{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], "
              "\"pair\": [{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}, "
              "{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 1}}, {\"Sequence\": {\"id\": \"B\", \"type_id\": 1}}], "
              "\"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\": [1], \"tokens\": [\"<s>\"]}}},\n");
-  jb_puts(b, "  \"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", \"pattern\": {\"String\": \"\xe2\x96\x81\"}, "
+  strbuf_adds(b, "  \"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", \"pattern\": {\"String\": \"\xe2\x96\x81\"}, "
              "\"content\": \" \"}, {\"type\": \"ByteFallback\"}, {\"type\": \"Fuse\"}, "
              "{\"type\": \"Strip\", \"content\": \" \", \"start\": 1, \"stop\": 0}]},\n");
-  jb_puts(b, "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": \"<unk>\",\n"
+  strbuf_adds(b, "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": \"<unk>\",\n"
              "    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n    \"fuse_unk\": true,\n"
              "    \"byte_fallback\": true,\n    \"ignore_merges\": false,\n    \"vocab\": {\n");
   for (int32_t i = 0; i < v->n; i++) {
-    jb_puts(b, "      ");
-    jb_str(b, v->piece[i], v->len[i]);
-    jb_printf(b, ": %d%s\n", i, i + 1 < v->n ? "," : "");
+    strbuf_adds(b, "      ");
+    strbuf_add_json(b, v->piece[i], v->len[i]);
+    strbuf_printf(b, ": %d%s\n", i, i + 1 < v->n ? "," : "");
   }
-  jb_puts(b, "    },\n    \"merges\": [\n");
+  strbuf_adds(b, "    },\n    \"merges\": [\n");
   // "left right": no piece holds a ' ' (it became U+2581), so the form every tokenizers version
   // reads is unambiguous.
-  jbuf pair = {0};
+  strbuf pair = {0};
   for (size_t i = 0; i < n_merges; i++) {
     pair.n = 0;
-    jb_put(&pair, v->piece[m[i].l], v->len[m[i].l]);
-    jb_put(&pair, " ", 1);
-    jb_put(&pair, v->piece[m[i].r], v->len[m[i].r]);
-    if (pair.oom) b->oom = true;
-    jb_puts(b, "      ");
-    if (!pair.oom) jb_str(b, pair.p, pair.n);
-    jb_puts(b, i + 1 < n_merges ? ",\n" : "\n");
+    strbuf_add(&pair, v->piece[m[i].l], v->len[m[i].l]);
+    strbuf_add(&pair, " ", 1);
+    strbuf_add(&pair, v->piece[m[i].r], v->len[m[i].r]);
+    if (pair.oom) b->oom = 1;
+    strbuf_adds(b, "      ");
+    if (!pair.oom) strbuf_add_json(b, pair.p, pair.n);
+    strbuf_adds(b, i + 1 < n_merges ? ",\n" : "\n");
   }
-  free(pair.p);
-  jb_puts(b, "    ]\n  }\n}\n");
+  strbuf_free(&pair);
+  strbuf_adds(b, "    ]\n  }\n}\n");
 }
 
-static void tokenizer_config_json(jbuf *b, const sp_vocab *v, const llama2c_config *c) {
-  jb_puts(b, "{\n  \"add_bos_token\": true,\n  \"add_eos_token\": false,\n  \"added_tokens_decoder\": {\n");
+static void tokenizer_config_json(strbuf *b, const sp_vocab *v, const llama2c_config *c) {
+  strbuf_adds(b, "{\n  \"add_bos_token\": true,\n  \"add_eos_token\": false,\n  \"added_tokens_decoder\": {\n");
   for (int32_t i = 0; i < 3; i++) {
-    jb_printf(b, "    \"%d\": {\"content\": ", i);
-    jb_cstr(b, v->piece[i]);
-    jb_puts(b, ", \"lstrip\": false, \"normalized\": false, \"rstrip\": false, \"single_word\": false, \"special\": true}");
-    jb_puts(b, i < 2 ? ",\n" : "\n");
+    strbuf_printf(b, "    \"%d\": {\"content\": ", i);
+    strbuf_add_json(b, v->piece[i], strlen(v->piece[i]));
+    strbuf_adds(b, ", \"lstrip\": false, \"normalized\": false, \"rstrip\": false, \"single_word\": false, \"special\": true}");
+    strbuf_adds(b, i < 2 ? ",\n" : "\n");
   }
-  jb_puts(b, "  },\n  \"bos_token\": \"<s>\",\n  \"eos_token\": \"</s>\",\n  \"unk_token\": \"<unk>\",\n  \"pad_token\": null,\n"
+  strbuf_adds(b, "  },\n  \"bos_token\": \"<s>\",\n  \"eos_token\": \"</s>\",\n  \"unk_token\": \"<unk>\",\n  \"pad_token\": null,\n"
              "  \"clean_up_tokenization_spaces\": false,\n");
-  jb_printf(b, "  \"model_max_length\": %d,\n", c->seq_len);
+  strbuf_printf(b, "  \"model_max_length\": %d,\n", c->seq_len);
   // Not "LlamaTokenizer": transformers 5 rebuilds that class from vocab and merges with a Metaspace
   // pre-tokenizer, which adds no "▁" before a text that starts with a space; llama2.c always adds
   // one, as this tokenizer.json's Prepend normalizer does. The generic class uses the file as is.
-  jb_puts(b, "  \"tokenizer_class\": \"PreTrainedTokenizerFast\"\n}\n");
+  strbuf_adds(b, "  \"tokenizer_class\": \"PreTrainedTokenizerFast\"\n}\n");
 }
 
-static void config_json(jbuf *b, const llama2c_config *c) {
-  jb_printf(b, "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n");
-  jb_printf(b, "  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n  \"num_hidden_layers\": %d,\n", c->dim,
+static void config_json(strbuf *b, const llama2c_config *c) {
+  strbuf_printf(b, "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n");
+  strbuf_printf(b, "  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n  \"num_hidden_layers\": %d,\n", c->dim,
             c->hidden_dim, c->n_layers);
-  jb_printf(b, "  \"num_attention_heads\": %d,\n  \"num_key_value_heads\": %d,\n  \"head_dim\": %d,\n", c->n_heads,
+  strbuf_printf(b, "  \"num_attention_heads\": %d,\n  \"num_key_value_heads\": %d,\n  \"head_dim\": %d,\n", c->n_heads,
             c->n_kv_heads, c->head_dim);
-  jb_printf(b, "  \"vocab_size\": %d,\n  \"max_position_embeddings\": %d,\n", c->vocab_size, c->seq_len);
-  jb_printf(b, "  \"rms_norm_eps\": 1e-05,\n  \"rope_theta\": 10000.0,\n  \"rope_scaling\": null,\n");
-  jb_printf(b, "  \"tie_word_embeddings\": %s,\n", c->shared_classifier ? "true" : "false");
-  jb_printf(b, "  \"hidden_act\": \"silu\",\n  \"attention_bias\": false,\n  \"attention_dropout\": 0.0,\n"
+  strbuf_printf(b, "  \"vocab_size\": %d,\n  \"max_position_embeddings\": %d,\n", c->vocab_size, c->seq_len);
+  strbuf_printf(b, "  \"rms_norm_eps\": 1e-05,\n  \"rope_theta\": 10000.0,\n  \"rope_scaling\": null,\n");
+  strbuf_printf(b, "  \"tie_word_embeddings\": %s,\n", c->shared_classifier ? "true" : "false");
+  strbuf_printf(b, "  \"hidden_act\": \"silu\",\n  \"attention_bias\": false,\n  \"attention_dropout\": 0.0,\n"
                "  \"mlp_bias\": false,\n  \"initializer_range\": 0.02,\n  \"pretraining_tp\": 1,\n  \"use_cache\": true,\n");
-  jb_printf(b, "  \"torch_dtype\": \"float32\",\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2\n}\n");
+  strbuf_printf(b, "  \"torch_dtype\": \"float32\",\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2\n}\n");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -477,11 +405,7 @@ static void sync_dir(const char *dir) {
 
 static void sync_parent_of(const char *path) {
   char dir[4096];
-  const char *slash = strrchr(path, '/');
-  if (!slash) snprintf(dir, sizeof dir, ".");
-  else if (slash == path) snprintf(dir, sizeof dir, "/");
-  else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-  sync_dir(dir);
+  sync_dir(pith_parent_dir(path, dir, sizeof dir));
 }
 
 static bool path_exists(const char *path) {
@@ -489,16 +413,11 @@ static bool path_exists(const char *path) {
   return lstat(path, &st) == 0;
 }
 
-static int write_json(const char *dir, const char *name, const jbuf *b, pith_err *err) {
+static int write_json(const char *dir, const char *name, const strbuf *b, pith_err *err) {
   char path[4400];
   snprintf(path, sizeof path, "%s/%s", dir, name);
-  if (b->oom) return pith_fail(err, "%s: out of memory", path);
+  if (!strbuf_ok(b)) return pith_fail(err, "%s: out of memory", path);
   return pith_write_file_atomic(path, b->p, b->n, err);
-}
-
-static const char *base_name(const char *path) {
-  const char *s = strrchr(path, '/');
-  return s ? s + 1 : path;
 }
 
 typedef struct {
@@ -563,9 +482,9 @@ static int write_weights(const job *j, const char *dir, pith_err *err) {
   const char *meta[][2] = {
       {"format", "pt"},  // transformers requires it
       {"pith_converter", "pith convert " CONVERTER_VERSION " (llama2.c v0 -> Hugging Face LLaMA, RoPE rows permuted)"},
-      {"pith_source_file", base_name(j->checkpoint)},
+      {"pith_source_file", pith_base_name(j->checkpoint)},
       {"pith_source_sha256", j->source_sha},
-      {"pith_tokenizer_file", base_name(j->tokenizer_bin)},
+      {"pith_tokenizer_file", pith_base_name(j->tokenizer_bin)},
       {"pith_tokenizer_sha256", j->tokenizer_sha},
   };
   for (size_t i = 0; !rc && i < sizeof meta / sizeof meta[0]; i++) rc = st_writer_set_metadata(w, meta[i][0], meta[i][1], err);
@@ -580,12 +499,12 @@ static int write_weights(const job *j, const char *dir, pith_err *err) {
 
 static int write_folder(const job *j, const char *dir, pith_err *err) {
   char path[4400];
-  jbuf b = {0};
+  strbuf b = {0};
   int rc = 0;
   config_json(&b, j->c);
   rc = write_json(dir, "config.json", &b, err);
   b.n = 0;
-  jb_puts(&b, "{\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2\n}\n");
+  strbuf_adds(&b, "{\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2\n}\n");
   if (!rc) rc = write_json(dir, "generation_config.json", &b, err);
   b.n = 0;
   if (!rc) tokenizer_json(&b, j->vocab, j->merges, j->n_merges);
@@ -593,7 +512,7 @@ static int write_folder(const job *j, const char *dir, pith_err *err) {
   b.n = 0;
   if (!rc) tokenizer_config_json(&b, j->vocab, j->c);
   if (!rc) rc = write_json(dir, "tokenizer_config.json", &b, err);
-  free(b.p);
+  strbuf_free(&b);
   snprintf(path, sizeof path, "%s/tokenizer.bin", dir);
   if (!rc) rc = pith_write_file_atomic(path, j->tok_data, j->tok_len, err);
   if (!rc) say(j, "wrote config.json, generation_config.json, tokenizer.json, tokenizer_config.json, tokenizer.bin");

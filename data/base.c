@@ -148,3 +148,21 @@ double pith_now_s(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+const char *pith_base_name(const char *path) {
+  const char *s = strrchr(path, '/');
+  return s ? s + 1 : path;
+}
+
+char *pith_parent_dir(const char *path, char *out, size_t size) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) snprintf(out, size, ".");
+  else if (slash == path) snprintf(out, size, "/");
+  else snprintf(out, size, "%.*s", (int)(slash - path), path);
+  return out;
+}
+
+int pith_path_join(char *out, size_t size, const char *dir, const char *name) {
+  int n = snprintf(out, size, "%s/%s", dir, name);
+  return n < 0 || (size_t)n >= size ? -1 : 0;
+}

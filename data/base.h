@@ -34,4 +34,14 @@ int pith_fsync_dir(const char *path, pith_err *err);
 // rm -r (links are removed, never followed): 0 when path is gone (or was never there), else -1.
 int pith_remove_tree(const char *path);
 
+// Paths, as strings (nothing is looked up on disk).
+// The last component: what follows the last '/' (the whole path when it has none; "" when it ends
+// in '/'). Points into path.
+const char *pith_base_name(const char *path);
+// The folder that holds path, into out (size bytes, cut to fit): the part before the last '/';
+// "." when path has no '/', "/" when the only '/' leads. Returns out.
+char *pith_parent_dir(const char *path, char *out, size_t size);
+// dir + "/" + name into out (size bytes); 0, or -1 when it does not fit (out then holds a cut path).
+int pith_path_join(char *out, size_t size, const char *dir, const char *name);
+
 #endif

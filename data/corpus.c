@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "sha256.h"
+#include "utf8.h"
 
 // ---------------------------------------------------------------------------------------------
 // Names and small shared helpers
@@ -82,27 +83,6 @@ static int grow(void **buf, int64_t *cap, int64_t need, size_t elem) {
   *buf = p;
   *cap = n;
   return 0;
-}
-
-// Checks UTF-8 (no overlongs, surrogates or values past U+10FFFF). Returns the number of code
-// points, or -1 with *bad = the offending byte offset.
-static int64_t utf8_count(const char *s, int64_t n, int64_t *bad) {
-  const uint8_t *p = (const uint8_t *)s;
-  int64_t cps = 0;
-  for (int64_t i = 0; i < n; cps++) {
-    uint8_t c = p[i];
-    int len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-    if (len == 0 || i + len > n) return *bad = i, -1;
-    uint32_t cp = len == 1 ? c : c & (0x7F >> len);
-    for (int k = 1; k < len; k++) {
-      if ((p[i + k] & 0xC0) != 0x80) return *bad = i, -1;
-      cp = cp << 6 | (p[i + k] & 0x3F);
-    }
-    static const uint32_t MIN[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < MIN[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return *bad = i, -1;
-    i += len;
-  }
-  return cps;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -420,11 +400,11 @@ static int check_span(corpus_writer *w, const char *id, const char *what, const 
   *text_len = s->text_len < 0 ? (s->text ? (int64_t)strlen(s->text) : 0) : s->text_len;
   if (*text_len > 0 && !s->text)
     return pith_fail(err, "%s: record '%s': %s text is NULL", w->path, id, what);
-  int64_t bad = 0;
-  *cps = utf8_count(s->text, *text_len, &bad);
-  if (*cps < 0)
+  int64_t bad = utf8_invalid_at(s->text, (size_t)*text_len);
+  if (bad >= 0)
     return pith_fail(err, "%s: record '%s': %s text is not valid UTF-8 at byte %lld", w->path, id, what,
                      (long long)bad);
+  *cps = (int64_t)utf8_count(s->text, (size_t)*text_len);
   return 0;
 }
 

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strbuf.h"
+#include "utf8.h"
+
 // ---------------------------------------------------------------------------------------------
 // Code points. Text is decoded to an array of uint32; a byte that does not start a valid UTF-8
 // sequence becomes 0xDC00 + byte (Python's surrogateescape) and is written back unchanged.
@@ -26,46 +29,28 @@ static int cps_push(cps_t *c, uint32_t cp) {
   return 0;
 }
 
-static int utf8_decode(const char *str, cps_t *out) {
-  const unsigned char *s = (const unsigned char *)str;
+// The code points of str (NUL-terminated) into out.
+static int decode_cps(const char *str, cps_t *out) {
   size_t len = strlen(str), i = 0;
   out->n = 0;
   while (i < len) {
-    unsigned c = s[i];
     uint32_t cp;
-    int k;
-    if (c < 0x80) { cp = c; k = 0; }
-    else if (c >= 0xC2 && c <= 0xDF) { cp = c & 0x1F; k = 1; }
-    else if (c >= 0xE0 && c <= 0xEF) { cp = c & 0x0F; k = 2; }
-    else if (c >= 0xF0 && c <= 0xF4) { cp = c & 0x07; k = 3; }
-    else { k = -1; cp = 0; }
-    int ok = k >= 0 && i + (size_t)k < len;
-    for (int j = 1; ok && j <= k; j++) {
-      if ((s[i + j] & 0xC0) != 0x80) ok = 0;
-      else cp = (cp << 6) | (s[i + j] & 0x3F);
-    }
-    if (ok && k == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ok = 0;
-    if (ok && k == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ok = 0;
-    if (!ok) { cp = 0xDC00 + c; k = 0; }
+    int k = utf8_decode(str + i, len - i, &cp);
+    if (!k) cp = 0xDC00u + (unsigned char)str[i], k = 1;  // surrogateescape
     if (cps_push(out, cp)) return -1;
-    i += (size_t)k + 1;
+    i += (size_t)k;
   }
   return 0;
 }
 
-// Appends the UTF-8 of cp to buf (room for 4 bytes assumed); returns the bytes written.
-static size_t utf8_put(uint32_t cp, char *buf) {
-  unsigned char *b = (unsigned char *)buf;
-  if (cp >= 0xDC80 && cp <= 0xDCFF) { b[0] = (unsigned char)(cp - 0xDC00); return 1; }
-  if (cp < 0x80) { b[0] = (unsigned char)cp; return 1; }
-  if (cp < 0x800) { b[0] = 0xC0 | (cp >> 6); b[1] = 0x80 | (cp & 0x3F); return 2; }
-  if (cp < 0x10000) {
-    b[0] = 0xE0 | (cp >> 12); b[1] = 0x80 | ((cp >> 6) & 0x3F); b[2] = 0x80 | (cp & 0x3F);
-    return 3;
+// Appends the UTF-8 of cp to buf (room for 4 bytes assumed), an escaped byte as itself; returns
+// the bytes written.
+static size_t put_cp(uint32_t cp, char *buf) {
+  if (cp >= 0xDC80 && cp <= 0xDCFF) {
+    buf[0] = (char)(cp - 0xDC00);
+    return 1;
   }
-  b[0] = 0xF0 | (cp >> 18); b[1] = 0x80 | ((cp >> 12) & 0x3F);
-  b[2] = 0x80 | ((cp >> 6) & 0x3F); b[3] = 0x80 | (cp & 0x3F);
-  return 4;
+  return utf8_encode(cp, buf);
 }
 
 // Python's str.isspace() (what str.split() and str.strip() use): exact.
@@ -399,7 +384,7 @@ static int toks_begin(toks_t *t) {
 
 static int toks_cp(toks_t *t, uint32_t cp) {
   char b[4];
-  size_t k = utf8_put(cp, b);
+  size_t k = put_cp(cp, b);
   if (toks_bytes(t, b, k)) return -1;
   t->v[t->n - 1].len += k;
   return 0;
@@ -419,7 +404,7 @@ static int toks_split_cps(const cps_t *c, toks_t *t) {
 
 static int toks_split_str(const char *s, toks_t *t) {
   cps_t c = {0};
-  int rc = utf8_decode(s, &c) ? -1 : toks_split_cps(&c, t);
+  int rc = decode_cps(s, &c) ? -1 : toks_split_cps(&c, t);
   free(c.v);
   return rc;
 }
@@ -519,7 +504,7 @@ static int64_t grams_overlap(const int *a, int na, const int *b, int nb, int n, 
 static int squad_tokens(const char *s, toks_t *t) {
   cps_t raw = {0}, low = {0}, nop = {0};
   int rc = -1;
-  if (utf8_decode(s, &raw) || lower_all(&raw, &low)) goto done;
+  if (decode_cps(s, &raw) || lower_all(&raw, &low)) goto done;
   for (size_t i = 0; i < low.n; i++)
     if (!is_ascii_punct(low.v[i]) && cps_push(&nop, low.v[i])) goto done;
   // re.sub(r'\b(a|an|the)\b', ' ', text): a match starts at a word boundary (the character
@@ -629,7 +614,7 @@ double metrics_squad_f1(const char *pred, const char *const *golds, int n) {
 static int stripped_equal(const char *a, const char *b) {
   cps_t ca = {0}, cb = {0};
   int eq = -1;
-  if (!utf8_decode(a, &ca) && !utf8_decode(b, &cb)) {
+  if (!decode_cps(a, &ca) && !decode_cps(b, &cb)) {
     size_t a0 = 0, a1 = ca.n, b0 = 0, b1 = cb.n;
     while (a0 < a1 && is_space(ca.v[a0])) a0++;
     while (a1 > a0 && is_space(ca.v[a1 - 1])) a1--;
@@ -680,7 +665,7 @@ double squad_acc_f1(const squad_acc *a) { return a->n ? 100.0 * a->f1_sum / (dou
 // U+212A KELVIN SIGN (-> "k") lower to.
 static int rouge_tokens(const char *s, toks_t *t) {
   cps_t c = {0};
-  if (utf8_decode(s, &c)) { free(c.v); return -1; }
+  if (decode_cps(s, &c)) { free(c.v); return -1; }
   int in = 0, rc = 0;
   for (size_t i = 0; i < c.n && !rc; i++) {
     uint32_t cp = c.v[i], ch = 0;
@@ -757,37 +742,17 @@ int metrics_rouge(const char *pred, const char *ref, double *r1, double *r2, dou
 // ---------------------------------------------------------------------------------------------
 // BLEU.
 
-typedef struct {
-  char *s;
-  size_t n, cap;
-} sbuf;
-
-static int sb_put(sbuf *b, const char *s, size_t n) {
-  if (b->n + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 64;
-    while (b->n + n + 1 > cap) cap *= 2;
-    char *p = realloc(b->s, cap);
-    if (!p) return -1;
-    b->s = p;
-    b->cap = cap;
-  }
-  memcpy(b->s + b->n, s, n);
-  b->n += n;
-  b->s[b->n] = 0;
-  return 0;
-}
-
 // str.replace(from, to): one left-to-right pass of non-overlapping matches.
-static int replace_all(const char *in, size_t len, const char *from, const char *to, sbuf *out) {
+static int replace_all(const char *in, size_t len, const char *from, const char *to, strbuf *out) {
   size_t fl = strlen(from), tl = strlen(to);
   out->n = 0;
-  if (sb_put(out, "", 0)) return -1;
+  if (strbuf_add(out, "", 0)) return -1;
   for (size_t i = 0; i < len;) {
     if (i + fl <= len && memcmp(in + i, from, fl) == 0) {
-      if (sb_put(out, to, tl)) return -1;
+      if (strbuf_add(out, to, tl)) return -1;
       i += fl;
     } else {
-      if (sb_put(out, in + i, 1)) return -1;
+      if (strbuf_add(out, in + i, 1)) return -1;
       i++;
     }
   }
@@ -804,11 +769,11 @@ static int is_dotcomma(unsigned char c) { return c == '.' || c == ','; }
 // The 13a regexes run on UTF-8 bytes: every character they name is ASCII and no byte of a
 // multi-byte sequence is ASCII, so the matches and the output bytes are those of Python's
 // code-point regexes.
-static int regex_pass(const sbuf *in, int which, sbuf *out) {
-  const unsigned char *s = (const unsigned char *)in->s;
+static int regex_pass(const strbuf *in, int which, strbuf *out) {
+  const unsigned char *s = (const unsigned char *)in->p;
   size_t n = in->n;
   out->n = 0;
-  if (sb_put(out, "", 0)) return -1;
+  if (strbuf_add(out, "", 0)) return -1;
   for (size_t i = 0; i < n;) {
     unsigned char a = s[i], b = i + 1 < n ? s[i + 1] : 0;
     int two = i + 1 < n;
@@ -825,10 +790,10 @@ static int regex_pass(const sbuf *in, int which, sbuf *out) {
       rep[0] = (char)a; rep[1] = ' '; rep[2] = '-'; rep[3] = ' '; rl = 4; used = 2;
     }
     if (used) {
-      if (sb_put(out, rep, (size_t)rl)) return -1;
+      if (strbuf_add(out, rep, (size_t)rl)) return -1;
       i += used;
     } else {
-      if (sb_put(out, (const char *)s + i, 1)) return -1;
+      if (strbuf_add(out, (const char *)s + i, 1)) return -1;
       i++;
     }
   }
@@ -838,51 +803,51 @@ static int regex_pass(const sbuf *in, int which, sbuf *out) {
 // BLEU._preprocess_segment (lowercase off) then Tokenizer13a, as a token list.
 static int bleu_tokens(const char *str, toks_t *t) {
   cps_t c = {0};
-  sbuf a = {0}, b = {0};
+  strbuf a = {0}, b = {0};
   int rc = -1;
-  if (utf8_decode(str, &c)) goto done;
+  if (decode_cps(str, &c)) goto done;
   // rstrip(): drop trailing Python whitespace, then back to bytes.
   size_t end = c.n;
   while (end > 0 && is_space(c.v[end - 1])) end--;
   for (size_t i = 0; i < end; i++) {
     char u[4];
-    if (sb_put(&a, u, utf8_put(c.v[i], u))) goto done;
+    if (strbuf_add(&a, u, put_cp(c.v[i], u))) goto done;
   }
-  if (sb_put(&a, "", 0)) goto done;
-  if (replace_all(a.s, a.n, "<skipped>", "", &b)) goto done;
-  if (replace_all(b.s, b.n, "-\n", "", &a)) goto done;
-  if (replace_all(a.s, a.n, "\n", " ", &b)) goto done;
-  if (memchr(b.s, '&', b.n)) {
-    if (replace_all(b.s, b.n, "&quot;", "\"", &a)) goto done;
-    if (replace_all(a.s, a.n, "&amp;", "&", &b)) goto done;
-    if (replace_all(b.s, b.n, "&lt;", "<", &a)) goto done;
-    if (replace_all(a.s, a.n, "&gt;", ">", &b)) goto done;
+  if (strbuf_add(&a, "", 0)) goto done;
+  if (replace_all(a.p, a.n, "<skipped>", "", &b)) goto done;
+  if (replace_all(b.p, b.n, "-\n", "", &a)) goto done;
+  if (replace_all(a.p, a.n, "\n", " ", &b)) goto done;
+  if (memchr(b.p, '&', b.n)) {
+    if (replace_all(b.p, b.n, "&quot;", "\"", &a)) goto done;
+    if (replace_all(a.p, a.n, "&amp;", "&", &b)) goto done;
+    if (replace_all(b.p, b.n, "&lt;", "<", &a)) goto done;
+    if (replace_all(a.p, a.n, "&gt;", ">", &b)) goto done;
   }
   // f' {line} '
   a.n = 0;
-  if (sb_put(&a, " ", 1) || sb_put(&a, b.s, b.n) || sb_put(&a, " ", 1)) goto done;
+  if (strbuf_add(&a, " ", 1) || strbuf_add(&a, b.p, b.n) || strbuf_add(&a, " ", 1)) goto done;
   if (regex_pass(&a, 0, &b) || regex_pass(&b, 1, &a) || regex_pass(&a, 2, &b) ||
       regex_pass(&b, 3, &a))
     goto done;
-  rc = toks_split_str(a.s, t);
+  rc = toks_split_str(a.p, t);
 done:
   free(c.v);
-  free(a.s);
-  free(b.s);
+  free(a.p);
+  free(b.p);
   return rc;
 }
 
 char *metrics_bleu_tokenize_13a(const char *s) {
   toks_t t = {0};
-  sbuf out = {0};
-  int rc = bleu_tokens(s, &t) || sb_put(&out, "", 0);
+  strbuf out = {0};
+  int rc = bleu_tokens(s, &t) || strbuf_add(&out, "", 0);
   for (int i = 0; !rc && i < t.n; i++) {
-    if (i) rc = sb_put(&out, " ", 1);
-    if (!rc) rc = sb_put(&out, t.buf + t.v[i].off, t.v[i].len);
+    if (i) rc = strbuf_add(&out, " ", 1);
+    if (!rc) rc = strbuf_add(&out, t.buf + t.v[i].off, t.v[i].len);
   }
   toks_free(&t);
-  if (rc) { free(out.s); return NULL; }
-  return out.s;
+  if (rc) { free(out.p); return NULL; }
+  return out.p;
 }
 
 void bleu_acc_init(bleu_acc *a) { memset(a, 0, sizeof *a); }
