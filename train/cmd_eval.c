@@ -155,13 +155,14 @@ static int parse_args(int argc, char **argv, eval_options *o) {
   return 0;
 }
 
+// ---- the command --------------------------------------------------------------------------------
 
 int cmd_eval(int argc, char **argv) {
   eval_options o;
   int pr = parse_args(argc, argv, &o);
   if (pr) return pr == 1 ? 0 : 2;
   pith_err err = {{0}};
-  int on[EVAL_MAX_SYSTEMS];
+  int on[EVAL_MAX_SYSTEMS];  // the names are checked here, before any data is opened
   if (eval_systems_select(o.baselines, 0, on, &err)) return usage_error("--baselines: %s", err.msg);
   char cmd[4096] = "pith";
   for (int i = 0; i < argc; i++)
@@ -174,7 +175,7 @@ int cmd_eval(int argc, char **argv) {
   if (!rc) rc = eval_write(run, &err);
   if (!rc) eval_print_table(run, stdout);
   eval_close(run);
-  if (rc == EVAL_NOTHING) {
+  if (rc == EVAL_USAGE) {
     fprintf(stderr, "pith eval: %s\n", err.msg);
     return 2;
   }

@@ -103,10 +103,10 @@ static int open_data(eval_run *r, pith_err *err) {
   return 0;
 }
 
-// The selected systems that apply to the task; EVAL_NOTHING when none is left.
+// The selected systems that apply to the task; EVAL_USAGE with err for an unknown name or when none is left.
 static int pick_systems(eval_run *r, pith_err *err) {
   const char *list = r->o.baselines ? r->o.baselines : EVAL_DEFAULT_BASELINES;
-  if (eval_systems_select(list, r->have_comp, r->on, err)) return EVAL_NOTHING;
+  if (eval_systems_select(list, r->have_comp, r->on, err)) return EVAL_USAGE;
   int any = 0, chosen = strcmp(list, EVAL_DEFAULT_BASELINES) != 0;
   for (int i = 0; i < eval_n_systems; i++) {
     const eval_system *s = eval_systems[i];
@@ -117,8 +117,9 @@ static int pick_systems(eval_run *r, pith_err *err) {
     }
     any |= r->on[i];
   }
-  if (!any) return pith_fail(err, "nothing to evaluate (--compressor none and no baseline for this task)"), EVAL_NOTHING;
-  return 0;
+  if (any) return 0;
+  pith_fail(err, "nothing to evaluate (--compressor none and no baseline for this task)");
+  return EVAL_USAGE;
 }
 
 static int load_models(eval_run *r, pith_err *err) {
@@ -250,6 +251,7 @@ int eval_text_prompt(const eval_env *env, const eval_example *ex, int part, int3
     *n = concat(*ids, ex->decoder_prompt, ex->n_decoder_prompt, NULL, 0, NULL, 0);
     return 0;
   }
+  if (part > ex->n_context) part = ex->n_context;
   int lead = ex->n_context > 0 && ex->context[0] == env->bos ? 0 : 1;
   // regen: the decoder prompt is [bos], which the lead already is.
   int n_dp = env->task == EVAL_QA ? ex->n_decoder_prompt : 0;

@@ -19,7 +19,9 @@
 #include "eval_system.h"
 
 #define EVAL_DEFAULT_BASELINES "full,none,truncated"
-#define EVAL_NOTHING 2  // eval_open: no system applies (a usage error of the caller: exit 2)
+// eval_open's status for options that select no system (an unknown baseline, or none that applies
+// to the task): the caller's usage error (pith eval exits 2).
+#define EVAL_USAGE 2
 
 typedef struct {
   const char *compressor;  // an export folder, a run or checkpoint folder, or "none"
@@ -47,8 +49,7 @@ typedef struct eval_run eval_run;
 
 // Everything up to the first example: the data, the compressor, the systems (those that do not
 // apply to the task are skipped, with a notice on stderr when the baselines were chosen), the model,
-// each system's init. 0; -1 with err; EVAL_NOTHING with err when no system is left. *run is set
-// either way (eval_close it).
+// each system's init. 0; -1 with err; EVAL_USAGE with err. *run is set either way (eval_close it).
 int eval_open(const eval_options *o, eval_run **run, pith_err *err);
 // Every example through every system; the progress on stderr unless quiet.
 int eval_evaluate(eval_run *r, pith_err *err);
@@ -61,7 +62,7 @@ void eval_close(eval_run *r);  // also removes the temporary export
 // ---- one system on one example ------------------------------------------------------------------
 
 // The prompt of a system that reads the context as text: [bos] (unless the context starts with it),
-// the first part context tokens, then (qa) the decoder prompt; part = EVAL_NO_CONTEXT gives the
+// the first part context tokens (at most all), then (qa) the decoder prompt; part = EVAL_NO_CONTEXT gives the
 // decoder prompt alone. *ids malloc'd.
 #define EVAL_NO_CONTEXT (-1)
 int eval_text_prompt(const eval_env *env, const eval_example *ex, int part, int32_t **ids, int *n, pith_err *err);

@@ -4,10 +4,10 @@
 #ifndef PITH_EVAL_INTERNAL_H
 #define PITH_EVAL_INTERNAL_H
 
-#include "metrics.h"
 #include "corpus.h"
 #include "eval.h"
 #include "export.h"
+#include "metrics.h"
 #include "tokenizer.h"
 
 #define EVAL_PATH_MAX 4096
