@@ -62,8 +62,8 @@ void eval_close(eval_run *r);  // also removes the temporary export
 // ---- one system on one example ------------------------------------------------------------------
 
 // The prompt of a system that reads the context as text: [bos] (unless the context starts with it),
-// the first part context tokens (at most all), then (qa) the decoder prompt; part = EVAL_NO_CONTEXT gives the
-// decoder prompt alone. *ids malloc'd.
+// the first part context tokens (at most all), then (qa) the decoder prompt; part = EVAL_NO_CONTEXT
+// gives the decoder prompt alone. *ids malloc'd.
 #define EVAL_NO_CONTEXT (-1)
 int eval_text_prompt(const eval_env *env, const eval_example *ex, int part, int32_t **ids, int *n, pith_err *err);
 
