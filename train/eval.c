@@ -1,0 +1,381 @@
+// eval: the engine of `pith eval` (eval.h): setup (data, compressor, model, systems), the prompts,
+// and the loop that runs every system over every example; eval_report.c scores and writes.
+//
+// Everything is evaluated before the output folder is created, so a failed evaluation writes
+// nothing (eval_write then writes the three files atomically).
+#include <cJSON.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "eval_internal.h"
+#include "generate.h"
+#include "hf_folder.h"
+#include "ingest.h"
+#include "train_state.h"
+
+// ---- setup --------------------------------------------------------------------------------------
+
+// The cutoff_len of the training run recorded in an export's manifest ("source"."config"), or -1.
+static int manifest_cutoff_len(const char *dir) {
+  char path[EVAL_PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/%s", dir, EXPORT_MANIFEST);
+  char *text = pith_read_file(path, NULL, NULL);
+  cJSON *m = text ? cJSON_Parse(text) : NULL;
+  free(text);
+  const cJSON *src = cJSON_GetObjectItemCaseSensitive(m, "source");
+  const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(src, "config");
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, "cutoff_len");
+  int n = -1;
+  if (cJSON_IsString(v)) {
+    char *end;
+    errno = 0;
+    long x = strtol(v->valuestring, &end, 10);
+    if (*v->valuestring && !*end && !errno && x >= 1 && x <= 1000000000) n = (int)x;
+  }
+  if (cJSON_IsNumber(v) && v->valuedouble >= 1) n = (int)v->valuedouble;
+  cJSON_Delete(m);
+  return n;
+}
+
+// The compressor folder: an export is read as is; a run or checkpoint folder is exported into a
+// temporary folder (moved to OUT/export at the end), so a failure leaves OUT untouched.
+static int resolve_compressor(eval_run *r, pith_err *err) {
+  const char *src = r->o.compressor;
+  if (!strcmp(src, "none")) return 0;
+  r->have_comp = 1;
+  char p[EVAL_PATH_MAX + 32];
+  if (!pith_is_dir(src)) return pith_fail(err, "%s: no such compressor folder", src);
+  snprintf(p, sizeof p, "%s/%s", src, EXPORT_MANIFEST);
+  if (pith_is_file(p)) {
+    snprintf(r->export_dir, sizeof r->export_dir, "%s", src);
+  } else {
+    char ckpt[EVAL_PATH_MAX];
+    snprintf(p, sizeof p, "%s/%s", src, TRAIN_STATE_DONE);
+    int found = pith_is_file(p) ? 0 : train_state_latest(src, ckpt, sizeof ckpt, err);
+    if (found < 0) return -1;
+    if (found == 1)
+      return pith_fail(err, "%s: neither an export folder (%s) nor a run or checkpoint folder (checkpoints/step-N/ "
+                            "with %s)", src, EXPORT_MANIFEST, TRAIN_STATE_DONE);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(r->tmp_dir, sizeof r->tmp_dir, "%s/pith-eval-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(r->tmp_dir)) {
+      int e = errno;
+      r->tmp_dir[0] = 0;
+      return pith_fail(err, "cannot create a temporary folder: %s", strerror(e));
+    }
+    snprintf(r->export_dir, sizeof r->export_dir, "%s/export", r->tmp_dir);
+    export_options opt = {.force = 1};
+    if (export_run(src, r->export_dir, &opt, r->ckpt_used, sizeof r->ckpt_used, err)) return -1;
+    r->from_run = 1;
+  }
+  return export_read_info(r->export_dir, &r->info, err);
+}
+
+static int open_data(eval_run *r, pith_err *err) {
+  r->corp = corpus_open(r->o.data, err);
+  if (!r->corp) return -1;
+  const corpus_info *ci = corpus_get_info(r->corp);
+  eval_task natural = ci->kind == CORPUS_QA ? EVAL_QA : EVAL_REGEN;
+  r->env.task = !r->o.task ? natural : !strcmp(r->o.task, "qa") ? EVAL_QA : EVAL_REGEN;
+  if (r->env.task != natural)
+    return pith_fail(err, "%s: a %s corpus, so --task %s does not apply (qa needs a QA corpus, regen documents)",
+                     r->o.data, corpus_kind_name(ci->kind), r->o.task);
+  r->split = !strcmp(r->o.split, "all") ? -1 : !strcmp(r->o.split, "train") ? CORPUS_SPLIT_TRAIN
+             : !strcmp(r->o.split, "val") ? CORPUS_SPLIT_VAL : CORPUS_SPLIT_TEST;
+  int64_t n = ci->n_records;
+  uint8_t *splits = malloc(n ? (size_t)n : 1);
+  r->items = malloc(sizeof *r->items * (size_t)(n ? n : 1));
+  if (!splits || !r->items) {
+    free(splits);
+    return pith_fail(err, "out of memory");
+  }
+  if (n && corpus_read_splits(r->corp, 0, n, splits, err)) {
+    free(splits);
+    return -1;
+  }
+  for (int64_t i = 0; i < n && (r->o.max_examples <= 0 || r->n_items < r->o.max_examples); i++)
+    if (r->split < 0 || splits[i] == r->split) r->items[r->n_items++] = i;
+  free(splits);
+  if (r->n_items == 0)
+    return pith_fail(err, "%s: no records in the %s split (--split chooses another)", r->o.data, r->o.split);
+  return 0;
+}
+
+// The selected systems that apply to the task; EVAL_USAGE with err for an unknown name or when none is left.
+static int pick_systems(eval_run *r, pith_err *err) {
+  const char *list = r->o.baselines ? r->o.baselines : EVAL_DEFAULT_BASELINES;
+  if (eval_systems_select(list, r->have_comp, r->on, err)) return EVAL_USAGE;
+  int any = 0, chosen = strcmp(list, EVAL_DEFAULT_BASELINES) != 0;
+  for (int i = 0; i < eval_n_systems; i++) {
+    const eval_system *s = eval_systems[i];
+    if (r->on[i] && r->env.task == EVAL_REGEN && s->qa_only) {
+      r->on[i] = 0;
+      if (chosen && !r->o.quiet)
+        fprintf(stderr, "pith eval: no '%s' baseline for regen (%s); skipped\n", s->name, s->qa_only);
+    }
+    any |= r->on[i];
+  }
+  if (any) return 0;
+  pith_fail(err, "nothing to evaluate (--compressor none and no baseline for this task)");
+  return EVAL_USAGE;
+}
+
+static int load_models(eval_run *r, pith_err *err) {
+  const eval_options *o = &r->o;
+  eval_env *env = &r->env;
+  snprintf(r->model_dir, sizeof r->model_dir, "%s", o->model ? o->model : r->info.base_model);
+  // The export's tokenizer, unless it is just its base model folder and --model replaces that.
+  int tok_is_model = !r->have_comp || !strcmp(r->info.tokenizer, r->info.base_model);
+  snprintf(r->tok_path, sizeof r->tok_path, "%s",
+           o->tokenizer ? o->tokenizer : tok_is_model ? r->model_dir : r->info.tokenizer);
+  if (o->threads > 0) pt_set_num_threads(o->threads);
+  pt_device dev;
+  if (pt_device_parse(o->device, &dev)) return pith_fail(err, "--device %s", pt_error());
+
+  r->tok = tokenizer_load(r->tok_path, err);
+  if (!r->tok) return -1;
+  env->n_eos = tokenizer_eos_ids(r->tok, &env->eos);
+  if (env->n_eos < 1) return pith_fail(err, "%s: the tokenizer names no eos token", r->tok_path);
+  // As the trainer: bos falls back to eos, padding to eos.
+  env->bos = tokenizer_bos_id(r->tok) >= 0 ? tokenizer_bos_id(r->tok) : env->eos[0];
+  env->pad = tokenizer_pad_id(r->tok) >= 0 ? tokenizer_pad_id(r->tok) : env->eos[0];
+  if (env->task == EVAL_QA &&
+      (tokenizer_encode(r->tok, COMP_QA_QUESTION_PREFIX, strlen(COMP_QA_QUESTION_PREFIX), 0, &r->qp, &r->n_qp, err) ||
+       tokenizer_encode(r->tok, COMP_QA_ANSWER_PREFIX, strlen(COMP_QA_ANSWER_PREFIX), 0, &r->ap, &r->n_ap, err)))
+    return -1;
+
+  const corpus_info *ci = corpus_get_info(r->corp);
+  if (ingest_warn_other_tokenizer(o->data, ci, r->tok, r->tok_path, stderr, err) < 0) return -1;
+  r->model = hf_model_load(r->model_dir, o->bf16 ? PT_BF16 : PT_F32, dev, err);
+  if (!r->model) return -1;
+  env->model = r->model;
+  if (ci->vocab_size > r->model->cfg.vocab_size)
+    return pith_fail(err, "%s: token ids up to %lld, but the model %s has %d tokens (another tokenizer?)", o->data,
+                     (long long)ci->vocab_size - 1, r->model_dir, r->model->cfg.vocab_size);
+  if (env->bos >= r->model->cfg.vocab_size || env->pad >= r->model->cfg.vocab_size)
+    return pith_fail(err, "%s: the tokenizer's bos or pad id (%d, %d) is beyond the model's %d tokens (another "
+                          "tokenizer?)", r->tok_path, env->bos, env->pad, r->model->cfg.vocab_size);
+  for (int i = 0; i < eval_n_systems; i++)
+    if (r->on[i] && eval_systems[i]->init && eval_systems[i]->init(env, &r->state[i], err)) return -1;
+  return 0;
+}
+
+// The last path component without trailing slashes and, when strip_ext, without its extension.
+static void base_name(const char *path, int strip_ext, char *out, size_t len) {
+  char buf[EVAL_PATH_MAX];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (size_t n = strlen(buf); n > 1 && buf[n - 1] == '/'; n--) buf[n - 1] = 0;
+  const char *b = strrchr(buf, '/') ? strrchr(buf, '/') + 1 : buf;
+  snprintf(out, len, "%s", b);
+  char *dot = strip_ext ? strrchr(out, '.') : NULL;
+  if (dot && dot != out) *dot = 0;
+}
+
+int eval_open(const eval_options *o, eval_run **run, pith_err *err) {
+  eval_run *r = *run = calloc(1, sizeof *r);
+  if (!r) return pith_fail(err, "out of memory");
+  r->o = *o;
+  r->tty = isatty(STDERR_FILENO);
+  r->env.export_dir = r->export_dir;
+  r->env.verify = o->verify;
+  if (open_data(r, err) || resolve_compressor(r, err)) return -1;
+  int rc = pick_systems(r, err);
+  if (rc) return rc;
+  r->env.k = r->have_comp ? r->info.comp.k : o->k > 0 ? o->k : 16;
+  int from_manifest = r->have_comp ? manifest_cutoff_len(r->export_dir) : -1;
+  r->env.cutoff = o->cutoff_len > 0 ? o->cutoff_len : from_manifest > 0 ? from_manifest : 500;
+  r->env.max_new = o->max_new_tokens > 0 ? o->max_new_tokens : r->env.task == EVAL_QA ? 32 : r->env.cutoff + 8;
+  if (load_models(r, err)) return -1;
+
+  // runs/eval/<dataset>__<model>__<method>__k<k> unless named.
+  char data_name[256], model_name[256];
+  base_name(o->data, 1, data_name, sizeof data_name);
+  base_name(r->model_dir, 0, model_name, sizeof model_name);
+  if (o->name) snprintf(r->name, sizeof r->name, "%s", o->name);
+  else snprintf(r->name, sizeof r->name, "%s__%s__%s__k%d", data_name, model_name,
+                !r->have_comp ? "none" : r->info.comp.method == COMP_ICAE ? "icae" : "500x", r->env.k);
+  if (o->out) snprintf(r->out_dir, sizeof r->out_dir, "%s", o->out);
+  else snprintf(r->out_dir, sizeof r->out_dir, "runs/eval/%s", r->name);
+  if (strchr(r->name, '/') && !o->out)
+    return pith_fail(err, "--name '%s': a name, not a path (--out DIR sets the folder)", r->name);
+  return 0;
+}
+
+void eval_close(eval_run *r) {
+  if (!r) return;
+  if (r->tmp_dir[0]) pith_remove_tree(r->tmp_dir);
+  for (int i = 0; i < eval_n_systems; i++)
+    if (r->state[i] && eval_systems[i]->free) eval_systems[i]->free(r->state[i]);
+  llama_free(r->model);
+  tokenizer_free(r->tok);
+  corpus_close(r->corp);
+  free(r->items);
+  free(r->qp);
+  free(r->ap);
+  free(r->preds);
+  free(r);
+}
+
+// ---- prompts ------------------------------------------------------------------------------------
+// The one place that knows the decoder's prompt format: example_prompts (the decoder prompt of a
+// record) and eval_text_prompt (a baseline's prompt). data/task.{h,c} is to take both over.
+
+// Concatenates id arrays into dst (which must hold them all); returns the count.
+// An empty part may be NULL (memcpy must not see NULL, even for 0 bytes).
+static int concat(int32_t *dst, const int32_t *a, int na, const int32_t *b, int nb, const int32_t *c, int nc) {
+  if (na) memcpy(dst, a, sizeof *a * (size_t)na);
+  if (nb) memcpy(dst + na, b, sizeof *b * (size_t)nb);
+  if (nc) memcpy(dst + na + nb, c, sizeof *c * (size_t)nc);
+  return na + nb + nc;
+}
+
+// The decoder prompt of training (loader.c's QA row up to the answer: "Question: {q} Answer: ";
+// regen: [bos]) into ex; *dp is malloc'd (the caller frees it after the example).
+static int example_prompts(const eval_run *r, const corpus_record *rec, eval_example *ex, int32_t **dp,
+                           pith_err *err) {
+  int qa = r->env.task == EVAL_QA;
+  int n = qa ? (int)(r->n_qp + rec->question.n_tokens + r->n_ap) : 1;
+  if (!(*dp = malloc(sizeof(int32_t) * (size_t)n))) return pith_fail(err, "out of memory");
+  if (qa) concat(*dp, r->qp, (int)r->n_qp, rec->question.tokens, (int)rec->question.n_tokens, r->ap, (int)r->n_ap);
+  else (*dp)[0] = r->env.bos;
+  ex->decoder_prompt = *dp, ex->n_decoder_prompt = n;
+  return 0;
+}
+
+int eval_text_prompt(const eval_env *env, const eval_example *ex, int part, int32_t **ids, int *n, pith_err *err) {
+  *ids = malloc(sizeof(int32_t) * (size_t)(1 + ex->n_context + ex->n_decoder_prompt));
+  if (!*ids) return pith_fail(err, "out of memory");
+  if (part == EVAL_NO_CONTEXT) {
+    *n = concat(*ids, ex->decoder_prompt, ex->n_decoder_prompt, NULL, 0, NULL, 0);
+    return 0;
+  }
+  if (part > ex->n_context) part = ex->n_context;
+  int lead = ex->n_context > 0 && ex->context[0] == env->bos ? 0 : 1;
+  // regen: the decoder prompt is [bos], which the lead already is.
+  int n_dp = env->task == EVAL_QA ? ex->n_decoder_prompt : 0;
+  *n = concat(*ids, &env->bos, lead, ex->context, part, ex->decoder_prompt, n_dp);
+  return 0;
+}
+
+// ---- generation ---------------------------------------------------------------------------------
+
+int eval_generate(const eval_env *env, const eval_input *in, int32_t **out, int *n_out, pith_err *err) {
+  gen_config gc = gen_config_default();
+  gc.max_new_tokens = env->max_new;
+  gc.eos_ids = env->eos;
+  gc.n_eos = env->n_eos;
+  return generate(env->model, NULL, in->prefix_k, in->prefix_v, in->prompt, in->n_prompt, &gc, NULL, NULL, out,
+                  n_out, err);
+}
+
+static int is_eos(const eval_env *env, int32_t id) {
+  for (int i = 0; i < env->n_eos; i++)
+    if (env->eos[i] == id) return 1;
+  return 0;
+}
+
+int eval_system_run(const eval_env *env, const eval_system *sys, void *state, const eval_example *ex, eval_input *in,
+                    int32_t **gen, int *n_gen, pith_err *err) {
+  eval_input local = {0}, *x = in ? in : &local;
+  *x = (eval_input){0};
+  int32_t *g = NULL;
+  int n = 0;
+  *gen = NULL, *n_gen = 0;
+  int rc = sys->build(state, env, ex, x, err);
+  if (!rc) rc = eval_generate(env, x, &g, &n, err);
+  if (!rc && env->verify && sys->check) rc = sys->check(state, env, x, g, n, err);
+  if (!rc && n > 0 && is_eos(env, g[n - 1])) n--;
+  if (!rc && !(*gen = malloc(sizeof(int32_t) * (size_t)(x->n_echo + n + 1)))) rc = pith_fail(err, "out of memory");
+  if (!rc) *n_gen = concat(*gen, x->echo, x->n_echo, g, n, NULL, 0);
+  free(g);
+  if (!in) eval_input_free(&local);
+  return rc;
+}
+
+// ---- the loop -----------------------------------------------------------------------------------
+
+// A malloc'd decode of ids (special tokens left out, as skip_special_tokens=True), with the
+// surrounding spaces trimmed: a tokenizer that adds a prefix space when encoding gives it back here.
+static char *decode(eval_run *r, const int32_t *ids, int n, pith_err *err) {
+  char *s = tokenizer_decode(r->tok, ids, (size_t)n, 1, err);
+  if (!s) return NULL;
+  size_t b = strspn(s, " \t\n"), e = strlen(s);
+  while (e > b && strchr(" \t\n", s[e - 1])) e--;
+  memmove(s, s + b, e - b);
+  s[e - b] = 0;
+  return s;
+}
+
+// One record through every system.
+static int eval_record(eval_run *r, corpus_record *rec, pith_err *err) {
+  int qa = r->env.task == EVAL_QA;
+  const corpus_field *ctx = qa ? &rec->context : &rec->doc;
+  eval_example ex = {.index = rec->index, .id = rec->id, .context = ctx->tokens,
+                     .n_context = (int)(ctx->n_tokens < r->env.cutoff ? ctx->n_tokens : r->env.cutoff),
+                     .question = qa ? rec->question.text : NULL, .n_golds = qa ? rec->n_answers : 0};
+  int32_t *dp = NULL;
+  const char **golds = malloc(sizeof(char *) * (size_t)(rec->n_answers + 1));
+  if (!golds) return pith_fail(err, "out of memory");
+  for (int i = 0; i < rec->n_answers; i++) golds[i] = rec->answers[i].text;
+  ex.golds = golds;
+  char *reference = NULL;
+  int rc = example_prompts(r, rec, &ex, &dp, err);
+  if (!rc && !qa && !(reference = decode(r, ex.context, ex.n_context, err))) rc = -1;
+  ex.reference = reference;
+
+  for (int i = 0; i < eval_n_systems && !rc; i++) {
+    if (!r->on[i]) continue;
+    int32_t *gen = NULL;
+    int n_gen = 0;
+    pt_scope s = pt_scope_begin();
+    rc = eval_system_run(&r->env, eval_systems[i], r->state[i], &ex, NULL, &gen, &n_gen, err);
+    pt_scope_end(s);
+    char *pred = rc ? NULL : decode(r, gen, n_gen, err);
+    if (!rc && !pred) rc = -1;
+    if (!rc) rc = eval_record_prediction(r, i, &ex, pred, err);
+    free(pred);
+    free(gen);
+  }
+  free(reference);
+  free(dp);
+  free(golds);
+  return rc;
+}
+
+static void progress(eval_run *r, int64_t done, double t0, int final) {
+  if (r->o.quiet) return;
+  int64_t every = r->n_items / 10 > 0 ? r->n_items / 10 : 1;
+  if (!r->tty && !final && done % every) return;
+  const char *m = r->env.task == EVAL_QA ? "f1" : "rougeL";
+  char line[1024];
+  int len = snprintf(line, sizeof line, "eval %s %lld/%lld", r->env.task == EVAL_QA ? "qa" : "regen",
+                     (long long)done, (long long)r->n_items);
+  for (int s = 0; s < eval_n_systems; s++)
+    if (r->on[s] && len < (int)sizeof line)
+      len += snprintf(line + len, sizeof line - len, "  %s %lld %s %.1f", eval_systems[s]->name,
+                      (long long)r->sc[s].n, m, eval_score(r, s, m));
+  double el = pith_now_s() - t0;
+  if (len < (int)sizeof line) snprintf(line + len, sizeof line - len, "  %.1fs", el);
+  if (r->tty) fprintf(stderr, "\r%s%s", line, final ? "\n" : "");
+  else fprintf(stderr, "%s\n", line);
+  fflush(stderr);
+}
+
+int eval_evaluate(eval_run *r, pith_err *err) {
+  corpus_record rec = {0};
+  int rc = 0;
+  double t0 = pith_now_s();
+  int was = pt_set_grad_enabled(0);
+  for (int64_t i = 0; i < r->n_items && !rc; i++) {
+    rc = corpus_read(r->corp, r->items[i], CORPUS_READ_ALL, &rec, err);
+    if (!rc) rc = eval_record(r, &rec, err);
+    if (!rc) progress(r, i + 1, t0, i + 1 == r->n_items);
+  }
+  pt_set_grad_enabled(was);
+  corpus_record_free(&rec);
+  for (int i = 0; i < eval_n_systems && !rc && r->o.verify && !r->o.quiet; i++)
+    if (r->on[i] && eval_systems[i]->report) eval_systems[i]->report(r->state[i], stderr);
+  return rc;
+}

@@ -1,0 +1,51 @@
+// eval_internal: the state of one `pith eval` run, shared by the engine's two files: eval.c (setup
+// and the loop over examples) and eval_report.c (scores, predictions.jsonl, metrics.json,
+// config.yaml, the table). Not for systems: they see eval_env and eval_example only.
+#ifndef PITH_EVAL_INTERNAL_H
+#define PITH_EVAL_INTERNAL_H
+
+#include "corpus.h"
+#include "eval.h"
+#include "export.h"
+#include "metrics.h"
+#include "tokenizer.h"
+
+#define EVAL_PATH_MAX 4096
+
+// Score sums of one system.
+typedef struct {
+  squad_acc squad;
+  double raw_em, raw_f1, rouge1, rouge2, rougel, em;
+  bleu_acc bleu;
+  int64_t n;
+} eval_scores;
+
+struct eval_run {
+  eval_options o;
+  eval_env env;
+  int split;  // corpus_split, or -1 for all
+  corpus *corp;
+  int64_t *items, n_items;  // corpus records to evaluate, in corpus order
+  // The compressor: none, an export folder, or a run / checkpoint exported into tmp_dir/export.
+  int have_comp, from_run;
+  export_info info;
+  char export_dir[EVAL_PATH_MAX + 16], tmp_dir[EVAL_PATH_MAX], ckpt_used[EVAL_PATH_MAX];
+  char model_dir[EVAL_PATH_MAX], tok_path[EVAL_PATH_MAX], out_dir[EVAL_PATH_MAX], name[1024];
+  int on[EVAL_MAX_SYSTEMS];       // eval_systems[i] runs
+  void *state[EVAL_MAX_SYSTEMS];  // what its init made
+  tokenizer *tok;
+  llama_model *model;
+  int32_t *qp, *ap;  // the ids of "Question: " and " Answer: ", encoded as open_loader does
+  size_t n_qp, n_ap;
+  eval_scores sc[EVAL_MAX_SYSTEMS];
+  char *preds;  // predictions.jsonl so far
+  size_t preds_len, preds_cap;
+  int tty;
+};
+
+// eval_report.c: scores one prediction of system sys and appends its predictions.jsonl line.
+int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const char *pred, pith_err *err);
+// The dataset score of system sys for metric m (a column of the task's table).
+double eval_score(const eval_run *r, int sys, const char *m);
+
+#endif

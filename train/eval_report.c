@@ -1,0 +1,289 @@
+// eval_report: the scores of `pith eval` and where they go: each prediction scored and recorded as
+// a line of predictions.jsonl; metrics.json (task, n, systems: {system: {metric: value}}, retained:
+// compressed / full in % per metric (qa), compressor, data, split); config.yaml (the resolved
+// options); the table on stdout. Scores are in [0, 100].
+#include <cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "eval_internal.h"
+#include "run_config.h"
+
+#define EVAL_FORMAT "pith-eval"
+#define EVAL_VERSION 1
+
+// Metric columns per task, in table order.
+static const char *const QA_METRICS[] = {"em", "f1", "raw_em", "raw_f1"};
+static const char *const REGEN_METRICS[] = {"rouge1", "rouge2", "rougeL", "bleu", "em"};
+
+static int n_metrics(const eval_run *r, const char *const **names) {
+  *names = r->env.task == EVAL_QA ? QA_METRICS : REGEN_METRICS;
+  return r->env.task == EVAL_QA ? (int)(sizeof QA_METRICS / sizeof *QA_METRICS)
+                                : (int)(sizeof REGEN_METRICS / sizeof *REGEN_METRICS);
+}
+
+static const char *task_name(const eval_run *r) { return r->env.task == EVAL_QA ? "qa" : "regen"; }
+
+static const char *method_name(const eval_run *r) {
+  return !r->have_comp ? "none" : r->info.comp.method == COMP_ICAE ? "icae" : "500x";
+}
+
+// The index of the system named name when it runs, else -1.
+static int running(const eval_run *r, const char *name) {
+  for (int i = 0; i < eval_n_systems; i++)
+    if (r->on[i] && !strcmp(eval_systems[i]->name, name)) return i;
+  return -1;
+}
+
+// ---- scoring ------------------------------------------------------------------------------------
+
+static int preds_append(eval_run *r, const char *s) {
+  size_t n = strlen(s);
+  if (r->preds_len + n + 2 > r->preds_cap) {
+    size_t cap = (r->preds_cap ? r->preds_cap * 2 : 1 << 16) + n;
+    char *p = realloc(r->preds, cap);
+    if (!p) return -1;
+    r->preds = p, r->preds_cap = cap;
+  }
+  memcpy(r->preds + r->preds_len, s, n);
+  r->preds_len += n;
+  r->preds[r->preds_len++] = '\n';
+  r->preds[r->preds_len] = 0;
+  return 0;
+}
+
+static cJSON *json_strings(const char *const *s, int n) {
+  cJSON *a = cJSON_CreateArray();
+  for (int i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateString(s[i]));
+  return a;
+}
+
+int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const char *pred, pith_err *err) {
+  eval_scores *s = &r->sc[sys];
+  int bad = 0, qa = r->env.task == EVAL_QA;
+  if (qa) {
+    bad = squad_acc_add(&s->squad, pred, ex->golds, ex->n_golds);
+    s->raw_em += metrics_raw_em(pred, ex->golds, ex->n_golds);
+    s->raw_f1 += metrics_raw_f1(pred, ex->golds, ex->n_golds);
+  } else {
+    double r1, r2, rl;
+    bad = metrics_rouge(pred, ex->reference, &r1, &r2, &rl) || bleu_acc_add(&s->bleu, pred, ex->reference);
+    s->rouge1 += r1, s->rouge2 += r2, s->rougel += rl;
+    s->em += metrics_exact_match(pred, ex->reference);
+  }
+  s->n++;
+  cJSON *j = cJSON_CreateObject();
+  cJSON_AddStringToObject(j, "system", eval_systems[sys]->name);
+  cJSON_AddNumberToObject(j, "index", (double)ex->index);
+  if (ex->id && *ex->id) cJSON_AddStringToObject(j, "id", ex->id);
+  if (qa) cJSON_AddStringToObject(j, "question", ex->question);
+  cJSON_AddStringToObject(j, "prediction", pred);
+  if (qa) cJSON_AddItemToObject(j, "golds", json_strings(ex->golds, ex->n_golds));
+  else cJSON_AddStringToObject(j, "reference", ex->reference);
+  char *line = cJSON_PrintUnformatted(j);
+  cJSON_Delete(j);
+  if (bad || isnan(s->raw_f1 + s->rouge1) || !line || preds_append(r, line)) bad = 1;
+  free(line);
+  return bad ? pith_fail(err, "out of memory while scoring") : 0;
+}
+
+double eval_score(const eval_run *r, int sys, const char *m) {
+  const eval_scores *s = &r->sc[sys];
+  double n = s->n ? (double)s->n : 1;
+  if (r->env.task == EVAL_QA) {
+    if (!strcmp(m, "em")) return squad_acc_em(&s->squad);
+    if (!strcmp(m, "f1")) return squad_acc_f1(&s->squad);
+    if (!strcmp(m, "raw_em")) return 100 * s->raw_em / n;
+    return 100 * s->raw_f1 / n;
+  }
+  if (!strcmp(m, "rouge1")) return 100 * s->rouge1 / n;
+  if (!strcmp(m, "rouge2")) return 100 * s->rouge2 / n;
+  if (!strcmp(m, "rougeL")) return 100 * s->rougel / n;
+  if (!strcmp(m, "bleu")) return bleu_acc_score(&s->bleu);
+  return 100 * s->em / n;
+}
+
+// ---- outputs ------------------------------------------------------------------------------------
+
+static int write_json(const char *dir, const char *name, cJSON *j, pith_err *err) {
+  char path[EVAL_PATH_MAX + 64];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  char *text = cJSON_Print(j), *buf = NULL;
+  size_t n = text ? strlen(text) : 0;
+  if (text) buf = malloc(n + 2);
+  int rc = buf ? 0 : pith_fail(err, "%s: out of memory", path);
+  if (buf) {
+    memcpy(buf, text, n);
+    buf[n] = '\n', buf[n + 1] = 0;
+    rc = pith_write_file_atomic(path, buf, n + 1, err);
+  }
+  free(text);
+  free(buf);
+  return rc;
+}
+
+static int write_metrics(eval_run *r, pith_err *err) {
+  const char *const *names;
+  int nm = n_metrics(r, &names);
+  cJSON *j = cJSON_CreateObject(), *systems = cJSON_CreateObject(), *ret = cJSON_CreateObject();
+  cJSON_AddStringToObject(j, "format", EVAL_FORMAT "-metrics");
+  cJSON_AddNumberToObject(j, "format_version", EVAL_VERSION);
+  cJSON_AddStringToObject(j, "task", task_name(r));
+  cJSON_AddNumberToObject(j, "n", (double)r->n_items);
+  for (int s = 0; s < eval_n_systems; s++) {
+    if (!r->on[s]) continue;
+    cJSON *o = cJSON_AddObjectToObject(systems, eval_systems[s]->name);
+    for (int m = 0; m < nm; m++) cJSON_AddNumberToObject(o, names[m], eval_score(r, s, names[m]));
+  }
+  cJSON_AddItemToObject(j, "systems", systems);
+  // Retained: what the compressed prefix keeps of the full context's score (qa), null where full is 0.
+  int comp = running(r, "compressed"), full = running(r, "full");
+  if (r->env.task == EVAL_QA && comp >= 0 && full >= 0)
+    for (int m = 0; m < nm; m++) {
+      double f = eval_score(r, full, names[m]);
+      if (f > 0) cJSON_AddNumberToObject(ret, names[m], 100 * eval_score(r, comp, names[m]) / f);
+      else cJSON_AddNullToObject(ret, names[m]);
+    }
+  cJSON_AddItemToObject(j, "retained", ret);
+  cJSON *c = cJSON_AddObjectToObject(j, "compressor");
+  if (r->have_comp) {
+    cJSON_AddStringToObject(c, "path", r->o.compressor);
+    cJSON_AddStringToObject(c, "method", method_name(r));
+    cJSON_AddNumberToObject(c, "k", r->info.comp.k);
+    if (r->info.comp.method == COMP_500X)
+      cJSON_AddStringToObject(c, "position_policy",
+                              r->info.comp.positions == COMP_POS_REFERENCE ? "reference" : "consistent");
+    else cJSON_AddBoolToObject(c, "ae_token", r->env.task == EVAL_REGEN && r->info.comp.ae_token);  // as decoded
+    cJSON_AddNumberToObject(c, "step", (double)r->info.step);
+    cJSON_AddStringToObject(c, "checkpoint", r->info.checkpoint);
+    cJSON_AddNumberToObject(c, "lora_rank", r->info.lora.rank);
+  } else {
+    cJSON_AddStringToObject(c, "method", "none");
+    cJSON_AddNumberToObject(c, "k", r->env.k);
+  }
+  cJSON_AddStringToObject(j, "base_model", r->model_dir);
+  cJSON_AddStringToObject(j, "tokenizer", r->tok_path);
+  cJSON_AddStringToObject(j, "data", r->o.data);
+  cJSON_AddStringToObject(j, "split", r->o.split);
+  cJSON_AddNumberToObject(j, "cutoff_len", r->env.cutoff);
+  cJSON_AddNumberToObject(j, "max_new_tokens", r->env.max_new);
+  cJSON_AddStringToObject(j, "command", r->o.command ? r->o.command : "");
+  int rc = write_json(r->out_dir, "metrics.json", j, err);
+  cJSON_Delete(j);
+  return rc;
+}
+
+static int write_config(eval_run *r, pith_err *err) {
+  static const rc_key schema[] = {
+    {"compressor", RC_STRING, "", ""}, {"export", RC_STRING, "", ""}, {"method", RC_STRING, "", ""},
+    {"k", RC_INT, "0", ""}, {"data", RC_STRING, "", ""}, {"task", RC_STRING, "", ""},
+    {"split", RC_STRING, "", ""}, {"n_examples", RC_INT, "0", ""}, {"max_examples", RC_INT, "0", ""},
+    {"cutoff_len", RC_INT, "0", ""}, {"max_new_tokens", RC_INT, "0", ""}, {"baselines", RC_STRING, "", ""},
+    {"model", RC_STRING, "", ""}, {"tokenizer", RC_STRING, "", ""}, {"device", RC_STRING, "", ""},
+    {"bf16", RC_BOOL, "false", ""}, {"threads", RC_INT, "0", ""}, {"verify", RC_BOOL, "false", ""},
+    {"out", RC_STRING, "", ""},
+    {"name", RC_STRING, "", ""},
+  };
+  char baselines[256] = "", kv[EVAL_PATH_MAX + 64];
+  for (int s = 0; s < eval_n_systems; s++)
+    if (r->on[s] && eval_systems[s]->baseline)
+      snprintf(baselines + strlen(baselines), sizeof baselines - strlen(baselines), "%s%s", *baselines ? "," : "",
+               eval_systems[s]->name);
+  const eval_options *o = &r->o;
+  struct {
+    const char *key, *val;
+    long long num;
+  } vals[] = {
+    {"compressor", o->compressor, 0}, {"export", r->have_comp ? r->export_dir : "", 0}, {"method", method_name(r), 0},
+    {"k", NULL, r->env.k}, {"data", o->data, 0}, {"task", task_name(r), 0},
+    {"split", o->split, 0}, {"n_examples", NULL, r->n_items}, {"max_examples", NULL, o->max_examples},
+    {"cutoff_len", NULL, r->env.cutoff}, {"max_new_tokens", NULL, r->env.max_new}, {"baselines", baselines, 0},
+    {"model", r->model_dir, 0}, {"tokenizer", r->tok_path, 0}, {"device", o->device, 0},
+    {"bf16", o->bf16 ? "true" : "false", 0}, {"threads", NULL, o->threads},
+    {"verify", o->verify ? "true" : "false", 0}, {"out", r->out_dir, 0},
+    {"name", r->name, 0},
+  };
+  // The export folder moved into OUT when the compressor came from a run.
+  char moved[EVAL_PATH_MAX + 16];
+  snprintf(moved, sizeof moved, "%s/export", r->out_dir);
+  if (r->from_run) vals[1].val = moved;
+  run_config *c = run_config_new();
+  int rc = c ? 0 : pith_fail(err, "out of memory");
+  for (size_t i = 0; i < sizeof vals / sizeof vals[0] && !rc; i++) {
+    if (vals[i].val) snprintf(kv, sizeof kv, "%s=%s", vals[i].key, vals[i].val);
+    else snprintf(kv, sizeof kv, "%s=%lld", vals[i].key, vals[i].num);
+    rc = run_config_set(c, kv, err);
+  }
+  if (!rc) rc = run_config_resolve(c, schema, (int)(sizeof schema / sizeof schema[0]), err);
+  char *yaml = rc ? NULL : run_config_yaml(c);
+  if (!rc && !yaml) rc = pith_fail(err, "out of memory");
+  if (!rc) {
+    const char *head = "# pith eval: the resolved options of this evaluation (metrics.json holds the scores)\n";
+    size_t n = strlen(head) + strlen(yaml);
+    char *text = malloc(n + 1);
+    if (!text) {
+      rc = pith_fail(err, "out of memory");
+    } else {
+      snprintf(text, n + 1, "%s%s", head, yaml);
+      char path[EVAL_PATH_MAX + 32];
+      snprintf(path, sizeof path, "%s/config.yaml", r->out_dir);
+      rc = pith_write_file_atomic(path, text, n, err);
+      free(text);
+    }
+  }
+  free(yaml);
+  run_config_free(c);
+  return rc;
+}
+
+// OUT/export: the temporary export renamed into place, or exported again from the same checkpoint
+// where a rename cannot (another file system, an earlier export in the way).
+static int place_export(eval_run *r, pith_err *err) {
+  if (!r->from_run) return 0;
+  char dst[EVAL_PATH_MAX + 16];
+  snprintf(dst, sizeof dst, "%s/export", r->out_dir);
+  struct stat st;
+  if (stat(dst, &st) != 0 && rename(r->export_dir, dst) == 0) return 0;
+  export_options opt = {.force = 1};
+  return export_run(r->ckpt_used, dst, &opt, NULL, 0, err);
+}
+
+int eval_write(eval_run *r, pith_err *err) {
+  char path[EVAL_PATH_MAX + 32];
+  if (pith_mkdirs(r->out_dir, err) || place_export(r, err)) return -1;
+  snprintf(path, sizeof path, "%s/predictions.jsonl", r->out_dir);
+  if (pith_write_file_atomic(path, r->preds ? r->preds : "", r->preds_len, err)) return -1;
+  return write_metrics(r, err) || write_config(r, err) ? -1 : 0;
+}
+
+void eval_print_table(const eval_run *r, FILE *f) {
+  const char *const *names;
+  int nm = n_metrics(r, &names);
+  char method[64];
+  if (r->have_comp) snprintf(method, sizeof method, "%s k=%d", method_name(r), r->info.comp.k);
+  else snprintf(method, sizeof method, "no compressor (truncated k=%d)", r->env.k);
+  fprintf(f, "pith eval: %s on %s (%s split, %lld examples), %s, cutoff_len %d, max_new_tokens %d\n", task_name(r),
+          r->o.data, r->o.split, (long long)r->n_items, method, r->env.cutoff, r->env.max_new);
+  fprintf(f, "%-12s", "system");
+  for (int m = 0; m < nm; m++) fprintf(f, " %8s", names[m]);
+  fprintf(f, "\n");
+  for (int s = 0; s < eval_n_systems; s++) {
+    if (!r->on[s]) continue;
+    fprintf(f, "%-12s", eval_systems[s]->name);
+    for (int m = 0; m < nm; m++) fprintf(f, " %8.2f", eval_score(r, s, names[m]));
+    fprintf(f, "\n");
+  }
+  int comp = running(r, "compressed"), full = running(r, "full");
+  if (r->env.task == EVAL_QA && comp >= 0 && full >= 0) {
+    fprintf(f, "%-12s", "retained %");
+    for (int m = 0; m < nm; m++) {
+      double fs = eval_score(r, full, names[m]);
+      if (fs > 0) fprintf(f, " %8.1f", 100 * eval_score(r, comp, names[m]) / fs);
+      else fprintf(f, " %8s", "-");
+    }
+    fprintf(f, "\n");
+  }
+  fprintf(f, "results in %s/ (metrics.json, predictions.jsonl, config.yaml)\n", r->out_dir);
+}

@@ -1,0 +1,106 @@
+// eval_system: the interface every system `pith eval` scores implements, and their registry.
+//
+// A system turns an example into what the decoder reads: a prompt of token ids and, optionally, a
+// per-layer K/V prefix before it. The engine (eval.h) runs greedy generation on that input and
+// scores the result, the same way for every system, so a new family is a new file with one
+// eval_system in it plus a line in the registry (eval_system.c), not a new branch of the engine:
+//   - a system that rewrites the prompt (the context baselines, hard compression that drops
+//     tokens) fills in.prompt and leaves the prefix NULL;
+//   - a system that hands over K/V (the soft compressors, no_layer0, a KV press) fills in.prefix_k/v
+//     and puts the decoder prompt in in.prompt;
+//   - a chain (hard then soft) copies the example, replaces its context with the shortened one and
+//     calls the second system's build on the copy (eval_example is a plain view, cheap to copy).
+#ifndef PITH_EVAL_SYSTEM_H
+#define PITH_EVAL_SYSTEM_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "base.h"
+#include "llama.h"
+
+typedef enum { EVAL_QA, EVAL_REGEN } eval_task;
+
+// What every system of one evaluation shares: the frozen model and the run's settings.
+typedef struct {
+  eval_task task;
+  const llama_model *model;  // the frozen base model (no LoRA)
+  int32_t bos, pad;          // the tokenizer's, falling back to eos as the trainer does
+  const int32_t *eos;        // (n_eos) ids that stop generation
+  int n_eos;
+  int k;                   // the compressed prefix's length in tokens: the truncated baseline's budget
+  int cutoff;              // context tokens the encoder reads; the example's context is cut to it
+  int max_new;             // generation budget of every system
+  int verify;              // run the systems' post-checks (check below)
+  const char *export_dir;  // the compressor's export folder, or "" with none
+} eval_env;
+
+// One example: a view into memory the engine owns for the duration of one record.
+typedef struct {
+  int64_t index;                  // the corpus record
+  const char *id;                 // its id, or NULL
+  const int32_t *context;         // (n_context) the context (qa) or document (regen), cut to cutoff
+  int n_context;
+  const char *question;           // qa: the question's text; regen: NULL
+  const int32_t *decoder_prompt;  // (n_decoder_prompt) qa: "Question: {q} Answer: "; regen: [bos]
+  int n_decoder_prompt;
+  const char *const *golds;       // (n_golds) qa: the gold answers
+  int n_golds;
+  const char *reference;          // regen: the text of the context, what the prediction is scored against
+} eval_example;
+
+// What the decoder reads, filled by a system's build. eval_input_free releases it.
+typedef struct {
+  int32_t *prompt;  // (n_prompt) malloc'd; n_prompt >= 1; positions P..P+n_prompt-1
+  int n_prompt;
+  // NULL (no prefix), or malloc'd arrays of n_layers handles, each (1, Hkv, P, hd) in the model's
+  // dtype and device, already rotated (what llama_forward returns with want_kv); the tensors live in
+  // the engine's per-example scope, the arrays are freed by eval_input_free.
+  pt_tensor **prefix_k, **prefix_v;
+  // Ids the prediction begins with, before the generated ones (regen's truncated baseline: the k
+  // tokens it was given, which it continues); not owned (points into the example or priv).
+  const int32_t *echo;
+  int n_echo;
+  // The system's own data about this example, for its check (the compressed system's code).
+  void *priv;
+  void (*priv_free)(void *priv);
+} eval_input;
+
+void eval_input_free(eval_input *in);
+
+typedef struct eval_system eval_system;
+struct eval_system {
+  const char *name;     // in predictions.jsonl, metrics.json, the table and --baselines
+  int baseline;         // selectable with --baselines (the compressed system comes with --compressor)
+  const char *qa_only;  // NULL, or why the system does not apply to regen (it is then skipped)
+  // Optional, once per run before the first example: loads what the system needs (the compressor).
+  // *state is passed to every other hook (NULL when there is no init).
+  int (*init)(const eval_env *env, void **state, pith_err *err);
+  // The decoder input for ex. Tensors go to the current scope (the engine's, per example).
+  int (*build)(void *state, const eval_env *env, const eval_example *ex, eval_input *in, pith_err *err);
+  // Optional, with env->verify: checks the generation gen (n_gen ids, the stopping eos included)
+  // made from in, e.g. against an independent computation; -1 with err when it disagrees.
+  int (*check)(void *state, const eval_env *env, const eval_input *in, const int32_t *gen, int n_gen, pith_err *err);
+  // Optional, after the last example with env->verify: one line on what check found.
+  void (*report)(void *state, FILE *f);
+  void (*free)(void *state);  // optional
+};
+
+// The registry, in output order (predictions.jsonl, metrics.json, the table).
+extern const eval_system *const eval_systems[];
+extern const int eval_n_systems;
+#define EVAL_MAX_SYSTEMS 16
+
+// The system named name, or NULL.
+const eval_system *eval_system_find(const char *name);
+
+// Selects systems from a comma-separated list of baseline names (spaces after commas allowed; ""
+// selects none), plus the compressed system when with_compressed. on[i] is set for eval_systems[i]
+// (EVAL_MAX_SYSTEMS entries, cleared first). -1 with err for a name that is not a baseline
+// ("unknown baseline 'x' (full, none, ...)").
+int eval_systems_select(const char *list, int with_compressed, int *on, pith_err *err);
+
+// The systems of the registry's files.
+extern const eval_system eval_sys_compressed, eval_sys_full, eval_sys_none, eval_sys_truncated, eval_sys_no_layer0;
+
+#endif
