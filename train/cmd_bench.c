@@ -6,13 +6,13 @@
 //   pith bench forward: inference forward (logits) of a Hugging Face model folder.
 //   pith bench train-step: one 500x training step (encoder with LoRA, decoder from the compress
 //   K/V, backward, AdamW) on a model folder.
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "compress_train.h"
 #include "compressor.h"
@@ -81,45 +81,33 @@ static void rope_tables(const blocks_config *c, pt_tensor **cos_out, pt_tensor *
   free(sn);
 }
 
-static void blocks_usage(FILE *out) {
-  fprintf(out,
-          "usage: pith bench blocks [--dim 256] [--layers 4] [--seq 256] [--batch 8] [--head-dim 64]\n"
-          "                         [--hidden 768] [--steps 10] [--warmup 3] [--threads N] [--json]\n\n"
-          "Times forward + backward of LLaMA-style transformer blocks through the shim, on CPU, f32.\n"
-          "Prints tokens/s (median over steps); --json prints one JSON object instead.\n"
-          "scripts/bench blocks runs it next to the same computation in PyTorch eager.\n");
-}
-
-static int parse_blocks(int argc, char **argv, blocks_config *c) {
-  static const struct option opts[] = {
-      {"dim", required_argument, 0, 'd'},    {"layers", required_argument, 0, 'l'},
-      {"seq", required_argument, 0, 's'},    {"batch", required_argument, 0, 'b'},
-      {"head-dim", required_argument, 0, 'e'}, {"hidden", required_argument, 0, 'n'},
-      {"steps", required_argument, 0, 'S'},  {"warmup", required_argument, 0, 'w'},
-      {"threads", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
-      {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-  int o;
-  optind = 1;
-  while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-    switch (o) {
-      case 'd': c->dim = atoi(optarg); break;
-      case 'l': c->layers = atoi(optarg); break;
-      case 's': c->seq = atoi(optarg); break;
-      case 'b': c->batch = atoi(optarg); break;
-      case 'e': c->head_dim = atoi(optarg); break;
-      case 'n': c->hidden = atoi(optarg); break;
-      case 'S': c->steps = atoi(optarg); break;
-      case 'w': c->warmup = atoi(optarg); break;
-      case 't': c->threads = atoi(optarg); break;
-      case 'j': c->json = 1; break;
-      case 'h': blocks_usage(stdout); exit(0);
-      default: blocks_usage(stderr); return -1;
-    }
-  }
-  if (c->dim <= 0 || c->layers <= 0 || c->seq <= 0 || c->batch <= 0 || c->head_dim <= 0 || c->hidden <= 0 ||
-      c->steps <= 0 || c->warmup < 0 || c->dim % c->head_dim || c->head_dim % 2) {
-    fprintf(stderr, "pith bench blocks: sizes must be positive, dim a multiple of an even head-dim\n");
-    return -1;
+// Fills c from the command line: 0 to go on, else 1 with the exit code in *code (0 after --help).
+static int parse_blocks(int argc, char **argv, blocks_config *c, int *code) {
+  const cli_opt opts[] = {
+      {"--dim", CLI_INT, &c->dim, .metavar = "N", .min = 1, .max = CLI_INF, .help = "model width (default 256)"},
+      {"--layers", CLI_INT, &c->layers, .metavar = "N", .min = 1, .max = CLI_INF, .help = "blocks (default 4)"},
+      {"--seq", CLI_INT, &c->seq, .metavar = "N", .min = 1, .max = CLI_INF, .help = "tokens a row (default 256)"},
+      {"--batch", CLI_INT, &c->batch, .metavar = "N", .min = 1, .max = CLI_INF, .help = "rows (default 8)"},
+      {"--head-dim", CLI_INT, &c->head_dim, .metavar = "N", .min = 1, .max = CLI_INF,
+       .help = "attention head width, even, dividing --dim (default 64)"},
+      {"--hidden", CLI_INT, &c->hidden, .metavar = "N", .min = 1, .max = CLI_INF, .help = "MLP width (default 768)"},
+      {"--steps", CLI_INT, &c->steps, .metavar = "N", .min = 1, .max = CLI_INF, .help = "timed steps (default 10)"},
+      {"--warmup", CLI_INT, &c->warmup, .metavar = "N", .min = 0, .max = CLI_INF,
+       .help = "untimed steps first (default 3)"},
+      {"--threads", CLI_INT, &c->threads, .metavar = "N", .min = 0, .max = CLI_INF,
+       .help = "CPU threads (default 0: libtorch's)"},
+      {"--json", CLI_FLAG, &c->json, .help = "print one JSON object"},
+  };
+  const cli_spec spec = {
+      "pith bench blocks", CLI_OPTS(opts), .usage_on_error = 1,
+      .about = "Times forward + backward of LLaMA-style transformer blocks through the shim, on CPU, f32.\n"
+               "Prints tokens/s (median over steps); --json prints one JSON object instead.\n"
+               "scripts/bench blocks runs it next to the same computation in PyTorch eager.\n\n"};
+  if (cli_command(&spec, argc, argv, code)) return 1;
+  if (c->dim % c->head_dim || c->head_dim % 2) {
+    *code = cli_usage_error(&spec, "--dim must be a multiple of --head-dim, and --head-dim even (got %d and %d)",
+                            c->dim, c->head_dim);
+    return 1;
   }
   return 0;
 }
@@ -132,7 +120,8 @@ static int cmp_double(const void *a, const void *b) {
 static int bench_blocks(int argc, char **argv) {
   blocks_config c = {.dim = 256, .layers = 4, .seq = 256, .batch = 8, .head_dim = 64, .hidden = 768,
                      .steps = 10, .warmup = 3, .threads = 0};
-  if (parse_blocks(argc, argv, &c) != 0) return 2;
+  int code;
+  if (parse_blocks(argc, argv, &c, &code)) return code;
   if (c.threads > 0) pt_set_num_threads(c.threads);
 
   pt_gen *g = pt_gen_new(1234, PT_CPU);
@@ -193,50 +182,27 @@ static int bench_blocks(int argc, char **argv) {
   return rc;
 }
 
-static void forward_usage(FILE *out) {
-  fprintf(out,
-          "usage: pith bench forward --model DIR [--batch 8] [--seq 256] [--steps 10] [--warmup 3]\n"
-          "                          [--threads N] [--dtype f32|bf16] [--json]\n\n"
-          "Times the forward pass (logits, no gradients) of the model in DIR on random token ids, on CPU.\n"
-          "scripts/bench forward runs it next to transformers on the same folder.\n");
-}
-
 static int bench_forward(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"model", required_argument, 0, 'm'},  {"batch", required_argument, 0, 'b'},
-      {"seq", required_argument, 0, 's'},    {"steps", required_argument, 0, 'S'},
-      {"warmup", required_argument, 0, 'w'}, {"threads", required_argument, 0, 't'},
-      {"dtype", required_argument, 0, 'd'},  {"json", no_argument, 0, 'j'},
-      {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
   const char *dir = NULL;
-  int batch = 8, seq = 256, steps = 10, warmup = 3, threads = 0, json = 0, o;
-  pt_dtype dtype = PT_F32;
-  optind = 1;
-  while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-    switch (o) {
-      case 'm': dir = optarg; break;
-      case 'b': batch = atoi(optarg); break;
-      case 's': seq = atoi(optarg); break;
-      case 'S': steps = atoi(optarg); break;
-      case 'w': warmup = atoi(optarg); break;
-      case 't': threads = atoi(optarg); break;
-      case 'd':
-        if (!strcmp(optarg, "f32")) dtype = PT_F32;
-        else if (!strcmp(optarg, "bf16")) dtype = PT_BF16;
-        else {
-          fprintf(stderr, "pith bench forward: --dtype is f32 or bf16, not '%s'\n", optarg);
-          return 2;
-        }
-        break;
-      case 'j': json = 1; break;
-      case 'h': forward_usage(stdout); return 0;
-      default: forward_usage(stderr); return 2;
-    }
-  }
-  if (!dir || batch <= 0 || seq <= 0 || steps <= 0 || warmup < 0) {
-    forward_usage(stderr);
-    return 2;
-  }
+  int batch = 8, seq = 256, steps = 10, warmup = 3, threads = 0, json = 0, bf16 = 0;
+  const cli_opt opts[] = {
+      {"--model", CLI_STR, &dir, .metavar = "DIR", .flags = CLI_REQUIRED, .help = "a Hugging Face model folder"},
+      {"--batch", CLI_INT, &batch, .metavar = "N", .min = 1, .max = CLI_INF, .help = "rows (default 8)"},
+      {"--seq", CLI_INT, &seq, .metavar = "N", .min = 1, .max = CLI_INF, .help = "tokens a row (default 256)"},
+      {"--steps", CLI_INT, &steps, .metavar = "N", .min = 1, .max = CLI_INF, .help = "timed steps (default 10)"},
+      {"--warmup", CLI_INT, &warmup, .metavar = "N", .min = 0, .max = CLI_INF, .help = "untimed steps first (default 3)"},
+      {"--threads", CLI_INT, &threads, .metavar = "N", .min = 0, .max = CLI_INF,
+       .help = "CPU threads (default 0: libtorch's)"},
+      {"--dtype", CLI_CHOICE, &bf16, .choices = "f32|bf16", .help = "weights and activations (default f32)"},
+      {"--json", CLI_FLAG, &json, .help = "print one JSON object"},
+  };
+  const cli_spec spec = {
+      "pith bench forward", CLI_OPTS(opts), .usage_on_error = 1,
+      .about = "Times the forward pass (logits, no gradients) of the model in DIR on random token ids, on CPU.\n"
+               "scripts/bench forward runs it next to transformers on the same folder.\n\n"};
+  int code;
+  if (cli_command(&spec, argc, argv, &code)) return code;
+  pt_dtype dtype = bf16 ? PT_BF16 : PT_F32;
   if (threads > 0) pt_set_num_threads(threads);
   pith_err err;
   llama_model *m = hf_model_load(dir, dtype, PT_CPU, &err);
@@ -280,60 +246,42 @@ static int bench_forward(int argc, char **argv) {
   return rc ? 1 : 0;
 }
 
-static void train_step_usage(FILE *out) {
-  fprintf(out,
-          "usage: pith bench train-step --model DIR | --config FILE.json [--k 16] [--batch 4] [--seq 256]\n"
-          "                             [--steps 5] [--warmup 2] [--lora-rank 64] [--threads N]\n"
-          "                             [--device cpu|cuda|cuda:N] [--bf16] [--peak-tflops X] [--json]\n\n"
-          "Times one 500xCompressor pretraining step (encoder with LoRA on q_proj and v_proj, decoder\n"
-          "reading the compress K/V to regenerate the text, backward, AdamW), as pith pretrain runs it.\n"
-          "Tokens/s counts encoder and decoder tokens. scripts/bench train-step runs it next to the same\n"
-          "step in transformers + peft.\n\n"
-          "  --model DIR        a Hugging Face model folder\n"
-          "  --config FILE      a config.json instead: random weights of that shape, nothing to download\n"
-          "                     (configs/llama3_8b_config.json is LLaMA-3-8B's)\n"
-          "  --device D         cpu (default), cuda or cuda:N\n"
-          "  --bf16             on CUDA: the model in bf16, LoRA and compress weights in f32 (as bf16: true)\n"
-          "  --peak-tflops X    the device's peak at the compute dtype: MFU from train_row_flops\n\n"
-          "On CUDA it also reports the caching allocator's peak memory over the run (weights included).\n");
-}
-
 static int bench_train_step(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"model", required_argument, 0, 'm'},  {"k", required_argument, 0, 'k'},
-      {"batch", required_argument, 0, 'b'},  {"seq", required_argument, 0, 's'},
-      {"steps", required_argument, 0, 'S'},  {"warmup", required_argument, 0, 'w'},
-      {"lora-rank", required_argument, 0, 'r'}, {"threads", required_argument, 0, 't'},
-      {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'},
-      {"config", required_argument, 0, 'c'}, {"device", required_argument, 0, 'd'},
-      {"bf16", no_argument, 0, 'B'},         {"peak-tflops", required_argument, 0, 'p'}, {0, 0, 0, 0}};
   const char *dir = NULL, *shape = NULL, *device = "cpu";
-  int k = 16, batch = 4, seq = 256, steps = 5, warmup = 2, rank = 64, threads = 0, json = 0, bf16 = 0, o;
+  int k = 16, batch = 4, seq = 256, steps = 5, warmup = 2, rank = 64, threads = 0, json = 0, bf16 = 0;
   double peak = 0;
-  optind = 1;
-  while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-    switch (o) {
-      case 'm': dir = optarg; break;
-      case 'k': k = atoi(optarg); break;
-      case 'b': batch = atoi(optarg); break;
-      case 's': seq = atoi(optarg); break;
-      case 'S': steps = atoi(optarg); break;
-      case 'w': warmup = atoi(optarg); break;
-      case 'r': rank = atoi(optarg); break;
-      case 't': threads = atoi(optarg); break;
-      case 'j': json = 1; break;
-      case 'c': shape = optarg; break;
-      case 'd': device = optarg; break;
-      case 'B': bf16 = 1; break;
-      case 'p': peak = atof(optarg); break;
-      case 'h': train_step_usage(stdout); return 0;
-      default: train_step_usage(stderr); return 2;
-    }
-  }
-  if (!dir == !shape || k <= 0 || batch <= 0 || seq <= 0 || steps <= 0 || warmup < 0 || rank <= 0 || peak < 0) {
-    train_step_usage(stderr);
-    return 2;
-  }
+  const cli_opt opts[] = {
+      {"--model", CLI_STR, &dir, .metavar = "DIR", .help = "a Hugging Face model folder"},
+      {"--config", CLI_STR, &shape, .metavar = "FILE",
+       .help = "a config.json instead: random weights of that shape, nothing to download\n"
+               "(configs/llama3_8b_config.json is LLaMA-3-8B's)"},
+      {"--k", CLI_INT, &k, .metavar = "N", .min = 1, .max = CLI_INF, .help = "compress tokens (default 16)"},
+      {"--batch", CLI_INT, &batch, .metavar = "N", .min = 1, .max = CLI_INF, .help = "rows (default 4)"},
+      {"--seq", CLI_INT, &seq, .metavar = "N", .min = 1, .max = CLI_INF, .help = "text tokens a row (default 256)"},
+      {"--steps", CLI_INT, &steps, .metavar = "N", .min = 1, .max = CLI_INF, .help = "timed steps (default 5)"},
+      {"--warmup", CLI_INT, &warmup, .metavar = "N", .min = 0, .max = CLI_INF, .help = "untimed steps first (default 2)"},
+      {"--lora-rank", CLI_INT, &rank, .metavar = "N", .min = 1, .max = CLI_INF, .help = "LoRA rank (default 64)"},
+      {"--threads", CLI_INT, &threads, .metavar = "N", .min = 0, .max = CLI_INF,
+       .help = "CPU threads (default 0: libtorch's)"},
+      {"--device", CLI_STR, &device, .metavar = "D", .help = "cpu (default), cuda or cuda:N"},
+      {"--bf16", CLI_FLAG, &bf16,
+       .help = "on CUDA: the model in bf16, LoRA and compress weights in f32 (as bf16: true)"},
+      {"--peak-tflops", CLI_DOUBLE, &peak, .metavar = "X", .min = 0, .max = CLI_INF,
+       .help = "the device's peak at the compute dtype: MFU from train_row_flops"},
+      {"--json", CLI_FLAG, &json, .help = "print one JSON object"},
+  };
+  const cli_spec spec = {
+      "pith bench train-step", CLI_OPTS(opts), .usage_on_error = 1,
+      .synopsis = "--model DIR | --config FILE.json [--k N] [--batch N] [--seq N] [--steps N] [--warmup N]"
+                  " [--lora-rank N] [--threads N] [--device cpu|cuda|cuda:N] [--bf16] [--peak-tflops X] [--json]",
+      .about = "Times one 500xCompressor pretraining step (encoder with LoRA on q_proj and v_proj, decoder\n"
+               "reading the compress K/V to regenerate the text, backward, AdamW), as pith pretrain runs it.\n"
+               "Tokens/s counts encoder and decoder tokens. scripts/bench train-step runs it next to the same\n"
+               "step in transformers + peft.\n\n",
+      .epilog = "\nOn CUDA it also reports the caching allocator's peak memory over the run (weights included).\n"};
+  int code;
+  if (cli_command(&spec, argc, argv, &code)) return code;
+  if (!dir == !shape) return cli_usage_error(&spec, "give --model DIR or --config FILE.json (one of them)");
   if (threads > 0) pt_set_num_threads(threads);
   pith_err err;
   pt_device dev;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "corpus.h"
 #include "ingest.h"
@@ -184,61 +185,29 @@ static int info_one(const char *path) {
 }
 
 static int data_info(int argc, char **argv) {
-  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-    FILE *out = argc < 2 ? stderr : stdout;
-    fprintf(out, "usage: pith data info FILE.h5 [FILE.h5 ...]\n\n"
-                 "Describe pith corpus files: schema, kind, record and split counts, token-length\n"
-                 "histograms, and the attributes that say what made them (tokenizer, sources, command).\n");
-    return argc < 2 ? 2 : 0;
+  const char **files = calloc((size_t)argc, sizeof *files);
+  if (!files) return 1;
+  int n_files = 0, code;
+  const cli_spec spec = {
+      "pith data info", .usage_on_error = 1,
+      .about = "Describe pith corpus files: schema, kind, record and split counts, token-length\n"
+               "histograms, and the attributes that say what made them (tokenizer, sources, command).\n",
+      .args = "FILE.h5 [FILE.h5 ...]", .min_args = 1, .max_args = -1, .arg_out = files, .n_args = &n_files};
+  if (cli_command(&spec, argc, argv, &code)) {
+    free(files);
+    return code;
   }
   int rc = 0;
-  for (int i = 1; i < argc; i++) {
-    if (i > 1) printf("\n");
-    if (info_one(argv[i]) != 0) rc = 1;
+  for (int i = 0; i < n_files; i++) {
+    if (i > 0) printf("\n");
+    if (info_one(files[i]) != 0) rc = 1;
   }
+  free(files);
   return rc;
 }
 
 // ---------------------------------------------------------------------------------------------
 // ingest
-
-static void ingest_usage(FILE *out) {
-  fprintf(out,
-    "usage: pith data ingest --tokenizer PATH --format FORMAT --out FILE.h5 [options] INPUT...\n\n"
-    "Tokenize source files into a pith corpus file (data/README.md), on all cores. Records keep their\n"
-    "input order whatever the number of threads, so the file is the same; it is written as FILE.h5.partial\n"
-    "and renamed only when complete: a failed or interrupted ingest leaves no FILE.h5.\n\n"
-    "formats:\n"
-    "  arxiv   documents: arXiv metadata snapshot JSONL; id from \"id\" (BASENAME:LINE when it is missing or\n"
-    "          null; reported); text = \"abstract\" with each run of ASCII whitespace made one space and\n"
-    "          the ends trimmed\n"
-    "          (Python: re.sub(r\"[ \\t\\n\\v\\f\\r]+\", \" \", s).strip(\" \"))\n"
-    "  text    documents: plain UTF-8 text, a document per line or per blank-line-separated block\n"
-    "          (--text-mode); id \"BASENAME:LINE\"; text verbatim (line terminators removed)\n"
-    "  squad   qa: SQuAD v1.1 JSON (v2 questions without answers are kept with none); id = question id\n"
-    "  mrqa    qa: MRQA JSONL (header line, then {context, qas: [{qid, question, answers,\n"
-    "          detected_answers: [{text, char_spans}]}]}); answers: detected ones first, then the others\n"
-    "  qa      qa: JSONL {id?, context, question, answer | answers, answer_start?}; answers may be strings or\n"
-    "          {text, answer_start}; id defaults to BASENAME:LINE\n"
-    "  QA texts are stored verbatim; answer offsets count code points (Python str indexes).\n\n"
-    "options:\n"
-    "  --tokenizer PATH       tokenizer.json, a folder holding one, or a llama2.c tokenizer.bin\n"
-    "  --threads N            worker threads (default: all cores)\n"
-    "  --skip-bad             skip malformed records (counted and listed) instead of stopping\n"
-    "  --val-fraction F       share of ids in the val split (default 0.01)\n"
-    "  --test-fraction F      share of ids in the test split (default 0.01)\n"
-    "  --bos                  prepend the tokenizer's bos to documents and contexts\n"
-    "  --text-mode lines|blocks   text format: a document per line (default) or per block\n"
-    "  --max-record-mb M      a longer line/block is malformed (default 8)\n"
-    "  --quiet                no progress line\n\n"
-    "Checks: a malformed record (bad JSON, a missing field or one of the wrong type, invalid UTF-8, a NUL,\n"
-    "an empty id/context/question/answer, a line over the size limit, an empty file) stops the ingest with\n"
-    "FILE:LINE and the reason, and nothing is written; with --skip-bad it is skipped, and the count and the\n"
-    "first locations are reported. Reported and not errors: empty documents (dropped), answers found away\n"
-    "from their offset (moved to the nearest occurrence, kept), answers not in their context (kept with\n"
-    "char_start -1), questions without answers (kept), blank JSONL lines (ignored), arxiv records without\n"
-    "an id (kept as BASENAME:LINE).\n");
-}
 
 // The command line, shell-quoted where needed, as recorded in the file.
 static void join_command(int argc, char **argv, const char *prefix, char *out, size_t size) {
@@ -335,24 +304,6 @@ static int default_threads(void) {
   return n < 1 ? 1 : n > INGEST_MAX_THREADS ? INGEST_MAX_THREADS : (int)n;
 }
 
-static int parse_fraction(const char *s, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || *end || !(v >= 0 && v <= 1)) return -1;
-  *out = v;
-  return 0;
-}
-
-static int parse_int(const char *s, long long lo, long long hi, long long *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi) return -1;
-  *out = v;
-  return 0;
-}
-
 // Run one ingest with progress and reports; 0 ok, 1 failure (printed).
 static int run_ingest(const char *what, ingest_config *cfg, const char *const *inputs, int n_inputs, int quiet) {
   progress_state ps = {what, isatty(fileno(stderr)), 0, 0};
@@ -371,63 +322,78 @@ static int run_ingest(const char *what, ingest_config *cfg, const char *const *i
   return 0;
 }
 
+static const char INGEST_ABOUT[] =
+    "Tokenize source files into a pith corpus file (data/README.md), on all cores. Records keep their\n"
+    "input order whatever the number of threads, so the file is the same; it is written as FILE.h5.partial\n"
+    "and renamed only when complete: a failed or interrupted ingest leaves no FILE.h5.\n\n"
+    "formats:\n"
+    "  arxiv   documents: arXiv metadata snapshot JSONL; id from \"id\" (BASENAME:LINE when it is missing or\n"
+    "          null; reported); text = \"abstract\" with each run of ASCII whitespace made one space and\n"
+    "          the ends trimmed\n"
+    "          (Python: re.sub(r\"[ \\t\\n\\v\\f\\r]+\", \" \", s).strip(\" \"))\n"
+    "  text    documents: plain UTF-8 text, a document per line or per blank-line-separated block\n"
+    "          (--text-mode); id \"BASENAME:LINE\"; text verbatim (line terminators removed)\n"
+    "  squad   qa: SQuAD v1.1 JSON (v2 questions without answers are kept with none); id = question id\n"
+    "  mrqa    qa: MRQA JSONL (header line, then {context, qas: [{qid, question, answers,\n"
+    "          detected_answers: [{text, char_spans}]}]}); answers: detected ones first, then the others\n"
+    "  qa      qa: JSONL {id?, context, question, answer | answers, answer_start?}; answers may be strings or\n"
+    "          {text, answer_start}; id defaults to BASENAME:LINE\n"
+    "  QA texts are stored verbatim; answer offsets count code points (Python str indexes).\n\n"
+    "options:\n";
+
+static const char INGEST_EPILOG[] =
+    "\nChecks: a malformed record (bad JSON, a missing field or one of the wrong type, invalid UTF-8, a NUL,\n"
+    "an empty id/context/question/answer, a line over the size limit, an empty file) stops the ingest with\n"
+    "FILE:LINE and the reason, and nothing is written; with --skip-bad it is skipped, and the count and the\n"
+    "first locations are reported. Reported and not errors: empty documents (dropped), answers found away\n"
+    "from their offset (moved to the nearest occurrence, kept), answers not in their context (kept with\n"
+    "char_start -1), questions without answers (kept), blank JSONL lines (ignored), arxiv records without\n"
+    "an id (kept as BASENAME:LINE).\n";
+
 static int data_ingest(int argc, char **argv) {
-  if (argc < 2) {
-    ingest_usage(stderr);
-    return 2;
-  }
-  const char *tok_path = NULL, *format = NULL, *out = NULL, *text_mode = "lines";
+  const char *tok_path = NULL, *format = NULL, *out = NULL;
   ingest_config cfg = {.threads = default_threads(), .val_fraction = 0.01, .test_fraction = 0.01};
   double max_mb = 8;
-  int quiet = 0, n_inputs = 0;
+  int quiet = 0, n_inputs = 0, blocks = 0;
   const char **inputs = calloc((size_t)argc, sizeof *inputs);
   if (!inputs) return 1;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    long long n;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      ingest_usage(stdout);
-      free(inputs);
-      return 0;
-    }
-    int bad = 0;
-    if (!strcmp(a, "--skip-bad")) cfg.skip_bad = 1;
-    else if (!strcmp(a, "--bos")) cfg.add_bos = 1;
-    else if (!strcmp(a, "--quiet")) quiet = 1;
-    else if (!strcmp(a, "--tokenizer") && v) tok_path = argv[++i];
-    else if (!strcmp(a, "--format") && v) format = argv[++i];
-    else if (!strcmp(a, "--out") && v) out = argv[++i];
-    else if (!strcmp(a, "--text-mode") && v) text_mode = argv[++i];
-    else if (!strcmp(a, "--threads") && v) bad = parse_int(argv[++i], 1, INGEST_MAX_THREADS, &n) || (cfg.threads = (int)n, 0);
-    else if (!strcmp(a, "--val-fraction") && v) bad = parse_fraction(argv[++i], &cfg.val_fraction);
-    else if (!strcmp(a, "--test-fraction") && v) bad = parse_fraction(argv[++i], &cfg.test_fraction);
-    else if (!strcmp(a, "--max-record-mb") && v) bad = !((max_mb = strtod(argv[++i], NULL)) > 0);
-    else if (a[0] == '-' && a[1]) {
-      fprintf(stderr, "pith data ingest: unknown or incomplete option '%s'\n", a);
-      free(inputs);
-      return 2;
-    } else inputs[n_inputs++] = a;
-    if (bad) {
-      fprintf(stderr, "pith data ingest: bad value '%s' for %s\n", argv[i], a);
-      free(inputs);
-      return 2;
-    }
+  const cli_opt opts[] = {
+      {"--tokenizer", CLI_STR, &tok_path, .metavar = "PATH", .flags = CLI_REQUIRED,
+       .help = "tokenizer.json, a folder holding one, or a llama2.c tokenizer.bin"},
+      {"--format", CLI_STR, &format, .metavar = "FORMAT", .flags = CLI_REQUIRED,
+       .help = "arxiv, text, squad, mrqa or qa (above)"},
+      {"--out", CLI_STR, &out, .metavar = "FILE.h5", .flags = CLI_REQUIRED, .help = "the corpus file to write"},
+      {"--threads", CLI_INT, &cfg.threads, .metavar = "N", .min = 1, .max = INGEST_MAX_THREADS,
+       .help = "worker threads (default: all cores)"},
+      {"--skip-bad", CLI_FLAG, &cfg.skip_bad, .help = "skip malformed records (counted and listed) instead of stopping"},
+      {"--val-fraction", CLI_DOUBLE, &cfg.val_fraction, .metavar = "F", .min = 0, .max = 1,
+       .help = "share of ids in the val split (default 0.01)"},
+      {"--test-fraction", CLI_DOUBLE, &cfg.test_fraction, .metavar = "F", .min = 0, .max = 1,
+       .help = "share of ids in the test split (default 0.01)"},
+      {"--bos", CLI_FLAG, &cfg.add_bos, .help = "prepend the tokenizer's bos to documents and contexts"},
+      {"--text-mode", CLI_CHOICE, &blocks, .choices = "lines|blocks",
+       .help = "text format: a document per line (default) or per block"},
+      {"--max-record-mb", CLI_DOUBLE, &max_mb, .metavar = "M", .min = 0, .max = 1048576, .flags = CLI_MIN_OPEN,
+       .help = "a longer line/block is malformed (default 8)"},
+      {"--quiet", CLI_FLAG, &quiet, .help = "no progress line"},
+  };
+  const cli_spec spec = {"pith data ingest", CLI_OPTS(opts), .about = INGEST_ABOUT, .epilog = INGEST_EPILOG,
+                         .args = "INPUT...", .min_args = 1, .max_args = -1, .arg_out = inputs, .n_args = &n_inputs};
+  int code = -1;  // -1: go on; else what to return
+  if (argc < 2) {
+    cli_usage(&spec, stderr);
+    code = 2;
+  } else if (cli_command(&spec, argc, argv, &code) == 0) {
+    if (ingest_format_parse(format, &cfg.format) < 0)
+      code = cli_usage_error(&spec, "unknown format '%s' (arxiv, text, squad, mrqa, qa)", format);
+    else if (cfg.val_fraction + cfg.test_fraction > 1)
+      code = cli_usage_error(&spec, "--val-fraction + --test-fraction exceeds 1");
   }
-  const char *missing = !tok_path ? "--tokenizer PATH" : !format ? "--format FORMAT" : !out ? "--out FILE.h5"
-                        : n_inputs == 0 ? "an INPUT file" : NULL;
-  if (missing || ingest_format_parse(format, &cfg.format) < 0 ||
-      (strcmp(text_mode, "lines") && strcmp(text_mode, "blocks")) || cfg.val_fraction + cfg.test_fraction > 1) {
-    if (missing) fprintf(stderr, "pith data ingest: %s is required\n", missing);
-    else if (ingest_format_parse(format, &cfg.format) < 0)
-      fprintf(stderr, "pith data ingest: unknown format '%s' (arxiv, text, squad, mrqa, qa)\n", format);
-    else if (strcmp(text_mode, "lines") && strcmp(text_mode, "blocks"))
-      fprintf(stderr, "pith data ingest: --text-mode is lines or blocks, not '%s'\n", text_mode);
-    else fprintf(stderr, "pith data ingest: --val-fraction + --test-fraction exceeds 1\n");
-    fprintf(stderr, "'pith data ingest --help' tells more.\n");
+  if (code >= 0) {
     free(inputs);
-    return 2;
+    return code;
   }
-  cfg.text_mode = strcmp(text_mode, "blocks") ? INGEST_TEXT_LINES : INGEST_TEXT_BLOCKS;
+  cfg.text_mode = blocks ? INGEST_TEXT_BLOCKS : INGEST_TEXT_LINES;
   cfg.max_record_bytes = (int64_t)(max_mb * 1024 * 1024);
   char command[8192];
   join_command(argc - 1, argv + 1, "pith data ingest", command, sizeof command);
@@ -450,72 +416,50 @@ static int data_ingest(int argc, char **argv) {
 // ---------------------------------------------------------------------------------------------
 // synth
 
-static void synth_usage(FILE *out) {
-  fprintf(out,
-    "usage: pith data synth --dir DIR [--docs N] [--seed S] [--tokenizer PATH] [--threads N]\n"
-    "                       [--val-fraction F] [--test-fraction F] [--jsonl-only] [--quiet]\n\n"
-    "Generate the demo's synthetic facts world (data/synth.h): short arXiv-style abstracts about invented\n"
-    "methods, each with 4-8 extractive questions whose answers (one-token names and numbers, each kind from\n"
-    "its own list) cannot be guessed without the text. Deterministic: the same seed and count give byte-identical JSONL and tokenizer files,\n"
-    "and corpus files with identical datasets (only the recorded command line may differ).\n\n"
-    "writes into DIR:\n"
-    "  docs.jsonl           {id, title, abstract, categories} a document (pith data ingest --format arxiv)\n"
-    "  qa.jsonl             {id, qid, kind, context, question, answers: [{text, answer_start}]} a question\n"
-    "                       (--format qa); a question's id is its document's, so both share a split\n"
-    "  qa_sentence.jsonl    the same questions with only the sentence stating the answer as context,\n"
-    "  qa_window.jsonl      and with 1-3 whole sentences around it (the demo's base LM learns to answer\n"
-    "                       from these short contexts first)\n"
-    "  tokenizer/           the world's own byte-level BPE tokenizer (tokenizer.json, tokenizer_config.json):\n"
-    "                       a token per word, per answer value, per name syllable; 2,260 tokens\n"
-    "                       (not written when --tokenizer gives another one)\n"
-    "  docs.h5, qa.h5, qa_sentence.h5, qa_window.h5\n"
-    "                       the four ingested with that tokenizer (unless --jsonl-only)\n\n"
-    "options:\n"
-    "  --docs N             documents (default 10000)\n"
-    "  --seed S             the world (default 1)\n"
-    "  --tokenizer PATH     tokenize with this tokenizer instead of writing DIR/tokenizer\n"
-    "  --threads N          ingest threads (default: all cores)\n"
-    "  --val-fraction F     (default 0.05)   --test-fraction F   (default 0.05)\n"
-    "  --jsonl-only         write the JSONL (and the tokenizer) only\n"
-    "  --quiet              no progress line\n");
-}
-
 static int data_synth(int argc, char **argv) {
   const char *dir = NULL, *tok_path = NULL;
-  long long docs = 10000, seed = 1, n;
+  int docs = 10000;
+  uint64_t seed = 1;
   ingest_config cfg = {.threads = default_threads(), .val_fraction = 0.05, .test_fraction = 0.05};
   int jsonl_only = 0, quiet = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    int bad = 0;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      synth_usage(stdout);
-      return 0;
-    }
-    if (!strcmp(a, "--jsonl-only")) jsonl_only = 1;
-    else if (!strcmp(a, "--quiet")) quiet = 1;
-    else if (!strcmp(a, "--dir") && v) dir = argv[++i];
-    else if (!strcmp(a, "--tokenizer") && v) tok_path = argv[++i];
-    else if (!strcmp(a, "--docs") && v) bad = parse_int(argv[++i], 1, 1000000000, &docs);
-    else if (!strcmp(a, "--seed") && v) bad = parse_int(argv[++i], 0, INT64_MAX, &seed);
-    else if (!strcmp(a, "--threads") && v) bad = parse_int(argv[++i], 1, INGEST_MAX_THREADS, &n) || (cfg.threads = (int)n, 0);
-    else if (!strcmp(a, "--val-fraction") && v) bad = parse_fraction(argv[++i], &cfg.val_fraction);
-    else if (!strcmp(a, "--test-fraction") && v) bad = parse_fraction(argv[++i], &cfg.test_fraction);
-    else {
-      fprintf(stderr, "pith data synth: unknown or incomplete option '%s'\n", a);
-      synth_usage(stderr);
-      return 2;
-    }
-    if (bad) {
-      fprintf(stderr, "pith data synth: bad value '%s' for %s\n", argv[i], a);
-      return 2;
-    }
-  }
-  if (!dir) {
-    fprintf(stderr, "pith data synth: --dir DIR is required\n");
-    synth_usage(stderr);
-    return 2;
-  }
+  const cli_opt opts[] = {
+      {"--dir", CLI_STR, &dir, .metavar = "DIR", .flags = CLI_REQUIRED, .help = "the folder to write (made if missing)"},
+      {"--docs", CLI_INT, &docs, .metavar = "N", .min = 1, .max = 1000000000, .help = "documents (default 10000)"},
+      {"--seed", CLI_U64, &seed, .metavar = "S", .help = "the world (default 1)"},
+      {"--tokenizer", CLI_STR, &tok_path, .metavar = "PATH",
+       .help = "tokenize with this tokenizer instead of writing DIR/tokenizer"},
+      {"--threads", CLI_INT, &cfg.threads, .metavar = "N", .min = 1, .max = INGEST_MAX_THREADS,
+       .help = "ingest threads (default: all cores)"},
+      {"--val-fraction", CLI_DOUBLE, &cfg.val_fraction, .metavar = "F", .min = 0, .max = 1,
+       .help = "share of ids in the val split (default 0.05)"},
+      {"--test-fraction", CLI_DOUBLE, &cfg.test_fraction, .metavar = "F", .min = 0, .max = 1,
+       .help = "share of ids in the test split (default 0.05)"},
+      {"--jsonl-only", CLI_FLAG, &jsonl_only, .help = "write the JSONL (and the tokenizer) only"},
+      {"--quiet", CLI_FLAG, &quiet, .help = "no progress line"},
+  };
+  const cli_spec spec = {
+      "pith data synth", CLI_OPTS(opts), .usage_on_error = 1,
+      .about =
+          "Generate the demo's synthetic facts world (data/synth.h): short arXiv-style abstracts about invented\n"
+          "methods, each with 4-8 extractive questions whose answers (one-token names and numbers, each kind from\n"
+          "its own list) cannot be guessed without the text. Deterministic: the same seed and count give\n"
+          "byte-identical JSONL and tokenizer files, and corpus files with identical datasets (only the recorded\n"
+          "command line may differ).\n\n"
+          "writes into DIR:\n"
+          "  docs.jsonl           {id, title, abstract, categories} a document (pith data ingest --format arxiv)\n"
+          "  qa.jsonl             {id, qid, kind, context, question, answers: [{text, answer_start}]} a question\n"
+          "                       (--format qa); a question's id is its document's, so both share a split\n"
+          "  qa_sentence.jsonl    the same questions with only the sentence stating the answer as context,\n"
+          "  qa_window.jsonl      and with 1-3 whole sentences around it (the demo's base LM learns to answer\n"
+          "                       from these short contexts first)\n"
+          "  tokenizer/           the world's own byte-level BPE tokenizer (tokenizer.json, tokenizer_config.json):\n"
+          "                       a token per word, per answer value, per name syllable; 2,260 tokens\n"
+          "                       (not written when --tokenizer gives another one)\n"
+          "  docs.h5, qa.h5, qa_sentence.h5, qa_window.h5\n"
+          "                       the four ingested with that tokenizer (unless --jsonl-only)\n\n"
+          "options:\n"};
+  int code;
+  if (cli_command(&spec, argc, argv, &code)) return code;
   if (pith_mkdirs(dir, NULL) < 0) {
     fprintf(stderr, "pith data synth: %s: cannot create: %s\n", dir, strerror(errno));
     return 1;
@@ -533,12 +477,12 @@ static int data_synth(int argc, char **argv) {
   snprintf(sentence_h5, sizeof sentence_h5, "%s/qa_sentence.h5", dir);
   snprintf(window_h5, sizeof window_h5, "%s/qa_window.h5", dir);
   pith_err err = {{0}};
-  if (synth_write_jsonl((uint64_t)seed, docs, docs_jsonl, qa_jsonl, sentence_jsonl, window_jsonl, &err) < 0) {
+  if (synth_write_jsonl(seed, docs, docs_jsonl, qa_jsonl, sentence_jsonl, window_jsonl, &err) < 0) {
     fprintf(stderr, "pith data synth: %s\n", err.msg);
     return 1;
   }
-  printf("pith data synth: wrote %s, %s, %s and %s (%lld documents, seed %lld)\n", docs_jsonl, qa_jsonl, sentence_jsonl,
-         window_jsonl, docs, seed);
+  printf("pith data synth: wrote %s, %s, %s and %s (%d documents, seed %llu)\n", docs_jsonl, qa_jsonl, sentence_jsonl,
+         window_jsonl, docs, (unsigned long long)seed);
   if (!tok_path) {
     int vocab = 0;
     if (synth_write_tokenizer(tok_dir, &vocab, &err) < 0) {

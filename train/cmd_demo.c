@@ -27,6 +27,7 @@
 
 #include <cJSON.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "hf_folder.h"
 #include "llama.h"
@@ -323,51 +324,38 @@ static void results_table(const demo *d, FILE *f) {
   for (int m = 0; m < 2; m++) cJSON_Delete(qa[m]), cJSON_Delete(regen[m]);
 }
 
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: pith demo [--out DIR] [--threads N] [--k N] [--docs N] [--quick] [--fresh]\n\n"
-          "The whole pipeline on the embedded synthetic facts world, with no downloads (about 15 minutes on\n"
-          "2 CPU cores): synthesise the world; train a tiny LLaMA on it from scratch (the frozen LLM);\n"
-          "pretrain (regeneration) and fine-tune (QA) a 500x compressor and an ICAE one with the same k;\n"
-          "export both as PEFT adapters; evaluate both against the full-context, no-context and truncated\n"
-          "baselines; print the results table (also in DIR/results.md). Every stage prints the pith command\n"
-          "it runs. A finished stage is skipped when the demo is run again on the same folder.\n\n"
-          "  --out DIR     run folder (default runs/demo)\n"
-          "  --threads N   CPU threads (default: all cores)\n"
-          "  --k N         compress tokens (default 16)\n"
-          "  --docs N      documents in the world (default 6000)\n"
-          "  --quick       a few steps per stage: checks the pipeline in about a minute (numbers meaningless)\n"
-          "  --fresh       start over: refuse to reuse a folder that holds an earlier demo\n");
-}
-
 int cmd_demo(int argc, char **argv) {
-  demo d = {.threads = (int)sysconf(_SC_NPROCESSORS_ONLN), .k = 16, .docs = 6000, .lm_steps = {1200, 800, 800},
+  demo d = {.threads = (int)sysconf(_SC_NPROCESSORS_ONLN), .k = 16, .lm_steps = {1200, 800, 800},
             .pretrain_steps = 400, .finetune_steps = 400, .eval_examples = 200, .t0 = pith_now_s()};
-  snprintf(d.out, sizeof d.out, "runs/demo");
-  int fresh = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage(stdout);
-      return 0;
-    } else if (!strcmp(a, "--out") && val) {
-      snprintf(d.out, sizeof d.out, "%s", argv[++i]);
-    } else if (!strcmp(a, "--threads") && val && atoi(val) > 0) {
-      d.threads = atoi(argv[++i]);
-    } else if (!strcmp(a, "--k") && val && atoi(val) > 0 && atoi(val) <= 64) {
-      d.k = atoi(argv[++i]);
-    } else if (!strcmp(a, "--docs") && val && atoi(val) >= 200) {
-      d.docs = atoi(argv[++i]);
-    } else if (!strcmp(a, "--quick")) {
-      d.docs = 400, d.lm_steps[0] = d.lm_steps[1] = d.lm_steps[2] = 10, d.pretrain_steps = 10, d.finetune_steps = 10, d.eval_examples = 20;
-    } else if (!strcmp(a, "--fresh")) {
-      fresh = 1;
-    } else {
-      fprintf(stderr, "pith demo: unknown or incomplete option '%s' (--k 1..64, --docs >= 200, --threads >= 1)\n", a);
-      usage(stderr);
-      return 2;
-    }
+  const char *out = "runs/demo";
+  int fresh = 0, quick = 0;
+  const cli_opt opts[] = {
+      {"--out", CLI_STR, &out, .metavar = "DIR", .help = "run folder (default runs/demo)"},
+      {"--threads", CLI_INT, &d.threads, .metavar = "N", .min = 1, .max = CLI_INF,
+       .help = "CPU threads (default: all cores)"},
+      {"--k", CLI_INT, &d.k, .metavar = "N", .min = 1, .max = 64, .help = "compress tokens (default 16)"},
+      {"--docs", CLI_INT, &d.docs, .metavar = "N", .min = 200, .max = CLI_INF,
+       .help = "documents in the world (default 6000; 400 with --quick)"},
+      {"--quick", CLI_FLAG, &quick,
+       .help = "a few steps per stage: checks the pipeline in about a minute (numbers meaningless)"},
+      {"--fresh", CLI_FLAG, &fresh, .help = "start over: refuse to reuse a folder that holds an earlier demo"},
+  };
+  const cli_spec spec = {
+      "pith demo", CLI_OPTS(opts), .usage_on_error = 1,
+      .about = "The whole pipeline on the embedded synthetic facts world, with no downloads (about 15 minutes on\n"
+               "2 CPU cores): synthesise the world; train a tiny LLaMA on it from scratch (the frozen LLM);\n"
+               "pretrain (regeneration) and fine-tune (QA) a 500x compressor and an ICAE one with the same k;\n"
+               "export both as PEFT adapters; evaluate both against the full-context, no-context and truncated\n"
+               "baselines; print the results table (also in DIR/results.md). Every stage prints the pith command\n"
+               "it runs. A finished stage is skipped when the demo is run again on the same folder.\n\n"};
+  int code;
+  if (cli_command(&spec, argc, argv, &code)) return code;
+  snprintf(d.out, sizeof d.out, "%s", out);
+  if (quick) {
+    d.lm_steps[0] = d.lm_steps[1] = d.lm_steps[2] = 10, d.pretrain_steps = 10, d.finetune_steps = 10;
+    d.eval_examples = 20;
   }
+  if (d.docs == 0) d.docs = quick ? 400 : 6000;  // --docs N wins, before or after --quick
   if (fresh && exists(d.out)) {
     fprintf(stderr, "pith demo: %s exists; --fresh needs a new folder (remove it or pick another --out)\n", d.out);
     return 1;

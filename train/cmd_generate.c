@@ -1,13 +1,12 @@
 // pith generate: text from a Hugging Face model folder, with a KV cache (models/generate.h).
 // Prints the prompt, then the new text as the tokens arrive; the speed goes to stderr.
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "generate.h"
 #include "hf_folder.h"
@@ -21,96 +20,41 @@ typedef struct {
   pt_dtype dtype;
 } generate_opts;
 
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: pith generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T]\n"
-          "                     [--top-p P] [--seed N] [--dtype f32|bf16] [--no-bos] [--tokenizer PATH]\n"
-          "                     [--threads N] [--ids-out FILE]\n\n"
-          "Continues TEXT with a Hugging Face LLaMA-family model (llama, mistral, qwen2) on the CPU,\n"
-          "with a KV cache. Prints the prompt, then the new text as it is generated; the number of\n"
-          "tokens and the speed go to stderr. Stops at an eos token (the tokenizer's and config.json's).\n\n"
-          "  --model DIR           model folder: config.json, model.safetensors (or shards)\n"
-          "  --prompt TEXT         the text to continue\n"
-          "  --max-new-tokens N    at most N new tokens (default 256)\n"
-          "  --temperature T       0 = greedy (default); > 0 samples from softmax(logits / T)\n"
-          "  --top-p P             sample from the smallest set of tokens whose probability reaches P,\n"
-          "                        0 < P <= 1 (default 1: all)\n"
-          "  --seed N              seed of the sampler (default 0); the same seed, the same text\n"
-          "  --dtype f32|bf16      weights and activations (default f32)\n"
-          "  --no-bos              do not prepend the tokenizer's bos token\n"
-          "  --tokenizer PATH      tokenizer.json, tokenizer.bin or a folder (default: the model\n"
-          "                        folder's tokenizer.json, else its tokenizer.bin)\n"
-          "  --threads N           CPU threads (default: libtorch's; 1 is often fastest for tiny models)\n"
-          "  --ids-out FILE        also write the token ids as JSON: {\"prompt\": [...], \"new\": [...]}\n");
-}
-
-static int bad_value(const char *opt, const char *val, const char *want) {
-  fprintf(stderr, "pith generate: %s must be %s (got '%s')\n", opt, want, val);
-  return -1;
-}
-
-static int parse_double(const char *s, double *out) {
-  char *end;
-  errno = 0;
-  *out = strtod(s, &end);
-  return *s && !*end && !errno && isfinite(*out) ? 0 : -1;
-}
-
-static int parse_args(int argc, char **argv, generate_opts *o) {
+// Fills o from the command line: 0 to go on, else 1 with the exit code in *code (0 after --help).
+static int parse_args(int argc, char **argv, generate_opts *o, int *code) {
   *o = (generate_opts){.max_new_tokens = 256, .top_p = 1, .dtype = PT_F32};
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-    char *end;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage(stdout);
-      exit(0);
-    } else if (!strcmp(a, "--no-bos")) {
-      o->no_bos = 1;
-    } else if (!val || a[0] != '-') {
-      fprintf(stderr, "pith generate: unknown or incomplete option '%s'\n", a);
-      return -1;
-    } else if (!strcmp(a, "--model")) {
-      o->model = argv[++i];
-    } else if (!strcmp(a, "--prompt")) {
-      o->prompt = argv[++i];
-    } else if (!strcmp(a, "--ids-out")) {
-      o->ids_out = argv[++i];
-    } else if (!strcmp(a, "--tokenizer")) {
-      o->tokenizer = argv[++i];
-    } else if (!strcmp(a, "--max-new-tokens")) {
-      errno = 0;
-      long n = strtol(argv[++i], &end, 10);
-      if (!*val || *end || errno || n <= 0 || n > 1000000000) return bad_value(a, val, "a positive integer");
-      o->max_new_tokens = (int)n;
-    } else if (!strcmp(a, "--threads")) {
-      errno = 0;
-      long n = strtol(argv[++i], &end, 10);
-      if (!*val || *end || errno || n <= 0 || n > 4096) return bad_value(a, val, "a positive integer");
-      o->threads = (int)n;
-    } else if (!strcmp(a, "--temperature")) {
-      if (parse_double(argv[++i], &o->temperature) || o->temperature < 0) return bad_value(a, val, "a number >= 0");
-    } else if (!strcmp(a, "--top-p")) {
-      if (parse_double(argv[++i], &o->top_p) || !(o->top_p > 0 && o->top_p <= 1))
-        return bad_value(a, val, "a number in (0, 1]");
-    } else if (!strcmp(a, "--seed")) {
-      errno = 0;
-      unsigned long long s = strtoull(argv[++i], &end, 10);
-      if (!*val || *end || errno || val[0] == '-') return bad_value(a, val, "a non-negative integer");
-      o->seed = (uint64_t)s;
-    } else if (!strcmp(a, "--dtype")) {
-      i++;
-      if (!strcmp(val, "f32") || !strcmp(val, "float32")) o->dtype = PT_F32;
-      else if (!strcmp(val, "bf16") || !strcmp(val, "bfloat16")) o->dtype = PT_BF16;
-      else return bad_value(a, val, "f32 or bf16");
-    } else {
-      fprintf(stderr, "pith generate: unknown option '%s'\n", a);
-      return -1;
-    }
-  }
-  if (!o->model || !o->prompt) {
-    fprintf(stderr, "pith generate: --model DIR and --prompt TEXT are required\n");
-    return -1;
-  }
+  int dtype = 0;  // the index of the --dtype choice
+  const cli_opt opts[] = {
+      {"--model", CLI_STR, &o->model, .metavar = "DIR", .flags = CLI_REQUIRED,
+       .help = "model folder: config.json, model.safetensors (or shards)"},
+      {"--prompt", CLI_STR, &o->prompt, .metavar = "TEXT", .flags = CLI_REQUIRED, .help = "the text to continue"},
+      {"--max-new-tokens", CLI_INT, &o->max_new_tokens, .metavar = "N", .min = 1, .max = 1000000000,
+       .help = "at most N new tokens (default 256)"},
+      {"--temperature", CLI_DOUBLE, &o->temperature, .metavar = "T", .min = 0, .max = CLI_INF,
+       .help = "0 = greedy (default); > 0 samples from softmax(logits / T)"},
+      {"--top-p", CLI_DOUBLE, &o->top_p, .metavar = "P", .min = 0, .max = 1, .flags = CLI_MIN_OPEN,
+       .help = "sample from the smallest set of tokens whose probability reaches P,\n"
+               "0 < P <= 1 (default 1: all)"},
+      {"--seed", CLI_U64, &o->seed, .metavar = "N",
+       .help = "seed of the sampler (default 0); the same seed, the same text"},
+      {"--dtype", CLI_CHOICE, &dtype, .choices = "f32,float32|bf16,bfloat16",
+       .help = "weights and activations (default f32)"},
+      {"--no-bos", CLI_FLAG, &o->no_bos, .help = "do not prepend the tokenizer's bos token"},
+      {"--tokenizer", CLI_STR, &o->tokenizer, .metavar = "PATH",
+       .help = "tokenizer.json, tokenizer.bin or a folder (default: the model\n"
+               "folder's tokenizer.json, else its tokenizer.bin)"},
+      {"--threads", CLI_INT, &o->threads, .metavar = "N", .min = 1, .max = 4096,
+       .help = "CPU threads (default: libtorch's; 1 is often fastest for tiny models)"},
+      {"--ids-out", CLI_STR, &o->ids_out, .metavar = "FILE",
+       .help = "also write the token ids as JSON: {\"prompt\": [...], \"new\": [...]}"},
+  };
+  const cli_spec spec = {
+      "pith generate", CLI_OPTS(opts),
+      .about = "Continues TEXT with a Hugging Face LLaMA-family model (llama, mistral, qwen2) on the CPU,\n"
+               "with a KV cache. Prints the prompt, then the new text as it is generated; the number of\n"
+               "tokens and the speed go to stderr. Stops at an eos token (the tokenizer's and config.json's).\n\n"};
+  if (cli_command(&spec, argc, argv, code)) return 1;
+  o->dtype = dtype == 1 ? PT_BF16 : PT_F32;
   return 0;
 }
 
@@ -202,10 +146,8 @@ static int write_ids(const char *path, const int32_t *prompt, size_t n_prompt, c
 
 int cmd_generate(int argc, char **argv) {
   generate_opts o;
-  if (parse_args(argc, argv, &o)) {
-    fprintf(stderr, "'pith generate --help' lists the options\n");
-    return 2;
-  }
+  int code;
+  if (parse_args(argc, argv, &o, &code)) return code;
   struct stat sb;
   if (stat(o.model, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
     fprintf(stderr, "pith generate: --model '%s': %s\n", o.model,

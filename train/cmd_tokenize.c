@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "tokenizer.h"
 
@@ -37,45 +38,35 @@ typedef struct {
   atomic_size_t n_bytes, n_tokens;
 } work;
 
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: pith tokenize --tokenizer PATH [--decode] [--jsonl] [--field NAME] [--bos]\n"
-          "                     [--skip-special] [--threads N] [--stats] [FILE|-]\n\n"
-          "Encodes a document a line (stdin by default) and prints its ids, one JSON array a line.\n"
-          "Special tokens written in the text (e.g. <|eot_id|>) are encoded as special tokens.\n\n"
-          "  --tokenizer PATH   tokenizer.json, a folder (tokenizer.json, or vocab.json + merges.txt),\n"
-          "                     or a llama2.c tokenizer.bin\n"
-          "  --decode           read JSON arrays of ids, print the texts (a text with newlines\n"
-          "                     spans lines: add --jsonl to keep one line per text)\n"
-          "  --jsonl            input lines are JSON objects; the text is in --field (default \"text\");\n"
-          "                     with --decode, print {\"FIELD\": text} lines\n"
-          "  --bos              prepend the tokenizer's bos id\n"
-          "  --skip-special     with --decode, leave special tokens out\n"
-          "  --threads N        encoding threads (default: all cores)\n"
-          "  --stats            print documents, MB, tokens and MB/s to stderr\n");
-}
-
-static int parse_args(int argc, char **argv, tokenize_opts *o) {
+// Fills o from the command line: 0 to go on, else 1 with the exit code in *code (0 after --help).
+static int parse_args(int argc, char **argv, tokenize_opts *o, int *code) {
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  *o = (tokenize_opts){.field = "text", .input = "-", .threads = cores > 0 ? (int)cores : 1};
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
-    else if (!strcmp(a, "--decode")) o->decode = 1;
-    else if (!strcmp(a, "--jsonl")) o->jsonl = 1;
-    else if (!strcmp(a, "--bos")) o->bos = 1;
-    else if (!strcmp(a, "--skip-special")) o->skip_special = 1;
-    else if (!strcmp(a, "--stats")) o->stats = 1;
-    else if (!strcmp(a, "--tokenizer") && val) o->tokenizer = argv[++i];
-    else if (!strcmp(a, "--field") && val) o->field = argv[++i];
-    else if (!strcmp(a, "--threads") && val) o->threads = atoi(argv[++i]);
-    else if (a[0] == '-' && a[1]) { fprintf(stderr, "pith tokenize: unknown or incomplete option '%s'\n", a); return -1; }
-    else o->input = a;
-  }
-  if (!o->tokenizer) { fprintf(stderr, "pith tokenize: --tokenizer PATH is required\n"); return -1; }
-  if (o->threads < 1 || o->threads > MAX_THREADS) { fprintf(stderr, "pith tokenize: --threads must be 1..%d\n", MAX_THREADS); return -1; }
-  return 0;
+  *o = (tokenize_opts){.field = "text", .input = "-",
+                       .threads = cores < 1 ? 1 : cores > MAX_THREADS ? MAX_THREADS : (int)cores};
+  int n_inputs = 0;
+  const cli_opt opts[] = {
+      {"--tokenizer", CLI_STR, &o->tokenizer, .metavar = "PATH", .flags = CLI_REQUIRED,
+       .help = "tokenizer.json, a folder (tokenizer.json, or vocab.json + merges.txt),\n"
+               "or a llama2.c tokenizer.bin"},
+      {"--decode", CLI_FLAG, &o->decode,
+       .help = "read JSON arrays of ids, print the texts (a text with newlines\n"
+               "spans lines: add --jsonl to keep one line per text)"},
+      {"--jsonl", CLI_FLAG, &o->jsonl,
+       .help = "input lines are JSON objects; the text is in --field (default \"text\");\n"
+               "with --decode, print {\"FIELD\": text} lines"},
+      {"--field", CLI_STR, &o->field, .metavar = "NAME", .help = "the --jsonl field that holds the text (default \"text\")"},
+      {"--bos", CLI_FLAG, &o->bos, .help = "prepend the tokenizer's bos id"},
+      {"--skip-special", CLI_FLAG, &o->skip_special, .help = "with --decode, leave special tokens out"},
+      {"--threads", CLI_INT, &o->threads, .metavar = "N", .min = 1, .max = MAX_THREADS,
+       .help = "encoding threads (default: all cores)"},
+      {"--stats", CLI_FLAG, &o->stats, .help = "print documents, MB, tokens and MB/s to stderr"},
+  };
+  const cli_spec spec = {
+      "pith tokenize", CLI_OPTS(opts), .usage_on_error = 1,
+      .about = "Encodes a document a line (stdin by default) and prints its ids, one JSON array a line.\n"
+               "Special tokens written in the text (e.g. <|eot_id|>) are encoded as special tokens.\n\n",
+      .args = "[FILE|-]", .max_args = 1, .arg_out = &o->input, .n_args = &n_inputs};
+  return cli_command(&spec, argc, argv, code);
 }
 
 static char *fmt_error(const char *fmt, const char *a) {
@@ -225,10 +216,8 @@ static int process(FILE *in, work *w, const char *input, double *busy_s, size_t 
 
 int cmd_tokenize(int argc, char **argv) {
   tokenize_opts o;
-  if (parse_args(argc, argv, &o)) {
-    usage(stderr);
-    return 2;
-  }
+  int code;
+  if (parse_args(argc, argv, &o, &code)) return code;
   double t0 = pith_now_s();
   pith_err err = {{0}};
   tokenizer *tok = tokenizer_load(o.tokenizer, &err);
