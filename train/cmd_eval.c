@@ -11,65 +11,28 @@
 //
 // The systems are described in their files: eval_sys_compressed.c, eval_sys_context.c (full, none,
 // truncated), eval_sys_no_layer0.c.
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "eval.h"
 
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: pith eval --compressor DIR|none --data FILE.h5 [--task qa|regen] [--split val|test|train|all]\n"
-          "                 [--max-examples N] [--cutoff-len N] [--max-new-tokens N] [--baselines LIST]\n"
-          "                 [--k N] [--out DIR] [--name NAME] [--model DIR] [--tokenizer PATH]\n"
-          "                 [--device cpu|cuda:N] [--bf16] [--threads N] [--verify] [--quiet]\n\n"
-          "Scores a soft-token compressor (500x or ICAE) and baselines on a pith corpus, decoding greedily the\n"
-          "way pith pretrain/finetune train: QA (finetune: the decoder answers \"Question: {q} Answer: \" after\n"
-          "the compressed context; SQuAD v1.1 EM/F1 against every gold answer, and the raw EM/F1 of\n"
-          "500xCompressor's script) or regeneration (pretrain: the decoder rewrites the text from [bos];\n"
-          "ROUGE-1/2/L F, corpus BLEU-4 (sacrebleu), exact match). Baselines use the base model alone.\n\n"
-          "  --compressor DIR   an export folder (pith export), or a run / checkpoint folder (its newest\n"
-          "                     checkpoint is exported into OUT/export first); 'none': baselines only\n"
-          "  --data FILE.h5     the corpus (pith data ingest): documents for regen, QA for qa\n"
-          "  --task qa|regen    default: qa for a QA corpus, regen for documents\n"
-          "  --split S          val (default), test, train or all: which records to evaluate\n"
-          "  --max-examples N   the first N records of the split, in corpus order (default: all)\n"
-          "  --cutoff-len N     context tokens the encoder reads (default: the training run's cutoff_len,\n"
-          "                     else 500); regen references are the text of the first N tokens\n"
-          "  --max-new-tokens N generation budget of every system (default 32 for qa, cutoff_len + 8 for\n"
-          "                     regen); generation also stops at an eos token of the tokenizer\n"
-          "  --baselines LIST   comma-separated, from full,none,truncated,no_layer0 (default: the first three;\n"
-          "                     '' for none):\n"
-          "                       full       [bos] + the context (cut to cutoff_len) + the question prompt\n"
-          "                                  (qa only: for regen the context is the answer)\n"
-          "                       none       the question prompt alone (regen: [bos] alone)\n"
-          "                       truncated  [bos] + the first k context tokens + the question prompt (regen:\n"
-          "                                  the prediction is those k tokens' text and the continuation)\n"
-          "                       no_layer0  qa only: the full context's own K/V as the question prompt's prefix,\n"
-          "                                  with layer 0's zeroed (a 500x prefix's layer-0 K/V never see the\n"
-          "                                  text); near 'none' means this model reads answers at layer 0, where\n"
-          "                                  a 500x prefix cannot pass them on\n"
-          "  --k N              k of the truncated baseline with --compressor none (default 16; with a\n"
-          "                     compressor, its number of compress tokens)\n"
-          "  --out DIR          where the results go (default runs/eval/NAME)\n"
-          "  --name NAME        default <dataset>__<model>__<method>__k<k>\n"
-          "  --model DIR        base model folder (default: the one the export names; required with none)\n"
-          "  --tokenizer PATH   tokenizer (default: the export's, else the model folder)\n"
-          "  --device D         cpu (default), cuda or cuda:N; computation in f32\n"
-          "  --bf16             on CUDA: the base model in bf16, as bf16: true trains (half the memory);\n"
-          "                     not with --verify\n"
-          "  --threads N        CPU threads (default: libtorch's)\n"
-          "  --verify           also check every compressed generation against comp_decode without a cache\n"
-          "                     (each token must be a greedy choice of its logits, to 1e-4): slow, for tests\n"
-          "  --quiet            no progress on stderr\n\n"
-          "OUT receives predictions.jsonl (a line per example and system: system, index, id, question,\n"
-          "prediction, golds | reference), metrics.json (task, n, systems: {system: {metric: value}}, retained:\n"
-          "compressed / full in %% per metric (qa), compressor, data, split) and config.yaml (the resolved\n"
-          "options); the table of scores goes to stdout. Scores are in [0, 100].\n");
-}
+// The option lines come from the table; this is the prose around them.
+#define EVAL_ABOUT                                                                                              \
+  "Scores a soft-token compressor (500x or ICAE) and baselines on a pith corpus, decoding greedily the\n"     \
+  "way pith pretrain/finetune train: QA (finetune: the decoder answers \"Question: {q} Answer: \" after\n"   \
+  "the compressed context; SQuAD v1.1 EM/F1 against every gold answer, and the raw EM/F1 of\n"               \
+  "500xCompressor's script) or regeneration (pretrain: the decoder rewrites the text from [bos];\n"           \
+  "ROUGE-1/2/L F, corpus BLEU-4 (sacrebleu), exact match). Baselines use the base model alone.\n\n"
+#define EVAL_EPILOG                                                                                             \
+  "\nOUT receives predictions.jsonl (a line per example and system: system, index, id, question,\n"          \
+  "prediction, golds | reference), metrics.json (task, n, systems: {system: {metric: value}}, retained:\n"    \
+  "compressed / full in % per metric (qa), compressor, data, split) and config.yaml (the resolved\n"          \
+  "options); the table of scores goes to stdout. Scores are in [0, 100].\n"
+
+#define EVAL_INT(name, field, help) {name, CLI_INT, &o->field, .metavar = "N", .min = 1, .max = 1e9, .help = help}
 
 // ---- options ------------------------------------------------------------------------------------
 
@@ -85,56 +48,60 @@ static int usage_error(const char *fmt, ...) {
   return 2;
 }
 
-static int parse_int(const char *s, int lo, int *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (!*s || *end || errno || v < lo || v > 1000000000) return -1;
-  *out = (int)v;
-  return 0;
-}
-
+// 0, 1 after --help, 2 after a usage error (said on stderr).
 static int parse_args(int argc, char **argv, eval_options *o) {
   *o = (eval_options){.split = "val", .baselines = EVAL_DEFAULT_BASELINES, .device = "cpu", .max_examples = 0,
-                   .cutoff_len = -1, .max_new_tokens = -1, .k = -1, .threads = 0};
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    const char **str = NULL;
-    int *num = NULL;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage(stdout);
-      return 1;
-    } else if (!strcmp(a, "--quiet")) {
-      o->quiet = 1;
-      continue;
-    } else if (!strcmp(a, "--verify")) {
-      o->verify = 1;
-      continue;
-    } else if (!strcmp(a, "--bf16")) {
-      o->bf16 = 1;
-      continue;
-    }
-    if (!strcmp(a, "--compressor")) str = &o->compressor;
-    else if (!strcmp(a, "--data")) str = &o->data;
-    else if (!strcmp(a, "--task")) str = &o->task;
-    else if (!strcmp(a, "--split")) str = &o->split;
-    else if (!strcmp(a, "--baselines")) str = &o->baselines;
-    else if (!strcmp(a, "--out")) str = &o->out;
-    else if (!strcmp(a, "--name")) str = &o->name;
-    else if (!strcmp(a, "--model")) str = &o->model;
-    else if (!strcmp(a, "--tokenizer")) str = &o->tokenizer;
-    else if (!strcmp(a, "--device")) str = &o->device;
-    else if (!strcmp(a, "--max-examples")) num = &o->max_examples;
-    else if (!strcmp(a, "--cutoff-len")) num = &o->cutoff_len;
-    else if (!strcmp(a, "--max-new-tokens")) num = &o->max_new_tokens;
-    else if (!strcmp(a, "--k")) num = &o->k;
-    else if (!strcmp(a, "--threads")) num = &o->threads;
-    else return usage_error("unknown option '%s'", a);
-    if (!v) return usage_error("%s needs a value", a);
-    i++;
-    if (str) *str = v;
-    else if (parse_int(v, 1, num)) return usage_error("%s wants a positive integer, not '%s'", a, v);
-  }
+                      .cutoff_len = -1, .max_new_tokens = -1, .k = -1, .threads = 0};
+  const cli_opt opts[] = {
+      {"--compressor", CLI_STR, &o->compressor, .metavar = "DIR|none",
+       .help = "an export folder (pith export), or a run / checkpoint folder (its newest\n"
+               "checkpoint is exported into OUT/export first); 'none': baselines only"},
+      {"--data", CLI_STR, &o->data, .metavar = "FILE.h5",
+       .help = "the corpus (pith data ingest): documents for regen, QA for qa"},
+      {"--task", CLI_STR, &o->task, .metavar = "qa|regen", .help = "default: qa for a QA corpus, regen for documents"},
+      {"--split", CLI_STR, &o->split, .metavar = "S", .help = "val (default), test, train or all: which records to evaluate"},
+      EVAL_INT("--max-examples", max_examples, "the first N records of the split, in corpus order (default: all)"),
+      EVAL_INT("--cutoff-len", cutoff_len,
+               "context tokens the encoder reads (default: the training run's cutoff_len,\n"
+               "else 500); regen references are the text of the first N tokens"),
+      EVAL_INT("--max-new-tokens", max_new_tokens,
+               "generation budget of every system (default 32 for qa, cutoff_len + 8 for\n"
+               "regen); generation also stops at an eos token of the tokenizer"),
+      {"--baselines", CLI_STR, &o->baselines, .metavar = "LIST",
+       .help = "comma-separated, from full,none,truncated,no_layer0 (default: the first three;\n"
+               "'' for none):\n"
+               "  full       [bos] + the context (cut to cutoff_len) + the question prompt\n"
+               "             (qa only: for regen the context is the answer)\n"
+               "  none       the question prompt alone (regen: [bos] alone)\n"
+               "  truncated  [bos] + the first k context tokens + the question prompt (regen:\n"
+               "             the prediction is those k tokens' text and the continuation)\n"
+               "  no_layer0  qa only: the full context's own K/V as the question prompt's prefix,\n"
+               "             with layer 0's zeroed (a 500x prefix's layer-0 K/V never see the\n"
+               "             text); near 'none' means this model reads answers at layer 0, where\n"
+               "             a 500x prefix cannot pass them on"},
+      EVAL_INT("--k", k,
+               "k of the truncated baseline with --compressor none (default 16; with a\n"
+               "compressor, its number of compress tokens)"),
+      {"--out", CLI_STR, &o->out, .metavar = "DIR", .help = "where the results go (default runs/eval/NAME)"},
+      {"--name", CLI_STR, &o->name, .metavar = "NAME", .help = "default <dataset>__<model>__<method>__k<k>"},
+      {"--model", CLI_STR, &o->model, .metavar = "DIR",
+       .help = "base model folder (default: the one the export names; required with none)"},
+      {"--tokenizer", CLI_STR, &o->tokenizer, .metavar = "PATH",
+       .help = "tokenizer (default: the export's, else the model folder)"},
+      {"--device", CLI_STR, &o->device, .metavar = "D", .help = "cpu (default), cuda or cuda:N; computation in f32"},
+      {"--bf16", CLI_FLAG, &o->bf16,
+       .help = "on CUDA: the base model in bf16, as bf16: true trains (half the memory);\nnot with --verify"},
+      EVAL_INT("--threads", threads, "CPU threads (default: libtorch's)"),
+      {"--verify", CLI_FLAG, &o->verify,
+       .help = "also check every compressed generation against comp_decode without a cache\n"
+               "(each token must be a greedy choice of its logits, to 1e-4): slow, for tests"},
+      {"--quiet", CLI_FLAG, &o->quiet, .help = "no progress on stderr"},
+  };
+  const cli_spec spec = {"pith eval", .about = EVAL_ABOUT, CLI_OPTS(opts), .epilog = EVAL_EPILOG};
+  pith_err err = {{0}};
+  int pr = cli_parse(&spec, argc, argv, &err);
+  if (pr == 1) return 1;
+  if (pr) return usage_error("%s", err.msg);
   if (!o->compressor || !o->data)
     return usage_error("%s is required", !o->compressor ? "--compressor DIR|none" : "--data FILE.h5");
   if (o->task && strcmp(o->task, "qa") && strcmp(o->task, "regen"))
