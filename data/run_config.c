@@ -1,6 +1,6 @@
 // run_config: YAML run configs with command-line overrides, checked against a schema.
-// See run_config.h. Values are text until resolve; libyaml's document API reads the file (node
-// marks give the file:line:column of every key and value).
+// See run_config.h. Values are text until resolve. The YAML is read by a small parser of the
+// subset run configs use (below, "load"); nothing outside this file is needed.
 #include "run_config.h"
 
 #include <ctype.h>
@@ -10,10 +10,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
-#define RC_MAX_DEPTH 32        // nesting of mappings (also stops alias cycles)
-#define RC_MAX_ENTRIES 10000   // keys of one file (also stops alias blow-ups)
+#define RC_MAX_DEPTH 32        // nesting of mappings
+#define RC_MAX_ENTRIES 10000   // keys of one file
 #define RC_FORMAT_VERSION 1    // of the saved file (the header comment says it)
 
 // One key as given: by a file or on the command line.
@@ -230,11 +229,936 @@ void run_config_free(run_config *c) {
   free(c);
 }
 
-// ---- load ----
+// ---- load: a YAML subset ----
+//
+// What run config files use, read the way YAML 1.1 (libyaml, PyYAML) reads it: one document of
+// block mappings; values that are plain, 'single-quoted' or "double-quoted" scalars (every YAML
+// escape), literal (|) and folded (>) block scalars, flow [lists] and {mappings}, and block lists;
+// comments; `---` / `...` markers and a %YAML directive. Not supported, refused with a clear error:
+// anchors and aliases, tags, explicit `? key` entries, other directives, and the line breaks
+// U+0085/U+2028/U+2029 written raw (their escapes \N \L \P are fine). The file is read into a
+// small tree of nodes (every node knows its line and column), which flatten() then turns into
+// "dotted.key: text" entries.
 
-static char *mark_where(const char *path, yaml_mark_t m) {
+#define RC_MAX_NESTING 64      // of collections while parsing (the parser recurses)
+#define RC_MAX_KEY_CHARS 1024  // YAML's limit on an implicit key
+
+typedef enum { YN_SCALAR, YN_LIST, YN_MAP } yn_kind;
+
+typedef struct ynode ynode;
+struct ynode {
+  yn_kind kind;
+  int plain;          // a scalar written plain (null when "", ~, null, Null, NULL)
+  char *text;         // scalar text (may hold a NUL from an escape: see len)
+  size_t len;
+  size_t line, col;   // 1-based, of the node's first character
+  ynode **kids;          // list: items; map: key, value, key, value, ...
+  int n, cap;
+};
+
+static void yn_free(ynode *n) {
+  if (!n) return;
+  for (int i = 0; i < n->n; i++) yn_free(n->kids[i]);
+  free(n->kids);
+  free(n->text);
+  free(n);
+}
+
+typedef struct {
+  const char *path;
+  const char *s;      // the text: UTF-8, '\n' line breaks, NUL-terminated
+  size_t len;
+  size_t i;           // cursor
+  size_t line, col;   // of the cursor, 0-based; col counts characters, not bytes
+  int flow;           // depth of [ ] / { } around the cursor
+  int sk;             // block context: at a line start or after '-' (where tabs may not indent)
+  size_t tok_line;    // line where the last scalar or flow collection ended; SIZE_MAX: at a new line
+  int depth;
+  pith_err *err;
+  int failed;
+} yparser;
+
+static int yp_fail(yparser *p, size_t line, size_t col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int yp_fail(yparser *p, size_t line, size_t col, const char *fmt, ...) {
+  if (p->failed) return -1;
+  char msg[400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  p->failed = 1;
+  return pith_fail(p->err, "%s:%zu:%zu: invalid YAML: %s", p->path, line + 1, col + 1, msg);
+}
+
+#define YP_FAIL(p, ...) yp_fail((p), (p)->line, (p)->col, __VA_ARGS__)
+
+static char yc(const yparser *p, size_t k) { return p->i + k < p->len ? p->s[p->i + k] : 0; }
+static int yp_eof(const yparser *p) { return p->i >= p->len; }
+static int is_blank(char c) { return c == ' ' || c == '\t'; }
+static int is_blankz(char c) { return c == ' ' || c == '\t' || c == '\n' || c == 0; }
+
+static void yp_adv(yparser *p) {
+  if (p->i >= p->len) return;
+  char c = p->s[p->i++];
+  if (c == '\n') p->line++, p->col = 0;
+  else if (((unsigned char)c & 0xC0) != 0x80) p->col++;
+}
+
+// "---" or "..." alone at the start of a line.
+static int at_doc_marker(const yparser *p) {
+  if (p->col != 0) return 0;
+  char c = yc(p, 0);
+  return (c == '-' || c == '.') && yc(p, 1) == c && yc(p, 2) == c && is_blankz(yc(p, 3));
+}
+
+static int at_bom(const yparser *p) {
+  return yc(p, 0) == '\xEF' && yc(p, 1) == '\xBB' && yc(p, 2) == '\xBF';
+}
+
+// Skip spaces, comments and line breaks up to the next token. In the block context a tab may not
+// indent a line, nor follow '-' (YAML's rule; libyaml's too).
+static int skip_space(yparser *p) {
+  for (;;) {
+    if (p->col == 0 && at_bom(p)) yp_adv(p), yp_adv(p), yp_adv(p);
+    while (yc(p, 0) == ' ' || (yc(p, 0) == '\t' && (p->flow || !p->sk))) yp_adv(p);
+    if (yc(p, 0) == '\t')
+      return YP_FAIL(p, "a tab character where YAML allows only spaces (indentation, or after "
+                        "'-'); indent with spaces");
+    if (yc(p, 0) == '#')
+      while (!yp_eof(p) && yc(p, 0) != '\n') yp_adv(p);
+    if (yc(p, 0) != '\n') return 0;
+    yp_adv(p);
+    if (!p->flow) p->sk = 1;
+  }
+}
+
+static ynode *yn_new(yparser *p, yn_kind kind, size_t line, size_t col) {
+  ynode *n = calloc(1, sizeof *n);
+  if (!n) {
+    if (!p->failed) pith_fail(p->err, "%s: out of memory", p->path);
+    p->failed = 1;
+    return NULL;
+  }
+  n->kind = kind;
+  n->line = line + 1;
+  n->col = col + 1;
+  return n;
+}
+
+static int yn_add(yparser *p, ynode *parent, ynode *kid) {
+  if (!kid) return -1;
+  if (parent->n == parent->cap) {
+    int cap = parent->cap ? parent->cap * 2 : 8;
+    ynode **k = realloc(parent->kids, (size_t)cap * sizeof *k);
+    if (!k) {
+      yn_free(kid);
+      if (!p->failed) pith_fail(p->err, "%s: out of memory", p->path);
+      p->failed = 1;
+      return -1;
+    }
+    parent->kids = k;
+    parent->cap = cap;
+  }
+  parent->kids[parent->n++] = kid;
+  return 0;
+}
+
+// A scalar node owning the text of b (an empty plain scalar when b is empty).
+static ynode *yn_scalar(yparser *p, sbuf *b, int plain, size_t line, size_t col) {
+  if (b->oom || !(b->p || (b->p = calloc(1, 1)))) {
+    free(b->p);
+    if (!p->failed) pith_fail(p->err, "%s: out of memory", p->path);
+    p->failed = 1;
+    return NULL;
+  }
+  ynode *n = yn_new(p, YN_SCALAR, line, col);
+  if (!n) {
+    free(b->p);
+    return NULL;
+  }
+  n->plain = plain;
+  n->text = b->p;
+  n->len = b->n;
+  return n;
+}
+
+static ynode *yn_null(yparser *p, size_t line, size_t col) {
+  sbuf b = {0};
+  return yn_scalar(p, &b, 1, line, col);
+}
+
+// Anything a run config does not support, or that cannot start a value.
+static int bad_start(yparser *p) {
+  char c = yc(p, 0);
+  if (c == '&' || c == '*')
+    return YP_FAIL(p, "anchors and aliases (&name, *name) are not supported in a run config");
+  if (c == '!') return YP_FAIL(p, "tags (!tag) are not supported in a run config");
+  if (c == '?' && (p->flow || is_blankz(yc(p, 1))))
+    return YP_FAIL(p, "explicit keys ('? key') are not supported in a run config");
+  if (c == '%' || c == '@' || c == '`') return YP_FAIL(p, "'%c' cannot start a value", c);
+  if (c == '|' || c == '>') return YP_FAIL(p, "a block scalar ('%c') cannot be a key or sit in [ ] or { }", c);
+  if (c == '-' && is_blankz(yc(p, 1)))
+    return YP_FAIL(p, "a list entry ('- ') is not allowed here");
+  if (c == ',' || c == ']' || c == '}' || c == '[' || c == '{' || c == ':')
+    return YP_FAIL(p, "unexpected '%c'", c);
+  return 0;
+}
+
+// Whether the cursor is at something that starts a plain scalar (YAML 1.1's rule).
+static int plain_start(const yparser *p) {
+  char c = yc(p, 0), d = yc(p, 1);
+  if (is_blankz(c) || strchr(",[]{}#&*!|>'\"%@`", c)) return 0;
+  if (c == '-') return !is_blankz(d);
+  if (c == '?' || c == ':') return !p->flow && !is_blankz(d);
+  return 1;
+}
+
+// The folding of YAML's multi-line scalars: a single line break between two pieces of text reads
+// as a space, n > 1 line breaks as n - 1 newlines.
+static void fold_breaks(sbuf *out, int leading_break, sbuf *trailing) {
+  if (leading_break && trailing->n == 0) sb_puts(out, " ");
+  else if (trailing->n) sb_putn(out, trailing->p, trailing->n);
+  trailing->n = 0;
+}
+
+// A plain scalar. Continuation lines (block context) must be indented past `parent`.
+static ynode *plain_scalar(yparser *p, int parent) {
+  size_t line = p->line, col = p->col;
+  long indent = parent + 1;
+  sbuf out = {0}, ws = {0}, trailing = {0};
+  int leading_blanks = 0;
+  for (;;) {
+    if (at_doc_marker(p) || yc(p, 0) == '#') break;
+    while (!is_blankz(yc(p, 0))) {
+      char c = yc(p, 0), d = yc(p, 1);
+      if (p->flow && c == ':' && d && strchr(",?[]{}", d)) {
+        YP_FAIL(p, "unexpected ':' in a plain scalar (quote the text)");
+        goto fail;
+      }
+      if ((c == ':' && is_blankz(d)) || (p->flow && strchr(",[]{}", c))) break;
+      if (leading_blanks) {
+        fold_breaks(&out, 1, &trailing);
+        leading_blanks = 0;
+      } else if (ws.n) {
+        sb_putn(&out, ws.p, ws.n);
+        ws.n = 0;
+      }
+      sb_putn(&out, p->s + p->i, 1);
+      yp_adv(p);
+    }
+    if (!(is_blank(yc(p, 0)) || yc(p, 0) == '\n')) break;
+    while (is_blank(yc(p, 0)) || yc(p, 0) == '\n') {
+      if (is_blank(yc(p, 0))) {
+        if (leading_blanks && (long)p->col < indent && yc(p, 0) == '\t') {
+          YP_FAIL(p, "a tab character in the indentation of a multi-line value; indent with "
+                     "spaces");
+          goto fail;
+        }
+        if (!leading_blanks) sb_putn(&ws, p->s + p->i, 1);
+      } else {
+        if (!leading_blanks) {
+          ws.n = 0;
+          leading_blanks = 1;
+        } else {
+          sb_puts(&trailing, "\n");
+        }
+      }
+      yp_adv(p);
+    }
+    if (!p->flow && (long)p->col < indent) break;
+  }
+  free(ws.p);
+  free(trailing.p);
+  p->sk = p->flow ? p->sk : leading_blanks;
+  p->tok_line = leading_blanks ? SIZE_MAX : p->line;
+  return yn_scalar(p, &out, 1, line, col);
+fail:
+  free(out.p);
+  free(ws.p);
+  free(trailing.p);
+  return NULL;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+static void put_utf8(sbuf *b, uint32_t cp) {
+  char u[4];
+  size_t n;
+  if (cp < 0x80) u[0] = (char)cp, n = 1;
+  else if (cp < 0x800) u[0] = (char)(0xC0 | cp >> 6), u[1] = (char)(0x80 | (cp & 0x3F)), n = 2;
+  else if (cp < 0x10000)
+    u[0] = (char)(0xE0 | cp >> 12), u[1] = (char)(0x80 | (cp >> 6 & 0x3F)),
+    u[2] = (char)(0x80 | (cp & 0x3F)), n = 3;
+  else
+    u[0] = (char)(0xF0 | cp >> 18), u[1] = (char)(0x80 | (cp >> 12 & 0x3F)),
+    u[2] = (char)(0x80 | (cp >> 6 & 0x3F)), u[3] = (char)(0x80 | (cp & 0x3F)), n = 4;
+  sb_putn(b, u, n);
+}
+
+// One escape of a double-quoted scalar, the cursor at its backslash. YAML 1.1's set: \0 \a \b \t
+// \n \v \f \r \e \<space> \" \/ \\ \N \_ \L \P \xXX \uXXXX \UXXXXXXXX (and \ + a tab).
+static int put_escape(yparser *p, sbuf *b) {
+  size_t line = p->line, col = p->col;
+  char e = yc(p, 1);
+  int ch = -1, digits = 0;
+  uint32_t cp = 0;
+  switch (e) {
+    case '0': ch = 0; break;
+    case 'a': ch = '\a'; break;
+    case 'b': ch = '\b'; break;
+    case 't': case '\t': ch = '\t'; break;
+    case 'n': ch = '\n'; break;
+    case 'v': ch = '\v'; break;
+    case 'f': ch = '\f'; break;
+    case 'r': ch = '\r'; break;
+    case 'e': ch = 0x1B; break;
+    case ' ': case '"': case '/': case '\\': ch = e; break;
+    case 'N': cp = 0x85; break;
+    case '_': cp = 0xA0; break;
+    case 'L': cp = 0x2028; break;
+    case 'P': cp = 0x2029; break;
+    case 'x': digits = 2; break;
+    case 'u': digits = 4; break;
+    case 'U': digits = 8; break;
+    default:
+      if (e > 0x20 && e < 0x7F)
+        return yp_fail(p, line, col, "unknown escape '\\%c' in a double-quoted string", e);
+      return yp_fail(p, line, col, "unknown escape in a double-quoted string");
+  }
+  yp_adv(p), yp_adv(p);
+  if (ch >= 0) {
+    char c8 = (char)ch;
+    sb_putn(b, &c8, 1);
+    return 0;
+  }
+  if (!digits) {
+    put_utf8(b, cp);
+    return 0;
+  }
+  size_t hline = p->line, hcol = p->col;
+  for (int k = 0; k < digits; k++) {
+    int h = hexval(yc(p, 0));
+    if (h < 0) return yp_fail(p, hline, hcol, "'\\%c' wants %d hexadecimal digits", e, digits);
+    cp = cp << 4 | (uint32_t)h;
+    yp_adv(p);
+  }
+  if ((cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+    return yp_fail(p, hline, hcol, "'\\%c' escape of an invalid code point (U+%04X)", e,
+                   (unsigned)cp);
+  put_utf8(b, cp);
+  return 0;
+}
+
+// A 'single-quoted' or "double-quoted" scalar; line breaks fold as in plain scalars.
+static ynode *quoted_scalar(yparser *p) {
+  size_t line = p->line, col = p->col;
+  char q = yc(p, 0);
+  sbuf out = {0}, ws = {0}, trailing = {0};
+  yp_adv(p);
+  for (;;) {
+    if (at_doc_marker(p)) {
+      YP_FAIL(p, "a document marker inside a quoted string (opened at line %zu, column %zu)",
+              line + 1, col + 1);
+      goto fail;
+    }
+    if (yp_eof(p)) {
+      YP_FAIL(p, "the quoted string opened at line %zu, column %zu is not closed", line + 1,
+              col + 1);
+      goto fail;
+    }
+    int leading_blanks = 0, escaped_break = 0;
+    while (!is_blankz(yc(p, 0))) {
+      char c = yc(p, 0);
+      if (q == '\'' && c == '\'' && yc(p, 1) == '\'') {
+        sb_puts(&out, "'");
+        yp_adv(p), yp_adv(p);
+      } else if (c == q) {
+        break;
+      } else if (q == '"' && c == '\\' && yc(p, 1) == '\n') {
+        yp_adv(p), yp_adv(p);
+        leading_blanks = escaped_break = 1;
+        break;
+      } else if (q == '"' && c == '\\') {
+        if (put_escape(p, &out)) goto fail;
+      } else {
+        sb_putn(&out, p->s + p->i, 1);
+        yp_adv(p);
+      }
+    }
+    if (yc(p, 0) == q) break;
+    ws.n = 0;
+    while (is_blank(yc(p, 0)) || yc(p, 0) == '\n') {
+      if (is_blank(yc(p, 0))) {
+        if (!leading_blanks) sb_putn(&ws, p->s + p->i, 1);
+      } else if (!leading_blanks) {
+        ws.n = 0;
+        leading_blanks = 1;
+      } else {
+        sb_puts(&trailing, "\n");
+      }
+      yp_adv(p);
+    }
+    if (leading_blanks) {
+      if (escaped_break) sb_putn(&out, trailing.p ? trailing.p : "", trailing.n), trailing.n = 0;
+      else fold_breaks(&out, 1, &trailing);
+    } else if (ws.n) {
+      sb_putn(&out, ws.p, ws.n);
+      ws.n = 0;
+    }
+  }
+  yp_adv(p);  // the closing quote
+  free(ws.p);
+  free(trailing.p);
+  p->sk = 0;
+  p->tok_line = p->line;
+  return yn_scalar(p, &out, 0, line, col);
+fail:
+  free(out.p);
+  free(ws.p);
+  free(trailing.p);
+  return NULL;
+}
+
+// The indentation and empty lines before a block scalar's next content line; fixes the
+// indentation from the first content line when it is not known yet.
+static int block_breaks(yparser *p, long parent, long *indent, sbuf *trailing) {
+  long max_indent = 0;
+  for (;;) {
+    while ((!*indent || (long)p->col < *indent) && yc(p, 0) == ' ') yp_adv(p);
+    if ((long)p->col > max_indent) max_indent = (long)p->col;
+    if ((!*indent || (long)p->col < *indent) && yc(p, 0) == '\t')
+      return YP_FAIL(p, "a tab character in the indentation of a block scalar; indent with spaces");
+    if (yc(p, 0) != '\n') break;
+    sb_puts(trailing, "\n");
+    yp_adv(p);
+  }
+  if (!*indent) {
+    *indent = max_indent;
+    if (*indent < parent + 1) *indent = parent + 1;
+    if (*indent < 1) *indent = 1;
+  }
+  return 0;
+}
+
+// A literal (|) or folded (>) block scalar, with its chomping (+ -) and indentation (1-9)
+// indicators.
+static ynode *block_scalar(yparser *p, int parent) {
+  size_t line = p->line, col = p->col;
+  int literal = yc(p, 0) == '|', chomping = 0;
+  long increment = 0, indent = 0;
+  sbuf out = {0}, trailing = {0};
+  yp_adv(p);
+  for (int k = 0; k < 2; k++) {
+    char c = yc(p, 0);
+    if ((c == '+' || c == '-') && !chomping) {
+      chomping = c == '+' ? 1 : -1;
+      yp_adv(p);
+    } else if (c >= '0' && c <= '9' && !increment) {
+      if (c == '0') {
+        YP_FAIL(p, "a block scalar's indentation indicator is 1 to 9, not 0");
+        goto fail;
+      }
+      increment = c - '0';
+      yp_adv(p);
+    }
+  }
+  while (is_blank(yc(p, 0))) yp_adv(p);
+  if (yc(p, 0) == '#')
+    while (!yp_eof(p) && yc(p, 0) != '\n') yp_adv(p);
+  if (!yp_eof(p) && yc(p, 0) != '\n') {
+    YP_FAIL(p, "expected a comment or a line break after the block scalar's '%c' header",
+            literal ? '|' : '>');
+    goto fail;
+  }
+  yp_adv(p);
+  if (increment) indent = parent >= 0 ? parent + increment : increment;
+  if (block_breaks(p, parent, &indent, &trailing)) goto fail;
+  int leading_break = 0, leading_blank = 0;
+  while ((long)p->col == indent && !yp_eof(p)) {
+    int trailing_blank = is_blank(yc(p, 0));
+    if (!literal && leading_break && !leading_blank && !trailing_blank) {
+      if (trailing.n == 0) sb_puts(&out, " ");
+    } else if (leading_break) {
+      sb_puts(&out, "\n");
+    }
+    leading_break = 0;
+    if (trailing.n) sb_putn(&out, trailing.p, trailing.n);
+    trailing.n = 0;
+    leading_blank = is_blank(yc(p, 0));
+    size_t from = p->i;
+    while (!yp_eof(p) && yc(p, 0) != '\n') yp_adv(p);
+    sb_putn(&out, p->s + from, p->i - from);
+    if (yp_eof(p)) break;
+    yp_adv(p);
+    leading_break = 1;
+    if (block_breaks(p, parent, &indent, &trailing)) goto fail;
+  }
+  if (chomping != -1 && leading_break) sb_puts(&out, "\n");
+  if (chomping == 1 && trailing.n) sb_putn(&out, trailing.p, trailing.n);
+  free(trailing.p);
+  p->sk = 1;
+  p->tok_line = SIZE_MAX;
+  return yn_scalar(p, &out, 0, line, col);
+fail:
+  free(out.p);
+  free(trailing.p);
+  return NULL;
+}
+
+static ynode *flow_node(yparser *p);
+
+static int nest(yparser *p) {
+  if (++p->depth > RC_MAX_NESTING)
+    return YP_FAIL(p, "collections nested more than %d deep", RC_MAX_NESTING);
+  return 0;
+}
+
+// [ a, b ] or { k: v, ... }. A `k: v` inside [ ] is a one-pair mapping.
+static ynode *flow_collection(yparser *p) {
+  size_t line = p->line, col = p->col;
+  int map = yc(p, 0) == '{';
+  char close = map ? '}' : ']';
+  ynode *n = nest(p) ? NULL : yn_new(p, map ? YN_MAP : YN_LIST, line, col);
+  if (!n) return NULL;
+  p->flow++;
+  yp_adv(p);
+  for (;;) {
+    if (skip_space(p)) goto fail;
+    if (at_doc_marker(p)) {
+      YP_FAIL(p, "a document marker inside '%c' (opened at line %zu, column %zu)", map ? '{' : '[',
+              line + 1, col + 1);
+      goto fail;
+    }
+    if (yp_eof(p)) {
+      YP_FAIL(p, "the '%c' opened at line %zu, column %zu is not closed", map ? '{' : '[',
+              line + 1, col + 1);
+      goto fail;
+    }
+    if (yc(p, 0) == close) break;
+    size_t kline = p->line;
+    ynode *item = flow_node(p);
+    if (!item) goto fail;
+    if (skip_space(p)) {
+      yn_free(item);
+      goto fail;
+    }
+    if (yc(p, 0) == ':') {
+      if (p->line != kline || p->tok_line == SIZE_MAX) {
+        yn_free(item);
+        YP_FAIL(p, "expected ',' or '%c'; a key and its ':' must be on one line", close);
+        goto fail;
+      }
+      yp_adv(p);
+      ynode *value = NULL;
+      if (skip_space(p)) {
+        yn_free(item);
+        goto fail;
+      }
+      if (yc(p, 0) == ',' || yc(p, 0) == close) value = yn_null(p, p->line, p->col);
+      else value = flow_node(p);
+      if (!value) {
+        yn_free(item);
+        goto fail;
+      }
+      if (map) {
+        if (yn_add(p, n, item)) {
+          yn_free(value);
+          goto fail;
+        }
+        if (yn_add(p, n, value)) goto fail;
+      } else {  // [k: v]: a one-pair mapping
+        ynode *pair = yn_new(p, YN_MAP, item->line - 1, item->col - 1);
+        if (!pair) {
+          yn_free(item);
+          yn_free(value);
+          goto fail;
+        }
+        if (yn_add(p, pair, item)) {
+          yn_free(value);
+          yn_free(pair);
+          goto fail;
+        }
+        if (yn_add(p, pair, value)) {
+          yn_free(pair);
+          goto fail;
+        }
+        if (yn_add(p, n, pair)) goto fail;
+      }
+    } else if (map) {  // { a, b: c }: a key alone has a null value
+      if (yn_add(p, n, item) || yn_add(p, n, yn_null(p, p->line, p->col))) goto fail;
+    } else if (yn_add(p, n, item)) {
+      goto fail;
+    }
+    if (skip_space(p)) goto fail;
+    if (yc(p, 0) == ',') {
+      yp_adv(p);
+    } else if (yc(p, 0) != close) {
+      if (yp_eof(p) || at_doc_marker(p))
+        YP_FAIL(p, "the '%c' opened at line %zu, column %zu is not closed", map ? '{' : '[',
+                line + 1, col + 1);
+      else YP_FAIL(p, "expected ',' or '%c'", close);
+      goto fail;
+    }
+  }
+  yp_adv(p);  // the closing bracket
+  p->flow--;
+  p->depth--;
+  p->sk = 0;
+  p->tok_line = p->line;
+  return n;
+fail:
+  yn_free(n);
+  return NULL;
+}
+
+static ynode *flow_node(yparser *p) {
+  char c = yc(p, 0);
+  if (c == '[' || c == '{') return flow_collection(p);
+  if (c == '\'' || c == '"') return quoted_scalar(p);
+  if (plain_start(p)) return plain_scalar(p, -1);
+  if (!bad_start(p)) YP_FAIL(p, "expected a value, found '%c'", c);
+  return NULL;
+}
+
+static ynode *block_node(yparser *p, int parent, int inl);
+
+// After a scalar or flow value: nothing else on its line.
+static int end_of_value(yparser *p) {
+  size_t line = p->tok_line;
+  if (skip_space(p)) return -1;
+  if (!yp_eof(p) && line != SIZE_MAX && p->line == line) {
+    if (yc(p, 0) == ':' && is_blankz(yc(p, 1)))
+      return YP_FAIL(p, "mapping values are not allowed here (a value holding ': ' must be "
+                        "quoted)");
+    return YP_FAIL(p, "unexpected text after the value");
+  }
+  return 0;
+}
+
+// The ':' after a key at the cursor (spaces before it skipped): 1 if there, 0 if not.
+static int at_key_colon(yparser *p, size_t key_line) {
+  size_t i = p->i, line = p->line, col = p->col;
+  while (yc(p, 0) == ' ' || yc(p, 0) == '\t') yp_adv(p);
+  if (yc(p, 0) == ':' && is_blankz(yc(p, 1)) && p->line == key_line) return 1;
+  p->i = i, p->line = line, p->col = col;
+  return 0;
+}
+
+static ynode *block_map(yparser *p, int indent, ynode *key);
+static ynode *block_list(yparser *p, int indent);
+
+// A scalar or flow collection that may be a key: when ':' follows it on its line, it starts a
+// block mapping at its column (unless `inl`: after "key: " or "---" a mapping cannot start).
+static ynode *key_or_value(yparser *p, ynode *n, int inl, size_t line, size_t col) {
+  if (!n) return NULL;
+  int multi = p->tok_line == SIZE_MAX || p->line != line;
+  if (yc(p, 0) == ':' && is_blankz(yc(p, 1)) && n->kind == YN_SCALAR && n->plain && multi) {
+    yn_free(n);
+    YP_FAIL(p, "mapping values are not allowed here (a key must be on one line)");
+    return NULL;
+  }
+  if (!multi && at_key_colon(p, line)) {
+    if (inl) {
+      yn_free(n);
+      YP_FAIL(p, "mapping values are not allowed here (a value holding ': ' must be quoted)");
+      return NULL;
+    }
+    if (p->col - col > RC_MAX_KEY_CHARS) {
+      yn_free(n);
+      YP_FAIL(p, "a key longer than %d characters", RC_MAX_KEY_CHARS);
+      return NULL;
+    }
+    return block_map(p, (int)col, n);
+  }
+  if (end_of_value(p)) {
+    yn_free(n);
+    return NULL;
+  }
+  return n;
+}
+
+// A node in the block context at the cursor. parent: the indentation of the enclosing block
+// collection (-1 at the top).
+static ynode *block_node(yparser *p, int parent, int inl) {
+  size_t line = p->line, col = p->col;
+  char c = yc(p, 0);
+  if (c == '-' && is_blankz(yc(p, 1))) {
+    if (inl) {
+      YP_FAIL(p, "a list entry ('- ') cannot start on the line of its key; put it on the next line");
+      return NULL;
+    }
+    return block_list(p, (int)col);
+  }
+  if (c == '|' || c == '>') {
+    ynode *n = block_scalar(p, parent);
+    if (n && skip_space(p)) yn_free(n), n = NULL;
+    return n;
+  }
+  if (c == '[' || c == '{') return key_or_value(p, flow_collection(p), inl, line, col);
+  if (c == '\'' || c == '"') return key_or_value(p, quoted_scalar(p), inl, line, col);
+  if (c == ':' && is_blankz(yc(p, 1))) {
+    YP_FAIL(p, inl ? "mapping values are not allowed here" : "a ':' without a key");
+    return NULL;
+  }
+  if (plain_start(p)) return key_or_value(p, plain_scalar(p, parent), inl, line, col);
+  if (!bad_start(p)) YP_FAIL(p, "'%c' cannot start a value", c);
+  return NULL;
+}
+
+// The value after "key:" (the cursor just past the ':') of a mapping at `indent`.
+static ynode *map_value(yparser *p, int indent) {
+  size_t line = p->line, col = p->col;
+  p->sk = 0;
+  while (is_blank(yc(p, 0))) yp_adv(p);
+  if (yc(p, 0) == '#' || yc(p, 0) == '\n' || yp_eof(p)) {
+    if (skip_space(p)) return NULL;
+    if (!yp_eof(p) && !at_doc_marker(p)) {
+      if ((long)p->col > indent) return block_node(p, indent, 0);
+      if ((long)p->col == indent && yc(p, 0) == '-' && is_blankz(yc(p, 1)))
+        return block_list(p, indent);
+      if ((long)p->col == indent && (yc(p, 0) == '|' || yc(p, 0) == '>'))
+        return block_node(p, indent, 0);  // YAML 1.1 (libyaml) reads it as the value
+    }
+    return yn_null(p, line, col);
+  }
+  return block_node(p, indent, 1);
+}
+
+static ynode *block_map(yparser *p, int indent, ynode *key) {
+  ynode *m = nest(p) ? NULL : yn_new(p, YN_MAP, key->line - 1, key->col - 1);
+  if (!m) {
+    yn_free(key);
+    return NULL;
+  }
+  for (;;) {
+    yp_adv(p);  // the ':'
+    if (yn_add(p, m, key)) break;
+    if (yn_add(p, m, map_value(p, indent))) break;
+    // The cursor is at the next token: a key at this indentation, or the end of the mapping.
+    if (yp_eof(p) || at_doc_marker(p) || (long)p->col < indent) {
+      p->depth--;
+      return m;
+    }
+    if ((long)p->col > indent) {
+      YP_FAIL(p, "wrong indentation: more than the keys above it (column %d)", indent + 1);
+      break;
+    }
+    size_t line = p->line, col = p->col;
+    char c = yc(p, 0);
+    if (c == '[' || c == '{') key = flow_collection(p);
+    else if (c == '\'' || c == '"') key = quoted_scalar(p);
+    else if (plain_start(p)) key = plain_scalar(p, indent);
+    else {
+      if (!bad_start(p)) YP_FAIL(p, "expected a key, found '%c'", c);
+      break;
+    }
+    if (!key) break;
+    int multi = p->tok_line == SIZE_MAX || p->line != line;
+    if (multi || !at_key_colon(p, line)) {
+      yn_free(key);
+      if (multi && yc(p, 0) == ':' && is_blankz(yc(p, 1)))
+        YP_FAIL(p, "mapping values are not allowed here (a key must be on one line)");
+      else if (multi) yp_fail(p, line, col, "expected 'key: value', found a value without a key");
+      else YP_FAIL(p, "expected ':' after the key");
+      break;
+    }
+    if (p->col - col > RC_MAX_KEY_CHARS) {
+      yn_free(key);
+      YP_FAIL(p, "a key longer than %d characters", RC_MAX_KEY_CHARS);
+      break;
+    }
+  }
+  yn_free(m);
+  return NULL;
+}
+
+// A block list whose '-' entries sit at `indent`.
+static ynode *block_list(yparser *p, int indent) {
+  ynode *l = nest(p) ? NULL : yn_new(p, YN_LIST, p->line, p->col);
+  if (!l) return NULL;
+  for (;;) {
+    yp_adv(p);  // the '-'
+    size_t line = p->line, col = p->col;
+    p->sk = 1;
+    ynode *item = NULL;
+    if (skip_space(p)) goto fail;
+    if (p->line == line && !yp_eof(p)) item = block_node(p, indent, 0);
+    else if (!yp_eof(p) && !at_doc_marker(p) && (long)p->col > indent) item = block_node(p, indent, 0);
+    else item = yn_null(p, line, col);
+    if (yn_add(p, l, item)) goto fail;
+    if (yp_eof(p) || at_doc_marker(p) || (long)p->col < indent) break;
+    if ((long)p->col > indent) {
+      YP_FAIL(p, "wrong indentation: more than the list entries above it (column %d)", indent + 1);
+      goto fail;
+    }
+    if (!(yc(p, 0) == '-' && is_blankz(yc(p, 1)))) break;  // the key after an unindented list
+  }
+  p->depth--;
+  return l;
+fail:
+  yn_free(l);
+  return NULL;
+}
+
+// The next document of the stream: 1 with *root set, 0 at the end of the stream, -1 on error.
+static int next_document(yparser *p, int first, ynode **root) {
+  *root = NULL;
+  p->sk = 1;
+  if (skip_space(p)) return -1;
+  int directives = 0;
+  while (p->col == 0 && yc(p, 0) == '%') {
+    if (strncmp(p->s + p->i, "%YAML", 5) != 0 || !is_blank(yc(p, 5)))
+      return YP_FAIL(p, "directives other than %%YAML are not supported in a run config");
+    if (directives++) return YP_FAIL(p, "a second %%YAML directive");
+    for (int k = 0; k < 5; k++) yp_adv(p);
+    while (is_blank(yc(p, 0))) yp_adv(p);
+    if (yc(p, 0) != '1' || yc(p, 1) != '.' || !isdigit((unsigned char)yc(p, 2)))
+      return YP_FAIL(p, "a YAML version 1.x is expected after %%YAML");
+    yp_adv(p), yp_adv(p);
+    while (isdigit((unsigned char)yc(p, 0))) yp_adv(p);
+    p->sk = 0;
+    if (skip_space(p)) return -1;
+  }
+  if (!first) {  // more '...' between documents are allowed
+    while (at_doc_marker(p) && yc(p, 0) == '.') {
+      for (int k = 0; k < 3; k++) yp_adv(p);
+      p->sk = 0;
+      if (skip_space(p)) return -1;
+    }
+  }
+  if (yp_eof(p)) {
+    if (directives) return YP_FAIL(p, "expected '---' after the %%YAML directive");
+    return 0;
+  }
+  int explicit_start = at_doc_marker(p) && yc(p, 0) == '-';
+  if (!explicit_start && (directives || !first)) return YP_FAIL(p, "expected '---' (a document start)");
+  if (!explicit_start && at_doc_marker(p)) return YP_FAIL(p, "'...' with no document before it");
+  if (explicit_start) {
+    for (int k = 0; k < 3; k++) yp_adv(p);
+    p->sk = 0;
+    while (is_blank(yc(p, 0))) yp_adv(p);
+    if (yc(p, 0) == '#' || yc(p, 0) == '\n' || yp_eof(p)) {
+      if (skip_space(p)) return -1;
+      if (yp_eof(p) || at_doc_marker(p)) *root = yn_null(p, p->line, p->col);
+      else *root = block_node(p, -1, 0);
+    } else {
+      *root = block_node(p, -1, 1);
+    }
+  } else {
+    *root = block_node(p, -1, 0);
+  }
+  if (!*root) return -1;
+  // After the root: the end, '---' (another document) or '...' (this one's end).
+  if (!yp_eof(p) && !at_doc_marker(p)) {
+    yn_free(*root);
+    *root = NULL;
+    return YP_FAIL(p, "unexpected text: less indented than the mapping it follows, or after the "
+                      "end of the document");
+  }
+  if (at_doc_marker(p) && yc(p, 0) == '.') {
+    for (int k = 0; k < 3; k++) yp_adv(p);
+    p->sk = 0;
+    while (is_blank(yc(p, 0))) yp_adv(p);
+    if (yc(p, 0) != '#' && yc(p, 0) != '\n' && !yp_eof(p)) {
+      yn_free(*root);
+      *root = NULL;
+      return YP_FAIL(p, "unexpected text after '...'");
+    }
+  }
+  return 1;
+}
+
+// Bytes a YAML file may hold: UTF-8 of the printable characters, tab and line breaks (YAML 1.1's
+// c-printable). CR and CRLF line breaks become '\n' in place. 0 or -1 with err set.
+static int check_text(const char *path, char *text, size_t *len, pith_err *err) {
+  const unsigned char *s = (const unsigned char *)text;
+  size_t n = *len, line = 1, col = 1, w = 0;
+  for (size_t i = 0; i < n;) {
+    unsigned c = s[i];
+    int k = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    const char *bad = NULL;
+    uint32_t cp = 0;
+    if (!k) {
+      bad = "a byte that is not UTF-8";
+    } else if (i + (size_t)k > n) {
+      bad = "an incomplete UTF-8 sequence";
+    } else {
+      cp = k == 1 ? c : k == 2 ? c & 0x1F : k == 3 ? c & 0x0F : c & 0x07;
+      for (int j = 1; j < k && !bad; j++) {
+        if ((s[i + j] & 0xC0) != 0x80) bad = "an incomplete UTF-8 sequence";
+        cp = cp << 6 | (s[i + j] & 0x3F);
+      }
+      if (!bad && ((k == 2 && cp < 0x80) || (k == 3 && cp < 0x800) || (k == 4 && cp < 0x10000)))
+        bad = "an overlong UTF-8 sequence";
+      else if (!bad && ((cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF))
+        bad = "an invalid code point";
+    }
+    if (!bad && cp != '\t' && cp != '\n' && cp != '\r' &&
+        (cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp < 0xA0) || cp == 0xFFFE || cp == 0xFFFF)) {
+      if (cp == 0x85)
+        return pith_fail(err, "%s:%zu:%zu: invalid YAML: a raw U+0085 line break; write it as \\N in "
+                              "a double-quoted string", path, line, col);
+      return pith_fail(err, "%s:%zu:%zu: invalid YAML: control character U+%04X; write it as an "
+                            "escape in a double-quoted string", path, line, col, (unsigned)cp);
+    }
+    if (!bad && (cp == 0x2028 || cp == 0x2029))
+      return pith_fail(err, "%s:%zu:%zu: invalid YAML: a raw U+%04X line break; write it as \\%c in "
+                            "a double-quoted string", path, line, col, (unsigned)cp,
+                       cp == 0x2028 ? 'L' : 'P');
+    if (bad) return pith_fail(err, "%s:%zu:%zu: invalid YAML: %s", path, line, col, bad);
+    if (c == '\r') {
+      text[w++] = '\n';
+      i += i + 1 < n && s[i + 1] == '\n' ? 2 : 1;
+      line++, col = 1;
+      continue;
+    }
+    memmove(text + w, text + i, (size_t)k);
+    w += (size_t)k;
+    i += (size_t)k;
+    if (c == '\n') line++, col = 1;
+    else col++;
+  }
+  text[w] = 0;
+  *len = w;
+  return 0;
+}
+
+static const char *node_kind(const ynode *n) {
+  switch (n->kind) {
+    case YN_MAP: return "a mapping";
+    case YN_LIST: return "a list";
+    default: return "a scalar";
+  }
+}
+
+// A plain `key:`, `key: ~`, `key: null` has no value: it reads as the empty string.
+static int scalar_is_null(const ynode *n) {
+  if (!n->plain) return 0;
+  const char *s = n->text;
+  return n->len == 0 || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 || strcmp(s, "Null") == 0 ||
+         strcmp(s, "NULL") == 0;
+}
+
+// Text of a scalar node (malloc'd), or NULL with err set when it holds a NUL ("\0" escape).
+static char *scalar_text(const char *path, const ynode *n, const char *what, pith_err *err) {
+  if (strlen(n->text) != n->len) {
+    pith_fail(err, "%s:%zu:%zu: %s holds a NUL character", path, n->line, n->col, what);
+    return NULL;
+  }
+  char *t = scalar_is_null(n) ? rc_strdup("") : rc_strndup(n->text, n->len);
+  if (!t) pith_fail(err, "%s: out of memory", path);
+  return t;
+}
+
+static char *where(const char *path, size_t line, size_t col) {
   char buf[64];
-  snprintf(buf, sizeof buf, ":%zu:%zu", m.line + 1, m.column + 1);
+  snprintf(buf, sizeof buf, ":%zu:%zu", line, col);
   size_t n = strlen(path), k = strlen(buf);
   char *s = malloc(n + k + 1);
   if (!s) return NULL;
@@ -243,86 +1167,26 @@ static char *mark_where(const char *path, yaml_mark_t m) {
   return s;
 }
 
-static int yaml_fail(const char *path, const char *text, size_t len, const yaml_parser_t *p,
-                     pith_err *err) {
-  const char *prob = p->problem ? p->problem : "unknown error";
-  switch (p->error) {
-    case YAML_MEMORY_ERROR:
-      return pith_fail(err, "%s: out of memory reading YAML", path);
-    case YAML_READER_ERROR: {
-      // Bad bytes (not UTF-8, control characters): libyaml gives a byte offset; count lines.
-      size_t off = p->problem_offset < len ? p->problem_offset : len, line = 1, col = 1;
-      for (size_t i = 0; i < off; i++) {
-        if (text[i] == '\n') line++, col = 1;
-        else if (((unsigned char)text[i] & 0xC0) != 0x80) col++;
-      }
-      return pith_fail(err, "%s:%zu:%zu: invalid YAML: %s", path, line, col, prob);
-    }
-    default:
-      if (p->context)
-        return pith_fail(err, "%s:%zu:%zu: invalid YAML: %s (%s at line %zu, column %zu)", path,
-                         p->problem_mark.line + 1, p->problem_mark.column + 1, prob, p->context,
-                         p->context_mark.line + 1, p->context_mark.column + 1);
-      return pith_fail(err, "%s:%zu:%zu: invalid YAML: %s", path, p->problem_mark.line + 1,
-                       p->problem_mark.column + 1, prob);
-  }
-}
-
-static const char *node_kind(const yaml_node_t *n) {
-  switch (n->type) {
-    case YAML_MAPPING_NODE: return "a mapping";
-    case YAML_SEQUENCE_NODE: return "a list";
-    default: return "a scalar";
-  }
-}
-
-// A plain `key:`, `key: ~`, `key: null` has no value: it reads as the empty string.
-static int scalar_is_null(const yaml_node_t *n) {
-  if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return 0;
-  const char *s = (const char *)n->data.scalar.value;
-  return n->data.scalar.length == 0 || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
-         strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
-}
-
-// Text of a scalar node (malloc'd), or NULL with err set when it holds a NUL ("\0" escape).
-static char *scalar_text(const char *path, const yaml_node_t *n, const char *what, pith_err *err) {
-  const char *s = (const char *)n->data.scalar.value;
-  size_t len = n->data.scalar.length;
-  if (strlen(s) != len) {
-    pith_fail(err, "%s:%zu:%zu: %s holds a NUL character", path, n->start_mark.line + 1,
-              n->start_mark.column + 1, what);
-    return NULL;
-  }
-  char *t = scalar_is_null(n) ? rc_strdup("") : rc_strndup(s, len);
-  if (!t) pith_fail(err, "%s: out of memory", path);
-  return t;
-}
-
 typedef struct {
   const char *path;
-  yaml_document_t *doc;
   rc_list out;
 } flat_ctx;
 
-static int flatten(flat_ctx *x, yaml_node_t *map, const char *prefix, int depth, pith_err *err) {
+static int flatten(flat_ctx *x, const ynode *map, const char *prefix, int depth, pith_err *err) {
   const char *path = x->path;
   if (depth > RC_MAX_DEPTH)
-    return pith_fail(err, "%s:%zu:%zu: mappings nested more than %d deep (or an alias cycle)",
-                     path, map->start_mark.line + 1, map->start_mark.column + 1, RC_MAX_DEPTH);
-  for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
-       pr++) {
-    yaml_node_t *k = yaml_document_get_node(x->doc, pr->key);
-    yaml_node_t *v = yaml_document_get_node(x->doc, pr->value);
-    if (!k || !v) return pith_fail(err, "%s: malformed YAML document", path);
-    if (k->type != YAML_SCALAR_NODE)
-      return pith_fail(err, "%s:%zu:%zu: a key must be a scalar, found %s", path,
-                       k->start_mark.line + 1, k->start_mark.column + 1, node_kind(k));
+    return pith_fail(err, "%s:%zu:%zu: mappings nested more than %d deep", path, map->line,
+                     map->col, RC_MAX_DEPTH);
+  for (int i = 0; i + 1 < map->n; i += 2) {
+    const ynode *k = map->kids[i], *v = map->kids[i + 1];
+    if (k->kind != YN_SCALAR)
+      return pith_fail(err, "%s:%zu:%zu: a key must be a scalar, found %s", path, k->line, k->col,
+                       node_kind(k));
     char *kt = scalar_text(path, k, "a key", err);
     if (!kt) return -1;
     if (!*kt) {
       free(kt);
-      return pith_fail(err, "%s:%zu:%zu: empty key", path, k->start_mark.line + 1,
-                       k->start_mark.column + 1);
+      return pith_fail(err, "%s:%zu:%zu: empty key", path, k->line, k->col);
     }
     char *full = kt;
     if (prefix) {
@@ -337,7 +1201,7 @@ static int flatten(flat_ctx *x, yaml_node_t *map, const char *prefix, int depth,
       if (!full) return pith_fail(err, "%s: out of memory", path);
     }
 
-    if (v->type == YAML_MAPPING_NODE) {
+    if (v->kind == YN_MAP) {
       int rc = flatten(x, v, full, depth + 1, err);
       free(full);
       if (rc) return rc;
@@ -348,8 +1212,7 @@ static int flatten(flat_ctx *x, yaml_node_t *map, const char *prefix, int depth,
     if (dup) {
       int rc = pith_fail(err,
                          "%s:%zu:%zu: duplicate key '%s' (first given at line %zu, column %zu)",
-                         path, k->start_mark.line + 1, k->start_mark.column + 1, full, dup->kline,
-                         dup->kcol);
+                         path, k->line, k->col, full, dup->kline, dup->kcol);
       free(full);
       return rc;
     }
@@ -359,7 +1222,7 @@ static int flatten(flat_ctx *x, yaml_node_t *map, const char *prefix, int depth,
     }
 
     char *val = NULL;
-    if (v->type == YAML_SCALAR_NODE) {
+    if (v->kind == YN_SCALAR) {
       val = scalar_text(path, v, "a value", err);
       if (!val) {
         free(full);
@@ -368,17 +1231,14 @@ static int flatten(flat_ctx *x, yaml_node_t *map, const char *prefix, int depth,
     } else {  // a list of scalars joins with ","
       sbuf b = {0};
       sb_puts(&b, "");
-      for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
-           it++) {
-        yaml_node_t *item = yaml_document_get_node(x->doc, *it);
-        if (!item || item->type != YAML_SCALAR_NODE) {
+      for (int j = 0; j < v->n; j++) {
+        const ynode *item = v->kids[j];
+        if (item->kind != YN_SCALAR) {
           free(b.p);
           int rc = pith_fail(err,
                              "%s:%zu:%zu: '%s': a list in a run config holds only scalars, found "
                              "%s",
-                             path, item ? item->start_mark.line + 1 : v->start_mark.line + 1,
-                             item ? item->start_mark.column + 1 : v->start_mark.column + 1, full,
-                             item ? node_kind(item) : "nothing");
+                             path, item->line, item->col, full, node_kind(item));
           free(full);
           return rc;
         }
@@ -388,7 +1248,7 @@ static int flatten(flat_ctx *x, yaml_node_t *map, const char *prefix, int depth,
           free(full);
           return -1;
         }
-        if (it != v->data.sequence.items.start) sb_puts(&b, ",");
+        if (j) sb_puts(&b, ",");
         sb_puts(&b, t);
         free(t);
       }
@@ -399,62 +1259,59 @@ static int flatten(flat_ctx *x, yaml_node_t *map, const char *prefix, int depth,
       }
       val = b.p;
     }
-    if (list_push(&x->out, full, val, mark_where(path, k->start_mark),
-                  mark_where(path, v->start_mark), 0))
+    if (list_push(&x->out, full, val, where(path, k->line, k->col), where(path, v->line, v->col),
+                  0))
       return pith_fail(err, "%s: out of memory", path);
-    x->out.e[x->out.n - 1].kline = k->start_mark.line + 1;
-    x->out.e[x->out.n - 1].kcol = k->start_mark.column + 1;
+    x->out.e[x->out.n - 1].kline = k->line;
+    x->out.e[x->out.n - 1].kcol = k->col;
   }
   return 0;
+}
+
+// Parse the text (checked, '\n' line breaks) into entries: one document, a mapping at its root.
+static int parse_config(const char *path, const char *text, size_t len, rc_list *out,
+                        pith_err *err) {
+  yparser p = {.path = path, .s = text, .len = len, .err = err};
+  if (len >= 3 && at_bom(&p)) p.s += 3, p.len -= 3;  // a byte-order mark is not content
+  ynode *root = NULL;
+  int got = next_document(&p, 1, &root);
+  if (got < 0) return -1;
+  if (got == 0) return 0;  // an empty file is an empty config
+  flat_ctx x = {path, {0}};
+  int rc = 0;
+  if (root->kind != YN_MAP)
+    rc = pith_fail(err, "%s:%zu:%zu: a run config is a mapping of key: value, found %s", path,
+                   root->line, root->col, node_kind(root));
+  else
+    rc = flatten(&x, root, NULL, 0, err);
+  yn_free(root);
+  if (rc == 0) {  // one document per file
+    ynode *more = NULL;
+    got = next_document(&p, 0, &more);
+    if (got < 0) rc = -1;
+    else if (got > 0)
+      rc = pith_fail(err, "%s:%zu:%zu: a second YAML document; a run config is one mapping", path,
+                     more->line, more->col);
+    yn_free(more);
+  }
+  if (rc) list_free(&x.out);
+  else *out = x.out;
+  return rc;
 }
 
 int run_config_load(run_config *c, const char *path, pith_err *err) {
   size_t len = 0;
   char *text = pith_read_file(path, &len, err);
   if (!text) return -1;
-
-  yaml_parser_t parser;
-  if (!yaml_parser_initialize(&parser)) {
-    free(text);
-    return pith_fail(err, "%s: cannot initialize the YAML parser", path);
-  }
-  yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-
-  flat_ctx x = {path, NULL, {0}};
-  yaml_document_t doc;
-  int rc = 0;
-  if (!yaml_parser_load(&parser, &doc)) {  // on failure libyaml has freed doc
-    rc = yaml_fail(path, text, len, &parser, err);
-    goto done_parser;
-  }
-  x.doc = &doc;
-  yaml_node_t *root = yaml_document_get_root_node(&doc);
-  if (root) {  // an empty file is an empty config
-    if (root->type != YAML_MAPPING_NODE) {
-      rc = pith_fail(err, "%s:%zu:%zu: a run config is a mapping of key: value, found %s", path,
-                     root->start_mark.line + 1, root->start_mark.column + 1, node_kind(root));
-    } else {
-      rc = flatten(&x, root, NULL, 0, err);
-    }
-    if (rc == 0) {  // one document per file
-      yaml_document_t more;
-      if (!yaml_parser_load(&parser, &more)) {
-        rc = yaml_fail(path, text, len, &parser, err);
-      } else {
-        yaml_node_t *r2 = yaml_document_get_root_node(&more);
-        if (r2)
-          rc = pith_fail(err, "%s:%zu:%zu: a second YAML document; a run config is one mapping",
-                         path, r2->start_mark.line + 1, r2->start_mark.column + 1);
-        yaml_document_delete(&more);
-      }
-    }
-  }
-  yaml_document_delete(&doc);
+  flat_ctx x = {path, {0}};
+  int rc = check_text(path, text, &len, err);
+  if (rc == 0) rc = parse_config(path, text, len, &x.out, err);
+  free(text);
 
   // Merge: the file's keys replace those of earlier files, never those of the command line.
   // Every allocation happens before c changes, so a failure leaves c as it was.
   if (rc == 0) {
-    size_t grow = c->in.n + x.out.n;
+    size_t grow = (size_t)c->in.n + (size_t)x.out.n;
     if ((size_t)c->in.cap < grow) {
       rc_entry *p = realloc(c->in.e, grow * sizeof *p);
       if (!p) rc = pith_fail(err, "%s: out of memory", path);
@@ -495,11 +1352,20 @@ int run_config_load(run_config *c, const char *path, pith_err *err) {
     c->files = files;
   }
   list_free(&x.out);
-
-done_parser:
-  yaml_parser_delete(&parser);
-  free(text);
   return rc;
+}
+
+int run_config_raw_count(const run_config *c) { return c ? c->in.n : 0; }
+
+const char *run_config_raw_at(const run_config *c, int i, const char **val) {
+  if (!c || i < 0 || i >= c->in.n) return NULL;
+  if (val) *val = c->in.e[i].val;
+  return c->in.e[i].key;
+}
+
+const char *run_config_get_raw(const run_config *c, const char *key) {
+  const rc_entry *e = c && key ? list_find(&c->in, key) : NULL;
+  return e ? e->val : NULL;
 }
 
 // ---- set ----
