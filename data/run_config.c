@@ -317,7 +317,7 @@ static int at_bom(const yparser *p) {
 }
 
 // Skip spaces, comments and line breaks up to the next token. In the block context a tab may not
-// indent a line, nor follow '-' (YAML's rule; libyaml's too).
+// indent a line, nor follow '-' (YAML's rule, as PyYAML and libyaml apply it).
 static int skip_space(yparser *p) {
   for (;;) {
     if (p->col == 0 && at_bom(p)) yp_adv(p), yp_adv(p), yp_adv(p);
@@ -414,70 +414,84 @@ static int plain_start(const yparser *p) {
   return 1;
 }
 
-// The folding of YAML's multi-line scalars: a single line break between two pieces of text reads
-// as a space, n > 1 line breaks as n - 1 newlines.
-static void fold_breaks(sbuf *out, int leading_break, sbuf *trailing) {
-  if (leading_break && trailing->n == 0) sb_puts(out, " ");
-  else if (trailing->n) sb_putn(out, trailing->p, trailing->n);
-  trailing->n = 0;
+// The buffers of a scalar being read: its text, the blanks after the last word of the current
+// line (they count only when more text follows on that line), whether a line break came after
+// them, and the line breaks after that first one.
+typedef struct {
+  sbuf out, ws, trailing;
+  int broke;
+} scan_bufs;
+
+static void scan_free(scan_bufs *b) {
+  free(b->out.p);
+  free(b->ws.p);
+  free(b->trailing.p);
+}
+
+// Blanks and line breaks inside a multi-line scalar. A tab before column tab_limit on a
+// continuation line is an error (it would indent the line).
+static int eat_blanks(yparser *p, scan_bufs *b, long tab_limit) {
+  while (is_blank(yc(p, 0)) || yc(p, 0) == '\n') {
+    if (yc(p, 0) == '\n') {
+      if (b->broke) sb_puts(&b->trailing, "\n");
+      b->ws.n = 0;
+      b->broke = 1;
+    } else if (b->broke && yc(p, 0) == '\t' && (long)p->col < tab_limit) {
+      return YP_FAIL(p, "a tab character in the indentation of a multi-line value; indent with "
+                        "spaces");
+    } else if (!b->broke) {
+      sb_putn(&b->ws, p->s + p->i, 1);
+    }
+    yp_adv(p);
+  }
+  return 0;
+}
+
+// The blanks between two pieces of text, folded as YAML folds them: as written within a line;
+// across lines, one line break reads as a space and n > 1 as n - 1 newlines; after an escaped
+// line break (a "\" ending the line), only those newlines.
+static void join_blanks(scan_bufs *b, int escaped) {
+  if (b->broke) {
+    if (!escaped && b->trailing.n == 0) sb_puts(&b->out, " ");
+    if (b->trailing.n) sb_putn(&b->out, b->trailing.p, b->trailing.n);
+  } else if (b->ws.n) {
+    sb_putn(&b->out, b->ws.p, b->ws.n);
+  }
+  b->ws.n = b->trailing.n = 0;
+  b->broke = 0;
 }
 
 // A plain scalar. Continuation lines (block context) must be indented past `parent`.
 static ynode *plain_scalar(yparser *p, int parent) {
   size_t line = p->line, col = p->col;
   long indent = parent + 1;
-  sbuf out = {0}, ws = {0}, trailing = {0};
-  int leading_blanks = 0;
+  scan_bufs b = {0};
   for (;;) {
     if (at_doc_marker(p) || yc(p, 0) == '#') break;
     while (!is_blankz(yc(p, 0))) {
       char c = yc(p, 0), d = yc(p, 1);
       if (p->flow && c == ':' && d && strchr(",?[]{}", d)) {
         YP_FAIL(p, "unexpected ':' in a plain scalar (quote the text)");
-        goto fail;
+        scan_free(&b);
+        return NULL;
       }
       if ((c == ':' && is_blankz(d)) || (p->flow && strchr(",[]{}", c))) break;
-      if (leading_blanks) {
-        fold_breaks(&out, 1, &trailing);
-        leading_blanks = 0;
-      } else if (ws.n) {
-        sb_putn(&out, ws.p, ws.n);
-        ws.n = 0;
-      }
-      sb_putn(&out, p->s + p->i, 1);
+      join_blanks(&b, 0);
+      sb_putn(&b.out, p->s + p->i, 1);
       yp_adv(p);
     }
-    if (!(is_blank(yc(p, 0)) || yc(p, 0) == '\n')) break;
-    while (is_blank(yc(p, 0)) || yc(p, 0) == '\n') {
-      if (is_blank(yc(p, 0))) {
-        if (leading_blanks && (long)p->col < indent && yc(p, 0) == '\t') {
-          YP_FAIL(p, "a tab character in the indentation of a multi-line value; indent with "
-                     "spaces");
-          goto fail;
-        }
-        if (!leading_blanks) sb_putn(&ws, p->s + p->i, 1);
-      } else {
-        if (!leading_blanks) {
-          ws.n = 0;
-          leading_blanks = 1;
-        } else {
-          sb_puts(&trailing, "\n");
-        }
-      }
-      yp_adv(p);
+    if (!is_blank(yc(p, 0)) && yc(p, 0) != '\n') break;
+    if (eat_blanks(p, &b, indent)) {
+      scan_free(&b);
+      return NULL;
     }
     if (!p->flow && (long)p->col < indent) break;
   }
-  free(ws.p);
-  free(trailing.p);
-  p->sk = p->flow ? p->sk : leading_blanks;
-  p->tok_line = leading_blanks ? SIZE_MAX : p->line;
-  return yn_scalar(p, &out, 1, line, col);
-fail:
-  free(out.p);
-  free(ws.p);
-  free(trailing.p);
-  return NULL;
+  if (!p->flow) p->sk = b.broke;
+  p->tok_line = b.broke ? SIZE_MAX : p->line;
+  free(b.ws.p);
+  free(b.trailing.p);
+  return yn_scalar(p, &b.out, 1, line, col);
 }
 
 static int hexval(char c) {
@@ -559,7 +573,7 @@ static int put_escape(yparser *p, sbuf *b) {
 static ynode *quoted_scalar(yparser *p) {
   size_t line = p->line, col = p->col;
   char q = yc(p, 0);
-  sbuf out = {0}, ws = {0}, trailing = {0};
+  scan_bufs b = {0};
   yp_adv(p);
   for (;;) {
     if (at_doc_marker(p)) {
@@ -572,56 +586,37 @@ static ynode *quoted_scalar(yparser *p) {
               col + 1);
       goto fail;
     }
-    int leading_blanks = 0, escaped_break = 0;
+    int escaped = 0;
     while (!is_blankz(yc(p, 0))) {
       char c = yc(p, 0);
       if (q == '\'' && c == '\'' && yc(p, 1) == '\'') {
-        sb_puts(&out, "'");
+        sb_puts(&b.out, "'");
         yp_adv(p), yp_adv(p);
       } else if (c == q) {
         break;
       } else if (q == '"' && c == '\\' && yc(p, 1) == '\n') {
         yp_adv(p), yp_adv(p);
-        leading_blanks = escaped_break = 1;
+        b.broke = escaped = 1;
         break;
       } else if (q == '"' && c == '\\') {
-        if (put_escape(p, &out)) goto fail;
+        if (put_escape(p, &b.out)) goto fail;
       } else {
-        sb_putn(&out, p->s + p->i, 1);
+        sb_putn(&b.out, p->s + p->i, 1);
         yp_adv(p);
       }
     }
     if (yc(p, 0) == q) break;
-    ws.n = 0;
-    while (is_blank(yc(p, 0)) || yc(p, 0) == '\n') {
-      if (is_blank(yc(p, 0))) {
-        if (!leading_blanks) sb_putn(&ws, p->s + p->i, 1);
-      } else if (!leading_blanks) {
-        ws.n = 0;
-        leading_blanks = 1;
-      } else {
-        sb_puts(&trailing, "\n");
-      }
-      yp_adv(p);
-    }
-    if (leading_blanks) {
-      if (escaped_break) sb_putn(&out, trailing.p ? trailing.p : "", trailing.n), trailing.n = 0;
-      else fold_breaks(&out, 1, &trailing);
-    } else if (ws.n) {
-      sb_putn(&out, ws.p, ws.n);
-      ws.n = 0;
-    }
+    if (eat_blanks(p, &b, 0)) goto fail;
+    join_blanks(&b, escaped);
   }
   yp_adv(p);  // the closing quote
-  free(ws.p);
-  free(trailing.p);
+  free(b.ws.p);
+  free(b.trailing.p);
   p->sk = 0;
   p->tok_line = p->line;
-  return yn_scalar(p, &out, 0, line, col);
+  return yn_scalar(p, &b.out, 0, line, col);
 fail:
-  free(out.p);
-  free(ws.p);
-  free(trailing.p);
+  scan_free(&b);
   return NULL;
 }
 
@@ -1714,7 +1709,7 @@ static int needs_quotes(const char *s) {
   return 0;
 }
 
-// A double-quoted YAML scalar: escapes for '"', '\\', and every code point libyaml would not
+// A double-quoted YAML scalar: escapes for '"', '\\', and every code point a YAML reader would not
 // read back literally (controls, C1, NEL/LS/PS line breaks, BOM, non-characters).
 static void put_quoted(sbuf *b, const char *str) {
   const unsigned char *s = (const unsigned char *)str;
