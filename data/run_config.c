@@ -252,7 +252,7 @@ struct ynode {
   char *text;         // scalar text (may hold a NUL from an escape: see len)
   size_t len;
   size_t line, col;   // 1-based, of the node's first character
-  ynode **kids;          // list: items; map: key, value, key, value, ...
+  ynode **kids;       // list: items; map: key, value, key, value, ...
   int n, cap;
 };
 
@@ -272,7 +272,8 @@ typedef struct {
   size_t line, col;   // of the cursor, 0-based; col counts characters, not bytes
   int flow;           // depth of [ ] / { } around the cursor
   int sk;             // block context: at a line start or after '-' (where tabs may not indent)
-  size_t tok_line;    // line where the last scalar or flow collection ended; SIZE_MAX: at a new line
+  size_t tok_line;    // line where the last scalar or flow collection ended (SIZE_MAX: the cursor
+                      // is already at the start of a later line)
   int depth;
   pith_err *err;
   int failed;
@@ -397,7 +398,8 @@ static int bad_start(yparser *p) {
   if (c == '?' && (p->flow || is_blankz(yc(p, 1))))
     return YP_FAIL(p, "explicit keys ('? key') are not supported in a run config");
   if (c == '%' || c == '@' || c == '`') return YP_FAIL(p, "'%c' cannot start a value", c);
-  if (c == '|' || c == '>') return YP_FAIL(p, "a block scalar ('%c') cannot be a key or sit in [ ] or { }", c);
+  if (c == '|' || c == '>')
+    return YP_FAIL(p, "a block scalar ('%c') cannot be a key or sit in [ ] or { }", c);
   if (c == '-' && is_blankz(yc(p, 1)))
     return YP_FAIL(p, "a list entry ('- ') is not allowed here");
   if (c == ',' || c == ']' || c == '}' || c == '[' || c == '{' || c == ':')
@@ -864,11 +866,6 @@ static ynode *key_or_value(yparser *p, ynode *n, int inl, size_t line, size_t co
       YP_FAIL(p, "mapping values are not allowed here (a value holding ': ' must be quoted)");
       return NULL;
     }
-    if (p->col - col > RC_MAX_KEY_CHARS) {
-      yn_free(n);
-      YP_FAIL(p, "a key longer than %d characters", RC_MAX_KEY_CHARS);
-      return NULL;
-    }
     return block_map(p, (int)col, n);
   }
   if (end_of_value(p)) {
@@ -885,7 +882,8 @@ static ynode *block_node(yparser *p, int parent, int inl) {
   char c = yc(p, 0);
   if (c == '-' && is_blankz(yc(p, 1))) {
     if (inl) {
-      YP_FAIL(p, "a list entry ('- ') cannot start on the line of its key; put it on the next line");
+      YP_FAIL(p, "a list entry ('- ') cannot start on the line of its key; put it on the next "
+                 "line");
       return NULL;
     }
     return block_list(p, (int)col);
@@ -931,8 +929,13 @@ static ynode *block_map(yparser *p, int indent, ynode *key) {
     yn_free(key);
     return NULL;
   }
-  for (;;) {
-    yp_adv(p);  // the ':'
+  for (;;) {  // the cursor at the ':' after key
+    if (p->col - (key->col - 1) > RC_MAX_KEY_CHARS) {
+      yn_free(key);
+      YP_FAIL(p, "a key longer than %d characters", RC_MAX_KEY_CHARS);
+      break;
+    }
+    yp_adv(p);
     if (yn_add(p, m, key)) break;
     if (yn_add(p, m, map_value(p, indent))) break;
     // The cursor is at the next token: a key at this indentation, or the end of the mapping.
@@ -963,11 +966,6 @@ static ynode *block_map(yparser *p, int indent, ynode *key) {
       else YP_FAIL(p, "expected ':' after the key");
       break;
     }
-    if (p->col - col > RC_MAX_KEY_CHARS) {
-      yn_free(key);
-      YP_FAIL(p, "a key longer than %d characters", RC_MAX_KEY_CHARS);
-      break;
-    }
   }
   yn_free(m);
   return NULL;
@@ -984,7 +982,8 @@ static ynode *block_list(yparser *p, int indent) {
     ynode *item = NULL;
     if (skip_space(p)) goto fail;
     if (p->line == line && !yp_eof(p)) item = block_node(p, indent, 0);
-    else if (!yp_eof(p) && !at_doc_marker(p) && (long)p->col > indent) item = block_node(p, indent, 0);
+    else if (!yp_eof(p) && !at_doc_marker(p) && (long)p->col > indent)
+      item = block_node(p, indent, 0);
     else item = yn_null(p, line, col);
     if (yn_add(p, l, item)) goto fail;
     if (yp_eof(p) || at_doc_marker(p) || (long)p->col < indent) break;
@@ -1032,7 +1031,8 @@ static int next_document(yparser *p, int first, ynode **root) {
     return 0;
   }
   int explicit_start = at_doc_marker(p) && yc(p, 0) == '-';
-  if (!explicit_start && (directives || !first)) return YP_FAIL(p, "expected '---' (a document start)");
+  if (!explicit_start && (directives || !first))
+    return YP_FAIL(p, "expected '---' (a document start)");
   if (!explicit_start && at_doc_marker(p)) return YP_FAIL(p, "'...' with no document before it");
   if (explicit_start) {
     for (int k = 0; k < 3; k++) yp_adv(p);
@@ -1076,7 +1076,11 @@ static int check_text(const char *path, char *text, size_t *len, pith_err *err) 
   size_t n = *len, line = 1, col = 1, w = 0;
   for (size_t i = 0; i < n;) {
     unsigned c = s[i];
-    int k = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    int k = c < 0x80             ? 1
+            : (c & 0xE0) == 0xC0 ? 2
+            : (c & 0xF0) == 0xE0 ? 3
+            : (c & 0xF8) == 0xF0 ? 4
+                                 : 0;
     const char *bad = NULL;
     uint32_t cp = 0;
     if (!k) {
@@ -1097,15 +1101,18 @@ static int check_text(const char *path, char *text, size_t *len, pith_err *err) 
     if (!bad && cp != '\t' && cp != '\n' && cp != '\r' &&
         (cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp < 0xA0) || cp == 0xFFFE || cp == 0xFFFF)) {
       if (cp == 0x85)
-        return pith_fail(err, "%s:%zu:%zu: invalid YAML: a raw U+0085 line break; write it as \\N in "
-                              "a double-quoted string", path, line, col);
+        return pith_fail(err,
+                         "%s:%zu:%zu: invalid YAML: a raw U+0085 line break; write it as \\N in "
+                         "a double-quoted string",
+                         path, line, col);
       return pith_fail(err, "%s:%zu:%zu: invalid YAML: control character U+%04X; write it as an "
                             "escape in a double-quoted string", path, line, col, (unsigned)cp);
     }
     if (!bad && (cp == 0x2028 || cp == 0x2029))
-      return pith_fail(err, "%s:%zu:%zu: invalid YAML: a raw U+%04X line break; write it as \\%c in "
-                            "a double-quoted string", path, line, col, (unsigned)cp,
-                       cp == 0x2028 ? 'L' : 'P');
+      return pith_fail(err,
+                       "%s:%zu:%zu: invalid YAML: a raw U+%04X line break; write it as \\%c in a "
+                       "double-quoted string",
+                       path, line, col, (unsigned)cp, cp == 0x2028 ? 'L' : 'P');
     if (bad) return pith_fail(err, "%s:%zu:%zu: invalid YAML: %s", path, line, col, bad);
     if (c == '\r') {
       text[w++] = '\n';
