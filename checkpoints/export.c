@@ -13,12 +13,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "run_config.h"
 #include "safetensors.h"
 #include "sha256.h"
 #include "train_state.h"
 
 #define EX_PATH 4096
-#define EX_MAX_KEYS 256
 
 static const char *const F_ADAPTER_CONFIG = "adapter_config.json";
 static const char *const F_ADAPTER = "adapter_model.safetensors";
@@ -50,88 +50,6 @@ static void parent_of(const char *path, char *out, size_t len) {
   if (!slash) snprintf(out, len, ".");
   else if (slash == out) out[1] = 0;
   else *slash = 0;
-}
-
-// ---- config.yaml: flat `key: value` lines -------------------------------------------------------
-
-typedef struct {
-  int n;
-  char *key[EX_MAX_KEYS], *val[EX_MAX_KEYS];
-} flat_yaml;
-
-static void flat_free(flat_yaml *y) {
-  for (int i = 0; i < y->n; i++) free(y->key[i]), free(y->val[i]);
-  y->n = 0;
-}
-
-static char *trim(char *s) {
-  while (*s == ' ' || *s == '\t') s++;
-  size_t n = strlen(s);
-  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r')) s[--n] = 0;
-  return s;
-}
-
-// Parse what run_config_save writes: comments, blank lines, `key: value` with value plain,
-// "double-quoted" (\" \\ \n \t escapes) or 'single-quoted' ('' for a quote).
-static int flat_parse(const char *text, const char *path, flat_yaml *y, pith_err *err) {
-  y->n = 0;
-  char *buf = strdup(text), *save = NULL;
-  if (!buf) return pith_fail(err, "%s: out of memory", path);
-  int line_no = 0;
-  for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-    line_no++;
-    char *s = trim(line);
-    if (!*s || *s == '#') continue;
-    char *colon = strstr(s, ": ");
-    if (!colon && s[strlen(s) - 1] == ':') colon = s + strlen(s) - 1;
-    if (!colon) {
-      free(buf);
-      flat_free(y);
-      return pith_fail(err, "%s: line %d: not a flat `key: value` line", path, line_no);
-    }
-    *colon = 0;
-    char *key = trim(s), *v = trim(colon + 1);
-    char *val = malloc(strlen(v) + 1), *o = val;
-    if (*v == '"') {
-      for (v++; *v && *v != '"'; v++) {
-        if (*v == '\\' && v[1]) {
-          v++;
-          *o++ = *v == 'n' ? '\n' : *v == 't' ? '\t' : *v;
-        } else {
-          *o++ = *v;
-        }
-      }
-    } else if (*v == '\'') {
-      for (v++; *v; v++) {
-        if (*v == '\'' && v[1] == '\'') *o++ = '\'', v++;
-        else if (*v == '\'') break;
-        else *o++ = *v;
-      }
-    } else {
-      char *hash = strstr(v, " #");
-      if (hash) *hash = 0;
-      v = trim(v);
-      if (!strcmp(v, "~") || !strcmp(v, "null")) v = "";
-      o += sprintf(o, "%s", v);
-    }
-    *o = 0;
-    if (y->n == EX_MAX_KEYS) {
-      free(val);
-      free(buf);
-      flat_free(y);
-      return pith_fail(err, "%s: more than %d keys", path, EX_MAX_KEYS);
-    }
-    y->key[y->n] = strdup(key);
-    y->val[y->n++] = val;
-  }
-  free(buf);
-  return 0;
-}
-
-static const char *flat_get(const flat_yaml *y, const char *key) {
-  for (int i = 0; i < y->n; i++)
-    if (!strcmp(y->key[i], key)) return y->val[i];
-  return NULL;
 }
 
 // ---- export -------------------------------------------------------------------------------------
@@ -206,7 +124,7 @@ static int find_checkpoint(const char *src, char *ckpt, size_t len, pith_err *er
 
 typedef struct {
   const char *ckpt;
-  flat_yaml cfg;
+  run_config *cfg;  // the run's config.yaml, read without a schema
   char *cfg_text;
   st_file *params;
   int64_t step;
@@ -221,21 +139,26 @@ static int read_source(source *s, pith_err *err) {
   size_t n;
   s->cfg_text = pith_read_file(p, &n, err);
   if (!s->cfg_text) return -1;
-  if (flat_parse(s->cfg_text, p, &s->cfg, err)) return -1;
+  s->cfg = run_config_new();
+  if (!s->cfg) return pith_fail(err, "%s: out of memory", p);
+  if (run_config_load(s->cfg, p, err)) return -1;
   const char *need[] = {"model_name_or_path", "method", "num_compress_tokens", "lora_rank", "lora_alpha", "lora_target"};
   for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
-    if (!flat_get(&s->cfg, need[i])) return pith_fail(err, "%s: no '%s' (not a compressor run config?)", p, need[i]);
-  const char *method = flat_get(&s->cfg, "method"), *pos = flat_get(&s->cfg, "position_policy");
+    if (!run_config_get_raw(s->cfg, need[i]))
+      return pith_fail(err, "%s: no '%s' (not a compressor run config?)", p, need[i]);
+  const char *method = run_config_get_raw(s->cfg, "method");
+  const char *pos = run_config_get_raw(s->cfg, "position_policy");
   if (!strcmp(method, "500x")) s->comp.method = COMP_500X;
   else if (!strcmp(method, "icae")) s->comp.method = COMP_ICAE;
   else return pith_fail(err, "%s: method '%s' is not 500x or icae", p, method);
   s->comp.positions = pos && !strcmp(pos, "reference") ? COMP_POS_REFERENCE : COMP_POS_CONSISTENT;
-  s->comp.k = atoi(flat_get(&s->cfg, "num_compress_tokens"));
-  s->lora.rank = atoi(flat_get(&s->cfg, "lora_rank"));
-  s->lora.alpha = atof(flat_get(&s->cfg, "lora_alpha"));
-  s->lora.dropout = flat_get(&s->cfg, "lora_dropout") ? atof(flat_get(&s->cfg, "lora_dropout")) : 0;
+  s->comp.k = atoi(run_config_get_raw(s->cfg, "num_compress_tokens"));
+  s->lora.rank = atoi(run_config_get_raw(s->cfg, "lora_rank"));
+  s->lora.alpha = atof(run_config_get_raw(s->cfg, "lora_alpha"));
+  const char *dropout = run_config_get_raw(s->cfg, "lora_dropout");
+  s->lora.dropout = dropout ? atof(dropout) : 0;
   unsigned cfg_targets;
-  if (lora_parse_targets(flat_get(&s->cfg, "lora_target"), &cfg_targets, err)) return -1;
+  if (lora_parse_targets(run_config_get_raw(s->cfg, "lora_target"), &cfg_targets, err)) return -1;
 
   // state.json: the step.
   pjoin(p, s->ckpt, "state.json");
@@ -272,7 +195,7 @@ static int read_source(source *s, pith_err *err) {
   }
   if (seen != cfg_targets)
     return pith_fail(err, "%s: the LoRA tensors adapt other projections than lora_target '%s' says", p,
-                     flat_get(&s->cfg, "lora_target"));
+                     run_config_get_raw(s->cfg, "lora_target"));
   s->lora.targets = seen;
   s->n_layers = max_layer + 1;
   char name[128];
@@ -294,7 +217,7 @@ static int read_source(source *s, pith_err *err) {
 }
 
 static void source_free(source *s) {
-  flat_free(&s->cfg);
+  run_config_free(s->cfg);
   free(s->cfg_text);
   st_close(s->params);
 }
@@ -381,7 +304,7 @@ static int write_manifest(const source *s, const char *dir, const char *base_mod
   cJSON_AddBoolToObject(m, "ae_token", s->comp.ae_token);
   cJSON_AddNumberToObject(m, "dim", s->dim);
   cJSON_AddStringToObject(m, "base_model", base_model);
-  cJSON_AddStringToObject(m, "base_model_as_configured", flat_get(&s->cfg, "model_name_or_path"));
+  cJSON_AddStringToObject(m, "base_model_as_configured", run_config_get_raw(s->cfg, "model_name_or_path"));
   cJSON_AddStringToObject(m, "tokenizer", tokenizer);
   cJSON *lora = cJSON_AddObjectToObject(m, "lora");
   cJSON_AddNumberToObject(lora, "rank", s->lora.rank);
@@ -401,7 +324,10 @@ static int write_manifest(const source *s, const char *dir, const char *base_mod
   sha256_to_hex(dg, hex);
   cJSON_AddStringToObject(src, "config_sha256", hex);
   cJSON *cfg = cJSON_AddObjectToObject(src, "config");
-  for (int i = 0; i < s->cfg.n; i++) cJSON_AddStringToObject(cfg, s->cfg.key[i], s->cfg.val[i]);
+  for (int i = 0; i < run_config_raw_count(s->cfg); i++) {
+    const char *val, *key = run_config_raw_at(s->cfg, i, &val);
+    cJSON_AddStringToObject(cfg, key, val);
+  }
   time_t now = time(NULL);
   struct tm tm;
   char when[32] = "";
@@ -434,7 +360,7 @@ int export_run(const char *src, const char *out, const export_options *opt, char
   // Paths recorded absolute where they resolve (the run's are relative to where it was launched).
   char base[EX_PATH], tok[EX_PATH], ckpt_abs[EX_PATH], partial[EX_PATH] = "", old[EX_PATH] = "", parent[EX_PATH];
   if (!rc) {
-    const char *b = flat_get(&s.cfg, "model_name_or_path"), *t = flat_get(&s.cfg, "tokenizer");
+    const char *b = run_config_get_raw(s.cfg, "model_name_or_path"), *t = run_config_get_raw(s.cfg, "tokenizer");
     if (!b) b = "";
     if (!realpath(b, base)) snprintf(base, sizeof base, "%s", b);
     if (!t || !*t) snprintf(tok, sizeof tok, "%s", base);

@@ -1,5 +1,7 @@
-// run_config: YAML loading (nested maps, lists, quoting), command-line overrides, schema resolve
-// (types, defaults), save -> load round trips, and the error messages a user sees.
+// run_config: YAML loading (nested maps, lists, quoting, the YAML forms the reader takes and those
+// it refuses), command-line overrides, schema resolve (types, defaults), save -> load round trips
+// of every kind of string (resolved, raw, and through run_config_get_raw as export reads them),
+// and the error messages a user sees.
 #include <signal.h>
 #include <stdint.h>
 #include <sys/wait.h>
@@ -271,6 +273,221 @@ static void test_round_trip(void) {
   free(s);
 }
 
+// Every string the writer can be given reads back byte for byte, through the resolved save (what
+// the trainers write) and the raw one (before resolve), and through run_config_get_raw (what
+// export reads).
+static void test_round_trip_strings(void) {
+  static const char *strings[] = {
+      "\r", "a\rb", "cr at end\r", "\t", "tab\tin", "\ttab first", "tab last\t", "\x01", "\x7f",
+      "x\x01y\x7f" "z", "\x1b[0m", "\x08\x0b\x0c", "all\r\n\t\x01", "\n", "\n\nx\n\n", " \n ",
+      "caf\xc3\xa9", "\xe2\x9c\x93", "\xf0\x9f\x98\x80", "\xc2\xa0nbsp", "\xc2\x85", "\xe2\x80\xa8",
+      "\xe2\x80\xa9", "\xef\xbb\xbf", "\xef\xbb\xbf" "bom first", "\xe4\xb8\xad\xe6\x96\x87",
+      "'", "\"", "''", "\"\"", "'single'", "\"double\"", "it's", "say \"hi\"", "'\"'\"",
+      "\\", "\\\\", "back\\slash", "\\n", "\\x41", "\\u00e9", "\\\"", "ends with \\",
+      ":", "a:", ":a", "a: b", "a:b", "a :b", "::", "http://x.y/z?q=1",
+      "#", "# c", "a #b", "a#b", "x #", "#!",
+      " ", "  ", " x", "x ", "  both  ", " \t ",
+      "", "null", "Null", "NULL", "~", "true", "False", "YES", "on", "n", "1e4", "-1", "+1",
+      "0o17", "0x1F", "1_000", ".nan", "+.inf", "-.Inf", "1.5", "3e-4", "2001-12-14",
+      "- x", "? x", "[x]", "{x: y}", "&a", "*a", "!t", "|", ">", "%x", "@x", "`x", ",", "---",
+      "...", "--- x", "a,b", "q_proj,v_proj", "/a/b.c", "../x", "meta-llama/Meta-Llama-3-8B",
+  };
+  const int n_str = (int)(sizeof strings / sizeof *strings);
+  // Long values: a plain-safe one (written unquoted) and one that needs every kind of escape.
+  const size_t long_n = 100000;
+  char *long_plain = malloc(long_n + 1), *long_mixed = malloc(long_n + 1);
+  for (size_t i = 0; i < long_n; i++) {
+    long_plain[i] = "abcdefghij_/-.,"[i % 15];
+    long_mixed[i] = "a \t\r\n\"'\\:#\x01\x7f-"[i % 14];
+  }
+  long_plain[long_n] = long_mixed[long_n] = 0;
+  const int n = n_str + 2;
+  const char **vals = malloc((size_t)n * sizeof *vals);
+  for (int i = 0; i < n_str; i++) vals[i] = strings[i];
+  vals[n_str] = long_plain;
+  vals[n_str + 1] = long_mixed;
+
+  rc_key *s = calloc((size_t)n, sizeof *s);
+  char (*names)[32] = calloc((size_t)n, 32);
+  pith_err err = {{0}};
+  run_config *c = run_config_new();
+  char *assign = malloc(long_n + 64);
+  for (int i = 0; i < n; i++) {
+    snprintf(names[i], 32, "v%d", i);
+    s[i] = (rc_key){names[i], RC_STRING, "", NULL};
+    snprintf(assign, long_n + 64, "%s=%s", names[i], vals[i]);
+    CHECK_MSG(run_config_set(c, assign, &err) == 0, "%s", err.msg);
+  }
+  free(assign);
+
+  // Raw (unresolved) text: what export reads back with run_config_get_raw.
+  char raw_path[320], path[320];
+  snprintf(raw_path, sizeof raw_path, "%s/raw.yaml", dir);
+  snprintf(files[n_files++], sizeof files[0], "%s", raw_path);
+  CHECK_MSG(run_config_save(c, raw_path, &err) == 0, "%s", err.msg);
+  run_config *r = run_config_new();
+  CHECK_MSG(run_config_load(r, raw_path, &err) == 0, "%s", err.msg);
+  CHECK(run_config_raw_count(r) == n);
+  for (int i = 0; i < n; i++) {
+    const char *got = run_config_get_raw(r, names[i]);
+    CHECK_MSG(got && !strcmp(got, vals[i]), "raw %s: '%.40s' read back as '%.40s'", names[i],
+              vals[i], got ? got : "(null)");
+    const char *v = NULL, *k = run_config_raw_at(r, i, &v);  // in file order
+    CHECK(k && !strcmp(k, names[i]) && v == got);
+  }
+  CHECK(run_config_get_raw(r, "no_such_key") == NULL);
+  CHECK(run_config_raw_at(r, n, NULL) == NULL && run_config_raw_at(r, -1, NULL) == NULL);
+
+  // Resolved: what the trainers save as config.yaml.
+  CHECK_MSG(run_config_resolve(c, s, n, &err) == 0, "%s", err.msg);
+  snprintf(path, sizeof path, "%s/resolved.yaml", dir);
+  snprintf(files[n_files++], sizeof files[0], "%s", path);
+  CHECK_MSG(run_config_save(c, path, &err) == 0, "%s", err.msg);
+  run_config *d = run_config_new();
+  CHECK_MSG(run_config_load(d, path, &err) == 0, "%s", err.msg);
+  for (int i = 0; i < n; i++) {
+    const char *got = run_config_get_raw(d, names[i]);
+    CHECK_MSG(got && !strcmp(got, vals[i]), "resolved %s: '%.40s' read back as '%.40s'",
+              names[i], vals[i], got ? got : "(null)");
+  }
+  CHECK_MSG(run_config_resolve(d, s, n, &err) == 0, "%s", err.msg);
+  for (int i = 0; i < n; i++) CHECK(!strcmp(run_config_str(d, names[i]), vals[i]));
+  // The escapes the writer uses, as written: \r \t \xXX \uXXXX \N \L \P.
+  char *y = run_config_yaml(c);
+  CHECK_CONTAINS(y, "\nv0: \"\\r\"\n");
+  CHECK_CONTAINS(y, "\nv3: \"\\t\"\n");
+  CHECK_CONTAINS(y, "\nv7: \"\\x01\"\n");
+  CHECK_CONTAINS(y, "\nv8: \"\\x7F\"\n");
+  CHECK_CONTAINS(y, "\nv20: \"\\N\"\n");
+  CHECK_CONTAINS(y, "\nv21: \"\\L\"\n");
+  CHECK_CONTAINS(y, "\nv23: \"\\uFEFF\"\n");
+  free(y);
+  run_config_free(d);
+  run_config_free(r);
+  run_config_free(c);
+  free(names);
+  free(s);
+  free(vals);
+  free(long_plain);
+  free(long_mixed);
+}
+
+// The YAML the reader takes, beyond what the writer writes: each document's key "k" (or the dotted
+// key given) reads as the text given.
+static void test_yaml_forms(void) {
+  static const struct {
+    const char *yaml, *key, *want;
+  } cases[] = {
+      {"k: plain text  # comment\n", "k", "plain text"},
+      {"k: a#b\n", "k", "a#b"},
+      {"k: 'it''s # not a comment'\n", "k", "it's # not a comment"},
+      {"k: 'no \\escapes\\n'\n", "k", "no \\escapes\\n"},
+      {"k: \"\\x41\\u00e9\\U0001F600\\t\\r\\n\\\\\\\"\\/\\ \\0x\"\n", "k", NULL},  // NUL: an error
+      {"k: \"\\a\\b\\e\\f\\v\\N\\_\\L\\P\"\n", "k",
+       "\a\b\x1b\f\v\xc2\x85\xc2\xa0\xe2\x80\xa8\xe2\x80\xa9"},
+      {"k: \"\\x41\\u00e9\\U0001F600\\t\\r\\n\\\\\\\"\\/\\ \"\n", "k",
+       "A\xc3\xa9\xf0\x9f\x98\x80\t\r\n\\\"/ "},
+      {"k: \"one\n  two\n\n  three\"\n", "k", "one two\nthree"},
+      {"k: \"joined\\\n   here\"\n", "k", "joinedhere"},
+      {"k: 'one\n  two'\n", "k", "one two"},
+      {"k: one\n  two\n\n  three\nz: 1\n", "k", "one two\nthree"},
+      {"k:\n  on the next line\n", "k", "on the next line"},
+      {"k: |\n  line 1\n    indented\n\n  line 3\nz: 1\n", "k", "line 1\n  indented\n\nline 3\n"},
+      {"k: |-\n  stripped\n\n", "k", "stripped"},
+      {"k: |+\n  kept\n\n\nz: 1\n", "k", "kept\n\n\n"},
+      {"k: >\n  folded\n  lines\n\n  para\n", "k", "folded lines\npara\n"},
+      {"k: |2\n   one more space\n", "k", " one more space\n"},
+      {"k: [a, 'b c', \"d\", ]\n", "k", "a,b c,d"},
+      {"k: [a,\n    b, # comment\n    c]\n", "k", "a,b,c"},
+      {"k: []\n", "k", ""},
+      {"k:\n  - a\n  -\n  - 'c'\n", "k", "a,,c"},
+      {"k:\n- a\n- b\nz: 1\n", "k", "a,b"},
+      {"k: {a: 1, b: {c: x}}\n", "k.b.c", "x"},
+      {"k: {a, b: }\n", "k.a", ""},
+      {"k:\n  a:\n    b: deep\n", "k.a.b", "deep"},
+      {"\"quoted key\": v\n", "quoted key", "v"},
+      {"k.dotted: v\n", "k.dotted", "v"},
+      {"%YAML 1.1\n---\nk: v\n...\n", "k", "v"},
+      {"--- # start\nk: v\n", "k", "v"},
+      {"--- {k: v}\n", "k", "v"},
+      {"\xef\xbb\xbfk: v\r\nz: 1\r\n", "k", "v"},
+      {"k: v\rz: 1\r", "z", "1"},
+      {"k:\tv\n", "k", "v"},
+      {"k: ~\n", "k", ""},
+      {"k: NULL\n", "k", ""},
+      {"k: 'null'\n", "k", "null"},
+      {"k: nUll\n", "k", "nUll"},
+      {"k: -1\n", "k", "-1"},
+      {"k: :x\n", "k", ":x"},
+      {"k: a: b\n", "k", NULL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    pith_err err = {{0}};
+    run_config *c = run_config_new();
+    int rc = run_config_load(c, write_file("form.yaml", cases[i].yaml), &err);
+    n_files--;  // the same file each time
+    if (!cases[i].want) {
+      CHECK_MSG(rc == -1, "case %zu: no error", i);
+    } else {
+      CHECK_MSG(rc == 0, "case %zu: %s", i, err.msg);
+      const char *got = run_config_get_raw(c, cases[i].key);
+      CHECK_MSG(got && !strcmp(got, cases[i].want), "case %zu: '%s' is '%s', want '%s'", i,
+                cases[i].key, got ? got : "(null)", cases[i].want);
+    }
+    run_config_free(c);
+  }
+  n_files++;
+}
+
+// YAML the reader refuses: bad syntax, and what run configs do not support.
+static void test_yaml_errors(void) {
+  static const struct {
+    const char *yaml, *want;
+  } cases[] = {
+      {"a: &x 1\nb: *x\n", "yaml:1:4: invalid YAML: anchors and aliases"},
+      {"a: !!str 1\n", "yaml:1:4: invalid YAML: tags"},
+      {"? a\n: b\n", "yaml:1:1: invalid YAML: explicit keys"},
+      {"%TAG ! tag:x,2000:\n---\na: 1\n", "yaml:1:1: invalid YAML: directives"},
+      {"a: x\xe2\x80\xa8y\n", "yaml:1:5: invalid YAML: a raw U+2028 line break"},
+      {"a: x\x01\n", "yaml:1:5: invalid YAML: control character U+0001"},
+      {"a: \xc0\x80\n", "yaml:1:4: invalid YAML: an overlong UTF-8"},
+      {"a:\n  -\tx\n", "yaml:2:4: invalid YAML: a tab character"},
+      {"a: 1\n\tb: 2\n", "yaml:2:1: invalid YAML: a tab character"},
+      {"a: - x\n", "yaml:1:4: invalid YAML: a list entry"},
+      {"a: b: c\n", "yaml:1:5: invalid YAML: mapping values are not allowed here"},
+      {"a: 'x' y\n", "yaml:1:8: invalid YAML: unexpected text after the value"},
+      {"a: [x] y\n", "yaml:1:8: invalid YAML: unexpected text after the value"},
+      {"a: [x, y\n", "yaml:2:1: invalid YAML: the '[' opened at line 1, column 4 is not closed"},
+      {"a: {x: 1\n", "yaml:2:1: invalid YAML: the '{' opened at line 1, column 4 is not closed"},
+      {"a: \"x\n", "yaml:2:1: invalid YAML: the quoted string opened at line 1, column 4"},
+      {"a: \"\\q\"\n", "yaml:1:5: invalid YAML: unknown escape '\\q'"},
+      {"a: \"\\x4\"\n", "yaml:1:7: invalid YAML: '\\x' wants 2 hexadecimal digits"},
+      {"a: \"\\ud800\"\n", "yaml:1:7: invalid YAML: '\\u' escape of an invalid code point"},
+      {"a: |0\n  x\n", "yaml:1:5: invalid YAML: a block scalar's indentation indicator"},
+      {"a: | x\n", "yaml:1:6: invalid YAML: expected a comment or a line break"},
+      {"a:\n    b: 1\n  c: 2\n", "yaml:3:3: invalid YAML: wrong indentation"},
+      {"a: 1\n...\nb: 2\n", "yaml:3:1: invalid YAML: expected '---'"},
+      {"a: 1\n... x\n", "yaml:2:5: invalid YAML: unexpected text after '...'"},
+      {"a: [a:, b]\n", "yaml:1:6: invalid YAML: unexpected ':'"},
+      {"a: @x\n", "yaml:1:4: invalid YAML: '@' cannot start a value"},
+      {"a: {[b]: 1}\n", "yaml:1:5: a key must be a scalar, found a list"},
+      {"---\n", "yaml:2:1: a run config is a mapping of key: value, found a scalar"},
+      {"a: 1\n---\n", "yaml:3:1: a second YAML document"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    pith_err err = {{0}};
+    run_config *c = run_config_new();
+    CHECK_MSG(run_config_load(c, write_file("bad_form.yaml", cases[i].yaml), &err) == -1,
+              "case %zu: no error", i);
+    n_files--;
+    CHECK_MSG(strstr(err.msg, cases[i].want) != NULL, "case %zu: '%s' lacks '%s'", i, err.msg,
+              cases[i].want);
+    CHECK(run_config_raw_count(c) == 0);  // a failed load leaves nothing
+    run_config_free(c);
+  }
+  n_files++;
+}
+
 // Load (and resolve when the file loads) and return the error message.
 static const char *error_of(const char *name, const char *text, const char *assign) {
   static pith_err err;
@@ -433,6 +650,9 @@ int main(void) {
   test_load_and_resolve();
   test_layers();
   test_round_trip();
+  test_round_trip_strings();
+  test_yaml_forms();
+  test_yaml_errors();
   test_errors();
   test_print_schema();
   test_getter_misuse();

@@ -19,6 +19,17 @@
 // The YAML file is a mapping of scalars. Nested mappings flatten to dotted keys
 // ("model: {name: x}" is the key "model.name"); a list of scalars joins with "," ("lora_target:
 // [q_proj, v_proj]" reads as "q_proj,v_proj", the same text one writes on the command line).
+//
+// The YAML is read by run_config's own parser of the subset configs use, read as YAML 1.1 reads
+// it (PyYAML, libyaml): block mappings, nested ones, block lists (`- x` lines) and flow lists
+// (`[a, b]`) of scalars, flow mappings (`{a: 1}`); plain, 'single-quoted' ('' is a quote) and
+// "double-quoted" scalars with every YAML escape (\\ \" \n \t \r \xXX \uXXXX \UXXXXXXXX \N \L \P
+// \_ \0 \a \b \e \f \v \/ \<space>, and an escaped line break), literal | and folded > block
+// scalars with their chomping and indentation indicators, multi-line plain and quoted scalars
+// (folded as YAML folds them); comments; `---` / `...` markers and a %YAML directive. Refused
+// with an error naming path:line:column: anchors and aliases, tags, `? key` entries, other
+// directives, a second document, tabs where YAML wants indentation spaces, bytes that are not
+// UTF-8 or are control characters, raw U+0085/U+2028/U+2029 (their escapes are fine).
 #ifndef PITH_RUN_CONFIG_H
 #define PITH_RUN_CONFIG_H
 
@@ -48,6 +59,16 @@ void run_config_free(run_config *c);
 // file is replaced (the later file wins); a key set on the command line is kept.
 int run_config_load(run_config *c, const char *path, pith_err *err);
 
+// The values as given, without a schema (any time; resolve not needed): for readers of a saved
+// config.yaml, such as export. run_config_get_raw gives the text of key (nested keys dotted,
+// lists joined with ",", a YAML null as ""), or NULL when it was not given. run_config_raw_count
+// and run_config_raw_at list every key in the order first given; raw_at returns the key (NULL
+// when i is out of range) and sets *val (when val is not NULL). The pointers live until that
+// key is set again (run_config_set, a later load) or c is freed.
+const char *run_config_get_raw(const run_config *c, const char *key);
+int run_config_raw_count(const run_config *c);
+const char *run_config_raw_at(const run_config *c, int i, const char **val);
+
 // One "key=value" from the command line (split at the first '='; the value may be empty). Later
 // assignments win, and they win over files whenever those are loaded. Error when there is no '='
 // or the key is empty.
@@ -71,9 +92,9 @@ const char *run_config_str(const run_config *c, const char *key);
 
 // The resolved config as YAML text (malloc'd; the caller frees): a comment line saying what it
 // is, then "key: value" per schema key in schema order; strings are double-quoted whenever a
-// plain scalar could read back differently, so load + resolve gives identical values. Before any
-// resolve it lists the raw values as text, in the order they were first set. NULL when out of
-// memory.
+// plain scalar could read back differently, so load + resolve gives identical values (byte for
+// byte, for every UTF-8 string without a NUL). Before any resolve it lists the raw values as
+// text, in the order they were first set. NULL when out of memory.
 char *run_config_yaml(const run_config *c);
 // run_config_yaml written atomically to path (temp file, fsync, rename).
 int run_config_save(const run_config *c, const char *path, pith_err *err);
