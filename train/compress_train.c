@@ -18,6 +18,7 @@
 #include "ingest.h"
 #include "loader.h"
 #include "run_config.h"
+#include "task.h"
 #include "tokenizer.h"
 #include "train_state.h"
 
@@ -110,7 +111,7 @@ typedef struct {
   int n_params;
   pt_adamw *opt;
   pt_gen *dropout_gen;
-  int32_t bos, eos, pad;
+  task_tokens tt;  // bos, eos, pad and the QA prompt
   corpus_kind data_kind;  // of train_file
   FILE *metrics;
   int tty;
@@ -159,7 +160,7 @@ static void lm_qa_tensors(const trainer *t, const loader_batch *lb, pt_device de
     uint8_t *ans = &is_answer[r * L];
     int n = 0;
     if (r < lb->n_rows) {
-      row[n++] = t->bos;
+      row[n++] = t->tt.bos;
       for (int j = 0; j < N && lb->mask[r * N + j]; j++) row[n++] = lb->ids[r * N + j];
       for (int j = 0; j < M && lb->dec_mask[r * M + j]; j++) {
         ans[n] = lb->dec_loss_mask[r * M + j];
@@ -168,7 +169,7 @@ static void lm_qa_tensors(const trainer *t, const loader_batch *lb, pt_device de
     }
     for (int j = 0; j < L; j++) {
       mask[r * L + j] = j < n;
-      if (j >= n) row[j] = t->pad;
+      if (j >= n) row[j] = t->tt.pad;
       tgt[r * L + j] = j + 1 < n ? row[j + 1] : -100;
       w[r * L + j] = j + 1 >= n ? 0.0f : ans[j + 1] ? (float)answer_weight : 1.0f;
     }
@@ -206,10 +207,10 @@ static void batch_tensors(const trainer *t, const loader_batch *lb, pt_device de
       if (regen) {
         int len = 0;
         while (len < N && lb->mask[r * N + len]) len++;
-        *d = j == 0 ? t->bos : j <= len ? lb->ids[r * N + j - 1] : t->pad;
+        *d = j == 0 ? t->tt.bos : j <= len ? lb->ids[r * N + j - 1] : t->tt.pad;
         dmask[r * M + j] = j <= len && (r < lb->n_rows);
         if (r < lb->n_rows && j < len) *g = lb->ids[r * N + j];
-        if (r < lb->n_rows && j == len) *g = t->eos;
+        if (r < lb->n_rows && j == len) *g = t->tt.eos;
       } else {
         *d = lb->dec_ids[r * M + j];
         dmask[r * M + j] = lb->dec_mask[r * M + j];
@@ -232,25 +233,12 @@ static loader *open_loader(const trainer *t, int split, const loader_cursor *res
   lc.batch_size = (int)run_config_int(c, "per_device_train_batch_size");
   lc.seq_len = (int)run_config_int(c, "cutoff_len");
   lc.dec_len = (int)run_config_int(c, "max_target_len");
-  lc.pad_id = t->pad;
-  lc.eos_id = t->eos;
+  lc.tokens = t->tt;
   lc.split = split;
   lc.shuffle = split == CORPUS_SPLIT_TRAIN;
   lc.seed = (uint64_t)run_config_int(c, "seed");
   lc.drop_last = split == CORPUS_SPLIT_TRAIN;
-  int32_t *q = NULL, *a = NULL;
-  size_t nq = 0, na = 0;
-  if (lc.mode == LOADER_QA) {
-    if (tokenizer_encode(t->tok, COMP_QA_QUESTION_PREFIX, strlen(COMP_QA_QUESTION_PREFIX), 0, &q, &nq, err) ||
-        tokenizer_encode(t->tok, COMP_QA_ANSWER_PREFIX, strlen(COMP_QA_ANSWER_PREFIX), 0, &a, &na, err))
-      return NULL;
-    lc.question_prefix = q, lc.n_question_prefix = (int)nq;
-    lc.answer_prefix = a, lc.n_answer_prefix = (int)na;
-  }
-  loader *l = loader_open(run_config_str(c, "train_file"), &lc, resume, err);
-  free(q);
-  free(a);
-  return l;
+  return loader_open(run_config_str(c, "train_file"), &lc, resume, err);
 }
 
 // Mean next-token cross-entropy of the model alone (no compressor) over the batch's targets;
@@ -362,7 +350,7 @@ static int check_vocab(const trainer *t, const char *train_file, int64_t data_vo
   if (data_vocab > V)
     return pith_fail(err, "%s: token ids up to %lld, but the model has %d tokens (another tokenizer?)", train_file,
                      (long long)data_vocab - 1, V);
-  int32_t special[3] = {t->bos, t->eos, t->pad};
+  int32_t special[3] = {t->tt.bos, t->tt.eos, t->tt.pad};
   const char *names[3] = {"bos", "eos", "pad"};
   for (int i = 0; i < 3; i++)
     if (special[i] >= V)
@@ -387,12 +375,7 @@ static int setup(trainer *t, int resume, pith_err *err) {
 
   t->tok = tokenizer_load(tok_path, err);
   if (!t->tok) return -1;
-  const int32_t *eos;
-  if (tokenizer_eos_ids(t->tok, &eos) < 1) return pith_fail(err, "%s: the tokenizer names no eos token", tok_path);
-  t->eos = eos[0];
-  t->bos = tokenizer_bos_id(t->tok);
-  if (t->bos < 0) t->bos = t->eos;
-  t->pad = tokenizer_pad_id(t->tok) >= 0 ? tokenizer_pad_id(t->tok) : t->eos;
+  if (task_tokens_init(&t->tt, t->tok, tok_path, err)) return -1;
   const char *train_file = run_config_str(c, "train_file");
   corpus *data = corpus_open(train_file, err);
   if (!data) return -1;
@@ -722,6 +705,7 @@ done:
   comp_free(t.comp);
   llama_free(t.model);
   tokenizer_free(t.tok);
+  task_tokens_free(&t.tt);
   for (int i = 0; i < t.n_params; i++) free(t.names[i]);
   run_config_free(t.cfg);
   return rc;
