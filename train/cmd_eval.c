@@ -40,6 +40,7 @@
 #include "ingest.h"
 #include "metrics.h"
 #include "run_config.h"
+#include "task.h"
 #include "tokenizer.h"
 #include "train_state.h"
 
@@ -381,8 +382,8 @@ static int load_models(evaluator *ev, pith_err *err) {
   ev->bos = tokenizer_bos_id(ev->tok) >= 0 ? tokenizer_bos_id(ev->tok) : ev->eos[0];
   ev->pad = tokenizer_pad_id(ev->tok) >= 0 ? tokenizer_pad_id(ev->tok) : ev->eos[0];
   if (ev->task == EVAL_QA &&
-      (tokenizer_encode(ev->tok, COMP_QA_QUESTION_PREFIX, strlen(COMP_QA_QUESTION_PREFIX), 0, &ev->qp, &ev->n_qp, err) ||
-       tokenizer_encode(ev->tok, COMP_QA_ANSWER_PREFIX, strlen(COMP_QA_ANSWER_PREFIX), 0, &ev->ap, &ev->n_ap, err)))
+      (tokenizer_encode(ev->tok, TASK_QA_QUESTION_PREFIX, strlen(TASK_QA_QUESTION_PREFIX), 0, &ev->qp, &ev->n_qp, err) ||
+       tokenizer_encode(ev->tok, TASK_QA_ANSWER_PREFIX, strlen(TASK_QA_ANSWER_PREFIX), 0, &ev->ap, &ev->n_ap, err)))
     return -1;
 
   const corpus_info *ci = corpus_get_info(ev->corp);
