@@ -66,17 +66,6 @@ static int proj_of(const char *name) {
   return -1;
 }
 
-// "lora.L.PROJ.A" → layer, projection, 'A'/'B'; -1 when the name is not that shape.
-static int parse_lora_name(const char *name, int *layer, int *proj, char *ab) {
-  char pname[64], c;
-  int n = 0;
-  if (sscanf(name, "lora.%d.%63[a-z_].%c%n", layer, pname, &c, &n) != 3 || name[n] || (c != 'A' && c != 'B'))
-    return -1;
-  *proj = proj_of(pname);
-  *ab = c;
-  return *proj < 0 || *layer < 0 ? -1 : 0;
-}
-
 // Copy a tensor of src into w under name, in its own dtype.
 static int copy_tensor(st_writer *w, const char *name, const st_tensor *t, pith_err *err) {
   return st_writer_add(w, name, t->dtype, t->ndim, t->shape, t->data, err);
@@ -174,7 +163,7 @@ static int read_source(source *s, pith_err *err) {
   s->step = (int64_t)step->valuedouble;
   cJSON_Delete(root);
 
-  // params.safetensors: lora.L.PROJ.A/B, compress, ae.
+  // params.safetensors: the compressor's checkpoint names (compressor.h: comp_param_name).
   pjoin(p, s->ckpt, "params.safetensors");
   s->params = st_open(p, err);
   if (!s->params) return -1;
@@ -182,10 +171,11 @@ static int read_source(source *s, pith_err *err) {
   int max_layer = -1;
   for (int i = 0; i < st_count(s->params); i++) {
     const st_tensor *t = st_at(s->params, i);
-    int layer, proj;
+    int layer;
+    llama_proj proj;
     char ab;
-    if (!strcmp(t->name, "compress") || !strcmp(t->name, "ae")) continue;
-    if (parse_lora_name(t->name, &layer, &proj, &ab))
+    if (!strcmp(t->name, COMP_PARAM_COMPRESS) || !strcmp(t->name, COMP_PARAM_AE)) continue;
+    if (comp_lora_param_parse(t->name, &layer, &proj, &ab))
       return pith_fail(err, "%s: unexpected tensor '%s' (want lora.L.PROJ.A/B, compress, ae)", p, t->name);
     seen |= 1u << proj;
     if (layer > max_layer) max_layer = layer;
@@ -202,14 +192,14 @@ static int read_source(source *s, pith_err *err) {
   for (int l = 0; l < s->n_layers; l++)
     for (int q = 0; q < LLAMA_N_PROJ; q++)
       for (int ab = 0; ab < 2 && (seen >> q & 1u); ab++) {
-        snprintf(name, sizeof name, "lora.%d.%s.%c", l, LLAMA_PROJ_NAMES[q], "AB"[ab]);
+        comp_lora_param_name(l, (llama_proj)q, "AB"[ab], name, sizeof name);
         if (!st_find(s->params, name)) return pith_fail(err, "%s: missing %s", p, name);
       }
-  const st_tensor *c = st_find(s->params, "compress");
+  const st_tensor *c = st_find(s->params, COMP_PARAM_COMPRESS);
   if (!c || c->ndim != 2 || c->shape[0] != s->comp.k)
     return pith_fail(err, "%s: no 'compress' of shape (%d, dim)", p, s->comp.k);
   s->dim = (int)c->shape[1];
-  const st_tensor *ae = st_find(s->params, "ae");
+  const st_tensor *ae = st_find(s->params, COMP_PARAM_AE);
   if (s->comp.method == COMP_ICAE && (!ae || ae->ndim != 2 || ae->shape[0] != 1 || ae->shape[1] != s->dim))
     return pith_fail(err, "%s: an ICAE checkpoint needs 'ae' of shape (1, %d)", p, s->dim);
   s->comp.ae_token = s->comp.method == COMP_ICAE;
@@ -237,7 +227,7 @@ static int write_adapter(const source *s, const char *dir, const char *base_mode
   for (int l = 0; l < s->n_layers && !rc; l++)
     for (int q = 0; q < LLAMA_N_PROJ && !rc; q++)
       for (int ab = 0; ab < 2 && !rc && (s->lora.targets >> q & 1u); ab++) {
-        snprintf(src, sizeof src, "lora.%d.%s.%c", l, LLAMA_PROJ_NAMES[q], "AB"[ab]);
+        comp_lora_param_name(l, (llama_proj)q, "AB"[ab], src, sizeof src);
         peft_key(name, sizeof name, l, q, "AB"[ab]);
         rc = copy_tensor(w, name, st_find(s->params, src), err);
       }
@@ -281,8 +271,8 @@ static int write_compress(const source *s, const char *dir, pith_err *err) {
   if (!w) return pith_fail(err, "out of memory");
   snprintf(k, sizeof k, "%d", s->comp.k);
   snprintf(ver, sizeof ver, "%d", EXPORT_VERSION);
-  int rc = copy_tensor(w, "compress", st_find(s->params, "compress"), err);
-  if (!rc && s->comp.method == COMP_ICAE) rc = copy_tensor(w, "ae", st_find(s->params, "ae"), err);
+  int rc = copy_tensor(w, "compress", st_find(s->params, COMP_PARAM_COMPRESS), err);
+  if (!rc && s->comp.method == COMP_ICAE) rc = copy_tensor(w, "ae", st_find(s->params, COMP_PARAM_AE), err);
   if (!rc) rc = st_writer_set_metadata(w, "format", "pith-compress-tokens", err);
   if (!rc) rc = st_writer_set_metadata(w, "format_version", ver, err);
   if (!rc) rc = st_writer_set_metadata(w, "method", s->comp.method == COMP_ICAE ? "icae" : "500x", err);

@@ -256,3 +256,25 @@ int hf_model_save(const llama_model *m, const char *dir, pith_err *err) {
   st_writer_free(ctx.w);
   return rc;
 }
+
+static int copy_file(const char *from, const char *to, pith_err *err) {
+  size_t n;
+  char *buf = pith_read_file(from, &n, err);
+  if (!buf) return -1;
+  int rc = pith_write_file_atomic(to, buf, n, err);
+  free(buf);
+  return rc;
+}
+
+int hf_model_save_with_tokenizer(const llama_model *m, const tokenizer *tok, const char *dir, pith_err *err) {
+  if (hf_model_save(m, dir, err)) return -1;
+  const char *const *files;
+  int n = tokenizer_source_files(tok, &files);
+  char to[4096];
+  for (int i = 0; i < n; i++) {
+    const char *base = strrchr(files[i], '/') ? strrchr(files[i], '/') + 1 : files[i];
+    if (snprintf(to, sizeof to, "%s/%s", dir, base) >= (int)sizeof to) return pith_fail(err, "%s: path too long", dir);
+    if (strcmp(base, "config.json") && copy_file(files[i], to, err)) return -1;
+  }
+  return 0;
+}

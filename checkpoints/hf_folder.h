@@ -5,6 +5,7 @@
 
 #include "base.h"
 #include "llama.h"
+#include "tokenizer.h"
 
 // Parse config.json; an error names the file and the missing or unsupported field.
 int hf_config_load(const char *path, llama_config *cfg, pith_err *err);
@@ -15,5 +16,9 @@ char *hf_config_json(const llama_config *cfg, pt_dtype dtype);
 llama_model *hf_model_load(const char *dir, pt_dtype dtype, pt_device dev, pith_err *err);
 // Write config.json and model.safetensors (weights in the model's dtype) into dir, creating it.
 int hf_model_save(const llama_model *m, const char *dir, pith_err *err);
+// hf_model_save, then the tokenizer's files (tokenizer_source_files: tokenizer.json, its configs,
+// ...; a config.json among them is left out) copied beside the weights, so the folder is a whole
+// model_name_or_path for pith and for transformers.
+int hf_model_save_with_tokenizer(const llama_model *m, const tokenizer *tok, const char *dir, pith_err *err);
 
 #endif

@@ -9,9 +9,7 @@
 #include <string.h>
 
 struct loader {
-  loader_config cfg;
-  int32_t *question_prefix;   // (cfg.n_question_prefix) owned copy
-  int32_t *answer_prefix;     // (cfg.n_answer_prefix) owned copy
+  loader_config cfg;          // cfg.tokens: an owned copy
   corpus *c;
   int64_t n_docs;             // records that pass the split filter
   int64_t *records;           // (n_docs) their record indices
@@ -36,6 +34,8 @@ struct loader {
   uint8_t *dec_mask;          // (B, M)
   uint8_t *dec_loss_mask;     // (B, M)
   int32_t *answer_start;      // (B)
+  int32_t *question;          // QA: (M) the first tokens of the row's question
+  int32_t *answer;            // QA: (M) the first tokens of its answer
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -126,19 +126,13 @@ static int check_config(const loader_config *cfg, const corpus *c, pith_err *err
   if (cfg->split < LOADER_ALL_SPLITS || cfg->split > CORPUS_SPLIT_TEST)
     return pith_fail(err, "loader: unknown split %d", cfg->split);
   if (cfg->mode != LOADER_QA) return 0;
-  if (cfg->n_question_prefix < 0 || cfg->n_answer_prefix < 0 ||
-      (cfg->n_question_prefix > 0 && !cfg->question_prefix) || (cfg->n_answer_prefix > 0 && !cfg->answer_prefix))
+  const task_tokens *tt = &cfg->tokens;
+  if (tt->n_qp < 0 || tt->n_ap < 0 || (tt->n_qp > 0 && !tt->qp) || (tt->n_ap > 0 && !tt->ap))
     return pith_fail(err, "loader: bad question/answer prefix arrays");
-  if (cfg->dec_len < cfg->n_question_prefix + cfg->n_answer_prefix + 1)
+  if (cfg->dec_len < tt->n_qp + tt->n_ap + 1)
     return pith_fail(err, "loader: dec_len %d cannot hold the prompt prefixes (%d + %d tokens) and an eos",
-                     cfg->dec_len, cfg->n_question_prefix, cfg->n_answer_prefix);
+                     cfg->dec_len, tt->n_qp, tt->n_ap);
   return 0;
-}
-
-static int32_t *copy_ids(const int32_t *src, int n) {
-  int32_t *p = malloc(sizeof *p * (size_t)(n > 0 ? n : 1));
-  if (p && n > 0) memcpy(p, src, sizeof *p * (size_t)n);
-  return p;
 }
 
 // The records of the chosen split, in corpus order, read in blocks.
@@ -227,7 +221,9 @@ static int alloc_buffers(loader *l, pith_err *err) {
     l->dec_mask = malloc(B * M);
     l->dec_loss_mask = malloc(B * M);
     l->answer_start = malloc(sizeof *l->answer_start * B);
-    ok = ok && l->dec_ids && l->dec_mask && l->dec_loss_mask && l->answer_start;
+    l->question = malloc(sizeof *l->question * M);
+    l->answer = malloc(sizeof *l->answer * M);
+    ok = ok && l->dec_ids && l->dec_mask && l->dec_loss_mask && l->answer_start && l->question && l->answer;
   }
   return ok ? 0 : pith_fail(err, "loader: out of memory for batch buffers");
 }
@@ -264,12 +260,12 @@ loader *loader_open(const char *path, const loader_config *cfg, const loader_cur
   if (!l) return pith_fail(err, "loader: out of memory"), NULL;
   l->cfg = *cfg;
   if (l->cfg.world_size == 0) l->cfg.world_size = 1;
-  l->question_prefix = copy_ids(cfg->question_prefix, cfg->n_question_prefix);
-  l->answer_prefix = copy_ids(cfg->answer_prefix, cfg->n_answer_prefix);
-  l->cfg.question_prefix = l->question_prefix;
-  l->cfg.answer_prefix = l->answer_prefix;
-  int ok = l->question_prefix && l->answer_prefix ? 0 : pith_fail(err, "loader: out of memory");
-  if (ok == 0 && !(l->c = corpus_open(path, err))) ok = -1;
+  int ok = task_tokens_copy(&l->cfg.tokens, &cfg->tokens, err);
+  if (ok < 0) {
+    free(l);
+    return NULL;
+  }
+  if (!(l->c = corpus_open(path, err))) ok = -1;
   if (ok == 0 && (check_config(&l->cfg, l->c, err) < 0 || select_records(l, err) < 0 || read_offsets(l, err) < 0 ||
                   count_items(l, err) < 0 || alloc_buffers(l, err) < 0))
     ok = -1;
@@ -289,9 +285,10 @@ loader *loader_open(const char *path, const loader_config *cfg, const loader_cur
 void loader_close(loader *l) {
   if (!l) return;
   corpus_close(l->c);
-  void *owned[] = {l->question_prefix, l->answer_prefix, l->records, l->tok_off, l->q_off, l->ans_row,
-                   l->ans_off, l->order, l->doc_order, l->prefix, l->ids, l->mask, l->index, l->dec_ids,
-                   l->dec_mask, l->dec_loss_mask, l->answer_start};
+  task_tokens_free(&l->cfg.tokens);
+  void *owned[] = {l->records, l->tok_off, l->q_off, l->ans_row, l->ans_off, l->order, l->doc_order, l->prefix,
+                   l->ids, l->mask, l->index, l->dec_ids, l->dec_mask, l->dec_loss_mask, l->answer_start,
+                   l->question, l->answer};
   for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) free(owned[i]);
   free(l);
 }
@@ -305,16 +302,13 @@ corpus *loader_corpus(loader *l) { return l->c; }
 // ---------------------------------------------------------------------------------------------
 // Rows
 
-// row (N): a document's first tokens, then optionally eos, then padding.
-static int fill_cut(loader *l, int64_t rec, int32_t *row, uint8_t *mask, pith_err *err) {
+// row (N): the first tokens of record rec's column col (CUT: then optionally eos), then padding.
+static int fill_encoder(loader *l, corpus_col col, int64_t rec, int32_t *row, uint8_t *mask, pith_err *err) {
   int64_t N = l->cfg.seq_len, len = l->tok_off[rec + 1] - l->tok_off[rec];
   int64_t n = len < N ? len : N;
-  if (corpus_read_flat_tokens(l->c, CORPUS_COL_DOC, l->tok_off[rec], n, row, err) < 0) return -1;
-  if (l->cfg.doc_eos && n < N) row[n++] = l->cfg.eos_id;
-  for (int64_t t = 0; t < N; t++) {
-    if (t >= n) row[t] = l->cfg.pad_id;
-    mask[t] = t < n;
-  }
+  if (corpus_read_flat_tokens(l->c, col, l->tok_off[rec], n, row, err) < 0) return -1;
+  if (col == CORPUS_COL_DOC && l->cfg.doc_eos && n < N) row[n++] = l->cfg.tokens.eos;
+  task_encoder_row(&l->cfg.tokens, row, n, (int)N, row, mask);
   return 0;
 }
 
@@ -341,61 +335,32 @@ static int fill_pack(loader *l, int64_t w, int32_t *row, uint8_t *mask, int64_t 
     t += n > 0 ? n : 0;
     pos += n > 0 ? n : 0;
     if (pos < end) {  // the separator after this document
-      row[t++] = l->cfg.eos_id;
+      row[t++] = l->cfg.tokens.eos;
       pos++;
       k++;
     }
   }
   for (int64_t i = 0; i < N; i++) {
-    if (i >= t) row[i] = l->cfg.pad_id;
+    if (i >= t) row[i] = l->cfg.tokens.pad;
     mask[i] = i < t;
   }
   return 0;
 }
 
-// Decoder row (M): qp q ap a eos. When too long the question is cut first, then the answer
-// (which then loses its eos: the sequence did not end there).
-static int fill_decoder(loader *l, int64_t rec, int32_t *row, uint8_t *mask, uint8_t *loss, int32_t *ans_at,
-                        pith_err *err) {
-  const loader_config *cfg = &l->cfg;
-  int64_t M = cfg->dec_len, fixed = cfg->n_question_prefix + cfg->n_answer_prefix;
-  int64_t nq = l->q_off[rec + 1] - l->q_off[rec];
+// Decoder row (M): task_qa_decoder_row over the record's question and first answer, of which it
+// reads at most M tokens each.
+static int fill_decoder(loader *l, int64_t rec, int row_i, pith_err *err) {
+  int64_t M = l->cfg.dec_len, nq = l->q_off[rec + 1] - l->q_off[rec];
   int64_t arow = l->ans_row[rec], has_answer = l->ans_row[rec + 1] > arow;
   int64_t na = has_answer ? l->ans_off[arow + 1] - l->ans_off[arow] : 0;
-  if (fixed + nq + na + 1 > M) nq = M - fixed - na - 1 > 0 ? M - fixed - na - 1 : 0;
-  int eos = fixed + nq + na + 1 <= M;
-  if (!eos) na = M - fixed - nq;
-  int64_t t = 0;
-  memcpy(row, cfg->question_prefix, sizeof *row * (size_t)cfg->n_question_prefix);
-  t += cfg->n_question_prefix;
-  if (corpus_read_flat_tokens(l->c, CORPUS_COL_QUESTION, l->q_off[rec], nq, row + t, err) < 0) return -1;
-  t += nq;
-  memcpy(row + t, cfg->answer_prefix, sizeof *row * (size_t)cfg->n_answer_prefix);
-  t += cfg->n_answer_prefix;
-  *ans_at = (int32_t)t;
-  if (na > 0 && corpus_read_flat_tokens(l->c, CORPUS_COL_ANSWER, l->ans_off[arow], na, row + t, err) < 0) return -1;
-  t += na;
-  if (eos) row[t++] = cfg->eos_id;
-  for (int64_t i = 0; i < M; i++) {
-    if (i >= t) row[i] = cfg->pad_id;
-    mask[i] = i < t;
-    loss[i] = i >= *ans_at && i < t;
-  }
+  if (corpus_read_flat_tokens(l->c, CORPUS_COL_QUESTION, l->q_off[rec], nq < M ? nq : M, l->question, err) < 0 ||
+      (na > 0 && corpus_read_flat_tokens(l->c, CORPUS_COL_ANSWER, l->ans_off[arow], na < M ? na : M, l->answer,
+                                         err) < 0))
+    return -1;
+  l->answer_start[row_i] =
+      task_qa_decoder_row(&l->cfg.tokens, l->question, nq, l->answer, na, (int)M, l->dec_ids + row_i * M,
+                          l->dec_mask + row_i * M, l->dec_loss_mask + row_i * M);
   return 0;
-}
-
-static int fill_qa(loader *l, int64_t rec, int row_i, pith_err *err) {
-  int64_t N = l->cfg.seq_len, M = l->cfg.dec_len;
-  int32_t *row = l->ids + row_i * N;
-  uint8_t *mask = l->mask + row_i * N;
-  int64_t len = l->tok_off[rec + 1] - l->tok_off[rec], n = len < N ? len : N;
-  if (corpus_read_flat_tokens(l->c, CORPUS_COL_CONTEXT, l->tok_off[rec], n, row, err) < 0) return -1;
-  for (int64_t t = 0; t < N; t++) {
-    if (t >= n) row[t] = l->cfg.pad_id;
-    mask[t] = t < n;
-  }
-  return fill_decoder(l, rec, l->dec_ids + row_i * M, l->dec_mask + row_i * M, l->dec_loss_mask + row_i * M,
-                      &l->answer_start[row_i], err);
 }
 
 static int fill_row(loader *l, int64_t item, int row_i, pith_err *err) {
@@ -405,18 +370,17 @@ static int fill_row(loader *l, int64_t item, int row_i, pith_err *err) {
   if (l->cfg.mode == LOADER_PACK) return fill_pack(l, item, row, mask, &l->index[row_i], err);
   int64_t rec = l->records[item];
   l->index[row_i] = rec;
-  if (l->cfg.mode == LOADER_CUT) return fill_cut(l, rec, row, mask, err);
-  return fill_qa(l, rec, row_i, err);
+  if (l->cfg.mode == LOADER_CUT) return fill_encoder(l, CORPUS_COL_DOC, rec, row, mask, err);
+  if (fill_encoder(l, CORPUS_COL_CONTEXT, rec, row, mask, err) < 0) return -1;
+  return fill_decoder(l, rec, row_i, err);
 }
 
 static void fill_padding_row(loader *l, int row_i) {
   int64_t N = l->cfg.seq_len, M = l->cfg.mode == LOADER_QA ? l->cfg.dec_len : 0;
-  for (int64_t t = 0; t < N; t++) l->ids[row_i * N + t] = l->cfg.pad_id;
-  memset(l->mask + row_i * N, 0, (size_t)N);
+  task_padding_row(&l->cfg.tokens, (int)N, l->ids + row_i * N, l->mask + row_i * N, NULL, NULL);
   l->index[row_i] = -1;
   if (M == 0) return;
-  for (int64_t t = 0; t < M; t++) l->dec_ids[row_i * M + t] = l->cfg.pad_id;
-  memset(l->dec_mask + row_i * M, 0, (size_t)M);
+  task_padding_row(&l->cfg.tokens, (int)M, l->dec_ids + row_i * M, l->dec_mask + row_i * M, NULL, NULL);
   memset(l->dec_loss_mask + row_i * M, 0, (size_t)M);
   l->answer_start[row_i] = -1;
 }

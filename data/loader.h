@@ -3,8 +3,8 @@
 //   CUT   documents: each document cut or padded to N tokens (500xCompressor pretraining).
 //   PACK  documents: documents joined with an eos after each, cut into consecutive N-token windows.
 //   QA    qa: the context cut or padded to N tokens for the encoder, and the decoder sequence
-//         question_prefix + question + answer_prefix + answer + eos in M tokens, whose loss mask
-//         covers the answer and its eos only.
+//         "Question: " question " Answer: " answer eos in M tokens, whose loss mask covers the
+//         answer and its eos only (the rows are task.h's: task_encoder_row, task_qa_decoder_row).
 //
 // Order is deterministic: a permutation drawn from (seed, epoch) with splitmix64 + Fisher-Yates
 // (PACK: the documents are shuffled, packed, and the windows shuffled again). Every rank draws
@@ -20,6 +20,7 @@
 
 #include "base.h"
 #include "corpus.h"
+#include "task.h"
 
 typedef enum { LOADER_CUT = 0, LOADER_PACK = 1, LOADER_QA = 2 } loader_mode;
 
@@ -30,18 +31,14 @@ typedef struct {
   int batch_size;                  // B
   int seq_len;                     // N: encoder tokens per row
   int dec_len;                     // M: decoder tokens per row (QA only)
-  int32_t pad_id;                  // fills padding positions
-  int32_t eos_id;                  // PACK separator, QA end of answer, CUT with doc_eos
+  task_tokens tokens;              // pad fills padding positions; eos: PACK separator, QA end of
+                                   // answer, CUT with doc_eos; qp/ap: the QA prompt (copied)
   int doc_eos;                     // CUT: put eos after a document shorter than N
   int split;                       // CORPUS_SPLIT_TRAIN / VAL / TEST, or LOADER_ALL_SPLITS
   int shuffle;                     // 0: corpus order every epoch
   uint64_t seed;
   int rank, world_size;            // this process among world_size (0 means 1)
   int drop_last;                   // skip an epoch's last, partial batch
-  const int32_t *question_prefix;  // (n_question_prefix) ids of "Question: " (QA; copied)
-  int n_question_prefix;
-  const int32_t *answer_prefix;    // (n_answer_prefix) ids of " Answer: " (QA; copied)
-  int n_answer_prefix;
 } loader_config;
 
 // Where a run stands. seed, world_size and n_items guard against resuming a different run.
@@ -67,7 +64,7 @@ typedef struct {
   int32_t *ids;            // (B, N) CUT/PACK: the tokens; QA: the context
   uint8_t *mask;           // (B, N) 1 = real token (attend; CUT/PACK: also a regeneration target)
   int64_t *index;          // (B) corpus record of the row (PACK: first document in the window); -1 = padding
-  int32_t *dec_ids;        // (B, M) QA: question_prefix question answer_prefix answer eos pad...
+  int32_t *dec_ids;        // (B, M) QA: "Question: " question " Answer: " answer eos pad...
   uint8_t *dec_mask;       // (B, M) QA: 1 = real token
   uint8_t *dec_loss_mask;  // (B, M) QA: 1 = answer token or its eos (the target at that position)
   int32_t *answer_start;   // (B) QA: position of the first answer token in dec_ids; -1 = padding

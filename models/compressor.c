@@ -1,6 +1,8 @@
+// compressor: 500xCompressor and ICAE over a frozen model (see compressor.h).
 #include "compressor.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +62,42 @@ int comp_params(const compressor *c, pt_tensor **params, int max) {
       n++;
     }
   return n;
+}
+
+int comp_param_name(const compressor *c, int i, char *out, size_t len) {
+  int n = 0;
+  const lora_adapter *l = c->lora;
+  for (int layer = 0; layer < l->n_layers; layer++)  // lora_params' order
+    for (int p = 0; p < LLAMA_N_PROJ; p++)
+      if (l->a[layer][p]) {
+        if (i == n || i == n + 1) {
+          comp_lora_param_name(layer, (llama_proj)p, i == n ? 'A' : 'B', out, len);
+          return 0;
+        }
+        n += 2;
+      }
+  if (i == n) return snprintf(out, len, "%s", COMP_PARAM_COMPRESS), 0;
+  if (i == n + 1 && c->ae) return snprintf(out, len, "%s", COMP_PARAM_AE), 0;
+  return -1;
+}
+
+void comp_lora_param_name(int layer, llama_proj p, char ab, char *out, size_t len) {
+  snprintf(out, len, "lora.%d.%s.%c", layer, LLAMA_PROJ_NAMES[p], ab);
+}
+
+int comp_lora_param_parse(const char *name, int *layer, llama_proj *p, char *ab) {
+  char pname[64], c;
+  int n = 0;
+  if (sscanf(name, "lora.%d.%63[a-z_].%c%n", layer, pname, &c, &n) != 3 || name[n] || (c != 'A' && c != 'B') ||
+      *layer < 0)
+    return -1;
+  for (int q = 0; q < LLAMA_N_PROJ; q++)
+    if (!strcmp(pname, LLAMA_PROJ_NAMES[q])) {
+      *p = (llama_proj)q;
+      *ab = c;
+      return 0;
+    }
+  return -1;
 }
 
 // A trainable (f32) tensor in the model's compute dtype; differentiable, a no-op under f32.

@@ -42,11 +42,6 @@ typedef struct {
   pt_tensor *memory;   // (B, k, dim) (ICAE)
 } comp_code;
 
-// The decoder prompt of 500xCompressor's QA fine-tuning: "Question: {q} Answer: " then the answer,
-// each piece tokenized on its own (training, evaluation and the demo's base LM all use these).
-#define COMP_QA_QUESTION_PREFIX "Question: "
-#define COMP_QA_ANSWER_PREFIX " Answer: "
-
 typedef struct {
   const pt_tensor *text_ids;     // (B, N) i64 encoder text, padded
   const pt_tensor *text_mask;    // (B, N) bool, true = real token
@@ -59,6 +54,18 @@ compressor *comp_new(const llama_model *base, comp_config cfg, lora_config lora,
 void comp_free(compressor *c);
 // The trainable handles (LoRA A/B, compress embeddings, AE token) in a fixed order; returns the count.
 int comp_params(const compressor *c, pt_tensor **params, int max);
+
+// Checkpoint names of the trainable tensors (checkpoints/train_state.h's params.safetensors):
+// "lora.L.PROJ.A" (rank, in) and "lora.L.PROJ.B" (out, rank) for projection PROJ (PEFT's name,
+// e.g. q_proj) of layer L, COMP_PARAM_COMPRESS (k, dim) and COMP_PARAM_AE (1, dim).
+#define COMP_PARAM_COMPRESS "compress"
+#define COMP_PARAM_AE "ae"
+// The name of trainable tensor i (comp_params order) into out (len bytes); -1 when there is no i.
+int comp_param_name(const compressor *c, int i, char *out, size_t len);
+// The name of LoRA matrix ab ('A' or 'B') of projection p at layer into out (len bytes).
+void comp_lora_param_name(int layer, llama_proj p, char ab, char *out, size_t len);
+// The inverse: layer, projection and 'A'/'B' of a LoRA name; -1 when name is not one.
+int comp_lora_param_parse(const char *name, int *layer, llama_proj *p, char *ab);
 
 // Encode text (LoRA on). dropout_gen NULL = no LoRA dropout. Tensors in the current scope.
 int comp_encode(const compressor *c, const pt_tensor *text_ids, const pt_tensor *text_mask, pt_gen *dropout_gen,

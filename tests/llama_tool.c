@@ -59,15 +59,15 @@ static lora_config lora_config_of(const st_file *f) {
   return lc;
 }
 
-// Overwrite the adapter's weights with lora.L.PROJ.A / .B from the inputs.
+// Overwrite the adapter's weights with lora.L.PROJ.A / .B (the compressor's checkpoint names).
 static void load_lora(const st_file *f, lora_adapter *lora) {
   char name[128];
   for (int l = 0; l < lora->n_layers; l++)
     for (int p = 0; p < LLAMA_N_PROJ; p++)
       if (lora->a[l][p]) {
-        snprintf(name, sizeof name, "lora.%d.%s.A", l, LLAMA_PROJ_NAMES[p]);
+        comp_lora_param_name(l, (llama_proj)p, 'A', name, sizeof name);
         pt_copy_(lora->a[l][p], load(f, name, 1));
-        snprintf(name, sizeof name, "lora.%d.%s.B", l, LLAMA_PROJ_NAMES[p]);
+        comp_lora_param_name(l, (llama_proj)p, 'B', name, sizeof name);
         pt_copy_(lora->b[l][p], load(f, name, 1));
       }
 }
@@ -78,14 +78,15 @@ static pt_tensor *grad_or_zeros(pt_tensor *p) {
   return g ? g : pt_zeros(pt_shape_of(p), pt_dtype_of(p), PT_CPU);
 }
 
+// grad.NAME for each LoRA matrix.
 static void add_lora_grads(st_writer *w, const lora_adapter *lora) {
-  char name[128];
+  char name[128] = "grad.";
   for (int l = 0; l < lora->n_layers; l++)
     for (int p = 0; p < LLAMA_N_PROJ; p++)
       if (lora->a[l][p]) {
-        snprintf(name, sizeof name, "grad.lora.%d.%s.A", l, LLAMA_PROJ_NAMES[p]);
+        comp_lora_param_name(l, (llama_proj)p, 'A', name + 5, sizeof name - 5);
         add(w, name, grad_or_zeros(lora->a[l][p]));
-        snprintf(name, sizeof name, "grad.lora.%d.%s.B", l, LLAMA_PROJ_NAMES[p]);
+        comp_lora_param_name(l, (llama_proj)p, 'B', name + 5, sizeof name - 5);
         add(w, name, grad_or_zeros(lora->b[l][p]));
       }
 }
@@ -103,9 +104,16 @@ static int cmd_compress(const char *dir, const char *in_path, const char *out_pa
   cc.ae_token = !strcmp(st_metadata(f, "ae"), "1");
   compressor *c = comp_new(m, cc, lora_config_of(f), 0, &err);
   if (!c) die("compressor", err.msg);
-  load_lora(f, c->lora);
-  pt_copy_(c->compress, load(f, "compress", 1));
-  if (cc.ae_token) pt_copy_(c->ae, load(f, "ae", 1));
+  // Every trainable tensor from the inputs under its checkpoint name (the AE token only when used).
+  int n = comp_params(c, NULL, 0);
+  pt_tensor **params = malloc(sizeof *params * (size_t)n);
+  comp_params(c, params, n);
+  char name[128] = "grad.";  // name + 5: the checkpoint name
+  for (int i = 0; i < n; i++)
+    if (params[i] != c->ae || cc.ae_token) {
+      if (comp_param_name(c, i, name + 5, sizeof name - 5)) die("names", "no name for a parameter");
+      pt_copy_(params[i], load(f, name + 5, 1));
+    }
   comp_batch b = {load(f, "text_ids", 1), load(f, "text_mask", 1), load(f, "dec_ids", 1), load(f, "dec_mask", 1),
                   load(f, "dec_targets", 1)};
   pt_tensor *loss = comp_loss(c, &b, NULL, &err);
@@ -113,9 +121,12 @@ static int cmd_compress(const char *dir, const char *in_path, const char *out_pa
   if (pt_backward(loss)) die("backward", pt_error());
   st_writer *w = st_writer_new();
   add(w, "loss", loss);
-  add(w, "grad.compress", pt_grad(c->compress));
-  if (cc.ae_token) add(w, "grad.ae", pt_grad(c->ae));
-  add_lora_grads(w, c->lora);
+  for (int i = 0; i < n; i++)
+    if (params[i] != c->ae || cc.ae_token) {
+      comp_param_name(c, i, name + 5, sizeof name - 5);
+      add(w, name, grad_or_zeros(params[i]));
+    }
+  free(params);
   if (st_writer_finish(w, out_path, &err)) die("write", err.msg);
   st_writer_free(w);
   comp_free(c);

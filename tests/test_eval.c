@@ -15,7 +15,10 @@ enum { BOS = 1, EOS = 2, PAD = 0, NEW = 8, K = 3 };
 
 static const int32_t EOS_IDS[] = {EOS};
 static const int32_t CTX[] = {5, 6, 7, 8, 9, 10, 11};
-static const int32_t DP[] = {20, 21, 22, 23};
+static const int32_t DP[] = {20, 21, 22, 23};  // the decoder prompt: QP, the question Q, AP
+static int32_t QP[] = {20}, AP[] = {23};
+static const int32_t Q[] = {21, 22};
+static const task_tokens TOKENS = {.bos = BOS, .eos = EOS, .pad = PAD, .qp = QP, .n_qp = 1, .ap = AP, .n_ap = 1};
 static const char *const GOLDS[] = {"an answer"};
 #define N_CTX ((int)(sizeof CTX / sizeof *CTX))
 #define N_DP ((int)(sizeof DP / sizeof *DP))
@@ -37,14 +40,14 @@ static llama_model *small_model(void) {
 }
 
 static eval_env make_env(const llama_model *m, eval_task task) {
-  return (eval_env){.task = task, .model = m, .bos = BOS, .pad = PAD, .eos = EOS_IDS, .n_eos = 1, .k = K,
+  return (eval_env){.task = task, .model = m, .tokens = &TOKENS, .bos = BOS, .pad = PAD, .eos = EOS_IDS, .n_eos = 1, .k = K,
                     .cutoff = 16, .max_new = NEW, .export_dir = ""};
 }
 
 static eval_example make_example(eval_task task) {
   eval_example ex = {.index = 3, .context = CTX, .n_context = N_CTX};
   if (task == EVAL_QA) {
-    ex.question = "what?", ex.decoder_prompt = DP, ex.n_decoder_prompt = N_DP, ex.golds = GOLDS, ex.n_golds = 1;
+    ex.question = "what?", ex.question_ids = Q, ex.n_question_ids = 2, ex.decoder_prompt = DP, ex.n_decoder_prompt = N_DP, ex.golds = GOLDS, ex.n_golds = 1;
   } else {
     static const int32_t bos[] = {BOS};
     ex.decoder_prompt = bos, ex.n_decoder_prompt = 1, ex.reference = "the text";

@@ -1,10 +1,11 @@
-// train_row_flops (the progress line's MFU): the closed form against FLOPs counted matmul by
-// matmul, token by token, for plain and grouped-query attention, with and without a prefix,
-// for the LM (every weight trains: x3) and a compressor (frozen base: x2, encoder without head).
+// train_math: train_row_flops (the progress line's MFU), the closed form against FLOPs counted
+// matmul by matmul, token by token, for plain and grouped-query attention, with and without a
+// prefix, for the LM (every weight trains: x3) and a compressor (frozen base: x2, encoder without
+// head); and the learning-rate schedule (train_lr_at) at hand-worked steps.
 #include <math.h>
 
 #include "check.h"
-#include "compress_train.h"
+#include "train_math.h"
 
 // One token's forward FLOPs at `attended` positions: every projection as a (out x in) matmul, then
 // scores (q . k) and the weighted sum of values for every head.
@@ -30,7 +31,27 @@ static double counted(const llama_config *c, int trains_base, int enc, int dec, 
   return f * (trains_base ? 3 : 2);
 }
 
+// Peak 2, 4 warmup steps, 14 in all: warmup 0.5, 1, 1.5, 2; then 10 steps of decay.
+static void test_schedule(void) {
+  const train_lr_schedule kinds[3] = {TRAIN_LR_CONSTANT, TRAIN_LR_COSINE, TRAIN_LR_LINEAR};
+  for (int k = 0; k < 3; k++) {
+    CHECK_NEAR(train_lr_at(kinds[k], 2, 4, 0, 14), 0.5, 1e-12);
+    CHECK_NEAR(train_lr_at(kinds[k], 2, 4, 3, 14), 2.0, 1e-12);
+    CHECK_NEAR(train_lr_at(kinds[k], 2, 4, 4, 14), 2.0, 1e-12);  // decay starts from the peak
+  }
+  CHECK_NEAR(train_lr_at(TRAIN_LR_CONSTANT, 2, 4, 13, 14), 2.0, 1e-12);
+  CHECK_NEAR(train_lr_at(TRAIN_LR_COSINE, 2, 4, 9, 14), 1.0, 1e-12);   // half way: cos(pi/2)
+  CHECK_NEAR(train_lr_at(TRAIN_LR_COSINE, 2, 4, 6, 14), 1 + cos(M_PI * 0.2), 1e-12);
+  CHECK_NEAR(train_lr_at(TRAIN_LR_COSINE, 2, 4, 20, 14), 0.0, 1e-12);  // past the end: held at 0
+  CHECK_NEAR(train_lr_at(TRAIN_LR_LINEAR, 2, 4, 9, 14), 1.0, 1e-12);
+  CHECK_NEAR(train_lr_at(TRAIN_LR_LINEAR, 2, 4, 11, 14), 0.6, 1e-12);
+  CHECK_NEAR(train_lr_at(TRAIN_LR_LINEAR, 2, 4, 20, 14), 0.0, 1e-12);
+  CHECK_NEAR(train_lr_at(TRAIN_LR_COSINE, 2, 0, 0, 10), 2.0, 1e-12);   // no warmup
+  CHECK_NEAR(train_lr_at(TRAIN_LR_LINEAR, 2, 8, 8, 8), 0.0, 1e-12);    // warmup as long as the run
+}
+
 int main(void) {
+  test_schedule();
   llama_config mha = {.vocab_size = 1000, .dim = 64, .hidden_dim = 176, .n_layers = 3, .n_heads = 4,
                       .n_kv_heads = 4, .head_dim = 16};
   llama_config gqa = {.vocab_size = 128256, .dim = 4096, .hidden_dim = 14336, .n_layers = 32, .n_heads = 32,

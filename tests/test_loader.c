@@ -63,8 +63,8 @@ static loader_config base_config(loader_mode mode) {
   c.mode = mode;
   c.batch_size = 4;
   c.seq_len = 16;
-  c.pad_id = PAD;
-  c.eos_id = EOS;
+  c.tokens.pad = PAD;
+  c.tokens.eos = EOS;
   c.split = LOADER_ALL_SPLITS;
   c.shuffle = 1;
   c.seed = 1234;
@@ -279,13 +279,13 @@ static void test_pack(void) {
 }
 
 static void test_qa(void) {
-  const int32_t qp[2] = {2, 3}, ap[3] = {4, 5, 6};
+  int32_t qp[2] = {2, 3}, ap[3] = {4, 5, 6};
   loader_config cfg = base_config(LOADER_QA);
   cfg.shuffle = 0;
   cfg.seq_len = 20;
   cfg.dec_len = 14;
-  cfg.question_prefix = qp, cfg.n_question_prefix = 2;
-  cfg.answer_prefix = ap, cfg.n_answer_prefix = 3;
+  cfg.tokens.qp = qp, cfg.tokens.n_qp = 2;
+  cfg.tokens.ap = ap, cfg.tokens.n_ap = 3;
   loader *l = open_or_fail(qa_path, &cfg, NULL);
   if (!l) return;
   loader_batch b;
@@ -405,10 +405,10 @@ static void test_resume(void) {
   cfg = base_config(LOADER_PACK);
   cfg.batch_size = 3;
   check_resume(docs_path, &cfg, "pack");
-  const int32_t qp[1] = {2}, ap[1] = {4};
+  int32_t qp[1] = {2}, ap[1] = {4};
   cfg = base_config(LOADER_QA);
-  cfg.dec_len = 12, cfg.question_prefix = qp, cfg.n_question_prefix = 1;
-  cfg.answer_prefix = ap, cfg.n_answer_prefix = 1;
+  cfg.dec_len = 12, cfg.tokens.qp = qp, cfg.tokens.n_qp = 1;
+  cfg.tokens.ap = ap, cfg.tokens.n_ap = 1;
   cfg.drop_last = 1;
   check_resume(qa_path, &cfg, "qa");
 

@@ -32,7 +32,7 @@
   "compressed / full in % per metric (qa), compressor, data, split) and config.yaml (the resolved\n"          \
   "options); the table of scores goes to stdout. Scores are in [0, 100].\n"
 
-#define EVAL_INT(name, field, help) {name, CLI_INT, &o->field, .metavar = "N", .min = 1, .max = 1e9, .help = help}
+#define EVAL_INT(name, field, text) {name, CLI_INT, &o->field, .metavar = "N", .min = 1, .max = 1e9, .help = text}
 
 // ---- options ------------------------------------------------------------------------------------
 

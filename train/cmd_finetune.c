@@ -2,4 +2,4 @@
 #include "commands.h"
 #include "compress_train.h"
 
-int cmd_finetune(int argc, char **argv) { return compress_train_main(TASK_FINETUNE, argc, argv); }
+int cmd_finetune(int argc, char **argv) { return compress_train_main(TRAIN_FINETUNE, argc, argv); }

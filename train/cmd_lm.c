@@ -2,4 +2,4 @@
 #include "commands.h"
 #include "compress_train.h"
 
-int cmd_lm(int argc, char **argv) { return compress_train_main(TASK_LM, argc, argv); }
+int cmd_lm(int argc, char **argv) { return compress_train_main(TRAIN_LM, argc, argv); }

@@ -2,4 +2,4 @@
 #include "commands.h"
 #include "compress_train.h"
 
-int cmd_pretrain(int argc, char **argv) { return compress_train_main(TASK_PRETRAIN, argc, argv); }
+int cmd_pretrain(int argc, char **argv) { return compress_train_main(TRAIN_PRETRAIN, argc, argv); }

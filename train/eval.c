@@ -136,15 +136,12 @@ static int load_models(eval_run *r, pith_err *err) {
 
   r->tok = tokenizer_load(r->tok_path, err);
   if (!r->tok) return -1;
+  // The prompt pieces and special ids of training (data/task.h).
+  if (task_tokens_init(&r->tt, r->tok, r->tok_path, err)) return -1;
+  env->tokens = &r->tt;
   env->n_eos = tokenizer_eos_ids(r->tok, &env->eos);
-  if (env->n_eos < 1) return pith_fail(err, "%s: the tokenizer names no eos token", r->tok_path);
-  // As the trainer: bos falls back to eos, padding to eos.
-  env->bos = tokenizer_bos_id(r->tok) >= 0 ? tokenizer_bos_id(r->tok) : env->eos[0];
-  env->pad = tokenizer_pad_id(r->tok) >= 0 ? tokenizer_pad_id(r->tok) : env->eos[0];
-  if (env->task == EVAL_QA &&
-      (tokenizer_encode(r->tok, COMP_QA_QUESTION_PREFIX, strlen(COMP_QA_QUESTION_PREFIX), 0, &r->qp, &r->n_qp, err) ||
-       tokenizer_encode(r->tok, COMP_QA_ANSWER_PREFIX, strlen(COMP_QA_ANSWER_PREFIX), 0, &r->ap, &r->n_ap, err)))
-    return -1;
+  env->bos = r->tt.bos;
+  env->pad = r->tt.pad;
 
   const corpus_info *ci = corpus_get_info(r->corp);
   if (ingest_warn_other_tokenizer(o->data, ci, r->tok, r->tok_path, stderr, err) < 0) return -1;
@@ -212,35 +209,24 @@ void eval_close(eval_run *r) {
   tokenizer_free(r->tok);
   corpus_close(r->corp);
   free(r->items);
-  free(r->qp);
-  free(r->ap);
+  task_tokens_free(&r->tt);
   free(r->preds);
   free(r);
 }
 
 // ---- prompts ------------------------------------------------------------------------------------
-// The one place that knows the decoder's prompt format: example_prompts (the decoder prompt of a
-// record) and eval_text_prompt (a baseline's prompt). data/task.{h,c} is to take both over.
+// The layouts are data/task.h's, the trainer's: what a model is evaluated on is what it learnt.
 
-// Concatenates id arrays into dst (which must hold them all); returns the count.
-// An empty part may be NULL (memcpy must not see NULL, even for 0 bytes).
-static int concat(int32_t *dst, const int32_t *a, int na, const int32_t *b, int nb, const int32_t *c, int nc) {
-  if (na) memcpy(dst, a, sizeof *a * (size_t)na);
-  if (nb) memcpy(dst + na, b, sizeof *b * (size_t)nb);
-  if (nc) memcpy(dst + na + nb, c, sizeof *c * (size_t)nc);
-  return na + nb + nc;
-}
+static task_kind kind_of(eval_task t) { return t == EVAL_QA ? TASK_QA : TASK_REGEN; }
 
-// The decoder prompt of training (loader.c's QA row up to the answer: "Question: {q} Answer: ";
-// regen: [bos]) into ex; *dp is malloc'd (the caller frees it after the example).
-static int example_prompts(const eval_run *r, const corpus_record *rec, eval_example *ex, int32_t **dp,
-                           pith_err *err) {
-  int qa = r->env.task == EVAL_QA;
-  int n = qa ? (int)(r->n_qp + rec->question.n_tokens + r->n_ap) : 1;
+// The decoder prompt of training ("Question: {q} Answer: "; regen: [bos]) into ex; *dp is
+// malloc'd (the caller frees it after the example).
+static int example_prompts(const eval_run *r, eval_example *ex, int32_t **dp, pith_err *err) {
+  task_kind kind = kind_of(r->env.task);
+  int n = task_decoder_prompt_len(&r->tt, kind, ex->n_question_ids);
   if (!(*dp = malloc(sizeof(int32_t) * (size_t)n))) return pith_fail(err, "out of memory");
-  if (qa) concat(*dp, r->qp, (int)r->n_qp, rec->question.tokens, (int)rec->question.n_tokens, r->ap, (int)r->n_ap);
-  else (*dp)[0] = r->env.bos;
-  ex->decoder_prompt = *dp, ex->n_decoder_prompt = n;
+  ex->n_decoder_prompt = task_decoder_prompt(&r->tt, kind, ex->question_ids, ex->n_question_ids, *dp);
+  ex->decoder_prompt = *dp;
   return 0;
 }
 
@@ -248,14 +234,13 @@ int eval_text_prompt(const eval_env *env, const eval_example *ex, int part, int3
   *ids = malloc(sizeof(int32_t) * (size_t)(1 + ex->n_context + ex->n_decoder_prompt));
   if (!*ids) return pith_fail(err, "out of memory");
   if (part == EVAL_NO_CONTEXT) {
-    *n = concat(*ids, ex->decoder_prompt, ex->n_decoder_prompt, NULL, 0, NULL, 0);
+    memcpy(*ids, ex->decoder_prompt, sizeof(int32_t) * (size_t)ex->n_decoder_prompt);
+    *n = ex->n_decoder_prompt;
     return 0;
   }
   if (part > ex->n_context) part = ex->n_context;
-  int lead = ex->n_context > 0 && ex->context[0] == env->bos ? 0 : 1;
-  // regen: the decoder prompt is [bos], which the lead already is.
-  int n_dp = env->task == EVAL_QA ? ex->n_decoder_prompt : 0;
-  *n = concat(*ids, &env->bos, lead, ex->context, part, ex->decoder_prompt, n_dp);
+  *n = task_baseline_prompt(env->tokens, kind_of(env->task), ex->context, ex->n_context, part, ex->question_ids,
+                            ex->n_question_ids, *ids);
   return 0;
 }
 
@@ -288,7 +273,11 @@ int eval_system_run(const eval_env *env, const eval_system *sys, void *state, co
   if (!rc && env->verify && sys->check) rc = sys->check(state, env, x, g, n, err);
   if (!rc && n > 0 && is_eos(env, g[n - 1])) n--;
   if (!rc && !(*gen = malloc(sizeof(int32_t) * (size_t)(x->n_echo + n + 1)))) rc = pith_fail(err, "out of memory");
-  if (!rc) *n_gen = concat(*gen, x->echo, x->n_echo, g, n, NULL, 0);
+  if (!rc) {  // the echo, then the generated ids (memcpy must not see NULL, even for 0 bytes)
+    if (x->n_echo) memcpy(*gen, x->echo, sizeof(int32_t) * (size_t)x->n_echo);
+    if (n) memcpy(*gen + x->n_echo, g, sizeof(int32_t) * (size_t)n);
+    *n_gen = x->n_echo + n;
+  }
   free(g);
   if (!in) eval_input_free(&local);
   return rc;
@@ -314,14 +303,15 @@ static int eval_record(eval_run *r, corpus_record *rec, pith_err *err) {
   const corpus_field *ctx = qa ? &rec->context : &rec->doc;
   eval_example ex = {.index = rec->index, .id = rec->id, .context = ctx->tokens,
                      .n_context = (int)(ctx->n_tokens < r->env.cutoff ? ctx->n_tokens : r->env.cutoff),
-                     .question = qa ? rec->question.text : NULL, .n_golds = qa ? rec->n_answers : 0};
+                     .question = qa ? rec->question.text : NULL, .question_ids = qa ? rec->question.tokens : NULL,
+                     .n_question_ids = qa ? (int)rec->question.n_tokens : 0, .n_golds = qa ? rec->n_answers : 0};
   int32_t *dp = NULL;
   const char **golds = malloc(sizeof(char *) * (size_t)(rec->n_answers + 1));
   if (!golds) return pith_fail(err, "out of memory");
   for (int i = 0; i < rec->n_answers; i++) golds[i] = rec->answers[i].text;
   ex.golds = golds;
   char *reference = NULL;
-  int rc = example_prompts(r, rec, &ex, &dp, err);
+  int rc = example_prompts(r, &ex, &dp, err);
   if (!rc && !qa && !(reference = decode(r, ex.context, ex.n_context, err))) rc = -1;
   ex.reference = reference;
 

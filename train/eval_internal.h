@@ -8,6 +8,7 @@
 #include "eval.h"
 #include "export.h"
 #include "metrics.h"
+#include "task.h"
 #include "tokenizer.h"
 
 #define EVAL_PATH_MAX 4096
@@ -35,8 +36,7 @@ struct eval_run {
   void *state[EVAL_MAX_SYSTEMS];  // what its init made
   tokenizer *tok;
   llama_model *model;
-  int32_t *qp, *ap;  // the ids of "Question: " and " Answer: ", encoded as open_loader does
-  size_t n_qp, n_ap;
+  task_tokens tt;  // the prompt pieces and special ids, as the trainer's (data/task.h)
   eval_scores sc[EVAL_MAX_SYSTEMS];
   char *preds;  // predictions.jsonl so far
   size_t preds_len, preds_cap;

@@ -18,6 +18,7 @@
 
 #include "base.h"
 #include "llama.h"
+#include "task.h"
 
 typedef enum { EVAL_QA, EVAL_REGEN } eval_task;
 
@@ -25,7 +26,8 @@ typedef enum { EVAL_QA, EVAL_REGEN } eval_task;
 typedef struct {
   eval_task task;
   const llama_model *model;  // the frozen base model (no LoRA)
-  int32_t bos, pad;          // the tokenizer's, falling back to eos as the trainer does
+  const task_tokens *tokens;  // the prompt pieces and special ids of training (data/task.h)
+  int32_t bos, pad;          // tokens->bos and ->pad: the tokenizer's, falling back to eos
   const int32_t *eos;        // (n_eos) ids that stop generation
   int n_eos;
   int k;                   // the compressed prefix's length in tokens: the truncated baseline's budget
@@ -42,6 +44,8 @@ typedef struct {
   const int32_t *context;         // (n_context) the context (qa) or document (regen), cut to cutoff
   int n_context;
   const char *question;           // qa: the question's text; regen: NULL
+  const int32_t *question_ids;    // (n_question_ids) qa: the question's tokens; regen: NULL
+  int n_question_ids;
   const int32_t *decoder_prompt;  // (n_decoder_prompt) qa: "Question: {q} Answer: "; regen: [bos]
   int n_decoder_prompt;
   const char *const *golds;       // (n_golds) qa: the gold answers

@@ -1,0 +1,138 @@
+// train_args: the trainers' schemas and their typed reading (see train_args.h).
+#include "train_args.h"
+
+#include <string.h>
+
+// Keys every driver reads.
+static const rc_key COMMON_KEYS[] = {
+    {"tokenizer", RC_STRING, "", "tokenizer file or folder (default: the model folder)"},
+    {"output_dir", RC_STRING, "", "run folder (default runs/RUN_NAME)"},
+    {"per_device_train_batch_size", RC_INT, "4", "examples per micro-batch"},
+    {"gradient_accumulation_steps", RC_INT, "1", "micro-batches per optimizer step"},
+    {"learning_rate", RC_FLOAT, "1e-4", "peak learning rate"},
+    {"weight_decay", RC_FLOAT, "0", "AdamW decoupled weight decay"},
+    {"adam_beta1", RC_FLOAT, "0.9", ""},
+    {"adam_beta2", RC_FLOAT, "0.999", ""},
+    {"adam_epsilon", RC_FLOAT, "1e-8", ""},
+    {"lr_scheduler_type", RC_STRING, "constant", "constant | cosine | linear (after warmup)"},
+    {"warmup_steps", RC_INT, "300", "linear warmup steps"},
+    {"num_train_epochs", RC_FLOAT, "3", "epochs over the train split (when max_steps <= 0)"},
+    {"max_steps", RC_INT, "-1", "optimizer steps; overrides num_train_epochs when > 0"},
+    {"max_grad_norm", RC_FLOAT, "1.0", "gradient clipping (0: off)"},
+    {"seed", RC_INT, "42", "initialisation, shuffling and dropout"},
+    {"logging_steps", RC_INT, "10", "metrics every N steps"},
+    {"eval_steps", RC_INT, "0", "validation loss every N steps (0: at the end only)"},
+    {"eval_batches", RC_INT, "8", "validation batches per evaluation"},
+    {"save_steps", RC_INT, "500", "checkpoint every N steps (and at the end)"},
+    {"save_total_limit", RC_INT, "3", "checkpoints kept (0: all)"},
+    {"bf16", RC_BOOL, "false",
+     "CUDA: the frozen model in bf16, computing in bf16, the trainable weights and optimizer in f32; CPU "
+     "runs in f32; pith lm refuses it (it trains every weight)"},
+    {"device", RC_STRING, "cpu", "cpu | cuda | cuda:N"},
+    {"threads", RC_INT, "0", "CPU threads (0: libtorch's default)"},
+    {"nan_policy", RC_STRING, "stop", "a NaN/Inf loss or gradient: stop | skip (the step)"},
+    {"peak_tflops", RC_FLOAT, "0",
+     "the device's peak TFLOP/s at the compute dtype, for MFU in the progress line (0: no MFU); e.g. 989 "
+     "for an H100 SXM in bf16"},
+};
+
+// pretrain / finetune: a compressor over a frozen model.
+static const rc_key COMPRESS_KEYS[] = {
+    {"model_name_or_path", RC_STRING, NULL, "Hugging Face model folder of the frozen LLM"},
+    {"train_file", RC_STRING, NULL, "corpus (HDF5, from pith data ingest): documents to pretrain, QA to finetune"},
+    {"run_name", RC_STRING, "compress", "name of the run"},
+    {"method", RC_STRING, "500x", "500x | icae"},
+    {"num_compress_tokens", RC_INT, "16", "k: compress (memory) tokens"},
+    {"position_policy", RC_STRING, "consistent", "500x key positions: reference (as the paper's code) | consistent"},
+    {"cutoff_len", RC_INT, "500", "context tokens per example (cut or padded)"},
+    {"max_target_len", RC_INT, "64", "finetune: decoder tokens (question prompt + answer + eos)"},
+    {"lora_rank", RC_INT, "64", ""},
+    {"lora_alpha", RC_FLOAT, "32", ""},
+    {"lora_dropout", RC_FLOAT, "0.05", ""},
+    {"lora_target", RC_STRING, "q_proj,v_proj", "projections to adapt (PEFT names) or all"},
+    {"init_from", RC_STRING, "", "finetune: a pretrain run folder or checkpoint folder to start from"},
+};
+
+// lm: the base model itself, every weight.
+static const rc_key LM_KEYS[] = {
+    {"model_name_or_path", RC_STRING, "", "model folder to continue training (or set model_config)"},
+    {"model_config", RC_STRING, "", "a config.json: start from random weights of this shape instead"},
+    {"train_file", RC_STRING, NULL,
+     "corpus (HDF5): documents ([bos] text eos) or QA ([bos] context Question: q Answer: a eos)"},
+    {"run_name", RC_STRING, "lm", "name of the run"},
+    {"cutoff_len", RC_INT, "512", "documents: tokens per row; QA: context tokens"},
+    {"max_target_len", RC_INT, "64", "QA: question prompt + answer + eos tokens"},
+    {"answer_loss_weight", RC_FLOAT, "1",
+     "QA: weight of the answer and eos tokens in the loss (others 1); > 1 speeds up learning to answer"},
+};
+
+static void add_keys(rc_key *out, int *n, const rc_key *keys, size_t count) {
+  for (size_t i = 0; i < count; i++) out[(*n)++] = keys[i];
+}
+
+int train_args_schema(train_task task, rc_key *out) {
+  int n = 0;
+  if (task == TRAIN_LM) add_keys(out, &n, LM_KEYS, sizeof LM_KEYS / sizeof LM_KEYS[0]);
+  else add_keys(out, &n, COMPRESS_KEYS, sizeof COMPRESS_KEYS / sizeof COMPRESS_KEYS[0]);
+  add_keys(out, &n, COMMON_KEYS, sizeof COMMON_KEYS / sizeof COMMON_KEYS[0]);
+  return n;
+}
+
+int train_args_read(train_args *a, train_task task, const run_config *c, pith_err *err) {
+  memset(a, 0, sizeof *a);
+  a->task = task;
+  a->tokenizer = run_config_str(c, "tokenizer");
+  a->output_dir = run_config_str(c, "output_dir");
+  a->per_device_train_batch_size = (int)run_config_int(c, "per_device_train_batch_size");
+  a->gradient_accumulation_steps = (int)run_config_int(c, "gradient_accumulation_steps");
+  a->learning_rate = run_config_float(c, "learning_rate");
+  a->weight_decay = run_config_float(c, "weight_decay");
+  a->adam_beta1 = run_config_float(c, "adam_beta1");
+  a->adam_beta2 = run_config_float(c, "adam_beta2");
+  a->adam_epsilon = run_config_float(c, "adam_epsilon");
+  const char *sched = run_config_str(c, "lr_scheduler_type");  // anything else: constant
+  a->lr_scheduler_type = !strcmp(sched, "cosine")   ? TRAIN_LR_COSINE
+                         : !strcmp(sched, "linear") ? TRAIN_LR_LINEAR
+                                                    : TRAIN_LR_CONSTANT;
+  a->warmup_steps = run_config_int(c, "warmup_steps");
+  a->num_train_epochs = run_config_float(c, "num_train_epochs");
+  a->max_steps = run_config_int(c, "max_steps");
+  a->max_grad_norm = run_config_float(c, "max_grad_norm");
+  a->seed = (uint64_t)run_config_int(c, "seed");
+  a->logging_steps = run_config_int(c, "logging_steps");
+  a->eval_steps = run_config_int(c, "eval_steps");
+  a->eval_batches = (int)run_config_int(c, "eval_batches");
+  a->save_steps = run_config_int(c, "save_steps");
+  a->save_total_limit = (int)run_config_int(c, "save_total_limit");
+  a->bf16 = run_config_bool(c, "bf16");
+  a->threads = (int)run_config_int(c, "threads");
+  a->nan_skip = !strcmp(run_config_str(c, "nan_policy"), "skip");  // anything else: stop
+  a->peak_tflops = run_config_float(c, "peak_tflops");
+  a->model_name_or_path = run_config_str(c, "model_name_or_path");
+  a->train_file = run_config_str(c, "train_file");
+  a->run_name = run_config_str(c, "run_name");
+  a->cutoff_len = (int)run_config_int(c, "cutoff_len");
+  a->max_target_len = (int)run_config_int(c, "max_target_len");
+  if (pt_device_parse(run_config_str(c, "device"), &a->device)) return pith_fail(err, "device %s", pt_error());
+  if (task == TRAIN_LM) {
+    a->model_config = run_config_str(c, "model_config");
+    a->answer_loss_weight = run_config_float(c, "answer_loss_weight");
+    return 0;
+  }
+  a->model_config = "";
+  a->answer_loss_weight = 1;
+  const char *method = run_config_str(c, "method"), *pos = run_config_str(c, "position_policy");
+  if (!strcmp(method, "500x")) a->method = COMP_500X;
+  else if (!strcmp(method, "icae")) a->method = COMP_ICAE;
+  else return pith_fail(err, "method: '%s' is not 500x or icae", method);
+  if (!strcmp(pos, "reference")) a->position_policy = COMP_POS_REFERENCE;
+  else if (!strcmp(pos, "consistent")) a->position_policy = COMP_POS_CONSISTENT;
+  else return pith_fail(err, "position_policy: '%s' is not reference or consistent", pos);
+  a->num_compress_tokens = (int)run_config_int(c, "num_compress_tokens");
+  a->lora_rank = (int)run_config_int(c, "lora_rank");
+  a->lora_alpha = run_config_float(c, "lora_alpha");
+  a->lora_dropout = run_config_float(c, "lora_dropout");
+  a->lora_target = run_config_str(c, "lora_target");
+  a->init_from = run_config_str(c, "init_from");
+  return 0;
+}

@@ -1,0 +1,66 @@
+// train_args: the keys of `pith pretrain`, `pith finetune` and `pith lm` (their run_config schemas)
+// and a typed struct holding every one of them, filled once after run_config_resolve, so the
+// trainer reads fields rather than looking keys up by name. Field names are the key names.
+#ifndef PITH_TRAIN_ARGS_H
+#define PITH_TRAIN_ARGS_H
+
+#include <stdint.h>
+
+#include "compressor.h"
+#include "run_config.h"
+
+typedef enum { TRAIN_PRETRAIN, TRAIN_FINETUNE, TRAIN_LM } train_task;
+
+typedef enum { TRAIN_LR_CONSTANT, TRAIN_LR_COSINE, TRAIN_LR_LINEAR } train_lr_schedule;
+
+#define TRAIN_ARGS_MAX_KEYS 64
+
+// Strings point into the run_config they were read from (valid until it is resolved again or freed).
+typedef struct {
+  train_task task;
+  // Every driver.
+  const char *tokenizer;               // "" = the model folder
+  const char *output_dir;              // "" = runs/RUN_NAME
+  int per_device_train_batch_size;
+  int gradient_accumulation_steps;
+  double learning_rate, weight_decay, adam_beta1, adam_beta2, adam_epsilon;
+  train_lr_schedule lr_scheduler_type;  // after warmup
+  int64_t warmup_steps;
+  double num_train_epochs;
+  int64_t max_steps;                   // <= 0: from num_train_epochs
+  double max_grad_norm;
+  uint64_t seed;
+  int64_t logging_steps, eval_steps;
+  int eval_batches;
+  int64_t save_steps;
+  int save_total_limit;
+  int bf16;
+  pt_device device;
+  int threads;
+  int nan_skip;                        // nan_policy: 1 = skip, 0 = stop
+  double peak_tflops;
+  // pretrain / finetune, and lm where it says so.
+  const char *model_name_or_path;      // lm: "" when model_config is set
+  const char *train_file;              // lm too
+  const char *run_name;                // lm too
+  comp_method method;
+  int num_compress_tokens;
+  comp_position_policy position_policy;
+  int cutoff_len;                      // lm too
+  int max_target_len;                  // lm too
+  int lora_rank;
+  double lora_alpha, lora_dropout;
+  const char *lora_target;
+  const char *init_from;
+  // lm only.
+  const char *model_config;
+  double answer_loss_weight;
+} train_args;
+
+// The schema of task into out (TRAIN_ARGS_MAX_KEYS); returns the number of keys.
+int train_args_schema(train_task task, rc_key *out);
+// Read a resolved config (of train_args_schema(task)). Errors: a method, position_policy or
+// device that is not one of the names pith knows.
+int train_args_read(train_args *a, train_task task, const run_config *c, pith_err *err);
+
+#endif

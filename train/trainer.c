@@ -1,0 +1,468 @@
+// trainer: setup, the training loop, validation and checkpoints of one run (see trainer.h).
+// Compressors (pretrain, finetune) train the LoRA, compress embeddings (and AE token) over a frozen
+// model; `pith lm` trains every weight of the base model.
+#include "trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "compressor.h"
+#include "hf_folder.h"
+#include "ingest.h"
+#include "loader.h"
+#include "task.h"
+#include "tokenizer.h"
+#include "train_batch.h"
+#include "train_math.h"
+#include "train_state.h"
+
+static volatile sig_atomic_t g_stop_signal = 0;
+static void on_signal(int sig) { g_stop_signal = sig; }
+
+typedef struct {
+  const train_args *a;
+  const run_config *cfg;  // recorded in every checkpoint
+  const char *run_dir;
+  tokenizer *tok;
+  task_tokens tt;         // bos, eos, pad and the QA prompt
+  llama_model *model;
+  compressor *comp;       // NULL for pith lm
+  loader *train;
+  pt_tensor **params;     // (n_params) the trainable tensors
+  char **names;           // (n_params) their checkpoint names
+  int n_params, cap_params;
+  pt_adamw *opt;
+  pt_gen *dropout_gen;
+  corpus_kind data_kind;  // of train_file
+  FILE *metrics;
+  int tty;
+} trainer;
+
+static train_batch_kind batch_kind(const trainer *t) {
+  if (t->a->task == TRAIN_FINETUNE) return TRAIN_BATCH_QA;
+  return t->a->task == TRAIN_LM && t->data_kind == CORPUS_QA ? TRAIN_BATCH_LM_QA : TRAIN_BATCH_REGEN;
+}
+
+static loader *open_loader(const trainer *t, int split, const loader_cursor *resume, pith_err *err) {
+  loader_config lc = {0};
+  lc.mode = t->data_kind == CORPUS_QA ? LOADER_QA : LOADER_CUT;
+  lc.batch_size = t->a->per_device_train_batch_size;
+  lc.seq_len = t->a->cutoff_len;
+  lc.dec_len = t->a->max_target_len;
+  lc.tokens = t->tt;
+  lc.split = split;
+  lc.shuffle = split == CORPUS_SPLIT_TRAIN;
+  lc.seed = t->a->seed;
+  lc.drop_last = split == CORPUS_SPLIT_TRAIN;
+  return loader_open(t->a->train_file, &lc, resume, err);
+}
+
+// Mean next-token cross-entropy of the model alone (no compressor) over the batch's targets;
+// with weights (one per target, flattened), the weighted mean sum(w * ce) / sum(w).
+static pt_tensor *lm_loss(const llama_model *m, const comp_batch *b, const pt_tensor *weights, pith_err *err) {
+  llama_inputs in = {.ids = b->dec_ids, .mask = b->dec_mask};
+  llama_outputs out;
+  if (llama_forward(m, &in, &out, err)) return NULL;
+  pt_tensor *logits = pt_reshape(pt_to_dtype(out.logits, PT_F32), PT_SHAPE(-1, m->cfg.vocab_size));
+  pt_tensor *targets = pt_reshape(b->dec_targets, PT_SHAPE(-1));
+  pt_tensor *loss = !weights ? pt_cross_entropy(logits, targets, TASK_NO_TARGET, PT_REDUCE_MEAN)
+                    : pt_div(pt_sum(pt_mul(pt_cross_entropy(logits, targets, TASK_NO_TARGET, PT_REDUCE_NONE), weights)),
+                             pt_sum(weights));
+  if (!loss) pith_fail(err, "loss: %s", pt_error());
+  return loss;
+}
+
+// The loss of one batch (in the current scope): the compressor's (with_prefix), else the model's alone.
+static pt_tensor *batch_loss(const trainer *t, const loader_batch *lb, int with_prefix, pt_gen *dropout_gen,
+                             comp_batch *b, pith_err *err) {
+  pt_tensor *weights;
+  if (train_batch_tensors(batch_kind(t), &t->tt, lb, t->a->answer_loss_weight, t->model->device, b, &weights, err))
+    return NULL;
+  return with_prefix ? comp_loss(t->comp, b, dropout_gen, err) : lm_loss(t->model, b, weights, err);
+}
+
+// Mean loss over up to eval_batches validation batches; with_prefix 0 gives the decoder alone.
+static double evaluate(trainer *t, int with_prefix, pith_err *err) {
+  loader *l = open_loader(t, CORPUS_SPLIT_VAL, NULL, err);
+  if (!l) return NAN;
+  int was = pt_set_grad_enabled(0);
+  double total = 0;
+  int n = 0;
+  loader_batch lb;
+  while (n < t->a->eval_batches && loader_next(l, &lb, err) == 1) {
+    pt_scope s = pt_scope_begin();
+    comp_batch b;
+    pt_tensor *loss = batch_loss(t, &lb, with_prefix, NULL, &b, err);
+    double v = loss ? pt_item(loss) : NAN;
+    pt_scope_end(s);
+    if (isnan(v)) break;
+    total += v;
+    n++;
+  }
+  pt_set_grad_enabled(was);
+  loader_close(l);
+  return n ? total / n : NAN;
+}
+
+static int save_checkpoint(trainer *t, int64_t step, double loss, pith_err *err) {
+  char cursor[LOADER_CURSOR_MAX], metrics[128];
+  loader_cursor cur = loader_tell(t->train);
+  loader_cursor_format(&cur, cursor, sizeof cursor);
+  snprintf(metrics, sizeof metrics, "{\"loss\": %.6f}", loss);
+  size_t rng_len = pt_gen_get_state(t->dropout_gen, NULL, 0);
+  void *rng = malloc(rng_len);
+  pt_gen_get_state(t->dropout_gen, rng, rng_len);
+  char *yaml = run_config_yaml(t->cfg);
+  train_state st = {t->n_params, t->params, (const char *const *)t->names, t->opt, step, cursor, rng, rng_len, yaml, metrics, NULL};
+  int rc = train_state_save(t->run_dir, &st, t->a->save_total_limit, err);
+  free(rng);
+  free(yaml);
+  return rc;
+}
+
+// Append a trainable tensor and its checkpoint name.
+static int add_param(trainer *t, pt_tensor *p, const char *name) {
+  if (t->n_params == t->cap_params) {
+    int cap = t->cap_params ? 2 * t->cap_params : 64;
+    pt_tensor **params = realloc(t->params, sizeof *params * (size_t)cap);
+    if (params) t->params = params;
+    char **names = realloc(t->names, sizeof *names * (size_t)cap);
+    if (names) t->names = names;
+    if (!params || !names) return -1;
+    t->cap_params = cap;
+  }
+  char *copy = strdup(name);
+  if (!copy) return -1;
+  t->params[t->n_params] = p;
+  t->names[t->n_params++] = copy;
+  return 0;
+}
+
+// The compressor's trainable tensors under its checkpoint names.
+static int compressor_params(trainer *t, pith_err *err) {
+  int n = comp_params(t->comp, NULL, 0);
+  pt_tensor **params = malloc(sizeof *params * (size_t)(n > 0 ? n : 1));
+  if (!params) return pith_fail(err, "parameters: out of memory");
+  comp_params(t->comp, params, n);
+  char name[128];
+  int rc = 0;
+  for (int i = 0; i < n && !rc; i++)
+    rc = comp_param_name(t->comp, i, name, sizeof name) || add_param(t, params[i], name);
+  free(params);
+  return rc ? pith_fail(err, "parameters: out of memory") : 0;
+}
+
+// Every weight of the model becomes a trainable parameter under its Hugging Face name.
+static int lm_param(const char *name, pt_tensor **slot, pt_shape shape, void *vctx) {
+  (void)shape;
+  trainer *t = vctx;
+  if (pt_set_requires_grad(*slot, 1)) return -1;
+  return add_param(t, *slot, name);
+}
+
+// The LM: a model folder to continue, or random weights shaped by model_config (a config.json).
+static int setup_lm(trainer *t, pt_dtype dtype, pith_err *err) {
+  const train_args *a = t->a;
+  if (!*a->model_name_or_path == !*a->model_config)
+    return pith_fail(err, "set exactly one of model_name_or_path and model_config");
+  if (*a->model_config) {
+    llama_config mc;
+    if (hf_config_load(a->model_config, &mc, err)) return -1;
+    if (mc.vocab_size < tokenizer_vocab_size(t->tok))
+      return pith_fail(err, "%s: vocab_size %d is smaller than the tokenizer's %d", a->model_config, mc.vocab_size,
+                       tokenizer_vocab_size(t->tok));
+    t->model = llama_new_random(&mc, a->seed, dtype, a->device, err);
+  } else {
+    t->model = hf_model_load(a->model_name_or_path, dtype, a->device, err);
+  }
+  if (!t->model) return -1;
+  if (llama_visit_weights(t->model, lm_param, t)) return pith_fail(err, "parameters: %s", pt_error());
+  return 0;
+}
+
+// The corpus's ids come from a tokenizer of data_vocab tokens, and the trainer adds the tokenizer's
+// bos, eos and pad: the model must have an embedding for each.
+static int check_vocab(const trainer *t, int64_t data_vocab, pith_err *err) {
+  int V = t->model->cfg.vocab_size;
+  if (data_vocab > V)
+    return pith_fail(err, "%s: token ids up to %lld, but the model has %d tokens (another tokenizer?)",
+                     t->a->train_file, (long long)data_vocab - 1, V);
+  int32_t special[3] = {t->tt.bos, t->tt.eos, t->tt.pad};
+  const char *names[3] = {"bos", "eos", "pad"};
+  for (int i = 0; i < 3; i++)
+    if (special[i] >= V)
+      return pith_fail(err, "the tokenizer's %s id %d is beyond the model's %d tokens (another tokenizer?)", names[i],
+                       special[i], V);
+  return 0;
+}
+
+// The compressor over a frozen model.
+static int setup_compressor(trainer *t, pt_dtype dtype, int64_t data_vocab, pith_err *err) {
+  const train_args *a = t->a;
+  t->model = hf_model_load(a->model_name_or_path, dtype, a->device, err);
+  if (!t->model || check_vocab(t, data_vocab, err)) return -1;
+  comp_config cc = {.method = a->method, .k = a->num_compress_tokens, .positions = a->position_policy,
+                    .ae_token = a->task == TRAIN_PRETRAIN};
+  lora_config lc = {a->lora_rank, a->lora_alpha, a->lora_dropout, 0};
+  if (lora_parse_targets(a->lora_target, &lc.targets, err)) return -1;
+  t->comp = comp_new(t->model, cc, lc, a->seed, err);
+  return !t->comp || compressor_params(t, err) ? -1 : 0;
+}
+
+// init_from: start from a pretrained compressor's weights (not its optimizer).
+static int init_from(trainer *t, pith_err *err) {
+  char ckpt[2048];
+  int found = train_state_latest(t->a->init_from, ckpt, sizeof ckpt, err);
+  if (found < 0) return -1;
+  const char *from = found == 0 ? ckpt : t->a->init_from;
+  int64_t step;
+  char *cursor = NULL;
+  void *rng = NULL;
+  size_t rng_len = 0;
+  int rc = train_state_load(from, t->params, (const char *const *)t->names, t->n_params, NULL, &step, &cursor, &rng,
+                            &rng_len, err);
+  free(cursor);
+  free(rng);
+  if (rc) return -1;
+  printf("init_from %s (step %lld)\n", from, (long long)step);
+  return 0;
+}
+
+static int setup(trainer *t, int resume, pith_err *err) {
+  const train_args *a = t->a;
+  const char *tok_path = *a->tokenizer ? a->tokenizer : a->model_name_or_path;
+  if (!*tok_path) return pith_fail(err, "tokenizer: not set (and no model_name_or_path to take it from)");
+  if (a->threads > 0) pt_set_num_threads(a->threads);
+  pt_dtype dtype = a->bf16 && a->device != PT_CPU ? PT_BF16 : PT_F32;
+  // pith lm's parameters are the model's own weights, which would then be bf16 with no f32 copy.
+  if (a->task == TRAIN_LM && a->bf16)
+    return pith_fail(err, "bf16: pith lm trains every weight of the model and keeps them in f32; bf16 is for "
+                          "pretrain and finetune (a frozen bf16 model under f32 LoRA and compress weights)");
+
+  t->tok = tokenizer_load(tok_path, err);
+  if (!t->tok || task_tokens_init(&t->tt, t->tok, tok_path, err)) return -1;
+  corpus *data = corpus_open(a->train_file, err);
+  if (!data) return -1;
+  t->data_kind = corpus_get_info(data)->kind;
+  int64_t data_vocab = corpus_get_info(data)->vocab_size;
+  int warned = ingest_warn_other_tokenizer(a->train_file, corpus_get_info(data), t->tok, tok_path, stderr, err);
+  corpus_close(data);
+  if (warned < 0) return -1;
+  if (a->task != TRAIN_LM && t->data_kind != (a->task == TRAIN_PRETRAIN ? CORPUS_DOCUMENTS : CORPUS_QA))
+    return pith_fail(err, "%s: a %s corpus; %s needs %s", a->train_file, corpus_kind_name(t->data_kind),
+                     a->task == TRAIN_PRETRAIN ? "pretrain" : "finetune",
+                     a->task == TRAIN_PRETRAIN ? "documents" : "qa");
+  pt_adamw_config oc = {a->learning_rate, a->adam_beta1, a->adam_beta2, a->adam_epsilon, a->weight_decay};
+  t->dropout_gen = pt_gen_new(a->seed + 7, a->device);  // where the dropout masks are drawn
+  if (a->task == TRAIN_LM) {
+    if (setup_lm(t, dtype, err) || check_vocab(t, data_vocab, err)) return -1;
+  } else if (setup_compressor(t, dtype, data_vocab, err)) {
+    return -1;
+  }
+  t->opt = pt_adamw_new(t->params, t->n_params, oc);
+  if (!t->opt || !t->dropout_gen) return pith_fail(err, "optimizer: %s", pt_error());
+  return t->comp && *a->init_from && !resume ? init_from(t, err) : 0;
+}
+
+// The newest complete checkpoint of the run: weights, optimizer, dropout generator; *cursor gets
+// the loader's position and *step the steps done.
+static int load_resume(trainer *t, int64_t *step, loader_cursor *cursor, pith_err *err) {
+  char ckpt[2048];
+  int found = train_state_latest(t->run_dir, ckpt, sizeof ckpt, err);
+  if (found < 0) return -1;
+  if (found == 1) return pith_fail(err, "%s: no complete checkpoint to resume from", t->run_dir);
+  char *cur = NULL;
+  void *rng = NULL;
+  size_t rng_len = 0;
+  if (train_state_load(ckpt, t->params, (const char *const *)t->names, t->n_params, t->opt, step, &cur, &rng, &rng_len,
+                       err))
+    return -1;
+  int bad = (cur && loader_cursor_parse(cur, cursor, err)) || (rng && pt_gen_set_state(t->dropout_gen, rng, rng_len));
+  free(cur);
+  free(rng);
+  if (bad) return -1;
+  printf("resuming %s at step %lld\n", ckpt, (long long)*step);
+  return 0;
+}
+
+// mfu < 0: not known (no peak_tflops). eta in seconds.
+static void log_line(trainer *t, int64_t step, int64_t total, double loss, double gnorm, double lr, double tok_s,
+                     double mfu, double eta, int final) {
+  char line[256], mfu_s[32] = "";
+  if (mfu >= 0) snprintf(mfu_s, sizeof mfu_s, "  MFU %.1f%%", 100 * mfu);
+  snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s%s  ETA %02d:%02d",
+           (long long)step, (long long)total, loss, gnorm, lr, tok_s, mfu_s, (int)(eta / 60), (int)eta % 60);
+  if (t->tty) {
+    printf("\r%-100s", line);
+    if (final) printf("\n");
+  } else {
+    printf("%s\n", line);
+  }
+  fflush(stdout);
+}
+
+// Model FLOPs of a training batch of B rows: the LM reads its rows; a compressor's encoder reads
+// the text and k compress tokens, and its decoder attends to k prefix K/V (500x) or reads k memory
+// states and the AE token, if any, as inputs (ICAE).
+static double batch_flops(const trainer *t, int B, double enc, double dec) {
+  if (!t->comp) return (double)B * train_row_flops(&t->model->cfg, 1, 0, dec, 0);
+  const comp_config *cc = &t->comp->cfg;
+  double k = cc->k, icae_in = cc->method == COMP_ICAE ? k + (cc->ae_token ? 1 : 0) : 0;
+  return (double)B * train_row_flops(&t->model->cfg, 0, enc + k, dec + icae_in, icae_in ? 0 : k);
+}
+
+// One optimizer step's micro-batches, forward and backward: *loss the mean loss, *tokens and
+// *flops what they read and cost.
+static int micro_batches(trainer *t, double *loss, double *tokens, double *flops, pith_err *err) {
+  int accum = t->a->gradient_accumulation_steps;
+  *loss = 0;
+  for (int micro = 0; micro < accum; micro++) {
+    loader_batch lb;
+    int got = loader_next(t->train, &lb, err);
+    if (got == 0) got = loader_next(t->train, &lb, err);  // the next epoch
+    if (got != 1) return got < 0 ? -1 : pith_fail(err, "loader: no batch");
+    pt_scope s = pt_scope_begin();
+    comp_batch b;
+    pt_tensor *l = batch_loss(t, &lb, t->comp != NULL, t->dropout_gen, &b, err);
+    if (!l) return -1;
+    *loss += pt_item(l) / accum;
+    if (pt_backward(pt_mul_scalar(l, 1.0 / accum))) return pith_fail(err, "backward: %s", pt_error());
+    double enc = t->comp ? (double)pt_size(b.text_ids, 1) : 0, dec = (double)pt_size(b.dec_ids, 1);  // LM: rows only
+    *tokens += (double)lb.B * (enc + dec);
+    *flops += batch_flops(t, lb.B, enc, dec);
+    pt_scope_end(s);
+  }
+  return 0;
+}
+
+// After the last step: validation, and for the LM the model folder.
+static int finish(trainer *t, int64_t step, pith_err *err) {
+  if (!t->comp) {
+    double v = evaluate(t, 0, err);
+    printf("validation loss: %.4f\n", v);
+    fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)step, v);
+    char dir[2304];  // RUN/model: every other command can take it as model_name_or_path
+    snprintf(dir, sizeof dir, "%s/model", t->run_dir);
+    if (hf_model_save_with_tokenizer(t->model, t->tok, dir, err)) return -1;
+    printf("model saved: %s\n", dir);
+    return 0;
+  }
+  double with = evaluate(t, 1, err), without = evaluate(t, 0, err);
+  printf("validation loss: %.4f with the compressed prefix, %.4f for the decoder with no prefix\n", with, without);
+  fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %.6f, \"val_loss_no_prefix\": %.6f}\n", (long long)step, with,
+          without);
+  return 0;
+}
+
+static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
+  const train_args *a = t->a;
+  int accum = a->gradient_accumulation_steps;
+  int64_t per_epoch = loader_batches_per_epoch(t->train) / (accum > 0 ? accum : 1);
+  if (per_epoch <= 0) return pith_fail(err, "%s: too few training examples for one step", a->train_file);
+  int64_t total = a->max_steps > 0 ? a->max_steps : (int64_t)ceil(a->num_train_epochs * per_epoch);
+  int64_t log_every = a->logging_steps, save_every = a->save_steps, eval_every = a->eval_steps;
+  // Tokens/s, MFU and the ETA are rates over the steps since the last logged line (the window), so
+  // that the first steps' warm-up and the pauses to evaluate or save do not linger in them.
+  double win_t0 = pith_now_s(), tokens = 0, flops = 0, last_loss = NAN;
+  int64_t win_steps = 0;
+  double peak_flops = a->peak_tflops * 1e12;
+  int64_t step = start_step;
+  for (; step < total && !g_stop_signal; step++) {
+    double lr = train_lr_at(a->lr_scheduler_type, a->learning_rate, a->warmup_steps, step, total), loss;
+    pt_adamw_set_lr(t->opt, lr);
+    pt_adamw_zero_grad(t->opt);
+    if (micro_batches(t, &loss, &tokens, &flops, err)) return -1;
+    double gnorm = pt_clip_grad_norm(t->params, t->n_params, a->max_grad_norm);
+    if (!isfinite(loss) || !isfinite(gnorm)) {
+      if (!a->nan_skip)
+        return pith_fail(err, "step %lld: the loss (%g) or gradient norm (%g) is not finite; stopping "
+                              "(nan_policy=skip skips such steps)", (long long)step + 1, loss, gnorm);
+      fprintf(stderr, "step %lld: non-finite loss or gradient, step skipped\n", (long long)step + 1);
+      continue;
+    }
+    if (pt_adamw_step(t->opt)) return pith_fail(err, "optimizer: %s", pt_error());
+    last_loss = loss;
+    double span = pith_now_s() - win_t0;
+    int64_t done = step + 1;
+    int logged = done % log_every == 0 || done == total;
+    win_steps++;
+    if (logged || t->tty) {
+      double mfu = peak_flops > 0 ? flops / span / peak_flops : -1;
+      log_line(t, done, total, loss, gnorm, lr, tokens / span, mfu, span / win_steps * (double)(total - done),
+               done == total);
+      if (logged) {
+        fprintf(t->metrics, "{\"step\": %lld, \"loss\": %.6f, \"grad_norm\": %.6f, \"lr\": %.6g, \"tokens_per_s\": %.1f",
+                (long long)done, loss, gnorm, lr, tokens / span);
+        if (mfu >= 0) fprintf(t->metrics, ", \"mfu\": %.5f", mfu);
+        fprintf(t->metrics, "}\n");
+        fflush(t->metrics);
+      }
+    }
+    int paused = (eval_every > 0 && done % eval_every == 0) || (save_every > 0 && done % save_every == 0);
+    if (eval_every > 0 && done % eval_every == 0 && done != total) {
+      double v = evaluate(t, t->comp != NULL, err);
+      if (t->tty) printf("\n");
+      printf("step %lld: val loss %.4f\n", (long long)done, v);
+      fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)done, v);
+    }
+    if (save_every > 0 && done % save_every == 0 && done != total && save_checkpoint(t, done, loss, err)) return -1;
+    if (logged || paused) win_t0 = pith_now_s(), tokens = flops = 0, win_steps = 0;
+  }
+  if (t->tty) printf("\n");
+  int64_t peak_alloc, peak_reserved;  // on CUDA: what the run needed, weights included
+  if (pt_cuda_peak_bytes(t->model->device, &peak_alloc, &peak_reserved) == 0)
+    printf("peak GPU memory: %.1f GiB allocated, %.1f GiB reserved\n", peak_alloc / 1073741824.0,
+           peak_reserved / 1073741824.0);
+  if (g_stop_signal) {
+    printf("signal %d: saving a checkpoint at step %lld and stopping\n", (int)g_stop_signal, (long long)step);
+    if (save_checkpoint(t, step, last_loss, err)) return -1;
+    return 1;
+  }
+  if (save_checkpoint(t, step, last_loss, err)) return -1;
+  return finish(t, step, err);
+}
+
+static int run(trainer *t, int resume, const char *cmd, pith_err *err) {
+  if (setup(t, resume, err)) return -1;
+  int64_t start = 0;
+  loader_cursor cursor = {0};
+  if (resume && load_resume(t, &start, &cursor, err)) return -1;
+  t->train = open_loader(t, CORPUS_SPLIT_TRAIN, resume ? &cursor : NULL, err);
+  if (!t->train) return -1;
+  char path[2304];
+  snprintf(path, sizeof path, "%s/metrics.jsonl", t->run_dir);
+  t->metrics = fopen(path, resume ? "a" : "w");
+  if (!t->metrics) return pith_fail(err, "%s: cannot write: %s", path, strerror(errno));
+  if (t->comp)
+    printf("%s %s: k=%d, %d trainable tensors, run folder %s\n", cmd, t->comp->cfg.method == COMP_ICAE ? "icae" : "500x",
+           t->comp->cfg.k, t->n_params, t->run_dir);
+  else
+    printf("%s: %lld parameters in %d tensors, run folder %s\n", cmd, (long long)llama_param_count(t->model),
+           t->n_params, t->run_dir);
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  return train_loop(t, start, err);
+}
+
+int trainer_run(const train_args *a, const run_config *cfg, const char *run_dir, int resume, const char *cmd,
+                pith_err *err) {
+  trainer t = {.a = a, .cfg = cfg, .run_dir = run_dir, .tty = isatty(STDOUT_FILENO)};
+  int rc = run(&t, resume, cmd, err);
+  if (t.metrics) fclose(t.metrics);
+  loader_close(t.train);
+  pt_adamw_free(t.opt);
+  pt_gen_free(t.dropout_gen);
+  comp_free(t.comp);
+  llama_free(t.model);
+  tokenizer_free(t.tok);
+  task_tokens_free(&t.tt);
+  for (int i = 0; i < t.n_params; i++) free(t.names[i]);
+  free(t.names);
+  free(t.params);
+  return rc;
+}
