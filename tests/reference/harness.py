@@ -103,10 +103,10 @@ def run(args, ok=True, stdin=None, timeout=600, text=False, **kw):
     return p
 
 
-def pith(*args, ok=True, **kw):
-    """`pith ARGS` (the binary pith_bin() found; it is looked up now if it was not), text output;
-    as run()."""
-    return run([_pith or pith_bin(), *args], ok=ok, text=True, **kw)
+def pith(*args, ok=True, timeout=None, **kw):
+    """`pith ARGS` (the binary pith_bin() found; it is looked up now if it was not), text output, no
+    time limit unless given; as run()."""
+    return run([_pith or pith_bin(), *args], ok=ok, timeout=timeout, text=True, **kw)
 
 
 def pith_jsonl(args, items):
@@ -197,7 +197,7 @@ def tool_call(tool, command, folder, tensors, tmp, meta=None, *extra):
     from safetensors.torch import load_file, save_file
     inp, outp = os.path.join(tmp, "in.safetensors"), os.path.join(tmp, "out.safetensors")
     save_file({k: v.contiguous() for k, v in tensors.items()}, inp, metadata=meta)
-    run([tool, command, folder, *extra, inp, outp], text=True)
+    run([tool, command, folder, *extra, inp, outp], timeout=None, text=True)
     return load_file(outp)
 
 
