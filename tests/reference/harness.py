@@ -10,6 +10,7 @@ A script that cannot run (a module, the binary or an asset is missing) prints "S
     tok = harness.asset("tokenizers/llama3/tokenizer.json")   # skip when absent
     out = harness.run([pith, "tokenize", ...]).stdout
 """
+import argparse
 import importlib
 import json
 import os
@@ -35,6 +36,19 @@ def fail(msg):
 def check(cond, what):
     if not cond:
         fail(what)
+
+
+MISMATCHES = []
+
+
+def expect(cond, what, show=None):
+    """A check that lets the script go on: a mismatch is printed ("MISMATCH: what"; only the first
+    `show` when given) and kept in MISMATCHES, for the script to end with exit 1. Returns cond."""
+    if not cond:
+        MISMATCHES.append(what)
+        if show is None or len(MISMATCHES) <= show:
+            print(f"MISMATCH: {what}")
+    return cond
 
 
 def require(*modules):
@@ -292,6 +306,17 @@ def compressor_decode(model, enc, normed, N, k, method, positions, theta, dec_id
 
 # ---- the bench_* scripts: pith next to PyTorch, rounds alternating ----
 
+def bench_parser(doc, rounds, steps, warmup, threads):
+    """The options every bench_* comparison takes: --pith, --rounds, --steps, --warmup, --threads."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pith", required=True, help="the pith binary")
+    p.add_argument("--rounds", type=int, default=rounds)
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--warmup", type=int, default=warmup)
+    p.add_argument("--threads", type=int, default=threads)
+    return p
+
+
 def median_seconds(step, warmup, steps):
     """Run step() warmup + steps times: the median wall time of the last steps."""
     times = []
@@ -303,9 +328,11 @@ def median_seconds(step, warmup, steps):
     return statistics.median(times)
 
 
-def bench_json(cmd):
-    """Run a `pith bench ... --json` command: its last stdout line, parsed."""
-    return json.loads(run(cmd, text=True).stdout.strip().splitlines()[-1])
+def bench_json(cmd, env=None):
+    """Run a command that ends its output with a JSON line (`pith bench ... --json`, a Python
+    worker): that line, parsed; fail where it exits non-zero. env: extra environment variables."""
+    env = dict(os.environ, **env) if env else None
+    return json.loads(run(cmd, timeout=None, text=True, env=env).stdout.strip().splitlines()[-1])
 
 
 def alternate(rounds, sides, after=None):
