@@ -8,8 +8,6 @@ the figure of each side is the median over its rounds of per-round median step t
 usage: bench_blocks.py --pith PATH [--rounds 5] [--steps 10] [--warmup 3] [--threads N]
                        [--dim 256 --layers 4 --seq 256 --batch 8 --head-dim 64 --hidden 768]
 """
-import statistics
-
 import harness
 
 torch, F = harness.require("torch", "torch.nn.functional")  # the comparison needs the venv's torch
@@ -96,10 +94,9 @@ def main():
 
     pith_s, torch_s = harness.alternate(a.rounds, [("pith", lambda: pith_round(a)),
                                                   ("torch eager", lambda: torch_round(a, layers, x, cos, sin))])
-    print(f"blocks: dim {a.dim}, {a.layers} layers, seq {a.seq}, batch {a.batch}, {a.threads} threads, "
-          f"libtorch {torch.__version__}, forward+backward, f32 CPU")
-    harness.print_rates(a.batch * a.seq, [("pith (C through the shim)", statistics.median(pith_s)),
-                                          ("PyTorch eager", statistics.median(torch_s))])
+    harness.print_rates(f"blocks: dim {a.dim}, {a.layers} layers, seq {a.seq}, batch {a.batch}, {a.threads} threads, "
+                        f"libtorch {torch.__version__}, forward+backward, f32 CPU", a.batch * a.seq,
+                        [("pith (C through the shim)", pith_s), ("PyTorch eager", torch_s)])
 
 
 if __name__ == "__main__":

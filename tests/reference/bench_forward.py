@@ -9,7 +9,6 @@ usage: bench_forward.py --pith PATH [--model DIR] [--rounds 5] [--steps 5] [--wa
                         [--batch 4] [--seq 256] [--threads N]
 """
 import os
-import statistics
 import tempfile
 
 import harness
@@ -57,10 +56,9 @@ def main():
         pith_s, torch_s = harness.alternate(a.rounds, [("pith", lambda: pith_round(a, model_dir)),
                                                       ("transformers", lambda: torch_round(model, ids, a))])
     n = sum(x.numel() for x in model.parameters())
-    print(f"forward: {n / 1e6:.1f}M params, batch {a.batch}, seq {a.seq}, {a.threads} threads, f32 CPU, "
-          f"libtorch {torch.__version__}")
-    harness.print_rates(a.batch * a.seq, [("pith", statistics.median(pith_s)),
-                                          ("transformers", statistics.median(torch_s))])
+    harness.print_rates(f"forward: {n / 1e6:.1f}M params, batch {a.batch}, seq {a.seq}, {a.threads} threads, "
+                        f"f32 CPU, libtorch {torch.__version__}", a.batch * a.seq,
+                        [("pith", pith_s), ("transformers", torch_s)])
 
 
 if __name__ == "__main__":

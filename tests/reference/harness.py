@@ -159,10 +159,10 @@ def stories_assets():
     return asset("models/stories260K.bin"), asset("models/tok512.bin")
 
 
-def convert_stories(out, *extra):
+def convert_stories(out, *extra, ok=True):
     """stories260K converted by `pith convert` into the Hugging Face folder OUT; pith's result."""
     ckpt, tok = stories_assets()
-    return pith("convert", "--checkpoint", ckpt, "--tokenizer", tok, "--out", out, *extra)
+    return pith("convert", "--checkpoint", ckpt, "--tokenizer", tok, "--out", out, *extra, ok=ok)
 
 
 def stories_run_inputs(tmp):
@@ -337,8 +337,8 @@ def bench_json(cmd, env=None):
 
 def alternate(rounds, sides, after=None):
     """Run each side's round function in turn, rounds times (to spread machine noise), printing a
-    line per round; sides is [(label, fn)], fn returning seconds (or a tuple starting with them).
-    The results, a list per side."""
+    line per round; sides is [(label, fn)], fn returning seconds (or a tuple starting with them);
+    after() runs after each call. The results, a list per side."""
     got = [[] for _ in sides]
     for r in range(rounds):
         for (_, fn), res in zip(sides, got):
@@ -351,8 +351,11 @@ def alternate(rounds, sides, after=None):
     return got
 
 
-def print_rates(tokens, rates):
-    """Tokens per second of each side ([(label, median step seconds)]) and the first over the second."""
-    for label, s in rates:
+def print_rates(header, tokens, sides):
+    """The header line, then the tokens per second of each side ([(label, per-round seconds)], the
+    median of the rounds) and the first side's over the second's."""
+    print(header)
+    medians = [(label, statistics.median(s)) for label, s in sides]
+    for label, s in medians:
         print(f"  {label + ':':27s} {tokens / s:10.0f} tokens/s")
-    print(f"  {'ratio ' + rates[0][0] + ' / ' + rates[1][0] + ':':27s} {rates[1][1] / rates[0][1]:10.2f}x")
+    print(f"  {'ratio ' + medians[0][0] + ' / ' + medians[1][0] + ':':27s} {medians[1][1] / medians[0][1]:10.2f}x")

@@ -69,21 +69,25 @@ def first_difference(a, b):
     return min(len(a), len(b))
 
 
+def compare(name, got, want, around, context):
+    """Fail at the first case where got and want differ, showing `around` items either side of the
+    first difference and context(case)."""
+    k = next((k for k, (g, w) in enumerate(zip(got, want)) if g != w), None)
+    if k is not None:
+        g, w = got[k], want[k]
+        i = first_difference(g, w)
+        lo, hi = max(0, i - around), i + around
+        harness.fail(f"{name}: case {k} differs at {i}: pith {g[lo:hi]!r} vs reference {w[lo:hi]!r}; "
+                     f"lengths {len(g)} vs {len(w)}\n  {context(k)}")
+
+
 def compare_ids(name, texts, got, want):
-    for k, (t, g, w) in enumerate(zip(texts, got, want)):
-        if g != w:
-            i = first_difference(g, w)
-            harness.fail(f"{name}: case {k} differs at id {i} (pith {g[max(0, i-3):i+5]} vs reference "
-                 f"{w[max(0, i-3):i+5]}; lengths {len(g)} vs {len(w)})\n  text: {t[:300]!r}")
+    compare(name, got, want, 4, lambda k: f"text: {texts[k][:300]!r}")
     print(f"{name}: {len(texts)} texts, {sum(map(len, want))} ids identical")
 
 
 def compare_text(name, ids, got, want):
-    for k, (g, w) in enumerate(zip(got, want)):
-        if g != w:
-            i = first_difference(g, w)
-            harness.fail(f"{name}: decode of case {k} differs at char {i}: pith {g[max(0, i-20):i+20]!r} vs "
-                 f"reference {w[max(0, i-20):i+20]!r}\n  ids: {ids[k][:40]}")
+    compare(f"{name} (decoded text)", got, want, 20, lambda k: f"ids: {ids[k][:40]}")
     print(f"{name}: {len(got)} decodes identical")
 
 
