@@ -17,7 +17,7 @@ import tempfile
 
 import harness
 
-torch, st, transformers, peft = harness.require("torch", "safetensors.torch", "transformers", "peft")
+torch, _, _, peft = harness.require("torch", "safetensors.torch", "transformers", "peft")
 
 TOL = 1e-4
 CONFIG = dict(model_type="llama", vocab_size=64, hidden_size=48, intermediate_size=96, num_hidden_layers=2,

@@ -9,6 +9,15 @@ A script that cannot run (a module, the binary or an asset is missing) prints "S
     pith = harness.pith_bin()                       # argv[1] or PITH_BIN, else skip
     tok = harness.asset("tokenizers/llama3/tokenizer.json")   # skip when absent
     out = harness.run([pith, "tokenize", ...]).stdout
+    p = harness.pith("data", "info", path, ok=False)          # text output, returncode checked by the caller
+
+Also here, for more than one script each: JSON lines through pith (pith_jsonl), stories260K
+converted and TinyStories ingested (convert_stories, stories_run_inputs), transformers' model from a
+folder (load_causal_lm), tensor comparison and llama_tool calls (check_close, tool_call,
+make_tool_model), the compressors written with transformers + peft (set_lora, shift_keys,
+compressor_encode, compressor_decode), checks that go on (expect), and the bench_* timing
+(bench_parser, median_seconds, bench_json, alternate, print_rates). Imports of optional modules
+stay inside the functions that need them.
 """
 import argparse
 import importlib
@@ -125,7 +134,7 @@ def pith(*args, ok=True, timeout=None, **kw):
 
 def pith_jsonl(args, items):
     """`pith ARGS` with one JSON value per line on stdin: the parsed output lines, one per item
-    (split on "\n" only: a decoded text may hold U+2028)."""
+    (split on line feeds only: a decoded text may hold U+2028)."""
     data = "".join(json.dumps(x) + "\n" for x in items).encode()
     out = run([_pith or pith_bin(), *args], stdin=data).stdout.decode("utf-8").split("\n")
     if out and out[-1] == "":

@@ -15,7 +15,7 @@ import tempfile
 
 import harness
 
-torch, st, transformers, peft = harness.require("torch", "safetensors.torch", "transformers", "peft")
+torch, _, transformers, peft = harness.require("torch", "safetensors.torch", "transformers", "peft")
 
 TOL = 1e-4
 PROJ = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
