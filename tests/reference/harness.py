@@ -367,4 +367,4 @@ def print_rates(header, tokens, sides):
     medians = [(label, statistics.median(s)) for label, s in sides]
     for label, s in medians:
         print(f"  {label + ':':27s} {tokens / s:10.0f} tokens/s")
-    print(f"  {'ratio ' + medians[0][0] + ' / ' + medians[1][0] + ':':27s} {medians[1][1] / medians[0][1]:10.2f}x")
+    print(f"  {'ratio (first / second):':27s} {medians[1][1] / medians[0][1]:10.2f}x")
