@@ -8,19 +8,9 @@ the figure of each side is the median over its rounds of per-round median step t
 usage: bench_blocks.py --pith PATH [--rounds 5] [--steps 10] [--warmup 3] [--threads N]
                        [--dim 256 --layers 4 --seq 256 --batch 8 --head-dim 64 --hidden 768]
 """
-import argparse
-import json
-import statistics
-import subprocess
-import sys
-import time
+import harness
 
-try:
-    import torch
-    import torch.nn.functional as F
-except ImportError as e:  # the comparison needs the venv's torch
-    print(f"SKIP: {e}")
-    sys.exit(77)
+torch, F = harness.require("torch", "torch.nn.functional")  # the comparison needs the venv's torch
 
 
 def rms_norm(x, w, eps=1e-5):
@@ -65,9 +55,8 @@ def block(a, w, x, cos, sin):
 
 def torch_round(a, layers, x, cos, sin):
     params = [p for w in layers for p in w.values()]
-    times = []
-    for step in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
+
+    def step():
         y = x
         for w in layers:
             y = block(a, w, y, cos, sin)
@@ -76,26 +65,17 @@ def torch_round(a, layers, x, cos, sin):
         loss.item()
         for p in params:
             p.grad = None
-        if step >= a.warmup:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return harness.median_seconds(step, a.warmup, a.steps)
 
 
 def pith_round(a):
-    cmd = [a.pith, "bench", "blocks", "--json", "--threads", str(a.threads), "--steps", str(a.steps),
-           "--warmup", str(a.warmup), "--dim", str(a.dim), "--layers", str(a.layers), "--seq", str(a.seq),
-           "--batch", str(a.batch), "--head-dim", str(a.head_dim), "--hidden", str(a.hidden)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["median_step_s"]
+    return harness.bench_json([a.pith, "bench", "blocks", "--json", "--threads", a.threads, "--steps", a.steps,
+                               "--warmup", a.warmup, "--dim", a.dim, "--layers", a.layers, "--seq", a.seq,
+                               "--batch", a.batch, "--head-dim", a.head_dim, "--hidden", a.hidden])["median_step_s"]
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pith", required=True, help="the pith binary")
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p = harness.bench_parser(__doc__, rounds=5, steps=10, warmup=3, threads=torch.get_num_threads())
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--seq", type=int, default=256)
@@ -112,19 +92,11 @@ def main():
     freq = 10000.0 ** (-(2 * (torch.arange(a.head_dim) % (a.head_dim // 2))).double() / a.head_dim)
     cos, sin = torch.cos(pos * freq).float(), torch.sin(pos * freq).float()
 
-    pith_s, torch_s = [], []
-    for r in range(a.rounds):
-        pith_s.append(pith_round(a))
-        torch_s.append(torch_round(a, layers, x, cos, sin))
-        print(f"round {r + 1}/{a.rounds}: pith {pith_s[-1] * 1e3:.1f} ms/step, "
-              f"torch eager {torch_s[-1] * 1e3:.1f} ms/step", flush=True)
-    tokens = a.batch * a.seq
-    pith_tps, torch_tps = tokens / statistics.median(pith_s), tokens / statistics.median(torch_s)
-    print(f"blocks: dim {a.dim}, {a.layers} layers, seq {a.seq}, batch {a.batch}, {a.threads} threads, "
-          f"libtorch {torch.__version__}, forward+backward, f32 CPU")
-    print(f"  pith (C through the shim): {pith_tps:10.0f} tokens/s")
-    print(f"  PyTorch eager:             {torch_tps:10.0f} tokens/s")
-    print(f"  ratio pith / eager:        {pith_tps / torch_tps:10.2f}x")
+    pith_s, torch_s = harness.alternate(a.rounds, [("pith", lambda: pith_round(a)),
+                                                  ("torch eager", lambda: torch_round(a, layers, x, cos, sin))])
+    harness.print_rates(f"blocks: dim {a.dim}, {a.layers} layers, seq {a.seq}, batch {a.batch}, {a.threads} threads, "
+                        f"libtorch {torch.__version__}, forward+backward, f32 CPU", a.batch * a.seq,
+                        [("pith (C through the shim)", pith_s), ("PyTorch eager", torch_s)])
 
 
 if __name__ == "__main__":

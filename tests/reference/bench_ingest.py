@@ -22,10 +22,11 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
+
+import harness
 
 
 def normalize(s):
@@ -49,11 +50,9 @@ def hf_worker(tok_path, data_path, repeat):
 
 
 def run_hf(tok_path, data_path, threads, repeat):
-    env = dict(os.environ, RAYON_NUM_THREADS=str(threads),
-               TOKENIZERS_PARALLELISM="false" if threads == 1 else "true")
-    out = subprocess.run([sys.executable, __file__, "--hf-worker", tok_path, data_path, str(repeat)],
-                         env=env, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return harness.bench_json([sys.executable, __file__, "--hf-worker", tok_path, data_path, repeat],
+                              env={"RAYON_NUM_THREADS": str(threads),
+                                   "TOKENIZERS_PARALLELISM": "false" if threads == 1 else "true"})
 
 
 SUMMARY = re.compile(r"in ([0-9.]+) s with \d+ threads?: .* encoded ([0-9,]+) bytes of text .*, ([0-9,]+) tokens \(")
@@ -64,11 +63,9 @@ def run_pith(pith, tok_path, data_path, threads, repeat, tmp):
     for _ in range(repeat):
         out = os.path.join(tmp, "bench.h5")
         t0 = time.perf_counter()
-        p = subprocess.run([pith, "data", "ingest", "--tokenizer", tok_path, "--format", "arxiv", "--out", out,
-                            "--threads", str(threads), "--quiet", data_path], capture_output=True, text=True)
+        p = harness.run([pith, "data", "ingest", "--tokenizer", tok_path, "--format", "arxiv", "--out", out,
+                         "--threads", threads, "--quiet", data_path], timeout=None, text=True)
         wall = time.perf_counter() - t0
-        if p.returncode != 0:
-            sys.exit(f"pith data ingest failed:\n{p.stdout}{p.stderr}")
         m = SUMMARY.search(p.stdout)
         if not m:
             sys.exit(f"cannot read pith's summary:\n{p.stdout}")
@@ -85,15 +82,14 @@ def main():
         return hf_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pith", default=os.environ.get("PITH_BIN", "build/pith"))
-    ap.add_argument("--assets", default=os.environ.get("PITH_ASSETS", "../shared/assets"))
+    ap.add_argument("--assets", default=harness.assets_dir())
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is kept")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="the 'all threads' count")
     args = ap.parse_args()
     data = os.path.join(args.assets, "data/arxiv/arxiv_abstracts_4000.jsonl")
     tok = os.path.join(args.assets, "tokenizers/llama3/tokenizer.json")
     if not os.access(args.pith, os.X_OK) or not os.path.exists(data) or not os.path.exists(tok):
-        print(f"SKIP: need the pith binary ({args.pith}), {data} and {tok}")
-        return 77
+        harness.skip(f"need the pith binary ({args.pith}), {data} and {tok}")
     print(f"ingest of {data} ({os.path.getsize(data) / 1e6:.1f} MB of JSONL) with the LLaMA-3 tokenizer, "
           f"best of {args.repeat}, {os.cpu_count()} cores")
     print("pith: the whole ingest (JSONL -> validated, tokenized, compressed HDF5); HF: encode_batch on the parsed texts")

@@ -10,9 +10,10 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import time
+
+import harness
 
 
 def hf_worker(kind, path, data_path, repeat):
@@ -37,21 +38,16 @@ def hf_worker(kind, path, data_path, repeat):
 
 
 def run_hf(kind, path, data_path, threads, repeat):
-    env = dict(os.environ, RAYON_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="true")
-    out = subprocess.run([sys.executable, __file__, "--hf-worker", kind, path, data_path, str(repeat)],
-                         env=env, capture_output=True, text=True, check=True).stdout
-    r = json.loads(out.strip().splitlines()[-1])
+    r = harness.bench_json([sys.executable, __file__, "--hf-worker", kind, path, data_path, repeat],
+                           env={"RAYON_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "true"})
     return r["mb"] / r["seconds"]
 
 
 def run_pith(pith, tok_path, data_path, threads, repeat):
     best = 0.0
     for _ in range(repeat):
-        p = subprocess.run([pith, "tokenize", "--tokenizer", tok_path, "--jsonl", "--field", "abstract",
-                            "--threads", str(threads), "--stats", data_path],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if p.returncode != 0:
-            sys.exit(f"pith tokenize failed: {p.stderr}")
+        p = harness.run([pith, "tokenize", "--tokenizer", tok_path, "--jsonl", "--field", "abstract",
+                         "--threads", threads, "--stats", data_path], timeout=None, text=True)
         m = re.search(r"\(([0-9.]+) MB/s\)", p.stderr)
         best = max(best, float(m.group(1)))
     return best
@@ -62,13 +58,12 @@ def main():
         return hf_worker(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pith", default=os.environ.get("PITH_BIN", "build/pith"))
-    ap.add_argument("--assets", default=os.environ.get("PITH_ASSETS", "../shared/assets"))
+    ap.add_argument("--assets", default=harness.assets_dir())
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is kept")
     args = ap.parse_args()
     data = os.path.join(args.assets, "data/arxiv/arxiv_abstracts_4000.jsonl")
     if not os.access(args.pith, os.X_OK) or not os.path.exists(data):
-        print(f"SKIP: need the pith binary ({args.pith}) and the arXiv abstracts ({data})")
-        return 77
+        harness.skip(f"need the pith binary ({args.pith}) and the arXiv abstracts ({data})")
     cores = os.cpu_count() or 1
     cases = [("LLaMA-3", "json", os.path.join(args.assets, "tokenizers/llama3/tokenizer.json")),
              ("GPT-2", "folder", os.path.join(args.assets, "tokenizers/gpt2"))]

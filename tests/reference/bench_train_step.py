@@ -14,36 +14,24 @@ usage: bench_train_step.py --pith PATH [--model DIR | --config FILE.json] [--k 1
                            [--seq 256] [--rounds 3] [--steps 3] [--warmup 1] [--lora-rank 64]
                            [--threads N] [--device cpu|cuda] [--bf16] [--peak-tflops X]
 """
-import argparse
 import gc
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 
-try:
-    import torch
-    import torch.nn.functional as F
-    from transformers import AutoModelForCausalLM, DynamicCache, LlamaConfig
-    from transformers.utils import logging as hf_logging
-    from peft import LoraConfig, get_peft_model
-    hf_logging.disable_progress_bar()
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from bench_forward import random_model
-except ImportError as e:
-    print(f"SKIP: {e}")
-    sys.exit(77)
+import harness
+
+torch, F, transformers, peft = harness.require("torch", "torch.nn.functional", "transformers", "peft")
+from bench_forward import random_model  # noqa: E402 (needs transformers, required above)
 
 
 def load_model(a, model_dir):
     dtype = torch.bfloat16 if a.bf16 else torch.float32
     if a.config:
         with torch.device(a.device):
-            return AutoModelForCausalLM.from_config(LlamaConfig.from_json_file(a.config), dtype=dtype)
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(a.device)
+            return transformers.AutoModelForCausalLM.from_config(transformers.LlamaConfig.from_json_file(a.config),
+                                                                 dtype=dtype)
+    return transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(a.device)
 
 
 def torch_round(a, model_dir, text):
@@ -53,22 +41,21 @@ def torch_round(a, model_dir, text):
     model = load_model(a, model_dir)
     for p in model.parameters():
         p.requires_grad_(False)
-    model = get_peft_model(model, LoraConfig(r=a.lora_rank, lora_alpha=32, target_modules=["q_proj", "v_proj"],
-                                             lora_dropout=0.0))
+    model = peft.get_peft_model(model, peft.LoraConfig(r=a.lora_rank, lora_alpha=32,
+                                                       target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
     inner = model.base_model.model
     D = inner.config.hidden_size
     compress = torch.nn.Parameter(torch.randn(a.k, D, device=a.device) * 0.02)
     params = [p for p in model.parameters() if p.requires_grad] + [compress]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
     B, N = text.shape
-    times = []
-    for step in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
+
+    def step():
         opt.zero_grad(set_to_none=True)
         embeds = inner.model.embed_tokens(text)
         enc_in = torch.cat([embeds, compress.to(embeds.dtype).expand(B, -1, -1)], dim=1)
         enc = model(inputs_embeds=enc_in, use_cache=True)
-        cache = DynamicCache()
+        cache = transformers.DynamicCache()
         for l, layer in enumerate(enc.past_key_values.layers):
             cache.update(layer.keys[:, :, N:], layer.values[:, :, N:], l)
         with model.disable_adapter():
@@ -77,10 +64,8 @@ def torch_round(a, model_dir, text):
         loss.backward()
         opt.step()
         loss.item()
-        if step >= a.warmup:
-            times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated() if a.device != "cpu" else -1
-    return statistics.median(times), peak
+    seconds = harness.median_seconds(step, a.warmup, a.steps)
+    return seconds, torch.cuda.max_memory_allocated() if a.device != "cpu" else -1
 
 
 def pith_round(a, model_dir):
@@ -90,23 +75,18 @@ def pith_round(a, model_dir):
            "--threads", str(a.threads), "--device", a.device, "--peak-tflops", str(a.peak_tflops)]
     cmd += ["--config", a.config] if a.config else ["--model", model_dir]
     cmd += ["--bf16"] if a.bf16 else []
-    out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    out = harness.bench_json(cmd)
     return out["median_step_s"], out.get("peak_allocated_bytes", -1), out.get("mfu", -1)
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pith", required=True)
+    p = harness.bench_parser(__doc__, rounds=3, steps=3, warmup=1, threads=torch.get_num_threads())
     p.add_argument("--model")
     p.add_argument("--config")
     p.add_argument("--k", type=int, default=16)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=256)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--lora-rank", type=int, default=64)
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--bf16", action="store_true", help="CUDA only: the model in bf16")
     p.add_argument("--peak-tflops", type=float, default=0, help="the device's peak, for MFU")
@@ -123,18 +103,18 @@ def main():
         if not model_dir and not a.config:
             model_dir = os.path.join(tmp, "model")
             random_model(model_dir)
-        cfg = LlamaConfig.from_json_file(a.config) if a.config else LlamaConfig.from_pretrained(model_dir)
+        cfg = (transformers.LlamaConfig.from_json_file(a.config) if a.config
+               else transformers.LlamaConfig.from_pretrained(model_dir))
         text = torch.randint(0, cfg.vocab_size, (a.batch, a.seq), generator=torch.Generator().manual_seed(5))
         text = text.to(a.device)
-        pith_r, torch_r = [], []
-        for r in range(a.rounds):
-            pith_r.append(pith_round(a, model_dir))
-            torch_r.append(torch_round(a, model_dir, text))
-            gc.collect()  # free the model before pith's next round needs the device memory
+
+        def free():  # the model, before pith's next round needs the device memory
+            gc.collect()
             if a.device != "cpu":
                 torch.cuda.empty_cache()
-            print(f"round {r + 1}/{a.rounds}: pith {pith_r[-1][0] * 1e3:.0f} ms/step, "
-                  f"transformers+peft {torch_r[-1][0] * 1e3:.0f} ms/step", flush=True)
+        pith_r, torch_r = harness.alternate(a.rounds, [("pith", lambda: pith_round(a, model_dir)),
+                                                      ("transformers+peft", lambda: torch_round(a, model_dir, text))],
+                                            after=free)
     tokens = 2 * a.batch * a.seq  # encoder and decoder tokens
     pith_s, torch_s = statistics.median(x[0] for x in pith_r), statistics.median(x[0] for x in torch_r)
     pt, tt = tokens / pith_s, tokens / torch_s

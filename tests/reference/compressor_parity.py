@@ -12,40 +12,18 @@ policies of 500x.
 
 usage: compressor_parity.py PATH_TO_llama_tool
 """
-import json
 import os
-import subprocess
-import sys
 import tempfile
 
-try:
-    import torch
-    import torch.nn.functional as F
-    from safetensors.torch import load_file, save_file
-    from transformers import AutoModelForCausalLM, DynamicCache
-    from transformers.utils import logging as hf_logging
-    from peft import LoraConfig, get_peft_model
-    hf_logging.disable_progress_bar()
-except ImportError as e:
-    print(f"SKIP: {e}")
-    sys.exit(77)
+import harness
+
+torch, _, _, peft = harness.require("torch", "safetensors.torch", "transformers", "peft")
 
 TOL = 1e-4
 CONFIG = dict(model_type="llama", vocab_size=64, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, rms_norm_eps=1e-5,
               rope_theta=10000.0, tie_word_embeddings=False)
 TARGETS = ["q_proj", "v_proj"]  # 500xCompressor's choice
-
-
-def rotate_half(x):
-    h = x.shape[-1] // 2
-    return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
-
-
-def shift_keys(k, shift, theta, hd):
-    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
-    ang = torch.cat([shift * inv, shift * inv])
-    return k * torch.cos(ang) + rotate_half(k) * torch.sin(ang)
 
 
 def make_case(g, method, positions, ae):
@@ -75,55 +53,24 @@ def make_case(g, method, positions, ae):
 
 
 def reference(model_dir, case, meta):
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
+    model = harness.load_causal_lm(model_dir, attn_implementation="eager")
     for p in model.parameters():
         p.requires_grad_(False)
-    model = get_peft_model(model, LoraConfig(r=int(meta["lora_rank"]), lora_alpha=float(meta["lora_alpha"]),
-                                             target_modules=TARGETS, lora_dropout=0.0, bias="none"))
-    layers = model.base_model.model.model.layers
-    mods = {}
-    for l in range(len(layers)):
-        for p in TARGETS:
-            mod = getattr(layers[l].self_attn, p)
-            mod.lora_A["default"].weight.data.copy_(case[f"lora.{l}.{p}.A"])
-            mod.lora_B["default"].weight.data.copy_(case[f"lora.{l}.{p}.B"])
-            mods[(l, p)] = mod
-    inner = model.base_model.model  # the LlamaForCausalLM
-    embed = inner.model.embed_tokens
+    model = peft.get_peft_model(model, peft.LoraConfig(
+        r=int(meta["lora_rank"]), lora_alpha=float(meta["lora_alpha"]), target_modules=TARGETS, lora_dropout=0.0,
+        bias="none"))
+    mods = harness.set_lora(model, case, TARGETS)
     compress = case["compress"].clone().requires_grad_()
     ae = case["ae"].clone().requires_grad_() if "ae" in case else None
-    B, N = case["text_ids"].shape
-    k = compress.shape[0]
+    N, k = case["text_ids"].shape[1], compress.shape[0]
 
-    # Encoder: LoRA on, [text; compress], padding masked.
-    enc_in = torch.cat([embed(case["text_ids"]), compress.expand(B, -1, -1)], dim=1)
-    enc_mask = torch.cat([case["text_mask"].long(), torch.ones(B, k, dtype=torch.long)], dim=1)
-    normed = {}
-    hook = inner.model.norm.register_forward_hook(lambda m, i, o: normed.setdefault("x", o))
-    enc = model(inputs_embeds=enc_in, attention_mask=enc_mask, use_cache=True)
-    hook.remove()
-
-    dec_mask = case["dec_mask"].long()
+    # Encoder: LoRA on, [text; compress], padding masked; the decoder with the adapter off.
+    enc, normed = harness.compressor_encode(model, case["text_ids"], case["text_mask"], compress)
     with model.disable_adapter():
-        if meta["method"] == "500x":
-            cache = DynamicCache()
-            for l in range(len(layers)):
-                kk = enc.past_key_values.layers[l].keys[:, :, N:N + k]
-                vv = enc.past_key_values.layers[l].values[:, :, N:N + k]
-                if meta["positions"] == "consistent":
-                    kk = shift_keys(kk, -N, CONFIG["rope_theta"], kk.shape[-1])
-                cache.update(kk, vv, l)
-            out = model(input_ids=case["dec_ids"], past_key_values=cache,
-                        attention_mask=torch.cat([torch.ones(B, k, dtype=torch.long), dec_mask], dim=1))
-            logits = out.logits
-        else:
-            lead = [normed["x"][:, N:N + k]] + ([ae.expand(B, -1, -1)] if ae is not None else [])
-            lead_len = sum(x.shape[1] for x in lead)
-            dec_in = torch.cat(lead + [embed(case["dec_ids"])], dim=1)
-            out = model(inputs_embeds=dec_in,
-                        attention_mask=torch.cat([torch.ones(B, lead_len, dtype=torch.long), dec_mask], dim=1))
-            logits = out.logits[:, lead_len:]
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), case["dec_targets"].reshape(-1), ignore_index=-100)
+        out = harness.compressor_decode(model, enc, normed, N, k, meta["method"], meta["positions"],
+                                        CONFIG["rope_theta"], case["dec_ids"], case["dec_mask"],
+                                        case["dec_targets"], ae)
+    loss = out["loss"]
     loss.backward()
     res = {"loss": loss, "grad.compress": compress.grad}
     if ae is not None:
@@ -135,37 +82,23 @@ def reference(model_dir, case, meta):
 
 
 def main():
-    if len(sys.argv) != 2:
-        raise SystemExit(__doc__)
-    tool = sys.argv[1]
+    tool = harness.tool_arg("llama_tool")
     g = torch.Generator().manual_seed(1)
     cases = [("500x", "reference", False), ("500x", "consistent", False), ("icae", "reference", True),
              ("icae", "reference", False)]
     with tempfile.TemporaryDirectory() as tmp:
-        d = os.path.join(tmp, "model")
-        os.makedirs(d)
-        with open(os.path.join(d, "config.json"), "w") as f:
-            json.dump(CONFIG, f)
-        subprocess.run([tool, "make", d, "5"], check=True)
+        d = harness.make_tool_model(tool, os.path.join(tmp, "model"), CONFIG, 5)
         for method, positions, ae in cases:
             case, meta = make_case(g, method, positions, ae)
-            inp, outp = os.path.join(tmp, "in.safetensors"), os.path.join(tmp, "out.safetensors")
-            save_file({k: v.contiguous() for k, v in case.items()}, inp, metadata=meta)
-            subprocess.run([tool, "compress", d, inp, outp], check=True)
-            ours = load_file(outp)
+            ours = harness.tool_call(tool, "compress", d, case, tmp, meta)
             ref = reference(d, case, meta)
             worst = 0.0
             for key, r in ref.items():
-                if key not in ours:
-                    raise SystemExit(f"FAIL {method}/{positions}: pith wrote no '{key}'")
-                o, r = ours[key].float(), r.detach().float().reshape(ours[key].shape)
-                scale = max(1e-6, r.abs().max().item())
-                err = (o - r).abs().max().item() / scale
-                if not err <= TOL:
-                    raise SystemExit(f"FAIL {method}/{positions}/ae={ae} {key}: relative difference {err:.3g} > {TOL}")
+                harness.check(key in ours, f"{method}/{positions}: pith wrote no '{key}'")
+                worst = max(worst, harness.check_close(f"{method}/{positions}/ae={ae} {key}", ours[key],
+                                                       r.reshape(ours[key].shape), TOL))
                 if key in ("grad.compress", "grad.ae") and r.abs().max().item() == 0:
-                    raise SystemExit(f"FAIL {method}/{positions}: reference gradient {key} is all zero")
-                worst = max(worst, err)
+                    harness.fail(f"{method}/{positions}: reference gradient {key} is all zero")
             print(f"ok {method} positions={positions} ae={ae}: loss {ref['loss'].item():.5f}, {len(ref)} tensors, "
                   f"worst relative difference {worst:.2e}")
     print("compressor_parity: pith matches transformers + peft")

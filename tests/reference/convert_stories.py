@@ -22,14 +22,11 @@ either or a Python module is missing; any mismatch prints the first differing ca
 import json
 import os
 import struct
-import subprocess
-import sys
 import tempfile
 
-SKIP = 77
-PROMPT = "Once upon a time"
-EXPECTED = ("Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
-            "One day, she saw a big, red ball. She wanted to play with it, but it was too high.")
+import harness
+from harness import STORIES_GREEDY as EXPECTED, STORIES_PROMPT as PROMPT, fail
+
 MAX_NEW_TOKENS = 64
 N_LINES = 400  # TinyStories lines for the tokenizer comparison
 EDGE_CASES = ["", " ", "  ", "a", " leading", "trailing ", "double  space", "tab\there", "new\nline\n\n",
@@ -41,33 +38,10 @@ EDGE_CASES = ["", " ", "  ", "a", " leading", "trailing ", "double  space", "tab
 MARKED = "\u2581already marked"
 
 
-def skip(msg):
-    print(f"SKIP: {msg}")
-    sys.exit(SKIP)
-
-
-def fail(msg):
-    print(f"FAIL: {msg}")
-    sys.exit(1)
-
-
-def run(args, stdin=None, ok=True):
-    p = subprocess.run(args, input=stdin, capture_output=True, timeout=600)
-    if ok and p.returncode != 0:
-        fail(f"{' '.join(args)} exited {p.returncode}: {p.stderr.decode(errors='replace')[-2000:]}")
-    return p
-
-
 def pith_tokenize(tokenizer, texts, bos=False):
     """ids of each text (JSON lines in, so texts may hold newlines)."""
-    args = [os.environ["PITH_BIN"], "tokenize", "--tokenizer", tokenizer, "--jsonl", "--threads", "1"]
-    if bos:
-        args.append("--bos")
-    lines = "".join(json.dumps({"text": t}) + "\n" for t in texts).encode()
-    out = run(args, stdin=lines).stdout.decode().splitlines()
-    if len(out) != len(texts):
-        fail(f"pith tokenize gave {len(out)} lines for {len(texts)} texts")
-    return [json.loads(l) for l in out]
+    return harness.pith_jsonl(["tokenize", "--tokenizer", tokenizer, "--jsonl", "--threads", "1"]
+                              + (["--bos"] if bos else []), [{"text": t} for t in texts])
 
 
 def llama2c_logits(path, ids, torch):
@@ -135,31 +109,17 @@ def llama2c_logits(path, ids, torch):
 
 
 def main():
-    bin_ = os.environ.get("PITH_BIN")
-    assets = os.environ.get("PITH_ASSETS")
-    if not bin_ or not os.access(bin_, os.X_OK):
-        skip("PITH_BIN is not set to the pith binary")
-    if not assets:
-        skip("PITH_ASSETS is not set")
-    ckpt = os.path.join(assets, "models/stories260K.bin")
-    tok_bin = os.path.join(assets, "models/tok512.bin")
-    stories = os.path.join(assets, "data/tinystories/tinystories_val_head.txt")
-    for p in (ckpt, tok_bin, stories):
-        if not os.path.isfile(p):
-            skip(f"asset {p} not found (set PITH_ASSETS to the assets folder)")
-    try:
-        import torch
-        import transformers
-        from tokenizers import Tokenizer
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-    except ImportError as e:
-        skip(f"Python module missing: {e}")
+    harness.pith_bin()
+    ckpt, tok_bin = harness.stories_assets()
+    stories = harness.asset("data/tinystories/tinystories_val_head.txt")
+    assets = harness.assets_dir()
+    torch, tokenizers, transformers = harness.require("torch", "tokenizers", "transformers")
+    Tokenizer = tokenizers.Tokenizer
     torch.set_num_threads(1)
 
     with tempfile.TemporaryDirectory(prefix="pith_convert_") as tmp:
         out = os.path.join(tmp, "stories260K-hf")
-        p = run([bin_, "convert", "--checkpoint", ckpt, "--tokenizer", tok_bin, "--out", out])
-        print(p.stdout.decode().rstrip())
+        print(harness.convert_stories(out).stdout.rstrip())
         files = sorted(os.listdir(out))
         want = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.bin", "tokenizer.json",
                 "tokenizer_config.json"]
@@ -167,20 +127,16 @@ def main():
             fail(f"{out} holds {files}, want {want} (and no .partial beside it)")
 
         # 4. An existing folder: refused without --force, replaced with it.
-        p = run([bin_, "convert", "--checkpoint", ckpt, "--tokenizer", tok_bin, "--out", out], ok=False)
-        err = p.stderr.decode()
+        p = harness.convert_stories(out, ok=False)
+        err = p.stderr
         if p.returncode != 1 or "already exists" not in err or "--force" not in err:
             fail(f"converting onto an existing folder: exit {p.returncode}, stderr {err!r}")
-        run([bin_, "convert", "--checkpoint", ckpt, "--tokenizer", tok_bin, "--out", out, "--force"])
+        harness.convert_stories(out, "--force")
         if sorted(os.listdir(tmp)) != ["stories260K-hf"]:
             fail(f"after --force, {tmp} holds {sorted(os.listdir(tmp))}")
 
-        try:
-            model = AutoModelForCausalLM.from_pretrained(out, local_files_only=True, dtype=torch.float32)
-        except TypeError:  # transformers < 4.56 names it torch_dtype
-            model = AutoModelForCausalLM.from_pretrained(out, local_files_only=True, torch_dtype=torch.float32)
-        model.eval()
-        hf_tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
+        model = harness.load_causal_lm(out, local_files_only=True)
+        hf_tok = transformers.AutoTokenizer.from_pretrained(out, local_files_only=True)
         raw_tok = Tokenizer.from_file(os.path.join(out, "tokenizer.json"))
 
         # The prompt as llama2.c encodes it: bos + ids (pith's tokenizer on tok512.bin is llama2.c's encoder).
@@ -197,10 +153,10 @@ def main():
         text = hf_tok.decode(gen, skip_special_tokens=True)
         if not text.startswith(EXPECTED):
             fail(f"greedy text differs from llama2.c's:\n  got  {text!r}\n  want {EXPECTED!r}")
-        pith_text = run([bin_, "tokenize", "--tokenizer", out, "--decode", "--skip-special", "--jsonl"],
-                        stdin=(json.dumps(gen) + "\n").encode()).stdout.decode()
-        if json.loads(pith_text)["text"] != text:
-            fail(f"pith decodes the generated ids to {json.loads(pith_text)['text']!r}, HF to {text!r}")
+        pith_text = harness.pith_jsonl(["tokenize", "--tokenizer", out, "--decode", "--skip-special", "--jsonl"],
+                                       [gen])[0]["text"]
+        if pith_text != text:
+            fail(f"pith decodes the generated ids to {pith_text!r}, HF to {text!r}")
         print(f"greedy generation ({len(gen) - len(ids)} new tokens) matches llama2.c: {text[:len(EXPECTED)]!r}")
 
         # 2. Logits along the generated sequence against llama2.c's own forward on the raw checkpoint.
@@ -268,7 +224,7 @@ def check_llama2_vocab(assets, tmp, texts, torch, Tokenizer):
         f.write(struct.pack("7i", dim, hidden, n_layers, n_heads, n_kv, vocab, seq_len))
         f.write(torch.randn(n, generator=torch.Generator().manual_seed(0)).float().numpy().tobytes())
     out = os.path.join(tmp, "llama2-vocab-hf")
-    run([os.environ["PITH_BIN"], "convert", "--checkpoint", ckpt, "--tokenizer", tok_bin, "--out", out])
+    harness.pith("convert", "--checkpoint", ckpt, "--tokenizer", tok_bin, "--out", out)
     with open(os.path.join(out, "tokenizer.json"), encoding="utf-8") as f:
         model = json.load(f)["model"]
     hf_pieces = ["<unk>", "<s>", "</s>"] + [s.replace(" ", "\u2581") for s, _ in pieces[3:]]

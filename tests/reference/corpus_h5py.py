@@ -13,25 +13,15 @@ Exit 0 on success, 1 on any mismatch, 77 (skip, reason printed) when h5py or h5d
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
-try:
-    import h5py
-    import numpy as np
-except ImportError as e:
-    print(f"SKIP: h5py is not available ({e}); install it into the project's .venv")
-    sys.exit(77)
+import harness
+from harness import expect as check
+
+h5py, np = harness.require("h5py", "numpy")
 
 VOCAB = 5000
-FAILURES = []
-
-
-def check(cond, what):
-    if not cond:
-        FAILURES.append(what)
-        print(f"MISMATCH: {what}")
 
 
 def split_of(id_, val_fraction, test_fraction):
@@ -132,10 +122,9 @@ def check_qa(path):
 def check_h5dump(paths):
     h5dump = shutil.which("h5dump")
     if not h5dump:
-        print("SKIP: h5dump not found (Debian package hdf5-tools)")
-        sys.exit(77)
+        harness.skip("h5dump not found (Debian package hdf5-tools)")
     for p in paths:
-        r = subprocess.run([h5dump, "-H", p], capture_output=True, text=True)
+        r = harness.run([h5dump, "-H", p], ok=False, text=True)
         check(r.returncode == 0, f"h5dump -H {p} exit {r.returncode}: {r.stderr[-300:]}")
         check('ATTRIBUTE "schema"' in r.stdout and 'DATASET "id_offsets"' in r.stdout, f"h5dump header of {p}")
         check("H5T_STD_I64LE" in r.stdout and "H5T_STD_I32LE" in r.stdout, f"h5dump types of {p}")
@@ -146,11 +135,11 @@ def check_info(docs, qa):
     if not (pith and os.access(pith, os.X_OK)):
         print(f"note: pith binary not built ({pith or 'PITH_BIN unset'}); `pith data info` not checked")
         return
-    r = subprocess.run([pith, "data", "info", docs], capture_output=True, text=True)
+    r = harness.run([pith, "data", "info", docs], ok=False, text=True)
     check(r.returncode == 0, f"pith data info exit {r.returncode}: {r.stderr}")
     for want in ("documents", "300", "arxiv/abstracts.jsonl", "pith.corpus"):
         check(want in r.stdout, f"pith data info mentions {want!r}")
-    r = subprocess.run([pith, "data", "info", qa], capture_output=True, text=True)
+    r = harness.run([pith, "data", "info", qa], ok=False, text=True)
     check(r.returncode == 0 and "qa" in r.stdout and "120" in r.stdout, "pith data info on the qa file")
 
 
@@ -181,29 +170,24 @@ def check_python_written(d):
         return
     path = os.path.join(d, "from_python.h5")
     write_with_h5py(path)
-    r = subprocess.run([pith, "data", "info", path], capture_output=True, text=True)
+    r = harness.run([pith, "data", "info", path], ok=False, text=True)
     check(r.returncode == 0 and "records      3" in r.stdout and "in.txt" in r.stdout,
           f"pith reads an h5py-written corpus: {r.stdout[-400:]} {r.stderr}")
 
 
 def main():
-    if len(sys.argv) != 2 or not os.access(sys.argv[1], os.X_OK):
-        print(f"usage: {sys.argv[0]} CORPUS_SAMPLE_BINARY (got {sys.argv[1:]}; build the corpus_sample target)")
-        return 1
+    sample = harness.tool_arg("corpus_sample")
     with tempfile.TemporaryDirectory(prefix="pith_corpus_h5py_") as d:
         docs, qa = os.path.join(d, "docs.h5"), os.path.join(d, "qa.h5")
-        r = subprocess.run([sys.argv[1], docs, qa], capture_output=True, text=True)
-        if r.returncode != 0:
-            print(f"corpus_sample failed: {r.stderr}")
-            return 1
+        harness.run([sample, docs, qa], text=True)
         check(sorted(os.listdir(d)) == ["docs.h5", "qa.h5"], f"only the final files remain: {os.listdir(d)}")
         check_docs(docs)
         check_qa(qa)
         check_h5dump([docs, qa])
         check_info(docs, qa)
         check_python_written(d)
-    print(f"corpus_h5py: {len(FAILURES)} mismatches")
-    return 1 if FAILURES else 0
+    print(f"corpus_h5py: {len(harness.MISMATCHES)} mismatches")
+    return 1 if harness.MISMATCHES else 0
 
 
 if __name__ == "__main__":

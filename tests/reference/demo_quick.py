@@ -7,24 +7,15 @@ Run by ctest with PITH_BIN (the pith binary).
 """
 import json
 import os
-import subprocess
-import sys
 import tempfile
 
-PITH = os.environ.get("PITH_BIN")
+import harness
 
-
-def run(*args, ok=True):
-    p = subprocess.run([PITH, *args], capture_output=True, text=True)
-    if ok and p.returncode != 0:
-        raise SystemExit(f"FAIL: pith {' '.join(args)} exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
-    return p
+run = harness.pith
 
 
 def main():
-    if not PITH:
-        print("SKIP: PITH_BIN unset")
-        sys.exit(77)
+    harness.pith_bin()
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "demo")
         p = run("demo", "--quick", "--threads", "1", "--out", out)
@@ -34,16 +25,16 @@ def main():
                        f"{method}_qa_eval"]
         for s in stages:
             if f"[{s}," not in p.stdout or not os.path.exists(os.path.join(out, ".done", s)):
-                raise SystemExit(f"FAIL: stage {s} did not run or is not marked done:\n{p.stdout[-3000:]}")
+                harness.fail(f"stage {s} did not run or is not marked done:\n{p.stdout[-3000:]}")
         for path in ["world/qa.h5", "world/docs.h5", "world/qa_sentence.h5", "world/qa_window.h5",
                      "lm/model/config.json", "lm/model/tokenizer.json",
                      "export/500x_finetune/adapter_model.safetensors", "export/icae_pretrain/manifest.json"]:
             if not os.path.exists(os.path.join(out, path)):
-                raise SystemExit(f"FAIL: {path} missing")
+                harness.fail(f"{path} missing")
         with open(os.path.join(out, "export/icae_finetune/manifest.json")) as f:
             manifest = json.load(f)
         if manifest["method"] != "icae" or manifest["k"] != 16:
-            raise SystemExit(f"FAIL: manifest {manifest}")
+            harness.fail(f"manifest {manifest}")
         systems = {"qa": {"compressed", "full", "none", "truncated", "no_layer0"}, "docs": {"compressed", "none", "truncated"}}
         for method in ("500x", "icae"):
             for data in ("qa", "docs"):
@@ -51,30 +42,30 @@ def main():
                     m = json.load(f)
                 want = systems[data] if method == "500x" else {"compressed"}
                 if set(m["systems"]) != want:
-                    raise SystemExit(f"FAIL: {method} {data}: systems {sorted(m['systems'])}, want {sorted(want)}")
+                    harness.fail(f"{method} {data}: systems {sorted(m['systems'])}, want {sorted(want)}")
                 for system, scores in m["systems"].items():
                     for name, v in scores.items():
                         if not 0 <= v <= 100:
-                            raise SystemExit(f"FAIL: {method} {data} {system} {name} = {v}")
+                            harness.fail(f"{method} {data} {system} {name} = {v}")
         with open(os.path.join(out, "results.md")) as f:
             table = f.read()
         for row in ("full context", "no context", "without layer 0", "500x compressor", "ICAE", "decoder with no prefix"):
             if row not in table or row not in p.stdout:
-                raise SystemExit(f"FAIL: results table lacks '{row}':\n{table}")
+                harness.fail(f"results table lacks '{row}':\n{table}")
         print(f"demo --quick: {len(stages)} stages ran; exports, evaluations and results.md are in place")
 
         p = run("demo", "--quick", "--threads", "1", "--out", out)
         if p.stdout.count("(done in an earlier run: skipped)") != len(stages):
-            raise SystemExit(f"FAIL: a second run redid finished stages:\n{p.stdout[-3000:]}")
+            harness.fail(f"a second run redid finished stages:\n{p.stdout[-3000:]}")
         print("demo --quick: a second run skips every finished stage and prints the table again")
 
         for bad in (["--k", "0"], ["--docs", "5"], ["--frobnicate"], ["--out"]):
             p = run("demo", *bad, ok=False)
             if p.returncode != 2 or "usage: pith demo" not in p.stderr:
-                raise SystemExit(f"FAIL: pith demo {bad}: exit {p.returncode}, stderr {p.stderr!r}")
+                harness.fail(f"pith demo {bad}: exit {p.returncode}, stderr {p.stderr!r}")
         p = run("demo", "--quick", "--fresh", "--out", out, ok=False)
         if p.returncode != 1 or "exists" not in p.stderr:
-            raise SystemExit(f"FAIL: --fresh on an existing folder: exit {p.returncode}, {p.stderr!r}")
+            harness.fail(f"--fresh on an existing folder: exit {p.returncode}, {p.stderr!r}")
         print("demo: bad options rejected with a usage message; --fresh refuses an existing folder")
 
 

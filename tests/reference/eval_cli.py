@@ -23,36 +23,21 @@ import json
 import os
 import re
 import struct
-import subprocess
 import sys
 import tempfile
 
+import harness
+from harness import fail
 from squad_v11 import exact_match_score, f1_score, metric_max_over_ground_truths, raw_em, raw_f1
 
-try:
-    import numpy as np
-except ImportError as e:
-    print(f"SKIP: {e} (numpy makes the random model)")
-    sys.exit(77)
+np = harness.require("numpy")  # numpy makes the random model
 
-PITH = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PITH_BIN")
-PITH = os.path.abspath(PITH) if PITH else None
 TOL = 1e-9
 QA_SYSTEMS = ["compressed", "full", "none", "truncated"]
 REGEN_SYSTEMS = ["compressed", "none", "truncated"]
 
 
-def fail(msg):
-    raise SystemExit(f"FAIL: {msg}")
-
-
-def run(*args, ok=True, cwd=None):
-    p = subprocess.run([PITH, *args], capture_output=True, text=True, cwd=cwd)
-    if ok and p.returncode != 0:
-        fail(f"pith {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
-    return p
-
-
+run = harness.pith
 
 # ---- a random model as a Hugging Face folder ----
 
@@ -215,9 +200,7 @@ def gold_variants(j, preds_by, index, original):
 
 
 def main():
-    if not PITH or not os.access(PITH, os.X_OK):
-        print("SKIP: no pith binary (pass its path, or set PITH_BIN)")
-        return 77
+    harness.pith_bin(from_argv=True)
     with tempfile.TemporaryDirectory() as tmp:
         world = os.path.join(tmp, "world")
         run("data", "synth", "--dir", world, "--docs", "60", "--seed", "7", "--threads", "1", "--val-fraction", "0.2",
@@ -330,7 +313,7 @@ def main():
         print(f"errors: {len(cases)} bad invocations rejected in one line each, nothing written")
         # Another tokenizer: a warning that the corpus was made by another one, then the refusal
         # (GPT-2's bos/pad id is beyond this model's vocabulary). Uses the GPT-2 tokenizer asset.
-        gpt2 = os.path.join(os.environ.get("PITH_ASSETS", "../shared/assets"), "tokenizers", "gpt2")
+        gpt2 = os.path.join(harness.assets_dir(), "tokenizers", "gpt2")
         if os.path.isdir(gpt2):
             p = run("eval", "--compressor", exp_ft, "--data", qa, "--tokenizer", gpt2, "--out", bad, "--threads", "1",
                     ok=False)

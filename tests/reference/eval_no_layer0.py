@@ -17,17 +17,13 @@ Run by ctest with PITH_BIN.
 """
 import json
 import os
-import sys
 import tempfile
 
+import harness
 import tiny_world
 
-PITH = os.environ.get("PITH_BIN")
 ROWS, NEW = 24, 6
-
-
-def run(*args, ok=True):
-    return tiny_world.run(PITH, *args, ok=ok)
+run = harness.pith
 
 
 def greedy(model, ids, cache, eos, torch):
@@ -44,19 +40,10 @@ def greedy(model, ids, cache, eos, torch):
 
 
 def main():
-    if not PITH:
-        print("SKIP: PITH_BIN unset")
-        sys.exit(77)
-    try:
-        import h5py
-        import torch
-        from tokenizers import Tokenizer
-        from transformers import AutoModelForCausalLM, DynamicCache
-    except ImportError as e:
-        print(f"SKIP: {e}")
-        sys.exit(77)
+    harness.pith_bin()
+    _, torch, _, transformers = harness.require("h5py", "torch", "tokenizers", "transformers")
     with tempfile.TemporaryDirectory() as tmp:
-        world, vocab = tiny_world.make_world(PITH, tmp, 200)
+        world, vocab = tiny_world.make_world(tmp, 200)
         shape = tiny_world.write_shape(os.path.join(tmp, "shape.json"), vocab, hidden=64, layers=2, heads=4, kv_heads=2)
         qa = os.path.join(world, "qa.h5")
         lm = os.path.join(tmp, "lm")
@@ -74,16 +61,9 @@ def main():
                 p = json.loads(line)
                 preds[(p["system"], p["index"])] = p["prediction"]
 
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-        tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
-        bos, eos = tok.token_to_id("<|bos|>"), tok.token_to_id("<|eos|>")
-        qp = tok.encode("Question: ", add_special_tokens=False).ids
-        ap = tok.encode(" Answer: ", add_special_tokens=False).ids
-        f = h5py.File(qa, "r")
-
-        def col(name, i):
-            off = f[name + "_offsets"]
-            return f[name][off[i]:off[i + 1]].tolist()
+        model = harness.load_causal_lm(model_dir)
+        rows = tiny_world.QA(model_dir, qa)
+        tok, col, bos, eos, qp, ap = rows.tok, rows.col, rows.bos, rows.eos, rows.qp, rows.ap
 
         differ = 0
         for i in range(ROWS):
@@ -91,7 +71,7 @@ def main():
             want = {"full": greedy(model, ctx + prompt, None, eos, torch)}
             with torch.no_grad():
                 kv = model(input_ids=torch.tensor([ctx]), use_cache=True).past_key_values
-            cache = DynamicCache()
+            cache = transformers.DynamicCache()
             for layer in range(model.config.num_hidden_layers):
                 k, v = kv.layers[layer].keys, kv.layers[layer].values
                 if layer == 0:
@@ -101,17 +81,17 @@ def main():
             for system, ids in want.items():
                 text = tok.decode(ids, skip_special_tokens=False).strip()
                 if preds.get((system, i)) != text:
-                    raise SystemExit(f"FAIL: row {i} {system}: pith {preds.get((system, i))!r}, transformers {text!r}")
+                    harness.fail(f"row {i} {system}: pith {preds.get((system, i))!r}, transformers {text!r}")
             differ += want["full"] != want["no_layer0"]
         if differ == 0:
-            raise SystemExit("FAIL: no_layer0 predicted what full did on every row: the zeroing has no effect")
+            harness.fail("no_layer0 predicted what full did on every row: the zeroing has no effect")
         print(f"{ROWS} rows: pith's full and no_layer0 predictions equal transformers'; they differ on {differ}")
 
         p = run("eval", "--compressor", "none", "--model", model_dir, "--data", os.path.join(world, "docs.h5"),
                 "--max-examples", "2", "--baselines", "none,no_layer0", "--threads", "1",
                 "--out", os.path.join(tmp, "regen"))
         if "no 'no_layer0' baseline for regen" not in p.stderr:
-            raise SystemExit(f"FAIL: no_layer0 on regen: {p.stderr!r}")
+            harness.fail(f"no_layer0 on regen: {p.stderr!r}")
         print("no_layer0 on regen: skipped with a message")
 
 

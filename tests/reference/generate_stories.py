@@ -17,73 +17,39 @@ Checks:
 Env: PITH_BIN (the pith binary), PITH_ASSETS (the assets folder). Exit 77 with the reason when
 either, or `pith convert`, is missing; any mismatch prints both texts and exits 1.
 """
-import json
 import os
-import subprocess
-import sys
 import tempfile
 
-SKIP = 77
-PROMPT = "Once upon a time"
-EXPECTED = ("Once upon a time, there was a little girl named Lily. She loved to play outside in the park. "
-            "One day, she saw a big, red ball. She wanted to play with it, but it was too high.")
+import harness
+from harness import STORIES_GREEDY as EXPECTED, STORIES_PROMPT as PROMPT, fail
+
 UNICODE_PROMPT = "Lily said: \u201ccaf\u00e9 na\u00efve \u65e5\u672c \U0001F600\u201d and"
 
 
-def skip(msg):
-    print(f"SKIP: {msg}")
-    sys.exit(SKIP)
-
-
-def fail(msg):
-    print(f"FAIL: {msg}")
-    sys.exit(1)
-
-
-def run(args, ok=True, stdin=None):
-    p = subprocess.run(args, input=stdin, capture_output=True, timeout=600)
-    if ok and p.returncode != 0:
-        fail(f"{' '.join(args)} exited {p.returncode}: {p.stderr.decode(errors='replace')[-2000:]}")
-    return p
-
-
-def generate(bin_, model, prompt, *extra, ids_out=None):
+def generate(model, prompt, *extra, ids_out=None):
     """(stdout bytes, {"prompt": [...], "new": [...]} or None)"""
-    args = [bin_, "generate", "--model", model, "--prompt", prompt, "--threads", "1", *extra]
+    args = [harness.pith_bin(), "generate", "--model", model, "--prompt", prompt, "--threads", "1", *extra]
     if ids_out:
         args += ["--ids-out", ids_out]
-    p = run(args)
-    ids = None
-    if ids_out:
-        with open(ids_out) as f:
-            ids = json.load(f)
-    return p.stdout, ids
+    p = harness.run(args, timeout=None)
+    return p.stdout, harness.read_json(ids_out) if ids_out else None
 
 
 def main():
-    bin_ = os.environ.get("PITH_BIN")
-    assets = os.environ.get("PITH_ASSETS")
-    if not bin_ or not os.access(bin_, os.X_OK):
-        skip("PITH_BIN is not set to the pith binary")
-    if not assets:
-        skip("PITH_ASSETS is not set")
-    ckpt = os.path.join(assets, "models/stories260K.bin")
-    tok_bin = os.path.join(assets, "models/tok512.bin")
-    for p in (ckpt, tok_bin):
-        if not os.path.isfile(p):
-            skip(f"asset {p} not found (set PITH_ASSETS to the assets folder)")
-    p = run([bin_, "convert", "--help"], ok=False)
+    harness.pith_bin()
+    harness.stories_assets()
+    p = harness.pith("convert", "--help", ok=False)
     if p.returncode != 0:
-        skip(f"`pith convert --help` exited {p.returncode}: this pith has no convert command "
-             f"({p.stderr.decode(errors='replace').strip()[:200]})")
+        harness.skip(f"`pith convert --help` exited {p.returncode}: this pith has no convert command "
+                     f"({p.stderr.strip()[:200]})")
 
     with tempfile.TemporaryDirectory(prefix="pith_generate_") as tmp:
         model = os.path.join(tmp, "stories260K")
-        run([bin_, "convert", "--checkpoint", ckpt, "--tokenizer", tok_bin, "--out", model])
+        harness.convert_stories(model)
         ids_path = os.path.join(tmp, "ids.json")
 
         # 1. The golden text of llama2.c at temperature 0.
-        out, _ = generate(bin_, model, PROMPT, "--max-new-tokens", "60")
+        out, _ = generate(model, PROMPT, "--max-new-tokens", "60")
         text = out.decode("utf-8")
         if text[:len(EXPECTED)] != EXPECTED:
             fail(f"greedy text differs from llama2.c's:\n  got  {text[:len(EXPECTED)]!r}\n  want {EXPECTED!r}")
@@ -92,17 +58,13 @@ def main():
         # 2. transformers' greedy generation on the same folder.
         try:
             import torch
-            from transformers import AutoModelForCausalLM
+            import transformers  # noqa: F401
         except ImportError as e:
             print(f"SKIP (part 2 only): transformers is not installed: {e}")
         else:
             torch.set_num_threads(1)
-            out, ids = generate(bin_, model, PROMPT, "--max-new-tokens", "200", ids_out=ids_path)
-            try:
-                hf = AutoModelForCausalLM.from_pretrained(model, local_files_only=True, dtype=torch.float32)
-            except TypeError:  # transformers < 4.56 names it torch_dtype
-                hf = AutoModelForCausalLM.from_pretrained(model, local_files_only=True, torch_dtype=torch.float32)
-            hf.eval()
+            out, ids = generate(model, PROMPT, "--max-new-tokens", "200", ids_out=ids_path)
+            hf = harness.load_causal_lm(model, local_files_only=True)
             with torch.no_grad():
                 seq = hf.generate(torch.tensor([ids["prompt"]]), max_new_tokens=200, do_sample=False,
                                   pad_token_id=0)[0].tolist()
@@ -120,7 +82,7 @@ def main():
             # T 20 is near-uniform: about half the tokens are bytes, some forming multi-byte characters.
             for seed, temperature, top_p in ((1, "1.5", "1"), (2, "1.5", "1"), (3, "1", "0.9"), (1, "20", "1"),
                                              (4, "20", "1"), (5, "20", "1"), (6, "20", "1")):
-                out, ids = generate(bin_, model, UNICODE_PROMPT, "--max-new-tokens", "120", "--temperature",
+                out, ids = generate(model, UNICODE_PROMPT, "--max-new-tokens", "120", "--temperature",
                                     temperature, "--top-p", top_p, "--seed", str(seed), "--tokenizer", tok,
                                     ids_out=ids_path)
                 all_ids = ids["prompt"] + ids["new"]
@@ -130,20 +92,19 @@ def main():
                           f"the decoded C string, so this text is not compared")
                     continue
                 n_compared += 1
-                p = run([bin_, "tokenize", "--tokenizer", tok, "--decode", "--skip-special", "--jsonl"],
-                        stdin=(json.dumps(all_ids) + "\n" + json.dumps(ids["prompt"]) + "\n").encode())
-                lines = p.stdout.decode("utf-8").splitlines()
-                want = json.loads(lines[0])["text"].encode("utf-8") + b"\n"
+                decoded = harness.pith_jsonl(["tokenize", "--tokenizer", tok, "--decode", "--skip-special", "--jsonl"],
+                                             [all_ids, ids["prompt"]])
+                want = decoded[0]["text"].encode("utf-8") + b"\n"
                 if out != want:
                     fail(f"{tok_name} seed {seed} T {temperature}: streamed text differs from the decode "
                          f"of its ids {all_ids}:\n  streamed {out!r}\n  decoded  {want!r}")
                 n_bytes = sum(1 for i in ids["new"] if 3 <= i < 259)  # <0x00>..<0xFF> are ids 3..258
-                n_prompt_chars = sum(1 for c in json.loads(lines[1])["text"] if ord(c) >= 0x80)
+                n_prompt_chars = sum(1 for c in decoded[1]["text"] if ord(c) >= 0x80)
                 n_multibyte = sum(1 for c in out.decode("utf-8") if ord(c) >= 0x80 and c != "\ufffd") - n_prompt_chars
                 multibyte_streamed += max(n_multibyte, 0)
                 print(f"ok: {tok_name} seed {seed} T {temperature} top-p {top_p}: {len(ids['new'])} new "
                       f"tokens ({n_bytes} byte tokens, {n_multibyte} new multi-byte characters), streamed == decoded")
-            again, _ = generate(bin_, model, UNICODE_PROMPT, "--max-new-tokens", "120", "--temperature", "1.5",
+            again, _ = generate(model, UNICODE_PROMPT, "--max-new-tokens", "120", "--temperature", "1.5",
                                 "--seed", "1", "--tokenizer", tok)
             if again != texts[(tok_name, 1, "1.5")]:
                 fail(f"{tok_name}: seed 1 gave two different texts")
@@ -167,7 +128,7 @@ def main():
             (["--model", tmp, "--prompt", "x"], 1, "config.json"),
         ]
         for args, code, needle in cases:
-            p = run([bin_, "generate", *args], ok=False)
+            p = harness.run([harness.pith_bin(), "generate", *args], ok=False)
             err = p.stderr.decode(errors="replace")
             first = err.splitlines()[0] if err else ""
             if p.returncode != code or needle not in first:

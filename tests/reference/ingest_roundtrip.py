@@ -29,23 +29,14 @@ import sys
 import tempfile
 import time
 
-try:
-    import h5py
-    import numpy as np
-    from tokenizers import Tokenizer
-except ImportError as e:
-    print(f"SKIP: a Python module is missing ({e}); install h5py, numpy and tokenizers into .venv")
-    sys.exit(77)
+import harness
 
-FAILURES = []
+h5py, np, tokenizers = harness.require("h5py", "numpy", "tokenizers")
+Tokenizer = tokenizers.Tokenizer
 
 
 def check(cond, what):
-    if not cond:
-        FAILURES.append(what)
-        if len(FAILURES) <= 30:
-            print(f"MISMATCH: {what}")
-    return cond
+    return harness.expect(cond, what, show=30)
 
 
 def split_of(id_, val, test):
@@ -84,7 +75,7 @@ def texts(f, name):
 
 
 def run(args, **kw):
-    p = subprocess.run(args, capture_output=True, text=True, **kw)
+    p = harness.run(args, ok=False, timeout=None, text=True, **kw)
     if p.returncode != 0:
         print(f"command failed ({p.returncode}): {' '.join(args)}\n{p.stdout}{p.stderr}")
     return p
@@ -237,7 +228,7 @@ def test_killed(pith, assets, tmp, tok_json):
                 check("schema" not in f.attrs, "killed ingest: the .partial has a schema attribute")
         except OSError:
             pass  # not even an HDF5 file: fine
-        p = subprocess.run([pith, "data", "info", partial], capture_output=True, text=True)
+        p = harness.run([pith, "data", "info", partial], ok=False, text=True)
         check(p.returncode != 0, "killed ingest: pith data info accepts the .partial")
     print("killed ingest: no output file; the .partial is not a valid corpus")
 
@@ -273,22 +264,14 @@ def test_synth(pith, tmp):
 
 
 def main():
-    pith = os.environ.get("PITH_BIN", "build/pith")
-    assets = os.environ.get("PITH_ASSETS", os.path.join(os.path.dirname(__file__), "../../../shared/assets"))
-    tok_json = os.path.join(assets, "tokenizers/llama3/tokenizer.json")
-    need = [tok_json, os.path.join(assets, "data/squad/dev-v1.1.json"),
-            os.path.join(assets, "data/arxiv/arxiv_abstracts_4000.jsonl"),
-            os.path.join(assets, "data/arxiv/arxiv-metadata-oai-snapshot.first200.jsonl")]
-    missing = [p for p in need if not os.path.exists(p)]
-    if missing:
-        print(f"SKIP: assets missing: {missing} (set PITH_ASSETS)")
-        return 77
-    if not os.access(pith, os.X_OK):
-        print(f"SKIP: no pith binary at {pith} (set PITH_BIN)")
-        return 77
+    tok_json = harness.asset("tokenizers/llama3/tokenizer.json")
+    for rel in ("data/squad/dev-v1.1.json", "data/arxiv/arxiv_abstracts_4000.jsonl",
+                "data/arxiv/arxiv-metadata-oai-snapshot.first200.jsonl"):
+        harness.asset(rel)
+    assets = harness.assets_dir()
+    pith = harness.pith_bin()
     if not shutil.which("h5dump"):
-        print("SKIP: h5dump is not installed (Debian: hdf5-tools)")
-        return 77
+        harness.skip("h5dump is not installed (Debian: hdf5-tools)")
     tok = Tokenizer.from_file(tok_json)
     tmp = tempfile.mkdtemp(prefix="pith_ingest_rt_")
     try:
@@ -299,8 +282,8 @@ def main():
         test_synth(pith, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if FAILURES:
-        print(f"FAILED: {len(FAILURES)} mismatches")
+    if harness.MISMATCHES:
+        print(f"FAILED: {len(harness.MISMATCHES)} mismatches")
         return 1
     print("ingest_roundtrip: all checks passed")
     return 0

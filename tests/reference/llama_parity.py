@@ -10,22 +10,12 @@ max abs value). Fails loudly with the first mismatch.
 
 usage: llama_parity.py PATH_TO_llama_tool
 """
-import json
 import os
-import subprocess
-import sys
 import tempfile
 
-try:
-    import torch
-    from safetensors.torch import load_file, save_file
-    from transformers import AutoModelForCausalLM, DynamicCache
-    from peft import LoraConfig, get_peft_model
-    from transformers.utils import logging as hf_logging
-    hf_logging.disable_progress_bar()
-except ImportError as e:
-    print(f"SKIP: {e}")
-    sys.exit(77)
+import harness
+
+torch, _, transformers, peft = harness.require("torch", "safetensors.torch", "transformers", "peft")
 
 TOL = 1e-4
 PROJ = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -53,14 +43,7 @@ CONFIGS = {
 
 
 def compare(what, ours, ref):
-    ours, ref = ours.detach().float(), ref.detach().float()
-    if ours.shape != ref.shape:
-        raise SystemExit(f"FAIL {what}: shape {tuple(ours.shape)} vs transformers {tuple(ref.shape)}")
-    scale = max(1e-6, ref.abs().max().item()) if ref.numel() else 1.0
-    err = (ours - ref).abs().max().item() / scale if ref.numel() else 0.0
-    if not err <= TOL:
-        raise SystemExit(f"FAIL {what}: relative difference {err:.3g} > {TOL}")
-    return err
+    return harness.check_close(what, ours, ref.reshape(ours.shape) if ref.dim() == 0 else ref, TOL)
 
 
 def make_case(cfg, kind, g):
@@ -99,21 +82,14 @@ def make_case(cfg, kind, g):
 
 
 def reference(model_dir, cfg, case, meta):
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
-    model.eval()
+    model = harness.load_causal_lm(model_dir, attn_implementation="eager")
     L = cfg["num_hidden_layers"]
     lora = {}
     if "lora_rank" in meta:
-        lc = LoraConfig(r=int(meta["lora_rank"]), lora_alpha=float(meta["lora_alpha"]), target_modules=PROJ,
-                        lora_dropout=0.0, bias="none")
-        model = get_peft_model(model, lc)
-        layers = model.base_model.model.model.layers
-        for l in range(L):
-            for p in PROJ:
-                mod = getattr(layers[l].self_attn if p in PROJ[:4] else layers[l].mlp, p)
-                mod.lora_A["default"].weight.data.copy_(case[f"lora.{l}.{p}.A"])
-                mod.lora_B["default"].weight.data.copy_(case[f"lora.{l}.{p}.B"])
-                lora[(l, p)] = mod
+        lc = peft.LoraConfig(r=int(meta["lora_rank"]), lora_alpha=float(meta["lora_alpha"]), target_modules=PROJ,
+                             lora_dropout=0.0, bias="none")
+        model = peft.get_peft_model(model, lc)
+        lora = harness.set_lora(model, case, PROJ)
         base = model.base_model.model
     else:
         base = model
@@ -122,7 +98,7 @@ def reference(model_dir, cfg, case, meta):
     mask = case.get("mask", torch.ones(B, T, dtype=torch.uint8)).long()
     leaves = {}
     if "prefix_k.0" in case:
-        cache = DynamicCache()
+        cache = transformers.DynamicCache()
         P = case["prefix_k.0"].shape[2]
         for l in range(L):
             k = case[f"prefix_k.{l}"].clone().requires_grad_()
@@ -163,66 +139,44 @@ def reference(model_dir, cfg, case, meta):
     return res
 
 
-def stories260k(tool, tmp, g):
-    """The real stories260K, converted by `pith convert`: logits and gradients against transformers."""
-    pith, assets = os.environ.get("PITH_BIN"), os.environ.get("PITH_ASSETS", "../shared/assets")
-    ckpt, tok = os.path.join(assets, "models/stories260K.bin"), os.path.join(assets, "models/tok512.bin")
-    if not pith or not os.path.exists(ckpt):
-        print("skip stories260K: PITH_BIN unset or the assets folder is absent")
-        return 0
-    d = os.path.join(tmp, "stories260K")
-    subprocess.run([pith, "convert", "--checkpoint", ckpt, "--tokenizer", tok, "--out", d], check=True,
-                   stdout=subprocess.DEVNULL)
-    with open(os.path.join(d, "config.json")) as f:
-        cfg = json.load(f)
+def check_model(tool, name, d, cfg, kinds, g, tmp):
+    """Each kind of case on the model folder d: pith (llama_tool forward) against transformers."""
     n = 0
-    for kind in ("plain", "prefix_lora"):
+    for kind in kinds:
         case, meta, mask = make_case(cfg, kind, g)
-        inp, outp = os.path.join(tmp, "in.safetensors"), os.path.join(tmp, "out.safetensors")
-        save_file({k: v.contiguous() for k, v in case.items()}, inp, metadata=meta)
-        subprocess.run([tool, "forward", d, inp, outp], check=True)
-        ours, ref = load_file(outp), reference(d, cfg, case, meta)
+        ours = harness.tool_call(tool, "forward", d, case, tmp, meta)
+        ref = reference(d, cfg, case, meta)
         worst = 0.0
         for key, r in ref.items():
-            o = ours[key]
-            if key == "logits":
+            o = ours.get(key)
+            harness.check(o is not None, f"{name}/{kind}: pith wrote no '{key}'")
+            if key == "logits":  # padded positions are not compared
                 o, r = o[mask], r[mask]
-            worst = max(worst, compare(f"stories260K/{kind}/{key}", o, r.reshape(o.shape) if r.dim() == 0 else r))
+            worst = max(worst, compare(f"{name}/{kind}/{key}", o, r))
             n += 1
-        print(f"ok stories260K/{kind}: {len(ref)} tensors, worst relative difference {worst:.2e}")
+        print(f"ok {name}/{kind}: {len(ref)} tensors, worst relative difference {worst:.2e}")
     return n
 
 
+def stories260k(tool, tmp, g):
+    """The real stories260K, converted by `pith convert`: logits and gradients against transformers."""
+    if not os.environ.get("PITH_BIN") or not harness.asset("models/stories260K.bin", required=False):
+        print("skip stories260K: PITH_BIN unset or the assets folder is absent")
+        return 0
+    d = os.path.join(tmp, "stories260K")
+    harness.convert_stories(d)
+    return check_model(tool, "stories260K", d, harness.read_json(os.path.join(d, "config.json")),
+                       ("plain", "prefix_lora"), g, tmp)
+
+
 def main():
-    if len(sys.argv) != 2:
-        raise SystemExit(__doc__)
-    tool = sys.argv[1]
+    tool = harness.tool_arg("llama_tool")
     g = torch.Generator().manual_seed(0)
     checked = 0
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, cfg) in enumerate(CONFIGS.items()):
-            d = os.path.join(tmp, name)
-            os.makedirs(d)
-            with open(os.path.join(d, "config.json"), "w") as f:
-                json.dump(cfg, f)
-            subprocess.run([tool, "make", d, str(100 + i)], check=True)
-            for kind in ("plain", "padded", "prefix_lora"):
-                case, meta, mask = make_case(cfg, kind, g)
-                inp, outp = os.path.join(tmp, "in.safetensors"), os.path.join(tmp, "out.safetensors")
-                save_file({k: v.contiguous() for k, v in case.items()}, inp, metadata=meta)
-                subprocess.run([tool, "forward", d, inp, outp], check=True)
-                ours = load_file(outp)
-                ref = reference(d, cfg, case, meta)
-                worst = 0.0
-                for key, r in ref.items():
-                    o = ours.get(key)
-                    if o is None:
-                        raise SystemExit(f"FAIL {name}/{kind}: pith wrote no '{key}'")
-                    if key == "logits":  # padded positions are not compared
-                        o, r = o[mask], r[mask]
-                    worst = max(worst, compare(f"{name}/{kind}/{key}", o, r.reshape(o.shape) if r.dim() == 0 else r))
-                    checked += 1
-                print(f"ok {name}/{kind}: {len(ref)} tensors, worst relative difference {worst:.2e}")
+            d = harness.make_tool_model(tool, os.path.join(tmp, name), cfg, 100 + i)
+            checked += check_model(tool, name, d, cfg, ("plain", "padded", "prefix_lora"), g, tmp)
         checked += stories260k(tool, tmp, g)
     print(f"llama_parity: {checked} tensors match transformers to {TOL}")
 

@@ -26,18 +26,12 @@ import os
 import random
 import re
 import string
-import subprocess
 import sys
 
+import harness
 from squad_v11 import exact_match_score, f1_score, metric_max_over_ground_truths, raw_em, raw_f1
 
-try:
-    from rouge_score import rouge_scorer
-    import sacrebleu
-except ImportError as e:
-    print(f"SKIP: {e}; install rouge-score and sacrebleu into the project's .venv "
-          "(scripts/requirements.txt)")
-    sys.exit(77)
+rouge_scorer, sacrebleu = harness.require("rouge_score.rouge_scorer", "sacrebleu")
 
 TOL = 1e-6
 
@@ -53,10 +47,10 @@ FALLBACK = [
 
 
 def load_sentences():
-    root = os.environ.get("PITH_ASSETS", "")
-    path = os.path.join(root, "data", "tinystories", "tinystories_val_head.txt")
-    if not os.path.exists(path):
-        print(f"note: {path} not found; using {len(FALLBACK)} built-in sentences")
+    path = harness.asset(os.path.join("data", "tinystories", "tinystories_val_head.txt"), required=False)
+    if not path:
+        print(f"note: {os.path.join(harness.assets_dir(), 'data', 'tinystories', 'tinystories_val_head.txt')} "
+              f"not found; using {len(FALLBACK)} built-in sentences")
         return FALLBACK
     text = open(path, encoding="utf-8").read()
     sents = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 3]
@@ -153,23 +147,15 @@ def make_pairs(sents, rng, n_qa=400, n_gen=400):
 
 
 def main():
-    if len(sys.argv) != 2:
-        print(__doc__)
-        return 2
-    tool = sys.argv[1]
+    tool = harness.tool_arg("metrics_tool")
     rng = random.Random(1234)
     qa, gen = make_pairs(load_sentences(), rng)
     lines = [json.dumps({"pred": p, "golds": g}, ensure_ascii=False) for p, g in qa]
     lines += [json.dumps({"pred": p, "ref": r}, ensure_ascii=False) for p, r in gen]
-    proc = subprocess.run([tool], input="\n".join(lines) + "\n", capture_output=True,
-                          text=True, encoding="utf-8")
-    if proc.returncode != 0:
-        print(f"MISMATCH: metrics_tool failed (rc {proc.returncode}): {proc.stderr}")
-        return 1
+    proc = harness.run([tool], stdin="\n".join(lines) + "\n", text=True, encoding="utf-8")
     out = [json.loads(x) for x in proc.stdout.splitlines()]
     if len(out) != len(lines) + 1:
-        print(f"MISMATCH: metrics_tool printed {len(out)} lines, want {len(lines) + 1}")
-        return 1
+        harness.fail(f"metrics_tool printed {len(out)} lines, want {len(lines) + 1}")
 
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=False)
     failures = []
@@ -208,8 +194,7 @@ def main():
     for lo, hi in [(0, 8), (8, 40), (40, 200)]:
         sub = gen[lo:hi]
         sub_lines = [json.dumps({"pred": p, "ref": r}, ensure_ascii=False) for p, r in sub]
-        res = subprocess.run([tool], input="\n".join(sub_lines) + "\n", capture_output=True,
-                             text=True, encoding="utf-8")
+        res = harness.run([tool], stdin="\n".join(sub_lines) + "\n", text=True, encoding="utf-8")
         got = json.loads(res.stdout.splitlines()[-1])["corpus_bleu"]
         want = sacrebleu.corpus_bleu([p for p, _ in sub], [[r for _, r in sub]]).score
         cmp(f"corpus_bleu[{lo}:{hi}]", got, want, "slice")

@@ -9,22 +9,15 @@ resolved config.yaml unchanged. Then each finetune run is exported.
 Run by ctest with PITH_BIN (the pith binary) and PITH_ASSETS.
 """
 import glob
-import json
 import os
-import subprocess
 import sys
 import tempfile
 
-try:
-    import yaml
-except ImportError as e:
-    print(f"SKIP: {e}")
-    sys.exit(77)
+import harness
+
+yaml = harness.require("yaml")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-PITH = os.environ.get("PITH_BIN")
-ASSETS = os.environ.get("PITH_ASSETS", os.path.join(ROOT, "..", "shared", "assets"))
 # What a CPU run changes; the keys the test points at its own files.
 CPU = ["device=cpu", "bf16=false", "max_steps=2", "per_device_train_batch_size=1", "eval_batches=1",
        "logging_steps=1", "threads=2"]
@@ -34,18 +27,6 @@ TINY = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_siz
         "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
         "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
         "tie_word_embeddings": False, "bos_token_id": 128000, "eos_token_id": 128009}
-
-
-def fail(msg):
-    print(f"FAIL: {msg}")
-    sys.exit(1)
-
-
-def run(*args):
-    p = subprocess.run(args, capture_output=True, text=True)
-    if p.returncode != 0:
-        fail(f"{' '.join(args)} exited {p.returncode}:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
-    return p.stdout
 
 
 def same(want, got):
@@ -63,35 +44,31 @@ def check_resolved(cfg_path, run_dir):
         got = yaml.safe_load(f)
     for key, value in want.items():
         if key not in REPLACED and not same(value, got.get(key)):
-            fail(f"{cfg_path}: {key} is {value!r} in the file, {got.get(key)!r} in the run")
+            harness.fail(f"{cfg_path}: {key} is {value!r} in the file, {got.get(key)!r} in the run")
 
 
 def main():
-    tok = os.path.join(ASSETS, "tokenizers", "llama3")
-    arxiv = os.path.join(ASSETS, "data", "arxiv", "arxiv-metadata-oai-snapshot.first200.jsonl")
-    squad = os.path.join(ASSETS, "data", "squad", "dev-v1.1.json")
-    if not PITH or not all(os.path.exists(p) for p in (tok, arxiv, squad)):
-        print("SKIP: PITH_BIN unset or assets absent")
-        sys.exit(77)
-    pretrain = sorted(glob.glob(os.path.join(ROOT, "configs", "*_llama3_8b_pretrain_*.yaml")))
-    finetune = sorted(glob.glob(os.path.join(ROOT, "configs", "*_llama3_8b_finetune_*.yaml")))
+    harness.pith_bin()
+    tok = harness.asset(os.path.join("tokenizers", "llama3"))
+    arxiv = harness.asset(os.path.join("data", "arxiv", "arxiv-metadata-oai-snapshot.first200.jsonl"))
+    squad = harness.asset(os.path.join("data", "squad", "dev-v1.1.json"))
+    pretrain = sorted(glob.glob(os.path.join(harness.ROOT, "configs", "*_llama3_8b_pretrain_*.yaml")))
+    finetune = sorted(glob.glob(os.path.join(harness.ROOT, "configs", "*_llama3_8b_finetune_*.yaml")))
     if not pretrain or not finetune:
-        fail("no published configs found in configs/")
+        harness.fail("no published configs found in configs/")
     with tempfile.TemporaryDirectory() as tmp:
-        shape = os.path.join(tmp, "tiny.json")
-        with open(shape, "w") as f:
-            json.dump(TINY, f)
+        shape = harness.write_json(os.path.join(tmp, "tiny.json"), TINY)
         model = os.path.join(tmp, "model")
-        run(sys.executable, os.path.join(HERE, "random_model_folder.py"), "--config", shape, "--tokenizer", tok,
-            "--out", model, "--f32")
+        harness.run([sys.executable, os.path.join(HERE, "random_model_folder.py"), "--config", shape, "--tokenizer",
+                     tok, "--out", model, "--f32"], timeout=None, text=True)
         docs, qa = os.path.join(tmp, "arxiv.h5"), os.path.join(tmp, "squad.h5")
-        run(PITH, "data", "ingest", "--format", "arxiv", "--quiet", "--tokenizer", model, "--out", docs, arxiv)
-        run(PITH, "data", "ingest", "--format", "squad", "--quiet", "--tokenizer", model, "--out", qa, squad)
+        harness.pith("data", "ingest", "--format", "arxiv", "--quiet", "--tokenizer", model, "--out", docs, arxiv)
+        harness.pith("data", "ingest", "--format", "squad", "--quiet", "--tokenizer", model, "--out", qa, squad)
         runs = {}
         for cfg in pretrain:
             name = os.path.basename(cfg)[:-5]
             out = os.path.join(tmp, name)
-            run(PITH, "pretrain", "--config", cfg, f"model_name_or_path={model}", f"train_file={docs}",
+            harness.pith("pretrain", "--config", cfg, f"model_name_or_path={model}", f"train_file={docs}",
                 f"output_dir={out}", *CPU)
             check_resolved(cfg, out)
             runs[name] = out
@@ -99,14 +76,14 @@ def main():
             name = os.path.basename(cfg)[:-5]
             source = runs.get(name.replace("finetune", "pretrain"))
             if not source:
-                fail(f"{cfg}: no pretrain config of the same method and k")
+                harness.fail(f"{cfg}: no pretrain config of the same method and k")
             out = os.path.join(tmp, name)
-            stdout = run(PITH, "finetune", "--config", cfg, f"model_name_or_path={model}", f"train_file={qa}",
-                         f"init_from={source}", f"output_dir={out}", *CPU)
+            stdout = harness.pith("finetune", "--config", cfg, f"model_name_or_path={model}", f"train_file={qa}",
+                                  f"init_from={source}", f"output_dir={out}", *CPU).stdout
             if "init_from" not in stdout:
-                fail(f"{cfg}: the finetune did not start from {source}")
+                harness.fail(f"{cfg}: the finetune did not start from {source}")
             check_resolved(cfg, out)
-            run(PITH, "export", "--run", out, "--out", os.path.join(tmp, name + "_export"))
+            harness.pith("export", "--run", out, "--out", os.path.join(tmp, name + "_export"))
         print(f"{len(pretrain)} pretrain and {len(finetune)} finetune configs ran as published (on CPU: "
               f"{', '.join(CPU)}), every other key unchanged in the runs; each finetune exported")
 

@@ -18,29 +18,17 @@ import json
 import math
 import os
 import struct
-import subprocess
-import sys
 import tempfile
 
-try:
-    import numpy as np
-    import torch
-    import safetensors
-    from safetensors import safe_open
-    from safetensors.torch import save_file, save as st_save
-except ImportError as e:  # a skip says why
-    print(f"SKIP: {e}; install the project's venv (torch, numpy, safetensors)")
-    sys.exit(77)
+import harness
+from harness import fail
+
+_, torch, safetensors, st = harness.require("numpy", "torch", "safetensors", "safetensors.torch")
 
 ST_DTYPE = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16",
             torch.bfloat16: "BF16", torch.int64: "I64", torch.int32: "I32", torch.int16: "I16",
             torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL"}
 FLOATS = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
-
-
-def fail(msg):
-    print(f"MISMATCH: {msg}")
-    sys.exit(1)
 
 
 def raw_bytes(t):
@@ -54,7 +42,7 @@ def f32_bits(values):
 
 
 def run_dump(dump, *args):
-    return subprocess.run([dump, *args], capture_output=True, text=True)
+    return harness.run([dump, *args], ok=False, timeout=None, text=True)
 
 
 def dump_json(dump, path):
@@ -128,7 +116,7 @@ def compare_dump(where, got, tensors, order=None):
 def check_read(dump, tmp):
     tensors = sample_tensors()
     path = os.path.join(tmp, "py.safetensors")
-    save_file(tensors, path, metadata=META)
+    st.save_file(tensors, path, metadata=META)
     got = dump_json(dump, path)
     _, header = header_of(path)
     order = sorted((k for k in header if k != "__metadata__"),
@@ -162,7 +150,7 @@ def check_write(dump, tmp, tensors, src):
         if t.dtype == torch.float32:
             want[name + ".bf16"] = t.to(torch.bfloat16)
             want[name + ".f16"] = t.to(torch.float16)
-    with safe_open(out, framework="pt") as f:
+    with safetensors.safe_open(out, framework="pt") as f:
         if sorted(f.keys()) != sorted(want):
             fail(f"write: keys: {sorted(f.keys())} vs {sorted(want)}")
         for name in sorted(want):
@@ -175,7 +163,7 @@ def check_write(dump, tmp, tensors, src):
     if meta != dict(META, writer="pith"):
         fail(f"write: metadata {meta}")
     n, header = header_of(out)
-    ref_n, ref_header = header_of_bytes(st_save(want, metadata=dict(META, writer="pith")))
+    ref_n, ref_header = header_of_bytes(st.save(want, metadata=dict(META, writer="pith")))
     ours = [k for k in header if k != "__metadata__"]
     theirs = [k for k in ref_header if k != "__metadata__"]
     if ours != theirs:
@@ -205,7 +193,7 @@ def check_sharded(dump, tmp, tensors):
         wm = {}
         for i, part in enumerate(parts):
             shard = f"model-{i + 1:05d}-of-00002.safetensors"
-            save_file({k: sd[k] for k in part}, os.path.join(folder, shard))
+            st.save_file({k: sd[k] for k in part}, os.path.join(folder, shard))
             wm.update({k: shard for k in part})
         with open(os.path.join(folder, "model.safetensors.index.json"), "w") as f:
             json.dump({"metadata": {"total_size": 0}, "weight_map": wm}, f)
@@ -273,7 +261,7 @@ def check_handmade(dump, tmp):
         with open(path, "wb") as f:
             f.write(data)
         try:
-            with safe_open(path, framework="pt") as f:
+            with safetensors.safe_open(path, framework="pt") as f:
                 for k in f.keys():
                     f.get_tensor(k)
             py_ok, py_err = True, ""
@@ -292,21 +280,14 @@ def check_handmade(dump, tmp):
 
 
 def main():
-    if len(sys.argv) != 2:
-        print("usage: safetensors_parity.py PATH_TO_st_dump")
-        return 2
-    dump = sys.argv[1]
-    if not os.access(dump, os.X_OK):
-        print(f"SKIP: {dump} is not built (cmake --build BUILD --target st_dump)")
-        return 77
+    dump = harness.tool_arg("st_dump")
     with tempfile.TemporaryDirectory(prefix="pith_st_parity_") as tmp:
         tensors, src = check_read(dump, tmp)
         check_write(dump, tmp, tensors, src)
         check_sharded(dump, tmp, tensors)
         check_handmade(dump, tmp)
     print("safetensors parity: all checks passed")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

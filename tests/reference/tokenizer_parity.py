@@ -12,11 +12,10 @@ Python module is missing; any mismatch prints the first differing case and exits
 import json
 import os
 import struct
-import subprocess
-import sys
 import tempfile
 
-SKIP = 77
+import harness
+
 N_ARXIV = 300          # documents per corpus: enough to cover the vocabulary's common paths
 N_STORIES = 300
 N_LLAMA2C = 25         # the Python llama2.c reference is O(n^2) per document
@@ -39,16 +38,6 @@ SPECIAL_CASES = {  # special tokens written in the text match as special tokens
 }
 
 
-def skip(msg):
-    print(f"SKIP: {msg}")
-    sys.exit(SKIP)
-
-
-def fail(msg):
-    print(f"FAIL: {msg}")
-    sys.exit(1)
-
-
 def load_corpora(assets):
     docs = []
     with open(os.path.join(assets, "data/arxiv/arxiv_abstracts_4000.jsonl"), encoding="utf-8") as f:
@@ -63,31 +52,14 @@ def load_corpora(assets):
     return docs
 
 
-def pith(args, lines):
-    """Run pith tokenize with JSON lines on stdin; the output lines (or a failure)."""
-    bin_ = os.environ["PITH_BIN"]
-    p = subprocess.run([bin_, "tokenize", *args], input="".join(l + "\n" for l in lines).encode(),
-                       capture_output=True, timeout=600)
-    if p.returncode != 0:
-        fail(f"pith tokenize {' '.join(args)} exited {p.returncode}: {p.stderr.decode(errors='replace')[-2000:]}")
-    out = p.stdout.decode("utf-8").split("\n")
-    if out and out[-1] == "":
-        out.pop()
-    if len(out) != len(lines):
-        fail(f"pith tokenize {' '.join(args)}: {len(out)} output lines for {len(lines)} inputs")
-    return out
-
-
 def pith_encode(tok_path, texts):
-    out = pith(["--tokenizer", tok_path, "--jsonl", "--field", "text", "--threads", "2"],
-               [json.dumps({"text": t}) for t in texts])
-    return [json.loads(l) for l in out]
+    return harness.pith_jsonl(["tokenize", "--tokenizer", tok_path, "--jsonl", "--field", "text", "--threads", "2"],
+                              [{"text": t} for t in texts])
 
 
 def pith_decode(tok_path, id_lists):
-    out = pith(["--tokenizer", tok_path, "--decode", "--jsonl", "--field", "text", "--threads", "2"],
-               [json.dumps(ids) for ids in id_lists])
-    return [json.loads(l)["text"] for l in out]
+    return [r["text"] for r in harness.pith_jsonl(
+        ["tokenize", "--tokenizer", tok_path, "--decode", "--jsonl", "--field", "text", "--threads", "2"], id_lists)]
 
 
 def first_difference(a, b):
@@ -97,21 +69,25 @@ def first_difference(a, b):
     return min(len(a), len(b))
 
 
+def compare(name, got, want, around, context):
+    """Fail at the first case where got and want differ, showing `around` items either side of the
+    first difference and context(case)."""
+    k = next((k for k, (g, w) in enumerate(zip(got, want)) if g != w), None)
+    if k is not None:
+        g, w = got[k], want[k]
+        i = first_difference(g, w)
+        lo, hi = max(0, i - around), i + around
+        harness.fail(f"{name}: case {k} differs at {i}: pith {g[lo:hi]!r} vs reference {w[lo:hi]!r}; "
+                     f"lengths {len(g)} vs {len(w)}\n  {context(k)}")
+
+
 def compare_ids(name, texts, got, want):
-    for k, (t, g, w) in enumerate(zip(texts, got, want)):
-        if g != w:
-            i = first_difference(g, w)
-            fail(f"{name}: case {k} differs at id {i} (pith {g[max(0, i-3):i+5]} vs reference "
-                 f"{w[max(0, i-3):i+5]}; lengths {len(g)} vs {len(w)})\n  text: {t[:300]!r}")
+    compare(name, got, want, 4, lambda k: f"text: {texts[k][:300]!r}")
     print(f"{name}: {len(texts)} texts, {sum(map(len, want))} ids identical")
 
 
 def compare_text(name, ids, got, want):
-    for k, (g, w) in enumerate(zip(got, want)):
-        if g != w:
-            i = first_difference(g, w)
-            fail(f"{name}: decode of case {k} differs at char {i}: pith {g[max(0, i-20):i+20]!r} vs "
-                 f"reference {w[max(0, i-20):i+20]!r}\n  ids: {ids[k][:40]}")
+    compare(f"{name} (decoded text)", got, want, 20, lambda k: f"ids: {ids[k][:40]}")
     print(f"{name}: {len(got)} decodes identical")
 
 
@@ -170,23 +146,19 @@ def check_variants(bases, texts, tmp):
 
 def convert_llama2(model_path, tmp):
     """tokenizer.json of LLaMA-2 via transformers (Metaspace), and its older normalizer form."""
-    try:
-        import sentencepiece  # noqa: F401  (the converter needs it)
-        import google.protobuf  # noqa: F401
-        from transformers import LlamaTokenizerFast
-    except ImportError as e:
-        skip(f"converting LLaMA-2's tokenizer.model needs transformers, sentencepiece and protobuf: {e}")
+    # the converter needs sentencepiece and protobuf
+    transformers = harness.require("sentencepiece", "google.protobuf", "transformers")[2]
     src = os.path.join(tmp, "llama2-src")
     os.makedirs(src)
     os.symlink(model_path, os.path.join(src, "tokenizer.model"))
-    LlamaTokenizerFast.from_pretrained(src).save_pretrained(os.path.join(tmp, "llama2"))
+    transformers.LlamaTokenizerFast.from_pretrained(src).save_pretrained(os.path.join(tmp, "llama2"))
     path = os.path.join(tmp, "llama2", "tokenizer.json")
     with open(path, encoding="utf-8") as f:
         j = json.load(f)
     if j["pre_tokenizer"] is None or j["pre_tokenizer"].get("type") != "Metaspace":
-        fail(f"the converted LLaMA-2 tokenizer has an unexpected pre_tokenizer: {j['pre_tokenizer']}")
+        harness.fail(f"the converted LLaMA-2 tokenizer has an unexpected pre_tokenizer: {j['pre_tokenizer']}")
     if len(j["model"]["vocab"]) != 32000:
-        fail(f"the converted LLaMA-2 tokenizer has {len(j['model']['vocab'])} tokens, not 32000")
+        harness.fail(f"the converted LLaMA-2 tokenizer has {len(j['model']['vocab'])} tokens, not 32000")
     j["pre_tokenizer"] = None
     j["normalizer"] = {"type": "Sequence", "normalizers": [
         {"type": "Prepend", "prepend": "\u2581"},
@@ -248,15 +220,11 @@ def check_llama2c(name, path, texts):
 
 
 def main():
-    bin_, assets = os.environ.get("PITH_BIN"), os.environ.get("PITH_ASSETS")
-    if not bin_ or not os.access(bin_, os.X_OK):
-        skip(f"PITH_BIN ({bin_}) is not an executable pith binary")
-    if not assets or not os.path.isdir(os.path.join(assets, "tokenizers")):
-        skip(f"assets folder {assets} not found (set PITH_ASSETS)")
-    try:
-        from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
-    except ImportError as e:
-        skip(f"HF tokenizers is not installed: {e}")
+    harness.pith_bin()
+    harness.asset("tokenizers")
+    assets = harness.assets_dir()
+    harness.require("tokenizers")
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
     texts = load_corpora(assets) + EDGE_CASES
     tok = os.path.join(assets, "tokenizers")

@@ -9,18 +9,13 @@ Run by ctest with PITH_BIN (the pith binary).
 import json
 import os
 import shutil
-import sys
 import tempfile
 
+import harness
 import tiny_world
 
-PITH = os.environ.get("PITH_BIN")
-ASSETS = os.environ.get("PITH_ASSETS", "../shared/assets")
 B = 4  # batch size: the validation loss below covers exactly the first B validation rows
-
-
-def run(*args, ok=True):
-    return tiny_world.run(PITH, *args, ok=ok)
+run = harness.pith
 
 
 def metrics(run_dir):
@@ -29,22 +24,11 @@ def metrics(run_dir):
 
 
 def reference_val_loss(model_dir, qa_h5, cutoff, dec_len, answer_weight=1.0):
-    import h5py
     import torch
-    from tokenizers import Tokenizer
-    from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
-    bos, eos = tok.token_to_id("<|bos|>"), tok.token_to_id("<|eos|>")
-    qp = tok.encode("Question: ", add_special_tokens=False).ids
-    ap = tok.encode(" Answer: ", add_special_tokens=False).ids
-    f = h5py.File(qa_h5, "r")
-
-    def col(name, i):
-        off = f[name + "_offsets"]
-        return f[name][off[i]:off[i + 1]].tolist()
-
+    model = harness.load_causal_lm(model_dir)
+    qa = tiny_world.QA(model_dir, qa_h5)
+    f, col, bos, eos, qp, ap = qa.f, qa.col, qa.bos, qa.eos, qa.qp, qa.ap
     split = f["split"][:]
     val = [i for i in range(len(split)) if split[i] == 1][:B]
     rows = []
@@ -54,7 +38,7 @@ def reference_val_loss(model_dir, qa_h5, cutoff, dec_len, answer_weight=1.0):
         answer = f["answer_tokens"][off[first_answer]:off[first_answer + 1]].tolist()
         dec, ctx = qp + col("question_tokens", i) + ap + answer + [eos], col("context_tokens", i)
         if len(dec) > dec_len or len(ctx) > cutoff:  # the loader would cut them: keep this test simple
-            raise SystemExit(f"FAIL: validation row {i} is longer than the test's cutoff_len/max_target_len")
+            harness.fail(f"validation row {i} is longer than the test's cutoff_len/max_target_len")
         rows.append(([bos] + ctx + dec, len(answer) + 1))
     total, count = 0.0, 0.0
     with torch.no_grad():
@@ -68,17 +52,10 @@ def reference_val_loss(model_dir, qa_h5, cutoff, dec_len, answer_weight=1.0):
 
 
 def main():
-    if not PITH:
-        print("SKIP: PITH_BIN unset")
-        sys.exit(77)
-    try:
-        import h5py  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as e:
-        print(f"SKIP: {e}")
-        sys.exit(77)
+    harness.pith_bin()
+    harness.require("h5py", "transformers")
     with tempfile.TemporaryDirectory() as tmp:
-        world, vocab = tiny_world.make_world(PITH, tmp, 300)
+        world, vocab = tiny_world.make_world(tmp, 300)
         shape = tiny_world.write_shape(os.path.join(tmp, "shape.json"), vocab, hidden=32, layers=2, heads=2, kv_heads=1)
         qa = os.path.join(world, "qa.h5")
         common = [f"model_config={shape}", f"tokenizer={os.path.join(world, 'tokenizer')}", f"train_file={qa}",
@@ -91,24 +68,24 @@ def main():
         a = {r["step"]: r["loss"] for r in metrics(full) if "loss" in r}
         b = {r["step"]: r["loss"] for r in metrics(part) if "loss" in r}
         if sorted(a) != list(range(1, 25)) or a != b:
-            raise SystemExit(f"FAIL: resumed losses differ:\n{a}\n{b}")
+            harness.fail(f"resumed losses differ:\n{a}\n{b}")
         first, last = sum(a[s] for s in range(1, 5)) / 4, sum(a[s] for s in range(21, 25)) / 4
         if not last < first - 0.5:
-            raise SystemExit(f"FAIL: the loss did not fall: {first:.4f} -> {last:.4f}")
+            harness.fail(f"the loss did not fall: {first:.4f} -> {last:.4f}")
         print(f"lm: loss {first:.3f} -> {last:.3f}; the resumed run's 24 losses equal the uninterrupted run's")
         # MFU is logged when the peak is given (peak_tflops), and only then.
         mfu = [r.get("mfu") for r in metrics(full) if "loss" in r]
         if not all(isinstance(m, float) and m > 0 for m in mfu) or any("mfu" in r for r in metrics(part)):
-            raise SystemExit(f"FAIL: mfu in metrics.jsonl: {mfu} with peak_tflops, and without: {metrics(part)[:2]}")
+            harness.fail(f"mfu in metrics.jsonl: {mfu} with peak_tflops, and without: {metrics(part)[:2]}")
 
         model_dir = os.path.join(full, "model")
         for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
             if not os.path.exists(os.path.join(model_dir, name)):
-                raise SystemExit(f"FAIL: {model_dir}/{name} missing")
+                harness.fail(f"{model_dir}/{name} missing")
         ours = [r["val_loss"] for r in metrics(full) if "val_loss" in r][-1]
         ref = reference_val_loss(model_dir, qa, 104, 48)
         if abs(ours - ref) > 1e-4 * max(1.0, abs(ref)):
-            raise SystemExit(f"FAIL: validation loss {ours!r} in pith, {ref!r} in transformers")
+            harness.fail(f"validation loss {ours!r} in pith, {ref!r} in transformers")
         print(f"lm: RUN/model loads in transformers; validation loss {ours:.6f} (pith) vs {ref:.6f} (transformers)")
 
         # Continue training the saved model folder (model_name_or_path instead of model_config).
@@ -119,7 +96,7 @@ def main():
         ours = [r["val_loss"] for r in metrics(more) if "val_loss" in r][-1]
         ref = reference_val_loss(os.path.join(more, "model"), qa, 104, 48, answer_weight=5.0)
         if abs(ours - ref) > 1e-4 * max(1.0, abs(ref)):
-            raise SystemExit(f"FAIL: weighted validation loss {ours!r} in pith, {ref!r} in transformers")
+            harness.fail(f"weighted validation loss {ours!r} in pith, {ref!r} in transformers")
         print(f"lm: continued from RUN/model with answer_loss_weight=5: {ours:.6f} (pith) vs {ref:.6f}")
 
         bad = [
@@ -138,12 +115,12 @@ def main():
             args = [c for c in common if not any(c.startswith(e.split("=")[0] + "=") for e in extra)]
             p = run("lm", *args, *extra, "max_steps=1", f"output_dir={os.path.join(tmp, 'bad')}", ok=False)
             if p.returncode == 0 or want not in p.stderr:
-                raise SystemExit(f"FAIL: {extra}: exit {p.returncode}, stderr {p.stderr!r} lacks {want!r}")
+                harness.fail(f"{extra}: exit {p.returncode}, stderr {p.stderr!r} lacks {want!r}")
         # The compressor drivers refuse a corpus of the wrong kind.
         p = run("pretrain", f"model_name_or_path={model_dir}", f"train_file={qa}", "max_steps=1", "threads=1",
                 f"output_dir={os.path.join(tmp, 'bad2')}", ok=False)
         if p.returncode == 0 or "a qa corpus; pretrain needs documents" not in p.stderr:
-            raise SystemExit(f"FAIL: pretrain on a QA corpus: exit {p.returncode}, {p.stderr!r}")
+            harness.fail(f"pretrain on a QA corpus: exit {p.returncode}, {p.stderr!r}")
         print(f"{len(bad) + 1} bad configs rejected with clear messages")
 
         # The training-step benchmark on random weights of a config.json, with MFU for a given peak.
@@ -151,10 +128,10 @@ def main():
                 "--warmup", "0", "--threads", "1", "--peak-tflops", "1", "--json")
         bench = json.loads(p.stdout.strip().splitlines()[-1])
         if not (bench["tokens_per_s"] > 0 and 0 < bench["mfu"] < 1):
-            raise SystemExit(f"FAIL: bench train-step --config: {bench}")
+            harness.fail(f"bench train-step --config: {bench}")
         p = run("bench", "train-step", "--config", shape, "--device", "tpu", ok=False)
         if p.returncode != 2 or "--device is cpu, cuda or cuda:N" not in p.stderr:
-            raise SystemExit(f"FAIL: bench train-step --device tpu: exit {p.returncode}, {p.stderr!r}")
+            harness.fail(f"bench train-step --device tpu: exit {p.returncode}, {p.stderr!r}")
         print(f"bench train-step on random weights of {os.path.basename(shape)}: {bench}")
 
         # Tokenizer checks. The model folder's own copy of the world's tokenizer (plus its config.json)
@@ -163,7 +140,7 @@ def main():
         p = run("finetune", f"model_name_or_path={model_dir}", f"train_file={qa}", "max_steps=1", "threads=1",
                 "num_compress_tokens=2", "lora_rank=2", f"output_dir={os.path.join(tmp, 'tok_same')}")
         if "warning" in p.stderr:
-            raise SystemExit(f"FAIL: the world's own tokenizer drew a warning: {p.stderr!r}")
+            harness.fail(f"the world's own tokenizer drew a warning: {p.stderr!r}")
         other = os.path.join(tmp, "other_tok")
         shutil.copytree(os.path.join(world, "tokenizer"), other)
         with open(os.path.join(other, "tokenizer_config.json")) as f:
@@ -174,16 +151,17 @@ def main():
         p = run("lm", *[c for c in common if not c.startswith("tokenizer=")], f"tokenizer={other}", "max_steps=1",
                 f"output_dir={os.path.join(tmp, 'tok_other')}")
         if f"{qa} was tokenized by another tokenizer" not in p.stderr:
-            raise SystemExit(f"FAIL: a changed tokenizer drew no warning: {p.stderr!r}")
-        gpt2 = os.path.join(ASSETS, "tokenizers", "gpt2")
-        if os.path.isdir(gpt2):
+            harness.fail(f"a changed tokenizer drew no warning: {p.stderr!r}")
+        gpt2 = harness.asset(os.path.join("tokenizers", "gpt2"), required=False)
+        if gpt2 and os.path.isdir(gpt2):
             p = run("finetune", f"model_name_or_path={model_dir}", f"train_file={qa}", f"tokenizer={gpt2}",
                     "max_steps=1", "threads=1", f"output_dir={os.path.join(tmp, 'tok_gpt2')}", ok=False)
             if p.returncode == 0 or "is beyond the model's" not in p.stderr:
-                raise SystemExit(f"FAIL: GPT-2's tokenizer on the world's model: exit {p.returncode}, {p.stderr!r}")
+                harness.fail(f"GPT-2's tokenizer on the world's model: exit {p.returncode}, {p.stderr!r}")
             print("tokenizers: the world's own gives no warning, a changed one warns, GPT-2's is refused")
         else:
-            print(f"tokenizers: the world's own gives no warning, a changed one warns ({gpt2} absent: GPT-2 case skipped)")
+            print("tokenizers: the world's own gives no warning, a changed one warns "
+                  f"({os.path.join(harness.assets_dir(), 'tokenizers', 'gpt2')} absent: GPT-2 case skipped)")
 
 
 if __name__ == "__main__":

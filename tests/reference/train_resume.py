@@ -7,19 +7,12 @@ the runs are on the GPU in bf16, and resume must be bit-exact there too.
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
-PITH = os.environ.get("PITH_BIN")
-ASSETS = os.environ.get("PITH_ASSETS", "../shared/assets")
+import harness
 
-
-def run(*args, ok=True):
-    p = subprocess.run([PITH, *args], capture_output=True, text=True)
-    if ok and p.returncode != 0:
-        raise SystemExit(f"FAIL: pith {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
-    return p
+run = harness.pith
 
 
 def losses(run_dir):
@@ -30,15 +23,10 @@ def losses(run_dir):
 
 def main():
     device = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
-    ckpt = os.path.join(ASSETS, "models/stories260K.bin")
-    if not PITH or not os.path.exists(ckpt):
-        print("SKIP: PITH_BIN unset or assets absent")
-        sys.exit(77)
+    harness.pith_bin()
+    harness.stories_assets()
     with tempfile.TemporaryDirectory() as tmp:
-        model, corpus = os.path.join(tmp, "stories260K"), os.path.join(tmp, "stories.h5")
-        run("convert", "--checkpoint", ckpt, "--tokenizer", os.path.join(ASSETS, "models/tok512.bin"), "--out", model)
-        run("data", "ingest", "--format", "text", "--text-mode", "blocks", "--quiet", "--tokenizer", model,
-            "--out", corpus, os.path.join(ASSETS, "data/tinystories/tinystories_val_head.txt"))
+        model, corpus = harness.stories_run_inputs(tmp)
         common = [f"model_name_or_path={model}", f"train_file={corpus}", "num_compress_tokens=2", "cutoff_len=32",
                   "per_device_train_batch_size=4", "lora_rank=4", "lora_alpha=8", "lora_dropout=0.1",
                   "learning_rate=3e-3", "warmup_steps=3", "logging_steps=1", "eval_batches=2", "threads=1"]
@@ -50,20 +38,20 @@ def main():
         run("pretrain", *common, "max_steps=16", f"output_dir={part}", "--resume")
         a, b = losses(full), losses(part)
         if sorted(a) != list(range(1, 17)) or sorted(b) != list(range(1, 17)):
-            raise SystemExit(f"FAIL: steps logged {sorted(a)} and {sorted(b)}")
+            harness.fail(f"steps logged {sorted(a)} and {sorted(b)}")
         for step in range(1, 17):
             if a[step] != b[step]:
-                raise SystemExit(f"FAIL: step {step}: loss {a[step]!r} uninterrupted, {b[step]!r} resumed")
+                harness.fail(f"step {step}: loss {a[step]!r} uninterrupted, {b[step]!r} resumed")
         print(f"resume on {device}: 16 losses identical to the bit (first {a[1]:.4f}, last {a[16]:.4f})")
         first, last = sum(a[s] for s in range(1, 5)) / 4, sum(a[s] for s in range(13, 17)) / 4
         if not last < first:
-            raise SystemExit(f"FAIL: the loss did not fall: {first:.4f} -> {last:.4f}")
+            harness.fail(f"the loss did not fall: {first:.4f} -> {last:.4f}")
 
         # ICAE pretrain, then finetune from it on a QA file made of the same stories.
         icae = os.path.join(tmp, "icae")
         run("pretrain", *common, "method=icae", "max_steps=4", f"output_dir={icae}")
         qa = os.path.join(tmp, "qa.jsonl")
-        with open(os.path.join(ASSETS, "data/tinystories/tinystories_val_head.txt")) as f:
+        with open(harness.asset("data/tinystories/tinystories_val_head.txt")) as f:
             stories = [s.strip() for s in f.read().split("\n\n") if len(s.split()) > 12][:60]
         with open(qa, "w") as f:
             for i, s in enumerate(stories):
@@ -77,7 +65,7 @@ def main():
         p = run("finetune", *[c for c in common if not c.startswith("train_file")], f"train_file={qa_h5}",
                 "method=icae", "max_steps=3", "max_target_len=24", f"init_from={icae}", f"output_dir={ft}")
         if "init_from" not in p.stdout:
-            raise SystemExit(f"FAIL: finetune did not start from the pretrain run:\n{p.stdout}")
+            harness.fail(f"finetune did not start from the pretrain run:\n{p.stdout}")
         print("icae pretrain -> finetune ran")
 
         # Bad configs: one line that says what is wrong.
@@ -91,7 +79,7 @@ def main():
             args = [c for c in common if not any(c.startswith(e.split("=")[0] + "=") for e in extra)]
             p = run("pretrain", *args, *extra, f"output_dir={os.path.join(tmp, 'bad')}", ok=False)
             if p.returncode == 0 or want not in p.stderr:
-                raise SystemExit(f"FAIL: {extra}: exit {p.returncode}, stderr {p.stderr!r} lacks {want!r}")
+                harness.fail(f"{extra}: exit {p.returncode}, stderr {p.stderr!r} lacks {want!r}")
         print(f"{len(bad)} bad configs rejected with clear messages")
 
 
