@@ -317,20 +317,19 @@ extern "C" int pt_cuda_device_count(void) {
   }
 }
 
-extern "C" int pt_device_parse(const char *name, pt_device *dev) {
+extern "C" int pt_device_parse(const char *name, pt_device *dev, pith_err *err) {
   if (!strcmp(name, "cpu")) {
     *dev = PT_CPU;
     return 0;
   }
   const char *n = !strcmp(name, "cuda") ? "0" : !strncmp(name, "cuda:", 5) ? name + 5 : "";
   if (!*n || strspn(n, "0123456789") != strlen(n) || strlen(n) > 4) {
-    set_error(std::string("is cpu, cuda or cuda:N, not '") + name + "'");
+    pith_fail(err, "is cpu, cuda or cuda:N, not '%s'", name);
     return -1;
   }
   *dev = atoi(n);
   if (*dev >= pt_cuda_device_count()) {
-    set_error(std::string(name) + " asked for, but " + std::to_string(pt_cuda_device_count()) +
-              " CUDA device(s) are visible");
+    pith_fail(err, "%s asked for, but %d CUDA device(s) are visible", name, pt_cuda_device_count());
     return -2;
   }
   return 0;

@@ -73,9 +73,10 @@ size_t pt_live_handles(void);      // handles alive on this thread (arena + kept
 const char *pt_version(void);      // libtorch version, e.g. "2.11.0"
 int pt_cuda_device_count(void);    // 0 without CUDA
 // A device by name: "cpu", "cuda" (cuda:0) or "cuda:N". 0; -1 for any other name, -2 for a GPU
-// that is not visible; then pt_error() says so in words that follow the option's name, e.g.
+// that is not visible; then err says so in words that follow the option's name, e.g.
 // "is cpu, cuda or cuda:N, not 'tpu'" or "cuda:3 asked for, but 1 CUDA device(s) are visible".
-int pt_device_parse(const char *name, pt_device *dev);
+// A user's input, not a failed op: the thread's pending error is left alone.
+int pt_device_parse(const char *name, pt_device *dev, pith_err *err);
 // The CUDA caching allocator's peak bytes on cuda:dev since the process began (or the last reset):
 // allocated to tensors, and reserved from the driver. Both -1 without CUDA or for PT_CPU.
 int pt_cuda_peak_bytes(pt_device dev, int64_t *allocated, int64_t *reserved);

@@ -283,11 +283,11 @@ static int bench_train_step(int argc, char **argv) {
   if (cli_command(&spec, argc, argv, &code)) return code;
   if (!dir == !shape) return cli_usage_error(&spec, "give --model DIR or --config FILE.json (one of them)");
   if (threads > 0) pt_set_num_threads(threads);
-  pith_err err;
+  pith_err err = {{0}};
   pt_device dev;
-  int bad = pt_device_parse(device, &dev);
+  int bad = pt_device_parse(device, &dev, &err);
   if (bad) {
-    fprintf(stderr, "pith bench train-step: --device %s\n", pt_error());
+    fprintf(stderr, "pith bench train-step: --device %s\n", err.msg);
     return bad == -2 ? 1 : 2;
   }
   if (bf16 && dev == PT_CPU) {

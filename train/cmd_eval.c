@@ -109,7 +109,8 @@ static int parse_args(int argc, char **argv, eval_options *o) {
   if (strcmp(o->split, "val") && strcmp(o->split, "test") && strcmp(o->split, "train") && strcmp(o->split, "all"))
     return usage_error("--split is val, test, train or all, not '%s'", o->split);
   pt_device dev;  // a GPU that is not visible is load_models' error, not a usage error
-  if (pt_device_parse(o->device, &dev) == -1) return usage_error("--device %s", pt_error());
+  pith_err why = {{0}};
+  if (pt_device_parse(o->device, &dev, &why) == -1) return usage_error("--device %s", why.msg);
   pt_error_clear();
   if (o->bf16 && !strcmp(o->device, "cpu"))
     return usage_error("--bf16 needs --device cuda (CPU evaluation runs in f32, as CPU training does)");

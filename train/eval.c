@@ -132,7 +132,8 @@ static int load_models(eval_run *r, pith_err *err) {
            o->tokenizer ? o->tokenizer : tok_is_model ? r->model_dir : r->info.tokenizer);
   if (o->threads > 0) pt_set_num_threads(o->threads);
   pt_device dev;
-  if (pt_device_parse(o->device, &dev)) return pith_fail(err, "--device %s", pt_error());
+  pith_err why = {{0}};
+  if (pt_device_parse(o->device, &dev, &why)) return pith_fail(err, "--device %s", why.msg);
 
   r->tok = tokenizer_load(r->tok_path, err);
   if (!r->tok) return -1;

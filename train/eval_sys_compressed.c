@@ -66,7 +66,7 @@ static int build(void *state, const eval_env *env, const eval_example *ex, eval_
   free(ids), free(mask);
   if (!ti || !tm) {
     free(code);
-    return pith_fail(err, "compressed: %s", pt_error());
+    return pt_fail(err, "compressed");
   }
   if (comp_encode(s->comp, ti, tm, NULL, code, err)) {
     free(code);
@@ -92,12 +92,11 @@ static int check(void *state, const eval_env *env, const eval_input *in, const i
   int rc = ids && logits ? 0 : pith_fail(err, "out of memory");
   for (int j = 0; j < M && !rc; j++) ids[j] = j < n_prompt ? prompt[j] : gen[j - n_prompt];
   pt_tensor *dec = rc ? NULL : pt_to_device(pt_from_data(ids, PT_I64, PT_SHAPE(1, M), PT_CPU), env->model->device);
-  if (!rc && !dec) rc = pith_fail(err, "verify: %s", pt_error());
+  if (!rc && !dec) rc = pt_fail(err, "verify");
   pt_tensor *lg = dec ? comp_decode(st->comp, in->priv, dec, NULL, err) : NULL;
   if (!rc && !lg) rc = -1;  // comp_decode said why
   if (!rc && pt_to_data(pt_to_dtype(lg, PT_F32), logits, sizeof(float) * (size_t)M * V)) {
-    rc = pith_fail(err, "verify: %s", pt_error());
-    pt_error_clear();
+    rc = pt_fail(err, "verify");
   }
   for (int s = 0; s < n_gen && !rc; s++) {
     const float *row = logits + (size_t)(n_prompt - 1 + s) * V;

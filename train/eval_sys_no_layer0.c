@@ -31,7 +31,7 @@ static int build(void *state, const eval_env *env, const eval_example *ex, eval_
                      .no_logits = 1};
   free(ids);
   llama_outputs o;
-  if (!li.ids) return pith_fail(err, "no_layer0: %s", pt_error());
+  if (!li.ids) return pt_fail(err, "no_layer0");
   if (llama_forward(m, &li, &o, err)) return -1;
   o.k[0] = pt_zeros(pt_shape_of(o.k[0]), m->dtype, m->device);
   o.v[0] = pt_zeros(pt_shape_of(o.v[0]), m->dtype, m->device);

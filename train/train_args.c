@@ -113,7 +113,8 @@ int train_args_read(train_args *a, train_task task, const run_config *c, pith_er
   a->run_name = run_config_str(c, "run_name");
   a->cutoff_len = (int)run_config_int(c, "cutoff_len");
   a->max_target_len = (int)run_config_int(c, "max_target_len");
-  if (pt_device_parse(run_config_str(c, "device"), &a->device)) return pith_fail(err, "device %s", pt_error());
+  pith_err why = {{0}};
+  if (pt_device_parse(run_config_str(c, "device"), &a->device, &why)) return pith_fail(err, "device %s", why.msg);
   if (task == TRAIN_LM) {
     a->model_config = run_config_str(c, "model_config");
     a->answer_loss_weight = run_config_float(c, "answer_loss_weight");

@@ -74,6 +74,6 @@ int train_batch_tensors(train_batch_kind kind, const task_tokens *tt, const load
   free(dec), free(target), free(mask), free(weight);
   int text_ok = kind == TRAIN_BATCH_LM_QA || (b->text_ids && b->text_mask);
   if (!text_ok || !b->dec_ids || !b->dec_mask || !b->dec_targets || (weighted && !*weights))
-    return pith_fail(err, "batch: %s", pt_error());
+    return pt_fail(err, "batch");
   return 0;
 }

@@ -73,7 +73,7 @@ static pt_tensor *lm_loss(const llama_model *m, const comp_batch *b, const pt_te
   pt_tensor *loss = !weights ? pt_cross_entropy(logits, targets, TASK_NO_TARGET, PT_REDUCE_MEAN)
                     : pt_div(pt_sum(pt_mul(pt_cross_entropy(logits, targets, TASK_NO_TARGET, PT_REDUCE_NONE), weights)),
                              pt_sum(weights));
-  if (!loss) pith_fail(err, "loss: %s", pt_error());
+  if (!loss) pt_fail(err, "loss");
   return loss;
 }
 
@@ -181,7 +181,7 @@ static int setup_lm(trainer *t, pt_dtype dtype, pith_err *err) {
     t->model = hf_model_load(a->model_name_or_path, dtype, a->device, err);
   }
   if (!t->model) return -1;
-  if (llama_visit_weights(t->model, lm_param, t)) return pith_fail(err, "parameters: %s", pt_error());
+  if (llama_visit_weights(t->model, lm_param, t)) return pt_fail(err, "parameters");
   return 0;
 }
 
@@ -265,7 +265,7 @@ static int setup(trainer *t, int resume, pith_err *err) {
     return -1;
   }
   t->opt = pt_adamw_new(t->params, t->n_params, oc);
-  if (!t->opt || !t->dropout_gen) return pith_fail(err, "optimizer: %s", pt_error());
+  if (!t->opt || !t->dropout_gen) return pt_fail(err, "optimizer");
   return t->comp && *a->init_from && !resume ? init_from(t, err) : 0;
 }
 
@@ -331,7 +331,7 @@ static int micro_batches(trainer *t, double *loss, double *tokens, double *flops
     pt_tensor *l = batch_loss(t, &lb, t->comp != NULL, t->dropout_gen, &b, err);
     if (!l) return -1;
     *loss += pt_item(l) / accum;
-    if (pt_backward(pt_mul_scalar(l, 1.0 / accum))) return pith_fail(err, "backward: %s", pt_error());
+    if (pt_backward(pt_mul_scalar(l, 1.0 / accum))) return pt_fail(err, "backward");
     double enc = t->comp ? (double)pt_size(b.text_ids, 1) : 0, dec = (double)pt_size(b.dec_ids, 1);  // LM: rows only
     *tokens += (double)lb.B * (enc + dec);
     *flops += batch_flops(t, lb.B, enc, dec);
@@ -385,7 +385,7 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
       fprintf(stderr, "step %lld: non-finite loss or gradient, step skipped\n", (long long)step + 1);
       continue;
     }
-    if (pt_adamw_step(t->opt)) return pith_fail(err, "optimizer: %s", pt_error());
+    if (pt_adamw_step(t->opt)) return pt_fail(err, "optimizer");
     last_loss = loss;
     double span = pith_now_s() - win_t0;
     int64_t done = step + 1;
