@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cjson_file.h"
 #include "run_config.h"
 #include "safetensors.h"
 #include "sha256.h"
@@ -78,20 +79,6 @@ static int add_file_size(cJSON *files, const char *dir, const char *name, pith_e
   if (stat(p, &st) != 0) return pith_fail(err, "%s: %s", p, strerror(errno));
   cJSON_AddNumberToObject(files, name, (double)st.st_size);
   return 0;
-}
-
-static int write_json(const char *path, cJSON *root, pith_err *err) {
-  char *text = cJSON_Print(root);
-  if (!text) return pith_fail(err, "%s: out of memory", path);
-  size_t n = strlen(text);
-  char *withnl = malloc(n + 2);
-  memcpy(withnl, text, n);
-  withnl[n] = '\n';
-  withnl[n + 1] = 0;
-  int rc = pith_write_file_atomic(path, withnl, n + 1, err);
-  free(withnl);
-  cJSON_free(text);
-  return rc;
 }
 
 // Resolve SRC into a checkpoint folder.
@@ -260,7 +247,7 @@ static int write_adapter(const source *s, const char *dir, const char *base_mode
   cJSON_AddBoolToObject(c, "use_dora", 0);
   cJSON_AddBoolToObject(c, "use_rslora", 0);
   pjoin(p, dir, F_ADAPTER_CONFIG);
-  rc = write_json(p, c, err);
+  rc = cjson_write_file(p, c, err);
   cJSON_Delete(c);
   return rc;
 }
@@ -326,7 +313,7 @@ static int write_manifest(const source *s, const char *dir, const char *base_mod
   cJSON_AddStringToObject(m, "pith_version", opt && opt->pith_version ? opt->pith_version : "dev");
   char p[EX_PATH];
   pjoin(p, dir, EXPORT_MANIFEST);
-  if (!rc) rc = write_json(p, m, err);
+  if (!rc) rc = cjson_write_file(p, m, err);
   cJSON_Delete(m);
   return rc;
 }

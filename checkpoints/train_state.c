@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cjson_file.h"
 #include "safetensors.h"
 
 #define TS_PATH 4096
@@ -306,15 +307,7 @@ static int write_manifest(const char *dir, const train_state *s, pith_err *err) 
   cJSON_AddStringToObject(root, "libtorch_version", pt_version());
   if (s->metrics_json) cJSON_AddItemToObject(root, "metrics", cJSON_Parse(s->metrics_json));
   else cJSON_AddNullToObject(root, "metrics");
-  char *text = rc == 0 ? cJSON_Print(root) : NULL;
-  if (rc == 0 && !text) rc = pith_fail(err, "%s: out of memory", path);
-  if (rc == 0) {
-    size_t len = strlen(text);
-    text[len] = '\n';  // cJSON's buffer holds the NUL there; the file gets a final newline
-    rc = pith_write_file_atomic(path, text, len + 1, err);
-    text[len] = 0;
-  }
-  free(text);
+  if (rc == 0) rc = cjson_write_file(path, root, err);
   cJSON_Delete(root);
   return rc;
 }

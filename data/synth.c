@@ -166,7 +166,7 @@ static void world_words_init(void) {
     for (int q = 0; q < 2 && FACTS[f].q[q].kind; q++)
       for (int p = 0; FACTS[f].q[q].phrasings[p]; p++) words_add_text(t, FACTS[f].q[q].phrasings[p]);
   }
-  words_add_text(t, "Question: Answer:");  // the compressors' QA prompt (models/compressor.h)
+  words_add_text(t, "Question: Answer:");  // the compressors' QA prompt (data/task.h)
 
   // Stems: two syllables from a fixed stream, each new and not a grammar word once capitalised.
   uint64_t stream = UINT64_C(0x5EED0F5A3E5);

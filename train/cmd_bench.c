@@ -14,7 +14,7 @@
 
 #include "cli.h"
 #include "commands.h"
-#include "compress_train.h"
+#include "train_math.h"
 #include "compressor.h"
 #include "hf_folder.h"
 #include "torch_shim.h"

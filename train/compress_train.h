@@ -6,7 +6,6 @@
 #define PITH_COMPRESS_TRAIN_H
 
 #include "train_args.h"
-#include "train_math.h"  // train_row_flops: cmd_bench.c still reaches it through this header
 
 // argv: [command, --config FILE, key=value..., --resume, --help]; returns the exit code.
 int compress_train_main(train_task task, int argc, char **argv);

@@ -165,8 +165,7 @@ static void base_name(const char *path, int strip_ext, char *out, size_t len) {
   char buf[EVAL_PATH_MAX];
   snprintf(buf, sizeof buf, "%s", path);
   for (size_t n = strlen(buf); n > 1 && buf[n - 1] == '/'; n--) buf[n - 1] = 0;
-  const char *b = strrchr(buf, '/') ? strrchr(buf, '/') + 1 : buf;
-  snprintf(out, len, "%s", b);
+  snprintf(out, len, "%s", pith_base_name(buf));
   char *dot = strip_ext ? strrchr(out, '.') : NULL;
   if (dot && dot != out) *dot = 0;
 }
@@ -211,7 +210,7 @@ void eval_close(eval_run *r) {
   corpus_close(r->corp);
   free(r->items);
   task_tokens_free(&r->tt);
-  free(r->preds);
+  strbuf_free(&r->preds);
   free(r);
 }
 

@@ -5,8 +5,9 @@
 // corpus BLEU-4 and exact match for regen), and writes predictions.jsonl, metrics.json and
 // config.yaml atomically into the output folder, only once everything was evaluated.
 //
-// Decoding matches training exactly (compress_train.c: batch_tensors, open_loader; loader.c's QA
-// rows): the context is cut to cutoff_len, the decoder prompt is the training row up to its answer.
+// Decoding matches training exactly: the prompts are data/task.h's, the layouts the loader and the
+// trainer use; the context is cut to cutoff_len, the decoder prompt is the training row up to its
+// answer.
 // cmd_eval.c is the command line over this; the pieces below eval_open are what a system or a test
 // needs to run one system on one example.
 #ifndef PITH_EVAL_H

@@ -8,6 +8,7 @@
 #include "eval.h"
 #include "export.h"
 #include "metrics.h"
+#include "strbuf.h"
 #include "task.h"
 #include "tokenizer.h"
 
@@ -38,8 +39,7 @@ struct eval_run {
   llama_model *model;
   task_tokens tt;  // the prompt pieces and special ids, as the trainer's (data/task.h)
   eval_scores sc[EVAL_MAX_SYSTEMS];
-  char *preds;  // predictions.jsonl so far
-  size_t preds_len, preds_cap;
+  strbuf preds;  // predictions.jsonl so far
   int tty;
 };
 

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "eval_internal.h"
+#include "cjson_file.h"
 #include "run_config.h"
 
 #define EVAL_FORMAT "pith-eval"
@@ -40,18 +41,7 @@ static int running(const eval_run *r, const char *name) {
 // ---- scoring ------------------------------------------------------------------------------------
 
 static int preds_append(eval_run *r, const char *s) {
-  size_t n = strlen(s);
-  if (r->preds_len + n + 2 > r->preds_cap) {
-    size_t cap = (r->preds_cap ? r->preds_cap * 2 : 1 << 16) + n;
-    char *p = realloc(r->preds, cap);
-    if (!p) return -1;
-    r->preds = p, r->preds_cap = cap;
-  }
-  memcpy(r->preds + r->preds_len, s, n);
-  r->preds_len += n;
-  r->preds[r->preds_len++] = '\n';
-  r->preds[r->preds_len] = 0;
-  return 0;
+  return strbuf_adds(&r->preds, s) || strbuf_addc(&r->preds, '\n') ? -1 : 0;
 }
 
 static cJSON *json_strings(const char *const *s, int n) {
@@ -110,18 +100,7 @@ double eval_score(const eval_run *r, int sys, const char *m) {
 static int write_json(const char *dir, const char *name, cJSON *j, pith_err *err) {
   char path[EVAL_PATH_MAX + 64];
   snprintf(path, sizeof path, "%s/%s", dir, name);
-  char *text = cJSON_Print(j), *buf = NULL;
-  size_t n = text ? strlen(text) : 0;
-  if (text) buf = malloc(n + 2);
-  int rc = buf ? 0 : pith_fail(err, "%s: out of memory", path);
-  if (buf) {
-    memcpy(buf, text, n);
-    buf[n] = '\n', buf[n + 1] = 0;
-    rc = pith_write_file_atomic(path, buf, n + 1, err);
-  }
-  free(text);
-  free(buf);
-  return rc;
+  return cjson_write_file(path, j, err);
 }
 
 static int write_metrics(eval_run *r, pith_err *err) {
@@ -254,7 +233,7 @@ int eval_write(eval_run *r, pith_err *err) {
   char path[EVAL_PATH_MAX + 32];
   if (pith_mkdirs(r->out_dir, err) || place_export(r, err)) return -1;
   snprintf(path, sizeof path, "%s/predictions.jsonl", r->out_dir);
-  if (pith_write_file_atomic(path, r->preds ? r->preds : "", r->preds_len, err)) return -1;
+  if (pith_write_file_atomic(path, r->preds.p ? r->preds.p : "", r->preds.n, err)) return -1;
   return write_metrics(r, err) || write_config(r, err) ? -1 : 0;
 }
 
