@@ -278,16 +278,27 @@ static const char *default_id(ingest_ctx *C, batch *b, const raw_unit *u) {
   return arena_printf(&b->a, "%s:%lld", pith_base_name(C->inputs[u->file]), (long long)u->line);
 }
 
-static void parse_arxiv(ingest_ctx *C, batch *b, const raw_unit *u) {
+// The record of a JSON line unit, its object in *o and its id (the "id" field, else file:line,
+// which the ingest report names when report_default): NULL when the line was refused (the record
+// says why) or memory ran out.
+static rec *json_record(ingest_ctx *C, batch *b, const raw_unit *u, const json_value **o, int report_default) {
   rec *r = ingest_rec_push(b, u->file, u->line, NULL);
+  const char *s, *why;
+  size_t n;
+  if (!r || parse_json_unit(b, r, u, o) < 0) return NULL;
+  int has_id = get_str(b, *o, "", "id", 0, 1, &s, &n, &why);
+  if (has_id < 0) return ingest_rec_bad(b, r, "%s", why), NULL;
+  r->id = has_id ? arena_strndup(&b->a, s, n) : default_id(C, b, u);
+  r->id_defaulted = report_default && !has_id;
+  return r;
+}
+
+static void parse_arxiv(ingest_ctx *C, batch *b, const raw_unit *u) {
   const json_value *o;
   const char *s, *why;
   size_t n;
-  if (!r || parse_json_unit(b, r, u, &o) < 0) return;
-  int has_id = get_str(b, o, "", "id", 0, 1, &s, &n, &why);
-  if (has_id < 0) return ingest_rec_bad(b, r, "%s", why);
-  r->id = has_id ? arena_strndup(&b->a, s, n) : default_id(C, b, u);
-  r->id_defaulted = !has_id;
+  rec *r = json_record(C, b, u, &o, 1);
+  if (!r) return;
   if (get_str(b, o, "", "abstract", 1, 0, &s, &n, &why) < 0) return ingest_rec_bad(b, r, "(id %s) %s", r->id, why);
   char *text = arena_alloc(&b->a, n + 1);
   if (!text || !r->id) return (void)(b->oom = 1);
@@ -312,14 +323,11 @@ static void parse_text(ingest_ctx *C, batch *b, const raw_unit *u) {
 
 // QA: {id?, context, question, answer | answers, answer_start?}
 static void parse_qa(ingest_ctx *C, batch *b, const raw_unit *u) {
-  rec *r = ingest_rec_push(b, u->file, u->line, NULL);
   const json_value *o;
   const char *s, *why;
   size_t n;
-  if (!r || parse_json_unit(b, r, u, &o) < 0) return;
-  int has_id = get_str(b, o, "", "id", 0, 1, &s, &n, &why);
-  if (has_id < 0) return ingest_rec_bad(b, r, "%s", why);
-  r->id = has_id ? arena_strndup(&b->a, s, n) : default_id(C, b, u);
+  rec *r = json_record(C, b, u, &o, 0);
+  if (!r) return;
   if (get_str(b, o, "", "context", 1, 1, &s, &n, &why) < 0) return ingest_rec_bad(b, r, "%s", why);
   r->text = s, r->len = n;
   if (get_str(b, o, "", "question", 1, 1, &s, &n, &why) < 0) return ingest_rec_bad(b, r, "%s", why);
