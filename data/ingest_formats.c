@@ -75,19 +75,27 @@ static void field_name(const char *path, const char *key, char *buf, size_t size
   else snprintf(buf, size, "'%s'", key);
 }
 
+// The member `key` of o into *v, and its name for messages into name (128 bytes). 1: found; 0:
+// absent (or null) and optional; -1: absent and required (*why says so).
+static int get_member(batch *b, const json_value *o, const char *path, const char *key, int required,
+                      const json_value **v, char *name, const char **why) {
+  *v = json_get(o, key);
+  field_name(path, key, name, 128);
+  if (*v && !((*v)->type == JSON_NULL && !required)) return 1;
+  if (!required) return 0;
+  *why = arena_printf(&b->a, "%s is missing", name);
+  return -1;
+}
+
 // A string member `key` of o, or an error in *why: missing (when required), another type, a NUL
 // inside, empty (when nonempty). 1: found; 0: absent and optional; -1: error.
 static int get_str(batch *b, const json_value *o, const char *path, const char *key, int required, int nonempty,
                    const char **s, size_t *n, const char **why) {
-  const json_value *v = json_get(o, key);
+  const json_value *v;
   char name[128];
-  field_name(path, key, name, sizeof name);
   *s = NULL, *n = 0;
-  if (!v || (v->type == JSON_NULL && !required)) {
-    if (!required) return 0;
-    *why = arena_printf(&b->a, "%s is missing", name);
-    return -1;
-  }
+  int got = get_member(b, o, path, key, required, &v, name, why);
+  if (got <= 0) return got;
   if (v->type != JSON_STR) {
     *why = arena_printf(&b->a, "%s is %s, want a string", name, json_type_name(v));
     return -1;
@@ -107,15 +115,11 @@ static int get_str(batch *b, const json_value *o, const char *path, const char *
 // An integer offset member: 1 found (>= 0), 0 absent (optional), -1 error.
 static int get_offset(batch *b, const json_value *o, const char *path, const char *key, int required, int64_t *out,
                       const char **why) {
-  const json_value *v = json_get(o, key);
-  *out = -1;
+  const json_value *v;
   char name[128];
-  field_name(path, key, name, sizeof name);
-  if (!v || (v->type == JSON_NULL && !required)) {
-    if (!required) return 0;
-    *why = arena_printf(&b->a, "%s is missing", name);
-    return -1;
-  }
+  *out = -1;
+  int got = get_member(b, o, path, key, required, &v, name, why);
+  if (got <= 0) return got;
   if (v->type != JSON_NUM || !v->is_int) {
     *why = arena_printf(&b->a, "%s is %s, want an integer", name, v->type == JSON_NUM ? "a non-integer number" : json_type_name(v));
     return -1;
