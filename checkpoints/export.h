@@ -31,8 +31,7 @@
 // it); a finetuned ICAE's decoder reads none, and the config does not tell the two apart, so
 // callers evaluating QA set comp->cfg.ae_token = 0 after export_load.
 //
-// The run's config.yaml is read with a minimal parser of flat `key: value` lines (what
-// run_config_save writes), so this module needs nothing from train/.
+// The run's config.yaml is read with run_config (data/run_config.h), without a schema.
 #ifndef PITH_EXPORT_H
 #define PITH_EXPORT_H
 
