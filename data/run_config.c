@@ -46,6 +46,7 @@ typedef struct {
 
 struct run_config {
   rc_list in;       // every key given, in the order first given
+  rc_list shadowed; // files' values that the command line overrides: still checked by resolve
   rc_value *v;      // resolved schema keys, in schema order
   int nv;
   int resolved;
@@ -124,6 +125,19 @@ static int list_push(rc_list *l, char *key, char *val, char *kwhere, char *vwher
   return 0;
 }
 
+// Keep a file's entry that the command line overrides (taking its strings), so that resolve can
+// still report a bad value in the file. Out of memory, it is dropped: only a check is lost.
+static void shadow(run_config *c, rc_entry *e) {
+  rc_entry *old = list_find(&c->shadowed, e->key);
+  if (old) {
+    entry_free(old);
+    *old = *e;
+  } else {
+    list_push(&c->shadowed, e->key, e->val, e->kwhere, e->vwhere, 0);  // frees them when out of memory
+  }
+  *e = (rc_entry){0};
+}
+
 // ---- new / free ----
 
 static void values_free(run_config *c) {
@@ -142,6 +156,7 @@ run_config *run_config_new(void) { return calloc(1, sizeof(run_config)); }
 void run_config_free(run_config *c) {
   if (!c) return;
   list_free(&c->in);
+  list_free(&c->shadowed);
   values_free(c);
   free(c->files);
   free(c);
@@ -355,7 +370,7 @@ int run_config_load(run_config *c, const char *path, pith_err *err) {
       rc_entry *e = &x.out.e[i];
       rc_entry *old = list_find(&c->in, e->key);
       if (old && old->cli) {
-        entry_free(e);
+        shadow(c, e);
       } else if (old) {
         entry_free(old);
         *old = *e;
@@ -410,7 +425,8 @@ int run_config_set(run_config *c, const char *assignment, pith_err *err) {
   }
   rc_entry *old = list_find(&c->in, key);
   if (old) {
-    entry_free(old);
+    if (old->cli) entry_free(old);
+    else shadow(c, old);
     *old = (rc_entry){key, val, kw, vw, 1, 0, 0};
   } else if (list_push(&c->in, key, val, kw, vw, 1)) {
     return pith_fail(err, "command line: out of memory");
@@ -604,18 +620,113 @@ static const char *type_phrase(rc_type t) {
   }
 }
 
-int run_config_resolve(run_config *c, const rc_key *schema, int n_keys, pith_err *err) {
-  values_free(c);
+// ---- allowed values ----
+
+// One alternative of a numeric allowed list, n bytes at alt: "any", an interval "[a,b)" (bounds
+// as strtod reads them, "inf" included) or a single value. 1 when x is in it, 0 when not, -1
+// when it does not parse.
+static int number_alt(const char *alt, size_t n, double x) {
+  char buf[64], *end;
+  if (n == 0 || n >= sizeof buf) return -1;
+  memcpy(buf, alt, n);
+  buf[n] = 0;
+  if (strcmp(buf, "any") == 0) return 1;
+  if (buf[0] != '[' && buf[0] != '(') {
+    double v = strtod(buf, &end);
+    return end == buf || *end ? -1 : x == v;
+  }
+  double lo = strtod(buf + 1, &end);
+  if (end == buf + 1 || *end != ',') return -1;
+  const char *p = end + 1;
+  double hi = strtod(p, &end);
+  if (end == p || (*end != ']' && *end != ')') || end[1]) return -1;
+  int above = buf[0] == '[' ? x >= lo : x > lo;
+  int below = *end == ']' ? x <= hi : x < hi;
+  return above && below;
+}
+
+// Whether the parsed value v is among spec's alternatives: 1 yes, 0 no, -1 spec does not parse.
+// check_all: parse every alternative even after a match (to validate a schema).
+static int allowed_has(const char *spec, const rc_value *v, int check_all) {
+  int found = 0;
+  for (const char *a = spec;;) {
+    const char *bar = strchr(a, '|');
+    size_t n = bar ? (size_t)(bar - a) : strlen(a);
+    int r = v->type == RC_STRING ? n > 0 && strlen(v->text) == n && strncmp(v->text, a, n) == 0
+                                 : number_alt(a, n, v->f);
+    if (r < 0) return -1;
+    found |= r;
+    if (found && !check_all) return 1;
+    if (!bar) return found;
+    a = bar + 1;
+  }
+}
+
+// "one of a, b, c" for names; "-1 or [1,inf)" for numbers.
+static void allowed_phrase(const char *spec, rc_type t, char *buf, size_t size) {
+  size_t w = (size_t)snprintf(buf, size, "%s", t == RC_STRING ? "one of " : "");
+  for (const char *p = spec; *p && w + 5 < size; p++) {
+    if (*p == '|') w += (size_t)snprintf(buf + w, size - w, "%s", t == RC_STRING ? ", " : " or ");
+    else buf[w++] = *p, buf[w] = 0;
+  }
+}
+
+// Parse text as key s into v and check it against s->allowed: 0; -1 with err, which names
+// `where` and the value; -2 out of memory. note: appended to the message ("" or why).
+static int value_read(rc_value *v, const rc_key *s, const char *text, const char *where, const char *note,
+                      pith_err *err) {
+  int rc = value_parse(v, s->type, text);
+  if (rc == -2) return -2;
+  if (rc) return pith_fail(err, "%s: %s: '%s' is not %s%s", where, s->key, text, type_phrase(s->type), note);
+  if (!s->allowed || allowed_has(s->allowed, v, 0) == 1) return 0;
+  char phrase[512];
+  allowed_phrase(s->allowed, s->type, phrase, sizeof phrase);
+  if (s->type == RC_STRING) return pith_fail(err, "%s: %s: '%s' is not %s%s", where, s->key, text, phrase, note);
+  return pith_fail(err, "%s: %s: %s is out of range (allowed: %s)%s", where, s->key, v->text, phrase, note);
+}
+
+// The schema itself: names, types, and allowed lists that parse and admit their default.
+static int schema_check(const rc_key *schema, int n_keys, pith_err *err) {
   if (n_keys < 0 || (n_keys > 0 && !schema)) return pith_fail(err, "schema: no keys");
   for (int i = 0; i < n_keys; i++) {
-    if (!schema[i].key || !*schema[i].key)
-      return pith_fail(err, "schema: key %d has no name (a bug in the driver)", i);
-    if (schema_find(schema, i, schema[i].key) >= 0)
-      return pith_fail(err, "schema: key '%s' listed twice (a bug in the driver)", schema[i].key);
-    if ((unsigned)schema[i].type > RC_STRING)
-      return pith_fail(err, "schema: key '%s' has an unknown type (a bug in the driver)",
-                       schema[i].key);
+    const rc_key *s = &schema[i];
+    if (!s->key || !*s->key) return pith_fail(err, "schema: key %d has no name (a bug in the driver)", i);
+    if (schema_find(schema, i, s->key) >= 0)
+      return pith_fail(err, "schema: key '%s' listed twice (a bug in the driver)", s->key);
+    if ((unsigned)s->type > RC_STRING)
+      return pith_fail(err, "schema: key '%s' has an unknown type (a bug in the driver)", s->key);
+    int numeric = s->type == RC_INT || s->type == RC_FLOAT;
+    if (numeric && !s->allowed)
+      return pith_fail(err, "schema: numeric key '%s' has no allowed range (a bug in the driver)", s->key);
+    if (s->allowed && s->type == RC_BOOL)
+      return pith_fail(err, "schema: bool key '%s' has an allowed list (a bug in the driver)", s->key);
+    if (s->allowed) {  // the list parses (checked on a dummy value) and the default is in it
+      rc_value probe = {0};
+      probe.type = s->type;
+      probe.text = (char *)"";
+      if (allowed_has(s->allowed, &probe, 1) < 0)
+        return pith_fail(err, "schema: key '%s': allowed list '%s' does not parse (a bug in the driver)", s->key,
+                         s->allowed);
+    }
+    if (s->def) {
+      rc_value v = {0};
+      int rc = value_parse(&v, s->type, s->def), in = rc == 0 && (!s->allowed || allowed_has(s->allowed, &v, 0) == 1);
+      free(v.text);
+      if (rc == -2) return pith_fail(err, "run config: out of memory");
+      if (rc)
+        return pith_fail(err, "schema: the default of '%s' ('%s') is not %s (a bug in the driver)", s->key, s->def,
+                         type_phrase(s->type));
+      if (!in)
+        return pith_fail(err, "schema: the default of '%s' ('%s') is not among its allowed values '%s' (a bug in the "
+                              "driver)", s->key, s->def, s->allowed);
+    }
   }
+  return 0;
+}
+
+int run_config_resolve(run_config *c, const rc_key *schema, int n_keys, pith_err *err) {
+  values_free(c);
+  if (schema_check(schema, n_keys, err)) return -1;
 
   // Every key given must be in the schema.
   for (int i = 0; i < c->in.n; i++) {
@@ -625,6 +736,20 @@ int run_config_resolve(run_config *c, const rc_key *schema, int n_keys, pith_err
     if (near)
       return pith_fail(err, "%s: unknown key '%s' (did you mean %s?)", e->kwhere, e->key, near);
     return pith_fail(err, "%s: unknown key '%s' (--help lists the keys)", e->kwhere, e->key);
+  }
+
+  // A file's value that the command line overrides must still be a good one: the file is what
+  // the next run without the override reads.
+  for (int i = 0; i < c->shadowed.n; i++) {
+    const rc_entry *e = &c->shadowed.e[i];
+    int k = schema_find(schema, n_keys, e->key);
+    if (k < 0) continue;  // its command-line value was reported above
+    rc_value v = {0};
+    int rc = value_read(&v, &schema[k], e->val, e->vwhere, " (the command line overrides it, but the file is wrong)",
+                        err);
+    free(v.text);
+    if (rc == -2) return pith_fail(err, "run config: out of memory");
+    if (rc) return -1;
   }
 
   c->v = calloc(n_keys ? (size_t)n_keys : 1, sizeof *c->v);
@@ -639,8 +764,7 @@ int run_config_resolve(run_config *c, const rc_key *schema, int n_keys, pith_err
       return pith_fail(err, "run config: out of memory");
     }
     const rc_entry *e = list_find(&c->in, s->key);
-    const char *text = e ? e->val : s->def;
-    if (!text) {
+    if (!e && !s->def) {
       int rc = pith_fail(err,
                          "missing required key '%s' (%s%s%s); HINT: set it in the config file or "
                          "on the command line as %s=VALUE",
@@ -649,20 +773,10 @@ int run_config_resolve(run_config *c, const rc_key *schema, int n_keys, pith_err
       values_free(c);
       return rc;
     }
-    int rc = value_parse(v, s->type, text);
-    if (rc == -2) {
-      values_free(c);
-      return pith_fail(err, "run config: out of memory");
-    }
+    int rc = e ? value_read(v, s, e->val, e->vwhere, "", err) : value_read(v, s, s->def, "schema", "", err);
     if (rc) {
-      if (e)
-        rc = pith_fail(err, "%s: %s: '%s' is not %s", e->vwhere, s->key, text,
-                       type_phrase(s->type));
-      else
-        rc = pith_fail(err, "schema: the default of '%s' ('%s') is not %s (a bug in the driver)",
-                       s->key, text, type_phrase(s->type));
       values_free(c);
-      return rc;
+      return rc == -2 ? pith_fail(err, "run config: out of memory") : -1;
     }
   }
   c->resolved = 1;
@@ -831,7 +945,9 @@ void run_config_print_schema(FILE *out, const rc_key *schema, int n_keys) {
   for (int i = 0; i < n_keys; i++) {
     const rc_key *s = &schema[i];
     const char *def = !s->def ? "(required)" : *s->def ? s->def : "\"\"";
-    fprintf(out, "  %-*s  %-6s  %-*s  %s\n", wk, s->key, type_name(s->type), wd, def,
-            s->help ? s->help : "");
+    const char *help = s->help ? s->help : "";
+    fprintf(out, "  %-*s  %-6s  %-*s  %s", wk, s->key, type_name(s->type), wd, def, help);
+    if (s->allowed && strcmp(s->allowed, "any") != 0) fprintf(out, "%s[%s]", *help ? " " : "", s->allowed);
+    fprintf(out, "\n");
   }
 }

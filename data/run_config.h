@@ -42,11 +42,20 @@ typedef enum { RC_INT, RC_FLOAT, RC_BOOL, RC_STRING } rc_type;
 
 // One key of a driver's schema. def is the default as text, parsed like a value (NULL: the key
 // is required). The schema array is copied by resolve; it need not outlive the call.
+//
+// allowed: the values the key takes, checked by resolve before anything runs; '|' separates
+// alternatives.
+//   RC_STRING  the names it takes ("constant|cosine|linear"), or NULL for free text (paths).
+//   RC_INT, RC_FLOAT  intervals and single values: "[1,inf)", "(0,1]", "-1|[1,inf)"; "any" for no
+//              limit. Required: resolve refuses a numeric key without it, so that a new key cannot
+//              skip validation.
+//   RC_BOOL    NULL.
 typedef struct {
   const char *key;
   rc_type type;
   const char *def;
   const char *help;
+  const char *allowed;
 } rc_key;
 
 typedef struct run_config run_config;
@@ -75,10 +84,12 @@ const char *run_config_raw_at(const run_config *c, int i, const char **val);
 int run_config_set(run_config *c, const char *assignment, pith_err *err);
 
 // Check the values against a schema and parse them. Errors: a key not in the schema (with "did
-// you mean KEY?" when one is close), a value that does not parse as its type (names the key, the
-// value, and where it came from), a missing required key, a default in the schema that does not
-// parse (a bug in the driver). After success the getters never fail for schema keys. Resolve may
-// be called again (after more run_config_set, say); values set after it count only then.
+// you mean KEY?" when one is close), a value that does not parse as its type or is not among its
+// allowed values (names the key, the value, where it came from, and what is allowed) — a file's
+// value that the command line overrides is checked too —, a missing required key, a schema
+// default or allowed list that does not parse or does not agree (a bug in the driver).
+// After success the getters never fail for schema keys. Resolve may be called again (after more
+// run_config_set, say); values set after it count only then.
 int run_config_resolve(run_config *c, const rc_key *schema, int n_keys, pith_err *err);
 
 // Getters, valid after a successful resolve. Asking for a key that is not in the schema, or for

@@ -27,25 +27,25 @@ static const char *write_file(const char *name, const char *text) {
 }
 
 static const rc_key schema[] = {
-    {"model_name_or_path", RC_STRING, NULL, "Hugging Face model folder"},
-    {"learning_rate", RC_FLOAT, "1e-4", "peak learning rate"},
-    {"per_device_train_batch_size", RC_INT, "8", "sequences per device per step"},
-    {"gradient_accumulation_steps", RC_INT, "1", "micro-batches per optimizer step"},
-    {"warmup_steps", RC_INT, "0", "linear warmup steps"},
-    {"max_steps", RC_INT, "1000", "optimizer steps"},
-    {"lr_scheduler_type", RC_STRING, "cosine", "linear, cosine or constant"},
-    {"lora_rank", RC_INT, "8", "LoRA rank r"},
-    {"lora_alpha", RC_FLOAT, "16", "LoRA alpha"},
-    {"lora_dropout", RC_FLOAT, "0.0", "LoRA dropout"},
-    {"lora_target", RC_STRING, "q_proj,v_proj", "modules LoRA wraps, comma-separated"},
-    {"bf16", RC_BOOL, "false", "bfloat16 autocast"},
-    {"gradient_checkpointing", RC_BOOL, "no", "recompute activations"},
-    {"compressor.num_mem_tokens", RC_INT, "4", "compress tokens"},
-    {"compressor.kind", RC_STRING, "500x", "500x or icae"},
-    {"output_dir", RC_STRING, "", "run folder"},
-    {"run_name", RC_STRING, "", "a name for logs"},
-    {"prompt", RC_STRING, "", "free text"},
-    {"seed", RC_INT, "42", "random seed"},
+    {"model_name_or_path", RC_STRING, NULL, "Hugging Face model folder", NULL},
+    {"learning_rate", RC_FLOAT, "1e-4", "peak learning rate", "(0,inf)"},
+    {"per_device_train_batch_size", RC_INT, "8", "sequences per device per step", "[1,inf)"},
+    {"gradient_accumulation_steps", RC_INT, "1", "micro-batches per optimizer step", "[1,inf)"},
+    {"warmup_steps", RC_INT, "0", "linear warmup steps", "[0,inf)"},
+    {"max_steps", RC_INT, "1000", "optimizer steps", "-1|[1,inf)"},
+    {"lr_scheduler_type", RC_STRING, "cosine", "after warmup", "linear|cosine|constant"},
+    {"lora_rank", RC_INT, "8", "LoRA rank r", "[1,inf)"},
+    {"lora_alpha", RC_FLOAT, "16", "LoRA alpha", "any"},
+    {"lora_dropout", RC_FLOAT, "0.0", "LoRA dropout", "[0,1)"},
+    {"lora_target", RC_STRING, "q_proj,v_proj", "modules LoRA wraps, comma-separated", NULL},
+    {"bf16", RC_BOOL, "false", "bfloat16 autocast", NULL},
+    {"gradient_checkpointing", RC_BOOL, "no", "recompute activations", NULL},
+    {"compressor.num_mem_tokens", RC_INT, "4", "compress tokens", "[1,inf)"},
+    {"compressor.kind", RC_STRING, "500x", "500x or icae", NULL},
+    {"output_dir", RC_STRING, "", "run folder", NULL},
+    {"run_name", RC_STRING, "", "a name for logs", NULL},
+    {"prompt", RC_STRING, "", "free text", NULL},
+    {"seed", RC_INT, "42", "random seed", "any"},
 };
 static const int n_schema = (int)(sizeof schema / sizeof *schema);
 
@@ -211,7 +211,7 @@ static void test_round_trip(void) {
   int k = 0;
   for (int i = 0; i < n_str; i++, k++) {
     snprintf(names[k], 32, "s%d", i);
-    s[k] = (rc_key){names[k], RC_STRING, "", NULL};
+    s[k] = (rc_key){names[k], RC_STRING, "", NULL, NULL};
     // Each string goes in through the command line (the only way to get any byte in).
     char assign[128];
     snprintf(assign, sizeof assign, "%s=%s", names[k], strings[i]);
@@ -219,23 +219,23 @@ static void test_round_trip(void) {
   }
   for (int i = 0; i < n_fl; i++, k++) {
     snprintf(names[k], 32, "f%d", i);
-    s[k] = (rc_key){names[k], RC_FLOAT, "0", NULL};
+    s[k] = (rc_key){names[k], RC_FLOAT, "0", NULL, "any"};
     char assign[128];
     snprintf(assign, sizeof assign, "%s=%.17g", names[k], floats[i]);
     CHECK(run_config_set(c, assign, &err) == 0);
   }
   for (int i = 0; i < (int)(sizeof ints / sizeof *ints); i++, k++) {
     snprintf(names[k], 32, "i%d", i);
-    s[k] = (rc_key){names[k], RC_INT, "0", NULL};
+    s[k] = (rc_key){names[k], RC_INT, "0", NULL, "any"};
     char assign[128];
     snprintf(assign, sizeof assign, "%s=%lld", names[k], (long long)ints[i]);
     CHECK(run_config_set(c, assign, &err) == 0);
   }
   snprintf(names[k], 32, "nan");
-  s[k] = (rc_key){names[k], RC_FLOAT, "nan", NULL};
+  s[k] = (rc_key){names[k], RC_FLOAT, "nan", NULL, "any"};
   k++;
   snprintf(names[k], 32, "flag");
-  s[k] = (rc_key){names[k], RC_BOOL, "1", NULL};
+  s[k] = (rc_key){names[k], RC_BOOL, "1", NULL, NULL};
   k++;
   CHECK(k == n);
 
@@ -314,7 +314,7 @@ static void test_round_trip_strings(void) {
   char *assign = malloc(long_n + 64);
   for (int i = 0; i < n; i++) {
     snprintf(names[i], 32, "v%d", i);
-    s[i] = (rc_key){names[i], RC_STRING, "", NULL};
+    s[i] = (rc_key){names[i], RC_STRING, "", NULL, NULL};
     snprintf(assign, long_n + 64, "%s=%s", names[i], vals[i]);
     CHECK_MSG(run_config_set(c, assign, &err) == 0, "%s", err.msg);
   }
@@ -590,12 +590,86 @@ static void test_errors(void) {
   CHECK_CONTAINS(err.msg, "not valid UTF-8");
 
   // A schema whose default does not parse is the driver's bug, and says so.
-  static const rc_key bad_schema[] = {{"seed", RC_INT, "forty-two", NULL}};
+  static const rc_key bad_schema[] = {{"seed", RC_INT, "forty-two", NULL, "any"}};
   CHECK(run_config_resolve(c, bad_schema, 1, &err) == -1);
   CHECK_CONTAINS(err.msg, "default of 'seed' ('forty-two') is not an integer");
-  static const rc_key twice[] = {{"seed", RC_INT, "1", NULL}, {"seed", RC_INT, "2", NULL}};
+  static const rc_key twice[] = {{"seed", RC_INT, "1", NULL, "any"}, {"seed", RC_INT, "2", NULL, "any"}};
   CHECK(run_config_resolve(c, twice, 2, &err) == -1);
   CHECK_CONTAINS(err.msg, "listed twice");
+  run_config_free(c);
+}
+
+// Allowed values: enumerations and ranges are refused at resolve with what is allowed, a file's
+// value is checked even when the command line overrides it, and a schema that leaves a numeric
+// key unchecked is the driver's bug.
+static void test_allowed(void) {
+  pith_err err = {{0}};
+  static const struct {
+    const char *assign, *want;
+  } bad[] = {
+      {"lr_scheduler_type=cosinus", "lr_scheduler_type: 'cosinus' is not one of linear, cosine, constant"},
+      {"learning_rate=-1", "learning_rate: -1.0 is out of range (allowed: (0,inf))"},
+      {"learning_rate=0", "learning_rate: 0.0 is out of range"},
+      {"learning_rate=nan", "learning_rate: .nan is out of range"},
+      {"warmup_steps=-5", "warmup_steps: -5 is out of range (allowed: [0,inf))"},
+      {"max_steps=0", "max_steps: 0 is out of range (allowed: -1 or [1,inf))"},
+      {"max_steps=-2", "max_steps: -2 is out of range"},
+      {"lora_dropout=1", "lora_dropout: 1.0 is out of range (allowed: [0,1))"},
+      {"per_device_train_batch_size=0", "per_device_train_batch_size: 0 is out of range"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    run_config *c = run_config_new();
+    CHECK(run_config_set(c, "model_name_or_path=m", &err) == 0);
+    CHECK(run_config_set(c, bad[i].assign, &err) == 0);
+    CHECK_MSG(run_config_resolve(c, schema, n_schema, &err) == -1, "%s was accepted", bad[i].assign);
+    CHECK_CONTAINS(err.msg, bad[i].want);
+    CHECK_CONTAINS(err.msg, "command line");
+    run_config_free(c);
+  }
+  static const char *good[] = {"max_steps=-1", "max_steps=1", "lr_scheduler_type=linear", "lora_dropout=0",
+                               "learning_rate=1e-9", "seed=-3"};
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+    run_config *c = run_config_new();
+    CHECK(run_config_set(c, "model_name_or_path=m", &err) == 0);
+    CHECK(run_config_set(c, good[i], &err) == 0);
+    CHECK_MSG(run_config_resolve(c, schema, n_schema, &err) == 0, "%s: %s", good[i], err.msg);
+    run_config_free(c);
+  }
+
+  // A bad value in the file is reported with its place even when the command line overrides it,
+  // whichever comes first.
+  const char *path = write_file("allowed.yaml", "model_name_or_path: m\nlearning_rate: -1\nwarmup_steps: 3\n");
+  for (int order = 0; order < 2; order++) {
+    run_config *c = run_config_new();
+    if (order == 0) CHECK(run_config_load(c, path, &err) == 0);
+    CHECK(run_config_set(c, "learning_rate=3e-4", &err) == 0);
+    if (order == 1) CHECK(run_config_load(c, path, &err) == 0);
+    CHECK(run_config_resolve(c, schema, n_schema, &err) == -1);
+    CHECK_CONTAINS(err.msg, "allowed.yaml:2:16: learning_rate: -1.0 is out of range");
+    CHECK_CONTAINS(err.msg, "the command line overrides it");
+    run_config_free(c);
+  }
+  // The same file with a good value overridden resolves to the command line's value.
+  const char *fine = write_file("allowed_ok.yaml", "model_name_or_path: m\nlearning_rate: 1e-3\n");
+  run_config *c = run_config_new();
+  CHECK(run_config_load(c, fine, &err) == 0);
+  CHECK(run_config_set(c, "learning_rate=3e-4", &err) == 0);
+  CHECK_MSG(run_config_resolve(c, schema, n_schema, &err) == 0, "%s", err.msg);
+  CHECK(run_config_float(c, "learning_rate") == 3e-4);
+
+  // Schema bugs.
+  static const rc_key unchecked[] = {{"steps", RC_INT, "1", NULL, NULL}};
+  CHECK(run_config_resolve(c, unchecked, 1, &err) == -1);
+  CHECK_CONTAINS(err.msg, "numeric key 'steps' has no allowed range");
+  static const rc_key garbled[] = {{"steps", RC_INT, "1", NULL, "[1,inf"}};
+  CHECK(run_config_resolve(c, garbled, 1, &err) == -1);
+  CHECK_CONTAINS(err.msg, "allowed list '[1,inf' does not parse");
+  static const rc_key outside[] = {{"steps", RC_INT, "0", NULL, "[1,inf)"}};
+  CHECK(run_config_resolve(c, outside, 1, &err) == -1);
+  CHECK_CONTAINS(err.msg, "default of 'steps' ('0') is not among its allowed values");
+  static const rc_key bad_name[] = {{"kind", RC_STRING, "a", NULL, "b|c"}};
+  CHECK(run_config_resolve(c, bad_name, 1, &err) == -1);
+  CHECK_CONTAINS(err.msg, "default of 'kind'");
   run_config_free(c);
 }
 
@@ -612,6 +686,8 @@ static void test_print_schema(void) {
   CHECK_CONTAINS(buf, "1e-4");
   CHECK_CONTAINS(buf, "float");
   CHECK_CONTAINS(buf, "\"\"");  // an empty default shows as ""
+  CHECK_CONTAINS(buf, "[linear|cosine|constant]");  // the allowed values
+  CHECK_CONTAINS(buf, "[-1|[1,inf)]");
   int lines = 0;
   for (char *p = buf; p && *p; p++) lines += *p == '\n';
   CHECK(lines == n_schema);
@@ -654,6 +730,7 @@ int main(void) {
   test_yaml_forms();
   test_yaml_errors();
   test_errors();
+  test_allowed();
   test_print_schema();
   test_getter_misuse();
   for (int i = 0; i < n_files; i++) unlink(files[i]);

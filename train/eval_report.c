@@ -155,15 +155,16 @@ static int write_metrics(eval_run *r, pith_err *err) {
 }
 
 static int write_config(eval_run *r, pith_err *err) {
+  // What the run was (written, never read back by pith: no range to enforce).
   static const rc_key schema[] = {
-    {"compressor", RC_STRING, "", ""}, {"export", RC_STRING, "", ""}, {"method", RC_STRING, "", ""},
-    {"k", RC_INT, "0", ""}, {"data", RC_STRING, "", ""}, {"task", RC_STRING, "", ""},
-    {"split", RC_STRING, "", ""}, {"n_examples", RC_INT, "0", ""}, {"max_examples", RC_INT, "0", ""},
-    {"cutoff_len", RC_INT, "0", ""}, {"max_new_tokens", RC_INT, "0", ""}, {"baselines", RC_STRING, "", ""},
-    {"model", RC_STRING, "", ""}, {"tokenizer", RC_STRING, "", ""}, {"device", RC_STRING, "", ""},
-    {"bf16", RC_BOOL, "false", ""}, {"threads", RC_INT, "0", ""}, {"verify", RC_BOOL, "false", ""},
-    {"out", RC_STRING, "", ""},
-    {"name", RC_STRING, "", ""},
+    {"compressor", RC_STRING, "", "", NULL}, {"export", RC_STRING, "", "", NULL}, {"method", RC_STRING, "", "", NULL},
+    {"k", RC_INT, "0", "", "any"}, {"data", RC_STRING, "", "", NULL}, {"task", RC_STRING, "", "", NULL},
+    {"split", RC_STRING, "", "", NULL}, {"n_examples", RC_INT, "0", "", "any"}, {"max_examples", RC_INT, "0", "", "any"},
+    {"cutoff_len", RC_INT, "0", "", "any"}, {"max_new_tokens", RC_INT, "0", "", "any"}, {"baselines", RC_STRING, "", "", NULL},
+    {"model", RC_STRING, "", "", NULL}, {"tokenizer", RC_STRING, "", "", NULL}, {"device", RC_STRING, "", "", NULL},
+    {"bf16", RC_BOOL, "false", "", NULL}, {"threads", RC_INT, "0", "", "any"}, {"verify", RC_BOOL, "false", "", NULL},
+    {"out", RC_STRING, "", "", NULL},
+    {"name", RC_STRING, "", "", NULL},
   };
   char baselines[256] = "", kv[EVAL_PATH_MAX + 64];
   for (int s = 0; s < eval_n_systems; s++)

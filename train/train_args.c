@@ -5,65 +5,68 @@
 
 // Keys every driver reads.
 static const rc_key COMMON_KEYS[] = {
-    {"tokenizer", RC_STRING, "", "tokenizer file or folder (default: the model folder)"},
-    {"output_dir", RC_STRING, "", "run folder (default runs/RUN_NAME)"},
-    {"per_device_train_batch_size", RC_INT, "4", "examples per micro-batch"},
-    {"gradient_accumulation_steps", RC_INT, "1", "micro-batches per optimizer step"},
-    {"learning_rate", RC_FLOAT, "1e-4", "peak learning rate"},
-    {"weight_decay", RC_FLOAT, "0", "AdamW decoupled weight decay"},
-    {"adam_beta1", RC_FLOAT, "0.9", ""},
-    {"adam_beta2", RC_FLOAT, "0.999", ""},
-    {"adam_epsilon", RC_FLOAT, "1e-8", ""},
-    {"lr_scheduler_type", RC_STRING, "constant", "constant | cosine | linear (after warmup)"},
-    {"warmup_steps", RC_INT, "300", "linear warmup steps"},
-    {"num_train_epochs", RC_FLOAT, "3", "epochs over the train split (when max_steps <= 0)"},
-    {"max_steps", RC_INT, "-1", "optimizer steps; overrides num_train_epochs when > 0"},
-    {"max_grad_norm", RC_FLOAT, "1.0", "gradient clipping (0: off)"},
-    {"seed", RC_INT, "42", "initialisation, shuffling and dropout"},
-    {"logging_steps", RC_INT, "10", "metrics every N steps"},
-    {"eval_steps", RC_INT, "0", "validation loss every N steps (0: at the end only)"},
-    {"eval_batches", RC_INT, "8", "validation batches per evaluation"},
-    {"save_steps", RC_INT, "500", "checkpoint every N steps (and at the end)"},
-    {"save_total_limit", RC_INT, "3", "checkpoints kept (0: all)"},
+    {"tokenizer", RC_STRING, "", "tokenizer file or folder (default: the model folder)", NULL},
+    {"output_dir", RC_STRING, "", "run folder (default runs/RUN_NAME)", NULL},
+    {"per_device_train_batch_size", RC_INT, "4", "examples per micro-batch", "[1,inf)"},
+    {"gradient_accumulation_steps", RC_INT, "1", "micro-batches per optimizer step", "[1,inf)"},
+    {"learning_rate", RC_FLOAT, "1e-4", "peak learning rate", "[0,inf)"},
+    {"weight_decay", RC_FLOAT, "0", "AdamW decoupled weight decay", "[0,inf)"},
+    {"adam_beta1", RC_FLOAT, "0.9", "", "[0,1)"},
+    {"adam_beta2", RC_FLOAT, "0.999", "", "[0,1)"},
+    {"adam_epsilon", RC_FLOAT, "1e-8", "", "(0,inf)"},
+    {"lr_scheduler_type", RC_STRING, "constant", "the learning-rate schedule after warmup",
+     "constant|cosine|linear"},
+    {"warmup_steps", RC_INT, "300", "linear warmup steps", "[0,inf)"},
+    {"num_train_epochs", RC_FLOAT, "3", "epochs over the train split (when max_steps is -1)", "(0,inf)"},
+    {"max_steps", RC_INT, "-1", "optimizer steps (-1: from num_train_epochs)", "-1|[1,inf)"},
+    {"max_grad_norm", RC_FLOAT, "1.0", "gradient clipping (0: off)", "[0,inf)"},
+    {"seed", RC_INT, "42", "initialisation, shuffling and dropout", "[0,inf)"},
+    {"logging_steps", RC_INT, "10", "metrics every N steps", "[1,inf)"},
+    {"eval_steps", RC_INT, "0", "validation loss every N steps (0: at the end only)", "[0,inf)"},
+    {"eval_batches", RC_INT, "8", "validation batches per evaluation", "[1,inf)"},
+    {"save_steps", RC_INT, "500", "checkpoint every N steps (and at the end)", "[0,inf)"},
+    {"save_total_limit", RC_INT, "3", "checkpoints kept (0: all)", "[0,inf)"},
     {"bf16", RC_BOOL, "false",
      "CUDA: the frozen model in bf16, computing in bf16, the trainable weights and optimizer in f32; CPU "
-     "runs in f32; pith lm refuses it (it trains every weight)"},
-    {"device", RC_STRING, "cpu", "cpu | cuda | cuda:N"},
-    {"threads", RC_INT, "0", "CPU threads (0: libtorch's default)"},
-    {"nan_policy", RC_STRING, "stop", "a NaN/Inf loss or gradient: stop | skip (the step)"},
+     "runs in f32; pith lm refuses it (it trains every weight)", NULL},
+    {"device", RC_STRING, "cpu", "cpu | cuda | cuda:N", NULL},
+    {"threads", RC_INT, "0", "CPU threads (0: libtorch's default)", "[0,inf)"},
+    {"nan_policy", RC_STRING, "stop", "on a NaN/Inf loss or gradient: stop, or skip the step", "stop|skip"},
     {"peak_tflops", RC_FLOAT, "0",
      "the device's peak TFLOP/s at the compute dtype, for MFU in the progress line (0: no MFU); e.g. 989 "
-     "for an H100 SXM in bf16"},
+     "for an H100 SXM in bf16", "[0,inf)"},
 };
 
 // pretrain / finetune: a compressor over a frozen model.
 static const rc_key COMPRESS_KEYS[] = {
-    {"model_name_or_path", RC_STRING, NULL, "Hugging Face model folder of the frozen LLM"},
-    {"train_file", RC_STRING, NULL, "corpus (HDF5, from pith data ingest): documents to pretrain, QA to finetune"},
-    {"run_name", RC_STRING, "compress", "name of the run"},
-    {"method", RC_STRING, "500x", "500x | icae"},
-    {"num_compress_tokens", RC_INT, "16", "k: compress (memory) tokens"},
-    {"position_policy", RC_STRING, "consistent", "500x key positions: reference (as the paper's code) | consistent"},
-    {"cutoff_len", RC_INT, "500", "context tokens per example (cut or padded)"},
-    {"max_target_len", RC_INT, "64", "finetune: decoder tokens (question prompt + answer + eos)"},
-    {"lora_rank", RC_INT, "64", ""},
-    {"lora_alpha", RC_FLOAT, "32", ""},
-    {"lora_dropout", RC_FLOAT, "0.05", ""},
-    {"lora_target", RC_STRING, "q_proj,v_proj", "projections to adapt (PEFT names) or all"},
-    {"init_from", RC_STRING, "", "finetune: a pretrain run folder or checkpoint folder to start from"},
+    {"model_name_or_path", RC_STRING, NULL, "Hugging Face model folder of the frozen LLM", NULL},
+    {"train_file", RC_STRING, NULL, "corpus (HDF5, from pith data ingest): documents to pretrain, QA to finetune", NULL},
+    {"run_name", RC_STRING, "compress", "name of the run", NULL},
+    {"method", RC_STRING, "500x", "the compressor", "500x|icae"},
+    {"num_compress_tokens", RC_INT, "16", "k: compress (memory) tokens", "[1,inf)"},
+    {"position_policy", RC_STRING, "consistent", "500x key positions (reference: as the paper's code)",
+     "reference|consistent"},
+    {"cutoff_len", RC_INT, "500", "context tokens per example (cut or padded)", "[1,inf)"},
+    {"max_target_len", RC_INT, "64", "finetune: decoder tokens (question prompt + answer + eos)", "[1,inf)"},
+    {"lora_rank", RC_INT, "64", "", "[1,inf)"},
+    {"lora_alpha", RC_FLOAT, "32", "", "(0,inf)"},
+    {"lora_dropout", RC_FLOAT, "0.05", "", "[0,1)"},
+    {"lora_target", RC_STRING, "q_proj,v_proj", "projections to adapt (PEFT names) or all", NULL},
+    {"init_from", RC_STRING, "", "finetune: a pretrain run folder or checkpoint folder to start from", NULL},
 };
 
 // lm: the base model itself, every weight.
 static const rc_key LM_KEYS[] = {
-    {"model_name_or_path", RC_STRING, "", "model folder to continue training (or set model_config)"},
-    {"model_config", RC_STRING, "", "a config.json: start from random weights of this shape instead"},
+    {"model_name_or_path", RC_STRING, "", "model folder to continue training (or set model_config)", NULL},
+    {"model_config", RC_STRING, "", "a config.json: start from random weights of this shape instead", NULL},
     {"train_file", RC_STRING, NULL,
-     "corpus (HDF5): documents ([bos] text eos) or QA ([bos] context Question: q Answer: a eos)"},
-    {"run_name", RC_STRING, "lm", "name of the run"},
-    {"cutoff_len", RC_INT, "512", "documents: tokens per row; QA: context tokens"},
-    {"max_target_len", RC_INT, "64", "QA: question prompt + answer + eos tokens"},
+     "corpus (HDF5): documents ([bos] text eos) or QA ([bos] context Question: q Answer: a eos)", NULL},
+    {"run_name", RC_STRING, "lm", "name of the run", NULL},
+    {"cutoff_len", RC_INT, "512", "documents: tokens per row; QA: context tokens", "[1,inf)"},
+    {"max_target_len", RC_INT, "64", "QA: question prompt + answer + eos tokens", "[1,inf)"},
     {"answer_loss_weight", RC_FLOAT, "1",
-     "QA: weight of the answer and eos tokens in the loss (others 1); > 1 speeds up learning to answer"},
+     "QA: weight of the answer and eos tokens in the loss (others 1); > 1 speeds up learning to answer",
+     "(0,inf)"},
 };
 
 static void add_keys(rc_key *out, int *n, const rc_key *keys, size_t count) {
@@ -90,7 +93,7 @@ int train_args_read(train_args *a, train_task task, const run_config *c, pith_er
   a->adam_beta1 = run_config_float(c, "adam_beta1");
   a->adam_beta2 = run_config_float(c, "adam_beta2");
   a->adam_epsilon = run_config_float(c, "adam_epsilon");
-  const char *sched = run_config_str(c, "lr_scheduler_type");  // anything else: constant
+  const char *sched = run_config_str(c, "lr_scheduler_type");  // resolve allowed only these three
   a->lr_scheduler_type = !strcmp(sched, "cosine")   ? TRAIN_LR_COSINE
                          : !strcmp(sched, "linear") ? TRAIN_LR_LINEAR
                                                     : TRAIN_LR_CONSTANT;
@@ -106,7 +109,7 @@ int train_args_read(train_args *a, train_task task, const run_config *c, pith_er
   a->save_total_limit = (int)run_config_int(c, "save_total_limit");
   a->bf16 = run_config_bool(c, "bf16");
   a->threads = (int)run_config_int(c, "threads");
-  a->nan_skip = !strcmp(run_config_str(c, "nan_policy"), "skip");  // anything else: stop
+  a->nan_skip = !strcmp(run_config_str(c, "nan_policy"), "skip");  // or "stop": resolve checked it
   a->peak_tflops = run_config_float(c, "peak_tflops");
   a->model_name_or_path = run_config_str(c, "model_name_or_path");
   a->train_file = run_config_str(c, "train_file");
@@ -122,13 +125,10 @@ int train_args_read(train_args *a, train_task task, const run_config *c, pith_er
   }
   a->model_config = "";
   a->answer_loss_weight = 1;
-  const char *method = run_config_str(c, "method"), *pos = run_config_str(c, "position_policy");
-  if (!strcmp(method, "500x")) a->method = COMP_500X;
-  else if (!strcmp(method, "icae")) a->method = COMP_ICAE;
-  else return pith_fail(err, "method: '%s' is not 500x or icae", method);
-  if (!strcmp(pos, "reference")) a->position_policy = COMP_POS_REFERENCE;
-  else if (!strcmp(pos, "consistent")) a->position_policy = COMP_POS_CONSISTENT;
-  else return pith_fail(err, "position_policy: '%s' is not reference or consistent", pos);
+  // Enumerations: resolve allowed only their names.
+  a->method = !strcmp(run_config_str(c, "method"), "icae") ? COMP_ICAE : COMP_500X;
+  a->position_policy =
+      !strcmp(run_config_str(c, "position_policy"), "reference") ? COMP_POS_REFERENCE : COMP_POS_CONSISTENT;
   a->num_compress_tokens = (int)run_config_int(c, "num_compress_tokens");
   a->lora_rank = (int)run_config_int(c, "lora_rank");
   a->lora_alpha = run_config_float(c, "lora_alpha");

@@ -27,7 +27,7 @@ typedef struct {
   train_lr_schedule lr_scheduler_type;  // after warmup
   int64_t warmup_steps;
   double num_train_epochs;
-  int64_t max_steps;                   // <= 0: from num_train_epochs
+  int64_t max_steps;                   // -1: from num_train_epochs
   double max_grad_norm;
   uint64_t seed;
   int64_t logging_steps, eval_steps;
