@@ -38,18 +38,15 @@ static void usage(train_task task, FILE *out) {
   run_config_print_schema(out, schema, n);
 }
 
-// The run: config → run folder with config.yaml → trainer. 0, 1 (a signal stopped it) or -1.
+// The run: config → typed arguments → trainer. 0, 128 + N (signal N stopped it) or -1.
 static int run(train_task task, run_config *cfg, int resume, const char *cmd, pith_err *err) {
   rc_key schema[TRAIN_ARGS_MAX_KEYS];
   train_args a;
   if (run_config_resolve(cfg, schema, train_args_schema(task, schema), err) || train_args_read(&a, task, cfg, err))
     return -1;
-  char run_dir[2048], path[2304];
+  char run_dir[2048];
   if (*a.output_dir) snprintf(run_dir, sizeof run_dir, "%s", a.output_dir);
   else snprintf(run_dir, sizeof run_dir, "runs/%s", a.run_name);
-  if (pith_mkdirs(run_dir, err)) return -1;
-  snprintf(path, sizeof path, "%s/config.yaml", run_dir);
-  if (run_config_save(cfg, path, err)) return -1;
   return trainer_run(&a, cfg, run_dir, resume, cmd, err);
 }
 
@@ -78,5 +75,5 @@ int compress_train_main(train_task task, int argc, char **argv) {
   if (!rc) rc = run(task, cfg, resume, argv[0], &err);
   if (rc < 0) fprintf(stderr, "pith %s: %s\n", argv[0], err.msg[0] ? err.msg : pt_error());
   run_config_free(cfg);
-  return rc < 0 ? 1 : rc == 1 ? 130 : 0;
+  return rc < 0 ? 1 : rc;
 }

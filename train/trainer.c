@@ -421,10 +421,35 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
   if (g_stop_signal) {
     printf("signal %d: saving a checkpoint at step %lld and stopping\n", (int)g_stop_signal, (long long)step);
     if (save_checkpoint(t, step, last_loss, err)) return -1;
-    return 1;
+    return 128 + (int)g_stop_signal;
   }
   if (save_checkpoint(t, step, last_loss, err)) return -1;
   return finish(t, step, err);
+}
+
+// The step a metrics.jsonl line records ({"step": N, ...}), or -1 when it has none.
+static int64_t line_step(const char *line, size_t len) {
+  static const char key[] = "{\"step\": ";
+  if (len < sizeof key || memcmp(line, key, sizeof key - 1)) return -1;
+  return strtoll(line + sizeof key - 1, NULL, 10);
+}
+
+// On resume, metrics.jsonl loses the lines of the steps after the checkpoint (a killed run wrote
+// them, and the resumed run writes them again): one history, as an uninterrupted run leaves.
+static int truncate_metrics(const char *path, int64_t step, pith_err *err) {
+  size_t len = 0;
+  char *text = pith_read_file(path, &len, NULL);
+  if (!text) return 0;  // no metrics yet
+  size_t keep = 0;
+  while (keep < len) {
+    const char *nl = memchr(text + keep, '\n', len - keep);
+    if (!nl) break;  // a line cut by the kill: dropped
+    if (line_step(text + keep, (size_t)(nl - text - keep)) > step) break;
+    keep = (size_t)(nl - text) + 1;
+  }
+  int rc = keep == len ? 0 : pith_write_file_atomic(path, text, keep, err);
+  free(text);
+  return rc;
 }
 
 static int run(trainer *t, int resume, const char *cmd, pith_err *err) {
@@ -434,8 +459,12 @@ static int run(trainer *t, int resume, const char *cmd, pith_err *err) {
   if (resume && load_resume(t, &start, &cursor, err)) return -1;
   t->train = open_loader(t, CORPUS_SPLIT_TRAIN, resume ? &cursor : NULL, err);
   if (!t->train) return -1;
+  // Everything a run needs has loaded: only now does it get a folder, so a refused run leaves none.
   char path[2304];
+  snprintf(path, sizeof path, "%s/config.yaml", t->run_dir);
+  if (pith_mkdirs(t->run_dir, err) || run_config_save(t->cfg, path, err)) return -1;
   snprintf(path, sizeof path, "%s/metrics.jsonl", t->run_dir);
+  if (resume && truncate_metrics(path, start, err)) return -1;
   t->metrics = fopen(path, resume ? "a" : "w");
   if (!t->metrics) return pith_fail(err, "%s: cannot write: %s", path, strerror(errno));
   if (t->comp)

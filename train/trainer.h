@@ -8,9 +8,11 @@
 #include "run_config.h"
 #include "train_args.h"
 
-// a: read from cfg (which each checkpoint records); run_dir exists. resume: continue from the
-// newest complete checkpoint in run_dir. cmd names the command in messages ("pretrain").
-// 0 when done, 1 when stopped by a signal (after saving a checkpoint), -1 with err.
+// a: read from cfg (which each checkpoint records). run_dir is created, with cfg saved as
+// config.yaml, once the model and data have loaded, so a run refused before that leaves nothing.
+// resume: continue from the newest complete checkpoint in run_dir. cmd names the command in
+// messages ("pretrain"). 0 when done; 128 + N when signal N stopped it (after saving a
+// checkpoint), the shell's exit status for it; -1 with err.
 int trainer_run(const train_args *a, const run_config *cfg, const char *run_dir, int resume, const char *cmd,
                 pith_err *err);
 

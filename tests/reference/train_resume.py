@@ -1,14 +1,18 @@
 """End-to-end `pith pretrain` on the real stories260K and TinyStories: the loss falls, an
-interrupted-and-resumed run has exactly the loss curve of an uninterrupted one (CPU, bit-exact),
-finetune starts from a pretrain run, and bad configs fail with clear one-line errors.
+interrupted-and-resumed run has exactly the loss curve of an uninterrupted one (CPU, bit-exact) and
+one history in metrics.jsonl, SIGTERM saves and exits 143, finetune starts from a pretrain run, and
+bad configs fail with clear one-line errors and leave no run folder.
 
 Run by ctest with PITH_BIN (the pith binary) and PITH_ASSETS. With `--device cuda` (scripts/gpu-check)
 the runs are on the GPU in bf16, and resume must be bit-exact there too.
 """
 import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
+import time
 
 import harness
 
@@ -18,7 +22,29 @@ run = harness.pith
 def losses(run_dir):
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f]
+    steps = [r["step"] for r in rows if "loss" in r]
+    if len(steps) != len(set(steps)):
+        harness.fail(f"{run_dir}/metrics.jsonl logs a step twice: {steps}")
     return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+def sigterm_run(common, out):
+    """A long run stopped by SIGTERM once it has logged a step: it saves a checkpoint and exits 143."""
+    cmd = [harness.pith_bin(), "pretrain", *common, "max_steps=100000", f"output_dir={out}"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics, t0 = os.path.join(out, "metrics.jsonl"), time.time()
+    while not (os.path.exists(metrics) and os.path.getsize(metrics) > 0):
+        if p.poll() is not None or time.time() - t0 > 120:
+            p.kill()
+            harness.fail(f"the run ended or logged nothing: {p.communicate()[1]}")
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    out_s, err_s = p.communicate(timeout=120)
+    if p.returncode != 128 + signal.SIGTERM or "saving a checkpoint" not in out_s:
+        harness.fail(f"SIGTERM: exit {p.returncode} (want 143), stdout {out_s[-300:]!r}, stderr {err_s!r}")
+    if not os.path.isdir(os.path.join(out, "checkpoints")):
+        harness.fail("SIGTERM: no checkpoint saved")
+    print("SIGTERM: checkpoint saved, exit 143")
 
 
 def main():
@@ -34,7 +60,13 @@ def main():
             common += [f"device={device}", "bf16=true"]
         full, part = os.path.join(tmp, "full"), os.path.join(tmp, "part")
         run("pretrain", *common, "max_steps=16", f"output_dir={full}")
-        run("pretrain", *common, "max_steps=8", f"output_dir={part}")
+        run("pretrain", *common, "max_steps=8", "save_steps=4", f"output_dir={part}")
+        # What a run killed (kill -9) after step 11 leaves: the steps past its last checkpoint (8)
+        # logged, and a line cut short. The resume drops them and logs those steps once, anew.
+        with open(os.path.join(part, "metrics.jsonl"), "a") as f:
+            for step in (9, 10, 11):
+                f.write(json.dumps({"step": step, "loss": 99.0, "grad_norm": 1.0, "lr": 0.001}) + "\n")
+            f.write('{"step": 12, "lo')
         run("pretrain", *common, "max_steps=16", f"output_dir={part}", "--resume")
         a, b = losses(full), losses(part)
         if sorted(a) != list(range(1, 17)) or sorted(b) != list(range(1, 17)):
@@ -42,7 +74,8 @@ def main():
         for step in range(1, 17):
             if a[step] != b[step]:
                 harness.fail(f"step {step}: loss {a[step]!r} uninterrupted, {b[step]!r} resumed")
-        print(f"resume on {device}: 16 losses identical to the bit (first {a[1]:.4f}, last {a[16]:.4f})")
+        print(f"resume on {device}: 16 losses identical to the bit, each logged once (first {a[1]:.4f}, "
+              f"last {a[16]:.4f})")
         first, last = sum(a[s] for s in range(1, 5)) / 4, sum(a[s] for s in range(13, 17)) / 4
         if not last < first:
             harness.fail(f"the loss did not fall: {first:.4f} -> {last:.4f}")
@@ -71,16 +104,26 @@ def main():
         # Bad configs: one line that says what is wrong.
         bad = [
             (["learning_rte=1"], "unknown key 'learning_rte' (did you mean learning_rate?)"),
-            (["method=700x"], "method: '700x' is not 500x or icae"),
+            (["method=700x"], "method: '700x' is not one of 500x, icae"),
+            (["lr_scheduler_type=cosinus"], "lr_scheduler_type: 'cosinus' is not one of constant, cosine, linear"),
+            (["learning_rate=-1"], "learning_rate: -1.0 is out of range (allowed: [0,inf))"),
+            (["max_steps=0"], "max_steps: 0 is out of range (allowed: -1 or [1,inf))"),
+            (["per_device_train_batch_size=0"], "per_device_train_batch_size: 0 is out of range"),
             (["per_device_train_batch_size=four"], "'four' is not an integer"),
             (["model_name_or_path=/nonexistent"], "/nonexistent"),
         ]
         for extra, want in bad:
             args = [c for c in common if not any(c.startswith(e.split("=")[0] + "=") for e in extra)]
-            p = run("pretrain", *args, *extra, f"output_dir={os.path.join(tmp, 'bad')}", ok=False)
+            out = os.path.join(tmp, "bad")
+            p = run("pretrain", *args, *extra, f"output_dir={out}", ok=False)
             if p.returncode == 0 or want not in p.stderr:
                 harness.fail(f"{extra}: exit {p.returncode}, stderr {p.stderr!r} lacks {want!r}")
-        print(f"{len(bad)} bad configs rejected with clear messages")
+            if os.path.exists(out):
+                harness.fail(f"{extra}: the refused run left {out} behind")
+        print(f"{len(bad)} bad configs rejected with clear messages, no run folder left")
+
+        if device == "cpu":
+            sigterm_run(common, os.path.join(tmp, "term"))
 
 
 if __name__ == "__main__":
