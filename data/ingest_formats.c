@@ -314,11 +314,13 @@ static void parse_text(ingest_ctx *C, batch *b, const raw_unit *u) {
   rec *r = ingest_rec_push(b, u->file, u->line, NULL);
   if (!r) return;
   int64_t bad = utf8_invalid_at(u->s, u->len);
+  // Places count bytes from 1, as the JSON formats' columns do.
+  const char *unit = C->cfg->text_mode == INGEST_TEXT_BLOCKS ? "block" : "line";
   if (bad >= 0)
-    return ingest_rec_bad(b, r, "invalid UTF-8 at byte %lld of the %s (byte 0x%02X)", (long long)bad,
-                   C->cfg->text_mode == INGEST_TEXT_BLOCKS ? "block" : "line", (unsigned char)u->s[bad]);
+    return ingest_rec_bad(b, r, "invalid UTF-8 at byte %lld of the %s (byte 0x%02X)", (long long)bad + 1, unit,
+                          (unsigned char)u->s[bad]);
   const char *nul = memchr(u->s, 0, u->len);
-  if (nul) return ingest_rec_bad(b, r, "a NUL byte at byte %zu", (size_t)(nul - u->s));
+  if (nul) return ingest_rec_bad(b, r, "a NUL byte at byte %zu of the %s", (size_t)(nul - u->s) + 1, unit);
   r->id = default_id(C, b, u);
   r->text = u->s, r->len = u->len;
   if (ingest_is_blank(u->s, u->len))

@@ -304,8 +304,15 @@ static int default_threads(void) {
   return n < 1 ? 1 : n > INGEST_MAX_THREADS ? INGEST_MAX_THREADS : (int)n;
 }
 
-// Run one ingest with progress and reports; 0 ok, 1 failure (printed).
-static int run_ingest(const char *what, ingest_config *cfg, const char *const *inputs, int n_inputs, int quiet) {
+// Run one ingest with progress and reports; 0 ok, 1 failure (printed). An existing output is
+// replaced only with force (and only by a complete new file).
+static int run_ingest(const char *what, ingest_config *cfg, const char *const *inputs, int n_inputs, int quiet,
+                      int force) {
+  int existed = access(cfg->out_path, F_OK) == 0;
+  if (existed && !force) {
+    fprintf(stderr, "%s: %s exists; nothing written (--force replaces it)\n", what, cfg->out_path);
+    return 1;
+  }
   progress_state ps = {what, isatty(fileno(stderr)), 0, 0};
   if (!quiet) cfg->progress = on_progress, cfg->progress_ctx = &ps;
   ingest_report rep;
@@ -315,7 +322,8 @@ static int run_ingest(const char *what, ingest_config *cfg, const char *const *i
   if (rc < 0) {
     fprintf(stderr, "%s: %s\n", what, err.msg);
     if (rep.hint[0]) fprintf(stderr, "HINT: %s\n", rep.hint);
-    fprintf(stderr, "%s: nothing written (%s does not exist)\n", what, cfg->out_path);
+    fprintf(stderr, "%s: nothing written (%s %s)\n", what, cfg->out_path,
+            existed ? "is as it was" : "does not exist");
     return 1;
   }
   print_summary(what, cfg->out_path, cfg->format, n_inputs, &rep);
@@ -325,7 +333,8 @@ static int run_ingest(const char *what, ingest_config *cfg, const char *const *i
 static const char INGEST_ABOUT[] =
     "Tokenize source files into a pith corpus file (data/README.md), on all cores. Records keep their\n"
     "input order whatever the number of threads, so the file is the same; it is written as FILE.h5.partial\n"
-    "and renamed only when complete: a failed or interrupted ingest leaves no FILE.h5.\n\n"
+    "and renamed only when complete: a failed or interrupted ingest leaves no FILE.h5, and an existing\n"
+    "FILE.h5 is replaced only with --force, and only by a complete new file.\n\n"
     "formats:\n"
     "  arxiv   documents: arXiv metadata snapshot JSONL; id from \"id\" (BASENAME:LINE when it is missing or\n"
     "          null; reported); text = \"abstract\" with each run of ASCII whitespace made one space and\n"
@@ -354,7 +363,7 @@ static int data_ingest(int argc, char **argv) {
   const char *tok_path = NULL, *format = NULL, *out = NULL;
   ingest_config cfg = {.threads = default_threads(), .val_fraction = 0.01, .test_fraction = 0.01};
   double max_mb = 8;
-  int quiet = 0, n_inputs = 0, blocks = 0;
+  int quiet = 0, n_inputs = 0, blocks = 0, force = 0;
   const char **inputs = calloc((size_t)argc, sizeof *inputs);
   if (!inputs) return 1;
   const cli_opt opts[] = {
@@ -376,6 +385,7 @@ static int data_ingest(int argc, char **argv) {
       {"--max-record-mb", CLI_DOUBLE, &max_mb, .metavar = "M", .min = 0, .max = 1048576, .flags = CLI_MIN_OPEN,
        .help = "a longer line/block is malformed (default 8)"},
       {"--quiet", CLI_FLAG, &quiet, .help = "no progress line"},
+      {"--force", CLI_FLAG, &force, .help = "replace FILE.h5 when it exists (only once the new one is complete)"},
   };
   const cli_spec spec = {"pith data ingest", CLI_OPTS(opts), .about = INGEST_ABOUT, .epilog = INGEST_EPILOG,
                          .args = "INPUT...", .min_args = 1, .max_args = -1, .arg_out = inputs, .n_args = &n_inputs};
@@ -407,7 +417,7 @@ static int data_ingest(int argc, char **argv) {
     return 1;
   }
   cfg.tok = tok;
-  int rc = run_ingest("pith data ingest", &cfg, inputs, n_inputs, quiet);
+  int rc = run_ingest("pith data ingest", &cfg, inputs, n_inputs, quiet, force);
   tokenizer_free(tok);
   free(inputs);
   return rc;
@@ -504,11 +514,12 @@ static int data_synth(int argc, char **argv) {
   cfg.format = INGEST_ARXIV, cfg.out_path = docs_h5;
   const char *in_docs[] = {docs_jsonl}, *in_qa[] = {qa_jsonl, sentence_jsonl, window_jsonl};
   const char *out_qa[] = {qa_h5, sentence_h5, window_h5};
-  int rc = run_ingest("pith data synth", &cfg, in_docs, 1, quiet);
+  // DIR is synth's own: it rewrites its files as it rewrote the JSONL above.
+  int rc = run_ingest("pith data synth", &cfg, in_docs, 1, quiet, 1);
   cfg.format = INGEST_QA;
   for (int i = 0; i < 3 && rc == 0; i++) {
     cfg.out_path = out_qa[i];
-    rc = run_ingest("pith data synth", &cfg, &in_qa[i], 1, quiet);
+    rc = run_ingest("pith data synth", &cfg, &in_qa[i], 1, quiet, 1);
   }
   tokenizer_free(tok);
   return rc;

@@ -64,7 +64,7 @@ def run_pith(pith, tok_path, data_path, threads, repeat, tmp):
         out = os.path.join(tmp, "bench.h5")
         t0 = time.perf_counter()
         p = harness.run([pith, "data", "ingest", "--tokenizer", tok_path, "--format", "arxiv", "--out", out,
-                         "--threads", threads, "--quiet", data_path], timeout=None, text=True)
+                         "--threads", threads, "--quiet", "--force", data_path], timeout=None, text=True)
         wall = time.perf_counter() - t0
         m = SUMMARY.search(p.stdout)
         if not m:

@@ -263,6 +263,40 @@ def test_synth(pith, tmp):
           f"(vocabulary {tok.get_vocab_size()})")
 
 
+def test_existing(pith, tmp, tok_json):
+    """An existing output is replaced only with --force, and a failed ingest leaves it as it was."""
+    good, bad = os.path.join(tmp, "good.jsonl"), os.path.join(tmp, "bad.jsonl")
+    with open(good, "w") as f:
+        f.write(json.dumps({"id": "a", "abstract": "One abstract."}) + "\n")
+    with open(bad, "w") as f:
+        f.write("not json\n")
+    out = os.path.join(tmp, "existing.h5")
+    args = [pith, "data", "ingest", "--tokenizer", tok_json, "--format", "arxiv", "--quiet", "--out", out]
+    check(run(args + [good]).returncode == 0, "existing: first ingest")
+    with open(out, "rb") as f:
+        before = hashlib.sha256(f.read()).hexdigest()
+
+    def unchanged():
+        with open(out, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest() == before
+
+    p = run(args + [good])
+    check(p.returncode == 1 and "existing.h5 exists; nothing written (--force replaces it)" in p.stderr and unchanged(),
+          f"existing: without --force: exit {p.returncode}, {p.stderr!r}")
+    p = run(args + ["--force", bad])
+    check(p.returncode == 1 and "nothing written (" + out + " is as it was)" in p.stderr and unchanged(),
+          f"existing: a failed --force ingest: exit {p.returncode}, {p.stderr!r}")
+    p = run(args + ["--force", bad.replace("bad", "absent")])
+    check(p.returncode == 1 and unchanged(), "existing: a missing input with --force")
+    fresh = os.path.join(tmp, "fresh.h5")
+    p = run([a if a != out else fresh for a in args] + [bad])
+    check(p.returncode == 1 and "nothing written (" + fresh + " does not exist)" in p.stderr,
+          f"fresh: a failed ingest: {p.stderr!r}")
+    p = run(args + ["--force", good, good])
+    check(p.returncode == 0 and not unchanged(), "existing: --force replaces it")
+    print("existing output: kept without --force and on failure, replaced with --force")
+
+
 def main():
     tok_json = harness.asset("tokenizers/llama3/tokenizer.json")
     for rel in ("data/squad/dev-v1.1.json", "data/arxiv/arxiv_abstracts_4000.jsonl",
@@ -279,6 +313,7 @@ def main():
         files += test_squad(pith, assets, tmp, tok, tok_json)
         test_readers(pith, files)
         test_killed(pith, assets, tmp, tok_json)
+        test_existing(pith, tmp, tok_json)
         test_synth(pith, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
