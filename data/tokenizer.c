@@ -662,6 +662,11 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_b
 }
 
 char *tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n, int skip_special, pith_err *err) {
+  return tokenizer_decode_n(t, ids, n, skip_special, NULL, err);
+}
+
+char *tokenizer_decode_n(const tokenizer *t, const int32_t *ids, size_t n, int skip_special, size_t *len,
+                         pith_err *err) {
   for (size_t i = 0; i < n; i++) {
     if (ids[i] < 0 || ids[i] >= t->n_vocab || t->pieces[ids[i]].off == UINT32_MAX) {
       pith_fail(err, "%s: decode: id %d is not in the vocabulary (size %d)", t->files[0], ids[i], t->n_vocab);
@@ -676,6 +681,7 @@ char *tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n, int ski
     pith_fail(err, "%s: decode: out of memory", t->files[0]);
     return NULL;
   }
+  if (len) *len = out.n;
   return out.p;
 }
 

@@ -38,6 +38,10 @@ int tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int add
 // out. The leading space the encoder adds (SentencePiece-style, llama2.c) is removed.
 char *tokenizer_decode(const tokenizer *tok, const int32_t *ids, size_t n, int skip_special,
                        pith_err *err);
+// The same, with the text's length in *len: ids may decode to a NUL (byte-level BPE's byte 0, a
+// <0x00> byte piece), which a NUL-terminated string alone cannot carry.
+char *tokenizer_decode_n(const tokenizer *tok, const int32_t *ids, size_t n, int skip_special, size_t *len,
+                         pith_err *err);
 
 int32_t tokenizer_vocab_size(const tokenizer *tok);        // largest id + 1, added tokens included
 int32_t tokenizer_bos_id(const tokenizer *tok);            // -1 when none

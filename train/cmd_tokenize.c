@@ -2,7 +2,7 @@
 // reads. Input is a document a line (or JSONL with a text field); lines are encoded in batches
 // by several threads sharing one tokenizer, and written in input order.
 #define _GNU_SOURCE  // getline
-#include <cJSON.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -11,9 +11,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arena.h"
 #include "cli.h"
 #include "commands.h"
+#include "json.h"
+#include "strbuf.h"
 #include "tokenizer.h"
+#include "utf8.h"
 
 enum { BATCH_LINES = 4096, BATCH_BYTES = 8 << 20, MAX_THREADS = 256 };
 
@@ -24,7 +28,9 @@ typedef struct {
 
 typedef struct {
   char **in;      // (n) input lines
+  size_t *in_len; // (n) their bytes (a line may hold a NUL, which is refused)
   char **out;     // (n) output lines, malloc'd, each ending in '\n'
+  size_t *out_len; // (n) their bytes (a decoded text may hold a NUL)
   char **errs;    // (n) an error message for a line, or NULL
   size_t n;
   size_t n_bytes, n_tokens;  // text bytes and token ids handled in this batch
@@ -75,8 +81,8 @@ static char *fmt_error(const char *fmt, const char *a) {
   return strdup(buf);
 }
 
-// "[1,2,3]\n"
-static char *ids_to_json(const int32_t *ids, size_t n) {
+// "[1,2,3]\n", its length in *len.
+static char *ids_to_json(const int32_t *ids, size_t n, size_t *len) {
   char *s = malloc(n * 12 + 4), *p = s;
   if (!s) return NULL;
   *p++ = '[';
@@ -90,67 +96,129 @@ static char *ids_to_json(const int32_t *ids, size_t n) {
     while (k > 0) *p++ = digits[--k];
   }
   *p++ = ']', *p++ = '\n', *p = 0;
+  *len = (size_t)(p - s);
   return s;
 }
 
-static char *encode_line(work *w, const char *line, char **err_msg) {
-  cJSON *o = NULL;
+// A text must be UTF-8 without a NUL, as pith data ingest requires of its records: the same
+// input gets the same verdict, with the place counted in bytes from 1. NULL when it is fine.
+static char *text_problem(const char *text, size_t len, const char *what) {
+  char buf[800];
+  int64_t bad = utf8_invalid_at(text, len);
+  const char *nul = memchr(text, 0, len);
+  if (bad >= 0)
+    snprintf(buf, sizeof buf, "invalid UTF-8 at byte %" PRId64 " of the %s (byte 0x%02X)", bad + 1, what,
+             (unsigned char)text[bad]);
+  else if (nul)
+    snprintf(buf, sizeof buf, "a NUL byte at byte %zu of the %s", (size_t)(nul - text) + 1, what);
+  else
+    return NULL;
+  return strdup(buf);
+}
+
+static char *encode_line(work *w, const char *line, size_t len, size_t *out_len, char **err_msg) {
+  arena a = {0};
   const char *text = line;
-  size_t len = strlen(line);
+  char field[600];
   if (w->o->jsonl) {
-    o = cJSON_Parse(line);
-    text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, w->o->field));
-    if (!text) {
-      cJSON_Delete(o);
+    json_parser P = {0};
+    const json_value *o = json_parse(&P, &a, line, len);
+    const json_value *f = o ? json_get(o, w->o->field) : NULL;
+    if (!o) {
+      snprintf(field, sizeof field, "bad JSON at column %zu: %s", P.err_off + 1, P.why);
+      *err_msg = strdup(field);
+    } else if (!f || f->type != JSON_STR) {
       *err_msg = fmt_error("not a JSON object with a string field '%s'", w->o->field);
+    } else {
+      text = f->s, len = f->len;
+    }
+    if (*err_msg) {
+      arena_free(&a);
       return NULL;
     }
-    len = strlen(text);
+    snprintf(field, sizeof field, "field '%s'", w->o->field);
+  }
+  if ((*err_msg = text_problem(text, len, w->o->jsonl ? field : "line"))) {
+    arena_free(&a);
+    return NULL;
   }
   int32_t *ids = NULL;
   size_t n = 0;
   pith_err err = {{0}};
   char *out = NULL;
-  if (tokenizer_encode(w->tok, text, len, w->o->bos, &ids, &n, &err) == 0) out = ids_to_json(ids, n);
+  if (tokenizer_encode(w->tok, text, len, w->o->bos, &ids, &n, &err) == 0) out = ids_to_json(ids, n, out_len);
   else *err_msg = strdup(err.msg);
   atomic_fetch_add(&w->n_bytes, len);
   atomic_fetch_add(&w->n_tokens, n);
   free(ids);
-  cJSON_Delete(o);
+  arena_free(&a);
   return out;
 }
 
-static char *decode_line(work *w, const char *line, char **err_msg) {
-  cJSON *arr = cJSON_Parse(line), *e;
-  if (!cJSON_IsArray(arr)) {
-    cJSON_Delete(arr);
-    *err_msg = fmt_error("%s", "not a JSON array of ids");
-    return NULL;
+// A line of ids: a JSON array of integers in [0, 2^31). Anything else is named with its place.
+static int32_t *parse_ids(const char *line, size_t len, size_t *n, char **err_msg) {
+  arena a = {0};
+  json_parser P = {0};
+  const json_value *arr = json_parse(&P, &a, line, len);
+  char buf[200];
+  int32_t *ids = NULL;
+  if (!arr) {
+    snprintf(buf, sizeof buf, "bad JSON at column %zu: %s", P.err_off + 1, P.why);
+  } else if (arr->type != JSON_ARR) {
+    snprintf(buf, sizeof buf, "not a JSON array of ids (%s)", json_type_name(arr));
+  } else if ((ids = malloc((arr->n + 1) * sizeof *ids))) {
+    *n = 0;
+    for (const json_value *e = arr->child; e; e = e->next, (*n)++) {
+      if (e->type == JSON_NUM && e->is_int && e->i >= 0 && e->i <= INT32_MAX) {
+        ids[*n] = (int32_t)e->i;
+        continue;
+      }
+      // Scalars are shown as written ("1.5", "true", "4294967667"), the rest by their kind.
+      int scalar = e->type == JSON_NUM || e->type == JSON_BOOL || e->type == JSON_NULL;
+      size_t lit = scalar ? strcspn(line + e->off, ",] \t\r\n") : 0;
+      snprintf(buf, sizeof buf, "item %zu (column %zu): %.*s%s is not a token id (an integer from 0 to %d)", *n + 1,
+               e->off + 1, (int)(lit > 40 ? 40 : lit), line + e->off, scalar ? "" : json_type_name(e), INT32_MAX);
+      free(ids);
+      ids = NULL;
+      break;
+    }
+  } else {
+    snprintf(buf, sizeof buf, "out of memory");
   }
-  size_t n = (size_t)cJSON_GetArraySize(arr), k = 0;
-  int32_t *ids = malloc((n + 1) * sizeof *ids);
-  cJSON_ArrayForEach(e, arr) ids[k++] = cJSON_IsNumber(e) && e->valuedouble >= 0 && e->valuedouble < 2147483647.0 ? (int32_t)e->valuedouble : -1;
-  cJSON_Delete(arr);
+  arena_free(&a);
+  if (!ids) *err_msg = strdup(buf);
+  return ids;
+}
+
+// The text of a line of ids, NULs included: a line of its own, or {"FIELD": text} with --jsonl.
+static char *decode_line(work *w, const char *line, size_t len, size_t *out_len, char **err_msg) {
+  size_t n = 0, n_text = 0;
+  int32_t *ids = parse_ids(line, len, &n, err_msg);
+  if (!ids) return NULL;
   pith_err err = {{0}};
-  char *text = tokenizer_decode(w->tok, ids, n, w->o->skip_special, &err), *out = NULL;
+  char *text = tokenizer_decode_n(w->tok, ids, n, w->o->skip_special, &n_text, &err);
   free(ids);
   if (!text) {
     *err_msg = strdup(err.msg);
     return NULL;
   }
   atomic_fetch_add(&w->n_tokens, n);
-  atomic_fetch_add(&w->n_bytes, strlen(text));
+  atomic_fetch_add(&w->n_bytes, n_text);
+  strbuf out = STRBUF_INIT;
   if (w->o->jsonl) {
-    cJSON *obj = cJSON_CreateObject();
-    cJSON_AddStringToObject(obj, w->o->field, text);
-    char *js = cJSON_PrintUnformatted(obj);
-    cJSON_Delete(obj);
-    free(text);
-    text = js;
+    strbuf_adds(&out, "{");
+    strbuf_add_json(&out, w->o->field, strlen(w->o->field));
+    strbuf_adds(&out, ": ");
+    strbuf_add_json(&out, text, n_text);
+    strbuf_adds(&out, "}");
+  } else {
+    strbuf_add(&out, text, n_text);
   }
-  if (text && (out = malloc(strlen(text) + 2))) sprintf(out, "%s\n", text);
+  strbuf_addc(&out, '\n');
   free(text);
-  return out;
+  char *s = strbuf_take(&out, out_len);
+  if (!s) *err_msg = strdup("out of memory");
+  return s;
 }
 
 static void *worker_main(void *arg) {
@@ -158,7 +226,7 @@ static void *worker_main(void *arg) {
   batch *b = w->b;
   for (size_t i; (i = atomic_fetch_add(&w->next, 1)) < b->n;) {
     char *msg = NULL;
-    b->out[i] = w->o->decode ? decode_line(w, b->in[i], &msg) : encode_line(w, b->in[i], &msg);
+    b->out[i] = (w->o->decode ? decode_line : encode_line)(w, b->in[i], b->in_len[i], &b->out_len[i], &msg);
     b->errs[i] = b->out[i] ? NULL : msg ? msg : strdup("out of memory");
   }
   return NULL;
@@ -198,14 +266,16 @@ static int process(FILE *in, work *w, const char *input, double *busy_s, size_t 
   while (!rc && got >= 0) {
     while (b->n < BATCH_LINES && b->n_bytes < BATCH_BYTES && (got = getline(&line, &cap, in)) >= 0) {
       if (got > 0 && line[got - 1] == '\n') line[--got] = 0;
-      if (!(b->in[b->n++] = strdup(line))) { rc = -1; break; }
+      if (!(b->in[b->n] = malloc((size_t)got + 1))) { rc = -1; break; }
+      memcpy(b->in[b->n], line, (size_t)got + 1);
+      b->in_len[b->n++] = (size_t)got;
       b->n_bytes += (size_t)got;
     }
     if (!b->n) break;
     double t0 = pith_now_s();
     rc = rc ? rc : run_batch(w, line_no, input);
     *busy_s += pith_now_s() - t0;
-    for (size_t i = 0; !rc && i < b->n; i++) fputs(b->out[i], stdout);
+    for (size_t i = 0; !rc && i < b->n; i++) fwrite(b->out[i], 1, b->out_len[i], stdout);
     line_no += b->n;
     batch_clear(b);
   }
@@ -233,7 +303,8 @@ int cmd_tokenize(int argc, char **argv) {
     return 1;
   }
   static char *in_lines[BATCH_LINES], *out_lines[BATCH_LINES], *errs[BATCH_LINES];
-  batch b = {in_lines, out_lines, errs, 0, 0, 0};
+  static size_t in_lens[BATCH_LINES], out_lens[BATCH_LINES];
+  batch b = {in_lines, in_lens, out_lines, out_lens, errs, 0, 0, 0};
   work w = {.tok = tok, .o = &o, .b = &b};
   double busy_s = 0;
   size_t n_docs = 0;
