@@ -13,6 +13,7 @@
 //   export    pith export of each trained compressor (PEFT adapter + compress embeddings)
 //   eval      pith eval of each: QA against the full-context / no-context / truncated baselines,
 //             and regeneration against the no-prefix decoder
+//   report    pith report: OUT/report.html, the page of every stage's curves, scores and examples
 //
 // A stage that finished (OUT/.done/STAGE) is skipped when the demo runs again, so an interrupted
 // demo continues where it stopped; --fresh starts over in a new folder.
@@ -346,8 +347,9 @@ int cmd_demo(int argc, char **argv) {
                "2 CPU cores): synthesise the world; train a tiny LLaMA on it from scratch (the frozen LLM);\n"
                "pretrain (regeneration) and fine-tune (QA) a 500x compressor and an ICAE one with the same k;\n"
                "export both as PEFT adapters; evaluate both against the full-context, no-context and truncated\n"
-               "baselines; print the results table (also in DIR/results.md). Every stage prints the pith command\n"
-               "it runs. A finished stage is skipped when the demo is run again on the same folder.\n\n"};
+               "baselines; print the results table (also in DIR/results.md) and write DIR/report.html (pith report:\n"
+               "loss curves, scores, examples side by side; open it in a browser). Every stage prints the pith\n"
+               "command it runs. A finished stage is skipped when the demo is run again on the same folder.\n\n"};
   int code;
   if (cli_command(&spec, argc, argv, &code)) return code;
   snprintf(d.out, sizeof d.out, "%s", out);
@@ -409,5 +411,17 @@ int cmd_demo(int argc, char **argv) {
     results_table(&d, f);
     fclose(f);
   }
-  return 0;
+  // The page to look at: every stage's curves, the scores, examples side by side. Rewritten on every
+  // run (it takes no time), so it never shows an older table than results.md.
+  a.n = 0;  // run_stage freed the last stage's arguments
+  arg(&a, "report");
+  arg(&a, "%s", d.out);
+  arg(&a, "--title");
+  arg(&a, "pith demo");
+  printf("\n$ pith report %s --title 'pith demo'\n", d.out);
+  fflush(stdout);
+  int rc = cmd_report(a.n, a.v);
+  for (int i = 0; i < a.n; i++) free(a.v[i]);
+  if (rc == 0) printf("open %s/report.html in a browser: loss curves, scores and examples side by side\n", d.out);
+  return rc ? 1 : 0;
 }

@@ -27,8 +27,9 @@
   "500xCompressor's script) or regeneration (pretrain: the decoder rewrites the text from [bos];\n"           \
   "ROUGE-1/2/L F, corpus BLEU-4 (sacrebleu), exact match). Baselines use the base model alone.\n\n"
 #define EVAL_EPILOG                                                                                             \
-  "\nOUT receives predictions.jsonl (a line per example and system: system, index, id, question,\n"          \
-  "prediction, golds | reference), metrics.json (task, n, systems: {system: {metric: value}}, retained:\n"    \
+  "\nOUT receives predictions.jsonl (a line per example and system: system, index, id, then for qa\n"      \
+  "context (as the systems read it, cut to cutoff_len), question, prediction and golds, for regeneration\n"  \
+  "prediction and reference), metrics.json (task, n, systems: {system: {metric: value}}, retained:\n"        \
   "compressed / full in % per metric (qa), compressor, data, split) and config.yaml (the resolved\n"          \
   "options); the table of scores goes to stdout. Scores are in [0, 100].\n"
 

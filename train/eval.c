@@ -310,10 +310,11 @@ static int eval_record(eval_run *r, corpus_record *rec, pith_err *err) {
   if (!golds) return pith_fail(err, "out of memory");
   for (int i = 0; i < rec->n_answers; i++) golds[i] = rec->answers[i].text;
   ex.golds = golds;
-  char *reference = NULL;
+  char *text = NULL;  // the context as read: regen's reference, qa's context in predictions.jsonl
   int rc = example_prompts(r, &ex, &dp, err);
-  if (!rc && !qa && !(reference = decode(r, ex.context, ex.n_context, err))) rc = -1;
-  ex.reference = reference;
+  if (!rc && !(text = decode(r, ex.context, ex.n_context, err))) rc = -1;
+  if (qa) ex.context_text = text;
+  else ex.reference = text;
 
   for (int i = 0; i < eval_n_systems && !rc; i++) {
     if (!r->on[i]) continue;
@@ -328,7 +329,7 @@ static int eval_record(eval_run *r, corpus_record *rec, pith_err *err) {
     free(pred);
     free(gen);
   }
-  free(reference);
+  free(text);
   free(dp);
   free(golds);
   return rc;

@@ -68,6 +68,7 @@ int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const c
   cJSON_AddStringToObject(j, "system", eval_systems[sys]->name);
   cJSON_AddNumberToObject(j, "index", (double)ex->index);
   if (ex->id && *ex->id) cJSON_AddStringToObject(j, "id", ex->id);
+  if (qa && ex->context_text) cJSON_AddStringToObject(j, "context", ex->context_text);
   if (qa) cJSON_AddStringToObject(j, "question", ex->question);
   cJSON_AddStringToObject(j, "prediction", pred);
   if (qa) cJSON_AddItemToObject(j, "golds", json_strings(ex->golds, ex->n_golds));

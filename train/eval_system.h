@@ -51,6 +51,7 @@ typedef struct {
   const char *const *golds;       // (n_golds) qa: the gold answers
   int n_golds;
   const char *reference;          // regen: the text of the context, what the prediction is scored against
+  const char *context_text;       // qa: the context as the systems read it (cut to cutoff), decoded
 } eval_example;
 
 // What the decoder reads, filled by a system's build. eval_input_free releases it.

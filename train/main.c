@@ -20,6 +20,7 @@ static const command COMMANDS[] = {
   {"data", cmd_data, "corpus files (HDF5): inspect and build them"},
   {"export", cmd_export, "a trained compressor into a PEFT adapter + compress embeddings + manifest"},
   {"eval", cmd_eval, "score a compressor: regeneration (ROUGE, BLEU, EM) or QA (SQuAD EM/F1) against baselines"},
+  {"report", cmd_report, "one self-contained HTML page of runs: loss curves, scores, examples side by side"},
   {"convert", cmd_convert, "a llama2.c checkpoint into a Hugging Face model folder"},
   {"generate", cmd_generate, "continue a prompt with a model folder (KV cache; greedy, temperature, top-p)"},
 };
