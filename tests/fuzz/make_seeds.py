@@ -75,6 +75,15 @@ def main():
                                                             "content": "\u2581"}]},
         "model": {"type": "BPE", "byte_fallback": True, "unk_token": "<unk>",
                   "vocab": {"<unk>": 0, "<0x41>": 1, "\u2581": 2, "a": 3, "\u2581a": 4}, "merges": [["\u2581", "a"]]}}))
+    # config.json: LLaMA-3-8B's (the project's), a tied tiny one with llama3 rope scaling, a qwen2 one.
+    add("hf_config", open(os.path.join(project, "configs", "llama3_8b_config.json"), "rb").read())
+    add("hf_config", json.dumps({"model_type": "llama", "vocab_size": 512, "hidden_size": 64, "intermediate_size": 172,
+                                 "num_hidden_layers": 5, "num_attention_heads": 8, "num_key_value_heads": 4,
+                                 "tie_word_embeddings": True, "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
+                                 "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                 "original_max_position_embeddings": 8192}}))
+    add("hf_config", json.dumps({"model_type": "qwen2", "vocab_size": 100, "hidden_size": 32, "intermediate_size": 64,
+                                 "num_hidden_layers": 2, "num_attention_heads": 4, "bos_token_id": [1, 2]}))
     # safetensors: a header of a few tensors and metadata, and an empty file.
     header = {"__metadata__": {"format": "pt"},
               "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
