@@ -67,6 +67,11 @@ static const rc_key LM_KEYS[] = {
     {"answer_loss_weight", RC_FLOAT, "1",
      "QA: weight of the answer and eos tokens in the loss (others 1); > 1 speeds up learning to answer",
      "(0,inf)"},
+    {"no_layer0_share", RC_FLOAT, "0",
+     "QA: share of micro-batches where the context reaches the question only as its own per-layer K/V with "
+     "layer 0's zeroed (the answer's loss): a regulariser that makes a toy base read context after layer 0, "
+     "as real LLMs do, so that a 500x prefix can carry what it reads; not part of any compressor",
+     "[0,1]"},
 };
 
 static void add_keys(rc_key *out, int *n, const rc_key *keys, size_t count) {
@@ -121,6 +126,7 @@ int train_args_read(train_args *a, train_task task, const run_config *c, pith_er
   if (task == TRAIN_LM) {
     a->model_config = run_config_str(c, "model_config");
     a->answer_loss_weight = run_config_float(c, "answer_loss_weight");
+    a->no_layer0_share = run_config_float(c, "no_layer0_share");
     return 0;
   }
   a->model_config = "";

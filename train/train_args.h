@@ -55,6 +55,7 @@ typedef struct {
   // lm only.
   const char *model_config;
   double answer_loss_weight;
+  double no_layer0_share;              // the no_layer0 regulariser's share of micro-batches (trainer.c)
 } train_args;
 
 // The schema of task into out (TRAIN_ARGS_MAX_KEYS); returns the number of keys.

@@ -77,6 +77,62 @@ static pt_tensor *lm_loss(const llama_model *m, const comp_batch *b, const pt_te
   return loss;
 }
 
+// `pith lm`'s no_layer0 regulariser (no_layer0_share): the context reaches the question only as
+// its own per-layer K/V with layer 0's zeroed, as the no_layer0 eval system reads it, and the loss is
+// the answer's. A model trained so keeps what it reads in layers 1 and up, where a 500x prefix can
+// carry it, as real LLMs do; a 1M-parameter base left alone copies answers at layer 0. Not part of
+// any compressor: it makes the toy base resemble the models compressors are trained for.
+static pt_tensor *no_layer0_loss(const trainer *t, const loader_batch *lb, comp_batch *b, pith_err *err) {
+  const llama_model *m = t->model;
+  pt_tensor *unused;
+  if (train_batch_tensors(TRAIN_BATCH_QA, &t->tt, lb, 1.0, m->device, b, &unused, err)) return NULL;
+  int B = lb->B, N = lb->N, M = (int)pt_size(b->dec_ids, 1);
+  int64_t *pos = malloc(sizeof *pos * (size_t)B * (size_t)M);
+  if (!pos) {
+    pith_fail(err, "out of memory");
+    return NULL;
+  }
+  for (int r = 0; r < B; r++) {  // the question goes on after [bos] and the row's context
+    int n_ctx = 0;
+    while (r < lb->n_rows && n_ctx < N && lb->mask[r * N + n_ctx]) n_ctx++;
+    for (int j = 0; j < M; j++) pos[r * M + j] = 1 + n_ctx + j;
+  }
+  pt_tensor *positions = pt_to_device(pt_from_data(pos, PT_I64, PT_SHAPE(B, M), PT_CPU), m->device);
+  free(pos);
+  pt_tensor *ids[2] = {pt_full(PT_SHAPE(B, 1), t->tt.bos, PT_I64, m->device), (pt_tensor *)b->text_ids};
+  pt_tensor *seen[2] = {pt_ones(PT_SHAPE(B, 1), PT_BOOL, m->device), (pt_tensor *)b->text_mask};
+  pt_tensor *ctx_ids = pt_cat(ids, 2, 1), *ctx_mask = pt_cat(seen, 2, 1);
+  llama_inputs ci = {.ids = ctx_ids, .mask = ctx_mask, .no_logits = 1, .want_kv = 1};
+  llama_outputs co = {0}, out = {0};
+  if (!pt_ok()) {
+    pt_fail(err, "no_layer0");
+    return NULL;
+  }
+  if (llama_forward(m, &ci, &co, err)) return NULL;
+  co.k[0] = pt_zeros(pt_shape_of(co.k[0]), m->dtype, m->device);
+  co.v[0] = pt_zeros(pt_shape_of(co.v[0]), m->dtype, m->device);
+  llama_inputs di = {.ids = b->dec_ids, .mask = b->dec_mask, .positions = positions, .prefix_k = co.k,
+                     .prefix_v = co.v, .prefix_mask = ctx_mask};
+  int rc = llama_forward(m, &di, &out, err);
+  llama_outputs_free(&co);
+  if (rc) return NULL;
+  pt_tensor *logits = pt_reshape(pt_to_dtype(out.logits, PT_F32), PT_SHAPE(-1, m->cfg.vocab_size));
+  pt_tensor *loss = pt_cross_entropy(logits, pt_reshape(b->dec_targets, PT_SHAPE(-1)), TASK_NO_TARGET, PT_REDUCE_MEAN);
+  if (!loss) pt_fail(err, "no_layer0 loss");
+  return loss;
+}
+
+// Whether micro-batch `micro` of step `step` trains with no_layer0_loss: a hash of (seed, step,
+// micro) under no_layer0_share, so a resumed run draws what the uninterrupted one drew.
+static int no_layer0_draw(const trainer *t, int64_t step, int micro) {
+  if (t->a->no_layer0_share <= 0) return 0;
+  uint64_t z = t->a->seed * 0x9E3779B97F4A7C15ull + (uint64_t)step * 0xD1B54A32D192ED03ull + (uint64_t)micro + 1;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;  // splitmix64's finaliser
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return (double)(z >> 11) / 9007199254740992.0 < t->a->no_layer0_share;
+}
+
 // The loss of one batch (in the current scope): the compressor's (with_prefix), else the model's alone.
 static pt_tensor *batch_loss(const trainer *t, const loader_batch *lb, int with_prefix, pt_gen *dropout_gen,
                              comp_batch *b, pith_err *err) {
@@ -253,6 +309,9 @@ static int setup(trainer *t, int resume, pith_err *err) {
   int warned = ingest_warn_other_tokenizer(a->train_file, corpus_get_info(data), t->tok, tok_path, stderr, err);
   corpus_close(data);
   if (warned < 0) return -1;
+  if (a->no_layer0_share > 0 && t->data_kind != CORPUS_QA)
+    return pith_fail(err, "no_layer0_share: %s is a %s corpus; the regulariser trains QA rows", a->train_file,
+                     corpus_kind_name(t->data_kind));
   if (a->task != TRAIN_LM && t->data_kind != (a->task == TRAIN_PRETRAIN ? CORPUS_DOCUMENTS : CORPUS_QA))
     return pith_fail(err, "%s: a %s corpus; %s needs %s", a->train_file, corpus_kind_name(t->data_kind),
                      a->task == TRAIN_PRETRAIN ? "pretrain" : "finetune",
@@ -318,7 +377,7 @@ static double batch_flops(const trainer *t, int B, double enc, double dec) {
 
 // One optimizer step's micro-batches, forward and backward: *loss the mean loss, *tokens and
 // *flops what they read and cost.
-static int micro_batches(trainer *t, double *loss, double *tokens, double *flops, pith_err *err) {
+static int micro_batches(trainer *t, int64_t step, double *loss, double *tokens, double *flops, pith_err *err) {
   int accum = t->a->gradient_accumulation_steps;
   *loss = 0;
   for (int micro = 0; micro < accum; micro++) {
@@ -328,11 +387,14 @@ static int micro_batches(trainer *t, double *loss, double *tokens, double *flops
     if (got != 1) return got < 0 ? -1 : pith_fail(err, "loader: no batch");
     pt_scope s = pt_scope_begin();
     comp_batch b;
-    pt_tensor *l = batch_loss(t, &lb, t->comp != NULL, t->dropout_gen, &b, err);
+    int deep = no_layer0_draw(t, step, micro);
+    pt_tensor *l = deep ? no_layer0_loss(t, &lb, &b, err) : batch_loss(t, &lb, t->comp != NULL, t->dropout_gen, &b, err);
     if (!l) return -1;
     *loss += pt_item(l) / accum;
     if (pt_backward(pt_mul_scalar(l, 1.0 / accum))) return pt_fail(err, "backward");
-    double enc = t->comp ? (double)pt_size(b.text_ids, 1) : 0, dec = (double)pt_size(b.dec_ids, 1);  // LM: rows only
+    // LM: its rows only; a no_layer0 row reads [bos] context, then the QA row.
+    double enc = t->comp ? (double)pt_size(b.text_ids, 1) : 0, dec = (double)pt_size(b.dec_ids, 1);
+    if (deep) dec += 1 + (double)pt_size(b.text_ids, 1);
     *tokens += (double)lb.B * (enc + dec);
     *flops += batch_flops(t, lb.B, enc, dec);
     pt_scope_end(s);
@@ -340,12 +402,20 @@ static int micro_batches(trainer *t, double *loss, double *tokens, double *flops
   return 0;
 }
 
+// A validation loss as JSON: null when there is none (no validation rows; metrics.jsonl stays JSON).
+static const char *json_loss(double v, char *buf, size_t len) {
+  if (isfinite(v)) snprintf(buf, len, "%.6f", v);
+  else snprintf(buf, len, "null");
+  return buf;
+}
+
 // After the last step: validation, and for the LM the model folder.
 static int finish(trainer *t, int64_t step, pith_err *err) {
   if (!t->comp) {
     double v = evaluate(t, 0, err);
     printf("validation loss: %.4f\n", v);
-    fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)step, v);
+    char a[32];
+    fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %s}\n", (long long)step, json_loss(v, a, sizeof a));
     char dir[2304];  // RUN/model: every other command can take it as model_name_or_path
     snprintf(dir, sizeof dir, "%s/model", t->run_dir);
     if (hf_model_save_with_tokenizer(t->model, t->tok, dir, err)) return -1;
@@ -354,8 +424,9 @@ static int finish(trainer *t, int64_t step, pith_err *err) {
   }
   double with = evaluate(t, 1, err), without = evaluate(t, 0, err);
   printf("validation loss: %.4f with the compressed prefix, %.4f for the decoder with no prefix\n", with, without);
-  fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %.6f, \"val_loss_no_prefix\": %.6f}\n", (long long)step, with,
-          without);
+  char a[32], b[32];
+  fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %s, \"val_loss_no_prefix\": %s}\n", (long long)step,
+          json_loss(with, a, sizeof a), json_loss(without, b, sizeof b));
   return 0;
 }
 
@@ -376,7 +447,7 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
     double lr = train_lr_at(a->lr_scheduler_type, a->learning_rate, a->warmup_steps, step, total), loss;
     pt_adamw_set_lr(t->opt, lr);
     pt_adamw_zero_grad(t->opt);
-    if (micro_batches(t, &loss, &tokens, &flops, err)) return -1;
+    if (micro_batches(t, step, &loss, &tokens, &flops, err)) return -1;
     double gnorm = pt_clip_grad_norm(t->params, t->n_params, a->max_grad_norm);
     if (!isfinite(loss) || !isfinite(gnorm)) {
       if (!a->nan_skip)
@@ -408,7 +479,8 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
       double v = evaluate(t, t->comp != NULL, err);
       if (t->tty) printf("\n");
       printf("step %lld: val loss %.4f\n", (long long)done, v);
-      fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)done, v);
+      char a[32];
+      fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %s}\n", (long long)done, json_loss(v, a, sizeof a));
     }
     if (save_every > 0 && done % save_every == 0 && done != total && save_checkpoint(t, done, loss, err)) return -1;
     if (logged || paused) win_t0 = pith_now_s(), tokens = flops = 0, win_steps = 0;

@@ -2,7 +2,9 @@
 config.json trains, its loss falls, an interrupted-and-resumed run has the uninterrupted loss curve
 to the bit, RUN/model loads in transformers with the tokenizer beside it, and transformers' loss on
 the first validation rows (built from the corpus with h5py as [bos] context "Question: " question
-" Answer: " answer eos) equals the validation loss pith reports. Bad configs fail in one line.
+" Answer: " answer eos) equals the validation loss pith reports; the no_layer0 regulariser's loss
+(the answer read after the context's own K/V with layer 0's zeroed) equals transformers' computed
+that way. Bad configs fail in one line.
 
 Run by ctest with PITH_BIN (the pith binary).
 """
@@ -48,6 +50,39 @@ def reference_val_loss(model_dir, qa_h5, cutoff, dec_len, answer_weight=1.0):
             w = torch.ones(len(r) - 1, dtype=torch.float64)
             w[-n_answer:] = answer_weight
             total, count = total + (ce.double() * w).sum().item(), count + w.sum().item()
+    return total / count
+
+
+def reference_no_layer0_loss(model_dir, qa_h5, rows, cutoff, dec_len):
+    """Mean cross-entropy of the answers and their eos when the question prompt reads [bos] context as
+    past key/values, layer 0's zeroed (transformers' DynamicCache), over the given rows."""
+    import torch
+    import transformers
+
+    model = harness.load_causal_lm(model_dir)
+    qa = tiny_world.QA(model_dir, qa_h5)
+    f, col = qa.f, qa.col
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in rows:
+            off = f["answer_tokens_offsets"]
+            first_answer = f["answer_offsets"][i]
+            answer = f["answer_tokens"][off[first_answer]:off[first_answer + 1]].tolist()
+            ctx, dec = [qa.bos] + col("context_tokens", i), qa.qp + col("question_tokens", i) + qa.ap + answer + [qa.eos]
+            if len(ctx) > cutoff + 1 or len(dec) > dec_len:
+                harness.fail(f"row {i} is longer than the test's cutoff_len/max_target_len")
+            kv = model(input_ids=torch.tensor([ctx]), use_cache=True).past_key_values
+            cache = transformers.DynamicCache()
+            for layer in range(model.config.num_hidden_layers):
+                k, v = kv.layers[layer].keys, kv.layers[layer].values
+                if layer == 0:
+                    k, v = torch.zeros_like(k), torch.zeros_like(v)
+                cache.update(k, v, layer)
+            pos = torch.arange(len(ctx), len(ctx) + len(dec)).unsqueeze(0)
+            logits = model(input_ids=torch.tensor([dec]), past_key_values=cache, position_ids=pos).logits[0]
+            n = len(answer) + 1  # the answer's tokens and the eos are predicted by the positions before them
+            ce = torch.nn.functional.cross_entropy(logits[-n - 1:-1], torch.tensor(dec[-n:]), reduction="sum")
+            total, count = total + ce.item(), count + n
     return total / count
 
 
@@ -99,11 +134,29 @@ def main():
             harness.fail(f"weighted validation loss {ours!r} in pith, {ref!r} in transformers")
         print(f"lm: continued from RUN/model with answer_loss_weight=5: {ours:.6f} (pith) vs {ref:.6f}")
 
+        # The no_layer0 regulariser on every micro-batch (share 1), on a world small enough for one
+        # batch to hold every training row: pith's first loss (before any update) is transformers'.
+        small_world, _ = tiny_world.make_world(os.path.join(tmp, "small_world"), 6)
+        small_qa = os.path.join(small_world, "qa.h5")
+        import h5py
+        with h5py.File(small_qa) as f:
+            train_rows = [i for i, sp in enumerate(f["split"][:]) if sp == 0]
+        deep = os.path.join(tmp, "deep")
+        run("lm", *[c for c in common if not c.split("=")[0] in ("model_config", "train_file", "per_device_train_batch_size")],
+            f"model_name_or_path={model_dir}", f"train_file={small_qa}", f"per_device_train_batch_size={len(train_rows)}",
+            "no_layer0_share=1", "max_steps=1", "learning_rate=0", f"output_dir={deep}")
+        ours = [r["loss"] for r in metrics(deep) if "loss" in r][0]
+        ref = reference_no_layer0_loss(model_dir, small_qa, train_rows, 104, 48)
+        if abs(ours - ref) > 1e-4 * max(1.0, abs(ref)):
+            harness.fail(f"no_layer0 loss {ours!r} in pith, {ref!r} in transformers")
+        print(f"lm: no_layer0_share=1 over {len(train_rows)} rows: loss {ours:.6f} (pith) vs {ref:.6f} (transformers)")
+
         bad = [
             ([f"model_name_or_path={model_dir}"], "set exactly one of model_name_or_path and model_config"),
             (["model_config=/nonexistent/config.json"], "/nonexistent/config.json"),
             (["train_file=/nonexistent.h5"], "/nonexistent.h5"),
             (["bf16=true"], "pith lm trains every weight of the model and keeps them in f32"),
+            (["no_layer0_share=1.5"], "no_layer0_share: 1.5 is out of range (allowed: [0,1])"),
         ]
         small = os.path.join(tmp, "small.json")
         with open(shape) as f, open(small, "w") as g:
