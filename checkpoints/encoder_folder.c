@@ -354,3 +354,21 @@ int encoder_folder_save(const encoder_model *m, const char *dir, pith_err *err) 
   st_writer_free(ctx.w);
   return rc;
 }
+
+int encoder_folder_save_with_files(const encoder_model *m, const char *dir, const char *const *files, int n,
+                                   pith_err *err) {
+  if (encoder_folder_save(m, dir, err)) return -1;
+  char to[4096];
+  for (int i = 0; i < n; i++) {
+    const char *base = pith_base_name(files[i]);
+    if (!*base || !strcmp(base, "config.json")) continue;
+    if (pith_path_join(to, sizeof to, dir, base)) return pith_fail(err, "%s: path too long", dir);
+    size_t len;
+    char *buf = pith_read_file(files[i], &len, err);
+    if (!buf) return -1;
+    int rc = pith_write_file_atomic(to, buf, len, err);
+    free(buf);
+    if (rc) return -1;
+  }
+  return 0;
+}

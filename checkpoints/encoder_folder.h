@@ -34,5 +34,10 @@ encoder_model *encoder_folder_load(const char *dir, pt_dtype dtype, pt_device de
                                    pith_err *err);
 // Write config.json and model.safetensors (weights in the model's dtype) into dir, creating it.
 int encoder_folder_save(const encoder_model *m, const char *dir, pith_err *err);
+// encoder_folder_save, then files (n paths: a tokenizer's, from tokenizer_source_files) copied beside
+// the weights under their base names, a config.json among them left out, so that the folder is a
+// whole model for transformers' Auto classes and for LLMLingua-2.
+int encoder_folder_save_with_files(const encoder_model *m, const char *dir, const char *const *files, int n,
+                                   pith_err *err);
 
 #endif
