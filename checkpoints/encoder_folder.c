@@ -30,6 +30,17 @@ static int opt_int(const cJSON *obj, const char *name, int fallback, int *out, c
   return field(obj, name) ? need_int(obj, name, out, path, err) : 0;
 }
 
+// A token id given as an integer or a list of them (the first is kept, as for eos_token_id).
+static int opt_id(const cJSON *obj, const char *name, int *out, const char *path, pith_err *err) {
+  const cJSON *f = field(obj, name);
+  *out = -1;
+  if (cJSON_IsArray(f)) f = cJSON_GetArrayItem(f, 0);
+  if (!f) return 0;
+  if (!is_int(f)) return pith_fail(err, "%s: field '%s' must be an integer or a list of them", path, name);
+  *out = (int)f->valuedouble;
+  return 0;
+}
+
 static int opt_num(const cJSON *obj, const char *name, double fallback, double *out, const char *path, pith_err *err) {
   const cJSON *f = field(obj, name);
   if (f && !cJSON_IsNumber(f)) return pith_fail(err, "%s: field '%s' must be a number", path, name);
@@ -104,8 +115,7 @@ int encoder_config_load(const char *path, encoder_config *c, pith_err *err) {
       opt_int(root, "max_position_embeddings", 512, &c->max_positions, path, err) ||
       opt_int(root, "type_vocab_size", 2, &c->type_vocab_size, path, err) ||
       opt_int(root, "pad_token_id", bert ? 0 : 1, &c->pad_id, path, err) ||
-      opt_int(root, "bos_token_id", -1, &c->bos_id, path, err) ||
-      opt_int(root, "eos_token_id", -1, &c->eos_id, path, err) ||
+      opt_id(root, "bos_token_id", &c->bos_id, path, err) || opt_id(root, "eos_token_id", &c->eos_id, path, err) ||
       opt_num(root, "layer_norm_eps", 1e-12, &c->norm_eps, path, err) ||
       opt_num(root, "hidden_dropout_prob", 0.1, &c->hidden_dropout, path, err) ||
       opt_num(root, "attention_probs_dropout_prob", 0.1, &c->attention_dropout, path, err) ||

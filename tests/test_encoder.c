@@ -165,7 +165,7 @@ static void test_padding(encoder_arch arch) {
   pt_scope_end(s);
 }
 
-// Dropout only with a generator; bf16 close to f32; a few AdamW steps fit a token-labelling task.
+// Dropout only with a generator; bf16 and f16 close to f32; a few AdamW steps fit a token-labelling task.
 static void test_training(void) {
   pith_err err;
   encoder_config c = small(ENCODER_XLM_ROBERTA);
@@ -186,13 +186,15 @@ static void test_training(void) {
   char half_dir[80];
   snprintf(half_dir, sizeof half_dir, "%s/half", dir);
   CHECK(encoder_folder_save(m, half_dir, &err) == 0);
-  encoder_model *h = encoder_folder_load(half_dir, PT_BF16, PT_CPU, NULL, &err);
-  CHECK_MSG(h != NULL, "%s", err.msg);
-  if (h) {
+  pt_dtype halves[2] = {PT_BF16, PT_F16};
+  for (int i = 0; i < 2; i++) {
+    encoder_model *h = encoder_folder_load(half_dir, halves[i], PT_CPU, NULL, &err);
+    CHECK_MSG(h != NULL, "%s", err.msg);
+    if (!h) continue;
     pt_tensor *lh = logits_of(h, ti, tm);
-    CHECK(pt_dtype_of(lh) == PT_BF16);
+    CHECK(pt_dtype_of(lh) == halves[i]);
     double d = max_diff(lh, eval);
-    CHECK_MSG(d > 0 && d < 0.05, "bf16 logits differ from f32 by %g", d);
+    CHECK_MSG(d > 0 && d < 0.05, "%s logits differ from f32 by %g", pt_dtype_name(halves[i]), d);
     encoder_free(h);
   }
   pt_scope_end(s);
@@ -388,6 +390,9 @@ static void test_errors(void) {
   CHECK(c.num_labels == 2 && c.pad_id == 0 && c.norm_eps == 1e-12 && c.act == ENCODER_ACT_GELU &&
         c.max_positions == 512 && c.type_vocab_size == 2 && c.classifier_dropout < 0 && c.bos_id == -1);
   CHECK(!encoder_folder_is_encoder("/nonexistent"));
+  write_text("config.json", "{\"model_type\": \"xlm-roberta\", " BASE ", \"num_attention_heads\": 4, "
+                            "\"eos_token_id\": [2, 5], \"bos_token_id\": 0}");
+  CHECK(encoder_config_load(path, &c, &err) == 0 && c.eos_id == 2 && c.bos_id == 0 && c.pad_id == 1);
 
   // Folders: no weights file, a missing weight, a wrong shape, an integer weight, a LLaMA folder.
   encoder_config sc = small(ENCODER_BERT);
