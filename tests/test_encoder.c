@@ -520,6 +520,60 @@ static void test_cuda(void) {
   encoder_free(cpu);
 }
 
+static int count_shape(const char *name, pt_tensor **slot, pt_shape shape, void *ctx) {
+  int64_t n = 1;
+  for (int i = 0; i < shape.ndim; i++) n *= shape.d[i];
+  ((int64_t *)ctx)[0] += n;
+  ((int64_t *)ctx)[1]++;
+  return 0;
+}
+
+// The config.json files of LLMLingua-2's published scorers (their fields as published, trimmed of
+// the ones transformers ignores) parse, and give the models transformers builds from them: the
+// parameter and tensor counts are what AutoModelForTokenClassification has on the meta device.
+static void test_published_configs(void) {
+  struct {
+    const char *json;
+    encoder_arch arch;
+    int64_t params, tensors;
+  } cases[] = {
+      {"{\"_name_or_path\": \"qianhuiwu/llmlingua-2-xlm-roberta-large-meetingbank\", \"architectures\": "
+       "[\"XLMRobertaForTokenClassification\"], \"attention_probs_dropout_prob\": 0.1, \"bos_token_id\": 0, "
+       "\"classifier_dropout\": null, \"eos_token_id\": 2, \"hidden_act\": \"gelu\", \"hidden_dropout_prob\": 0.1, "
+       "\"hidden_size\": 1024, \"initializer_range\": 0.02, \"intermediate_size\": 4096, \"layer_norm_eps\": 1e-05, "
+       "\"max_position_embeddings\": 514, \"model_type\": \"xlm-roberta\", \"num_attention_heads\": 16, "
+       "\"num_hidden_layers\": 24, \"output_past\": true, \"pad_token_id\": 1, \"position_embedding_type\": "
+       "\"absolute\", \"torch_dtype\": \"float32\", \"transformers_version\": \"4.38.2\", \"type_vocab_size\": 1, "
+       "\"use_cache\": true, \"vocab_size\": 250102}",
+       ENCODER_XLM_ROBERTA, 558945282, 391},
+      {"{\"architectures\": [\"BertForTokenClassification\"], \"attention_probs_dropout_prob\": 0.1, "
+       "\"classifier_dropout\": null, \"directionality\": \"bidi\", \"hidden_act\": \"gelu\", "
+       "\"hidden_dropout_prob\": 0.1, \"hidden_size\": 768, \"initializer_range\": 0.02, \"intermediate_size\": 3072, "
+       "\"layer_norm_eps\": 1e-12, \"max_position_embeddings\": 512, \"model_type\": \"bert\", "
+       "\"num_attention_heads\": 12, \"num_hidden_layers\": 12, \"pad_token_id\": 0, \"pooler_fc_size\": 768, "
+       "\"pooler_type\": \"first_token_transform\", \"position_embedding_type\": \"absolute\", \"torch_dtype\": "
+       "\"float32\", \"type_vocab_size\": 2, \"use_cache\": true, \"vocab_size\": 119647}",
+       ENCODER_BERT, 177341186, 199},
+  };
+  char path[128];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  for (int i = 0; i < 2; i++) {
+    write_text("config.json", cases[i].json);
+    encoder_config c;
+    pith_err err;
+    CHECK_MSG(encoder_config_load(path, &c, &err) == 0, "%s", err.msg);
+    CHECK(c.arch == cases[i].arch && c.num_labels == 2 && c.act == ENCODER_ACT_GELU && c.classifier_dropout < 0);
+    encoder_model *m = encoder_alloc(&c, PT_F32, PT_CPU, &err);  // shapes only: no weights drawn
+    CHECK_MSG(m != NULL, "%s", err.msg);
+    if (!m) continue;
+    int64_t count[2] = {0, 0};
+    encoder_visit_weights(m, count_shape, count);
+    CHECK_MSG(count[0] == cases[i].params && count[1] == cases[i].tensors, "%s: %lld parameters in %lld tensors",
+              encoder_model_type(c.arch), (long long)count[0], (long long)count[1]);
+    encoder_free(m);
+  }
+}
+
 int main(void) {
   pt_set_num_threads(2);
   snprintf(dir, sizeof dir, "/tmp/pith_test_encoder_%d", (int)getpid());
@@ -532,6 +586,7 @@ int main(void) {
   test_roundtrips();
   test_errors();
   test_save_with_files();
+  test_published_configs();
   test_cuda();
   CHECK_MSG(pt_live_handles() == base, "%zu handles leaked", pt_live_handles() - base);
   pith_remove_tree(dir);
