@@ -4,6 +4,8 @@
 //                                       DIR by pith (config.json rewritten the way pith writes it)
 //   encoder_tool forward DIR IN OUT     forward + backward on the inputs in IN (safetensors), writing
 //                                       logits, hidden, loss and grad.NAME for every weight
+//   encoder_tool time DIR B T N [bf16]  N forward passes without autograd on (B, T) random ids after
+//                                       one warm-up: prints the median milliseconds (for comparisons)
 //
 // IN holds: ids (B,T) i64; optional mask (B,T) u8 and token_types (B,T) i64; loss_w (B,T,num_labels):
 // loss = sum(logits * loss_w). Metadata dtype=bf16 computes in bf16 (the default is f32). OUT is f32.
@@ -98,11 +100,46 @@ static int cmd_forward(const char *dir, const char *in_path, const char *out_pat
   return 0;
 }
 
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static int cmd_time(const char *dir, int64_t B, int64_t T, int n, pt_dtype dtype) {
+  pith_err err;
+  encoder_model *m = encoder_folder_load(dir, dtype, PT_CPU, NULL, &err);
+  if (!m) die("load", err.msg);
+  pt_set_grad_enabled(0);
+  pt_gen *g = pt_gen_new(1, PT_CPU);
+  double *ms = calloc((size_t)n, sizeof *ms);
+  for (int i = -1; i < n; i++) {
+    pt_scope s = pt_scope_begin();
+    pt_tensor *ids = pt_to_dtype(pt_uniform(PT_SHAPE(B, T), 3, m->cfg.vocab_size - 1, PT_F32, PT_CPU, g), PT_I64);
+    encoder_inputs in = {.ids = ids};
+    encoder_outputs out;
+    double t0 = pith_now_s();
+    if (encoder_forward(m, &in, &out, &err)) die("forward", err.msg);
+    pt_item(pt_sum(pt_to_dtype(out.logits, PT_F32)));  // the result is read, so it was computed
+    if (i >= 0) ms[i] = (pith_now_s() - t0) * 1e3;
+    pt_scope_end(s);
+  }
+  qsort(ms, (size_t)n, sizeof *ms, cmp_double);
+  printf("%.3f\n", ms[n / 2]);
+  free(ms);
+  pt_gen_free(g);
+  encoder_free(m);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   pt_set_num_threads(2);
   if ((argc == 4 || argc == 5) && !strcmp(argv[1], "make"))
     return cmd_make(argv[2], strtoull(argv[3], NULL, 10), argc == 5 && !strcmp(argv[4], "bf16") ? PT_BF16 : PT_F32);
   if (argc == 5 && !strcmp(argv[1], "forward")) return cmd_forward(argv[2], argv[3], argv[4]);
-  fprintf(stderr, "usage: encoder_tool make DIR SEED [bf16] | encoder_tool forward DIR IN OUT\n");
+  if ((argc == 6 || argc == 7) && !strcmp(argv[1], "time") && atoi(argv[5]) > 0)
+    return cmd_time(argv[2], atoll(argv[3]), atoll(argv[4]), atoi(argv[5]),
+                    argc == 7 && !strcmp(argv[6], "bf16") ? PT_BF16 : PT_F32);
+  fprintf(stderr, "usage: encoder_tool make DIR SEED [bf16] | encoder_tool forward DIR IN OUT | "
+                  "encoder_tool time DIR B T N [bf16]\n");
   return 2;
 }
