@@ -182,6 +182,14 @@ static void test_training(void) {
   CHECK(max_diff(a.logits, b.logits) > 1e-4);  // different masks drawn
   pt_tensor *eval = logits_of(m, ti, tm);
   CHECK(max_diff(eval, logits_of(m, ti, tm)) == 0);  // no generator: deterministic
+  // The step-by-step attention that dropout needs masks as the fused one: with a vanishing rate
+  // (and no other dropout) it gives the evaluation logits.
+  encoder_config saved = m->cfg;
+  m->cfg.hidden_dropout = m->cfg.classifier_dropout = 0;
+  m->cfg.attention_dropout = 1e-12;
+  CHECK(encoder_forward(m, &in, &a, &err) == 0);
+  CHECK_MSG(max_diff(a.logits, eval) < 1e-5, "attention with dropout differs by %g", max_diff(a.logits, eval));
+  m->cfg = saved;
   // bf16 weights and compute stay close to f32.
   char half_dir[80];
   snprintf(half_dir, sizeof half_dir, "%s/half", dir);
