@@ -320,8 +320,8 @@ int encoder_forward(const encoder_model *m, const encoder_inputs *in, encoder_ou
   x = pt_add(x, pt_embedding_padded(m->pos_emb, pos, c->arch == ENCODER_XLM_ROBERTA ? c->pad_id : -1));
   x = dropout(pt_layer_norm(x, m->emb_norm_w, m->emb_norm_b, c->norm_eps), c->hidden_dropout, g);
 
-  // Keys a query may see (B, 1, 1, T): the real tokens; a row with none sees all of its keys (what
-  // transformers' additive mask of equal large negatives amounts to), so no row is all masked.
+  // Keys a query may see (B, 1, 1, T): the real tokens. A row with none sees all of its keys, so that
+  // no row is all masked: its outputs mean nothing and are unused, but they stay finite.
   pt_tensor *keys_ok = NULL;
   if (mask) {
     pt_tensor *none = pt_eq_scalar(pt_sum_dim(pt_to_dtype(mask, PT_I64), 1, 1), 0);  // (B, 1)
