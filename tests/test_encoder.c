@@ -584,8 +584,8 @@ static void test_published_configs(void) {
 
 int main(void) {
   pt_set_num_threads(2);
-  snprintf(dir, sizeof dir, "/tmp/pith_test_encoder_%d", (int)getpid());
-  mkdir(dir, 0755);
+  snprintf(dir, sizeof dir, "/tmp/pith_test_encoder_XXXXXX");
+  CHECK_SKIP_IF(mkdtemp(dir) == NULL, "cannot make a temporary folder under /tmp");
   size_t base = pt_live_handles();
   test_shapes_and_params();
   test_padding(ENCODER_BERT);
