@@ -533,6 +533,8 @@ PT_UNARY(sigmoid, at::sigmoid)
 PT_UNARY(relu, at::relu)
 PT_UNARY(silu, at::silu)
 PT_UNARY(contiguous, [](const at::Tensor &x) { return x.contiguous(); })
+PT_UNARY(gelu, [](const at::Tensor &x) { return at::gelu(x); })
+PT_UNARY(gelu_tanh, [](const at::Tensor &x) { return at::gelu(x, "tanh"); })
 
 extern "C" pt_tensor *pt_where(const pt_tensor *cond, const pt_tensor *a, const pt_tensor *b) {
   return run_op("where", {cond, a, b}, [&] { return at::where(cond->t, a->t, b->t); });
@@ -611,6 +613,16 @@ extern "C" pt_tensor *pt_cross_entropy(const pt_tensor *logits, const pt_tensor 
 
 extern "C" pt_tensor *pt_embedding(const pt_tensor *weight, const pt_tensor *ids) {
   return run_op("embedding", {weight, ids}, [&] { return at::embedding(weight->t, ids->t); });
+}
+extern "C" pt_tensor *pt_embedding_padded(const pt_tensor *weight, const pt_tensor *ids, int64_t padding_idx) {
+  return run_op("embedding_padded", {weight, ids}, [&] {
+    if (padding_idx >= weight->t.size(0))
+      throw std::invalid_argument("padding_idx " + std::to_string(padding_idx) + " is outside the table");
+    return at::embedding(weight->t, ids->t, padding_idx < 0 ? -1 : padding_idx);
+  });
+}
+extern "C" pt_tensor *pt_cumsum(const pt_tensor *a, int dim) {
+  return run_op("cumsum", {a}, [&] { return at::cumsum(a->t, dim); });
 }
 extern "C" pt_tensor *pt_index_select(const pt_tensor *a, int dim, const pt_tensor *index) {
   return run_op("index_select", {a, index}, [&] { return at::index_select(a->t, dim, index->t); });
@@ -781,6 +793,16 @@ extern "C" pt_tensor *pt_rms_norm(const pt_tensor *x, const pt_tensor *weight, d
     at::Tensor x32 = x->t.to(at::kFloat);
     at::Tensor y = x32 * at::rsqrt(x32.pow(2).mean(-1, true) + eps);
     return weight->t * y.to(x->t.scalar_type());
+  });
+}
+
+extern "C" pt_tensor *pt_layer_norm(const pt_tensor *x, const pt_tensor *weight, const pt_tensor *bias, double eps) {
+  return run_op("layer_norm", {x, weight, bias}, [&] {
+    if (x->t.dim() < 1) throw std::invalid_argument("x has no feature dim");
+    int64_t D = x->t.size(-1);
+    if (weight->t.dim() != 1 || bias->t.dim() != 1 || weight->t.size(0) != D || bias->t.size(0) != D)
+      throw std::invalid_argument("weight and bias must be (" + std::to_string(D) + ")");
+    return at::layer_norm(x->t, {D}, weight->t, bias->t, eps);
   });
 }
 

@@ -140,6 +140,8 @@ pt_tensor *pt_eq(const pt_tensor *a, const pt_tensor *b);     // bool
 pt_tensor *pt_eq_scalar(const pt_tensor *a, double s);        // bool
 pt_tensor *pt_where(const pt_tensor *cond, const pt_tensor *a, const pt_tensor *b);
 pt_tensor *pt_masked_fill(const pt_tensor *a, const pt_tensor *mask, double value);
+// Cumulative sum along dim; bool and integer inputs sum as i64 (as torch.cumsum).
+pt_tensor *pt_cumsum(const pt_tensor *a, int dim);
 
 // ---- linear algebra ----
 pt_tensor *pt_matmul(const pt_tensor *a, const pt_tensor *b);  // batched, broadcasting
@@ -161,6 +163,9 @@ pt_tensor *pt_cross_entropy(const pt_tensor *logits, const pt_tensor *targets, i
 
 // ---- indexing ----
 pt_tensor *pt_embedding(const pt_tensor *weight, const pt_tensor *ids);  // (V, D), ids (...) → (..., D)
+// pt_embedding whose row padding_idx gets no gradient (nn.Embedding's padding_idx, which BERT and
+// XLM-R use); padding_idx < 0: every row learns.
+pt_tensor *pt_embedding_padded(const pt_tensor *weight, const pt_tensor *ids, int64_t padding_idx);
 pt_tensor *pt_index_select(const pt_tensor *a, int dim, const pt_tensor *index);
 pt_tensor *pt_gather(const pt_tensor *a, int dim, const pt_tensor *index);
 pt_tensor *pt_scatter(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src);
@@ -194,6 +199,13 @@ pt_tensor *pt_attention_math(const pt_tensor *q, const pt_tensor *k, const pt_te
 pt_tensor *pt_dropout(const pt_tensor *a, double p, pt_gen *g);
 // x (..., D) / rms(x) * weight (D)
 pt_tensor *pt_rms_norm(const pt_tensor *x, const pt_tensor *weight, double eps);
+// x (..., D) normalized over its last dim (mean 0, biased variance 1), * weight (D) + bias (D):
+// torch's layer_norm (BERT's LayerNorm).
+pt_tensor *pt_layer_norm(const pt_tensor *x, const pt_tensor *weight, const pt_tensor *bias, double eps);
+// GELU, exact: x·Φ(x) = x/2·(1 + erf(x/√2)) (transformers' "gelu"); and its tanh approximation
+// (transformers' "gelu_new" and "gelu_pytorch_tanh").
+pt_tensor *pt_gelu(const pt_tensor *a);
+pt_tensor *pt_gelu_tanh(const pt_tensor *a);
 
 // ---- autograd ----
 int pt_set_requires_grad(pt_tensor *t, int on);  // 0, or -1 with the error set

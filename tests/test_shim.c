@@ -358,6 +358,65 @@ static void test_gradients(void) {
   pt_scope_end(s);
 }
 
+// The encoder's ops (BERT / XLM-R): layer_norm, exact and tanh GELU, cumsum, padded embeddings.
+static pt_tensor *fn_layer_norm_gelu(pt_tensor *const *in) {
+  pt_tensor *h = pt_gelu(pt_layer_norm(in[0], in[1], in[2], 1e-5));
+  return pt_sum(pt_mul(pt_gelu_tanh(h), in[0]));
+}
+
+static void test_encoder_ops(void) {
+  pt_scope s = pt_scope_begin();
+  // layer_norm of (1, 2, 3, 6): mean 3, biased variance 3.5.
+  pt_tensor *x = f32((float[]){1, 2, 3, 6}, PT_SHAPE(1, 4));
+  pt_tensor *w = f32((float[]){1, 2, 1, 0.5f}, PT_SHAPE(4));
+  pt_tensor *b = f32((float[]){0, 0, 1, -1}, PT_SHAPE(4));
+  double r = sqrt(3.5 + 1e-5);
+  float ln_want[4] = {(float)(-2 / r), (float)(-2 / r), (float)(0 / r + 1), (float)(0.5 * 3 / r - 1)};
+  check_vals(pt_layer_norm(x, w, b, 1e-5), ln_want, 4, 1e-6, "layer_norm");
+  // gelu(x) = x/2 (1 + erf(x/sqrt 2)); the tanh form 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+  float g[5] = {-3, -1, 0, 0.5f, 2}, exact[5], approx[5];
+  for (int i = 0; i < 5; i++) {
+    exact[i] = (float)(0.5 * g[i] * (1 + erf(g[i] / sqrt(2.0))));
+    approx[i] = (float)(0.5 * g[i] * (1 + tanh(sqrt(2 / M_PI) * (g[i] + 0.044715 * pow(g[i], 3)))));
+  }
+  check_vals(pt_gelu(f32(g, PT_SHAPE(5))), exact, 5, 1e-6, "gelu");
+  check_vals(pt_gelu_tanh(f32(g, PT_SHAPE(5))), approx, 5, 1e-6, "gelu_tanh");
+  CHECK(fabs(exact[1] - approx[1]) > 1e-5);  // the two forms differ, so each check means something
+  // cumsum of a bool mask counts as i64: XLM-R's positions.
+  uint8_t m[5] = {1, 1, 0, 1, 0};
+  pt_tensor *c = pt_cumsum(pt_from_data(m, PT_BOOL, PT_SHAPE(1, 5), PT_CPU), 1);
+  int64_t cs[5];
+  CHECK(c && pt_dtype_of(c) == PT_I64 && pt_to_data(c, cs, sizeof cs) == 0);
+  CHECK(cs[0] == 1 && cs[1] == 2 && cs[2] == 2 && cs[3] == 3 && cs[4] == 3);
+  // Padded embeddings: same rows as pt_embedding; the padding row gets no gradient.
+  pt_tensor *table = pt_keep(rand_f32(PT_SHAPE(4, 3), 51));
+  pt_set_requires_grad(table, 1);
+  pt_tensor *ids = pt_from_data((int64_t[]){1, 2, 1, 3}, PT_I64, PT_SHAPE(4), PT_CPU);
+  pt_tensor *e = pt_embedding_padded(table, ids, 1);
+  CHECK(max_abs_diff(e, pt_embedding(table, ids)) == 0);
+  CHECK(pt_backward(pt_sum(e)) == 0);
+  check_vals(pt_grad(table), (float[]){0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1}, 12, 0, "embedding_padded grad");
+  pt_zero_grad(table);
+  CHECK(pt_backward(pt_sum(pt_embedding_padded(table, ids, -1))) == 0);
+  check_vals(pt_grad(table), (float[]){0, 0, 0, 2, 2, 2, 1, 1, 1, 1, 1, 1}, 12, 0, "embedding no padding grad");
+  pt_free(table);
+  // Errors name the op and the shapes.
+  pt_error_clear();
+  CHECK(pt_layer_norm(x, pt_ones(PT_SHAPE(3), PT_F32, PT_CPU), b, 1e-5) == NULL);
+  CHECK_CONTAINS(pt_error(), "layer_norm: [1,4], [3], [4]: weight and bias must be (4)");
+  pt_error_clear();
+  CHECK(pt_embedding_padded(w, ids, 4) == NULL);
+  CHECK_CONTAINS(pt_error(), "embedding_padded: [4], [4]: padding_idx 4 is outside the table");
+  pt_error_clear();
+  CHECK(pt_ok());
+  pt_scope_end(s);
+  // Gradients through layer_norm (x, weight, bias) and both GELUs, against finite differences.
+  pt_tensor *in[3] = {pt_keep(rand_f32(PT_SHAPE(3, 5), 61)), pt_keep(rand_f32(PT_SHAPE(5), 62)),
+                      pt_keep(rand_f32(PT_SHAPE(5), 63))};
+  for (int i = 0; i < 3; i++) check_gradient("layer_norm+gelu", fn_layer_norm_gelu, in, 3, i);
+  for (int i = 0; i < 3; i++) pt_free(in[i]);
+}
+
 static void test_adamw_and_clipping(void) {
   pt_scope s = pt_scope_begin();
   pt_tensor *p = pt_keep(f32((float[]){1, -2}, PT_SHAPE(2)));
@@ -538,6 +597,7 @@ int main(void) {
   test_rms_norm_and_dropout();
   test_generators();
   test_gradients();
+  test_encoder_ops();
   test_adamw_and_clipping();
   test_lifetimes();
   test_errors();
