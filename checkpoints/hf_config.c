@@ -2,6 +2,8 @@
 // (declared in hf_folder.h). Apart from the weights' code, so that it builds without libtorch: the
 // fuzz harnesses read config.json files with it.
 #include <cJSON.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,13 +15,25 @@ static const cJSON *field(const cJSON *obj, const char *name) {
   return (f && !cJSON_IsNull(f)) ? f : NULL;
 }
 
+// A number that is an integer an int holds (a larger one would not survive the conversion).
+static int is_int(const cJSON *f) {
+  return cJSON_IsNumber(f) && f->valuedouble >= INT_MIN && f->valuedouble <= INT_MAX &&
+         f->valuedouble == floor(f->valuedouble);
+}
+
 static int need_int(const cJSON *obj, const char *name, int *out, const char *path, pith_err *err) {
   const cJSON *f = field(obj, name);
   if (!f) return pith_fail(err, "%s: missing field '%s'", path, name);
-  if (!cJSON_IsNumber(f) || f->valuedouble != (int)f->valuedouble)
-    return pith_fail(err, "%s: field '%s' must be an integer", path, name);
+  if (!is_int(f)) return pith_fail(err, "%s: field '%s' must be an integer", path, name);
   *out = (int)f->valuedouble;
   return 0;
+}
+
+// An optional integer: absent, null or not a number gives fallback (as before: lenient); a number
+// that is no int is an error.
+static int opt_int(const cJSON *obj, const char *name, int fallback, int *out, const char *path, pith_err *err) {
+  *out = fallback;
+  return cJSON_IsNumber(field(obj, name)) ? need_int(obj, name, out, path, err) : 0;
 }
 
 static double opt_num(const cJSON *obj, const char *name, double fallback) {
@@ -27,11 +41,12 @@ static double opt_num(const cJSON *obj, const char *name, double fallback) {
   return cJSON_IsNumber(f) ? f->valuedouble : fallback;
 }
 
-// An id that may be given as an int or a list of ints (the first is taken).
+// An id that may be given as an int or a list of ints (the first is taken); -1 when there is none
+// or it is not an int.
 static int opt_id(const cJSON *obj, const char *name) {
   const cJSON *f = field(obj, name);
   if (cJSON_IsArray(f)) f = cJSON_GetArrayItem(f, 0);
-  return cJSON_IsNumber(f) ? (int)f->valuedouble : -1;
+  return is_int(f) ? (int)f->valuedouble : -1;
 }
 
 static int parse_rope_scaling(const cJSON *rs, llama_config *c, const char *path, pith_err *err) {
@@ -45,8 +60,7 @@ static int parse_rope_scaling(const cJSON *rs, llama_config *c, const char *path
   c->rope_factor = opt_num(rs, "factor", 0);
   c->rope_low_freq_factor = opt_num(rs, "low_freq_factor", 0);
   c->rope_high_freq_factor = opt_num(rs, "high_freq_factor", 0);
-  c->rope_original_max_pos = (int)opt_num(rs, "original_max_position_embeddings", 0);
-  return 0;
+  return opt_int(rs, "original_max_position_embeddings", 0, &c->rope_original_max_pos, path, err);
 }
 
 int hf_config_load(const char *path, llama_config *c, pith_err *err) {
@@ -79,9 +93,10 @@ int hf_config_load(const char *path, llama_config *c, pith_err *err) {
       need_int(root, "num_hidden_layers", &c->n_layers, path, err) ||
       need_int(root, "num_attention_heads", &c->n_heads, path, err))
     goto done;
-  c->n_kv_heads = (int)opt_num(root, "num_key_value_heads", c->n_heads);
-  c->head_dim = (int)opt_num(root, "head_dim", 0);
-  c->max_seq_len = (int)opt_num(root, "max_position_embeddings", 2048);
+  if (opt_int(root, "num_key_value_heads", c->n_heads, &c->n_kv_heads, path, err) ||
+      opt_int(root, "head_dim", 0, &c->head_dim, path, err) ||
+      opt_int(root, "max_position_embeddings", 2048, &c->max_seq_len, path, err))
+    goto done;
   c->norm_eps = opt_num(root, "rms_norm_eps", 1e-6);
   c->rope_theta = opt_num(root, "rope_theta", 10000);
   c->tie_embeddings = cJSON_IsTrue(field(root, "tie_word_embeddings"));
@@ -92,7 +107,7 @@ int hf_config_load(const char *path, llama_config *c, pith_err *err) {
     pith_fail(err, "%s: attention_bias/mlp_bias (biases on every projection) are not supported", path);
     goto done;
   }
-  if (c->arch == LLAMA_ARCH_MISTRAL) c->sliding_window = (int)opt_num(root, "sliding_window", 0);
+  if (c->arch == LLAMA_ARCH_MISTRAL && opt_int(root, "sliding_window", 0, &c->sliding_window, path, err)) goto done;
   if (c->arch == LLAMA_ARCH_QWEN2 && cJSON_IsTrue(field(root, "use_sliding_window"))) {
     pith_fail(err, "%s: use_sliding_window is not supported for qwen2", path);
     goto done;

@@ -99,6 +99,11 @@ static void test_errors(void) {
   expect_error("{\"model_type\": \"gpt2\"}", "config.json: model_type 'gpt2' is not supported");
   expect_error("[1, 2]", "config.json: not a JSON object");
   expect_error("{\"model_type\": \"llama\", \"vocab_size\": 50.5}", "field 'vocab_size' must be an integer");
+  // Numbers no int holds are refused, not converted (found by fuzz_hf_config's neighbour).
+  expect_error("{\"model_type\": \"llama\", \"vocab_size\": 1e300}", "field 'vocab_size' must be an integer");
+  expect_error("{\"model_type\": \"llama\", \"vocab_size\": 50, \"hidden_size\": 32, \"intermediate_size\": 48, "
+               "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 4e9}",
+               "field 'num_key_value_heads' must be an integer");
   expect_error("{\"model_type\": \"llama\", \"vocab_size\": 50, \"hidden_size\": 32, \"intermediate_size\": 48, "
                "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": 3}",
                "not a multiple of num_key_value_heads 3");

@@ -84,6 +84,16 @@ def main():
                                  "original_max_position_embeddings": 8192}}))
     add("hf_config", json.dumps({"model_type": "qwen2", "vocab_size": 100, "hidden_size": 32, "intermediate_size": 64,
                                  "num_hidden_layers": 2, "num_attention_heads": 4, "bos_token_id": [1, 2]}))
+    # encoder config.json: BERT (LLMLingua-2's multilingual one's shape) and XLM-R with labels.
+    add("encoder_config", json.dumps({"architectures": ["BertForTokenClassification"], "model_type": "bert",
+                                      "vocab_size": 119547, "hidden_size": 768, "num_hidden_layers": 12,
+                                      "num_attention_heads": 12, "intermediate_size": 3072, "hidden_act": "gelu",
+                                      "max_position_embeddings": 512, "type_vocab_size": 2, "pad_token_id": 0,
+                                      "layer_norm_eps": 1e-12, "id2label": {"0": "LABEL_0", "1": "LABEL_1"}}))
+    add("encoder_config", json.dumps({"model_type": "xlm-roberta", "vocab_size": 250002, "hidden_size": 1024,
+                                      "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
+                                      "max_position_embeddings": 514, "type_vocab_size": 1, "pad_token_id": 1,
+                                      "bos_token_id": 0, "eos_token_id": 2, "num_labels": 2}))
     # safetensors: a header of a few tensors and metadata, and an empty file.
     header = {"__metadata__": {"format": "pt"},
               "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
