@@ -125,6 +125,20 @@ static int list_push(rc_list *l, char *key, char *val, char *kwhere, char *vwher
   return 0;
 }
 
+static void put_scalar(strbuf *b, const char *s);
+
+// Whether key, written back as run_config_yaml writes it, stays within YAML's key limit (a longer
+// one would be written but not read back: dotted keys of nested mappings, escapes, can get there).
+static int key_fits(const char *key) {
+  strbuf b = STRBUF_INIT;
+  put_scalar(&b, key);
+  size_t chars = 0;
+  for (const char *p = b.p; p && *p; p++) chars += ((unsigned char)*p & 0xC0) != 0x80;
+  int fits = strbuf_ok(&b) && chars <= YAML_MAX_KEY_CHARS;
+  strbuf_free(&b);
+  return fits;
+}
+
 // Keep a file's entry that the command line overrides (taking its strings), so that resolve can
 // still report a bad value in the file. Out of memory, it is dropped: only a check is lost.
 static void shadow(run_config *c, rc_entry *e) {
@@ -234,6 +248,12 @@ static int flatten(flat_ctx *x, const ynode *map, const char *prefix, int depth,
       if (!full) return pith_fail(err, "%s: out of memory", path);
     }
 
+    if (!key_fits(full)) {
+      int rc = pith_fail(err, "%s:%zu:%zu: the key '%.40s...' is longer than %d characters (YAML's limit)", path,
+                         k->line, k->col, full, YAML_MAX_KEY_CHARS);
+      free(full);
+      return rc;
+    }
     if (v->kind == YN_MAP) {
       int rc = flatten(x, v, full, depth + 1, err);
       free(full);
@@ -417,6 +437,11 @@ int run_config_set(run_config *c, const char *assignment, pith_err *err) {
     return pith_fail(err, "command line: '%s': not valid UTF-8", assignment);
 
   char *key = rc_strndup(k0, (size_t)(k1 - k0));
+  if (key && !key_fits(key)) {
+    free(key);
+    return pith_fail(err, "command line: the key '%.40s...' is longer than %d characters (YAML's limit)", k0,
+                     YAML_MAX_KEY_CHARS);
+  }
   char *val = rc_strdup(eq + 1);
   char *kw = rc_strdup("command line"), *vw = rc_strdup("command line");
   if (!key || !val || !kw || !vw) {

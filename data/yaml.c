@@ -12,7 +12,6 @@
 #include "strbuf.h"
 
 #define RC_MAX_NESTING 64      // of collections while parsing (the parser recurses)
-#define RC_MAX_KEY_CHARS 1024  // YAML's limit on an implicit key
 void yn_free(ynode *n) {
   if (!n) return;
   for (int i = 0; i < n->n; i++) yn_free(n->kids[i]);
@@ -674,9 +673,9 @@ static ynode *block_map(yparser *p, int indent, ynode *key) {
     return NULL;
   }
   for (;;) {  // the cursor at the ':' after key
-    if (p->col - (key->col - 1) > RC_MAX_KEY_CHARS) {
+    if (p->col - (key->col - 1) > YAML_MAX_KEY_CHARS) {
       yn_free(key);
-      YP_FAIL(p, "a key longer than %d characters", RC_MAX_KEY_CHARS);
+      YP_FAIL(p, "a key longer than %d characters", YAML_MAX_KEY_CHARS);
       break;
     }
     yp_adv(p);

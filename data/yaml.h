@@ -16,6 +16,9 @@
 
 #include "base.h"
 
+// YAML's limit on an implicit (simple) key, in characters as written (quotes and escapes included).
+#define YAML_MAX_KEY_CHARS 1024
+
 typedef enum { YN_SCALAR, YN_LIST, YN_MAP } yn_kind;
 
 typedef struct ynode ynode;
