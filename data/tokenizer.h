@@ -23,7 +23,7 @@ typedef struct tokenizer tokenizer;
 
 // path: a tokenizer.json, a llama2.c tokenizer.bin, or a folder holding tokenizer.json (or
 // vocab.json + merges.txt, or tokenizer.bin). NULL and a one-line message naming the file on
-// failure, e.g. "x/tokenizer.json: model type 'Unigram' is not supported (BPE only)".
+// failure, e.g. "x/tokenizer.json: model type 'WordLevel' is not supported (BPE, WordPiece or Unigram)".
 tokenizer *tokenizer_load(const char *path, pith_err *err);
 void tokenizer_free(tokenizer *tok);
 

@@ -330,9 +330,9 @@ static void check_load_error(const char *path, const char *want) {
 }
 
 static void test_errors(const char *llama3_path) {
-  const char *unigram = "{\"model\":{\"type\":\"Unigram\",\"vocab\":[[\"a\",0.0]]}}";
-  write_text(tmp_path("unigram.json"), unigram, strlen(unigram));
-  check_load_error(tmp_path("unigram.json"), "model type 'Unigram' is not supported (BPE only)");
+  const char *wordlevel = "{\"model\":{\"type\":\"WordLevel\",\"vocab\":{\"a\":0}}}";
+  write_text(tmp_path("wordlevel.json"), wordlevel, strlen(wordlevel));
+  check_load_error(tmp_path("wordlevel.json"), "model type 'WordLevel' is not supported (BPE, WordPiece or Unigram)");
 
   const char *punct = "{\"pre_tokenizer\":{\"type\":\"Punctuation\"},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}";
   write_text(tmp_path("punct.json"), punct, strlen(punct));
@@ -366,7 +366,7 @@ static void test_errors(const char *llama3_path) {
 
 static void cleanup(void) {
   static const char *names[] = {"spm.json", "spm_legacy.json", "cfg/tokenizer.json", "cfg/tokenizer_config.json",
-                                "cfg/generation_config.json", "unigram.json", "punct.json", "badmerge.json",
+                                "cfg/generation_config.json", "wordlevel.json", "punct.json", "badmerge.json",
                                 "badre.json", "truncated.json", "short.json", "garbage.bin"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) unlink(tmp_path(names[i]));
   rmdir(tmp_path("cfg"));
