@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+// Unicode White_Space, as a regex class.
+#define WHITE_SPACE_CLASS "[\\t-\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}]"
+
 // GPT-2's pre-tokenizer regex (ByteLevel with use_regex).
 const char tok_gpt2_pattern[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
@@ -158,8 +161,8 @@ int tok_load_pre_tokenizer(loader *L, const cJSON *o) {
                          false, "Digits pre-tokenizer");
   if (!strcmp(type, "Whitespace"))
     return tok_pre_add_split(L, "\\w+|[^\\w\\s]+", false, SPLIT_REMOVED, true, "Whitespace pre-tokenizer");
-  if (!strcmp(type, "WhitespaceSplit"))
-    return tok_pre_add_split(L, "\\s", false, SPLIT_REMOVED, false, "WhitespaceSplit pre-tokenizer");
+  if (!strcmp(type, "WhitespaceSplit"))  // Rust's char::is_whitespace (PCRE2's \s also takes U+180E)
+    return tok_pre_add_split(L, WHITE_SPACE_CLASS, false, SPLIT_REMOVED, false, "WhitespaceSplit pre-tokenizer");
   return pith_fail(L->err, "%s: pre_tokenizer type '%s' is not supported", L->path, type);
 }
 
