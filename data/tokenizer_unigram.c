@@ -31,7 +31,7 @@ int tok_load_unigram(loader *L, const cJSON *model, const cJSON *added) {
   t->model = MODEL_UNIGRAM;
   t->byte_fallback = tok_jbool(model, "byte_fallback", false);
   if (tok_alloc_vocab(t, m) || !(t->scores = calloc((size_t)m + 1, sizeof *t->scores)) ||
-      tok_strmap_init(&t->vocab, (size_t)n) || tok_strmap_init(&t->prefixes, (size_t)n * 3))
+      tok_strmap_init(&t->vocab, (size_t)n) || tok_strmap_init(&t->prefixes, (size_t)n * 2))
     return tok_oom(L);
   double min_score = 0;
   int32_t i = 0;
@@ -55,9 +55,11 @@ int tok_load_unigram(loader *L, const cJSON *model, const cJSON *added) {
     const char *p = t->pool + s.off;
     if (tok_strmap_get(&t->vocab, t->pool, p, s.len) != i) continue;
     if (s.len > t->max_piece) t->max_piece = s.len;
-    for (uint32_t k = 0; k < s.len;) {
-      k += (uint32_t)utf8_char_len(p + k, s.len - k);
-      if (tok_strmap_put(&t->prefixes, t->pool, (str_ref){s.off, k}, k == s.len ? i : t->n_vocab, k == s.len)) return tok_oom(L);
+    if (tok_strmap_put(&t->prefixes, t->pool, s, i, true)) return tok_oom(L);
+    // Shorter prefixes, longest first: once one is there, so are all of its own.
+    for (uint32_t k = (uint32_t)utf8_prev(p, s.len); k > 0; k = (uint32_t)utf8_prev(p, k)) {
+      if (tok_strmap_get(&t->prefixes, t->pool, p, k) >= 0) break;
+      if (tok_strmap_put(&t->prefixes, t->pool, (str_ref){s.off, k}, t->n_vocab, false)) return tok_oom(L);
     }
   }
   const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_id");
