@@ -244,6 +244,16 @@ def sweep_charsmap(folder):
     texts = chunks(cps, " ", 500)
     compare("charsmap sweep", texts, pith_encode(folder, texts), [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)])
     print(f"Precompiled charsmap + Unigram: {len(cps)} code points identical")
+    # Grapheme clusters decide what the charsmap sees: every mark, joiner, modifier, jamo and
+    # regional indicator after bases the charsmap maps (full-width, half-width, ligature, jamo) or not.
+    marks = [c for c in range(0x300, 0x20000) if assigned(c) and (unicodedata.category(chr(c))[0] == "M"
+             or 0x1160 <= c <= 0x11FF or 0x1F1E6 <= c <= 0x1F1FF or 0x1F3FB <= c <= 0x1F3FF or c in (0x200C, 0x200D))]
+    bases = ["a", "e", "\uff21", "\uff76", "\ufb01", "\u1100", "\u1100\u1161", "\U0001F1E6", "\U0001F44D", "\u0915\u094d",
+             "\r", "\u00a0", "\u2126"]
+    texts = [" ".join(b + chr(m) + chr(m2) for m, m2 in zip(marks[i:i + 300], marks[i + 1:i + 301])) + " " +
+             " ".join(b + chr(m) for m in marks[i:i + 300]) for b in bases for i in range(0, len(marks), 300)]
+    compare("grapheme sweep", texts, pith_encode(folder, texts), [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)])
+    print(f"Precompiled charsmap + Unigram: {len(marks)} marks and joiners after {len(bases)} bases identical")
 
 
 def main():
