@@ -134,9 +134,10 @@ int tok_unigram_word(enc *e, const char *w, size_t n) {
   }
   // Back from the end: the piece boundaries (reversed) into e->cps.
   e->n_cps = 0;
-  for (size_t end = n; end > 0; end = (size_t)e->best_start[end])
+  for (size_t end = n; end > 0; end = (size_t)e->best_start[end]) {
     if (e->n_cps == e->cap_cps && tok_grow(&e->cps, &e->cap_cps, e->n_cps + 1, sizeof *e->cps)) return -1;
-    else e->cps[e->n_cps++] = (uint32_t)end;
+    e->cps[e->n_cps++] = (uint32_t)end;
+  }
   size_t unk_from = SIZE_MAX;  // start of a run of unks not yet emitted
   for (size_t k = e->n_cps; k-- > 0;) {
     size_t end = e->cps[k], start = (size_t)e->best_start[end];
