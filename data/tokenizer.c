@@ -773,6 +773,14 @@ const char *tokenizer_token_piece(const tokenizer *t, int32_t id) {
   return t->pool + t->pieces[id].off;
 }
 
+int tokenizer_special_around(const tokenizer *t, const int32_t **pre, int *n_pre, const int32_t **post, int *n_post) {
+  *pre = t->has_template ? t->tpl_pre : &t->bos;
+  *n_pre = t->has_template ? t->n_tpl_pre : t->bos >= 0;
+  *post = t->tpl_post;
+  *n_post = t->has_template ? t->n_tpl_post : 0;
+  return *n_pre + *n_post;
+}
+
 int tokenizer_is_special(const tokenizer *t, int32_t id) {
   return id >= 0 && id < t->n_vocab && (t->flags[id] & TOK_SPECIAL);
 }

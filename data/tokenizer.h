@@ -55,6 +55,10 @@ int tokenizer_adds_bos(const tokenizer *tok);  // 1 when the model expects bos (
 int32_t tokenizer_token_id(const tokenizer *tok, const char *piece);  // -1 when absent
 const char *tokenizer_token_piece(const tokenizer *tok, int32_t id);  // NULL when no such id
 int tokenizer_is_special(const tokenizer *tok, int32_t id);
+// The special ids add_bos puts before (*pre, n_pre) and after (*post, n_post) a text: [CLS] and
+// [SEP] for BERT, <s> and </s> for XLM-R, the bos alone for LLaMA; for callers that cut a long
+// text into chunks and wrap each (LLMLingua-2's 510 + 2). Returns n_pre + n_post.
+int tokenizer_special_around(const tokenizer *tok, const int32_t **pre, int *n_pre, const int32_t **post, int *n_post);
 
 // The main file it was loaded from (tokenizer.json, vocab.json or tokenizer.bin), and all the
 // files that shaped it (configs and merges.txt included), for fingerprints. *paths: (count).

@@ -116,6 +116,9 @@ static void test_llama3(const char *tok_path, const char *fixtures_path) {
   if (!t) return;
   CHECK(tokenizer_vocab_size(t) == 128256);
   CHECK(tokenizer_bos_id(t) == 128000);
+  const int32_t *pre, *post;
+  int n_pre, n_post;  // the post-processor's template: <|begin_of_text|> $A
+  CHECK(tokenizer_special_around(t, &pre, &n_pre, &post, &n_post) == 1 && n_pre == 1 && pre[0] == 128000 && n_post == 0);
   const int32_t *eos;
   CHECK(tokenizer_eos_ids(t, &eos) >= 1 && eos[0] == 128001);
   CHECK(tokenizer_token_id(t, "<|eot_id|>") == 128009);
@@ -208,6 +211,9 @@ static void test_llama2c(const char *llama2_bin, const char *tok512_bin) {
   CHECK_MSG(!llama2_bin || t != NULL, "%s", err.msg);
   if (t) {
     CHECK(tokenizer_vocab_size(t) == 32000 && tokenizer_bos_id(t) == 1);
+    const int32_t *pre, *post;
+    int n_pre, n_post;
+    CHECK(tokenizer_special_around(t, &pre, &n_pre, &post, &n_post) == 1 && n_pre == 1 && pre[0] == 1 && n_post == 0);
     const int32_t *eos;
     CHECK(tokenizer_eos_ids(t, &eos) == 1 && eos[0] == 2);
     // "▁Hello" 15043, "▁world" 3186: the ids SentencePiece gives too
@@ -371,6 +377,10 @@ static void test_wordpiece(void) {
     check_encode_special(t, "hello", (int32_t[]){2, 5, 3}, 3);              // [CLS] A [SEP]
     check_encode_special(t, "", (int32_t[]){2, 3}, 2);
     CHECK(tokenizer_bos_id(t) == 2 && tokenizer_adds_bos(t));
+    const int32_t *pre, *post;
+    int n_pre, n_post;
+    CHECK(tokenizer_special_around(t, &pre, &n_pre, &post, &n_post) == 2 && n_pre == 1 && pre[0] == 2 && n_post == 1 &&
+          post[0] == 3);
     check_decode(t, (int32_t[]){2, 5, 11, 6, 12, 3}, 6, 0, "[CLS] hello, world! [SEP]");
     check_decode(t, (int32_t[]){2, 5, 11, 6, 12, 3}, 6, 1, "hello, world!");
     check_decode(t, (int32_t[]){16, 17, 6, 7, 20, 18, 13, 18}, 8, 0, "playing worlds. a ' a");
@@ -493,6 +503,9 @@ static void test_unigram(void) {
     check_encode(t, "", NULL, 0, 1);
     check_encode_special(t, "ab", (int32_t[]){0, 7, 2}, 3);  // <s> A </s>
     CHECK(tokenizer_bos_id(t) == 0 && tokenizer_adds_bos(t));
+    const int32_t *pre, *post;
+    int n_pre, n_post;
+    CHECK(tokenizer_special_around(t, &pre, &n_pre, &post, &n_post) == 2 && pre[0] == 0 && post[0] == 2);
     check_decode(t, (int32_t[]){0, 7, 4, 9, 2}, 5, 0, "<s> ab c</s>");
     check_decode(t, (int32_t[]){0, 7, 4, 9, 2}, 5, 1, "ab c");
     tokenizer_free(t);
