@@ -5,8 +5,9 @@ as bert-base-multilingual-cased / bert-base-uncased ship them, and Unigram token
 xlm-roberta-large ships it (a Precompiled nmt_nfkc charsmap, Metaspace).
 
 No real BERT or XLM-R tokenizer is at hand offline, so the script makes them, deterministically,
-in a temp folder: a WordPiece vocabulary trained by HF `tokenizers` on the assets and saved through
-BertTokenizerFast (cased and uncased); a SentencePiece Unigram model trained by `sentencepiece`
+in a temp folder: a WordPiece vocabulary counted from the assets as HF's BertNormalizer and
+BertPreTokenizer split them, saved through BertTokenizerFast (cased and uncased; HF's own WordPiece
+trainer is not deterministic); a SentencePiece Unigram model trained by `sentencepiece`
 (normalization nmt_nfkc, so a real precompiled_charsmap) and converted by transformers'
 XLMRobertaTokenizerFast. Variants edit their tokenizer.json (the Hub's older XLM-R layout,
 byte_fallback, prepend schemes, BERT options, Bert/RobertaProcessing).
@@ -16,6 +17,8 @@ every code point through BERT's normalizer and pre-tokenizer and through the cha
 
 Env: PITH_BIN, PITH_ASSETS. Exit 77 when either or a module is missing; a mismatch exits 1.
 """
+import collections
+import hashlib
 import json
 import os
 import shutil
@@ -108,13 +111,42 @@ def edit(src, dst, fn):
 
 
 def make_bert(texts, tmp, lowercase):
-    from tokenizers import BertWordPieceTokenizer
+    """A WordPiece vocabulary from the texts as split by HF's BertNormalizer and BertPreTokenizer:
+    the specials, every character (alone and as ##x), then the most frequent words, word starts and
+    ## word pieces (count, then text). HF's WordPiece trainer is not used: it breaks ties in an order
+    that changes from run to run (its pieces differed between runs here)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
     transformers = harness.require("transformers")
-    wp = BertWordPieceTokenizer(lowercase=lowercase, strip_accents=None)
-    wp.train_from_iterator(texts + EDGE_CASES, vocab_size=3000, min_frequency=2, show_progress=False)
+    norm = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase)
+    pre = pre_tokenizers.BertPreTokenizer()
+    words = collections.Counter()
+    for t in texts:
+        words.update(w for w, _ in pre.pre_tokenize_str(norm.normalize_str(t)))
+    starts, pieces = collections.Counter(), collections.Counter()
+    for w, n in words.items():
+        for j in range(2, min(len(w) - 1, 6) + 1):
+            starts[w[:j]] += n
+        for i in range(1, len(w)):
+            for j in range(i + 2, min(len(w), i + 6) + 1):
+                pieces["##" + w[i:j]] += n
+
+    def top(counter, k):
+        return sorted(counter, key=lambda x: (-counter[x], x))[:k]
+
+    chars = sorted({c for w in words for c in w})
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    order = list(dict.fromkeys(specials + chars + ["##" + c for c in chars] + top(words, 1200) + top(starts, 500)
+                               + top(pieces, 800)))
+    tok = Tokenizer(models.WordPiece({k: i for i, k in enumerate(order)}, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = norm
+    tok.pre_tokenizer = pre
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    tok.add_special_tokens(specials)
     out = os.path.join(tmp, "bert-uncased" if lowercase else "bert-cased")
-    transformers.BertTokenizerFast(tokenizer_object=wp._tokenizer, do_lower_case=lowercase).save_pretrained(out)
+    transformers.BertTokenizerFast(tokenizer_object=tok, do_lower_case=lowercase).save_pretrained(out)
     j = harness.read_json(os.path.join(out, "tokenizer.json"))
+    print(f"{out}: {len(order)} pieces, sha256 of the vocabulary "
+          f"{hashlib.sha256(json.dumps(order).encode()).hexdigest()[:16]}")
     harness.check(j["model"]["type"] == "WordPiece" and j["normalizer"]["type"] == "BertNormalizer"
                   and j["pre_tokenizer"]["type"] == "BertPreTokenizer" and j["decoder"]["type"] == "WordPiece",
                   f"{out}: not BERT's layout: {j['normalizer']} {j['pre_tokenizer']} {j['decoder']}")
@@ -140,6 +172,8 @@ def make_xlmr(texts, tmp, name, byte_fallback=False):
     out = os.path.join(tmp, name)
     transformers.XLMRobertaTokenizerFast.from_pretrained(src, from_slow=True).save_pretrained(out)
     j = harness.read_json(os.path.join(out, "tokenizer.json"))
+    print(f"{out}: {len(j['model']['vocab'])} pieces, sha256 of the vocabulary "
+          f"{hashlib.sha256(json.dumps(j['model']['vocab']).encode()).hexdigest()[:16]}")
     norm = j["normalizer"]
     harness.check(j["model"]["type"] == "Unigram" and "Precompiled" in json.dumps(norm)[:200],
                   f"{out}: not XLM-R's layout: {j['model']['type']} {json.dumps(norm)[:200]}")
