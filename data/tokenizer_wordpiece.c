@@ -24,6 +24,8 @@ int tok_load_wordpiece(loader *L, const cJSON *model, const cJSON *added) {
   t->wp_max_chars = tok_jint(model, "max_input_chars_per_word", 100);
   if (!(t->cont_prefix = strdup(prefix ? prefix : "##")) || !(t->unk_piece = strdup(unk ? unk : "[UNK]"))) return tok_oom(L);
   if (tok_load_vocab(L, cJSON_GetObjectItemCaseSensitive(model, "vocab"), added)) return -1;
+  for (int32_t i = 0; i < t->n_vocab; i++)
+    if (t->pieces[i].off != UINT32_MAX && t->pieces[i].len > t->max_piece) t->max_piece = t->pieces[i].len;
   // A missing unk token is an error only once a word needs it, as in HF.
   t->unk_id = tok_strmap_get(&t->vocab, t->pool, t->unk_piece, strlen(t->unk_piece));
   return 0;
@@ -46,6 +48,10 @@ int tok_wordpiece_word(enc *e, const char *w, size_t n) {
   while (start < n) {
     int32_t id = -1;
     size_t end = n;
+    if (end - start > t->max_piece) {  // no piece is longer: start at the last character that fits
+      end = start + t->max_piece;
+      while (end > start && ((uint8_t)w[end] & 0xC0) == 0x80) end--;
+    }
     while (end > start) {
       strbuf *k = &e->key;
       k->n = 0;

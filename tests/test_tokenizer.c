@@ -397,6 +397,22 @@ static void test_wordpiece(void) {
     check_encode(t, "unaffable hello", (int32_t[]){1, 5}, 2, 0);  // 9 characters > max_input_chars_per_word
     tokenizer_free(t);
   }
+  t = load_json_text("bert_long.json", bert_json(1, 1000000, 1));
+  if (t) {  // a 200k-character word: pieces are tried from the longest that can exist, not from the end
+    size_t len = 200000;
+    char *word = malloc(len);
+    memset(word, 'a', len);
+    pith_err err = {{0}};
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK_MSG(tokenizer_encode(t, word, len, 0, &ids, &n, &err) == 0, "%s", err.msg);
+    int ok = n == len && ids[0] == 18;
+    for (size_t i = 1; ok && i < n; i++) ok = ids[i] == 19;
+    CHECK_MSG(ok, "a ##a ##a ...: got %zu ids", n);
+    free(ids);
+    free(word);
+    tokenizer_free(t);
+  }
   t = load_json_text("bert_nounk.json", bert_json(1, 100, 0));
   if (t) {  // without an unk token, only a word that needs it fails
     check_encode(t, "hello", (int32_t[]){5}, 1, 0);
@@ -645,7 +661,7 @@ static void cleanup(void) {
   static const char *names[] = {"spm.json", "spm_legacy.json", "cfg/tokenizer.json", "cfg/tokenizer_config.json",
                                 "cfg/generation_config.json", "wordlevel.json", "punct.json", "badmerge.json",
                                 "badre.json", "badmap.json", "shortmap.json", "badvocab.json", "badunk.json", "badtpl.json",
-                                "bert.json", "bert_cased.json", "bert_short.json", "bert_nounk.json", "unigram.json",
+                                "bert.json", "bert_cased.json", "bert_short.json", "bert_long.json", "bert_nounk.json", "unigram.json",
                                 "unigram_bytes.json", "unigram_nounk.json", "unigram_charsmap.json", "truncated.json", "short.json", "garbage.bin"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) unlink(tmp_path(names[i]));
   rmdir(tmp_path("cfg"));
