@@ -1,5 +1,5 @@
-// tokenizer: BPE tokenizers (Hugging Face tokenizer.json, GPT-2 vocab.json + merges.txt, llama2.c
-// tokenizer.bin) in C. The encoder follows the HF tokenizers pipeline:
+// tokenizer: BPE, WordPiece and Unigram tokenizers (Hugging Face tokenizer.json, GPT-2 vocab.json +
+// merges.txt, llama2.c tokenizer.bin) in C. The encoder follows the HF tokenizers pipeline:
 //
 //   text -> added tokens split out (raw text) -> normalizer -> added tokens (normalized text)
 //        -> pre-tokenizer steps (regex splits, byte-level mapping, metaspace) -> BPE per piece
@@ -12,8 +12,10 @@
 // The files: tokenizer.c (this one) holds the API, loading (the three file formats, added tokens,
 // specials) and the encode/decode entry points; tokenizer_bpe.c the BPE model (its merge table,
 // loading, the merge loop, llama2.c's variant); tokenizer_steps.c the steps around the model
-// (normalizers, pre-tokenizers, decoders). Another model (WordPiece, Unigram) goes in a
-// tokenizer_MODEL.c of its own; what the files share is declared in tokenizer_internal.h.
+// (normalizers, pre-tokenizers, decoders); tokenizer_wordpiece.c WordPiece with BERT's normalizer
+// and pre-tokenizer; tokenizer_unigram.c Unigram with sentencepiece's Precompiled normalizer;
+// tokenizer_unicode.c the Unicode tables BERT needs (generated). What the files share is declared
+// in tokenizer_internal.h.
 #include "tokenizer_internal.h"
 
 #include <errno.h>
@@ -189,6 +191,7 @@ static void free_steps(tokenizer *t) {
     free(t->norm[i].a);
     free(t->norm[i].b);
     pcre2_code_free(t->norm[i].re);
+    tok_charsmap_free(t->norm[i].map);
   }
   for (int i = 0; i < t->n_pre; i++) pcre2_code_free(t->pre[i].re);
   for (int i = 0; i < t->n_dec; i++) {
@@ -216,6 +219,10 @@ void tokenizer_free(tokenizer *t) {
   free_steps(t);
   free(t->cont_prefix);
   free(t->end_suffix);
+  free(t->unk_piece);
+  free(t->scores);
+  free(t->prefixes.slots);
+  pcre2_code_free(t->grapheme_re);
   free(t);
 }
 
@@ -342,23 +349,73 @@ static int add_token_json(loader *L, const cJSON *o, int32_t id) {
                    tok_jbool(o, "normalized", false));
 }
 
-// bos from a TemplateProcessing post-processor whose single template starts with a special token.
-static int32_t template_bos(tokenizer *t, const cJSON *post) {
+// The ids of a template item's special token: TemplateProcessing's special_tokens entry, else the
+// token of that name. 0, or -1 and err.
+static int template_ids(loader *L, const cJSON *post, const char *name, int32_t *out, int *n) {
+  const cJSON *entry = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(post, "special_tokens"), name);
+  const cJSON *ids = cJSON_GetObjectItemCaseSensitive(entry, "ids"), *e;
+  if (cJSON_IsArray(ids)) {
+    cJSON_ArrayForEach(e, ids) {
+      if (*n == 8) return pith_fail(L->err, "%s: post_processor: more than 8 special ids around a text", L->path);
+      if (!cJSON_IsNumber(e) || e->valueint < 0 || e->valueint >= L->t->n_vocab)
+        return pith_fail(L->err, "%s: post_processor: special token '%s' has an id outside the vocabulary", L->path, name);
+      out[(*n)++] = e->valueint;
+    }
+    return 0;
+  }
+  int32_t id = tokenizer_token_id(L->t, name);
+  if (id < 0) return pith_fail(L->err, "%s: post_processor: special token '%s' is not in the vocabulary", L->path, name);
+  if (*n == 8) return pith_fail(L->err, "%s: post_processor: more than 8 special ids around a text", L->path);
+  out[(*n)++] = id;
+  return 0;
+}
+
+// BertProcessing / RobertaProcessing: "cls" and "sep" as ["[CLS]", 101].
+static int pair_token(loader *L, const cJSON *post, const char *key, int32_t *out, int *n) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(post, key);
+  const cJSON *id = cJSON_GetArrayItem(v, 1);
+  if (!cJSON_IsString(cJSON_GetArrayItem(v, 0)) || !cJSON_IsNumber(id) || id->valueint < 0 || id->valueint >= L->t->n_vocab)
+    return pith_fail(L->err, "%s: post_processor: '%s' is not [\"token\", id] with an id in the vocabulary", L->path, key);
+  out[(*n)++] = id->valueint;
+  return 0;
+}
+
+// The special ids the post-processor puts around a single text (TemplateProcessing's "single",
+// BertProcessing's and RobertaProcessing's cls ... sep); in a Sequence, the first processor that
+// adds any. Other processors (ByteLevel) leave the ids alone.
+static int load_post_processor(loader *L, const cJSON *post) {
+  tokenizer *t = L->t;
   const char *type = tok_jstr(post, "type");
-  if (!type) return -1;
+  if (!type || t->has_template) return 0;
   if (!strcmp(type, "Sequence")) {
     const cJSON *e;
-    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(post, "processors")) {
-      int32_t id = template_bos(t, e);
-      if (id >= 0) return id;
-    }
-    return -1;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(post, "processors"))
+      if (load_post_processor(L, e)) return -1;
+    return 0;
   }
-  if (strcmp(type, "TemplateProcessing")) return -1;
-  const cJSON *single = cJSON_GetObjectItemCaseSensitive(post, "single");
-  const cJSON *first = cJSON_GetArrayItem(single, 0);
-  const char *name = tok_jstr(cJSON_GetObjectItemCaseSensitive(first, "SpecialToken"), "id");
-  return name ? tokenizer_token_id(t, name) : -1;
+  if (!strcmp(type, "BertProcessing") || !strcmp(type, "RobertaProcessing")) {
+    t->has_template = true;
+    return pair_token(L, post, "cls", t->tpl_pre, &t->n_tpl_pre) || pair_token(L, post, "sep", t->tpl_post, &t->n_tpl_post) ? -1 : 0;
+  }
+  if (strcmp(type, "TemplateProcessing")) return 0;
+  const cJSON *single = cJSON_GetObjectItemCaseSensitive(post, "single"), *e;
+  bool seen_a = false;
+  if (!cJSON_IsArray(single)) return pith_fail(L->err, "%s: TemplateProcessing without a 'single' template", L->path);
+  cJSON_ArrayForEach(e, single) {
+    const cJSON *sp = cJSON_GetObjectItemCaseSensitive(e, "SpecialToken");
+    const char *name = tok_jstr(sp, "id");
+    if (cJSON_GetObjectItemCaseSensitive(e, "Sequence")) {
+      if (seen_a) return pith_fail(L->err, "%s: TemplateProcessing: the single template holds the text twice", L->path);
+      seen_a = true;
+    } else if (!name) {
+      return pith_fail(L->err, "%s: TemplateProcessing: an item is neither Sequence nor SpecialToken", L->path);
+    } else if (template_ids(L, post, name, seen_a ? t->tpl_post : t->tpl_pre, seen_a ? &t->n_tpl_post : &t->n_tpl_pre)) {
+      return -1;
+    }
+  }
+  if (!seen_a) return pith_fail(L->err, "%s: TemplateProcessing: the single template has no $A", L->path);
+  t->has_template = t->n_tpl_pre + t->n_tpl_post > 0;  // "$A" alone: add_bos falls back to the bos
+  return 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -462,13 +519,18 @@ static int load_hf_json(loader *L, const char *text, size_t len) {
   const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), *e;
   int rc = 0;
   if (!cJSON_IsObject(root)) rc = pith_fail(L->err, "%s: not a tokenizer.json (no JSON object)", L->path);
-  if (!rc) rc = tok_load_model(L, cJSON_GetObjectItemCaseSensitive(root, "model"), added);
+  const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+  const char *mtype = tok_jstr(model, "type");
+  if (!rc && mtype && !strcmp(mtype, "WordPiece")) rc = tok_load_wordpiece(L, model, added);
+  else if (!rc && mtype && !strcmp(mtype, "Unigram")) rc = tok_load_unigram(L, model, added);
+  else if (!rc) rc = tok_load_model(L, model, added);
   if (!rc && cJSON_IsArray(added))
     cJSON_ArrayForEach(e, added) if (!rc) rc = add_token_json(L, e, tok_jint(e, "id", -1));
   if (!rc) rc = tok_load_normalizer(L, cJSON_GetObjectItemCaseSensitive(root, "normalizer"));
   if (!rc) rc = tok_load_pre_tokenizer(L, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"));
   if (!rc) rc = tok_load_decoder(L, cJSON_GetObjectItemCaseSensitive(root, "decoder"));
-  int32_t tbos = rc ? -1 : template_bos(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
+  if (!rc) rc = load_post_processor(L, cJSON_GetObjectItemCaseSensitive(root, "post_processor"));
+  int32_t tbos = !rc && t->n_tpl_pre > 0 ? t->tpl_pre[0] : -1;
   cJSON_Delete(root);
   char dir[4096];
   pith_parent_dir(L->path, dir, sizeof dir);
@@ -563,6 +625,10 @@ static void enc_free(enc *e) {
   free(e->key.p);
   free(e->sym);
   free(e->heap);
+  free(e->cps);
+  free(e->best);
+  free(e->best_start);
+  free(e->best_id);
   pcre2_match_data_free(e->md);
 }
 
@@ -648,8 +714,10 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_b
   if (!text && len) return pith_fail(err, "%s: encode: NULL text", t->files[0]);
   e.md = pcre2_match_data_create(1, NULL);
   int rc = e.md ? 0 : -1;
-  if (!rc && add_bos && t->bos >= 0) rc = tok_ids_push(&e.out, t->bos);
+  for (int i = 0; !rc && add_bos && t->has_template && i < t->n_tpl_pre; i++) rc = tok_ids_push(&e.out, t->tpl_pre[i]);
+  if (!rc && add_bos && !t->has_template && t->bos >= 0) rc = tok_ids_push(&e.out, t->bos);
   if (!rc && len) rc = t->kind == TOK_LLAMA2C ? tok_encode_llama2c(&e, text, len) : encode_hf(&e, text, len);
+  for (int i = 0; !rc && add_bos && t->has_template && i < t->n_tpl_post; i++) rc = tok_ids_push(&e.out, t->tpl_post[i]);
   if (!rc && !e.out.p) rc = tok_grow(&e.out.p, &e.out.cap, 1, sizeof *e.out.p);
   if (rc) {
     pith_fail(err, "%s: encode: %s", t->files[0], e.fail[0] ? e.fail : "out of memory");
@@ -709,6 +777,14 @@ int32_t tokenizer_token_id(const tokenizer *t, const char *piece) {
 const char *tokenizer_token_piece(const tokenizer *t, int32_t id) {
   if (id < 0 || id >= t->n_vocab || t->pieces[id].off == UINT32_MAX) return NULL;
   return t->pool + t->pieces[id].off;
+}
+
+int tokenizer_special_around(const tokenizer *t, const int32_t **pre, int *n_pre, const int32_t **post, int *n_post) {
+  *pre = t->has_template ? t->tpl_pre : &t->bos;
+  *n_pre = t->has_template ? t->n_tpl_pre : t->bos >= 0;
+  *post = t->tpl_post;
+  *n_post = t->has_template ? t->n_tpl_post : 0;
+  return *n_pre + *n_post;
 }
 
 int tokenizer_is_special(const tokenizer *t, int32_t id) {

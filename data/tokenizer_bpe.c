@@ -136,7 +136,7 @@ int tok_load_model(loader *L, const cJSON *model, const cJSON *added) {
   const char *type = tok_jstr(model, "type");
   if (!cJSON_IsObject(model)) return pith_fail(L->err, "%s: no \"model\" object", L->path);
   if (type && strcmp(type, "BPE"))
-    return pith_fail(L->err, "%s: model type '%s' is not supported (BPE only)", L->path, type);
+    return pith_fail(L->err, "%s: model type '%s' is not supported (BPE, WordPiece or Unigram)", L->path, type);
   if (!type && !cJSON_GetObjectItemCaseSensitive(model, "merges"))
     return pith_fail(L->err, "%s: model has no type and no merges (BPE only)", L->path);
   const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(model, "dropout");

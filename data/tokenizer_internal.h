@@ -108,20 +108,33 @@ typedef struct {
 // ---------------------------------------------------------------------------------------------
 
 enum { TOK_HF, TOK_LLAMA2C };
+enum { MODEL_BPE, MODEL_WORDPIECE, MODEL_UNIGRAM };  // tokenizer.model
 enum { TOK_SPECIAL = 1, TOK_ADDED = 2 };  // token flags
 enum { SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS };
 enum { PREPEND_ALWAYS, PREPEND_FIRST, PREPEND_NEVER };
 
-typedef enum { NORM_PREPEND, NORM_REPLACE, NORM_STRIP, NORM_NFC } norm_kind;
+typedef enum { NORM_PREPEND, NORM_REPLACE, NORM_STRIP, NORM_NFC, NORM_BERT, NORM_PRECOMPILED } norm_kind;
+
+// sentencepiece's precompiled_charsmap: a Darts double-array trie over UTF-8 strings whose
+// values are offsets of NUL-terminated replacements in `normalized`.
+typedef struct {
+  uint32_t *units;      // (n_units) the double array
+  size_t n_units;
+  char *normalized;     // (n_normalized) the replacement strings, each NUL-terminated
+  size_t n_normalized;
+} charsmap;
+
 typedef struct {
   norm_kind kind;
   char *a, *b;          // prepend: a; replace: literal pattern a (unless re) -> content b
   size_t a_len, b_len;
   pcre2_code *re;       // replace with a regex pattern
   bool left, right;     // strip
+  bool clean_text, chinese_chars, strip_accents, lowercase;  // BertNormalizer
+  charsmap *map;        // Precompiled; NULL for an empty charsmap (identity)
 } norm_step;
 
-typedef enum { PRE_SPLIT, PRE_PREFIX_SPACE, PRE_BYTE_LEVEL, PRE_METASPACE } pre_kind;
+typedef enum { PRE_SPLIT, PRE_PREFIX_SPACE, PRE_BYTE_LEVEL, PRE_METASPACE, PRE_BERT } pre_kind;
 typedef struct {
   pre_kind kind;
   pcre2_code *re;       // split
@@ -132,11 +145,13 @@ typedef struct {
   bool split;           // metaspace: split on the replacement
 } pre_step;
 
-typedef enum { DEC_BYTE_LEVEL, DEC_METASPACE, DEC_REPLACE, DEC_BYTE_FALLBACK, DEC_FUSE, DEC_STRIP } dec_kind;
+typedef enum { DEC_BYTE_LEVEL, DEC_METASPACE, DEC_REPLACE, DEC_BYTE_FALLBACK, DEC_FUSE, DEC_STRIP, DEC_WORDPIECE } dec_kind;
 typedef struct {
   dec_kind kind;
-  char *a, *b;          // replace: pattern a -> content b; metaspace: replacement a; strip: content a
+  char *a, *b;          // replace: pattern a -> content b; metaspace: replacement a; strip: content a;
+                        // wordpiece: the continuing-subword prefix a
   size_t a_len, b_len;
+  bool cleanup;         // wordpiece: remove spaces before punctuation and contractions
   int prepend;          // metaspace
   int start, stop;      // strip: how many content characters to remove at each end
 } dec_step;
@@ -155,6 +170,7 @@ typedef struct {
 
 struct tokenizer {
   int kind;                   // TOK_HF or TOK_LLAMA2C
+  int model;                  // MODEL_*
   char **files;               // files read: [0] is the main one
   int n_files;
 
@@ -189,6 +205,21 @@ struct tokenizer {
   char byte_char[256][2];     // byte-level: each byte's character (UTF-8, 1 or 2 bytes)
   uint8_t byte_char_len[256];
   int16_t char_byte[512];     // byte-level: code point -> byte, or -1
+
+  // WordPiece
+  int wp_max_chars;           // a longer word is unk
+  char *unk_piece;            // the unk token's text (WordPiece), for the error when it is missing
+  // Unigram
+  double *scores;             // (n_vocab) log probabilities
+  double unk_score;           // the lowest score - 10, as HF's Unigram
+  strmap prefixes;            // every prefix of every piece -> its id, or n_vocab when not a piece
+  uint32_t max_piece;         // longest piece in bytes
+  pcre2_code *grapheme_re;    // \X, for the Precompiled normalizer's grapheme clusters
+
+  // post-processor (TemplateProcessing, BertProcessing, RobertaProcessing): ids around one text
+  bool has_template;
+  int32_t tpl_pre[8], tpl_post[8];
+  int n_tpl_pre, n_tpl_post;
 
   int32_t space_id;           // llama2.c: the id of " " (the dummy prefix)
   int32_t bos, pad;
@@ -257,6 +288,11 @@ typedef struct {
   uint64_t *heap;               // (rank << 32 | position) of candidate merges
   size_t n_heap, cap_heap;
   pcre2_match_data *md;
+  uint32_t *cps;                // code points of a text being normalized (BertNormalizer)
+  size_t n_cps, cap_cps;
+  double *best;                 // Unigram Viterbi, per byte position: best score, its start, its id
+  int32_t *best_start, *best_id;
+  size_t cap_best;
   char fail[200];               // what went wrong besides memory (a regex error); "" when none
 } enc;
 
@@ -326,6 +362,43 @@ int tok_pre_tokenize(enc *e, const char *s, size_t n, bool at_start);
 // Append s to out with each invalid UTF-8 run replaced by U+FFFD (Rust's from_utf8_lossy).
 int tok_put_lossy(strbuf *out, const char *s, size_t n);
 int tok_byte_token_value(const char *s, size_t n);
+int tok_span_push(span_list *l, size_t off, size_t len, bool at_start);
 int tok_decode_hf(const tokenizer *t, const int32_t *ids, size_t n, int skip_special, strbuf *out);
+
+// ---------------------------------------------------------------------------------------------
+// tokenizer_wordpiece.c: the WordPiece model, BertNormalizer, BertPreTokenizer
+// ---------------------------------------------------------------------------------------------
+
+int tok_load_wordpiece(loader *L, const cJSON *model, const cJSON *added);
+int tok_wordpiece_word(enc *e, const char *w, size_t n);
+// BertNormalizer: clean_text, handle_chinese_chars, strip_accents (NFD, Mn removed), lowercase.
+int tok_norm_bert(enc *e, const norm_step *st, const char *s, size_t n, strbuf *out);
+// BertPreTokenizer: split on whitespace (removed) and on each punctuation character (isolated).
+int tok_pre_bert(enc *e, span sp);
+
+// ---------------------------------------------------------------------------------------------
+// tokenizer_unigram.c: the Unigram model, the Precompiled normalizer
+// ---------------------------------------------------------------------------------------------
+
+int tok_load_unigram(loader *L, const cJSON *model, const cJSON *added);
+int tok_unigram_word(enc *e, const char *w, size_t n);
+// Parse a base64 precompiled_charsmap into st->map (NULL when empty).
+int tok_load_precompiled(loader *L, norm_step *st, const char *base64);
+void tok_charsmap_free(charsmap *m);
+int tok_norm_precompiled(enc *e, const norm_step *st, const char *s, size_t n, strbuf *out);
+
+// ---------------------------------------------------------------------------------------------
+// tokenizer_unicode.c (generated by scripts/gen-unicode-tables): Unicode data
+// ---------------------------------------------------------------------------------------------
+
+#define TOK_UC_MAX_NFD 4
+#define TOK_UC_MAX_LOWER 3
+extern const char tok_unicode_version[];
+bool tok_uc_is_control(uint32_t c);  // Cc, Cf, Co
+bool tok_uc_is_punct(uint32_t c);    // P* (ASCII symbols not included)
+bool tok_uc_is_mn(uint32_t c);       // Mn
+int tok_uc_ccc(uint32_t c);          // canonical combining class
+int tok_uc_nfd(uint32_t c, uint32_t out[TOK_UC_MAX_NFD]);      // full decomposition; its length
+int tok_uc_lower(uint32_t c, uint32_t out[TOK_UC_MAX_LOWER]);  // lowercase; its length
 
 #endif

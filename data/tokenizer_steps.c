@@ -1,13 +1,18 @@
 // tokenizer steps: the Hugging Face pipeline around the model. Normalizers (Prepend, Replace,
-// Strip, NFC), pre-tokenizers (regex Split with its behaviors, ByteLevel, Metaspace), decoders
-// (ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip): loading each from tokenizer.json and
-// applying it. The pre-tokenizer hands each piece to the model (tok_bpe_word).
+// Strip, NFC; BertNormalizer and Precompiled are applied by tokenizer_wordpiece.c and
+// tokenizer_unigram.c), pre-tokenizers (regex Split with its behaviors, ByteLevel, Metaspace,
+// BertPreTokenizer), decoders (ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip,
+// WordPiece): loading each from tokenizer.json and applying it. The pre-tokenizer hands each
+// piece to the model (BPE, WordPiece or Unigram).
 #define _GNU_SOURCE  // memmem
 #include "tokenizer_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+// Unicode White_Space, as a regex class.
+#define WHITE_SPACE_CLASS "[\\t-\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}]"
 
 // GPT-2's pre-tokenizer regex (ByteLevel with use_regex).
 const char tok_gpt2_pattern[] =
@@ -54,6 +59,18 @@ int tok_load_normalizer(loader *L, const cJSON *o) {
     s->left = tok_jbool(o, "strip_left", true), s->right = tok_jbool(o, "strip_right", true);
   } else if (!strcmp(type, "NFC")) {
     if (!norm_add(L, NORM_NFC)) return tok_oom(L);
+  } else if (!strcmp(type, "BertNormalizer")) {
+    if (!(s = norm_add(L, NORM_BERT))) return tok_oom(L);
+    s->clean_text = tok_jbool(o, "clean_text", true);
+    s->chinese_chars = tok_jbool(o, "handle_chinese_chars", true);
+    s->lowercase = tok_jbool(o, "lowercase", true);
+    s->strip_accents = tok_jbool(o, "strip_accents", s->lowercase);  // null: as lowercase, as HF
+  } else if (!strcmp(type, "Precompiled")) {
+    const char *map = tok_jstr(o, "precompiled_charsmap");
+    if (!cJSON_GetObjectItemCaseSensitive(o, "precompiled_charsmap"))
+      return pith_fail(L->err, "%s: Precompiled normalizer without a precompiled_charsmap", L->path);
+    if (!(s = norm_add(L, NORM_PRECOMPILED))) return tok_oom(L);
+    if (tok_load_precompiled(L, s, map ? map : "")) return -1;
   } else {
     return pith_fail(L->err, "%s: normalizer type '%s' is not supported", L->path, type);
   }
@@ -128,6 +145,7 @@ int tok_load_pre_tokenizer(loader *L, const cJSON *o) {
     return 0;
   }
   if (!strcmp(type, "Split")) return load_split(L, o);
+  if (!strcmp(type, "BertPreTokenizer")) return tok_pre_add(L, PRE_BERT) ? 0 : tok_oom(L);
   if (!strcmp(type, "Metaspace")) return load_metaspace(L, o);
   if (!strcmp(type, "ByteLevel")) {
     if (tok_jbool(o, "add_prefix_space", true) && !tok_pre_add(L, PRE_PREFIX_SPACE)) return tok_oom(L);
@@ -143,8 +161,8 @@ int tok_load_pre_tokenizer(loader *L, const cJSON *o) {
                          false, "Digits pre-tokenizer");
   if (!strcmp(type, "Whitespace"))
     return tok_pre_add_split(L, "\\w+|[^\\w\\s]+", false, SPLIT_REMOVED, true, "Whitespace pre-tokenizer");
-  if (!strcmp(type, "WhitespaceSplit"))
-    return tok_pre_add_split(L, "\\s", false, SPLIT_REMOVED, false, "WhitespaceSplit pre-tokenizer");
+  if (!strcmp(type, "WhitespaceSplit"))  // Rust's char::is_whitespace (PCRE2's \s also takes U+180E)
+    return tok_pre_add_split(L, WHITE_SPACE_CLASS, false, SPLIT_REMOVED, false, "WhitespaceSplit pre-tokenizer");
   return pith_fail(L->err, "%s: pre_tokenizer type '%s' is not supported", L->path, type);
 }
 
@@ -173,6 +191,12 @@ int tok_load_decoder(loader *L, const cJSON *o) {
   if (!strcmp(type, "ByteLevel")) return tok_dec_add(L, DEC_BYTE_LEVEL) ? 0 : tok_oom(L);
   if (!strcmp(type, "ByteFallback")) return tok_dec_add(L, DEC_BYTE_FALLBACK) ? 0 : tok_oom(L);
   if (!strcmp(type, "Fuse")) return tok_dec_add(L, DEC_FUSE) ? 0 : tok_oom(L);
+  if (!strcmp(type, "WordPiece")) {
+    const char *prefix = tok_jstr(o, "prefix");
+    if (!(s = tok_dec_add(L, DEC_WORDPIECE)) || !(s->a = tok_dup_str(prefix ? prefix : "##", &s->a_len))) return tok_oom(L);
+    s->cleanup = tok_jbool(o, "cleanup", true);
+    return 0;
+  }
   if (!strcmp(type, "Metaspace")) {
     const char *r = tok_jstr(o, "replacement");
     if (!(s = tok_dec_add(L, DEC_METASPACE)) || !(s->a = tok_dup_str(r ? r : "\xe2\x96\x81", &s->a_len))) return tok_oom(L);
@@ -195,7 +219,7 @@ int tok_load_decoder(loader *L, const cJSON *o) {
   return pith_fail(L->err, "%s: decoder type '%s' is not supported", L->path, type);
 }
 
-static int span_push(span_list *l, size_t off, size_t len, bool at_start) {
+int tok_span_push(span_list *l, size_t off, size_t len, bool at_start) {
   if (!len) return 0;  // HF drops empty pieces
   if (l->n == l->cap && tok_grow(&l->p, &l->cap, l->n + 1, sizeof *l->p)) return -1;
   l->p[l->n++] = (span){(uint32_t)off, (uint32_t)len, at_start};
@@ -273,6 +297,8 @@ int tok_normalize(enc *e, const char *s, size_t n, const char **out, size_t *out
       case NORM_REPLACE: rc = replace_all(e, st, s, n, dst); break;
       case NORM_STRIP: rc = strip_spaces(st, s, n, dst); break;
       case NORM_NFC: rc = strbuf_add(dst, s, n); break;  // identity: exact for text already in NFC
+      case NORM_BERT: rc = tok_norm_bert(e, st, s, n, dst); break;
+      case NORM_PRECOMPILED: rc = tok_norm_precompiled(e, st, s, n, dst); break;
     }
     if (rc) return -1;
     s = dst->p, n = dst->n, cur ^= 1;
@@ -312,7 +338,7 @@ static int emit_intervals(enc *e, span parent, int behavior, bool invert) {
     w = n;
   }
   for (size_t i = lo; i < w; i++)
-    if (span_push(&e->spans2, parent.off + v[i].start, v[i].end - v[i].start, parent.at_start && v[i].start == 0))
+    if (tok_span_push(&e->spans2, parent.off + v[i].start, v[i].end - v[i].start, parent.at_start && v[i].start == 0))
       return -1;
   return 0;
 }
@@ -353,7 +379,7 @@ static int metaspace(enc *e, const pre_step *st, span sp) {
   size_t len = (size_t)(d - d0);
   e->work.n += len;
   span whole = {(uint32_t)start, (uint32_t)len, sp.at_start};
-  if (!st->split) return span_push(&e->spans2, start, len, sp.at_start);
+  if (!st->split) return tok_span_push(&e->spans2, start, len, sp.at_start);
   e->n_iv = 0;
   size_t prev = 0;
   for (size_t i = 0; i + rl <= len; i++) {
@@ -366,20 +392,20 @@ static int metaspace(enc *e, const pre_step *st, span sp) {
 }
 
 static int prefix_space(enc *e, span sp) {
-  if (e->work.p[sp.off] == ' ') return span_push(&e->spans2, sp.off, sp.len, sp.at_start);
+  if (e->work.p[sp.off] == ' ') return tok_span_push(&e->spans2, sp.off, sp.len, sp.at_start);
   size_t start = e->work.n;
   if (strbuf_reserve(&e->work, sp.len + 1)) return -1;
   e->work.p[e->work.n++] = ' ';
   memcpy(e->work.p + e->work.n, e->work.p + sp.off, sp.len);
   e->work.n += sp.len;
-  return span_push(&e->spans2, start, sp.len + 1, sp.at_start);
+  return tok_span_push(&e->spans2, start, sp.len + 1, sp.at_start);
 }
 
 // Pre-tokenize s and BPE-encode each piece into e->out.
 int tok_pre_tokenize(enc *e, const char *s, size_t n, bool at_start) {
   const tokenizer *t = e->t;
   e->work.n = e->spans.n = 0;
-  if (strbuf_add(&e->work, s, n) || span_push(&e->spans, 0, n, at_start)) return -1;
+  if (strbuf_add(&e->work, s, n) || tok_span_push(&e->spans, 0, n, at_start)) return -1;
   for (int i = 0; i < t->n_pre; i++) {
     const pre_step *st = &t->pre[i];
     if (st->kind == PRE_BYTE_LEVEL) continue;  // the mapping happens in bpe_word
@@ -387,14 +413,20 @@ int tok_pre_tokenize(enc *e, const char *s, size_t n, bool at_start) {
     for (size_t k = 0; k < e->spans.n; k++) {
       span sp = e->spans.p[k];
       int rc = st->kind == PRE_SPLIT ? split_regex(e, st, sp)
-             : st->kind == PRE_METASPACE ? metaspace(e, st, sp) : prefix_space(e, sp);
+             : st->kind == PRE_METASPACE ? metaspace(e, st, sp)
+             : st->kind == PRE_BERT ? tok_pre_bert(e, sp) : prefix_space(e, sp);
       if (rc) return -1;
     }
     span_list tmp = e->spans;
     e->spans = e->spans2, e->spans2 = tmp;
   }
-  for (size_t k = 0; k < e->spans.n; k++)
-    if (tok_bpe_word(e, e->work.p + e->spans.p[k].off, e->spans.p[k].len)) return -1;
+  for (size_t k = 0; k < e->spans.n; k++) {
+    const char *w = e->work.p + e->spans.p[k].off;
+    size_t wn = e->spans.p[k].len;
+    int rc = t->model == MODEL_WORDPIECE ? tok_wordpiece_word(e, w, wn)
+           : t->model == MODEL_UNIGRAM ? tok_unigram_word(e, w, wn) : tok_bpe_word(e, w, wn);
+    if (rc) return -1;
+  }
   return 0;
 }
 
@@ -535,6 +567,40 @@ static int dec_strip(const dec_step *st, const tok_list *in, tok_list *out) {
   return 0;
 }
 
+// WordPiece: a token with the prefix joins the one before it (prefix removed), any other token
+// after the first gets a space; cleanup then undoes the spaces BERT's pre-tokenizer put before
+// punctuation and contractions, per token, as HF's decoder does.
+static int dec_wordpiece(const dec_step *st, const tok_list *in, tok_list *out) {
+  static const char *const from[] = {" .", " ?", " !", " ,", " ' ", " n't", " 'm", " do not", " 's", " 've", " 're"};
+  static const char *const to[] = {".", "?", "!", ",", "'", "n't", "'m", " don't", "'s", "'ve", "'re"};
+  strbuf a = {0}, b = {0};
+  int rc = 0;
+  for (size_t i = 0; !rc && i < in->n; i++) {
+    const char *s = TL_STR(in, i);
+    size_t n = TL_LEN(in, i);
+    a.n = 0;
+    if (i > 0 && n >= st->a_len && !memcmp(s, st->a, st->a_len)) rc = strbuf_add(&a, s + st->a_len, n - st->a_len);
+    else rc = (i > 0 && strbuf_add(&a, " ", 1)) || strbuf_add(&a, s, n);
+    for (size_t k = 0; !rc && st->cleanup && k < sizeof from / sizeof from[0]; k++) {
+      size_t fl = strlen(from[k]), pos = 0;
+      const char *hit;
+      if (!memmem(a.p, a.n, from[k], fl)) continue;
+      b.n = 0;
+      while (!rc && (hit = memmem(a.p + pos, a.n - pos, from[k], fl))) {
+        rc = strbuf_add(&b, a.p + pos, (size_t)(hit - a.p) - pos) || strbuf_adds(&b, to[k]);
+        pos = (size_t)(hit - a.p) + fl;
+      }
+      if (!rc) rc = strbuf_add(&b, a.p + pos, a.n - pos);
+      strbuf tmp = a;
+      a = b, b = tmp;
+    }
+    if (!rc) rc = tl_push(out, a.p ? a.p : "", a.n);
+  }
+  free(a.p);
+  free(b.p);
+  return rc;
+}
+
 static int dec_fuse(const tok_list *in, tok_list *out) {
   if (tl_push(out, "", 0)) return -1;
   out->it[0].len = in->buf.n;  // in->buf holds the tokens back to back
@@ -549,6 +615,7 @@ static int dec_apply(const tokenizer *t, const dec_step *st, const tok_list *in,
     case DEC_REPLACE: return dec_replace(st, in, out);
     case DEC_STRIP: return dec_strip(st, in, out);
     case DEC_FUSE: return dec_fuse(in, out);
+    case DEC_WORDPIECE: return dec_wordpiece(st, in, out);
   }
   return -1;
 }
