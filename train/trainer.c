@@ -1,6 +1,7 @@
 // trainer: setup, the training loop, validation and checkpoints of one run (see trainer.h).
 // Compressors (pretrain, finetune) train the LoRA, compress embeddings (and AE token) over a frozen
-// model; `pith lm` trains every weight of the base model.
+// model; `pith lm` trains every weight of the base model; `pith distill` every weight of a scorer,
+// next to a frozen target whose held-out KL to the scorer it logs (and, for kl, its loss).
 #include "trainer.h"
 
 #include <errno.h>
@@ -11,7 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "align.h"
 #include "compressor.h"
+#include "distill.h"
 #include "hf_folder.h"
 #include "ingest.h"
 #include "loader.h"
@@ -31,7 +34,8 @@ typedef struct {
   tokenizer *tok;
   task_tokens tt;         // bos, eos, pad and the QA prompt
   llama_model *model;
-  compressor *comp;       // NULL for pith lm
+  compressor *comp;       // NULL for pith lm and pith distill
+  llama_model *target;    // pith distill: the frozen target; NULL otherwise
   loader *train;
   pt_tensor **params;     // (n_params) the trainable tensors
   char **names;           // (n_params) their checkpoint names
@@ -45,7 +49,8 @@ typedef struct {
 
 static train_batch_kind batch_kind(const trainer *t) {
   if (t->a->task == TRAIN_FINETUNE) return TRAIN_BATCH_QA;
-  return t->a->task == TRAIN_LM && t->data_kind == CORPUS_QA ? TRAIN_BATCH_LM_QA : TRAIN_BATCH_REGEN;
+  int lm = t->a->task == TRAIN_LM || t->a->task == TRAIN_DISTILL;
+  return lm && t->data_kind == CORPUS_QA ? TRAIN_BATCH_LM_QA : TRAIN_BATCH_REGEN;
 }
 
 static loader *open_loader(const trainer *t, int split, const loader_cursor *resume, pith_err *err) {
@@ -83,6 +88,8 @@ static pt_tensor *batch_loss(const trainer *t, const loader_batch *lb, int with_
   pt_tensor *weights;
   if (train_batch_tensors(batch_kind(t), &t->tt, lb, t->a->answer_loss_weight, t->model->device, b, &weights, err))
     return NULL;
+  if (t->a->task == TRAIN_DISTILL && t->a->distill == DISTILL_KL)
+    return distill_kl_loss(t->target, t->model, b, t->a->temperature, err);
   return with_prefix ? comp_loss(t->comp, b, dropout_gen, err) : lm_loss(t->model, b, weights, err);
 }
 
@@ -240,6 +247,7 @@ static int setup(trainer *t, int resume, pith_err *err) {
   if (a->threads > 0) pt_set_num_threads(a->threads);
   pt_dtype dtype = a->bf16 && a->device != PT_CPU ? PT_BF16 : PT_F32;
   // pith lm's parameters are the model's own weights, which would then be bf16 with no f32 copy.
+  int trains_lm = a->task == TRAIN_LM || a->task == TRAIN_DISTILL;
   if (a->task == TRAIN_LM && a->bf16)
     return pith_fail(err, "bf16: pith lm trains every weight of the model and keeps them in f32; bf16 is for "
                           "pretrain and finetune (a frozen bf16 model under f32 LoRA and compress weights)");
@@ -253,14 +261,18 @@ static int setup(trainer *t, int resume, pith_err *err) {
   int warned = ingest_warn_other_tokenizer(a->train_file, corpus_get_info(data), t->tok, tok_path, stderr, err);
   corpus_close(data);
   if (warned < 0) return -1;
-  if (a->task != TRAIN_LM && t->data_kind != (a->task == TRAIN_PRETRAIN ? CORPUS_DOCUMENTS : CORPUS_QA))
+  if (!trains_lm && t->data_kind != (a->task == TRAIN_PRETRAIN ? CORPUS_DOCUMENTS : CORPUS_QA))
     return pith_fail(err, "%s: a %s corpus; %s needs %s", a->train_file, corpus_kind_name(t->data_kind),
                      a->task == TRAIN_PRETRAIN ? "pretrain" : "finetune",
                      a->task == TRAIN_PRETRAIN ? "documents" : "qa");
   pt_adamw_config oc = {a->learning_rate, a->adam_beta1, a->adam_beta2, a->adam_epsilon, a->weight_decay};
   t->dropout_gen = pt_gen_new(a->seed + 7, a->device);  // where the dropout masks are drawn
-  if (a->task == TRAIN_LM) {
-    if (setup_lm(t, dtype, err) || check_vocab(t, data_vocab, err)) return -1;
+  if (trains_lm) {
+    // The trained weights stay f32 (lm refuses bf16); distill's frozen target may be bf16 (CUDA).
+    if (setup_lm(t, PT_F32, err) || check_vocab(t, data_vocab, err)) return -1;
+    if (a->task == TRAIN_DISTILL &&
+        !(t->target = hf_model_load(a->target_model_name_or_path, dtype, a->device, err)))
+      return -1;
   } else if (setup_compressor(t, dtype, data_vocab, err)) {
     return -1;
   }
@@ -340,12 +352,29 @@ static int micro_batches(trainer *t, double *loss, double *tokens, double *flops
   return 0;
 }
 
-// After the last step: validation, and for the LM the model folder.
+// pith distill: KL(target || scorer) and the rank correlation of their surprisals on the first
+// align_docs texts of align_file's val split (align.h), printed and logged as val_kl, val_spearman.
+static int log_alignment(trainer *t, int64_t step, pith_err *err) {
+  if (t->a->task != TRAIN_DISTILL || t->a->align_docs <= 0) return 0;
+  align_result r;
+  if (align_measure(t->target, t->model, t->tt.bos, t->a->align_file, CORPUS_SPLIT_VAL, t->a->align_docs,
+                    t->a->cutoff_len + 1, &r, err))
+    return -1;
+  printf("step %lld: held-out KL(target||scorer) %.4f nats/token, Spearman %.4f (%lld tokens of %s)\n", (long long)step,
+         r.kl, r.spearman, (long long)r.n_tokens, t->a->align_file);
+  fprintf(t->metrics, "{\"step\": %lld, \"val_kl\": %.6f, \"val_spearman\": %.6f}\n", (long long)step, r.kl,
+          r.spearman);
+  fflush(t->metrics);
+  return 0;
+}
+
+// After the last step: validation, and for the LM (and scorer) the model folder.
 static int finish(trainer *t, int64_t step, pith_err *err) {
   if (!t->comp) {
     double v = evaluate(t, 0, err);
     printf("validation loss: %.4f\n", v);
     fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)step, v);
+    if (log_alignment(t, step, err)) return -1;
     char dir[2304];  // RUN/model: every other command can take it as model_name_or_path
     snprintf(dir, sizeof dir, "%s/model", t->run_dir);
     if (hf_model_save_with_tokenizer(t->model, t->tok, dir, err)) return -1;
@@ -409,6 +438,7 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
       if (t->tty) printf("\n");
       printf("step %lld: val loss %.4f\n", (long long)done, v);
       fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)done, v);
+      if (log_alignment(t, done, err)) return -1;
     }
     if (save_every > 0 && done % save_every == 0 && done != total && save_checkpoint(t, done, loss, err)) return -1;
     if (logged || paused) win_t0 = pith_now_s(), tokens = flops = 0, win_steps = 0;
@@ -444,6 +474,7 @@ static int run(trainer *t, int resume, const char *cmd, pith_err *err) {
   else
     printf("%s: %lld parameters in %d tensors, run folder %s\n", cmd, (long long)llama_param_count(t->model),
            t->n_params, t->run_dir);
+  if (start == 0 && log_alignment(t, 0, err)) return -1;  // the unaligned scorer
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   return train_loop(t, start, err);
@@ -459,6 +490,7 @@ int trainer_run(const train_args *a, const run_config *cfg, const char *run_dir,
   pt_gen_free(t.dropout_gen);
   comp_free(t.comp);
   llama_free(t.model);
+  llama_free(t.target);
   tokenizer_free(t.tok);
   task_tokens_free(&t.tt);
   for (int i = 0; i < t.n_params; i++) free(t.names[i]);
