@@ -60,7 +60,7 @@ int align_cmd(int argc, char **argv) {
       {"--threads", CLI_INT, &threads, .metavar = "N", .min = 1, .max = 1024, .help = "CPU threads (default: libtorch's)"},
       {"--out", CLI_STR, &out, .metavar = "FILE.json", .help = "also write the JSON object here"},
   };
-  const cli_spec spec = {"pith eval", .synopsis = "--task align --scorer DIR --target DIR --data FILE.h5 [options]",
+  const cli_spec spec = {"pith eval --task align", .synopsis = "--scorer DIR --target DIR --data FILE.h5 [options]",
                          .about = ALIGN_ABOUT, CLI_OPTS(opts)};
   int code;
   if (cli_command(&spec, argc, argv, &code)) return code;

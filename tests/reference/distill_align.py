@@ -9,7 +9,9 @@ tokenizer is the scorer.
   one piece (same paths' layout, so compared by vocabulary), a target that is a BERT, a target with
   no weights, method classifier;
 - the align metrics match a PyTorch computation (transformers' models, NumPy's ranks) of the mean
-  per-token KL(target||scorer) and the Spearman correlation of surprisal on the same texts, to 1e-4.
+  per-token KL(target||scorer) and the Spearman correlation of surprisal on the same texts, to 1e-4,
+  for three scorers: the random one, the kl-distilled one, and the target plus weight noise (a KL
+  near 0 and a correlation near 1).
 
 Run by ctest with PITH_BIN and PITH_ASSETS.
 """
@@ -178,6 +180,18 @@ def main():
         print("sft: generations with provenance, reused through generated_file")
         check_refusals(common, scorer, target, tmp)
         check_align_parity(target, scorer, corpus, tmp)
+        # A scorer close to the target (its weights plus noise): small KL, high rank correlation.
+        torch = harness.require("torch")
+        near = os.path.join(tmp, "near")
+        m = harness.load_causal_lm(target)
+        torch.manual_seed(1)
+        with torch.no_grad():
+            for w in m.parameters():
+                w.add_(0.05 * w.std() * torch.randn_like(w))
+        m.save_pretrained(near)
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(os.path.join(target, name), near)
+        check_align_parity(target, near, corpus, tmp)
 
 
 if __name__ == "__main__":
