@@ -3,8 +3,8 @@
 tokenizer is the scorer.
 
 - kl and sft run a few steps; an interrupted-and-resumed run logs exactly the losses (and the final
-  held-out KL) of an uninterrupted one (CPU, bit-exact); kl lowers the held-out KL; sft writes its
-  generations as a corpus with provenance, and a second run reuses them;
+  held-out KL) of an uninterrupted one (CPU, bit-exact), also when SIGINT stopped it; kl lowers the
+  held-out KL; sft writes its generations as a corpus with provenance, and a second run reuses them;
 - bad inputs fail with one line naming the file, and leave no run folder: tokenizers that differ in
   one piece (same paths' layout, so compared by vocabulary), a target that is a BERT, a target with
   no weights, method classifier;
@@ -65,6 +65,35 @@ def check_resume(method, common, tmp):
         harness.check(os.path.isfile(os.path.join(full, "model", name)), f"{method}: RUN/model/{name} missing")
     print(f"{method}: 8 losses identical to the bit after resume; held-out KL {ka[0]:.4f} -> {ka[8]:.4f}")
     return full, p
+
+
+def check_sigint(common, tmp):
+    """SIGINT in the middle of a kl run saves a checkpoint at the step it reached (exit 130); the
+    run resumed to two more steps logs the losses of an uninterrupted run of as many steps."""
+    import re
+    import signal
+    import subprocess
+    import time
+    stopped, whole = os.path.join(tmp, "sigint"), os.path.join(tmp, "sigint_whole")
+    args = [harness.pith_bin(), "distill", *common, "method=kl", "max_steps=100000", f"output_dir={stopped}"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while time.time() - t0 < 120:
+        time.sleep(0.2)
+        path = os.path.join(stopped, "metrics.jsonl")
+        if os.path.isfile(path) and len(losses(stopped)) >= 3:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    m = re.search(r"signal 2: saving a checkpoint at step (\d+)", out)
+    harness.check(proc.returncode == 130 and m, f"SIGINT: exit {proc.returncode}, stdout tail {out[-300:]!r} {err!r}")
+    n = int(m.group(1)) + 2
+    run("distill", *common, "method=kl", f"max_steps={n}", f"output_dir={stopped}", "--resume")
+    run("distill", *common, "method=kl", f"max_steps={n}", f"output_dir={whole}")
+    a, b = losses(whole), losses(stopped)
+    harness.check(sorted(a) == list(range(1, n + 1)) and all(a[s] == b.get(s) for s in a),
+                  f"SIGINT at step {n - 2} then --resume: losses differ from an uninterrupted run")
+    print(f"SIGINT at step {n - 2}: checkpoint saved, exit 130; resumed to {n}, losses identical to the bit")
 
 
 def check_align_parity(target, scorer, corpus, tmp):
@@ -178,6 +207,7 @@ def main():
         harness.check("reusing the target's generations" in p.stdout and not os.path.exists(
             os.path.join(again, "generated.h5")), "generated_file was not reused")
         print("sft: generations with provenance, reused through generated_file")
+        check_sigint(common, tmp)
         check_refusals(common, scorer, target, tmp)
         check_align_parity(target, scorer, corpus, tmp)
         # A scorer close to the target (its weights plus noise): small KL, high rank correlation.
