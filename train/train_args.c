@@ -79,7 +79,6 @@ static const rc_key DISTILL_KEYS[] = {
     {"run_name", RC_STRING, "distill", "name of the run"},
     {"cutoff_len", RC_INT, "256", "tokens per training row (documents; QA: context tokens)"},
     {"max_target_len", RC_INT, "64", "QA corpora: question prompt + answer + eos tokens"},
-    {"answer_loss_weight", RC_FLOAT, "1", "QA corpora, sft: weight of the answer tokens in the loss"},
     {"temperature", RC_FLOAT, "1", "kl: both distributions at this temperature; the loss is scaled by its square"},
     {"generated_file", RC_STRING, "",
      "sft: the target's generations (HDF5); an existing file is reused, else it is generated there ('': "
@@ -107,7 +106,7 @@ int train_args_schema(train_task task, rc_key *out) {
 
 static int distill_args_read(train_args *a, const run_config *c, pith_err *err) {
   a->model_config = "";
-  a->answer_loss_weight = run_config_float(c, "answer_loss_weight");
+  a->answer_loss_weight = 1;  // kl weighs every token alike; sft's generations are documents
   const char *method = run_config_str(c, "method");
   if (!strcmp(method, "sft")) a->distill = DISTILL_SFT;
   else if (!strcmp(method, "kl")) a->distill = DISTILL_KL;

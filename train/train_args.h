@@ -58,7 +58,7 @@ typedef struct {
   const char *init_from;
   // lm only.
   const char *model_config;
-  double answer_loss_weight;           // distill too
+  double answer_loss_weight;           // 1 for distill
   // distill only (model_name_or_path is the scorer; train_file the text corpus).
   distill_method distill;              // key "method"
   const char *target_model_name_or_path;
