@@ -91,10 +91,11 @@ static int acc_grow(align_acc *a, int64_t more) {
 }
 
 // One text: ids (n) with bos first; n - 1 tokens predicted.
-static int measure_text(const llama_model *target, const llama_model *scorer, const int32_t *ids, int n,
-                        align_acc *acc, pith_err *err) {
+static int measure_text(const llama_model *target, const llama_model *scorer, const int32_t *ids, int n, align_acc *acc,
+                        pith_err *err) {
   int64_t *wide = malloc(sizeof *wide * (size_t)n);
-  float *kl = malloc(sizeof *kl * (size_t)n), *st = malloc(sizeof *st * (size_t)n), *ss = malloc(sizeof *ss * (size_t)n);
+  float *kl = malloc(sizeof *kl * (size_t)n), *st = malloc(sizeof *st * (size_t)n),
+        *ss = malloc(sizeof *ss * (size_t)n);
   int rc = -1;
   if (!wide || !kl || !st || !ss || acc_grow(acc, n - 1)) {
     pith_fail(err, "align: out of memory");
@@ -111,8 +112,10 @@ static int measure_text(const llama_model *target, const llama_model *scorer, co
     goto done;
   }
   int64_t V = pt_size(ot.logits, -1) < pt_size(os.logits, -1) ? pt_size(ot.logits, -1) : pt_size(os.logits, -1);
-  pt_tensor *zt = pt_reshape(pt_slice(pt_slice(pt_to_dtype(ot.logits, PT_F32), 1, 0, n - 1), 2, 0, V), PT_SHAPE(n - 1, V));
-  pt_tensor *zs = pt_reshape(pt_slice(pt_slice(pt_to_dtype(os.logits, PT_F32), 1, 0, n - 1), 2, 0, V), PT_SHAPE(n - 1, V));
+  pt_tensor *zt =
+      pt_reshape(pt_slice(pt_slice(pt_to_dtype(ot.logits, PT_F32), 1, 0, n - 1), 2, 0, V), PT_SHAPE(n - 1, V));
+  pt_tensor *zs =
+      pt_reshape(pt_slice(pt_slice(pt_to_dtype(os.logits, PT_F32), 1, 0, n - 1), 2, 0, V), PT_SHAPE(n - 1, V));
   pt_tensor *k = align_kl_per_token(zt, zs, 1.0);
   pt_tensor *nt = pt_neg(pt_reshape(pt_gather(pt_log_softmax(zt, -1), 1, next), PT_SHAPE(n - 1)));
   pt_tensor *ns = pt_neg(pt_reshape(pt_gather(pt_log_softmax(zs, -1), 1, next), PT_SHAPE(n - 1)));
@@ -135,8 +138,8 @@ done:
   return rc;
 }
 
-int align_measure(const llama_model *target, const llama_model *scorer, int32_t bos, const char *corpus_path,
-                  int split, int64_t limit, int max_len, align_result *r, pith_err *err) {
+int align_measure(const llama_model *target, const llama_model *scorer, int32_t bos, const char *corpus_path, int split,
+                  int64_t limit, int max_len, align_result *r, pith_err *err) {
   memset(r, 0, sizeof *r);
   if (max_len < 2) return pith_fail(err, "align: max_len %d must be >= 2", max_len);
   corpus *c = corpus_open(corpus_path, err);
@@ -196,7 +199,8 @@ int align_check_causal_lm(const char *dir, const char *role, pith_err *err) {
   char path[2048];
   if (!pith_is_dir(dir)) return pith_fail(err, "%s %s: no such model folder", role, dir);
   snprintf(path, sizeof path, "%s/config.json", dir);
-  if (!pith_is_file(path)) return pith_fail(err, "%s: missing (the %s must be a Hugging Face model folder)", path, role);
+  if (!pith_is_file(path))
+    return pith_fail(err, "%s: missing (the %s must be a Hugging Face model folder)", path, role);
   char *text = pith_read_file(path, NULL, err);
   if (!text) return -1;
   cJSON *root = cJSON_Parse(text);
@@ -258,7 +262,8 @@ int align_check_same_vocab(const char *target_dir, const char *scorer_dir, pith_
   tokenizer_free(tt);
   tokenizer_free(ts);
   if (*why)
-    return pith_fail(err, "the target %s and the scorer %s have different tokenizers (%s); distillation needs one vocabulary",
-                     target_dir, scorer_dir, why);
+    return pith_fail(
+        err, "the target %s and the scorer %s have different tokenizers (%s); distillation needs one vocabulary",
+        target_dir, scorer_dir, why);
   return 0;
 }

@@ -39,15 +39,16 @@ static void usage(FILE *out) {
 
 // The run: config → checks → run folder with config.yaml → (sft: generations) → trainer. 0, 1 (a
 // signal stopped it) or -1. *made: the run folder did not exist before.
-static int run(run_config *cfg, int resume, const char *cmd, int *made, char *run_dir, size_t run_len,
-               pith_err *err) {
+static int run(run_config *cfg, int resume, const char *cmd, int *made, char *run_dir, size_t run_len, pith_err *err) {
   rc_key schema[TRAIN_ARGS_MAX_KEYS];
   train_args a;
   if (run_config_resolve(cfg, schema, train_args_schema(TRAIN_DISTILL, schema), err) ||
       train_args_read(&a, TRAIN_DISTILL, cfg, err) || distill_preflight(&a, err))
     return -1;
-  if (*a.output_dir) snprintf(run_dir, run_len, "%s", a.output_dir);
-  else snprintf(run_dir, run_len, "runs/%s", a.run_name);
+  if (*a.output_dir)
+    snprintf(run_dir, run_len, "%s", a.output_dir);
+  else
+    snprintf(run_dir, run_len, "runs/%s", a.run_name);
   if (resume && !pith_is_dir(run_dir)) return pith_fail(err, "--resume: %s: no such run folder", run_dir);
   *made = !pith_is_dir(run_dir);
   char path[2304], generated[2304];
@@ -55,10 +56,14 @@ static int run(run_config *cfg, int resume, const char *cmd, int *made, char *ru
   snprintf(path, sizeof path, "%s/config.yaml", run_dir);
   if (run_config_save(cfg, path, err)) return -1;
   if (a.distill == DISTILL_SFT) {
-    if (*a.generated_file) snprintf(generated, sizeof generated, "%s", a.generated_file);
-    else snprintf(generated, sizeof generated, "%s/generated.h5", run_dir);
-    if (pith_is_file(generated)) printf("reusing the target's generations in %s\n", generated);
-    else if (distill_generate(&a, generated, err)) return -1;
+    if (*a.generated_file)
+      snprintf(generated, sizeof generated, "%s", a.generated_file);
+    else
+      snprintf(generated, sizeof generated, "%s/generated.h5", run_dir);
+    if (pith_is_file(generated))
+      printf("reusing the target's generations in %s\n", generated);
+    else if (distill_generate(&a, generated, err))
+      return -1;
     a.train_file = generated;  // the scorer trains on them; held-out KL stays on align_file
   }
   return trainer_run(&a, cfg, run_dir, resume, cmd, err);

@@ -35,7 +35,8 @@ int distill_preflight(const train_args *a, pith_err *err) {
       check_corpus(a->train_file, "train_file", err))
     return -1;
   if (a->distill == DISTILL_SFT) {
-    if (*a->generated_file && pith_is_file(a->generated_file)) return check_corpus(a->generated_file, "generated_file", err);
+    if (*a->generated_file && pith_is_file(a->generated_file))
+      return check_corpus(a->generated_file, "generated_file", err);
     if (a->generation_num_prompts < 1 || a->generation_prompt_len < 1 || a->generation_max_new_tokens < 1)
       return pith_fail(err, "generation_num_prompts, generation_prompt_len and generation_max_new_tokens must be >= 1");
     if (a->generation_temperature < 0 || !(a->generation_top_p > 0 && a->generation_top_p <= 1))
@@ -72,8 +73,10 @@ static int generate_one(gen_state *g, const train_args *a, int64_t i, int index,
   g->buf[0] = g->tt.bos;
   memcpy(g->buf + 1, f->tokens, sizeof *g->buf * (size_t)n);
   const int32_t *eos;
-  gen_config gc = {.max_new_tokens = a->generation_max_new_tokens, .temperature = a->generation_temperature,
-                   .top_p = a->generation_top_p, .seed = a->seed + (uint64_t)index};
+  gen_config gc = {.max_new_tokens = a->generation_max_new_tokens,
+                   .temperature = a->generation_temperature,
+                   .top_p = a->generation_top_p,
+                   .seed = a->seed + (uint64_t)index};
   gc.n_eos = tokenizer_eos_ids(g->tok, &eos);
   gc.eos_ids = eos;
   int32_t *out = NULL;
@@ -120,10 +123,13 @@ static int run_generation(gen_state *g, const train_args *a, const char *out_pat
            "pith distill (method: sft) generations: target=%s target_weights_sha256=%s prompts=%s "
            "generation_num_prompts=%d generation_prompt_len=%d generation_max_new_tokens=%d "
            "generation_temperature=%g generation_top_p=%g seed=%llu",
-           dir, wsha, a->train_file, a->generation_num_prompts, a->generation_prompt_len,
-           a->generation_max_new_tokens, a->generation_temperature, a->generation_top_p, (unsigned long long)a->seed);
-  corpus_writer_config wc = {.kind = CORPUS_DOCUMENTS, .tokenizer_sha256 = toksha,
-                             .vocab_size = tokenizer_vocab_size(g->tok), .command = command, .val_fraction = 0.05};
+           dir, wsha, a->train_file, a->generation_num_prompts, a->generation_prompt_len, a->generation_max_new_tokens,
+           a->generation_temperature, a->generation_top_p, (unsigned long long)a->seed);
+  corpus_writer_config wc = {.kind = CORPUS_DOCUMENTS,
+                             .tokenizer_sha256 = toksha,
+                             .vocab_size = tokenizer_vocab_size(g->tok),
+                             .command = command,
+                             .val_fraction = 0.05};
   g->w = corpus_writer_create(out_path, &wc, err);
   if (!g->w || corpus_writer_add_source(g->w, a->train_file, NULL, err) ||
       corpus_writer_add_source(g->w, wpath, wsha, err))
@@ -145,7 +151,8 @@ static int run_generation(gen_state *g, const train_args *a, const char *out_pat
   }
   pt_set_grad_enabled(was);
   if (rc) return -1;
-  if (done == 0) return pith_fail(err, "%s: no train-split record with tokens to prompt the target with", a->train_file);
+  if (done == 0)
+    return pith_fail(err, "%s: no train-split record with tokens to prompt the target with", a->train_file);
   corpus_writer *w = g->w;
   g->w = NULL;
   if (corpus_writer_close(w, err)) return -1;

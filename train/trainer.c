@@ -246,8 +246,8 @@ static int setup(trainer *t, int resume, pith_err *err) {
   if (!*tok_path) return pith_fail(err, "tokenizer: not set (and no model_name_or_path to take it from)");
   if (a->threads > 0) pt_set_num_threads(a->threads);
   pt_dtype dtype = a->bf16 && a->device != PT_CPU ? PT_BF16 : PT_F32;
-  // pith lm's parameters are the model's own weights, which would then be bf16 with no f32 copy.
   int trains_lm = a->task == TRAIN_LM || a->task == TRAIN_DISTILL;
+  // pith lm's parameters are the model's own weights, which would then be bf16 with no f32 copy.
   if (a->task == TRAIN_LM && a->bf16)
     return pith_fail(err, "bf16: pith lm trains every weight of the model and keeps them in f32; bf16 is for "
                           "pretrain and finetune (a frozen bf16 model under f32 LoRA and compress weights)");
@@ -318,11 +318,16 @@ static void log_line(trainer *t, int64_t step, int64_t total, double loss, doubl
   fflush(stdout);
 }
 
-// Model FLOPs of a training batch of B rows: the LM reads its rows; a compressor's encoder reads
+// Model FLOPs of a training batch of B rows: the LM (or scorer) reads its rows; a compressor's encoder reads
 // the text and k compress tokens, and its decoder attends to k prefix K/V (500x) or reads k memory
 // states and the AE token, if any, as inputs (ICAE).
 static double batch_flops(const trainer *t, int B, double enc, double dec) {
-  if (!t->comp) return (double)B * train_row_flops(&t->model->cfg, 1, 0, dec, 0);
+  if (!t->comp) {
+    double f = (double)B * train_row_flops(&t->model->cfg, 1, 0, dec, 0);
+    // distill kl: the target's forward pass too (a frozen row's FLOPs are forward + input gradients: 2x)
+    if (t->target && t->a->distill == DISTILL_KL) f += (double)B * train_row_flops(&t->target->cfg, 0, 0, dec, 0) / 2;
+    return f;
+  }
   const comp_config *cc = &t->comp->cfg;
   double k = cc->k, icae_in = cc->method == COMP_ICAE ? k + (cc->ae_token ? 1 : 0) : 0;
   return (double)B * train_row_flops(&t->model->cfg, 0, enc + k, dec + icae_in, icae_in ? 0 : k);
