@@ -91,8 +91,8 @@ static int acc_grow(align_acc *a, int64_t more) {
 }
 
 // One text: ids (n) with bos first; n - 1 tokens predicted.
-static int measure_text(const llama_model *target, const llama_model *scorer, const int32_t *ids, int n, align_acc *acc,
-                        pith_err *err) {
+static int measure_text(const llama_model *target, const llama_model *scorer, const lora_adapter *lora,
+                        const int32_t *ids, int n, align_acc *acc, pith_err *err) {
   int64_t *wide = malloc(sizeof *wide * (size_t)n);
   float *kl = malloc(sizeof *kl * (size_t)n), *st = malloc(sizeof *st * (size_t)n),
         *ss = malloc(sizeof *ss * (size_t)n);
@@ -105,9 +105,9 @@ static int measure_text(const llama_model *target, const llama_model *scorer, co
   pt_scope s = pt_scope_begin();
   pt_tensor *x = pt_to_device(pt_from_data(wide, PT_I64, PT_SHAPE(1, n), PT_CPU), target->device);
   pt_tensor *next = pt_reshape(pt_slice(x, 1, 1, n), PT_SHAPE(n - 1, 1));
-  llama_inputs in = {.ids = x};
+  llama_inputs in = {.ids = x}, ins = {.ids = x, .lora = lora};
   llama_outputs ot, os;
-  if (llama_forward(target, &in, &ot, err) || llama_forward(scorer, &in, &os, err)) {
+  if (llama_forward(target, &in, &ot, err) || llama_forward(scorer, &ins, &os, err)) {
     pt_scope_end(s);
     goto done;
   }
@@ -138,8 +138,8 @@ done:
   return rc;
 }
 
-int align_measure(const llama_model *target, const llama_model *scorer, int32_t bos, const char *corpus_path, int split,
-                  int64_t limit, int max_len, align_result *r, pith_err *err) {
+int align_measure(const llama_model *target, const llama_model *scorer, const lora_adapter *scorer_lora, int32_t bos,
+                  const char *corpus_path, int split, int64_t limit, int max_len, align_result *r, pith_err *err) {
   memset(r, 0, sizeof *r);
   if (max_len < 2) return pith_fail(err, "align: max_len %d must be >= 2", max_len);
   corpus *c = corpus_open(corpus_path, err);
@@ -170,7 +170,7 @@ int align_measure(const llama_model *target, const llama_model *scorer, int32_t 
       rc = -1;
       break;
     }
-    rc = measure_text(target, scorer, ids, (int)len + 1, &acc, err);
+    rc = measure_text(target, scorer, scorer_lora, ids, (int)len + 1, &acc, err);
     if (!rc) r->n_texts++;
   }
   pt_set_grad_enabled(was);

@@ -16,6 +16,7 @@
 
 #include "base.h"
 #include "llama.h"
+#include "lora.h"
 
 typedef struct {
   int64_t n_texts, n_tokens;  // texts read, tokens predicted
@@ -33,8 +34,9 @@ pt_tensor *align_kl_per_token(const pt_tensor *target_logits, const pt_tensor *s
 // every split), in corpus order: documents read their text, QA corpora their context, each cut to
 // max_len - 1 tokens after bos. Runs with gradients off on the models' device. n_texts 0 (no text of
 // two tokens or more) is an error naming the file.
-int align_measure(const llama_model *target, const llama_model *scorer, int32_t bos, const char *corpus_path, int split,
-                  int64_t limit, int max_len, align_result *r, pith_err *err);
+// scorer_lora: the scorer's adapter, or NULL.
+int align_measure(const llama_model *target, const llama_model *scorer, const lora_adapter *scorer_lora, int32_t bos,
+                  const char *corpus_path, int split, int64_t limit, int max_len, align_result *r, pith_err *err);
 
 // Spearman's rho of x and y (n each) with average ranks for ties; NAN when n < 2 or either is constant.
 double align_spearman(const double *x, const double *y, int64_t n);

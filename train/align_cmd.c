@@ -86,7 +86,7 @@ int align_cmd(int argc, char **argv) {
   if (!rc) {
     int ctx = target->cfg.max_seq_len < scorer->cfg.max_seq_len ? target->cfg.max_seq_len : scorer->cfg.max_seq_len;
     if (ctx > 1 && max_len > ctx) max_len = ctx;
-    rc = align_measure(target, scorer, bos, data, sp, limit, max_len, &r, &err);
+    rc = align_measure(target, scorer, NULL, bos, data, sp, limit, max_len, &r, &err);
   }
   llama_free(target);
   llama_free(scorer);

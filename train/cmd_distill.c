@@ -18,7 +18,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: pith distill --config FILE.yaml [key=value ...] [--resume]\n\n"
           "Aligns a small scorer LM (model_name_or_path) to a target LLM (target_model_name_or_path), both\n"
-          "LLaMA-family Hugging Face folders with one tokenizer, training every weight of the scorer:\n"
+          "LLaMA-family Hugging Face folders with one tokenizer:\n"
           "  sft         LLMLingua's distribution alignment: the target continues prompts drawn from\n"
           "              train_file; its generations are written as a corpus (generated_file, with the\n"
           "              target's fingerprint, decoding settings and seed; an existing one is reused)\n"
@@ -27,6 +27,8 @@ static void usage(FILE *out) {
           "              next-token distributions at `temperature` (times its square), the target's\n"
           "              logits computed online with gradients off.\n"
           "  classifier  LLMLingua-2's keep/drop token classifier: not built yet.\n"
+          "finetuning_type: full (every weight) or lora (adapters on the frozen scorer, merged into its\n"
+          "weights when RUN/model is written).\n"
           "Held-out KL(target || scorer) and the Spearman correlation of their per-token surprisal\n"
           "(align_docs texts of train_file's val split) are logged before training, at every eval_steps and\n"
           "at the end (val_kl, val_spearman in metrics.jsonl). The run folder holds config.yaml,\n"

@@ -175,17 +175,35 @@ int distill_generate(const train_args *a, const char *out_path, pith_err *err) {
   return rc;
 }
 
-pt_tensor *distill_kl_loss(const llama_model *target, const llama_model *scorer, const comp_batch *b, double T,
-                           pith_err *err) {
+pt_tensor *distill_kl_loss(const llama_model *target, const llama_model *scorer, const lora_adapter *scorer_lora,
+                           pt_gen *g, const comp_batch *b, double T, pith_err *err) {
   llama_inputs in = {.ids = b->dec_ids, .mask = b->dec_mask};
+  llama_inputs ins = {.ids = b->dec_ids, .mask = b->dec_mask, .lora = scorer_lora, .dropout_gen = g};
   llama_outputs ot, os;
   int was = pt_set_grad_enabled(0);  // the teacher: no graph kept
   int bad = llama_forward(target, &in, &ot, err);
   pt_set_grad_enabled(was);
-  if (bad || llama_forward(scorer, &in, &os, err)) return NULL;
+  if (bad || llama_forward(scorer, &ins, &os, err)) return NULL;
   pt_tensor *kl = align_kl_per_token(ot.logits, os.logits, T);  // (B, M)
   pt_tensor *valid = pt_add_scalar(pt_neg(pt_to_dtype(pt_eq_scalar(b->dec_targets, TASK_NO_TARGET), PT_F32)), 1.0);
   pt_tensor *loss = pt_mul_scalar(pt_div(pt_sum(pt_mul(kl, valid)), pt_sum(valid)), T * T);
   if (!loss) pt_fail(err, "kl loss");
   return loss;
+}
+
+int distill_lora_merge(llama_model *m, const lora_adapter *l, pith_err *err) {
+  int was = pt_set_grad_enabled(0);
+  for (int i = 0; i < l->n_layers && pt_ok(); i++) {
+    llama_layer *L = &m->layers[i];
+    pt_tensor *w[LLAMA_N_PROJ] = {L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down};
+    for (int p = 0; p < LLAMA_N_PROJ; p++) {
+      if (!l->a[i][p]) continue;
+      pt_scope s = pt_scope_begin();
+      pt_tensor *delta = pt_to_dtype(pt_mul_scalar(pt_matmul(l->b[i][p], l->a[i][p]), l->scaling), m->dtype);
+      pt_copy_(w[p], pt_add(w[p], delta));
+      pt_scope_end(s);
+    }
+  }
+  pt_set_grad_enabled(was);
+  return pt_ok() ? 0 : pt_fail(err, "lora merge");
 }

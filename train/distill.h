@@ -7,6 +7,7 @@
 
 #include "compressor.h"
 #include "llama.h"
+#include "lora.h"
 #include "train_args.h"
 
 // Everything that can be checked before the run folder exists: the method is built, the target
@@ -26,7 +27,12 @@ int distill_generate(const train_args *a, const char *out_path, pith_err *err);
 // kl: mean over the batch's targets (dec_targets != TASK_NO_TARGET) of KL(target || scorer) of
 // the next-token distributions at temperature T, times T^2 (Hinton et al.: gradients of the same
 // size at any T). The target runs with gradients off. A scalar f32 in the current scope.
-pt_tensor *distill_kl_loss(const llama_model *target, const llama_model *scorer, const comp_batch *b, double T,
-                           pith_err *err);
+// scorer_lora: its adapter (finetuning_type lora) or NULL; g: LoRA dropout's generator or NULL.
+pt_tensor *distill_kl_loss(const llama_model *target, const llama_model *scorer, const lora_adapter *scorer_lora,
+                           pt_gen *g, const comp_batch *b, double T, pith_err *err);
+
+// finetuning_type lora: W += (alpha / rank) B A for every adapted projection of the scorer (gradients
+// off), so that RUN/model is a plain model folder any reader takes.
+int distill_lora_merge(llama_model *m, const lora_adapter *l, pith_err *err);
 
 #endif

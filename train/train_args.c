@@ -72,6 +72,12 @@ static const rc_key DISTILL_KEYS[] = {
      "sft (fine-tune on the target's generations) | kl (token-level KL(target||scorer)) | classifier (not built "
      "yet)"},
     {"model_name_or_path", RC_STRING, NULL, "the scorer: a Hugging Face LLaMA-family folder (every weight trains)"},
+    {"finetuning_type", RC_STRING, "full",
+     "full (every weight of the scorer) | lora (adapters, merged into RUN/model at the end)"},
+    {"lora_rank", RC_INT, "8", "finetuning_type lora"},
+    {"lora_alpha", RC_FLOAT, "16", "finetuning_type lora"},
+    {"lora_dropout", RC_FLOAT, "0", "finetuning_type lora"},
+    {"lora_target", RC_STRING, "all", "finetuning_type lora: projections to adapt (PEFT names) or all"},
     {"target_model_name_or_path", RC_STRING, NULL,
      "the target LLM (teacher): a Hugging Face LLaMA-family folder with the scorer's vocabulary (frozen)"},
     {"train_file", RC_STRING, NULL,
@@ -112,6 +118,13 @@ static int distill_args_read(train_args *a, const run_config *c, pith_err *err) 
   else if (!strcmp(method, "kl")) a->distill = DISTILL_KL;
   else if (!strcmp(method, "classifier")) a->distill = DISTILL_CLASSIFIER;
   else return pith_fail(err, "method: '%s' is not sft, kl or classifier", method);
+  const char *ft = run_config_str(c, "finetuning_type");
+  if (strcmp(ft, "full") && strcmp(ft, "lora")) return pith_fail(err, "finetuning_type: '%s' is not full or lora", ft);
+  a->distill_lora = !strcmp(ft, "lora");
+  a->lora_rank = (int)run_config_int(c, "lora_rank");
+  a->lora_alpha = run_config_float(c, "lora_alpha");
+  a->lora_dropout = run_config_float(c, "lora_dropout");
+  a->lora_target = run_config_str(c, "lora_target");
   a->target_model_name_or_path = run_config_str(c, "target_model_name_or_path");
   a->temperature = run_config_float(c, "temperature");
   if (!(a->temperature > 0)) return pith_fail(err, "temperature: %g must be > 0", a->temperature);

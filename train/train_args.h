@@ -61,6 +61,7 @@ typedef struct {
   double answer_loss_weight;           // 1 for distill
   // distill only (model_name_or_path is the scorer; train_file the text corpus).
   distill_method distill;              // key "method"
+  int distill_lora;                    // finetuning_type: lora (1) or full (0); LoRA keys as above
   const char *target_model_name_or_path;
   double temperature;                  // kl: softmax temperature of both distributions
   const char *generated_file;          // sft: the target's generations ("" = RUN/generated.h5)

@@ -36,6 +36,7 @@ typedef struct {
   llama_model *model;
   compressor *comp;       // NULL for pith lm and pith distill
   llama_model *target;    // pith distill: the frozen target; NULL otherwise
+  lora_adapter *lora;     // pith distill with finetuning_type lora: the scorer's adapter; NULL otherwise
   loader *train;
   pt_tensor **params;     // (n_params) the trainable tensors
   char **names;           // (n_params) their checkpoint names
@@ -69,8 +70,9 @@ static loader *open_loader(const trainer *t, int split, const loader_cursor *res
 
 // Mean next-token cross-entropy of the model alone (no compressor) over the batch's targets;
 // with weights (one per target, flattened), the weighted mean sum(w * ce) / sum(w).
-static pt_tensor *lm_loss(const llama_model *m, const comp_batch *b, const pt_tensor *weights, pith_err *err) {
-  llama_inputs in = {.ids = b->dec_ids, .mask = b->dec_mask};
+static pt_tensor *lm_loss(const llama_model *m, const lora_adapter *lora, pt_gen *g, const comp_batch *b,
+                          const pt_tensor *weights, pith_err *err) {
+  llama_inputs in = {.ids = b->dec_ids, .mask = b->dec_mask, .lora = lora, .dropout_gen = g};
   llama_outputs out;
   if (llama_forward(m, &in, &out, err)) return NULL;
   pt_tensor *logits = pt_reshape(pt_to_dtype(out.logits, PT_F32), PT_SHAPE(-1, m->cfg.vocab_size));
@@ -89,8 +91,8 @@ static pt_tensor *batch_loss(const trainer *t, const loader_batch *lb, int with_
   if (train_batch_tensors(batch_kind(t), &t->tt, lb, t->a->answer_loss_weight, t->model->device, b, &weights, err))
     return NULL;
   if (t->a->task == TRAIN_DISTILL && t->a->distill == DISTILL_KL)
-    return distill_kl_loss(t->target, t->model, b, t->a->temperature, err);
-  return with_prefix ? comp_loss(t->comp, b, dropout_gen, err) : lm_loss(t->model, b, weights, err);
+    return distill_kl_loss(t->target, t->model, t->lora, dropout_gen, b, t->a->temperature, err);
+  return with_prefix ? comp_loss(t->comp, b, dropout_gen, err) : lm_loss(t->model, t->lora, dropout_gen, b, weights, err);
 }
 
 // Mean loss over up to eval_batches validation batches; with_prefix 0 gives the decoder alone.
@@ -172,6 +174,24 @@ static int lm_param(const char *name, pt_tensor **slot, pt_shape shape, void *vc
   return add_param(t, *slot, name);
 }
 
+// distill's finetuning_type lora: an adapter over the frozen scorer, its tensors the parameters.
+static int setup_scorer_lora(trainer *t, pith_err *err) {
+  const train_args *a = t->a;
+  lora_config lc = {a->lora_rank, a->lora_alpha, a->lora_dropout, 0};
+  if (lora_parse_targets(a->lora_target, &lc.targets, err)) return -1;
+  if (!(t->lora = lora_new(t->model, lc, a->seed, err))) return -1;
+  char name[128];
+  for (int l = 0; l < t->lora->n_layers; l++)
+    for (int p = 0; p < LLAMA_N_PROJ; p++) {
+      if (!t->lora->a[l][p]) continue;
+      snprintf(name, sizeof name, "lora.layers.%d.%s.lora_A", l, LLAMA_PROJ_NAMES[p]);
+      int bad = add_param(t, t->lora->a[l][p], name);
+      snprintf(name, sizeof name, "lora.layers.%d.%s.lora_B", l, LLAMA_PROJ_NAMES[p]);
+      if (bad || add_param(t, t->lora->b[l][p], name)) return pith_fail(err, "parameters: out of memory");
+    }
+  return 0;
+}
+
 // The LM: a model folder to continue, or random weights shaped by model_config (a config.json).
 static int setup_lm(trainer *t, pt_dtype dtype, pith_err *err) {
   const train_args *a = t->a;
@@ -188,6 +208,7 @@ static int setup_lm(trainer *t, pt_dtype dtype, pith_err *err) {
     t->model = hf_model_load(a->model_name_or_path, dtype, a->device, err);
   }
   if (!t->model) return -1;
+  if (a->task == TRAIN_DISTILL && a->distill_lora) return setup_scorer_lora(t, err);
   if (llama_visit_weights(t->model, lm_param, t)) return pt_fail(err, "parameters");
   return 0;
 }
@@ -362,7 +383,7 @@ static int micro_batches(trainer *t, double *loss, double *tokens, double *flops
 static int log_alignment(trainer *t, int64_t step, pith_err *err) {
   if (t->a->task != TRAIN_DISTILL || t->a->align_docs <= 0) return 0;
   align_result r;
-  if (align_measure(t->target, t->model, t->tt.bos, t->a->align_file, CORPUS_SPLIT_VAL, t->a->align_docs,
+  if (align_measure(t->target, t->model, t->lora, t->tt.bos, t->a->align_file, CORPUS_SPLIT_VAL, t->a->align_docs,
                     t->a->cutoff_len + 1, &r, err))
     return -1;
   printf("step %lld: held-out KL(target||scorer) %.4f nats/token, Spearman %.4f (%lld tokens of %s)\n", (long long)step,
@@ -380,6 +401,7 @@ static int finish(trainer *t, int64_t step, pith_err *err) {
     printf("validation loss: %.4f\n", v);
     fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %.6f}\n", (long long)step, v);
     if (log_alignment(t, step, err)) return -1;
+    if (t->lora && distill_lora_merge(t->model, t->lora, err)) return -1;
     char dir[2304];  // RUN/model: every other command can take it as model_name_or_path
     snprintf(dir, sizeof dir, "%s/model", t->run_dir);
     if (hf_model_save_with_tokenizer(t->model, t->tok, dir, err)) return -1;
@@ -496,6 +518,7 @@ int trainer_run(const train_args *a, const run_config *cfg, const char *run_dir,
   comp_free(t.comp);
   llama_free(t.model);
   llama_free(t.target);
+  lora_free(t.lora);
   tokenizer_free(t.tok);
   task_tokens_free(&t.tt);
   for (int i = 0; i < t.n_params; i++) free(t.names[i]);

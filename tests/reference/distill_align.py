@@ -2,7 +2,7 @@
 `pith convert` is the target, a random tiny LLaMA written by transformers with stories260K's
 tokenizer is the scorer.
 
-- kl and sft run a few steps; an interrupted-and-resumed run logs exactly the losses (and the final
+- kl (full weights, and LoRA merged into RUN/model) and sft run a few steps; an interrupted-and-resumed run logs exactly the losses (and the final
   held-out KL) of an uninterrupted one (CPU, bit-exact), also when SIGINT stopped it; kl lowers the
   held-out KL; sft writes its generations as a corpus with provenance, and a second run reuses them;
 - bad inputs fail with one line naming the file, and leave no run folder: tokenizers that differ in
@@ -10,7 +10,7 @@ tokenizer is the scorer.
   no weights, method classifier;
 - the align metrics match a PyTorch computation (transformers' models, NumPy's ranks) of the mean
   per-token KL(target||scorer) and the Spearman correlation of surprisal on the same texts, to 1e-4,
-  for three scorers: the random one, the kl-distilled one, and the target plus weight noise (a KL
+  for two scorers: the random one (a correlation near 0), and the target plus weight noise (a KL
   near 0 and a correlation near 1).
 
 Run by ctest with PITH_BIN and PITH_ASSETS.
@@ -49,8 +49,9 @@ def random_scorer(out, tokenizer_dir):
         shutil.copy(os.path.join(tokenizer_dir, name), out)
 
 
-def check_resume(method, common, tmp):
-    full, part = os.path.join(tmp, f"{method}_full"), os.path.join(tmp, f"{method}_part")
+def check_resume(method, common, tmp, tag=None):
+    tag = tag or method
+    full, part = os.path.join(tmp, f"{tag}_full"), os.path.join(tmp, f"{tag}_part")
     run("distill", *common, f"method={method}", "max_steps=8", f"output_dir={full}")
     run("distill", *common, f"method={method}", "max_steps=4", f"output_dir={part}")
     p = run("distill", *common, f"method={method}", "max_steps=8", f"output_dir={part}", "--resume")
@@ -63,7 +64,7 @@ def check_resume(method, common, tmp):
     harness.check(ka.get(8) is not None and ka.get(8) == kb.get(8), f"{method}: final val_kl {ka} vs {kb}")
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         harness.check(os.path.isfile(os.path.join(full, "model", name)), f"{method}: RUN/model/{name} missing")
-    print(f"{method}: 8 losses identical to the bit after resume; held-out KL {ka[0]:.4f} -> {ka[8]:.4f}")
+    print(f"{tag}: 8 losses identical to the bit after resume; held-out KL {ka[0]:.4f} -> {ka[8]:.4f}")
     return full, p
 
 
@@ -197,6 +198,16 @@ def main():
         kl_run, _ = check_resume("kl", common, tmp)
         k = val_kl(kl_run)
         harness.check(k[8] < k[0], f"kl: held-out KL did not fall: {k[0]:.4f} -> {k[8]:.4f}")
+        # LoRA on the scorer (dropout on: its generator is resumed too), merged into RUN/model at the end:
+        # the merged folder gives pith eval the held-out KL the run measured with the adapter.
+        lora = ["finetuning_type=lora", "lora_rank=4", "lora_alpha=8", "lora_dropout=0.1", "learning_rate=2e-2"]
+        lora_run, _ = check_resume("kl", common + lora, tmp, tag="kl_lora")
+        p = run("eval", "--task", "align", "--scorer", os.path.join(lora_run, "model"), "--target", target, "--data",
+                corpus, "--limit", 4, "--max-len", 33)
+        merged, k = json.loads(p.stdout.strip().splitlines()[-1])["kl"], val_kl(lora_run)
+        harness.check(abs(merged - k[8]) < 1e-4 and k[8] < k[0],
+                      f"lora: the merged model's KL {merged} vs the run's {k[8]} (from {k[0]})")
+        print(f"lora: merged RUN/model gives the run's held-out KL ({merged:.6f})")
         sft_run, _ = check_resume("sft", common, tmp)
         gen = os.path.join(sft_run, "generated.h5")
         info = run("data", "info", gen).stdout
