@@ -47,7 +47,8 @@ double align_spearman(const double *x, const double *y, int64_t n);
 int align_check_causal_lm(const char *dir, const char *role, pith_err *err);
 
 // The tokenizers of the two folders have one vocabulary (same size, same piece at every id, same
-// bos/eos): compared by content, not path. One line naming both folders otherwise.
+// bos): compared by content, not path. eos ids may differ (an instruct model often adds one to its
+// base's). One line naming both folders otherwise.
 int align_check_same_vocab(const char *target_dir, const char *scorer_dir, pith_err *err);
 
 // `pith eval --task align ...` (argv from "eval" on); the exit code.
