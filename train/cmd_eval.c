@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "align.h"
 #include "cli.h"
 #include "commands.h"
 #include "eval.h"
@@ -59,7 +60,9 @@ static int parse_args(int argc, char **argv, eval_options *o) {
                "checkpoint is exported into OUT/export first); 'none': baselines only"},
       {"--data", CLI_STR, &o->data, .metavar = "FILE.h5",
        .help = "the corpus (pith data ingest): documents for regen, QA for qa"},
-      {"--task", CLI_STR, &o->task, .metavar = "qa|regen", .help = "default: qa for a QA corpus, regen for documents"},
+      {"--task", CLI_STR, &o->task, .metavar = "qa|regen|align",
+       .help = "default: qa for a QA corpus, regen for documents; align: a scorer vs its\n"
+               "target LLM (pith eval --task align --help)"},
       {"--split", CLI_STR, &o->split, .metavar = "S", .help = "val (default), test, train or all: which records to evaluate"},
       EVAL_INT("--max-examples", max_examples, "the first N records of the split, in corpus order (default: all)"),
       EVAL_INT("--cutoff-len", cutoff_len,
@@ -127,6 +130,9 @@ static int parse_args(int argc, char **argv, eval_options *o) {
 // ---- the command --------------------------------------------------------------------------------
 
 int cmd_eval(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)  // scorer-target alignment has its own options (align_cmd.c)
+    if ((!strcmp(argv[i], "--task") && i + 1 < argc && !strcmp(argv[i + 1], "align")) || !strcmp(argv[i], "--task=align"))
+      return align_cmd(argc, argv);
   eval_options o;
   int pr = parse_args(argc, argv, &o);
   if (pr) return pr == 1 ? 0 : 2;

@@ -15,6 +15,7 @@ static const command COMMANDS[] = {
   {"pretrain", cmd_pretrain, "train a soft-token compressor to regenerate texts (500x, ICAE)"},
   {"finetune", cmd_finetune, "train a soft-token compressor to answer questions (500x, ICAE)"},
   {"lm", cmd_lm, "train a base language model (every weight), from random weights or a model folder"},
+  {"distill", cmd_distill, "align a small scorer LM to a target LLM (sft on its generations, or token-level KL)"},
   {"bench", cmd_bench, "measure speed against the PyTorch equivalent"},
   {"tokenize", cmd_tokenize, "text to token ids and back (any tokenizer pith reads)"},
   {"data", cmd_data, "corpus files (HDF5): inspect and build them"},

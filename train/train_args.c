@@ -74,6 +74,37 @@ static const rc_key LM_KEYS[] = {
      "[0,1]"},
 };
 
+// distill: a scorer (every weight) aligned to a frozen target LLM.
+static const rc_key DISTILL_KEYS[] = {
+    {"method", RC_STRING, "kl",
+     "sft (fine-tune on the target's generations) | kl (token-level KL(target||scorer)) | classifier (not built "
+     "yet)", "sft|kl|classifier"},
+    {"model_name_or_path", RC_STRING, NULL, "the scorer: a Hugging Face LLaMA-family folder (every weight trains)", NULL},
+    {"finetuning_type", RC_STRING, "full",
+     "full (every weight of the scorer) | lora (adapters, merged into RUN/model at the end)", "full|lora"},
+    {"lora_rank", RC_INT, "8", "finetuning_type lora", "[1,inf)"},
+    {"lora_alpha", RC_FLOAT, "16", "finetuning_type lora", "(0,inf)"},
+    {"lora_dropout", RC_FLOAT, "0", "finetuning_type lora", "[0,1)"},
+    {"lora_target", RC_STRING, "all", "finetuning_type lora: projections to adapt (PEFT names) or all", NULL},
+    {"target_model_name_or_path", RC_STRING, NULL,
+     "the target LLM (teacher): a Hugging Face LLaMA-family folder with the scorer's vocabulary (frozen)", NULL},
+    {"train_file", RC_STRING, NULL,
+     "corpus (HDF5): kl trains on it; sft draws prompts from its train split; held-out KL on its val split", NULL},
+    {"run_name", RC_STRING, "distill", "name of the run", NULL},
+    {"cutoff_len", RC_INT, "256", "tokens per training row (documents; QA: context tokens)", "[1,inf)"},
+    {"max_target_len", RC_INT, "64", "QA corpora: question prompt + answer + eos tokens", "[1,inf)"},
+    {"temperature", RC_FLOAT, "1", "kl: both distributions at this temperature; the loss is scaled by its square", "(0,inf)"},
+    {"generated_file", RC_STRING, "",
+     "sft: the target's generations (HDF5); an existing file is reused, else it is generated there ('': "
+     "RUN/generated.h5)", NULL},
+    {"generation_num_prompts", RC_INT, "256", "sft: prompts drawn from train_file's train split (corpus order)", "[1,inf)"},
+    {"generation_prompt_len", RC_INT, "32", "sft: tokens of each record the target continues", "[1,inf)"},
+    {"generation_max_new_tokens", RC_INT, "96", "sft: tokens generated per prompt (stops early at eos)", "[1,inf)"},
+    {"generation_temperature", RC_FLOAT, "1", "sft: 0 = greedy; else sampling at this temperature (seeded by seed)", "[0,inf)"},
+    {"generation_top_p", RC_FLOAT, "1", "sft: nucleus sampling mass", "(0,1]"},
+    {"align_docs", RC_INT, "32", "held-out texts of train_file's val split for KL(target||scorer) (0: none)", "[0,inf)"},
+};
+
 static void add_keys(rc_key *out, int *n, const rc_key *keys, size_t count) {
   for (size_t i = 0; i < count; i++) out[(*n)++] = keys[i];
 }
@@ -81,9 +112,39 @@ static void add_keys(rc_key *out, int *n, const rc_key *keys, size_t count) {
 int train_args_schema(train_task task, rc_key *out) {
   int n = 0;
   if (task == TRAIN_LM) add_keys(out, &n, LM_KEYS, sizeof LM_KEYS / sizeof LM_KEYS[0]);
+  else if (task == TRAIN_DISTILL) add_keys(out, &n, DISTILL_KEYS, sizeof DISTILL_KEYS / sizeof DISTILL_KEYS[0]);
   else add_keys(out, &n, COMPRESS_KEYS, sizeof COMPRESS_KEYS / sizeof COMPRESS_KEYS[0]);
   add_keys(out, &n, COMMON_KEYS, sizeof COMMON_KEYS / sizeof COMMON_KEYS[0]);
   return n;
+}
+
+static int distill_args_read(train_args *a, const run_config *c, pith_err *err) {
+  a->model_config = "";
+  a->answer_loss_weight = 1;  // kl weighs every token alike; sft's generations are documents
+  const char *method = run_config_str(c, "method");
+  if (!strcmp(method, "sft")) a->distill = DISTILL_SFT;
+  else if (!strcmp(method, "kl")) a->distill = DISTILL_KL;
+  else if (!strcmp(method, "classifier")) a->distill = DISTILL_CLASSIFIER;
+  else return pith_fail(err, "method: '%s' is not sft, kl or classifier", method);
+  const char *ft = run_config_str(c, "finetuning_type");
+  if (strcmp(ft, "full") && strcmp(ft, "lora")) return pith_fail(err, "finetuning_type: '%s' is not full or lora", ft);
+  a->distill_lora = !strcmp(ft, "lora");
+  a->lora_rank = (int)run_config_int(c, "lora_rank");
+  a->lora_alpha = run_config_float(c, "lora_alpha");
+  a->lora_dropout = run_config_float(c, "lora_dropout");
+  a->lora_target = run_config_str(c, "lora_target");
+  a->target_model_name_or_path = run_config_str(c, "target_model_name_or_path");
+  a->temperature = run_config_float(c, "temperature");
+  if (!(a->temperature > 0)) return pith_fail(err, "temperature: %g must be > 0", a->temperature);
+  a->generated_file = run_config_str(c, "generated_file");
+  a->generation_num_prompts = (int)run_config_int(c, "generation_num_prompts");
+  a->generation_prompt_len = (int)run_config_int(c, "generation_prompt_len");
+  a->generation_max_new_tokens = (int)run_config_int(c, "generation_max_new_tokens");
+  a->generation_temperature = run_config_float(c, "generation_temperature");
+  a->generation_top_p = run_config_float(c, "generation_top_p");
+  a->align_docs = (int)run_config_int(c, "align_docs");
+  a->align_file = a->train_file;
+  return 0;
 }
 
 int train_args_read(train_args *a, train_task task, const run_config *c, pith_err *err) {
@@ -129,6 +190,7 @@ int train_args_read(train_args *a, train_task task, const run_config *c, pith_er
     a->no_layer0_share = run_config_float(c, "no_layer0_share");
     return 0;
   }
+  if (task == TRAIN_DISTILL) return distill_args_read(a, c, err);
   a->model_config = "";
   a->answer_loss_weight = 1;
   // Enumerations: resolve allowed only their names.

@@ -1,4 +1,4 @@
-// train_args: the keys of `pith pretrain`, `pith finetune` and `pith lm` (their run_config schemas)
+// train_args: the keys of `pith pretrain`, `pith finetune`, `pith lm` and `pith distill` (their run_config schemas)
 // and a typed struct holding every one of them, filled once after run_config_resolve, so the
 // trainer reads fields rather than looking keys up by name. Field names are the key names.
 #ifndef PITH_TRAIN_ARGS_H
@@ -9,7 +9,11 @@
 #include "compressor.h"
 #include "run_config.h"
 
-typedef enum { TRAIN_PRETRAIN, TRAIN_FINETUNE, TRAIN_LM } train_task;
+typedef enum { TRAIN_PRETRAIN, TRAIN_FINETUNE, TRAIN_LM, TRAIN_DISTILL } train_task;
+
+// pith distill's methods: fine-tune on the target's generations, token-level KL to the target's
+// next-token distribution, or a keep/drop token classifier (LLMLingua-2; not built yet).
+typedef enum { DISTILL_SFT, DISTILL_KL, DISTILL_CLASSIFIER } distill_method;
 
 typedef enum { TRAIN_LR_CONSTANT, TRAIN_LR_COSINE, TRAIN_LR_LINEAR } train_lr_schedule;
 
@@ -54,8 +58,20 @@ typedef struct {
   const char *init_from;
   // lm only.
   const char *model_config;
-  double answer_loss_weight;
+  double answer_loss_weight;           // 1 for distill
   double no_layer0_share;              // the no_layer0 regulariser's share of micro-batches (trainer.c)
+  // distill only (model_name_or_path is the scorer; train_file the text corpus).
+  distill_method distill;              // key "method"
+  int distill_lora;                    // finetuning_type: lora (1) or full (0); LoRA keys as above
+  const char *target_model_name_or_path;
+  double temperature;                  // kl: softmax temperature of both distributions
+  const char *generated_file;          // sft: the target's generations ("" = RUN/generated.h5)
+  int generation_num_prompts, generation_prompt_len, generation_max_new_tokens;
+  double generation_temperature, generation_top_p;
+  int align_docs;                      // held-out texts the KL(target||scorer) is measured on
+  // Set by pith distill, not a key: the corpus whose val split the held-out KL(target||scorer) is
+  // measured on (the configured train_file; for sft the driver points train_file at the generations).
+  const char *align_file;
 } train_args;
 
 // The schema of task into out (TRAIN_ARGS_MAX_KEYS); returns the number of keys.

@@ -1,6 +1,7 @@
 // trainer: setup, the training loop, validation and checkpoints of one run (see trainer.h).
 // Compressors (pretrain, finetune) train the LoRA, compress embeddings (and AE token) over a frozen
-// model; `pith lm` trains every weight of the base model.
+// model; `pith lm` trains every weight of the base model; `pith distill` every weight of a scorer,
+// next to a frozen target whose held-out KL to the scorer it logs (and, for kl, its loss).
 #include "trainer.h"
 
 #include <errno.h>
@@ -11,7 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "align.h"
 #include "compressor.h"
+#include "distill.h"
 #include "hf_folder.h"
 #include "ingest.h"
 #include "loader.h"
@@ -31,7 +34,9 @@ typedef struct {
   tokenizer *tok;
   task_tokens tt;         // bos, eos, pad and the QA prompt
   llama_model *model;
-  compressor *comp;       // NULL for pith lm
+  compressor *comp;       // NULL for pith lm and pith distill
+  llama_model *target;    // pith distill: the frozen target; NULL otherwise
+  lora_adapter *lora;     // pith distill with finetuning_type lora: the scorer's adapter; NULL otherwise
   loader *train;
   pt_tensor **params;     // (n_params) the trainable tensors
   char **names;           // (n_params) their checkpoint names
@@ -45,7 +50,8 @@ typedef struct {
 
 static train_batch_kind batch_kind(const trainer *t) {
   if (t->a->task == TRAIN_FINETUNE) return TRAIN_BATCH_QA;
-  return t->a->task == TRAIN_LM && t->data_kind == CORPUS_QA ? TRAIN_BATCH_LM_QA : TRAIN_BATCH_REGEN;
+  int lm = t->a->task == TRAIN_LM || t->a->task == TRAIN_DISTILL;
+  return lm && t->data_kind == CORPUS_QA ? TRAIN_BATCH_LM_QA : TRAIN_BATCH_REGEN;
 }
 
 static loader *open_loader(const trainer *t, int split, const loader_cursor *resume, pith_err *err) {
@@ -64,8 +70,9 @@ static loader *open_loader(const trainer *t, int split, const loader_cursor *res
 
 // Mean next-token cross-entropy of the model alone (no compressor) over the batch's targets;
 // with weights (one per target, flattened), the weighted mean sum(w * ce) / sum(w).
-static pt_tensor *lm_loss(const llama_model *m, const comp_batch *b, const pt_tensor *weights, pith_err *err) {
-  llama_inputs in = {.ids = b->dec_ids, .mask = b->dec_mask};
+static pt_tensor *lm_loss(const llama_model *m, const lora_adapter *lora, pt_gen *g, const comp_batch *b,
+                          const pt_tensor *weights, pith_err *err) {
+  llama_inputs in = {.ids = b->dec_ids, .mask = b->dec_mask, .lora = lora, .dropout_gen = g};
   llama_outputs out;
   if (llama_forward(m, &in, &out, err)) return NULL;
   pt_tensor *logits = pt_reshape(pt_to_dtype(out.logits, PT_F32), PT_SHAPE(-1, m->cfg.vocab_size));
@@ -139,7 +146,9 @@ static pt_tensor *batch_loss(const trainer *t, const loader_batch *lb, int with_
   pt_tensor *weights;
   if (train_batch_tensors(batch_kind(t), &t->tt, lb, t->a->answer_loss_weight, t->model->device, b, &weights, err))
     return NULL;
-  return with_prefix ? comp_loss(t->comp, b, dropout_gen, err) : lm_loss(t->model, b, weights, err);
+  if (t->a->task == TRAIN_DISTILL && t->a->distill == DISTILL_KL)
+    return distill_kl_loss(t->target, t->model, t->lora, dropout_gen, b, t->a->temperature, err);
+  return with_prefix ? comp_loss(t->comp, b, dropout_gen, err) : lm_loss(t->model, t->lora, dropout_gen, b, weights, err);
 }
 
 // Mean loss over up to eval_batches validation batches; with_prefix 0 gives the decoder alone.
@@ -221,6 +230,24 @@ static int lm_param(const char *name, pt_tensor **slot, pt_shape shape, void *vc
   return add_param(t, *slot, name);
 }
 
+// distill's finetuning_type lora: an adapter over the frozen scorer, its tensors the parameters.
+static int setup_scorer_lora(trainer *t, pith_err *err) {
+  const train_args *a = t->a;
+  lora_config lc = {a->lora_rank, a->lora_alpha, a->lora_dropout, 0};
+  if (lora_parse_targets(a->lora_target, &lc.targets, err)) return -1;
+  if (!(t->lora = lora_new(t->model, lc, a->seed, err))) return -1;
+  char name[128];
+  for (int l = 0; l < t->lora->n_layers; l++)
+    for (int p = 0; p < LLAMA_N_PROJ; p++) {
+      if (!t->lora->a[l][p]) continue;
+      snprintf(name, sizeof name, "lora.layers.%d.%s.lora_A", l, LLAMA_PROJ_NAMES[p]);
+      int bad = add_param(t, t->lora->a[l][p], name);
+      snprintf(name, sizeof name, "lora.layers.%d.%s.lora_B", l, LLAMA_PROJ_NAMES[p]);
+      if (bad || add_param(t, t->lora->b[l][p], name)) return pith_fail(err, "parameters: out of memory");
+    }
+  return 0;
+}
+
 // The LM: a model folder to continue, or random weights shaped by model_config (a config.json).
 static int setup_lm(trainer *t, pt_dtype dtype, pith_err *err) {
   const train_args *a = t->a;
@@ -237,6 +264,7 @@ static int setup_lm(trainer *t, pt_dtype dtype, pith_err *err) {
     t->model = hf_model_load(a->model_name_or_path, dtype, a->device, err);
   }
   if (!t->model) return -1;
+  if (a->task == TRAIN_DISTILL && a->distill_lora) return setup_scorer_lora(t, err);
   if (llama_visit_weights(t->model, lm_param, t)) return pt_fail(err, "parameters");
   return 0;
 }
@@ -295,6 +323,7 @@ static int setup(trainer *t, int resume, pith_err *err) {
   if (!*tok_path) return pith_fail(err, "tokenizer: not set (and no model_name_or_path to take it from)");
   if (a->threads > 0) pt_set_num_threads(a->threads);
   pt_dtype dtype = a->bf16 && a->device != PT_CPU ? PT_BF16 : PT_F32;
+  int trains_lm = a->task == TRAIN_LM || a->task == TRAIN_DISTILL;
   // pith lm's parameters are the model's own weights, which would then be bf16 with no f32 copy.
   if (a->task == TRAIN_LM && a->bf16)
     return pith_fail(err, "bf16: pith lm trains every weight of the model and keeps them in f32; bf16 is for "
@@ -312,14 +341,18 @@ static int setup(trainer *t, int resume, pith_err *err) {
   if (a->no_layer0_share > 0 && t->data_kind != CORPUS_QA)
     return pith_fail(err, "no_layer0_share: %s is a %s corpus; the regulariser trains QA rows", a->train_file,
                      corpus_kind_name(t->data_kind));
-  if (a->task != TRAIN_LM && t->data_kind != (a->task == TRAIN_PRETRAIN ? CORPUS_DOCUMENTS : CORPUS_QA))
+  if (!trains_lm && t->data_kind != (a->task == TRAIN_PRETRAIN ? CORPUS_DOCUMENTS : CORPUS_QA))
     return pith_fail(err, "%s: a %s corpus; %s needs %s", a->train_file, corpus_kind_name(t->data_kind),
                      a->task == TRAIN_PRETRAIN ? "pretrain" : "finetune",
                      a->task == TRAIN_PRETRAIN ? "documents" : "qa");
   pt_adamw_config oc = {a->learning_rate, a->adam_beta1, a->adam_beta2, a->adam_epsilon, a->weight_decay};
   t->dropout_gen = pt_gen_new(a->seed + 7, a->device);  // where the dropout masks are drawn
-  if (a->task == TRAIN_LM) {
-    if (setup_lm(t, dtype, err) || check_vocab(t, data_vocab, err)) return -1;
+  if (trains_lm) {
+    // The trained weights stay f32 (lm refuses bf16); distill's frozen target may be bf16 (CUDA).
+    if (setup_lm(t, PT_F32, err) || check_vocab(t, data_vocab, err)) return -1;
+    if (a->task == TRAIN_DISTILL &&
+        !(t->target = hf_model_load(a->target_model_name_or_path, dtype, a->device, err)))
+      return -1;
   } else if (setup_compressor(t, dtype, data_vocab, err)) {
     return -1;
   }
@@ -365,11 +398,16 @@ static void log_line(trainer *t, int64_t step, int64_t total, double loss, doubl
   fflush(stdout);
 }
 
-// Model FLOPs of a training batch of B rows: the LM reads its rows; a compressor's encoder reads
+// Model FLOPs of a training batch of B rows: the LM (or scorer) reads its rows; a compressor's encoder reads
 // the text and k compress tokens, and its decoder attends to k prefix K/V (500x) or reads k memory
 // states and the AE token, if any, as inputs (ICAE).
 static double batch_flops(const trainer *t, int B, double enc, double dec) {
-  if (!t->comp) return (double)B * train_row_flops(&t->model->cfg, 1, 0, dec, 0);
+  if (!t->comp) {
+    double f = (double)B * train_row_flops(&t->model->cfg, 1, 0, dec, 0);
+    // distill kl: the target's forward pass too (a frozen row's FLOPs are forward + input gradients: 2x)
+    if (t->target && t->a->distill == DISTILL_KL) f += (double)B * train_row_flops(&t->target->cfg, 0, 0, dec, 0) / 2;
+    return f;
+  }
   const comp_config *cc = &t->comp->cfg;
   double k = cc->k, icae_in = cc->method == COMP_ICAE ? k + (cc->ae_token ? 1 : 0) : 0;
   return (double)B * train_row_flops(&t->model->cfg, 0, enc + k, dec + icae_in, icae_in ? 0 : k);
@@ -409,13 +447,31 @@ static const char *json_loss(double v, char *buf, size_t len) {
   return buf;
 }
 
-// After the last step: validation, and for the LM the model folder.
+// pith distill: KL(target || scorer) and the rank correlation of their surprisals on the first
+// align_docs texts of align_file's val split (align.h), printed and logged as val_kl, val_spearman.
+static int log_alignment(trainer *t, int64_t step, pith_err *err) {
+  if (t->a->task != TRAIN_DISTILL || t->a->align_docs <= 0) return 0;
+  align_result r;
+  if (align_measure(t->target, t->model, t->lora, t->tt.bos, t->a->align_file, CORPUS_SPLIT_VAL, t->a->align_docs,
+                    t->a->cutoff_len + 1, &r, err))
+    return -1;
+  printf("step %lld: held-out KL(target||scorer) %.4f nats/token, Spearman %.4f (%lld tokens of %s)\n", (long long)step,
+         r.kl, r.spearman, (long long)r.n_tokens, t->a->align_file);
+  fprintf(t->metrics, "{\"step\": %lld, \"val_kl\": %.6f, \"val_spearman\": %.6f}\n", (long long)step, r.kl,
+          r.spearman);
+  fflush(t->metrics);
+  return 0;
+}
+
+// After the last step: validation, and for the LM (and scorer) the model folder.
 static int finish(trainer *t, int64_t step, pith_err *err) {
   if (!t->comp) {
     double v = evaluate(t, 0, err);
     printf("validation loss: %.4f\n", v);
     char a[32];
     fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %s}\n", (long long)step, json_loss(v, a, sizeof a));
+    if (log_alignment(t, step, err)) return -1;
+    if (t->lora && distill_lora_merge(t->model, t->lora, err)) return -1;
     char dir[2304];  // RUN/model: every other command can take it as model_name_or_path
     snprintf(dir, sizeof dir, "%s/model", t->run_dir);
     if (hf_model_save_with_tokenizer(t->model, t->tok, dir, err)) return -1;
@@ -481,6 +537,7 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
       printf("step %lld: val loss %.4f\n", (long long)done, v);
       char a[32];
       fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %s}\n", (long long)done, json_loss(v, a, sizeof a));
+      if (log_alignment(t, done, err)) return -1;
     }
     if (save_every > 0 && done % save_every == 0 && done != total && save_checkpoint(t, done, loss, err)) return -1;
     if (logged || paused) win_t0 = pith_now_s(), tokens = flops = 0, win_steps = 0;
@@ -545,6 +602,7 @@ static int run(trainer *t, int resume, const char *cmd, pith_err *err) {
   else
     printf("%s: %lld parameters in %d tensors, run folder %s\n", cmd, (long long)llama_param_count(t->model),
            t->n_params, t->run_dir);
+  if (start == 0 && log_alignment(t, 0, err)) return -1;  // the unaligned scorer
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   return train_loop(t, start, err);
@@ -560,6 +618,8 @@ int trainer_run(const train_args *a, const run_config *cfg, const char *run_dir,
   pt_gen_free(t.dropout_gen);
   comp_free(t.comp);
   llama_free(t.model);
+  llama_free(t.target);
+  lora_free(t.lora);
   tokenizer_free(t.tok);
   task_tokens_free(&t.tt);
   for (int i = 0; i < t.n_params; i++) free(t.names[i]);
