@@ -575,7 +575,11 @@ static int load_file(loader *L, const char *text, size_t len) {
   while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' || text[i] == '\t')) i++;
   const char *base = pith_base_name(L->path);
   if (i < len && text[i] == '{') {
-    if (!strcmp(base, "vocab.json") && pith_is_file(merges)) return load_gpt2_folder(L, text, len, dir);
+    if (!strcmp(base, "vocab.json")) {  // a GPT-2 style vocabulary: it needs its merges beside it
+      if (!pith_is_file(merges))
+        return pith_fail(L->err, "%s: a vocab.json needs merges.txt beside it (%s: not found)", L->path, merges);
+      return load_gpt2_folder(L, text, len, dir);
+    }
     return load_hf_json(L, text, len);
   }
   return tok_load_llama2c(L, text, len);

@@ -61,7 +61,9 @@ static int parse_args(int argc, char **argv, tokenize_opts *o, int *code) {
        .help = "input lines are JSON objects; the text is in --field (default \"text\");\n"
                "with --decode, print {\"FIELD\": text} lines"},
       {"--field", CLI_STR, &o->field, .metavar = "NAME", .help = "the --jsonl field that holds the text (default \"text\")"},
-      {"--bos", CLI_FLAG, &o->bos, .help = "prepend the tokenizer's bos id"},
+      {"--bos", CLI_FLAG, &o->bos,
+       .help = "add the special tokens the tokenizer puts around a text (bos; [CLS] ... [SEP]\n"
+               "for BERT, <s> ... </s> for XLM-R)"},
       {"--skip-special", CLI_FLAG, &o->skip_special, .help = "with --decode, leave special tokens out"},
       {"--threads", CLI_INT, &o->threads, .metavar = "N", .min = 1, .max = MAX_THREADS,
        .help = "encoding threads (default: all cores)"},

@@ -68,6 +68,15 @@ def main():
     harness.check(p.returncode == 1 and "id 128256 is not in the vocabulary" in p.stderr.decode(), "decode past the vocabulary")
     print("bad --decode lines refused, naming the item")
 
+    # A GPT-2 style folder without its merges says so (it once reported vocab.json's lack of a "model").
+    with tempfile.TemporaryDirectory() as tmp:
+        gpt2 = harness.asset("tokenizers/gpt2/vocab.json")
+        with open(gpt2, "rb") as f, open(os.path.join(tmp, "vocab.json"), "wb") as g:
+            g.write(f.read())
+        p = harness.pith("tokenize", "--tokenizer", tmp, ok=False, stdin="x\n")
+        harness.check(p.returncode == 1 and "vocab.json needs merges.txt beside it" in p.stderr, p.stderr)
+    print("a vocab.json without merges.txt is named as such")
+
 
 if __name__ == "__main__":
     main()
