@@ -15,5 +15,6 @@ int cmd_lm(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_compress(int argc, char **argv);
 
 #endif
