@@ -805,3 +805,93 @@ void hc_result_free(hc_result *r) {
   free(r->first_nll);
   memset(r, 0, sizeof *r);
 }
+
+// ---- recovery of a response (LongLLMLingua) ----
+
+// The shortest span of the original's tokens that holds the most tokens of `words` in order,
+// each within 10 tokens of the one before (llmlingua's match_from_compressed). malloc'd.
+static char *match_span(const tokenizer *tok, const int32_t *orig, int64_t M, const char *words, pith_err *err) {
+  ivec w = {0};
+  if (encode(tok, words, 0, &w, err)) return NULL;
+  if (w.n == 0) {
+    free(w.v);
+    return strdup(words);
+  }
+  int64_t best_l = -1, best_r = 0, best_len = INT64_MAX;
+  int64_t best_c = 1;
+  for (int64_t l = 0; l < M; l++) {
+    if (orig[l] != w.v[0]) continue;
+    int64_t y = l, c = 1;
+    for (int64_t x = 1; x < w.n; x++) {
+      int64_t next = y + 1;  // the first occurrence of w[x] after y (bisect_right)
+      while (next < M && orig[next] != w.v[x]) next++;
+      if (next >= M || next - y > 10) continue;
+      c++;
+      y = next;
+    }
+    if (c > best_c || (c == best_c && y - l + 1 < best_len)) best_c = c, best_len = y - l + 1, best_l = l, best_r = y + 1;
+  }
+  free(w.v);
+  if (best_l < 0) return strdup(words);
+  return tokenizer_decode(tok, orig + best_l, (size_t)(best_r - best_l), 0, err);
+}
+
+char *hc_recover(const tokenizer *tok, const char *original, const char *compressed, const char *response,
+                 pith_err *err) {
+  ivec orig = {0};
+  if (encode(tok, original, 0, &orig, err)) return NULL;
+  // the response's words: split on single spaces, as Python's str.split(" ")
+  int n = 1;
+  for (const char *c = response; *c; c++) n += *c == ' ';
+  const char **word = malloc((size_t)n * sizeof *word);
+  size_t *wlen = malloc((size_t)n * sizeof *wlen);
+  strbuf out = {0}, span = {0};
+  int rc = word && wlen ? 0 : pith_fail(err, "out of memory");
+  if (rc == 0) {
+    const char *s = response;
+    for (int i = 0; i < n; i++) {
+      const char *e = strchr(s, ' ');
+      if (!e) e = s + strlen(s);
+      word[i] = s, wlen[i] = (size_t)(e - s);
+      s = *e ? e + 1 : e;
+    }
+  }
+  for (int l = 0, first = 1; rc == 0 && l < n; first = 0) {
+    if (!first) strbuf_addc(&out, ' ');
+    strbuf_clear(&span);
+    strbuf_add(&span, word[l], wlen[l]);
+    if (!strstr(compressed, span.p)) {
+      strbuf_adds(&out, span.p);
+      l++;
+      continue;
+    }
+    // the longest run of words from l that occurs in the compressed prompt as it is
+    int r = l;
+    while (r + 1 < n) {
+      size_t keep = span.n;
+      strbuf_addc(&span, ' ');
+      strbuf_add(&span, word[r + 1], wlen[r + 1]);
+      if (!strstr(compressed, span.p)) {
+        span.n = keep, span.p[keep] = 0;
+        break;
+      }
+      r++;
+    }
+    char *m = strbuf_ok(&span) ? match_span(tok, orig.v, orig.n, span.p, err) : NULL;
+    if (!m) rc = -1;
+    else strbuf_adds(&out, m);
+    free(m);
+    l = r + 1;
+  }
+  strbuf_adds(&out, "");
+  free(word);
+  free(wlen);
+  free(orig.v);
+  strbuf_free(&span);
+  if (rc == 0 && !strbuf_ok(&out)) rc = pith_fail(err, "out of memory");
+  if (rc) {
+    strbuf_free(&out);
+    return NULL;
+  }
+  return strbuf_take(&out, NULL);
+}

@@ -1,6 +1,8 @@
 // pith compress: shorten prompts by dropping tokens, with a causal LM as the scorer (LLMLingua,
 // LongLLMLingua; models/hard_compress.h). Reads JSON lines ({"context": [...] or "prompt": "...",
-// "question": ..., "instruction": ...}) or plain text, writes one JSON line per prompt.
+// "question": ..., "instruction": ..., "response": ...}) or plain text, writes one JSON line per prompt.
+// A line's "response" (a target LLM's answer) comes back as "recovered_response": LongLLMLingua's
+// recovery of the compressed spans it quotes from the original prompt.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +162,7 @@ typedef struct {
   const char **contexts;
   int n_contexts;
   const char *question, *instruction;
+  const char *response;  // a target LLM's answer to recover against the original (LongLLMLingua)
 } prompt_in;
 
 static int parse_line(const char *s, size_t n, arena *a, prompt_in *p, pith_err *err) {
@@ -168,7 +171,7 @@ static int parse_line(const char *s, size_t n, arena *a, prompt_in *p, pith_err 
   if (!v) return pith_fail(err, "not JSON: %s at byte %zu", P.why, P.err_off);
   if (v->type != JSON_OBJ) return pith_fail(err, "not a JSON object");
   const json_value *c = json_get(v, "context"), *pr = json_get(v, "prompt"), *q = json_get(v, "question"),
-                   *ins = json_get(v, "instruction");
+                   *ins = json_get(v, "instruction"), *resp = json_get(v, "response");
   if (c && pr) return pith_fail(err, "has both \"context\" and \"prompt\"; give one");
   if (!c) c = pr;
   if (!c) return pith_fail(err, "no \"context\" or \"prompt\"");
@@ -195,6 +198,10 @@ static int parse_line(const char *s, size_t n, arena *a, prompt_in *p, pith_err 
   if (ins && ins->type != JSON_NULL) {
     if (ins->type != JSON_STR) return pith_fail(err, "\"instruction\" is %s, not a string", json_type_name(ins));
     p->instruction = ins->s;
+  }
+  if (resp && resp->type != JSON_NULL) {
+    if (resp->type != JSON_STR) return pith_fail(err, "\"response\" is %s, not a string", json_type_name(resp));
+    p->response = resp->s;
   }
   return 0;
 }
@@ -238,15 +245,24 @@ static int compress_one(scorer *sc, const tokenizer *target, const prompt_in *p,
   strbuf_adds(&all, p->question ? p->question : "");
   int rc = strbuf_ok(&all) ? 0 : pith_fail(err, "out of memory");
   int64_t origin = 0, compressed = 0;
+  char *recovered = NULL;
   if (rc == 0) {
     const char *s = all.p, *e = all.p + all.n;
     while (s < e && strchr(" \t\n\r\f\v", *s)) s++;
     while (e > s && strchr(" \t\n\r\f\v", e[-1])) e--;
     rc = count_tokens(target, s, (size_t)(e - s), &origin, err);
+    if (rc == 0 && p->response) {
+      // the original prompt as llmlingua counts it (stripped), the response's spans mapped back into it
+      char *orig = strndup(s, (size_t)(e - s));
+      recovered = orig ? hc_recover(sc->tok, orig, r.prompt, p->response, err) : NULL;
+      if (!recovered) rc = orig ? -1 : pith_fail(err, "out of memory");
+      free(orig);
+    }
   }
   if (rc == 0) rc = count_tokens(target, r.prompt, strlen(r.prompt), &compressed, err);
   strbuf_free(&all);
   if (rc) {
+    free(recovered);
     hc_result_free(&r);
     return -1;
   }
@@ -268,6 +284,11 @@ static int compress_one(scorer *sc, const tokenizer *target, const prompt_in *p,
   strbuf_adds(out, ", \"contexts_used\": [");
   for (int i = 0; i < r.n_used; i++) strbuf_printf(out, "%s%d", i ? ", " : "", r.used[i]);
   strbuf_adds(out, "]");
+  if (recovered) {
+    strbuf_adds(out, ", \"recovered_response\": ");
+    strbuf_add_json(out, recovered, strlen(recovered));
+    free(recovered);
+  }
   if (trace) {
     add_ints(out, "scorer_ids", r.fine_ids, r.n_fine);
     add_ints(out, "kept_ids", r.kept_ids, r.n_kept);

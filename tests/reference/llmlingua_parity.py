@@ -10,7 +10,8 @@ methods, reorder modes, question conditions, contrastive scores on and off, targ
   - the scorer's tokens of the token stage equal transformers' (pith's tokenizer vs HF's),
   - first-pass NLLs agree to 1e-4 (diagnostic: the largest difference is printed),
   - the context ranking (llmlingua's context_idxs[-1]) is the same,
-  - the kept ids and the compressed prompt are the same.
+  - the kept ids and the compressed prompt are the same,
+  - LongLLMLingua's recovery of a response quoting the contexts gives the same text.
 llmlingua's sentence-level filter is left out: it calls nltk.sent_tokenize, whose punkt data cannot
 be fetched offline.
 
@@ -86,6 +87,9 @@ def peer_main(cases_path, out_path):
                                      question=case.get("question", ""), **case["kwargs"])
             out.append({"prompt": res["compressed_prompt"], "rank": pc.context_idxs[-1] if pc.context_idxs else None,
                         **trace})
+            if "response" in case:
+                original = "\n\n".join([case.get("instruction", "")] + case["context"] + [case.get("question", "")])
+                out[-1]["recovered"] = pc.recover(original.strip(), res["compressed_prompt"], case["response"])
         except Exception as e:  # noqa: BLE001 - reported as a mismatch by the parent
             out.append({"error": f"{type(e).__name__}: {e}"})
         pc.get_ppl, pc.iterative_compress_prompt = orig_get_ppl, orig_iter
@@ -143,7 +147,7 @@ def build_cases(models):
     short = stories(300, 3)
     # 1100-1500 tokens each: several windows, and past 512 positions (stories260K's context) the
     # KV-cache eviction path
-    longs = ["\n\n".join(stories(2000, 6, skip=10 + 6 * i)) for i in range(3)]
+    longs = ["\n\n".join(stories(2000, 12, skip=10 + 12 * i)) for i in range(3)]
     docs = stories(500, 12, skip=30)
     q1, q2 = "What did the little girl find in the park?", "Why was the cat sad?"
     ins = "Answer the question from the stories."
@@ -167,6 +171,11 @@ def build_cases(models):
                   {"rate": 0.5, **LONG, "condition_compare": False}))
     specs.append(("longllmlingua", {"context": [longs[1]], "question": q1}, {"rate": 0.4, **LONG}))
     cases = []
+    # LongLLMLingua's recovery: answers quoting (partly compressed) words of the contexts
+    for i, (method, prompt, kw) in enumerate(specs):
+        if method == "longllmlingua":
+            words = prompt["context"][0].split()
+            prompt["response"] = f"I think {' '.join(words[2 + i:12 + i])}, and  then {' '.join(words[20:24])}."
     for model in models:
         for method, prompt, kw in specs:
             cases.append({"model": model, "method": method, **prompt, "kwargs": kw})
@@ -199,7 +208,8 @@ def main():
             key = (c["model"], tuple(pith_flags(c["method"], c["kwargs"])))
             groups.setdefault(key, []).append(i)
         for (model, flags), idxs in groups.items():
-            lines = [{k: cases[i][k] for k in ("context", "question", "instruction") if k in cases[i]} for i in idxs]
+            lines = [{k: cases[i][k] for k in ("context", "question", "instruction", "response") if k in cases[i]}
+                     for i in idxs]
             r = harness.run([pith, "compress", "--scorer", model, "--trace", "--quiet", "--threads", "1", *flags],
                             stdin="".join(json.dumps(x) + "\n" for x in lines), text=True, ok=False)
             if r.returncode != 0:
@@ -232,6 +242,9 @@ def main():
             if "kept_ids" in b:
                 harness.expect(a["kept_ids"] == b["kept_ids"],
                                f"{name}: kept ids differ ({len(a['kept_ids'])} vs {len(b['kept_ids'])} kept)")
+            if "recovered" in b:
+                harness.expect(a.get("recovered_response") == b["recovered"],
+                               f"{name}: recovered response {a.get('recovered_response')!r} vs {b['recovered']!r}")
             harness.expect(a["compressed_prompt"] == b["prompt"],
                            f"{name}: compressed prompts differ:\n  pith:      {a['compressed_prompt'][:160]!r}\n"
                            f"  llmlingua: {b['prompt'][:160]!r}")
@@ -239,6 +252,8 @@ def main():
         print(f"token stage: up to {max(a['scorer_tokens'] for a in ours)} tokens, up to "
               f"{max(a['windows'] for a in ours)} windows")
         harness.check(max(a["windows"] for a in ours) >= 5, "no case took five windows or more")
+        rec = [a["recovered_response"] for a in ours if "recovered_response" in a]
+        print(f"{len(rec)} recovered responses, e.g. {rec[0]!r}")
         kept = [a["scorer_kept"] / max(1, a["scorer_tokens"]) for a in ours]
         print(f"kept fraction of scorer tokens: min {min(kept):.3f}, max {max(kept):.3f}")
     if harness.MISMATCHES:
