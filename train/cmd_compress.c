@@ -133,7 +133,7 @@ static llama_model *load_scorer(const char *dir, pith_err *err) {
                    strstr(cfg, "ForSequenceClassification");
   free(cfg);
   if (classifier) {
-    pith_fail(err, "--scorer '%s': a classifier, not a causal LM (%s needs a causal LM such as llama)", dir,
+    pith_fail(err, "--scorer '%s': a classifier, not a causal LM (%s need a causal LM such as llama)", dir,
               "llmlingua and longllmlingua");
     return NULL;
   }
