@@ -581,6 +581,214 @@ static int prefix_length(const tokenizer *tok, const char *prefix, const char *t
   return rc;
 }
 
+// ---- the exact budget mode ----
+
+static int is_blank(const char *s) {
+  for (; *s; s++)
+    if (!strchr(" \t\n\r\f\v", *s)) return 0;
+  return 1;
+}
+
+
+// NLL of each token of ids given up to `chunk` tokens before it (and the prefix pf before those):
+// chunks of `chunk` tokens, each scored after the previous one. score[0] needs pf (bos).
+static int chunked_nll(scorer *s, const int32_t *pf, int64_t np, const int32_t *ids, int64_t n, float *score,
+                       const hc_options *o, pith_err *err) {
+  int64_t chunk = (s->max_pos - np) / 2;
+  if (chunk < 16)
+    return pith_fail(err, "the question (%lld scorer tokens) leaves no room in the scorer's %d positions", (long long)np,
+                     s->max_pos);
+  int32_t *seq = malloc((size_t)(np + 2 * chunk) * sizeof *seq);
+  float *nll = malloc((size_t)(np + 2 * chunk) * sizeof *nll);
+  int rc = seq && nll ? 0 : pith_fail(err, "out of memory");
+  for (int64_t a = 0; rc == 0 && a < n; a += chunk) {
+    int64_t b = a + chunk < n ? a + chunk : n, from = a - chunk > 0 ? a - chunk : 0, len = np + b - from;
+    memcpy(seq, pf, (size_t)np * sizeof *seq);
+    memcpy(seq + np, ids + from, (size_t)(b - from) * sizeof *seq);
+    if (len < 2) {
+      for (int64_t j = a; j < b; j++) score[j] = INFINITY;  // nothing before it: always kept
+      continue;
+    }
+    rc = scorer_nll(s, seq, len, NULL, nll, err);
+    for (int64_t j = a; rc == 0 && j < b; j++) {
+      int64_t at = np + j - from;  // seq index of token j; its NLL sits at at - 1
+      score[j] = at >= 1 ? nll[at - 1] : INFINITY;
+    }
+    if (o->progress) o->progress(b, n, o->progress_ctx);
+  }
+  free(seq);
+  free(nll);
+  return rc;
+}
+
+// instruction, the decoded kept tokens, question, joined by "\n\n" (as compress_prompt does).
+static char *build_prompt(const tokenizer *tok, const int32_t *ids, int64_t n, const uint8_t *keep,
+                          const char *instruction, const char *question, int with_question, int32_t *buf,
+                          int64_t *n_kept, char **ctx_out, pith_err *err) {
+  int64_t k = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (keep[i]) buf[k++] = ids[i];
+  *n_kept = k;
+  char *ctx = tokenizer_decode(tok, buf, (size_t)k, 0, err);
+  if (!ctx) return NULL;
+  strbuf out = {0};
+  int parts = 0;
+  if (*instruction) strbuf_adds(&out, instruction), parts++;
+  if (!is_blank(ctx)) {
+    if (parts++) strbuf_adds(&out, "\n\n");
+    strbuf_adds(&out, ctx);
+  }
+  if (*question && with_question) {
+    if (parts++) strbuf_adds(&out, "\n\n");
+    strbuf_adds(&out, question);
+  }
+  strbuf_adds(&out, "");
+  if (ctx_out) *ctx_out = ctx;
+  else free(ctx);
+  char *p = strbuf_take(&out, NULL);
+  if (!p) pith_fail(err, "out of memory");
+  return p;
+}
+
+static int exact_stage(scorer *s, const char *const *contexts, const int *used, int n_used, const char *instruction,
+                       const char *question, const hc_options *o, hc_result *r, pith_err *err) {
+  const tokenizer *tok = s->tok;
+  if (!o->count_target) return pith_fail(err, "exact mode needs a target token count");
+  strbuf joined = {0}, all = {0};
+  for (int i = 0; i < n_used; i++) {
+    if (i) strbuf_adds(&joined, "\n\n");
+    strbuf_adds(&joined, contexts[used[i]]);
+  }
+  strbuf_adds(&joined, "");
+  ivec ids = {0}, pf = {0};
+  float *score = NULL, *plain = NULL;
+  int64_t *order = NULL;
+  int32_t *buf = NULL;
+  uint8_t *keep = NULL;
+  char *best = NULL, *best_ctx = NULL;
+  int rc = strbuf_ok(&joined) ? encode(tok, joined.p, 0, &ids, err) : pith_fail(err, "out of memory");
+  int64_t n = ids.n;
+  if (rc == 0) {
+    score = malloc((size_t)(n + 1) * sizeof *score);
+    plain = malloc((size_t)(n + 1) * sizeof *plain);
+    order = malloc((size_t)(n + 1) * sizeof *order);
+    buf = malloc((size_t)(n + 1) * sizeof *buf);
+    keep = calloc((size_t)(n + 1), 1);
+    if (!score || !plain || !order || !buf || !keep) rc = pith_fail(err, "out of memory");
+  }
+  // scores: NLL(x_i | before); with condition_compare, NLL(x_i | before) − NLL(x_i | question, before)
+  int32_t bos = tokenizer_bos_id(tok);
+  if (rc == 0) {
+    if (VEC_RESERVE(&pf, 1)) rc = pith_fail(err, "out of memory");
+    pf.n = bos >= 0, pf.v[0] = bos;
+    if (rc == 0) rc = chunked_nll(s, pf.v, pf.n, ids.v, n, score, o, err);
+  }
+  if (rc == 0 && o->condition_compare && *question) {
+    strbuf q = {0};
+    strbuf_adds(&q, question);
+    strbuf_adds(&q, "\n\n");
+    ivec qi = {0};
+    rc = strbuf_ok(&q) ? encode(tok, q.p, 1, &qi, err) : pith_fail(err, "out of memory");
+    strbuf_free(&q);
+    if (rc == 0) rc = chunked_nll(s, qi.v, qi.n, ids.v, n, plain, o, err);
+    for (int64_t i = 0; rc == 0 && i < n; i++) score[i] = isinf(score[i]) ? score[i] : score[i] - plain[i];
+    free(qi.v);
+  }
+  // the target count of the original and of the goal
+  int64_t origin = -1;
+  if (rc == 0) {
+    strbuf_adds(&all, instruction);
+    for (int i = 0; i < r->n_contexts; i++) strbuf_adds(&all, "\n\n"), strbuf_adds(&all, contexts[i]);
+    strbuf_adds(&all, "\n\n");
+    strbuf_adds(&all, question);
+    const char *a = all.p, *e = all.p + all.n;
+    while (a < e && strchr(" \t\n\r\f\v", *a)) a++;
+    while (e > a && strchr(" \t\n\r\f\v", e[-1])) e--;
+    char *stripped = strndup(a, (size_t)(e - a));
+    origin = stripped && strbuf_ok(&all) ? o->count_target(stripped, o->count_ctx) : -1;
+    free(stripped);
+    if (origin < 0) rc = pith_fail(err, "counting the original prompt's target tokens failed");
+  }
+  double goal = o->target_tokens > 0 ? o->target_tokens : o->rate * (double)origin;
+  // tokens by score, best first (earlier first among equals)
+  if (rc == 0) {
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    for (int64_t w = 1; w < n; w *= 2) {  // bottom-up merge sort: stable, O(n log n)
+      int64_t *tmp = malloc((size_t)n * sizeof *tmp);
+      if (!tmp) {
+        rc = pith_fail(err, "out of memory");
+        break;
+      }
+      for (int64_t lo = 0; lo < n; lo += 2 * w) {
+        int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n, i = lo, j = mid, k = lo;
+        while (i < mid || j < hi)
+          tmp[k++] = j >= hi || (i < mid && !(score[order[j]] > score[order[i]])) ? order[i++] : order[j++];
+      }
+      memcpy(order, tmp, (size_t)n * sizeof *tmp);
+      free(tmp);
+    }
+  }
+  // f(k): target tokens of the prompt keeping the k best; bisect for the last k with f(k) <= goal,
+  // then take k or k + 1, whichever lands nearer
+  int64_t lo = 0, hi = n, best_k = -1, best_count = -1, n_kept = 0;
+  double best_miss = INFINITY;
+  for (int round = 0; rc == 0 && lo <= hi; round++) {
+    int64_t k = (lo + hi) / 2;
+    memset(keep, 0, (size_t)n);
+    for (int64_t i = 0; i < k; i++) keep[order[i]] = 1;
+    char *ctx = NULL;
+    char *p = build_prompt(tok, ids.v, n, keep, instruction, question, o->concate_question, buf, &n_kept, &ctx, err);
+    int64_t c = p ? o->count_target(p, o->count_ctx) : -1;
+    if (!p || c < 0) {
+      free(p);
+      free(ctx);
+      rc = p ? pith_fail(err, "counting target tokens failed") : -1;
+      break;
+    }
+    double miss = fabs((double)c - goal);
+    if (miss < best_miss || (miss == best_miss && k > best_k)) {
+      free(best);
+      free(best_ctx);
+      best = p, best_ctx = ctx, best_k = k, best_count = c, best_miss = miss;
+    } else {
+      free(p);
+      free(ctx);
+    }
+    if ((double)c <= goal) lo = k + 1;
+    else hi = k - 1;
+  }
+  if (rc == 0 && best_k == 0 && (double)best_count > goal)
+    rc = pith_fail(err, "the instruction and question (%lld target tokens) exceed the budget of %.0f", (long long)best_count,
+                   goal);
+  if (rc == 0) {
+    memset(keep, 0, (size_t)n);
+    for (int64_t i = 0; i < best_k; i++) keep[order[i]] = 1;
+    r->n_fine = n;
+    r->fine_ids = ids.v, ids.v = NULL;
+    r->kept = keep, keep = NULL;
+    r->kept_ids = malloc((size_t)(best_k > 0 ? best_k : 1) * sizeof *r->kept_ids);
+    if (!r->kept_ids) rc = pith_fail(err, "out of memory");
+    r->n_kept = 0;
+    for (int64_t i = 0; rc == 0 && i < n; i++)
+      if (r->kept[i]) r->kept_ids[r->n_kept++] = r->fine_ids[i];
+    r->prompt = best, best = NULL;
+    r->context_prompt = best_ctx, best_ctx = NULL;
+    r->target_tokens = goal;
+  }
+  strbuf_free(&joined);
+  strbuf_free(&all);
+  free(ids.v);
+  free(pf.v);
+  free(score);
+  free(plain);
+  free(order);
+  free(buf);
+  free(keep);
+  free(best);
+  free(best_ctx);
+  return rc;
+}
+
 // ---- compress_prompt ----
 
 static void replace_all(strbuf *b, const char *s, const char *from, const char *to) {
@@ -592,11 +800,6 @@ static void replace_all(strbuf *b, const char *s, const char *from, const char *
   strbuf_adds(b, s);
 }
 
-static int is_blank(const char *s) {
-  for (; *s; s++)
-    if (!strchr(" \t\n\r\f\v", *s)) return 0;
-  return 1;
-}
 
 int hc_compress(scorer *s, const char *const *contexts, int n_contexts, const char *instruction,
                 const char *question, const hc_options *o, hc_result *r, pith_err *err) {
@@ -666,6 +869,10 @@ int hc_compress(scorer *s, const char *const *contexts, int n_contexts, const ch
     goto done;
   }
   memcpy(r->used, used, (size_t)n_used * sizeof *used);
+  if (o->exact && o->token_filter) {
+    rc = exact_stage(s, contexts, used, n_used, instruction, question, o, r, err);
+    goto done;
+  }
 
   // the question prefix of the fine stage
   int64_t start = 0;

@@ -17,6 +17,7 @@
 //     condition_compare the score is contrastive: NLL(x | context) − NLL(x | question, context).
 //   The last partial window is never compressed, and inputs shorter than one window are kept
 //     whole: llmlingua's behaviour, kept on purpose (--compat is the default mode).
+// --exact is pith's own budget mode, not llmlingua's (see hc_options.exact).
 // Deliberate difference: a budget that leaves nothing for the contexts (instruction and question
 // as long as the target) is an error here; llmlingua silently keeps almost nothing.
 #ifndef PITH_HARD_COMPRESS_H
@@ -48,6 +49,14 @@ typedef struct {
   int token_filter;           // use_token_level_filter
   int concate_question;       // the question ends the compressed prompt
   int add_instruction;        // the instruction joins the question prefix
+  // Exact budget (not llmlingua's): the token stage keeps the highest-scoring tokens (NLL of the
+  // token itself, contrastive with condition_compare) in whatever number makes the compressed
+  // prompt count_target(prompt) = rate · count_target(original) tokens (or target_tokens when
+  // given), found by bisection; scores come from chunks of max_pos/2 tokens after the previous
+  // chunk. count_target: tokens of a text under the target's tokenizer, -1 on failure.
+  int exact;
+  int64_t (*count_target)(const char *text, void *ctx);
+  void *count_ctx;
   // Progress of the fine stage: tokens done of the total, per window. NULL: none.
   void (*progress)(int64_t done, int64_t total, void *ctx);
   void *progress_ctx;

@@ -22,7 +22,7 @@ typedef struct {
   const char *method, *scorer, *question, *instruction, *input, *output, *target_tokenizer, *context_budget;
   double rate, target_tokens, dynamic_ratio;
   int iterative_size, rank, condition, compare, reorder, threads, trace, format;
-  int no_context_filter, no_token_filter, no_concate_question, add_instruction, quiet;
+  int no_context_filter, no_token_filter, no_concate_question, add_instruction, quiet, exact;
 } compress_opts;
 
 static const char *const METHODS[] = {"llmlingua", "longllmlingua"};
@@ -71,6 +71,9 @@ static int parse_args(int argc, char **argv, compress_opts *o, int *code) {
       {"--no-concate-question", CLI_FLAG, &o->no_concate_question,
        .help = "leave the question out of the compressed prompt"},
       {"--add-instruction", CLI_FLAG, &o->add_instruction, .help = "the instruction joins the question prefix"},
+      {"--exact", CLI_FLAG, &o->exact,
+       .help = "pith's exact budget instead of llmlingua's: the compressed prompt has\n"
+               "rate x the original's target tokens (--target-tokens: that many)"},
       {"--trace", CLI_FLAG, &o->trace,
        .help = "also write the token stage's ids, kept ids and first-pass NLLs"},
       {"--threads", CLI_INT, &o->threads, .metavar = "N", .min = 1, .max = 4096, .help = "CPU threads"},
@@ -115,6 +118,7 @@ static hc_options make_options(const compress_opts *o) {
   h.token_filter = !o->no_token_filter;
   h.concate_question = !o->no_concate_question;
   h.add_instruction = o->add_instruction;
+  h.exact = o->exact;
   return h;
 }
 
@@ -210,6 +214,15 @@ static int is_blank(const char *s) {
   for (; *s; s++)
     if (!strchr(" \t\n\r\f\v", *s)) return 0;
   return 1;
+}
+
+static int64_t count_target(const char *text, void *ctx) {
+  int32_t *ids;
+  size_t k;
+  pith_err err = {{0}};
+  if (tokenizer_encode(ctx, text, strlen(text), 0, &ids, &k, &err)) return -1;
+  free(ids);
+  return (int64_t)k;
 }
 
 static int count_tokens(const tokenizer *tok, const char *s, size_t n, int64_t *count, pith_err *err) {
@@ -345,6 +358,8 @@ int cmd_compress(int argc, char **argv) {
   scorer sc = scorer_new(lm, tok);
   hc_options h = make_options(&o);
   progress_state prog = {.quiet = o.quiet, .tty = isatty(2), .t0 = pith_now_s()};
+  h.count_target = count_target;
+  h.count_ctx = target ? target : tok;
   h.progress = on_progress;
   h.progress_ctx = &prog;
 

@@ -11,7 +11,10 @@
   4. bad input gets one clear line and exit 1 (or a usage error, exit 2), and --output is written
      whole or not at all: an empty prompt, a rate outside (0, 1], a scorer folder that is not a
      causal LM, a question longer than the budget, a line that is not JSON, longllmlingua without a
-     question.
+     question;
+  5. --exact: the compressed prompt's target tokens land within 1% (of the original's count) of
+     rate x origin for rates 0.1, 0.33 and 0.5 on inputs of 700-3,500 tokens, where llmlingua's
+     own budget (the default mode, equal to llmlingua's by llmlingua_parity) drifts: both printed.
 """
 import json
 import os
@@ -98,6 +101,21 @@ def main():
             harness.check(open(out).read() == "before\n", f"{what}: --output was touched")
             harness.check(not [f for f in os.listdir(tmp) if f.startswith("out.jsonl.")], f"{what}: a temp file is left")
             print(f"{what}: {first}")
+
+        # 5
+        texts = [{"prompt": "\n\n".join(docs[a:b])} for a, b in ((50, 58), (60, 75), (80, 110))]
+        inp = os.path.join(tmp, "exact.jsonl")
+        open(inp, "w").write("".join(json.dumps(x) + "\n" for x in texts))
+        for rate in (0.1, 0.33, 0.5):
+            got = {}
+            for mode in ([], ["--exact"]):
+                r = compress("--method", "llmlingua", "--rate", str(rate), "--input", inp, "--quiet", *mode)
+                got[bool(mode)] = [json.loads(x) for x in r.stdout.split("\n") if x]
+            for compat, exact in zip(got[False], got[True]):
+                miss = abs(exact["compressed_tokens"] - rate * exact["origin_tokens"]) / exact["origin_tokens"]
+                harness.check(miss <= 0.01, f"--exact at {rate}: {exact['rate']:.4f} on {exact['origin_tokens']} tokens")
+                print(f"rate {rate} on {compat['origin_tokens']} tokens: llmlingua's budget {compat['rate']:.4f}, "
+                      f"--exact {exact['rate']:.4f}")
     print("OK")
 
 
