@@ -86,7 +86,7 @@ def peer_main(cases_path, out_path):
             res = pc.compress_prompt(case["context"], instruction=case.get("instruction", ""),
                                      question=case.get("question", ""), **case["kwargs"])
             out.append({"prompt": res["compressed_prompt"], "rank": pc.context_idxs[-1] if pc.context_idxs else None,
-                        **trace})
+                        "cl100k": [res["origin_tokens"], res["compressed_tokens"]], **trace})
             if "response" in case:
                 original = "\n\n".join([case.get("instruction", "")] + case["context"] + [case.get("question", "")])
                 out[-1]["recovered"] = pc.recover(original.strip(), res["compressed_prompt"], case["response"])
@@ -252,6 +252,14 @@ def main():
         print(f"token stage: up to {max(a['scorer_tokens'] for a in ours)} tokens, up to "
               f"{max(a['windows'] for a in ours)} windows")
         harness.check(max(a["windows"] for a in ours) >= 5, "no case took five windows or more")
+        # llmlingua's drift: the rate it reports (cl100k tokens) against the one asked for
+        drift = {}
+        for c, b in zip(cases, theirs):
+            if "rate" in c["kwargs"] and "cl100k" in b:
+                o, k = b["cl100k"]
+                drift.setdefault(c["kwargs"]["rate"], []).append(k / o)
+        for rate, got in sorted(drift.items()):
+            print(f"llmlingua at rate {rate}: achieved {min(got):.3f} .. {max(got):.3f} (cl100k) over {len(got)} prompts")
         rec = [a["recovered_response"] for a in ours if "recovered_response" in a]
         print(f"{len(rec)} recovered responses, e.g. {rec[0]!r}")
         kept = [a["scorer_kept"] / max(1, a["scorer_tokens"]) for a in ours]
