@@ -88,14 +88,23 @@ static float quantile_threshold(const float *score, int64_t n, double ratio) {
   int64_t k = (int64_t)((double)m * ratio) - 1;
   if (k > m - 1) k = m - 1;
   if (k < 0) k = 0;
-  // partial selection of the (k+1)-th largest
-  for (int64_t i = 0; i <= k && i < m; i++) {
-    int64_t best = i;
-    for (int64_t j = i + 1; j < m; j++)
-      if (v[j] > v[best]) best = j;
-    float t = v[i];
-    v[i] = v[best];
-    v[best] = t;
+  // the (k+1)-th largest by quickselect (only the value matters, so ties cannot change it)
+  int64_t lo = 0, hi = m - 1;
+  while (lo < hi) {
+    float pivot = v[lo + (hi - lo) / 2];
+    int64_t i = lo, j = hi;
+    while (i <= j) {
+      while (v[i] > pivot) i++;
+      while (v[j] < pivot) j--;
+      if (i <= j) {
+        float t = v[i];
+        v[i++] = v[j];
+        v[j--] = t;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else break;
   }
   float thr = m > 0 ? v[k] : NAN;
   free(v);
@@ -424,10 +433,10 @@ static int iterative_compress(scorer *s, const int32_t *ids, int64_t n, int64_t 
     rc = pith_fail(err, "out of memory");
     goto done;
   }
-  memcpy(f.ids.v, ids, (size_t)n * sizeof *ids);
+  if (n > 0) memcpy(f.ids.v, ids, (size_t)n * sizeof *ids);
   for (int64_t i = 0; i < n; i++) f.pos.v[i] = i;
   f.ids.n = f.pos.n = n;
-  if (cc) {
+  if (cc && n > start) {
     memcpy(self.ids.v, ids + start, (size_t)(n - start) * sizeof *ids);
     self.ids.n = n - start;
   }
@@ -527,10 +536,14 @@ static int iterative_compress(scorer *s, const int32_t *ids, int64_t n, int64_t 
     rc = pith_fail(err, "out of memory");
     goto done;
   }
-  memcpy(out->v, popped.v, (size_t)popped.n * sizeof *popped.v);
-  memcpy(out->v + popped.n, f.ids.v, (size_t)f.ids.n * sizeof *f.ids.v);
-  memcpy(out_pos->v, popped_pos.v, (size_t)popped.n * sizeof *popped_pos.v);
-  memcpy(out_pos->v + popped.n, f.pos.v, (size_t)f.ids.n * sizeof *f.pos.v);
+  if (popped.n) {  // (memcpy wants real pointers even for 0 bytes)
+    memcpy(out->v, popped.v, (size_t)popped.n * sizeof *popped.v);
+    memcpy(out_pos->v, popped_pos.v, (size_t)popped.n * sizeof *popped_pos.v);
+  }
+  if (f.ids.n) {
+    memcpy(out->v + popped.n, f.ids.v, (size_t)f.ids.n * sizeof *f.ids.v);
+    memcpy(out_pos->v + popped.n, f.pos.v, (size_t)f.ids.n * sizeof *f.pos.v);
+  }
   out->n = out_pos->n = popped.n + f.ids.n;
 done:
   fine_seq_free(&f);
@@ -893,8 +906,10 @@ int hc_compress(scorer *s, const char *const *contexts, int n_contexts, const ch
       int32_t *cut = malloc((size_t)(m > 0 ? m : 1) * sizeof *cut);  // tokens[:100] + tokens[tail:]
       char *d = NULL;
       if (cut) {
-        memcpy(cut, pt.v, (size_t)head * sizeof *cut);
-        memcpy(cut + head, pt.v + tail, (size_t)(pt.n - tail) * sizeof *cut);
+        if (pt.n) {
+          memcpy(cut, pt.v, (size_t)head * sizeof *cut);
+          memcpy(cut + head, pt.v + tail, (size_t)(pt.n - tail) * sizeof *cut);
+        }
         d = tokenizer_decode(tok, cut, (size_t)m, 0, err);
       } else {
         pith_fail(err, "out of memory");
@@ -943,8 +958,8 @@ int hc_compress(scorer *s, const char *const *contexts, int n_contexts, const ch
       rc = pith_fail(err, "out of memory");
       goto done;
     }
-    memcpy(r->fine_ids, ids.v + start, (size_t)r->n_fine * sizeof *ids.v);
-    memcpy(r->kept_ids, res.v + (res.n - nr), (size_t)nr * sizeof *res.v);
+    if (r->n_fine > 0) memcpy(r->fine_ids, ids.v + start, (size_t)r->n_fine * sizeof *ids.v);
+    if (nr > 0) memcpy(r->kept_ids, res.v + (res.n - nr), (size_t)nr * sizeof *res.v);
     r->n_kept = nr;
     for (int64_t i = res.n - nr; i < res.n; i++)
       if (res_pos.v[i] >= start) r->kept[res_pos.v[i] - start] = 1;

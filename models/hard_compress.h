@@ -16,7 +16,7 @@
 //     condition (LongLLMLingua), the question is put before the contexts, and with
 //     condition_compare the score is contrastive: NLL(x | context) − NLL(x | question, context).
 //   The last partial window is never compressed, and inputs shorter than one window are kept
-//     whole: llmlingua's behaviour, kept on purpose (--compat is the default mode).
+//     whole: llmlingua's behaviour, kept on purpose (the default; exact is pith's own mode).
 // --exact is pith's own budget mode, not llmlingua's (see hc_options.exact).
 // Deliberate difference: a budget that leaves nothing for the contexts (instruction and question
 // as long as the target) is an error here; llmlingua silently keeps almost nothing.

@@ -61,7 +61,7 @@ int scorer_nll(scorer *s, const int32_t *ids, int64_t n, scorer_cache *cache, fl
   llama_inputs in = {.ids = x, .want_kv = cache != NULL};
   if (P > 0) in.prefix_k = cache->k, in.prefix_v = cache->v;
   llama_outputs out;
-  int rc = llama_forward(s->lm, &in, &out, err);
+  int rc = llama_forward(s->lm, &in, &out, err), forward_ok = rc == 0;
   if (rc == 0 && T > 1) {
     // loss of token i+1 from the logits at i, as transformers' shifted CrossEntropyLoss
     pt_tensor *logits = pt_view(pt_slice(out.logits, 1, 0, T - 1), PT_SHAPE(T - 1, V));
@@ -87,7 +87,7 @@ int scorer_nll(scorer *s, const int32_t *ids, int64_t n, scorer_cache *cache, fl
     free(k);
     free(v);
   }
-  if (rc == 0) llama_outputs_free(&out);
+  if (forward_ok) llama_outputs_free(&out);
   pt_scope_end(sc);
   pt_set_grad_enabled(was);
   return rc;
