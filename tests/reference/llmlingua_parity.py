@@ -4,9 +4,10 @@
 Two scorers: stories260K converted by `pith convert` (real weights, max_position_embeddings 512, so
 long inputs also take llmlingua's KV-cache eviction path) and a random tiny LLaMA saved by
 transformers with the same tok512 tokenizer (larger init so that its scores are not all ties).
-Over 36 prompts x settings (one short context that llmlingua keeps whole, long single contexts that
+Over 40 prompts x settings (one short context that llmlingua keeps whole, long single contexts that
 need several 200-token windows, several contexts with a question and an instruction, both
-methods, reorder modes, question conditions, contrastive scores on and off, target_token), per case:
+methods, reorder modes, question conditions, contrastive scores on and off, target_token, the
+context stage alone, another context budget), per case:
   - the scorer's tokens of the token stage equal transformers' (pith's tokenizer vs HF's),
   - first-pass NLLs agree to 1e-4 relative to max(1, |nll|) (the largest difference is printed),
   - the context ranking (llmlingua's context_idxs[-1]) is the same,
@@ -135,6 +136,10 @@ def pith_flags(method, kw):
         f += ["--rank-method", kw["rank_method"]]
     if "iterative_size" in kw:
         f += ["--iterative-size", str(kw["iterative_size"])]
+    if "context_budget" in kw:
+        f += ["--context-budget", kw["context_budget"]]
+    if kw.get("use_token_level_filter") is False:
+        f += ["--no-token-filter"]
     return f
 
 
@@ -170,6 +175,8 @@ def build_cases(models):
     specs.append(("longllmlingua", {"context": docs[:4], "question": q1},
                   {"rate": 0.5, **LONG, "condition_compare": False}))
     specs.append(("longllmlingua", {"context": [longs[1]], "question": q1}, {"rate": 0.4, **LONG}))
+    specs.append(("llmlingua", {"context": docs[2:8], "question": q2}, {"rate": 0.4, "use_token_level_filter": False}))
+    specs.append(("longllmlingua", {"context": docs[:6], "question": q2}, {"rate": 0.3, **LONG, "context_budget": "*1.5"}))
     cases = []
     # LongLLMLingua's recovery: answers quoting (partly compressed) words of the contexts
     for i, (method, prompt, kw) in enumerate(specs):
