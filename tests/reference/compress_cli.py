@@ -14,7 +14,8 @@
      question;
   5. --exact: the compressed prompt's target tokens land within 1% (of the original's count) of
      rate x origin for rates 0.1, 0.33 and 0.5 on inputs of 700-3,500 tokens, where llmlingua's
-     own budget (the default mode, equal to llmlingua's by llmlingua_parity) drifts: both printed.
+     own budget (the default mode, equal to llmlingua's by llmlingua_parity) drifts: both printed;
+     the same for longllmlingua over several contexts.
 """
 import json
 import os
@@ -116,6 +117,15 @@ def main():
                 harness.check(miss <= 0.01, f"--exact at {rate}: {exact['rate']:.4f} on {exact['origin_tokens']} tokens")
                 print(f"rate {rate} on {compat['origin_tokens']} tokens: llmlingua's budget {compat['rate']:.4f}, "
                       f"--exact {exact['rate']:.4f}")
+        # --exact with several contexts, LongLLMLingua's ranking and contrastive scores
+        multi = [{"context": docs[120:128], "question": q}, {"context": docs[130:136], "question": q, "instruction": ins}]
+        r = compress("--method", "longllmlingua", "--rate", "0.3", "--exact", "--quiet",
+                     stdin="".join(json.dumps(x) + "\n" for x in multi))
+        for x in (json.loads(y) for y in r.stdout.split("\n") if y):
+            miss = abs(x["compressed_tokens"] - 0.3 * x["origin_tokens"]) / x["origin_tokens"]
+            harness.check(miss <= 0.01, f"longllmlingua --exact at 0.3: {x['rate']:.4f}")
+            harness.check(x["compressed_prompt"].endswith(q), "--exact dropped the question")
+            print(f"longllmlingua --exact 0.3 on {x['origin_tokens']} tokens, contexts {x['contexts_used']}: {x['rate']:.4f}")
     print("OK")
 
 
