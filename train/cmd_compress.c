@@ -52,16 +52,18 @@ static int parse_args(int argc, char **argv, compress_opts *o, int *code) {
        .help = "counts tokens for the target LLM (default: the scorer's tokenizer)"},
       {"--iterative-size", CLI_INT, &o->iterative_size, .metavar = "N", .min = 1, .max = 1000000,
        .help = "tokens per window of the token-level stage (default 200)"},
-      {"--rank-method", CLI_CHOICE, &o->rank, .choices = "auto|llmlingua|longllmlingua",
-       .help = "how contexts are ranked (default: the method's)"},
-      {"--condition-in-question", CLI_CHOICE, &o->condition,
+      {"--rank-method", CLI_CHOICE, &o->rank, .metavar = "M", .choices = "auto|llmlingua|longllmlingua",
+       .help = "how contexts are ranked: llmlingua or longllmlingua (default: the method's)"},
+      {"--condition-in-question", CLI_CHOICE, &o->condition, .metavar = "WHERE",
        .choices = "auto|none|before|after|none_condition|before_condition|after_condition",
-       .help = "where the question goes when ranking; _condition also puts it\n"
-               "before the contexts in the token stage (default: the method's)"},
-      {"--condition-compare", CLI_CHOICE, &o->compare, .choices = "auto|on|off",
+       .help = "none, before or after: where the question goes when ranking; with\n"
+               "_condition (after_condition) it also goes before the contexts in the\n"
+               "token stage (default: none; after_condition for longllmlingua)"},
+      {"--condition-compare", CLI_CHOICE, &o->compare, .metavar = "on|off", .choices = "auto|on|off",
        .help = "contrastive token scores (default: on for longllmlingua)"},
-      {"--reorder-context", CLI_CHOICE, &o->reorder, .choices = "auto|original|sort|two_stage",
-       .help = "order of the kept contexts (default: original; sort for longllmlingua)"},
+      {"--reorder-context", CLI_CHOICE, &o->reorder, .metavar = "ORDER", .choices = "auto|original|sort|two_stage",
+       .help = "original, sort (rank order) or two_stage: the kept contexts' order\n"
+               "(default: original; sort for longllmlingua)"},
       {"--dynamic-ratio", CLI_DOUBLE, &o->dynamic_ratio, .metavar = "D", .min = 0, .max = 1,
        .help = "dynamic_context_compression_ratio (default 0; 0.3 for longllmlingua)"},
       {"--context-budget", CLI_STR, &o->context_budget, .metavar = "OPN",
@@ -76,7 +78,8 @@ static int parse_args(int argc, char **argv, compress_opts *o, int *code) {
                "rate x the original's target tokens (--target-tokens: that many)"},
       {"--trace", CLI_FLAG, &o->trace,
        .help = "also write the token stage's ids, kept ids and first-pass NLLs"},
-      {"--threads", CLI_INT, &o->threads, .metavar = "N", .min = 1, .max = 4096, .help = "CPU threads"},
+      {"--threads", CLI_INT, &o->threads, .metavar = "N", .min = 1, .max = 4096,
+       .help = "CPU threads (default: libtorch's; 1 is often fastest for small scorers)"},
       {"--quiet", CLI_FLAG, &o->quiet, .help = "no progress on stderr"},
   };
   const cli_spec spec = {
