@@ -324,7 +324,8 @@ static int add_token(loader *L, int32_t id, const char *content, bool special, b
                      bool rstrip, bool single_word, bool normalized) {
   tokenizer *t = L->t;
   if (id >= 0 && id < t->n_vocab && (t->flags[id] & TOK_ADDED)) return 0;
-  if (id < 0) return pith_fail(L->err, "%s: added token '%s' has a negative id", L->path, content);
+  if (id < 0 || id > TOK_MAX_ID)
+    return pith_fail(L->err, "%s: added token '%s' has id %d (ids go from 0 to %d)", L->path, content, id, TOK_MAX_ID);
   added_token *a = realloc(t->added, ((size_t)t->n_added + 1) * sizeof *a);
   if (!a) return tok_oom(L);
   t->added = a;
@@ -453,7 +454,7 @@ static int load_tokenizer_config(loader *L, const cJSON *cfg) {
   cJSON_ArrayForEach(e, dec) {
     char *end;
     long id = strtol(e->string, &end, 10);
-    if (*end || id < 0 || id > 100000000) return pith_fail(L->err, "%s: added_tokens_decoder key '%s' is not an id", L->path, e->string);
+    if (*end || id < 0 || id > TOK_MAX_ID) return pith_fail(L->err, "%s: added_tokens_decoder key '%s' is not an id", L->path, e->string);
     if (add_token_json(L, e, (int32_t)id)) return -1;
   }
   t->bos = config_token(t, cfg, "bos_token");

@@ -66,12 +66,12 @@ static int pairmap_put(pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t i
 static int32_t max_id(loader *L, const cJSON *vocab, const cJSON *added, int *bad) {
   int32_t m = -1;
   for (const cJSON *e = vocab ? vocab->child : NULL; e; e = e->next) {
-    if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 1e9) { *bad = 1; return -1; }
+    if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > TOK_MAX_ID) { *bad = 1; return -1; }
     if (e->valueint > m) m = e->valueint;
   }
   for (const cJSON *e = added ? added->child : NULL; e; e = e->next) {
     int id = tok_jint(e, "id", -1);
-    if (id > m && id < 1000000000) m = id;
+    if (id > m && id <= TOK_MAX_ID) m = id;
   }
   return m;
 }
@@ -81,7 +81,7 @@ int tok_load_vocab(loader *L, const cJSON *vocab, const cJSON *added) {
   if (!cJSON_IsObject(vocab)) return pith_fail(L->err, "%s: the model has no vocab object", L->path);
   int bad = 0;
   int32_t m = max_id(L, vocab, added, &bad);
-  if (bad) return pith_fail(L->err, "%s: vocab ids must be integers from 0", L->path);
+  if (bad) return pith_fail(L->err, "%s: vocab ids must be integers from 0 to %d", L->path, TOK_MAX_ID);
   if (tok_alloc_vocab(t, m + 1) || tok_strmap_init(&t->vocab, (size_t)cJSON_GetArraySize(vocab))) return tok_oom(L);
   for (const cJSON *e = vocab->child; e; e = e->next) {
     str_ref s;

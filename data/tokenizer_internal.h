@@ -96,6 +96,10 @@ typedef struct {
   int32_t rank, id;
 } pair_slot;
 
+// The largest token id a file may name. The tables are sized by the largest id, and no vocabulary
+// comes near this (the largest have a few hundred thousand), so a larger one is a broken file.
+#define TOK_MAX_ID (1 << 24)
+
 #define PAIR_EMPTY UINT64_MAX
 
 typedef struct {

@@ -608,6 +608,15 @@ static void test_errors(const char *llama3_path) {
   write_text(tmp_path("wordlevel.json"), wordlevel, strlen(wordlevel));
   check_load_error(tmp_path("wordlevel.json"), "model type 'WordLevel' is not supported (BPE, WordPiece or Unigram)");
 
+  // Ids size the tables: an absurd one is a broken file, not 4 GB of memory (found by fuzz_tokenizer_json).
+  const char *huge = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":20000000},\"merges\":[]}}";
+  write_text(tmp_path("huge.json"), huge, strlen(huge));
+  check_load_error(tmp_path("huge.json"), "vocab ids must be integers from 0 to 16777216");
+  const char *huge_added = "{\"added_tokens\":[{\"id\":900000000,\"content\":\"<x>\"}],"
+                           "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}";
+  write_text(tmp_path("huge_added.json"), huge_added, strlen(huge_added));
+  check_load_error(tmp_path("huge_added.json"), "added token '<x>' has id 900000000 (ids go from 0 to 16777216)");
+
   const char *punct = "{\"pre_tokenizer\":{\"type\":\"Punctuation\"},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}";
   write_text(tmp_path("punct.json"), punct, strlen(punct));
   check_load_error(tmp_path("punct.json"), "pre_tokenizer type 'Punctuation' is not supported");
