@@ -62,6 +62,7 @@ def main():
     for t in texts:
         add("encode_bpe", t)
         add("encode_sp", t)
+        add("encode_encoders", t)
     # tokenizer.json: small ones (a bigger seed slows every run).
     add("tokenizer_json", json.dumps({
         "version": "1.0", "added_tokens": [{"id": 3, "content": "<s>", "special": True}],
