@@ -510,6 +510,28 @@ int distill_cls_evaluate(const encoder_model *m, const distill_cls *c, int B, cl
   return rc;
 }
 
+// tokenizer set beside a classifier folder with a tokenizer of its own: they must be one vocabulary.
+static int same_tokenizer(const char *dir, const tokenizer *tok, pith_err *err) {
+  char path[4096];
+  pith_path_join(path, sizeof path, dir, "tokenizer.json");
+  if (!pith_is_file(path)) return 0;
+  tokenizer *own = tokenizer_load(dir, err);
+  if (!own) return -1;
+  int32_t n = tokenizer_vocab_size(own), bad = n != tokenizer_vocab_size(tok) ? 0 : -1;
+  for (int32_t i = 0; i < n && bad < 0; i++) {
+    const char *p = tokenizer_token_piece(own, i), *q = tokenizer_token_piece(tok, i);
+    if ((p == NULL) != (q == NULL) || (p && strcmp(p, q))) bad = i;
+  }
+  if (n != tokenizer_vocab_size(tok))
+    pith_fail(err, "tokenizer %s and model_name_or_path %s: different tokenizers (%d and %d tokens)",
+              tokenizer_source_path(tok), path, (int)tokenizer_vocab_size(tok), (int)n);
+  else if (bad >= 0)
+    pith_fail(err, "tokenizer %s and model_name_or_path %s: different tokenizers (id %d differs)",
+              tokenizer_source_path(tok), path, (int)bad);
+  tokenizer_free(own);
+  return bad >= 0 || n != tokenizer_vocab_size(tok) ? -1 : 0;
+}
+
 encoder_model *distill_cls_model(const train_args *a, const tokenizer *tok, pith_err *err) {
   encoder_model *m = NULL;
   if (*a->model_name_or_path) {
@@ -528,6 +550,10 @@ encoder_model *distill_cls_model(const train_args *a, const tokenizer *tok, pith
     snprintf(cfg.labels[0], sizeof cfg.labels[0], "drop");
     snprintf(cfg.labels[1], sizeof cfg.labels[1], "keep");
     m = encoder_new_random(&cfg, a->seed, PT_F32, a->device, err);
+  }
+  if (m && *a->model_name_or_path && *a->tokenizer && same_tokenizer(a->model_name_or_path, tok, err)) {
+    encoder_free(m);
+    return NULL;
   }
   if (m && tokenizer_vocab_size(tok) > m->cfg.vocab_size) {
     pith_fail(err, "tokenizer %s: %d tokens, but the classifier's vocab_size is %d (another model's tokenizer?)",
