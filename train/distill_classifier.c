@@ -180,7 +180,7 @@ int cls_labels_from_target(const char *target_dir, const char *train_file, int64
       words += x->n_words;
     }
     hc_result_free(&r);
-    if (out->n % 50 == 0 && out->n) printf("labels: %lld texts (%.1f s)\n", (long long)out->n, pith_now_s() - t0);
+    if (out->n % 500 == 0 && out->n) printf("labels: %lld texts (%.1f s)\n", (long long)out->n, pith_now_s() - t0);
     fflush(stdout);
   }
   corpus_record_free(&rec);
