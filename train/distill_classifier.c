@@ -431,8 +431,7 @@ int distill_cls_next(distill_cls *c, int B, pt_device dev, pt_tensor **ids, pt_t
     c->epoch++, c->pos = 0;
     shuffle(c);
   }
-  int64_t rows[B];
-  for (int r = 0; r < B; r++) rows[r] = c->order[c->pos + r];
+  const int64_t *rows = c->order + c->pos;
   c->pos += B;
   return batch_tensors(c, rows, B, dev, ids, mask, labels, n_tokens, err);
 }
@@ -465,10 +464,10 @@ int distill_cls_evaluate(const encoder_model *m, const distill_cls *c, int B, cl
   memset(out, 0, sizeof *out);
   int was = pt_set_grad_enabled(0), rc = 0;
   double loss_sum = 0;
-  int64_t labeled = 0;
+  int64_t labeled = 0, *rows = malloc(sizeof *rows * (size_t)B);
+  if (!rows) rc = pith_fail(err, "evaluate: out of memory");
   for (int64_t r0 = c->n_train_rows; r0 < c->n_rows && !rc; r0 += B) {
     int nb = (int)(c->n_rows - r0 < B ? c->n_rows - r0 : B);
-    int64_t rows[nb];
     for (int r = 0; r < nb; r++) rows[r] = r0 + r;
     pt_scope s = pt_scope_begin();
     pt_tensor *ids, *mask, *labels;
@@ -505,6 +504,7 @@ int distill_cls_evaluate(const encoder_model *m, const distill_cls *c, int B, cl
     pt_scope_end(s);
   }
   pt_set_grad_enabled(was);
+  free(rows);
   out->loss = labeled ? loss_sum / (double)labeled : NAN;
   cls_metrics_finish(out);
   return rc;
