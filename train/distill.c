@@ -8,6 +8,7 @@
 
 #include "align.h"
 #include "corpus.h"
+#include "distill_classifier.h"
 #include "generate.h"
 #include "hf_folder.h"
 #include "ingest.h"
@@ -25,8 +26,9 @@ static int check_corpus(const char *path, const char *what, pith_err *err) {
 }
 
 int distill_preflight(const train_args *a, pith_err *err) {
-  if (a->distill == DISTILL_CLASSIFIER)
-    return pith_fail(err, "method: classifier (LLMLingua-2's token classifier) is not built yet; use sft or kl");
+  if (a->distill == DISTILL_CLASSIFIER) return distill_cls_preflight(a, err);
+  if (!*a->model_name_or_path) return pith_fail(err, "model_name_or_path: not set (the scorer)");
+  if (!*a->target_model_name_or_path) return pith_fail(err, "target_model_name_or_path: not set (the target LLM)");
   if (a->bf16 && a->device == PT_CPU)
     return pith_fail(err, "bf16: for CUDA (the frozen target in bf16; the scorer trains in f32); CPU runs in f32");
   if (align_check_causal_lm(a->target_model_name_or_path, "target", err) ||

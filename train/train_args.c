@@ -77,19 +77,24 @@ static const rc_key LM_KEYS[] = {
 // distill: a scorer (every weight) aligned to a frozen target LLM.
 static const rc_key DISTILL_KEYS[] = {
     {"method", RC_STRING, "kl",
-     "sft (fine-tune on the target's generations) | kl (token-level KL(target||scorer)) | classifier (not built "
-     "yet)", "sft|kl|classifier"},
-    {"model_name_or_path", RC_STRING, NULL, "the scorer: a Hugging Face LLaMA-family folder (every weight trains)", NULL},
+     "sft (fine-tune on the target's generations) | kl (token-level KL(target||scorer)) | classifier "
+     "(LLMLingua-2's keep/drop token classifier)", "sft|kl|classifier"},
+    {"model_name_or_path", RC_STRING, "",
+     "the scorer: a Hugging Face LLaMA-family folder (every weight trains); classifier: a BERT / XLM-R folder", NULL},
+    {"model_config", RC_STRING, "",
+     "classifier: a BERT / XLM-R config.json to start from random weights (with tokenizer) instead", NULL},
     {"finetuning_type", RC_STRING, "full",
      "full (every weight of the scorer) | lora (adapters, merged into RUN/model at the end)", "full|lora"},
     {"lora_rank", RC_INT, "8", "finetuning_type lora", "[1,inf)"},
     {"lora_alpha", RC_FLOAT, "16", "finetuning_type lora", "(0,inf)"},
     {"lora_dropout", RC_FLOAT, "0", "finetuning_type lora", "[0,1)"},
     {"lora_target", RC_STRING, "all", "finetuning_type lora: projections to adapt (PEFT names) or all", NULL},
-    {"target_model_name_or_path", RC_STRING, NULL,
-     "the target LLM (teacher): a Hugging Face LLaMA-family folder with the scorer's vocabulary (frozen)", NULL},
-    {"train_file", RC_STRING, NULL,
-     "corpus (HDF5): kl trains on it; sft draws prompts from its train split; held-out KL on its val split", NULL},
+    {"target_model_name_or_path", RC_STRING, "",
+     "the target LLM (teacher): a Hugging Face LLaMA-family folder with the scorer's vocabulary (frozen); "
+     "classifier: labels its own llmlingua compression of train_file", NULL},
+    {"train_file", RC_STRING, "",
+     "corpus (HDF5): kl trains on it; sft draws prompts from its train split; held-out KL on its val split; "
+     "classifier: the texts the target labels", NULL},
     {"run_name", RC_STRING, "distill", "name of the run", NULL},
     {"cutoff_len", RC_INT, "256", "tokens per training row (documents; QA: context tokens)", "[1,inf)"},
     {"max_target_len", RC_INT, "64", "QA corpora: question prompt + answer + eos tokens", "[1,inf)"},
@@ -103,6 +108,21 @@ static const rc_key DISTILL_KEYS[] = {
     {"generation_temperature", RC_FLOAT, "1", "sft: 0 = greedy; else sampling at this temperature (seeded by seed)", "[0,inf)"},
     {"generation_top_p", RC_FLOAT, "1", "sft: nucleus sampling mass", "(0,1]"},
     {"align_docs", RC_INT, "32", "held-out texts of train_file's val split for KL(target||scorer) (0: none)", "[0,inf)"},
+    {"label_file", RC_STRING, "",
+     "classifier: JSONL pairs {\"original\", \"compressed\"} aligned word by word ('': labels from the target)", NULL},
+    {"label_rate", RC_FLOAT, "0.5", "classifier, target labels: the rate llmlingua compresses train_file's texts at",
+     "(0,1]"},
+    {"label_num_texts", RC_INT, "1000", "classifier, target labels: texts of train_file (corpus order) to label",
+     "[2,inf)"},
+    {"label_iterative_size", RC_INT, "200",
+     "classifier, target labels: llmlingua's window (a text's last partial window is kept whole)", "[1,inf)"},
+    {"label_window", RC_INT, "150", "classifier, label_file: how far (words) a compressed word is looked for",
+     "[1,inf)"},
+    {"label_max_unmatched", RC_FLOAT, "0.1",
+     "classifier, label_file: the share of a pair's compressed words that may find no match", "[0,1]"},
+    {"label_skip_unaligned", RC_BOOL, "false",
+     "classifier, label_file: skip (and count) a pair that does not align instead of refusing the file", NULL},
+    {"val_size", RC_FLOAT, "0.1", "classifier: the share of labeled texts held out (the last ones)", "(0,1)"},
 };
 
 static void add_keys(rc_key *out, int *n, const rc_key *keys, size_t count) {
@@ -119,7 +139,6 @@ int train_args_schema(train_task task, rc_key *out) {
 }
 
 static int distill_args_read(train_args *a, const run_config *c, pith_err *err) {
-  a->model_config = "";
   a->answer_loss_weight = 1;  // kl weighs every token alike; sft's generations are documents
   const char *method = run_config_str(c, "method");
   if (!strcmp(method, "sft")) a->distill = DISTILL_SFT;
@@ -144,6 +163,15 @@ static int distill_args_read(train_args *a, const run_config *c, pith_err *err) 
   a->generation_top_p = run_config_float(c, "generation_top_p");
   a->align_docs = (int)run_config_int(c, "align_docs");
   a->align_file = a->train_file;
+  a->model_config = run_config_str(c, "model_config");
+  a->label_file = run_config_str(c, "label_file");
+  a->label_rate = run_config_float(c, "label_rate");
+  a->label_num_texts = run_config_int(c, "label_num_texts");
+  a->label_iterative_size = (int)run_config_int(c, "label_iterative_size");
+  a->label_window = run_config_int(c, "label_window");
+  a->label_max_unmatched = run_config_float(c, "label_max_unmatched");
+  a->label_skip_unaligned = run_config_bool(c, "label_skip_unaligned");
+  a->val_size = run_config_float(c, "val_size");
   return 0;
 }
 

@@ -12,7 +12,7 @@
 typedef enum { TRAIN_PRETRAIN, TRAIN_FINETUNE, TRAIN_LM, TRAIN_DISTILL } train_task;
 
 // pith distill's methods: fine-tune on the target's generations, token-level KL to the target's
-// next-token distribution, or a keep/drop token classifier (LLMLingua-2; not built yet).
+// next-token distribution, or a keep/drop token classifier (LLMLingua-2; distill_classifier.h).
 typedef enum { DISTILL_SFT, DISTILL_KL, DISTILL_CLASSIFIER } distill_method;
 
 typedef enum { TRAIN_LR_CONSTANT, TRAIN_LR_COSINE, TRAIN_LR_LINEAR } train_lr_schedule;
@@ -69,6 +69,16 @@ typedef struct {
   int generation_num_prompts, generation_prompt_len, generation_max_new_tokens;
   double generation_temperature, generation_top_p;
   int align_docs;                      // held-out texts the KL(target||scorer) is measured on
+  // distill classifier: labels from label_file (JSONL pairs) or from the target's compression of
+  // train_file; the model is model_name_or_path (an encoder folder) or model_config (random weights).
+  const char *label_file;              // "" = labels from the target
+  double label_rate;                   // target labels: llmlingua's rate
+  int64_t label_num_texts;             // target labels: texts of train_file compressed
+  int label_iterative_size;            // target labels: llmlingua's window
+  int64_t label_window;                // label_file: the alignment's search window (words)
+  double label_max_unmatched;          // label_file: share of compressed words allowed no match
+  int label_skip_unaligned;            // label_file: skip (1) or refuse (0) a pair that does not align
+  double val_size;                     // share of labeled texts held out
   // Set by pith distill, not a key: the corpus whose val split the held-out KL(target||scorer) is
   // measured on (the configured train_file; for sft the driver points train_file at the generations).
   const char *align_file;

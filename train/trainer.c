@@ -1,7 +1,9 @@
 // trainer: setup, the training loop, validation and checkpoints of one run (see trainer.h).
 // Compressors (pretrain, finetune) train the LoRA, compress embeddings (and AE token) over a frozen
 // model; `pith lm` trains every weight of the base model; `pith distill` every weight of a scorer,
-// next to a frozen target whose held-out KL to the scorer it logs (and, for kl, its loss).
+// next to a frozen target whose held-out KL to the scorer it logs (and, for kl, its loss); `pith
+// distill` method classifier every weight of a BERT / XLM-R token classifier on keep/drop labels
+// (distill_classifier.h holds its data; here it takes the encoder path of the same loop).
 #include "trainer.h"
 
 #include <errno.h>
@@ -15,6 +17,8 @@
 #include "align.h"
 #include "compressor.h"
 #include "distill.h"
+#include "distill_classifier.h"
+#include "encoder_folder.h"
 #include "hf_folder.h"
 #include "ingest.h"
 #include "loader.h"
@@ -37,6 +41,8 @@ typedef struct {
   compressor *comp;       // NULL for pith lm and pith distill
   llama_model *target;    // pith distill: the frozen target; NULL otherwise
   lora_adapter *lora;     // pith distill with finetuning_type lora: the scorer's adapter; NULL otherwise
+  encoder_model *enc;     // pith distill method classifier: the classifier (model is NULL); NULL otherwise
+  distill_cls *cls;       //   its labeled rows and their training order (instead of a loader)
   loader *train;
   pt_tensor **params;     // (n_params) the trainable tensors
   char **names;           // (n_params) their checkpoint names
@@ -153,6 +159,10 @@ static pt_tensor *batch_loss(const trainer *t, const loader_batch *lb, int with_
 
 // Mean loss over up to eval_batches validation batches; with_prefix 0 gives the decoder alone.
 static double evaluate(trainer *t, int with_prefix, pith_err *err) {
+  if (t->cls) {
+    cls_metrics m;
+    return distill_cls_evaluate(t->enc, t->cls, t->a->per_device_train_batch_size, &m, err) ? NAN : m.loss;
+  }
   loader *l = open_loader(t, CORPUS_SPLIT_VAL, NULL, err);
   if (!l) return NAN;
   int was = pt_set_grad_enabled(0);
@@ -176,8 +186,12 @@ static double evaluate(trainer *t, int with_prefix, pith_err *err) {
 
 static int save_checkpoint(trainer *t, int64_t step, double loss, pith_err *err) {
   char cursor[LOADER_CURSOR_MAX], metrics[128];
-  loader_cursor cur = loader_tell(t->train);
-  loader_cursor_format(&cur, cursor, sizeof cursor);
+  if (t->cls) {
+    distill_cls_tell(t->cls, cursor, sizeof cursor);
+  } else {
+    loader_cursor cur = loader_tell(t->train);
+    loader_cursor_format(&cur, cursor, sizeof cursor);
+  }
   snprintf(metrics, sizeof metrics, "{\"loss\": %.6f}", loss);
   size_t rng_len = pt_gen_get_state(t->dropout_gen, NULL, 0);
   void *rng = malloc(rng_len);
@@ -317,11 +331,32 @@ static int init_from(trainer *t, pith_err *err) {
   return 0;
 }
 
+// Every weight of the classifier, under its Hugging Face name.
+static int enc_param(const char *name, pt_tensor **slot, pt_shape shape, void *vctx) {
+  (void)shape;
+  return add_param(vctx, *slot, name);
+}
+
+// method classifier: its tokenizer, the classifier, then the labels (the slow part, last).
+static int setup_classifier(trainer *t, const char *tok_path, pith_err *err) {
+  const train_args *a = t->a;
+  if (a->bf16) return pith_fail(err, "bf16: method classifier trains every weight in f32; leave bf16 off");
+  t->tok = tokenizer_load(tok_path, err);
+  if (!t->tok || !(t->enc = distill_cls_model(a, t->tok, err)) || !(t->cls = distill_cls_open(a, t->tok, err)))
+    return -1;
+  if (encoder_visit_weights(t->enc, enc_param, t)) return pith_fail(err, "parameters: out of memory");
+  pt_adamw_config oc = {a->learning_rate, a->adam_beta1, a->adam_beta2, a->adam_epsilon, a->weight_decay};
+  t->dropout_gen = pt_gen_new(a->seed + 7, a->device);
+  t->opt = pt_adamw_new(t->params, t->n_params, oc);
+  return t->opt && t->dropout_gen ? 0 : pt_fail(err, "optimizer");
+}
+
 static int setup(trainer *t, int resume, pith_err *err) {
   const train_args *a = t->a;
   const char *tok_path = *a->tokenizer ? a->tokenizer : a->model_name_or_path;
   if (!*tok_path) return pith_fail(err, "tokenizer: not set (and no model_name_or_path to take it from)");
   if (a->threads > 0) pt_set_num_threads(a->threads);
+  if (a->task == TRAIN_DISTILL && a->distill == DISTILL_CLASSIFIER) return setup_classifier(t, tok_path, err);
   pt_dtype dtype = a->bf16 && a->device != PT_CPU ? PT_BF16 : PT_F32;
   int trains_lm = a->task == TRAIN_LM || a->task == TRAIN_DISTILL;
   // pith lm's parameters are the model's own weights, which would then be bf16 with no f32 copy.
@@ -374,7 +409,7 @@ static int load_resume(trainer *t, int64_t *step, loader_cursor *cursor, pith_er
   if (train_state_load(ckpt, t->params, (const char *const *)t->names, t->n_params, t->opt, step, &cur, &rng, &rng_len,
                        err))
     return -1;
-  int bad = (cur && loader_cursor_parse(cur, cursor, err)) || (rng && pt_gen_set_state(t->dropout_gen, rng, rng_len));
+  int bad = (cur && (t->cls ? distill_cls_seek(t->cls, cur, err) : loader_cursor_parse(cur, cursor, err))) || (rng && pt_gen_set_state(t->dropout_gen, rng, rng_len));
   free(cur);
   free(rng);
   if (bad) return -1;
@@ -402,6 +437,7 @@ static void log_line(trainer *t, int64_t step, int64_t total, double loss, doubl
 // the text and k compress tokens, and its decoder attends to k prefix K/V (500x) or reads k memory
 // states and the AE token, if any, as inputs (ICAE).
 static double batch_flops(const trainer *t, int B, double enc, double dec) {
+  if (t->enc) return 6.0 * (double)encoder_param_count(t->enc) * B * dec;  // attention left out
   if (!t->comp) {
     double f = (double)B * train_row_flops(&t->model->cfg, 1, 0, dec, 0);
     // distill kl: the target's forward pass too (a frozen row's FLOPs are forward + input gradients: 2x)
@@ -418,7 +454,20 @@ static double batch_flops(const trainer *t, int B, double enc, double dec) {
 static int micro_batches(trainer *t, int64_t step, double *loss, double *tokens, double *flops, pith_err *err) {
   int accum = t->a->gradient_accumulation_steps;
   *loss = 0;
-  for (int micro = 0; micro < accum; micro++) {
+  for (int micro = 0; micro < accum && t->cls; micro++) {  // method classifier
+    pt_scope s = pt_scope_begin();
+    pt_tensor *ids, *mask, *labels, *l = NULL;
+    int64_t n;
+    if (!distill_cls_next(t->cls, t->a->per_device_train_batch_size, t->a->device, &ids, &mask, &labels, &n, err))
+      l = distill_cls_loss(t->enc, t->dropout_gen, ids, mask, labels, err);
+    if (!l) return -1;
+    *loss += pt_item(l) / accum;
+    if (pt_backward(pt_mul_scalar(l, 1.0 / accum))) return pt_fail(err, "backward");
+    *tokens += (double)n;
+    *flops += batch_flops(t, t->a->per_device_train_batch_size, 0, (double)pt_size(ids, 1));
+    pt_scope_end(s);
+  }
+  for (int micro = 0; micro < accum && !t->cls; micro++) {
     loader_batch lb;
     int got = loader_next(t->train, &lb, err);
     if (got == 0) got = loader_next(t->train, &lb, err);  // the next epoch
@@ -450,6 +499,20 @@ static const char *json_loss(double v, char *buf, size_t len) {
 // pith distill: KL(target || scorer) and the rank correlation of their surprisals on the first
 // align_docs texts of align_file's val split (align.h), printed and logged as val_kl, val_spearman.
 static int log_alignment(trainer *t, int64_t step, pith_err *err) {
+  if (t->cls) {  // method classifier: "keep" precision / recall / F1 on the held-out labels
+    cls_metrics m;
+    if (distill_cls_evaluate(t->enc, t->cls, t->a->per_device_train_batch_size, &m, err)) return -1;
+    printf("step %lld: held-out keep precision %.4f recall %.4f F1 %.4f, accuracy %.4f, keep share %.4f "
+           "(%lld labeled tokens)\n", (long long)step, m.precision, m.recall, m.f1, m.accuracy, m.keep_share,
+           (long long)(m.tp + m.fp + m.fn + m.tn));
+    fprintf(t->metrics,
+            "{\"step\": %lld, \"val_precision\": %.6f, \"val_recall\": %.6f, \"val_f1\": %.6f, \"val_accuracy\": "
+            "%.6f, \"val_keep_share\": %.6f, \"val_tokens\": %lld}\n",
+            (long long)step, m.precision, m.recall, m.f1, m.accuracy, m.keep_share,
+            (long long)(m.tp + m.fp + m.fn + m.tn));
+    fflush(t->metrics);
+    return 0;
+  }
   if (t->a->task != TRAIN_DISTILL || t->a->align_docs <= 0) return 0;
   align_result r;
   if (align_measure(t->target, t->model, t->lora, t->tt.bos, t->a->align_file, CORPUS_SPLIT_VAL, t->a->align_docs,
@@ -474,7 +537,11 @@ static int finish(trainer *t, int64_t step, pith_err *err) {
     if (t->lora && distill_lora_merge(t->model, t->lora, err)) return -1;
     char dir[2304];  // RUN/model: every other command can take it as model_name_or_path
     snprintf(dir, sizeof dir, "%s/model", t->run_dir);
-    if (hf_model_save_with_tokenizer(t->model, t->tok, dir, err)) return -1;
+    const char *const *files;
+    int n_files = t->enc ? tokenizer_source_files(t->tok, &files) : 0;
+    if (t->enc ? encoder_folder_save_with_files(t->enc, dir, files, n_files, err)
+               : hf_model_save_with_tokenizer(t->model, t->tok, dir, err))
+      return -1;
     printf("model saved: %s\n", dir);
     return 0;
   }
@@ -489,7 +556,9 @@ static int finish(trainer *t, int64_t step, pith_err *err) {
 static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
   const train_args *a = t->a;
   int accum = a->gradient_accumulation_steps;
-  int64_t per_epoch = loader_batches_per_epoch(t->train) / (accum > 0 ? accum : 1);
+  int64_t batches = t->cls ? distill_cls_train_rows(t->cls) / a->per_device_train_batch_size
+                           : loader_batches_per_epoch(t->train);
+  int64_t per_epoch = batches / (accum > 0 ? accum : 1);
   if (per_epoch <= 0) return pith_fail(err, "%s: too few training examples for one step", a->train_file);
   int64_t total = a->max_steps > 0 ? a->max_steps : (int64_t)ceil(a->num_train_epochs * per_epoch);
   int64_t log_every = a->logging_steps, save_every = a->save_steps, eval_every = a->eval_steps;
@@ -544,7 +613,7 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
   }
   if (t->tty) printf("\n");
   int64_t peak_alloc, peak_reserved;  // on CUDA: what the run needed, weights included
-  if (pt_cuda_peak_bytes(t->model->device, &peak_alloc, &peak_reserved) == 0)
+  if (pt_cuda_peak_bytes(a->device, &peak_alloc, &peak_reserved) == 0)
     printf("peak GPU memory: %.1f GiB allocated, %.1f GiB reserved\n", peak_alloc / 1073741824.0,
            peak_reserved / 1073741824.0);
   if (g_stop_signal) {
@@ -586,17 +655,24 @@ static int run(trainer *t, int resume, const char *cmd, pith_err *err) {
   int64_t start = 0;
   loader_cursor cursor = {0};
   if (resume && load_resume(t, &start, &cursor, err)) return -1;
-  t->train = open_loader(t, CORPUS_SPLIT_TRAIN, resume ? &cursor : NULL, err);
-  if (!t->train) return -1;
+  if (!t->cls && !(t->train = open_loader(t, CORPUS_SPLIT_TRAIN, resume ? &cursor : NULL, err))) return -1;
   // Everything a run needs has loaded: only now does it get a folder, so a refused run leaves none.
   char path[2304];
   snprintf(path, sizeof path, "%s/config.yaml", t->run_dir);
   if (pith_mkdirs(t->run_dir, err) || run_config_save(t->cfg, path, err)) return -1;
   snprintf(path, sizeof path, "%s/metrics.jsonl", t->run_dir);
   if (resume && truncate_metrics(path, start, err)) return -1;
+  if (t->cls) {  // what the classifier learns from and is measured on
+    char labels[2304];
+    snprintf(labels, sizeof labels, "%s/labels.jsonl", t->run_dir);
+    if (distill_cls_write_labels(t->cls, labels, err)) return -1;
+  }
   t->metrics = fopen(path, resume ? "a" : "w");
   if (!t->metrics) return pith_fail(err, "%s: cannot write: %s", path, strerror(errno));
-  if (t->comp)
+  if (t->enc)
+    printf("%s classifier: %lld parameters in %d tensors, run folder %s\n", cmd, (long long)encoder_param_count(t->enc),
+           t->n_params, t->run_dir);
+  else if (t->comp)
     printf("%s %s: k=%d, %d trainable tensors, run folder %s\n", cmd, t->comp->cfg.method == COMP_ICAE ? "icae" : "500x",
            t->comp->cfg.k, t->n_params, t->run_dir);
   else
@@ -620,6 +696,8 @@ int trainer_run(const train_args *a, const run_config *cfg, const char *run_dir,
   llama_free(t.model);
   llama_free(t.target);
   lora_free(t.lora);
+  encoder_free(t.enc);
+  distill_cls_free(t.cls);
   tokenizer_free(t.tok);
   task_tokens_free(&t.tt);
   for (int i = 0; i < t.n_params; i++) free(t.names[i]);

@@ -7,7 +7,7 @@ tokenizer is the scorer.
   held-out KL; sft writes its generations as a corpus with provenance, and a second run reuses them;
 - bad inputs fail with one line naming the file, and leave no run folder: tokenizers that differ in
   one piece (same paths' layout, so compared by vocabulary), a target that is a BERT, a target with
-  no weights, method classifier;
+  no weights, method classifier with a LLaMA folder as the classifier;
 - the align metrics match a PyTorch computation (transformers' models, NumPy's ranks) of the mean
   per-token KL(target||scorer) and the Spearman correlation of surprisal on the same texts, to 1e-4,
   for two scorers: the random one (a correlation near 0), and the target plus weight noise (a KL
@@ -165,7 +165,7 @@ def check_refusals(common, scorer, target, tmp):
         ([f"model_name_or_path={bad_tok}"], ["different tokenizers", bad_tok, target, "id 300"]),
         ([f"target_model_name_or_path={bert}"], [os.path.join(bert, "config.json"), "not a causal LM"]),
         ([f"target_model_name_or_path={no_weights}"], [os.path.join(no_weights, "model.safetensors"), "missing"]),
-        (["method=classifier"], ["not built yet"]),
+        (["method=classifier"], ["not an encoder folder", scorer]),  # a LLaMA folder as the classifier
     ]
     for extra, wants in cases:
         keys = {e.split("=")[0] for e in extra}
