@@ -147,6 +147,14 @@ static int judge(qa_parse_result *res, char *q, const char *answer_raw, int trun
   return 0;
 }
 
+// The inline " Answer:" of a question line ("Question: q Answer: a"), or NULL: the first "answer:"
+// (any case) that follows whitespace.
+static char *inline_answer(char *s) {
+  for (char *p = s; *p; p++)
+    if ((*p == ' ' || *p == '\t') && !strncasecmp(p + 1, "answer:", 7)) return p;
+  return NULL;
+}
+
 int qa_parse(const char *text, int complete, const char *norm_abstract, const qa_parse_opts *opt,
              qa_parse_result *res, pith_err *err) {
   char *buf = strdup(text);
@@ -158,22 +166,44 @@ int qa_parse(const char *text, int complete, const char *norm_abstract, const qa
     if (next) *next++ = 0;
     int last_line = next == NULL;
     char kind = 0;
-    const char *rest = after_prefix(line, &kind);
+    char *rest = (char *)after_prefix(line, &kind);
     if (!rest) continue;
+    const char *answer = NULL;
     if (kind == 'Q') {
       if (open_q) drop(res, QA_DROP_NO_ANSWER), free(open_q);
+      char *at = inline_answer(rest);
+      if (at) *at = 0, answer = at + 8;
       open_q = qa_norm_ws(rest, strlen(rest));
       if (!open_q) rc = pith_fail(err, "out of memory");
     } else if (!open_q) {
       drop(res, QA_DROP_ORPHAN_ANSWER);
     } else {
-      rc = judge(res, open_q, rest, last_line && !complete, norm_abstract, opt, first, err);
+      answer = rest;
+    }
+    if (answer && open_q && !rc) {
+      rc = judge(res, open_q, answer, last_line && !complete, norm_abstract, opt, first, err);
       open_q = NULL;
     }
   }
   if (open_q) drop(res, complete ? QA_DROP_NO_ANSWER : QA_DROP_TRUNCATED), free(open_q);
   free(buf);
   return rc;
+}
+
+size_t qa_prompt_tail(const char *prompt) {
+  size_t n = strlen(prompt), at = n;
+  for (size_t i = 0; i < n; i++) {
+    int line_start = 1;  // only blanks before i on its line
+    for (size_t j = i; j > 0 && prompt[j - 1] != '\n' && line_start; j--) line_start = prompt[j - 1] == ' ' || prompt[j - 1] == '\t';
+    if (!strncasecmp(prompt + i, "question:", 9) || (line_start && !strncasecmp(prompt + i, "q:", 2))) at = i;
+  }
+  if (at < n) {  // from its line's start when only blanks precede it there
+    size_t s = at;
+    while (s > 0 && (prompt[s - 1] == ' ' || prompt[s - 1] == '\t')) s--;
+    return s == 0 || prompt[s - 1] == '\n' ? s : at;
+  }
+  const char *nl = strrchr(prompt, '\n');
+  return nl ? (size_t)(nl + 1 - prompt) : 0;
 }
 
 void qa_parse_clear_pairs(qa_parse_result *res) {

@@ -12,11 +12,12 @@
 // leniency: an answer the model paraphrased, re-cased or completed with a period the abstract lacks
 // is not a span.
 //
-// Parsing (qa_parse): the text is the prompt's last line (what the template ends with, e.g.
-// "Question:") followed by the generation, cut at the first stop string. Line by line: a line
-// starting with "Question:" or "Q:" (any letter case, after leading whitespace) opens a question; a
-// line starting with "Answer:" or "A:" answers the open question; other lines are ignored. Drop
-// reasons, per pair or line:
+// Parsing (qa_parse): the text is the prompt's tail (qa_prompt_tail: from its last "Question:", any
+// letter case, or "Q:" at a line start, or else from its last line; the default template ends with "Question:") followed by the
+// generation, cut at the first stop string. Line by line: a line starting with "Question:" or "Q:"
+// (any letter case, after leading blanks) opens a question, and when it holds " Answer:" (after a
+// space or tab, any case) the rest of the line is its answer; a line starting with "Answer:" or
+// "A:" answers the open question; other lines are ignored. Drop reasons, per pair or line:
 //   no_answer      a question followed by another question, or by the end of a complete text
 //   orphan_answer  an answer line with no open question
 //   empty          an empty question or answer after normalisation
@@ -87,6 +88,10 @@ typedef struct {
 // when out of memory.
 int qa_parse(const char *text, int complete, const char *norm_abstract, const qa_parse_opts *opt,
              qa_parse_result *res, pith_err *err);
+// Where the parsed text starts in a rendered prompt (a byte offset): at its last "Question:" (any
+// case) or line-leading "Q:" (at the start of that line when only blanks precede it there), else at
+// its last line.
+size_t qa_prompt_tail(const char *prompt);
 // Free the pairs (counts stay) so res can take the next abstract.
 void qa_parse_clear_pairs(qa_parse_result *res);
 

@@ -109,6 +109,37 @@ static void test_parse(void) {
   free(norm);
 }
 
+static void test_inline_and_tail(void) {
+  pith_err err = {{0}};
+  char *norm = qa_norm_ws(ABSTRACT, strlen(ABSTRACT));
+  qa_parse_opts opt = {.max_answer_words = 8, .max_pairs = 8};
+  qa_parse_result r = {0};
+  // One line holds the pair; "answer:" glued to a word is not a marker.
+  CHECK(qa_parse("Question: What ratio? Answer: 10x\nQ: Xanswer: no?\tANSWER: SQuAD\nQuestion: On? answer:ArxivQA", 1,
+                 norm, &opt, &r, &err) == 0);
+  CHECK_MSG(r.n == 3, "kept %d", r.n);
+  if (r.n == 3) {
+    CHECK(!strcmp(r.pairs[0].question, "What ratio?") && !strcmp(r.pairs[0].answer, "10x"));
+    CHECK(!strcmp(r.pairs[1].question, "Xanswer: no?") && !strcmp(r.pairs[1].answer, "SQuAD"));
+    CHECK(!strcmp(r.pairs[2].question, "On?") && !strcmp(r.pairs[2].answer, "ArxivQA"));
+  }
+  qa_parse_clear_pairs(&r);
+  free(r.pairs);
+  free(norm);
+  const char *p1 = "Intro\nAbstract: x\n\nQuestion:";
+  CHECK(qa_prompt_tail(p1) == strlen(p1) - 9);
+  const char *p2 = "Abstract: x question: what? Answer:";  // mid-line: from the marker itself
+  CHECK(qa_prompt_tail(p2) == 12);
+  const char *p3 = "Abstract: x\n  Question: fixed?\nAnswer:";  // the question line, blanks included
+  CHECK(qa_prompt_tail(p3) == 12);
+  const char *p4 = "no marker\nlast line";
+  CHECK(qa_prompt_tail(p4) == 10);
+  CHECK(qa_prompt_tail("single") == 0);
+  const char *p5 = "Story: Q: not at a line start\n Q: fixed?\nA:";  // a line-leading Q: counts
+  CHECK(qa_prompt_tail(p5) == 30);
+  CHECK(qa_prompt_tail("Story: a Q: b\nA:") == 14);  // mid-line Q: does not
+}
+
 static void test_unescape(void) {
   char s[] = "a\\n\\nb\\tc\\\\d";
   qa_unescape(s);
@@ -120,6 +151,7 @@ int main(void) {
   test_span();
   test_template();
   test_parse();
+  test_inline_and_tail();
   test_unescape();
   return check_done("test_qa_generate");
 }
