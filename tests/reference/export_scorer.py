@@ -163,7 +163,7 @@ def check_causal(llama_tool, tmp):
 
 
 BERT = dict(model_type="bert", hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
-            hidden_act="gelu", max_position_embeddings=64, type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=0,
+            hidden_act="gelu", max_position_embeddings=512, type_vocab_size=2, layer_norm_eps=1e-12, pad_token_id=0,
             id2label={0: "drop", 1: "keep"}, label2id={"drop": 0, "keep": 1})
 
 
@@ -184,7 +184,8 @@ def check_classifier(encoder_tool, target, tmp):
         f.write(f"method: classifier\nmodel_name_or_path: {model_dir}\ntarget_model_name_or_path: {target}\n")
     with open(os.path.join(run_dir, "metrics.jsonl"), "w") as f:  # what a classifier run might log
         f.write('{"step": 0, "val_loss": 0.7}\n{"step": 2, "loss": 0.6}\n{"step": 2, "val_loss": 0.5, "val_f1": 0.6}\n')
-    out = os.path.join(tmp, "export_cls")
+    # LLMLingua-2 picks its word rules by the folder's name (and pads to 512 positions: BERT above).
+    out = os.path.join(tmp, "bert-base-multilingual-cased-export")
     print(run("export", "--run", run_dir, "--out", out).stdout.strip())
     m = harness.read_json(os.path.join(out, "manifest.json"))
     harness.check(m["kind"] == "token-classifier" and m["model_type"] == "bert" and
@@ -209,6 +210,42 @@ def check_classifier(encoder_tool, target, tmp):
     harness.check(diff <= 1e-4, f"classifier logits: pith vs transformers: max |diff| {diff:.3g}")
     print(f"token classifier: AutoModelForTokenClassification + AutoTokenizer load the export; logits equal pith's "
           f"to {diff:.2e}")
+    return out
+
+
+PEER_SCRIPT = r"""
+import json, sys
+from llmlingua import PromptCompressor
+folder, kind, text = sys.argv[1], sys.argv[2], sys.argv[3]
+if kind == "causal-lm":
+    pc = PromptCompressor(model_name=folder, device_map="cpu")
+    r = pc.compress_prompt([text], rate=0.5)
+else:
+    pc = PromptCompressor(model_name=folder, device_map="cpu", use_llmlingua2=True)
+    r = pc.compress_prompt([text], rate=0.5, use_context_level_filter=False)
+print(json.dumps({"origin_tokens": r["origin_tokens"], "compressed_tokens": r["compressed_tokens"],
+                  "model": type(pc.model).__name__}))
+"""
+
+
+def check_llmlingua(folders, tmp):
+    """llmlingua 0.2.2 (in .venv-peers, transformers 4.x) builds a PromptCompressor on each export and
+    compresses a text with it; skipped, with the reason printed, when that venv is absent."""
+    peer_python = os.path.join(harness.ROOT, ".venv-peers", "bin", "python")
+    if not os.path.exists(peer_python):
+        print("llmlingua: not checked (.venv-peers is absent; scripts/setup-peers makes it)")
+        return
+    env = dict(os.environ, TIKTOKEN_CACHE_DIR=os.path.join(harness.ROOT, ".venv-peers", "tiktoken-cache"),
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    text = ("Once upon a time, there was a little girl named Lily. She liked to play outside in the sun. "
+            "One day she saw a big dog in the park and the dog wanted to play with her. ") * 4
+    for folder, kind, model in folders:
+        p = harness.run([peer_python, "-c", PEER_SCRIPT, folder, kind, text], text=True, env=env)
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        harness.check(r["model"] == model and 0 < r["compressed_tokens"] < r["origin_tokens"],
+                      f"llmlingua on {folder}: {r}")
+        print(f"llmlingua PromptCompressor on the {kind} export ({r['model']}): {r['origin_tokens']} -> "
+              f"{r['compressed_tokens']} tokens")
 
 
 def main():
@@ -224,7 +261,9 @@ def main():
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         target = check_causal(llama_tool, tmp)
-        check_classifier(encoder_tool, target, tmp)
+        cls = check_classifier(encoder_tool, target, tmp)
+        check_llmlingua([(os.path.join(tmp, "export_kl"), "causal-lm", "LlamaForCausalLM"),
+                         (cls, "token-classifier", "BertForTokenClassification")], tmp)
     print("export_scorer: OK")
 
 
