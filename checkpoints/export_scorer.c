@@ -282,7 +282,8 @@ int export_scorer_run(const char *run, const char *out, const export_scorer_opti
   for (size_t n = strlen(out_buf); n > 1 && out_buf[n - 1] == '/'; n--) out_buf[n - 1] = 0;
   out = out_buf;
   struct stat st;
-  if (lstat(out, &st) == 0 && !(opt && opt->force)) return pith_fail(err, "%s: already exists (--force replaces it)", out);
+  if (lstat(out, &st) == 0 && !(opt && opt->force))
+    return pith_fail(err, "%s: already exists (--force replaces it)", out);
   if (!pith_is_dir(run)) return pith_fail(err, "%s: no such run folder", run);
 
   char p[XS_PATH], model[XS_PATH], wfile[XS_PATH], twfile[XS_PATH] = "", run_abs[XS_PATH], tabs[XS_PATH];
@@ -297,7 +298,8 @@ int export_scorer_run(const char *run, const char *out, const export_scorer_opti
   if (!rc) rc = run_config_load(cfg, p, err);
   const char *method = rc ? NULL : run_config_get_raw(cfg, "method");
   if (!rc && !is_scorer_method(method))
-    rc = pith_fail(err, "%s: method '%s' is not a pith distill scorer's (sft, kl, classifier)", p, method ? method : "");
+    rc = pith_fail(err, "%s: method '%s' is not a pith distill scorer's (sft, kl, classifier)", p,
+                   method ? method : "");
   if (!rc) {
     snprintf(x->method, sizeof x->method, "%s", method);
     pjoin(model, run, "model");

@@ -194,7 +194,8 @@ size_t qa_prompt_tail(const char *prompt) {
   size_t n = strlen(prompt), at = n;
   for (size_t i = 0; i < n; i++) {
     int line_start = 1;  // only blanks before i on its line
-    for (size_t j = i; j > 0 && prompt[j - 1] != '\n' && line_start; j--) line_start = prompt[j - 1] == ' ' || prompt[j - 1] == '\t';
+    for (size_t j = i; j > 0 && prompt[j - 1] != '\n' && line_start; j--)
+      line_start = prompt[j - 1] == ' ' || prompt[j - 1] == '\t';
     if (!strncasecmp(prompt + i, "question:", 9) || (line_start && !strncasecmp(prompt + i, "q:", 2))) at = i;
   }
   if (at < n) {  // from its line's start when only blanks precede it there

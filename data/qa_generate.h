@@ -13,11 +13,12 @@
 // is not a span.
 //
 // Parsing (qa_parse): the text is the prompt's tail (qa_prompt_tail: from its last "Question:", any
-// letter case, or "Q:" at a line start, or else from its last line; the default template ends with "Question:") followed by the
-// generation, cut at the first stop string. Line by line: a line starting with "Question:" or "Q:"
-// (any letter case, after leading blanks) opens a question, and when it holds " Answer:" (after a
-// space or tab, any case) the rest of the line is its answer; a line starting with "Answer:" or
-// "A:" answers the open question; other lines are ignored. Drop reasons, per pair or line:
+// letter case, or "Q:" at a line start, or else from its last line; the default template ends with
+// "Question:") followed by the generation, cut at the first stop string. Line by line: a line
+// starting with "Question:" or "Q:" (any letter case, after leading blanks) opens a question, and
+// when it holds " Answer:" (after a space or tab, any case) the rest of the line is its answer; a
+// line starting with "Answer:" or "A:" answers the open question; other lines are ignored. Drop
+// reasons, per pair or line:
 //   no_answer      a question followed by another question, or by the end of a complete text
 //   orphan_answer  an answer line with no open question
 //   empty          an empty question or answer after normalisation

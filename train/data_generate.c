@@ -28,7 +28,8 @@
 #include "tokenizer.h"
 
 static const rc_key QA_SCHEMA[] = {
-    {"prompt_template", RC_STRING, "", "the prompt: {title} and {abstract} are filled in (\\n, \\t escapes); empty = the built-in one", NULL},
+    {"prompt_template", RC_STRING, "",
+     "the prompt: {title} and {abstract} are filled in (\\n, \\t escapes); empty = the built-in one", NULL},
     {"max_new_tokens", RC_INT, "160", "new tokens per abstract at most", "[1,inf)"},
     {"temperature", RC_FLOAT, "0.7", "0 = greedy; > 0 samples from softmax(logits / T)", "[0,inf)"},
     {"top_p", RC_FLOAT, "0.95", "nucleus sampling mass", "(0,1]"},
@@ -344,7 +345,8 @@ static int run(const gen_opts *o, run_config *cfg, const char *command) {
     strbuf t = STRBUF_INIT;
     strbuf_adds(&t, ptext + qa_prompt_tail(ptext));
     strbuf_adds(&t, gen);
-    int prc = strbuf_ok(&t) ? qa_parse(t.p, complete, a->abstract, &popt, &res, &err) : pith_fail(&err, "out of memory");
+    int prc = strbuf_ok(&t) ? qa_parse(t.p, complete, a->abstract, &popt, &res, &err)
+                            : pith_fail(&err, "out of memory");
     strbuf_free(&t);
     strbuf_printf(&gens, ", \"new_tokens\": %d, \"ended\": \"%s\", \"kept\": %d, \"generation\": ", n_new,
                   at ? "stop" : ended_eos ? "eos" : "max_new_tokens", res.n);
@@ -371,17 +373,18 @@ static int run(const gen_opts *o, run_config *cfg, const char *command) {
     double now = pith_now_s() - t0;
     if (!o->quiet && (tty || now - last_print >= 5 || i + 1 == n_abs)) {
       double eta = now / (i + 1) * (n_abs - i - 1);
-      fprintf(stderr, "%s%s: abstract %d/%d  %lld pairs kept  %.1f new tokens/s  ETA %02d:%02d%s", tty ? "\r\033[K" : "",
-              what, i + 1, n_abs, (long long)kept, now > 0 ? generated_tokens / now : 0.0, (int)(eta / 60),
-              (int)eta % 60, tty ? "" : "\n");
+      fprintf(stderr, "%s%s: abstract %d/%d  %lld pairs kept  %.1f new tokens/s  ETA %02d:%02d%s",
+              tty ? "\r\033[K" : "", what, i + 1, n_abs, (long long)kept, now > 0 ? generated_tokens / now : 0.0,
+              (int)(eta / 60), (int)eta % 60, tty ? "" : "\n");
       fflush(stderr);
       last_print = now;
     }
   }
   if (tty) fprintf(stderr, "\n");
   double secs = pith_now_s() - t0;
-  printf("%s: %d abstracts from %s (%lld cut to max_abstract_words), %lld generated tokens in %.1f s (%.1f tokens/s, batch 1)\n", what, n_abs, o->input, (long long)shortened,
-         (long long)generated_tokens, secs, secs > 0 ? generated_tokens / secs : 0.0);
+  printf("%s: %d abstracts from %s (%lld cut to max_abstract_words), %lld generated tokens in %.1f s "
+         "(%.1f tokens/s, batch 1)\n", what, n_abs, o->input, (long long)shortened, (long long)generated_tokens, secs,
+         secs > 0 ? generated_tokens / secs : 0.0);
   printf("%s: generations ended by the stop string %lld, eos %lld, max_new_tokens %lld; prompts too long %lld\n", what,
          (long long)stopped, (long long)eos_hit, (long long)cut, (long long)too_long_prompts);
   printf("%s: pairs generated %lld, kept %lld (from %lld abstracts), dropped %lld:", what, (long long)res.seen,
