@@ -318,6 +318,24 @@ static int write_manifest(const source *s, const char *dir, const char *base_mod
   return rc;
 }
 
+int export_install_folder(const char *partial, const char *out, pith_err *err) {
+  char old[EX_PATH] = "", parent[EX_PATH];
+  int rc = pith_fsync_dir(partial, err);
+  if (!rc && exists(out)) {  // force: swap the old one out, the new one in, then remove the old
+    if (snprintf(old, sizeof old, "%s.old-%ld", out, (long)getpid()) >= (int)sizeof old) old[0] = 0;
+    pith_remove_tree(old);
+    if (rename(out, old) != 0) rc = pith_fail(err, "%s: cannot move aside: %s", out, strerror(errno));
+  }
+  if (!rc && rename(partial, out) != 0) {
+    rc = pith_fail(err, "%s: cannot rename into place: %s", out, strerror(errno));
+    if (old[0]) rename(old, out);
+  }
+  parent_of(out, parent, sizeof parent);
+  if (!rc) rc = pith_fsync_dir(parent, err);
+  if (!rc && old[0] && pith_remove_tree(old) != 0) rc = pith_fail(err, "%s: cannot remove the replaced export", old);
+  return rc;
+}
+
 int export_run(const char *src, const char *out, const export_options *opt, char *ckpt_used, size_t len,
                pith_err *err) {
   if (!src || !out || !*out) return pith_fail(err, "export: NULL argument");
@@ -335,7 +353,7 @@ int export_run(const char *src, const char *out, const export_options *opt, char
   int rc = read_source(&s, err);
 
   // Paths recorded absolute where they resolve (the run's are relative to where it was launched).
-  char base[EX_PATH], tok[EX_PATH], ckpt_abs[EX_PATH], partial[EX_PATH] = "", old[EX_PATH] = "", parent[EX_PATH];
+  char base[EX_PATH], tok[EX_PATH], ckpt_abs[EX_PATH], partial[EX_PATH] = "";
   if (!rc) {
     const char *b = run_config_get_raw(s.cfg, "model_name_or_path"), *t = run_config_get_raw(s.cfg, "tokenizer");
     if (!b) b = "";
@@ -350,22 +368,7 @@ int export_run(const char *src, const char *out, const export_options *opt, char
   if (!rc) rc = write_adapter(&s, partial, base, err);
   if (!rc) rc = write_compress(&s, partial, err);
   if (!rc) rc = write_manifest(&s, partial, base, tok, ckpt_abs, opt, err);
-  if (!rc) rc = pith_fsync_dir(partial, err);
-  if (!rc) {
-    old[0] = 0;
-    if (exists(out)) {  // force: swap the old one out, the new one in, then remove the old
-      if (snprintf(old, sizeof old, "%s.old-%ld", out, (long)getpid()) >= (int)sizeof old) old[0] = 0;
-      pith_remove_tree(old);
-      if (rename(out, old) != 0) rc = pith_fail(err, "%s: cannot move aside: %s", out, strerror(errno));
-    }
-    if (!rc && rename(partial, out) != 0) {
-      rc = pith_fail(err, "%s: cannot rename into place: %s", out, strerror(errno));
-      if (old[0]) rename(old, out);
-    }
-    parent_of(out, parent, sizeof parent);
-    if (!rc) rc = pith_fsync_dir(parent, err);
-    if (!rc && old[0] && pith_remove_tree(old) != 0) rc = pith_fail(err, "%s: cannot remove the replaced export", old);
-  }
+  if (!rc) rc = export_install_folder(partial, out, err);
   if (rc && partial[0] && exists(partial)) pith_remove_tree(partial);
   source_free(&s);
   return rc;

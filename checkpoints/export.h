@@ -67,6 +67,10 @@ typedef struct {
 int export_run(const char *src, const char *out, const export_options *opt, char *ckpt_used, size_t len,
                pith_err *err);
 
+// partial (a complete export folder) becomes out: fsynced, an existing out swapped aside and removed
+// after the rename, so out is the old folder or the new one at every moment. 0, or -1 with err.
+int export_install_folder(const char *partial, const char *out, pith_err *err);
+
 // Read and check manifest.json and adapter_config.json of an export folder.
 int export_read_info(const char *dir, export_info *info, pith_err *err);
 

@@ -2,6 +2,7 @@
 //   info    describe a corpus file (kind, counts, splits, token-length histograms, attributes)
 //   ingest  source files (arXiv JSONL, text, SQuAD, MRQA, simple QA JSONL) to a corpus (data/ingest.h)
 //   synth   the demo's synthetic facts world: JSONL, its tokenizer, and corpora (data/synth.h)
+//   generate  training data written by a causal LM: --task qa (train/data_generate.c)
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,13 +30,14 @@ static const data_command DATA_COMMANDS[] = {
   {"info", data_info, "describe a corpus file: kind, counts, splits, token lengths, attributes"},
   {"ingest", data_ingest, "tokenize source files (arxiv, text, squad, mrqa, qa) into a corpus file, on all cores"},
   {"synth", data_synth, "generate the demo's synthetic facts world: JSONL, a tokenizer, corpus files"},
+  {"generate", data_generate, "training data written by an LM: --task qa (extractive QA pairs about abstracts)"},
 };
 static const int N_DATA_COMMANDS = (int)(sizeof DATA_COMMANDS / sizeof DATA_COMMANDS[0]);
 
 static void data_usage(FILE *out) {
   fprintf(out, "usage: pith data SUBCOMMAND [ARGS...]\n\nsubcommands:\n");
   for (int i = 0; i < N_DATA_COMMANDS; i++)
-    fprintf(out, "  %-8s %s\n", DATA_COMMANDS[i].name, DATA_COMMANDS[i].summary);
+    fprintf(out, "  %-9s %s\n", DATA_COMMANDS[i].name, DATA_COMMANDS[i].summary);
   fprintf(out, "\n'pith data SUBCOMMAND --help' tells more about each.\n");
 }
 

@@ -18,5 +18,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_compress(int argc, char **argv);
+// pith data generate (train/data_generate.c), a subcommand of cmd_data.
+int data_generate(int argc, char **argv);
 
 #endif

@@ -19,7 +19,7 @@ static const command COMMANDS[] = {
   {"bench", cmd_bench, "measure speed against the PyTorch equivalent"},
   {"tokenize", cmd_tokenize, "text to token ids and back (any tokenizer pith reads)"},
   {"data", cmd_data, "corpus files (HDF5): inspect and build them"},
-  {"export", cmd_export, "a trained compressor into a PEFT adapter + compress embeddings + manifest"},
+  {"export", cmd_export, "a trained compressor (PEFT adapter + compress embeddings) or scorer (HF folder), with a manifest"},
   {"eval", cmd_eval, "score a compressor: regeneration (ROUGE, BLEU, EM) or QA (SQuAD EM/F1) against baselines"},
   {"report", cmd_report, "one self-contained HTML page of runs: loss curves, scores, examples side by side"},
   {"convert", cmd_convert, "a llama2.c checkpoint into a Hugging Face model folder"},
