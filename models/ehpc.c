@@ -225,6 +225,31 @@ static int blank(const char *s) {
   return 1;
 }
 
+// A prompt longer than the model reads: the text before the window in chunks, each read as [bos]
+// chunk window, so that the window's queries score every chunk; memory is bounded by the chunk.
+// Each chunk's softmax is over its own keys: scores of different chunks are on near, not equal, scales.
+static int score_chunks(llama_model *m, const ehpc_heads *h, const int32_t *seq, int64_t n, int64_t p0, int W,
+                        float *scores, pith_err *err) {
+  int64_t body = n - W - p0, cs = m->cfg.max_seq_len - p0 - W;
+  if (cs < 1)
+    return pith_fail(err, "ehpc: --window %d leaves no room in the scorer's %d positions", W, m->cfg.max_seq_len);
+  int32_t *buf = malloc((size_t)m->cfg.max_seq_len * sizeof *buf);
+  float *sc = malloc((size_t)m->cfg.max_seq_len * sizeof *sc);
+  int rc = buf && sc ? 0 : pith_fail(err, "out of memory");
+  for (int64_t i = 0; i < n; i++) scores[i] = 0;
+  for (int64_t a = 0; rc == 0 && a < body; a += cs) {
+    int64_t len = body - a < cs ? body - a : cs;
+    if (p0) buf[0] = seq[0];
+    memcpy(buf + p0, seq + p0 + a, (size_t)len * sizeof *buf);
+    memcpy(buf + p0 + len, seq + n - W, (size_t)W * sizeof *buf);
+    rc = ehpc_token_scores(m, h, buf, p0 + len + W, W, sc, err);
+    if (rc == 0) memcpy(scores + p0 + a, sc + p0, (size_t)len * sizeof *sc);
+  }
+  free(buf);
+  free(sc);
+  return rc;
+}
+
 int ehpc_compress(llama_model *m, const tokenizer *tok, const ehpc_heads *h, const char *const *contexts,
                   int n_contexts, const char *instruction, const char *question, const ehpc_options *o, hc_result *r,
                   float **scores_out, int64_t *n_scores, pith_err *err) {
@@ -284,7 +309,12 @@ int ehpc_compress(llama_model *m, const tokenizer *tok, const ehpc_heads *h, con
   if (nI) memcpy(seq + p0, I.v, (size_t)nI * sizeof *seq);
   memcpy(seq + c0, C.v, (size_t)nC * sizeof *seq);
   if (nQ) memcpy(seq + q0, Q.v, (size_t)nQ * sizeof *seq);
-  if (ehpc_token_scores(m, h, seq, n, (int)W, scores, err)) {
+  if (n <= m->cfg.max_seq_len) {
+    if (ehpc_token_scores(m, h, seq, n, (int)W, scores, err)) {
+      rc = -1;
+      goto done;
+    }
+  } else if (score_chunks(m, h, seq, n, p0, (int)W, scores, err)) {
     rc = -1;
     goto done;
   }

@@ -67,7 +67,8 @@ typedef struct {
 
 // Compress as hard_compress.h describes a prompt (instruction and question kept whole, only the
 // contexts compressed): the sequence is [bos] instruction, the contexts joined by "\n\n", the
-// question, each tokenized on its own; the contexts' budget is rate · (|I| + |C| + |Q|) − |I| −
+// question, each tokenized on its own (a longer prompt than the model reads is scored in chunks,
+// each followed by the window); the contexts' budget is rate · (|I| + |C| + |Q|) − |I| −
 // |Q| tokens (or target_tokens), the window's context tokens among them. r gets prompt,
 // context_prompt, target_tokens, used (every context), fine_ids and kept over the contexts'
 // tokens, kept_ids; rank and first_nll stay NULL. scores (optional): malloc'd per-key scores of

@@ -86,6 +86,30 @@ def main():
             checked += 1
         print(f"ehpc scores equal transformers' eager attention and the selection matches on {checked} prompts")
 
+        # a prompt longer than the model reads: chunks of the text before the window, each read as
+        # [bos] chunk window; the scores of each chunk's positions are that sequence's attention
+        short_dir = os.path.join(tmp, "short")
+        random_model_folder.random_llama(dict(cfg, max_position_embeddings=64), short_dir, tokenizer=stories)
+        short = transformers.AutoModelForCausalLM.from_pretrained(short_dir, dtype=torch.float32,
+                                                                  attn_implementation="eager").eval()
+        W, ctx, q = 6, "\n\n".join(docs[10:12]), "Who was there?"
+        r = harness.pith_jsonl(["compress", "--method", "ehpc", "--scorer", short_dir, "--heads", "1:0,2", "--window",
+                                str(W), "--rate", "0.5", "--trace", "--quiet"], [{"context": [ctx], "question": q}])[0]
+        ids = [bos] + enc(ctx) + enc(q)
+        n, cs = len(ids), 64 - 1 - W
+        harness.check(n > 2 * 64, f"the long prompt has only {n} tokens")
+        body, win = ids[1:n - W], ids[n - W:]
+        worst = 0
+        for a in range(0, len(body), cs):
+            chunk = [bos] + body[a:a + cs] + win
+            with torch.no_grad():
+                att = short(torch.tensor([chunk]), output_attentions=True).attentions
+            ref = att[1][0, [0, 2], -W:, :].mean(1).sum(0)[1:1 + len(body[a:a + cs])]
+            worst = max(worst, (torch.tensor(r["ehpc_scores"][1 + a:1 + a + len(ref)]) - ref).abs().max().item())
+        harness.check(worst < 1e-5, f"chunked scores differ from transformers' by {worst:.3g}")
+        harness.check(r["scorer_kept"] > 0 and r["compressed_prompt"].endswith(q), "a long prompt compressed wrong")
+        print(f"a {n}-token prompt over a 64-position model: {math.ceil(len(body) / cs)} chunks, scores match")
+
         # 3: bad input
         line = json.dumps({"context": docs[0], "question": "Who?"}) + "\n"
 
