@@ -277,7 +277,31 @@ static int check_inputs(const llama_model *m, const llama_inputs *in, pith_err *
   }
   if ((in->want_kv || in->want_hidden) && in->select && pt_ndim(in->select) != 2)
     return pith_fail(err, "llama_forward: select must be (B, K)");
+  if (in->want_attn && (in->attn_layer < 0 || in->attn_layer >= m->cfg.n_layers))
+    return pith_fail(err, "llama_forward: attention of layer %d asked, the model has layers 0..%d", in->attn_layer,
+                     m->cfg.n_layers - 1);
+  if (in->want_attn && (in->attn_window < 0 || in->attn_window > pt_size(x, 1)))
+    return pith_fail(err, "llama_forward: an attention window of %d queries over %lld tokens", in->attn_window,
+                     (long long)pt_size(x, 1));
   return 0;
+}
+
+// Softmax probabilities (B, H, W, S) of the last W queries of q (B, H, T, hd) over the keys k
+// (B, Hkv, S, hd), S = P + T, in f32; mask (B, 1, T, S) bool or NULL for plain causal attention.
+static pt_tensor *attention_probs(const pt_tensor *q, const pt_tensor *k, const pt_tensor *mask, int64_t W) {
+  int64_t B = pt_size(q, 0), H = pt_size(q, 1), T = pt_size(q, 2), hd = pt_size(q, 3);
+  int64_t Hkv = pt_size(k, 1), S = pt_size(k, 2);
+  pt_tensor *qw = pt_to_dtype(pt_slice(q, 2, T - W, T), PT_F32);
+  pt_tensor *kf = pt_to_dtype(k, PT_F32);
+  if (Hkv != H)  // grouped queries: head h reads kv head h / (H / Hkv)
+    kf = pt_reshape(pt_expand(pt_unsqueeze(kf, 2), PT_SHAPE(B, Hkv, H / Hkv, S, hd)), PT_SHAPE(B, H, S, hd));
+  pt_tensor *scores = pt_mul_scalar(pt_matmul(qw, pt_transpose(kf, 2, 3)), 1.0 / sqrt((double)hd));
+  // query i of the window sits at P + T - W + i and sees keys j <= that position
+  pt_tensor *visible = mask ? pt_slice(mask, 2, T - W, T)
+                            : pt_view(pt_tril(pt_ones(PT_SHAPE(W, S), PT_BOOL, pt_device_of(q)), S - W),
+                                      PT_SHAPE(1, 1, W, S));
+  scores = pt_masked_fill(scores, pt_eq_scalar(visible, 0), -INFINITY);
+  return pt_softmax(scores, -1);
 }
 
 int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *out, pith_err *err) {
@@ -303,6 +327,8 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
     out->k = calloc((size_t)c->n_layers, sizeof *out->k);
     out->v = calloc((size_t)c->n_layers, sizeof *out->v);
   }
+  // Only attention probabilities wanted: nothing after that layer is needed.
+  int attn_only = in->want_attn && in->no_logits && !in->want_kv && !in->want_hidden;
   for (int l = 0; l < c->n_layers && x; l++) {
     const llama_layer *L = &m->layers[l];
     pt_scope s = pt_scope_begin();
@@ -322,6 +348,14 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
       k = pt_cat(ks, 2, 2);
       v = pt_cat(vs, 2, 2);
     }
+    pt_tensor *probs = NULL;
+    if (in->want_attn && l == in->attn_layer) {
+      probs = attention_probs(q, k, mask, in->attn_window > 0 ? in->attn_window : T);
+      if (attn_only) {
+        out->attn = pt_scope_return(s, probs);
+        break;
+      }
+    }
     pt_tensor *a = pt_attention(q, k, v, mask, mask == NULL, 0);  // (B, H, T, hd)
     a = pt_reshape(pt_transpose(a, 1, 2), PT_SHAPE(B, T, H * hd));
     x = pt_add(x, project(m, in, l, LLAMA_PROJ_O, a));
@@ -329,14 +363,16 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
     pt_tensor *gate = pt_silu(project(m, in, l, LLAMA_PROJ_GATE, h));
     x = pt_add(x, project(m, in, l, LLAMA_PROJ_DOWN, pt_mul(gate, project(m, in, l, LLAMA_PROJ_UP, h))));
     // Free the layer's intermediates (autograd keeps what backward needs); keep x and the K/V.
-    pt_tensor *keep[3] = {x, k_out, v_out};
-    pt_scope_return_n(s, keep, in->want_kv ? 3 : 1);
+    pt_tensor *keep[4] = {x, k_out, v_out, probs};  // NULLs are skipped
+    pt_scope_return_n(s, keep, 4);
+    if (probs) out->attn = probs;
     if (in->want_kv) {
       out->k[l] = k_out;
       out->v[l] = v_out;
     }
   }
-  x = pt_rms_norm(x, m->final_norm, c->norm_eps);
+  if (attn_only) x = NULL;  // stopped early: no final states
+  if (x) x = pt_rms_norm(x, m->final_norm, c->norm_eps);
   if (in->want_hidden) out->hidden = select_positions(x, in->select, 1);
   if (!in->no_logits) out->logits = pt_linear(x, m->lm_head, NULL);
   if (!pt_ok()) {

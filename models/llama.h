@@ -81,12 +81,20 @@ typedef struct {
   const pt_tensor *select;       // (B, K) i64 sequence positions whose K/V and hidden states to return; NULL = all
   int want_kv;                   // per-layer K/V of the selected positions
   int want_hidden;               // final hidden states (after the final norm) of the selected positions
+  // Attention probabilities of layer attn_layer (EHPC's evaluator heads): the last attn_window
+  // queries (0: all T) against every key, prefix included, from the forward's own q/k and mask.
+  // With no_logits and nothing else wanted, the forward stops after that layer (an early layer is
+  // where EHPC's speed comes from).
+  int want_attn;
+  int attn_layer;
+  int attn_window;
 } llama_inputs;
 
 typedef struct {
   pt_tensor *logits;  // (B, T, vocab), in the current scope; NULL with no_logits
   pt_tensor **k, **v; // n_layers each of (B, Hkv, K, hd) when want_kv (arrays freed by llama_outputs_free)
   pt_tensor *hidden;  // (B, K, dim) when want_hidden
+  pt_tensor *attn;    // (B, H, W, P+T) f32 softmax probabilities when want_attn
 } llama_outputs;
 
 // Check sizes and fill derived fields (head_dim when 0); 0 or -1 with a message.

@@ -12,6 +12,7 @@
 #include "arena.h"
 #include "cli.h"
 #include "commands.h"
+#include "ehpc.h"
 #include "hard_compress.h"
 #include "hf_folder.h"
 #include "json.h"
@@ -23,17 +24,27 @@ typedef struct {
   double rate, target_tokens, dynamic_ratio;
   int iterative_size, rank, condition, compare, reorder, threads, trace, format;
   int no_context_filter, no_token_filter, no_concate_question, add_instruction, quiet, exact;
+  const char *heads;  // ehpc: --heads LAYER:HEAD,...
+  int window, kernel; // ehpc: 0 = the manifest's, else 8 and 7
 } compress_opts;
 
-static const char *const METHODS[] = {"llmlingua", "longllmlingua"};
+// ehpc (models/ehpc.h): the evaluator heads and settings, NULL for the llmlingua family.
+typedef struct {
+  ehpc_heads heads;
+  ehpc_options opts;
+} ehpc_run;
+int cmd_compress_ehpc_probe(int argc, char **argv);  // cmd_compress_ehpc.c
+
+static const char *const METHODS[] = {"llmlingua", "longllmlingua", "ehpc"};
 
 static int parse_args(int argc, char **argv, compress_opts *o, int *code) {
   *o = (compress_opts){.rate = 0.5, .dynamic_ratio = -1, .iterative_size = 200};
   int method = 0;
   const cli_opt opts[] = {
-      {"--method", CLI_CHOICE, &method, .choices = "llmlingua|longllmlingua", .flags = CLI_REQUIRED,
+      {"--method", CLI_CHOICE, &method, .choices = "llmlingua|longllmlingua|ehpc", .flags = CLI_REQUIRED,
        .help = "llmlingua: perplexity ranking, iterative token compression;\n"
-               "longllmlingua: question-aware ranking and contrastive token scores"},
+               "longllmlingua: question-aware ranking and contrastive token scores;\n"
+               "ehpc: evaluator heads' attention from the last --window tokens"},
       {"--scorer", CLI_STR, &o->scorer, .metavar = "DIR", .flags = CLI_REQUIRED,
        .help = "a causal LM folder (llama, mistral, qwen2) with its tokenizer.json"},
       {"--rate", CLI_DOUBLE, &o->rate, .metavar = "R", .min = 0, .max = 1, .flags = CLI_MIN_OPEN,
@@ -81,6 +92,13 @@ static int parse_args(int argc, char **argv, compress_opts *o, int *code) {
       {"--threads", CLI_INT, &o->threads, .metavar = "N", .min = 1, .max = 4096,
        .help = "CPU threads (default: libtorch's; 1 is often fastest for small scorers)"},
       {"--quiet", CLI_FLAG, &o->quiet, .help = "no progress on stderr"},
+      {"--heads", CLI_STR, &o->heads, .metavar = "L:h,h",
+       .help = "ehpc: the evaluator layer and heads (default: the scorer's ehpc.json,\n"
+               "written by pith compress ehpc-probe, or manifest.json's \"ehpc\")"},
+      {"--window", CLI_INT, &o->window, .metavar = "W", .min = 1, .max = 4096,
+       .help = "ehpc: the last W tokens score the rest and are kept (default: the heads' file, else 8)"},
+      {"--kernel", CLI_INT, &o->kernel, .metavar = "K", .min = 1, .max = 4095,
+       .help = "ehpc: the avg_pool1d kernel over the scores, odd (default: the heads' file, else 7)"},
   };
   const cli_spec spec = {
       "pith compress", CLI_OPTS(opts),
@@ -88,9 +106,14 @@ static int parse_args(int argc, char **argv, compress_opts *o, int *code) {
                "decisions for the same scorer and inputs). Each prompt is an instruction, contexts and a\n"
                "question; only the contexts are compressed. Writes per prompt: compressed_prompt, the kept\n"
                "mask over the scorer's tokens of the token stage, origin_tokens and compressed_tokens under\n"
-               "the target's tokenizer, rate (compressed / origin), ratio, and time_s.\n\n"};
+               "the target's tokenizer, rate (compressed / origin), ratio, and time_s.\n"
+               "pith compress ehpc-probe --help: finding ehpc's evaluator heads.\n\n"};
   if (cli_command(&spec, argc, argv, code)) return 1;
   o->method = METHODS[method];
+  if (o->kernel && o->kernel % 2 == 0) {
+    *code = cli_usage_error(&spec, "--kernel must be odd (an even one shifts the scores), not %d", o->kernel);
+    return 1;
+  }
   if (o->context_budget) {
     char *end;
     const char *b = o->context_budget;
@@ -244,14 +267,19 @@ static void add_ints(strbuf *b, const char *key, const int32_t *v, int64_t n) {
 }
 
 // One output line for prompt p.
-static int compress_one(scorer *sc, const tokenizer *target, const prompt_in *p, const hc_options *h, int trace,
-                        strbuf *out, pith_err *err) {
+static int compress_one(scorer *sc, const tokenizer *target, const prompt_in *p, const hc_options *h,
+                        const ehpc_run *e, int trace, strbuf *out, pith_err *err) {
   int all_blank = 1;
   for (int i = 0; i < p->n_contexts; i++) all_blank &= is_blank(p->contexts[i]);
   if (all_blank) return pith_fail(err, "empty prompt (no context text)");
   double t0 = pith_now_s();
   hc_result r;
-  if (hc_compress(sc, p->contexts, p->n_contexts, p->instruction, p->question, h, &r, err)) return -1;
+  float *escores = NULL;
+  int64_t n_escores = 0;
+  if (e ? ehpc_compress(sc->lm, sc->tok, &e->heads, p->contexts, p->n_contexts, p->instruction, p->question, &e->opts,
+                        &r, trace ? &escores : NULL, &n_escores, err)
+        : hc_compress(sc, p->contexts, p->n_contexts, p->instruction, p->question, h, &r, err))
+    return -1;
   double dt = pith_now_s() - t0;
   // origin: "\n\n".join([instruction] + contexts + [question]).strip(), as llmlingua counts it
   strbuf all = {0};
@@ -312,6 +340,12 @@ static int compress_one(scorer *sc, const tokenizer *target, const prompt_in *p,
     for (int64_t i = 0; i < r.n_first_nll; i++) strbuf_printf(out, "%s%.9g", i ? ", " : "", (double)r.first_nll[i]);
     strbuf_adds(out, "]");
   }
+  if (escores) {  // ehpc: the heads' attention on every position of the scored sequence
+    strbuf_adds(out, ", \"ehpc_scores\": [");
+    for (int64_t i = 0; i < n_escores; i++) strbuf_printf(out, "%s%.9g", i ? ", " : "", (double)escores[i]);
+    strbuf_adds(out, "]");
+    free(escores);
+  }
   strbuf_adds(out, "}\n");
   hc_result_free(&r);
   return strbuf_ok(out) ? 0 : pith_fail(err, "out of memory");
@@ -330,6 +364,7 @@ static char *read_input(const char *path, size_t *len, pith_err *err) {
 }
 
 int cmd_compress(int argc, char **argv) {
+  if (argc > 1 && !strcmp(argv[1], "ehpc-probe")) return cmd_compress_ehpc_probe(argc - 1, argv + 1);
   compress_opts o;
   int code;
   if (parse_args(argc, argv, &o, &code)) return code;
@@ -358,6 +393,23 @@ int cmd_compress(int argc, char **argv) {
     free(text);
     return 1;
   }
+  ehpc_run erun, *ehpc = NULL;
+  if (!strcmp(o.method, "ehpc")) {
+    ehpc = &erun;
+    if (o.heads ? ehpc_parse_heads(o.heads, &ehpc->heads, &err) : ehpc_load_heads(o.scorer, &ehpc->heads, &err)) ehpc = NULL;
+    if (ehpc && ehpc_check_heads(lm, &ehpc->heads, &err)) ehpc = NULL;
+    if (!ehpc) {
+      fprintf(stderr, "pith compress: %s\n", err.msg);
+      llama_free(lm);
+      tokenizer_free(tok);
+      tokenizer_free(target);
+      free(text);
+      return 1;
+    }
+    ehpc->opts = (ehpc_options){.rate = o.rate, .target_tokens = o.target_tokens,
+                             .window = o.window ? o.window : ehpc->heads.window ? ehpc->heads.window : 8,
+                             .kernel = o.kernel ? o.kernel : ehpc->heads.kernel ? ehpc->heads.kernel : 7};
+  }
   scorer sc = scorer_new(lm, tok);
   hc_options h = make_options(&o);
   progress_state prog = {.quiet = o.quiet, .tty = isatty(2), .t0 = pith_now_s()};
@@ -384,7 +436,7 @@ int cmd_compress(int argc, char **argv) {
         prompt_in pin = {.question = o.question, .instruction = o.instruction};
         prog.line = line, prog.t0 = pith_now_s(), prog.last = 0;
         if (parse_line(s, (size_t)(e - s), &a, &pin, &err) ||
-            compress_one(&sc, target ? target : tok, &pin, &h, o.trace, &out, &err)) {
+            compress_one(&sc, target ? target : tok, &pin, &h, ehpc, o.trace, &out, &err)) {
           fprintf(stderr, "pith compress: %s line %d: %s\n", in_name, line, err.msg);
           rc = 1;
         }
@@ -401,7 +453,7 @@ int cmd_compress(int argc, char **argv) {
     const char *ctx[1] = {text};
     prompt_in pin = {.contexts = ctx, .n_contexts = 1, .question = o.question, .instruction = o.instruction};
     prog.line = 1;
-    if (compress_one(&sc, target ? target : tok, &pin, &h, o.trace, &out, &err)) {
+    if (compress_one(&sc, target ? target : tok, &pin, &h, ehpc, o.trace, &out, &err)) {
       fprintf(stderr, "pith compress: %s: %s\n", in_name, err.msg);
       rc = 1;
     }
