@@ -133,7 +133,8 @@ static int hard_init(const eval_env *env, const eval_instance *self, void **stat
   if (!s) return pith_fail(err, "out of memory");
   *state = s;
   s->tok = env->tok;
-  if (!self->arg || eval_hard_parse(self->arg, &s->spec, err)) return self->arg ? -1 : pith_fail(err, "no spec");
+  if (!self->arg) return pith_fail(err, "%s: no METHOD:RATIO", self->name);
+  if (eval_hard_parse(self->arg, &s->spec, err)) return -1;
   if (!env->tok) return pith_fail(err, "%s: no tokenizer to read the context as text", self->name);
   if (s->spec.method->question && env->task != EVAL_QA)
     return pith_fail(err, "%s: %s reads the question, so it is for qa only", self->name, s->spec.method->name);
