@@ -31,8 +31,9 @@
   "\nOUT receives predictions.jsonl (a line per example and system: system, index, id, then for qa\n"      \
   "context (as the systems read it, cut to cutoff_len), question, prediction and golds, for regeneration\n"  \
   "prediction and reference), metrics.json (task, n, systems: {system: {metric: value}}, retained:\n"        \
-  "compressed / full in % per metric (qa), compressor, data, split) and config.yaml (the resolved\n"          \
-  "options); the table of scores goes to stdout. Scores are in [0, 100].\n"
+  "compressed / full in % per metric (qa), compressor, data, split; prompt_tokens: each system's mean\n"    \
+  "positions read for the context, context_tokens: the context's; retained_by_system (qa); hard) and\n"      \
+  "config.yaml (the resolved options); the table of scores goes to stdout. Scores are in [0, 100].\n"
 
 #define EVAL_INT(name, field, text) {name, CLI_INT, &o->field, .metavar = "N", .min = 1, .max = 1e9, .help = text}
 
@@ -102,7 +103,7 @@ static int parse_args(int argc, char **argv, eval_options *o) {
                "(each token must be a greedy choice of its logits, to 1e-4): slow, for tests"},
       {"--hard", CLI_STR, &o->hard, .metavar = "M:R,...",
        .help = "hard-compression systems, METHOD:RATIO each (llmlingua:4 keeps a quarter\n"
-               "of the context's tokens; RATIO k: the compressor's k tokens), METHOD\n"
+               "of the context's tokens; RATIO k: k tokens, the compressor's or --k), METHOD\n"
                "llmlingua or longllmlingua (qa only); the base model reads the kept text as\n"
                "full reads the context. With a compressor, also METHOD@RATIOx+500x: the\n"
                "kept text is what the compressor encodes. The table then shows every\n"
