@@ -10,7 +10,7 @@
 //          compressed prefix; ROUGE-1/2/L, corpus BLEU-4 and exact match against the cut text.
 //
 // The systems are described in their files: eval_sys_compressed.c, eval_sys_context.c (full, none,
-// truncated), eval_sys_no_layer0.c.
+// truncated), eval_sys_no_layer0.c, eval_sys_hard.c (--hard, and its chains with the compressor).
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,8 +31,9 @@
   "\nOUT receives predictions.jsonl (a line per example and system: system, index, id, then for qa\n"      \
   "context (as the systems read it, cut to cutoff_len), question, prediction and golds, for regeneration\n"  \
   "prediction and reference), metrics.json (task, n, systems: {system: {metric: value}}, retained:\n"        \
-  "compressed / full in % per metric (qa), compressor, data, split) and config.yaml (the resolved\n"          \
-  "options); the table of scores goes to stdout. Scores are in [0, 100].\n"
+  "compressed / full in % per metric (qa), compressor, data, split; prompt_tokens: each system's mean\n"    \
+  "positions read for the context, context_tokens: the context's; retained_by_system (qa); hard) and\n"      \
+  "config.yaml (the resolved options); the table of scores goes to stdout. Scores are in [0, 100].\n"
 
 #define EVAL_INT(name, field, text) {name, CLI_INT, &o->field, .metavar = "N", .min = 1, .max = 1e9, .help = text}
 
@@ -52,6 +53,7 @@ static int usage_error(const char *fmt, ...) {
 
 // 0, 1 after --help, 2 after a usage error (said on stderr).
 static int parse_args(int argc, char **argv, eval_options *o) {
+  int hard_budget = 0;
   *o = (eval_options){.split = "val", .baselines = EVAL_DEFAULT_BASELINES, .device = "cpu", .max_examples = 0,
                       .cutoff_len = -1, .max_new_tokens = -1, .k = -1, .threads = 0};
   const cli_opt opts[] = {
@@ -99,6 +101,19 @@ static int parse_args(int argc, char **argv, eval_options *o) {
       {"--verify", CLI_FLAG, &o->verify,
        .help = "also check every compressed generation against comp_decode without a cache\n"
                "(each token must be a greedy choice of its logits, to 1e-4): slow, for tests"},
+      {"--hard", CLI_STR, &o->hard, .metavar = "M:R,...",
+       .help = "hard-compression systems, METHOD:RATIO each (llmlingua:4 keeps a quarter\n"
+               "of the context's tokens; RATIO k: k tokens, the compressor's or --k), METHOD\n"
+               "llmlingua or longllmlingua (qa only); the base model reads the kept text as\n"
+               "full reads the context. With a compressor, also METHOD@RATIOx+500x: the\n"
+               "kept text is what the compressor encodes. The table then shows every\n"
+               "system's tokens read for the context and its share of full's F1"},
+      {"--hard-scorer", CLI_STR, &o->hard_scorer, .metavar = "DIR",
+       .help = "the causal LM that scores tokens for --hard (default: the base model)"},
+      {"--hard-budget", CLI_CHOICE, &hard_budget, .metavar = "B", .choices = "exact|llmlingua",
+       .help = "exact (default): a system named Rx reads 1/R of the context's tokens;\n"
+               "llmlingua: llmlingua 0.2.2's own (rate 1/R of the scorer's tokens, which it\n"
+               "misses: the table shows what was read)"},
       {"--quiet", CLI_FLAG, &o->quiet, .help = "no progress on stderr"},
   };
   const cli_spec spec = {"pith eval", .about = EVAL_ABOUT, CLI_OPTS(opts), .epilog = EVAL_EPILOG};
@@ -106,6 +121,11 @@ static int parse_args(int argc, char **argv, eval_options *o) {
   int pr = cli_parse(&spec, argc, argv, &err);
   if (pr == 1) return 1;
   if (pr) return usage_error("%s", err.msg);
+  o->hard_llmlingua_budget = hard_budget == 1;
+  if (o->hard && eval_hard_parse_list(o->hard, &err) < 0) return usage_error("--hard %s", err.msg);
+  if (!o->hard && (o->hard_scorer || hard_budget))
+    return usage_error("%s is for --hard", o->hard_scorer ? "--hard-scorer" : "--hard-budget");
+  if (o->hard_scorer && eval_hard_check_scorer(o->hard_scorer, &err)) return usage_error("--hard-scorer %s", err.msg);
   if (!o->compressor || !o->data)
     return usage_error("%s is required", !o->compressor ? "--compressor DIR|none" : "--data FILE.h5");
   if (o->task && strcmp(o->task, "qa") && strcmp(o->task, "regen"))

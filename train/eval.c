@@ -103,21 +103,77 @@ static int open_data(eval_run *r, pith_err *err) {
   return 0;
 }
 
+// An instance of sys (arg: its options, NULL for none) named name.
+static eval_instance *add_instance(eval_run *r, const eval_system *sys, const char *name, const char *arg,
+                                   pith_err *err) {
+  if (r->n_inst >= EVAL_MAX_INSTANCES) {
+    pith_fail(err, "more than %d systems", EVAL_MAX_INSTANCES);
+    return NULL;
+  }
+  eval_instance *in = &r->inst[r->n_inst++];
+  *in = (eval_instance){.sys = sys, .arg = arg};
+  snprintf(in->name, sizeof in->name, "%s", name);
+  return in;
+}
+
+// The hard systems of --hard, then (with a compressor) their chains into the compressed system.
+static int add_hard(eval_run *r, pith_err *err) {
+  if (!r->o.hard) return 0;
+  if (eval_hard_parse_list(r->o.hard, err) < 0) return EVAL_USAGE;
+  const eval_instance *comp = NULL;
+  for (int i = 0; i < r->n_inst; i++)
+    if (r->inst[i].sys == &eval_sys_compressed) comp = &r->inst[i];
+  // the specs are kept in specs_buf: instances point into it
+  snprintf(r->hard_buf, sizeof r->hard_buf, "%s", r->o.hard);
+  int first = r->n_inst;
+  char *specs[EVAL_MAX_INSTANCES];
+  int n = 0;
+  for (char *save = NULL, *t = strtok_r(r->hard_buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    while (*t == ' ') t++;
+    if (n == EVAL_MAX_INSTANCES) return pith_fail(err, "--hard: too many systems");
+    specs[n++] = t;
+  }
+  for (int i = 0; i < n; i++) {
+    eval_hard_spec sp;
+    char name[96];
+    if (eval_hard_parse(specs[i], &sp, err)) return EVAL_USAGE;
+    eval_hard_name(&sp, name, sizeof name);
+    for (int j = 0; j < r->n_inst; j++)
+      if (!strcmp(r->inst[j].name, name)) return pith_fail(err, "--hard: %s twice", name), EVAL_USAGE;
+    eval_instance *h = add_instance(r, &eval_sys_hard, name, specs[i], err);
+    if (!h) return -1;
+    if (r->n_inst - 1 > first) h->uses[0] = &r->inst[first];  // one scorer for all
+    r->n_hard++;
+  }
+  for (int i = 0; comp && i < n; i++) {
+    char name[128];
+    snprintf(name, sizeof name, "%.100s+%s", r->inst[first + i].name,
+             r->info.comp.method == COMP_ICAE ? "icae" : "500x");
+    eval_instance *c = add_instance(r, &eval_sys_chain, name, NULL, err);
+    if (!c) return -1;
+    c->uses[0] = &r->inst[first + i], c->uses[1] = comp;
+  }
+  return 0;
+}
+
 // The selected systems that apply to the task; EVAL_USAGE with err for an unknown name or when none is left.
 static int pick_systems(eval_run *r, pith_err *err) {
   const char *list = r->o.baselines ? r->o.baselines : EVAL_DEFAULT_BASELINES;
-  if (eval_systems_select(list, r->have_comp, r->on, err)) return EVAL_USAGE;
-  int any = 0, chosen = strcmp(list, EVAL_DEFAULT_BASELINES) != 0;
+  int on[EVAL_MAX_SYSTEMS];
+  if (eval_systems_select(list, r->have_comp, on, err)) return EVAL_USAGE;
+  int chosen = strcmp(list, EVAL_DEFAULT_BASELINES) != 0;
   for (int i = 0; i < eval_n_systems; i++) {
     const eval_system *s = eval_systems[i];
-    if (r->on[i] && r->env.task == EVAL_REGEN && s->qa_only) {
-      r->on[i] = 0;
+    if (on[i] && r->env.task == EVAL_REGEN && s->qa_only) {
+      on[i] = 0;
       if (chosen && !r->o.quiet)
         fprintf(stderr, "pith eval: no '%s' baseline for regen (%s); skipped\n", s->name, s->qa_only);
     }
-    any |= r->on[i];
+    if (on[i] && !add_instance(r, s, s->name, NULL, err)) return -1;
   }
-  if (any) return 0;
+  int rc = add_hard(r, err);
+  if (rc) return rc;
+  if (r->n_inst) return 0;
   pith_fail(err, "nothing to evaluate (--compressor none and no baseline for this task)");
   return EVAL_USAGE;
 }
@@ -155,8 +211,13 @@ static int load_models(eval_run *r, pith_err *err) {
   if (env->bos >= r->model->cfg.vocab_size || env->pad >= r->model->cfg.vocab_size)
     return pith_fail(err, "%s: the tokenizer's bos or pad id (%d, %d) is beyond the model's %d tokens (another "
                           "tokenizer?)", r->tok_path, env->bos, env->pad, r->model->cfg.vocab_size);
-  for (int i = 0; i < eval_n_systems; i++)
-    if (r->on[i] && eval_systems[i]->init && eval_systems[i]->init(env, &r->state[i], err)) return -1;
+  env->tok = r->tok;
+  env->hard_scorer = o->hard_scorer;
+  env->hard_llmlingua_budget = o->hard_llmlingua_budget;
+  for (int i = 0; i < r->n_inst; i++) {
+    eval_instance *in = &r->inst[i];
+    if (in->sys->init && in->sys->init(env, in, &in->state, err)) return -1;
+  }
   return 0;
 }
 
@@ -203,8 +264,8 @@ int eval_open(const eval_options *o, eval_run **run, pith_err *err) {
 void eval_close(eval_run *r) {
   if (!r) return;
   if (r->tmp_dir[0]) pith_remove_tree(r->tmp_dir);
-  for (int i = 0; i < eval_n_systems; i++)
-    if (r->state[i] && eval_systems[i]->free) eval_systems[i]->free(r->state[i]);
+  for (int i = r->n_inst - 1; i >= 0; i--)  // a later instance may borrow an earlier one's state
+    if (r->inst[i].state && r->inst[i].sys->free) r->inst[i].sys->free(r->inst[i].state);
   llama_free(r->model);
   tokenizer_free(r->tok);
   corpus_close(r->corp);
@@ -316,16 +377,25 @@ static int eval_record(eval_run *r, corpus_record *rec, pith_err *err) {
   if (qa) ex.context_text = text;
   else ex.reference = text;
 
-  for (int i = 0; i < eval_n_systems && !rc; i++) {
-    if (!r->on[i]) continue;
+  r->n_context += ex.n_context;
+  for (int i = 0; i < r->n_inst && !rc; i++) {
+    const eval_instance *inst = &r->inst[i];
     int32_t *gen = NULL;
     int n_gen = 0;
+    eval_input in = {0};
     pt_scope s = pt_scope_begin();
-    rc = eval_system_run(&r->env, eval_systems[i], r->state[i], &ex, NULL, &gen, &n_gen, err);
+    rc = eval_system_run(&r->env, inst->sys, inst->state, &ex, &in, &gen, &n_gen, err);
+    if (rc && inst->arg) {  // say which spec failed
+      pith_err why = *err;
+      pith_fail(err, "%s: %s", inst->name, why.msg);
+    }
+    r->read[i] += in.n_read;
+    int n_read = in.n_read;
+    eval_input_free(&in);
     pt_scope_end(s);
     char *pred = rc ? NULL : decode(r, gen, n_gen, err);
     if (!rc && !pred) rc = -1;
-    if (!rc) rc = eval_record_prediction(r, i, &ex, pred, err);
+    if (!rc) rc = eval_record_prediction(r, i, &ex, pred, n_read, err);
     free(pred);
     free(gen);
   }
@@ -343,9 +413,9 @@ static void progress(eval_run *r, int64_t done, double t0, int final) {
   char line[1024];
   int len = snprintf(line, sizeof line, "eval %s %lld/%lld", r->env.task == EVAL_QA ? "qa" : "regen",
                      (long long)done, (long long)r->n_items);
-  for (int s = 0; s < eval_n_systems; s++)
-    if (r->on[s] && len < (int)sizeof line)
-      len += snprintf(line + len, sizeof line - len, "  %s %lld %s %.1f", eval_systems[s]->name,
+  for (int s = 0; s < r->n_inst; s++)
+    if (len < (int)sizeof line)
+      len += snprintf(line + len, sizeof line - len, "  %s %lld %s %.1f", r->inst[s].name,
                       (long long)r->sc[s].n, m, eval_score(r, s, m));
   double el = pith_now_s() - t0;
   if (len < (int)sizeof line) snprintf(line + len, sizeof line - len, "  %.1fs", el);
@@ -366,7 +436,7 @@ int eval_evaluate(eval_run *r, pith_err *err) {
   }
   pt_set_grad_enabled(was);
   corpus_record_free(&rec);
-  for (int i = 0; i < eval_n_systems && !rc && r->o.verify && !r->o.quiet; i++)
-    if (r->on[i] && eval_systems[i]->report) eval_systems[i]->report(r->state[i], stderr);
+  for (int i = 0; i < r->n_inst && !rc && r->o.verify && !r->o.quiet; i++)
+    if (r->inst[i].sys->report) r->inst[i].sys->report(r->inst[i].state, stderr);
   return rc;
 }

@@ -44,6 +44,9 @@ typedef struct {
   int quiet;               // no notices nor progress on stderr
   int verify;              // run the systems' checks (the compressed one against comp_decode)
   int bf16;                // the base model in bf16
+  const char *hard;        // NULL, or comma-separated METHOD:RATIO specs: hard-compression systems
+  const char *hard_scorer;  // their causal LM folder; NULL: the base model
+  int hard_llmlingua_budget;  // llmlingua's own budget instead of the exact one (eval_sys_hard.c)
 } eval_options;
 
 typedef struct eval_run eval_run;

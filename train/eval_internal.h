@@ -33,19 +33,25 @@ struct eval_run {
   export_info info;
   char export_dir[EVAL_PATH_MAX + 16], tmp_dir[EVAL_PATH_MAX], ckpt_used[EVAL_PATH_MAX];
   char model_dir[EVAL_PATH_MAX], tok_path[EVAL_PATH_MAX], out_dir[EVAL_PATH_MAX], name[1024];
-  int on[EVAL_MAX_SYSTEMS];       // eval_systems[i] runs
-  void *state[EVAL_MAX_SYSTEMS];  // what its init made
+  // The rows: the registry's selected systems in its order (compressed, the baselines), then a hard
+  // system per --hard spec, then (with a compressor) a chain per spec.
+  eval_instance inst[EVAL_MAX_INSTANCES];
+  int n_inst, n_hard;
+  char hard_buf[1024];  // --hard split into the instances' specs
   tokenizer *tok;
   llama_model *model;
   task_tokens tt;  // the prompt pieces and special ids, as the trainer's (data/task.h)
-  eval_scores sc[EVAL_MAX_SYSTEMS];
+  eval_scores sc[EVAL_MAX_INSTANCES];
+  double read[EVAL_MAX_INSTANCES];  // the sum over examples of the positions standing for the context
+  double n_context;                 // the sum of the context lengths (cut to cutoff)
   strbuf preds;  // predictions.jsonl so far
   int tty;
 };
 
 // eval_report.c: scores one prediction of system sys and appends its predictions.jsonl line.
-int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const char *pred, pith_err *err);
-// The dataset score of system sys for metric m (a column of the task's table).
+// n_read: the positions that stood for the context (eval_input.n_read).
+int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const char *pred, int n_read, pith_err *err);
+// The dataset score of row sys for metric m (a column of the task's table).
 double eval_score(const eval_run *r, int sys, const char *m);
 
 #endif

@@ -33,8 +33,8 @@ static const char *method_name(const eval_run *r) {
 
 // The index of the system named name when it runs, else -1.
 static int running(const eval_run *r, const char *name) {
-  for (int i = 0; i < eval_n_systems; i++)
-    if (r->on[i] && !strcmp(eval_systems[i]->name, name)) return i;
+  for (int i = 0; i < r->n_inst; i++)
+    if (!strcmp(r->inst[i].name, name)) return i;
   return -1;
 }
 
@@ -50,7 +50,7 @@ static cJSON *json_strings(const char *const *s, int n) {
   return a;
 }
 
-int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const char *pred, pith_err *err) {
+int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const char *pred, int n_read, pith_err *err) {
   eval_scores *s = &r->sc[sys];
   int bad = 0, qa = r->env.task == EVAL_QA;
   if (qa) {
@@ -65,12 +65,15 @@ int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const c
   }
   s->n++;
   cJSON *j = cJSON_CreateObject();
-  cJSON_AddStringToObject(j, "system", eval_systems[sys]->name);
+  cJSON_AddStringToObject(j, "system", r->inst[sys].name);
   cJSON_AddNumberToObject(j, "index", (double)ex->index);
   if (ex->id && *ex->id) cJSON_AddStringToObject(j, "id", ex->id);
   if (qa && ex->context_text) cJSON_AddStringToObject(j, "context", ex->context_text);
   if (qa) cJSON_AddStringToObject(j, "question", ex->question);
   cJSON_AddStringToObject(j, "prediction", pred);
+  // hard systems and chains: how many positions stood for the context (the others' are fixed)
+  if (r->inst[sys].sys == &eval_sys_hard || r->inst[sys].sys == &eval_sys_chain)
+    cJSON_AddNumberToObject(j, "prompt_tokens", n_read);
   if (qa) cJSON_AddItemToObject(j, "golds", json_strings(ex->golds, ex->n_golds));
   else cJSON_AddStringToObject(j, "reference", ex->reference);
   char *line = cJSON_PrintUnformatted(j);
@@ -112,12 +115,17 @@ static int write_metrics(eval_run *r, pith_err *err) {
   cJSON_AddNumberToObject(j, "format_version", EVAL_VERSION);
   cJSON_AddStringToObject(j, "task", task_name(r));
   cJSON_AddNumberToObject(j, "n", (double)r->n_items);
-  for (int s = 0; s < eval_n_systems; s++) {
-    if (!r->on[s]) continue;
-    cJSON *o = cJSON_AddObjectToObject(systems, eval_systems[s]->name);
+  for (int s = 0; s < r->n_inst; s++) {
+    cJSON *o = cJSON_AddObjectToObject(systems, r->inst[s].name);
     for (int m = 0; m < nm; m++) cJSON_AddNumberToObject(o, names[m], eval_score(r, s, names[m]));
   }
   cJSON_AddItemToObject(j, "systems", systems);
+  // The positions each system's decoder read for the context (text tokens or prefix), mean per
+  // example, beside the context's own length: the compression each row actually used.
+  double n = r->n_items ? (double)r->n_items : 1;
+  cJSON *tok = cJSON_AddObjectToObject(j, "prompt_tokens");
+  for (int s = 0; s < r->n_inst; s++) cJSON_AddNumberToObject(tok, r->inst[s].name, r->read[s] / n);
+  cJSON_AddNumberToObject(j, "context_tokens", r->n_context / n);
   // Retained: what the compressed prefix keeps of the full context's score (qa), null where full is 0.
   int comp = running(r, "compressed"), full = running(r, "full");
   if (r->env.task == EVAL_QA && comp >= 0 && full >= 0)
@@ -127,6 +135,24 @@ static int write_metrics(eval_run *r, pith_err *err) {
       else cJSON_AddNullToObject(ret, names[m]);
     }
   cJSON_AddItemToObject(j, "retained", ret);
+  // Every system's share of the full context's score (qa), null where full is 0.
+  if (r->env.task == EVAL_QA && full >= 0) {
+    cJSON *all = cJSON_AddObjectToObject(j, "retained_by_system");
+    for (int s = 0; s < r->n_inst; s++) {
+      cJSON *o = cJSON_AddObjectToObject(all, r->inst[s].name);
+      for (int m = 0; m < nm; m++) {
+        double f = eval_score(r, full, names[m]);
+        if (f > 0) cJSON_AddNumberToObject(o, names[m], 100 * eval_score(r, s, names[m]) / f);
+        else cJSON_AddNullToObject(o, names[m]);
+      }
+    }
+  }
+  if (r->n_hard) {
+    cJSON *h = cJSON_AddObjectToObject(j, "hard");
+    cJSON_AddStringToObject(h, "systems", r->o.hard);
+    cJSON_AddStringToObject(h, "scorer", r->o.hard_scorer ? r->o.hard_scorer : r->model_dir);
+    cJSON_AddStringToObject(h, "budget", r->o.hard_llmlingua_budget ? "llmlingua" : "exact");
+  }
   cJSON *c = cJSON_AddObjectToObject(j, "compressor");
   if (r->have_comp) {
     cJSON_AddStringToObject(c, "path", r->o.compressor);
@@ -165,13 +191,14 @@ static int write_config(eval_run *r, pith_err *err) {
     {"model", RC_STRING, "", "", NULL}, {"tokenizer", RC_STRING, "", "", NULL}, {"device", RC_STRING, "", "", NULL},
     {"bf16", RC_BOOL, "false", "", NULL}, {"threads", RC_INT, "0", "", "any"}, {"verify", RC_BOOL, "false", "", NULL},
     {"out", RC_STRING, "", "", NULL},
-    {"name", RC_STRING, "", "", NULL},
+    {"name", RC_STRING, "", "", NULL}, {"hard", RC_STRING, "", "", NULL}, {"hard_scorer", RC_STRING, "", "", NULL},
+    {"hard_budget", RC_STRING, "", "", NULL},
   };
   char baselines[256] = "", kv[EVAL_PATH_MAX + 64];
-  for (int s = 0; s < eval_n_systems; s++)
-    if (r->on[s] && eval_systems[s]->baseline)
+  for (int s = 0; s < r->n_inst; s++)
+    if (r->inst[s].sys->baseline)
       snprintf(baselines + strlen(baselines), sizeof baselines - strlen(baselines), "%s%s", *baselines ? "," : "",
-               eval_systems[s]->name);
+               r->inst[s].name);
   const eval_options *o = &r->o;
   struct {
     const char *key, *val;
@@ -184,7 +211,9 @@ static int write_config(eval_run *r, pith_err *err) {
     {"model", r->model_dir, 0}, {"tokenizer", r->tok_path, 0}, {"device", o->device, 0},
     {"bf16", o->bf16 ? "true" : "false", 0}, {"threads", NULL, o->threads},
     {"verify", o->verify ? "true" : "false", 0}, {"out", r->out_dir, 0},
-    {"name", r->name, 0},
+    {"name", r->name, 0}, {"hard", o->hard ? o->hard : "", 0},
+    {"hard_scorer", o->hard_scorer ? o->hard_scorer : o->hard ? r->model_dir : "", 0},
+    {"hard_budget", !o->hard ? "" : o->hard_llmlingua_budget ? "llmlingua" : "exact", 0},
   };
   // The export folder moved into OUT when the compressor came from a run.
   char moved[EVAL_PATH_MAX + 16];
@@ -239,6 +268,12 @@ int eval_write(eval_run *r, pith_err *err) {
   return write_metrics(r, err) || write_config(r, err) ? -1 : 0;
 }
 
+// The ratio of the context's length to what a system read: "4.0x", "-" when it read nothing.
+static void ratio_cell(const eval_run *r, int s, char *out, size_t len) {
+  if (r->read[s] > 0) snprintf(out, len, "%.1fx", r->n_context / r->read[s]);
+  else snprintf(out, len, "-");
+}
+
 void eval_print_table(const eval_run *r, FILE *f) {
   const char *const *names;
   int nm = n_metrics(r, &names);
@@ -247,18 +282,34 @@ void eval_print_table(const eval_run *r, FILE *f) {
   else snprintf(method, sizeof method, "no compressor (truncated k=%d)", r->env.k);
   fprintf(f, "pith eval: %s on %s (%s split, %lld examples), %s, cutoff_len %d, max_new_tokens %d\n", task_name(r),
           r->o.data, r->o.split, (long long)r->n_items, method, r->env.cutoff, r->env.max_new);
-  fprintf(f, "%-12s", "system");
+  // With hard systems, one table of every family: the tokens each read for the context (mean), the
+  // ratio to the context's, and (qa) the share of the full context's F1.
+  int wide = r->n_hard > 0, w = 12, full = running(r, "full"), comp = running(r, "compressed");
+  for (int s = 0; wide && s < r->n_inst; s++) w = (int)strlen(r->inst[s].name) + 1 > w ? (int)strlen(r->inst[s].name) + 1 : w;
+  int ret = wide && r->env.task == EVAL_QA && full >= 0;
+  fprintf(f, "%-*s", w, "system");
   for (int m = 0; m < nm; m++) fprintf(f, " %8s", names[m]);
+  if (wide) fprintf(f, " %8s %8s", "tokens", "ratio");
+  if (ret) fprintf(f, " %8s", "ret_f1");
   fprintf(f, "\n");
-  for (int s = 0; s < eval_n_systems; s++) {
-    if (!r->on[s]) continue;
-    fprintf(f, "%-12s", eval_systems[s]->name);
+  double n = r->n_items ? (double)r->n_items : 1;
+  for (int s = 0; s < r->n_inst; s++) {
+    fprintf(f, "%-*s", w, r->inst[s].name);
     for (int m = 0; m < nm; m++) fprintf(f, " %8.2f", eval_score(r, s, names[m]));
+    if (wide) {
+      char cell[32];
+      ratio_cell(r, s, cell, sizeof cell);
+      fprintf(f, " %8.1f %8s", r->read[s] / n, cell);
+    }
+    if (ret) {
+      double fs = eval_score(r, full, "f1");
+      if (fs > 0) fprintf(f, " %8.1f", 100 * eval_score(r, s, "f1") / fs);
+      else fprintf(f, " %8s", "-");
+    }
     fprintf(f, "\n");
   }
-  int comp = running(r, "compressed"), full = running(r, "full");
   if (r->env.task == EVAL_QA && comp >= 0 && full >= 0) {
-    fprintf(f, "%-12s", "retained %");
+    fprintf(f, "%-*s", w, "retained %");
     for (int m = 0; m < nm; m++) {
       double fs = eval_score(r, full, names[m]);
       if (fs > 0) fprintf(f, " %8.1f", 100 * eval_score(r, comp, names[m]) / fs);
@@ -266,5 +317,8 @@ void eval_print_table(const eval_run *r, FILE *f) {
     }
     fprintf(f, "\n");
   }
+  if (wide)
+    fprintf(f, "tokens: positions read for the context, mean per example (the context: %.1f); hard budget: %s\n",
+            r->n_context / n, r->o.hard_llmlingua_budget ? "llmlingua's" : "exact");
   fprintf(f, "results in %s/ (metrics.json, predictions.jsonl, config.yaml)\n", r->out_dir);
 }

@@ -28,7 +28,8 @@ static void state_free(void *p) {
   free(s);
 }
 
-static int init(const eval_env *env, void **state, pith_err *err) {
+static int init(const eval_env *env, const eval_instance *self, void **state, pith_err *err) {
+  (void)self;
   comp_state *s = calloc(1, sizeof *s);
   if (!s) return pith_fail(err, "out of memory");
   *state = s;
@@ -75,7 +76,9 @@ static int build(void *state, const eval_env *env, const eval_example *ex, eval_
   in->priv = code, in->priv_free = code_free;
   // The decoder's tokens continue after the prefix (positions P.., under either 500x position
   // policy), exactly what generate() does with a prefix; the check compares with comp_decode.
-  return comp_prefix_kv(s->comp, code, &in->prefix_k, &in->prefix_v, err);
+  if (comp_prefix_kv(s->comp, code, &in->prefix_k, &in->prefix_v, err)) return -1;
+  in->n_read = (int)pt_shape_of(in->prefix_k[0]).d[2];  // the prefix's positions P
+  return 0;
 }
 
 // The decoder's logits from comp_decode on prompt + gen (no cache) must pick every generated token

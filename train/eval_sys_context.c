@@ -10,6 +10,7 @@
 
 static int build_full(void *state, const eval_env *env, const eval_example *ex, eval_input *in, pith_err *err) {
   (void)state;
+  in->n_read = ex->n_context;
   return eval_text_prompt(env, ex, ex->n_context, &in->prompt, &in->n_prompt, err);
 }
 
@@ -22,6 +23,7 @@ static int build_truncated(void *state, const eval_env *env, const eval_example 
   (void)state;
   int k = env->k < ex->n_context ? env->k : ex->n_context;
   if (env->task == EVAL_REGEN) in->echo = ex->context, in->n_echo = k;
+  in->n_read = k;
   return eval_text_prompt(env, ex, k, &in->prompt, &in->n_prompt, err);
 }
 

@@ -26,6 +26,7 @@ static int build(void *state, const eval_env *env, const eval_example *ex, eval_
   for (int i = 0; i < T; i++) ids[i] = full[i];
   memcpy(in->prompt, full + T, sizeof(int32_t) * (size_t)ex->n_decoder_prompt);
   in->n_prompt = ex->n_decoder_prompt;
+  in->n_read = ex->n_context;
   free(full);
   llama_inputs li = {.ids = pt_to_device(pt_from_data(ids, PT_I64, PT_SHAPE(1, T), PT_CPU), m->device), .want_kv = 1,
                      .no_logits = 1};

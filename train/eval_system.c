@@ -7,7 +7,8 @@
 
 // Output order: predictions.jsonl, metrics.json and the table list the systems in this order.
 const eval_system *const eval_systems[] = {
-  &eval_sys_compressed, &eval_sys_full, &eval_sys_none, &eval_sys_truncated, &eval_sys_no_layer0,
+  &eval_sys_compressed, &eval_sys_full, &eval_sys_none, &eval_sys_truncated, &eval_sys_no_layer0, &eval_sys_hard,
+  &eval_sys_chain,
 };
 const int eval_n_systems = (int)(sizeof eval_systems / sizeof eval_systems[0]);
 _Static_assert(sizeof eval_systems / sizeof eval_systems[0] <= EVAL_MAX_SYSTEMS, "raise EVAL_MAX_SYSTEMS");

@@ -10,6 +10,9 @@
 //     and puts the decoder prompt in in.prompt;
 //   - a chain (hard then soft) copies the example, replaces its context with the shortened one and
 //     calls the second system's build on the copy (eval_example is a plain view, cheap to copy).
+// A system kind runs as instances (eval_instance): the baselines and the compressed system are one
+// instance each without options; `--hard METHOD:RATIO` makes one instance of the hard kind per
+// spec (its options are the spec), and with --compressor one chain instance per spec.
 #ifndef PITH_EVAL_SYSTEM_H
 #define PITH_EVAL_SYSTEM_H
 
@@ -35,6 +38,9 @@ typedef struct {
   int max_new;             // generation budget of every system
   int verify;              // run the systems' post-checks (check below)
   const char *export_dir;  // the compressor's export folder, or "" with none
+  const tokenizer *tok;    // the base model's tokenizer (text systems: hard compression); NULL in unit tests
+  const char *hard_scorer;  // --hard-scorer: the hard systems' causal LM folder, NULL: the base model
+  int hard_llmlingua_budget;  // --hard-budget llmlingua: llmlingua's own budget instead of the exact one
 } eval_env;
 
 // One example: a view into memory the engine owns for the duration of one record.
@@ -66,6 +72,9 @@ typedef struct {
   // tokens it was given, which it continues); not owned (points into the example or priv).
   const int32_t *echo;
   int n_echo;
+  // The positions that stand for the context: the context tokens the prompt holds, or the prefix's
+  // length (bos and the decoder prompt not counted). The table's prompt length of the system.
+  int n_read;
   // The system's own data about this example, for its check (the compressed system's code).
   void *priv;
   void (*priv_free)(void *priv);
@@ -74,13 +83,15 @@ typedef struct {
 void eval_input_free(eval_input *in);
 
 typedef struct eval_system eval_system;
+typedef struct eval_instance eval_instance;
 struct eval_system {
   const char *name;     // in predictions.jsonl, metrics.json, the table and --baselines
   int baseline;         // selectable with --baselines (the compressed system comes with --compressor)
   const char *qa_only;  // NULL, or why the system does not apply to regen (it is then skipped)
-  // Optional, once per run before the first example: loads what the system needs (the compressor).
+  // Optional, once per run before the first example: loads what the system needs (the compressor),
+  // reading the instance's options (self->arg) and the instances it builds on (self->uses).
   // *state is passed to every other hook (NULL when there is no init).
-  int (*init)(const eval_env *env, void **state, pith_err *err);
+  int (*init)(const eval_env *env, const eval_instance *self, void **state, pith_err *err);
   // The decoder input for ex. Tensors go to the current scope (the engine's, per example).
   int (*build)(void *state, const eval_env *env, const eval_example *ex, eval_input *in, pith_err *err);
   // Optional, with env->verify: checks the generation gen (n_gen ids, the stopping eos included)
@@ -89,12 +100,28 @@ struct eval_system {
   // Optional, after the last example with env->verify: one line on what check found.
   void (*report)(void *state, FILE *f);
   void (*free)(void *state);  // optional
+  // Optional, for systems that keep part of the context as text (hard compression): the context
+  // tokens they keep of ex, which a chain hands to its second stage. *ids is borrowed: valid until
+  // the next call on this state.
+  int (*shorten)(void *state, const eval_env *env, const eval_example *ex, const int32_t **ids, int *n,
+                 pith_err *err);
+};
+
+// One row of the table: a system kind with its options and state.
+struct eval_instance {
+  const eval_system *sys;
+  char name[128];             // in the outputs: the kind's name, or one made from arg ("llmlingua@4x")
+  const char *arg;            // the instance's options (the hard kind: "METHOD:RATIO"), NULL when none
+  const eval_instance *uses[2];  // instances it builds on, inited before it: a chain's two stages;
+                                 // a hard system the first hard system, whose scorer it shares
+  void *state;                // what init made
 };
 
 // The registry, in output order (predictions.jsonl, metrics.json, the table).
 extern const eval_system *const eval_systems[];
 extern const int eval_n_systems;
 #define EVAL_MAX_SYSTEMS 16
+#define EVAL_MAX_INSTANCES 40  // rows of one evaluation
 
 // The system named name, or NULL.
 const eval_system *eval_system_find(const char *name);
@@ -107,5 +134,28 @@ int eval_systems_select(const char *list, int with_compressed, int *on, pith_err
 
 // The systems of the registry's files.
 extern const eval_system eval_sys_compressed, eval_sys_full, eval_sys_none, eval_sys_truncated, eval_sys_no_layer0;
+// eval_sys_hard.c: hard compression (an instance per --hard spec) and the chain (hard, then the
+// compressed system on the survivors).
+extern const eval_system eval_sys_hard, eval_sys_chain;
+
+// ---- hard compression (eval_sys_hard.c) ---------------------------------------------------------
+
+// A --hard spec: METHOD:RATIO, RATIO a number > 1 (2 keeps half the context's tokens) or k (the
+// soft compressor's budget: k tokens).
+typedef struct eval_hard_method eval_hard_method;
+typedef struct {
+  const eval_hard_method *method;
+  double ratio;  // > 1; 0 with at_k
+  int at_k;
+} eval_hard_spec;
+
+// 0, or -1 with err naming the spec ("unknown method 'foo' (llmlingua, longllmlingua)").
+int eval_hard_parse(const char *spec, eval_hard_spec *out, pith_err *err);
+// Every spec of a comma-separated list (spaces after commas allowed); the count, or -1 with err.
+int eval_hard_parse_list(const char *list, pith_err *err);
+// The system's name: "llmlingua@4x", "llmlingua@2.5x", "llmlingua@k".
+void eval_hard_name(const eval_hard_spec *s, char *out, size_t len);
+// 0 when dir looks like a causal LM folder (config.json naming no classifier), else -1 with err.
+int eval_hard_check_scorer(const char *dir, pith_err *err);
 
 #endif
