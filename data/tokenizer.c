@@ -574,6 +574,7 @@ static int load_file(loader *L, const char *text, size_t len) {
   size_t i = 0;
   while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' || text[i] == '\t')) i++;
   const char *base = pith_base_name(L->path);
+  if (tok_is_tiktoken_name(L->path)) return tok_load_tiktoken(L, text, len);
   if (i < len && text[i] == '{') {
     if (!strcmp(base, "vocab.json")) {  // a GPT-2 style vocabulary: it needs its merges beside it
       if (!pith_is_file(merges))
@@ -689,6 +690,17 @@ static int split_added(const tokenizer *t, const added_index *ix, const char *s,
 // Encoding: entry points
 // ---------------------------------------------------------------------------------------------
 
+// tiktoken: special tokens first, then the regex pieces of the text between them.
+static int encode_tiktoken(enc *e, const char *text, size_t len) {
+  if (split_added(e->t, &e->t->added_raw, text, len, &e->segs)) return -1;
+  for (size_t i = 0; i < e->segs.n; i++) {
+    seg g = e->segs.p[i];
+    int rc = g.id >= 0 ? tok_ids_push(&e->out, g.id) : tok_encode_tiktoken(e, text + g.start, g.end - g.start);
+    if (rc) return -1;
+  }
+  return 0;
+}
+
 static int encode_hf(enc *e, const char *text, size_t len) {
   const tokenizer *t = e->t;
   if (split_added(t, &t->added_raw, text, len, &e->segs)) return -1;
@@ -720,7 +732,10 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_b
   int rc = e.md ? 0 : -1;
   for (int i = 0; !rc && add_bos && t->has_template && i < t->n_tpl_pre; i++) rc = tok_ids_push(&e.out, t->tpl_pre[i]);
   if (!rc && add_bos && !t->has_template && t->bos >= 0) rc = tok_ids_push(&e.out, t->bos);
-  if (!rc && len) rc = t->kind == TOK_LLAMA2C ? tok_encode_llama2c(&e, text, len) : encode_hf(&e, text, len);
+  if (!rc && len)
+    rc = t->kind == TOK_LLAMA2C    ? tok_encode_llama2c(&e, text, len)
+         : t->kind == TOK_TIKTOKEN ? encode_tiktoken(&e, text, len)
+                                   : encode_hf(&e, text, len);
   for (int i = 0; !rc && add_bos && t->has_template && i < t->n_tpl_post; i++) rc = tok_ids_push(&e.out, t->tpl_post[i]);
   if (!rc && !e.out.p) rc = tok_grow(&e.out.p, &e.out.cap, 1, sizeof *e.out.p);
   if (rc) {
@@ -747,7 +762,10 @@ char *tokenizer_decode_n(const tokenizer *t, const int32_t *ids, size_t n, int s
   }
   strbuf out = {0};
   int rc = strbuf_add(&out, "", 0);
-  if (!rc) rc = t->kind == TOK_LLAMA2C ? tok_decode_llama2c(t, ids, n, skip_special, &out) : tok_decode_hf(t, ids, n, skip_special, &out);
+  if (!rc)
+    rc = t->kind == TOK_LLAMA2C    ? tok_decode_llama2c(t, ids, n, skip_special, &out)
+         : t->kind == TOK_TIKTOKEN ? tok_decode_tiktoken(t, ids, n, skip_special, &out)
+                                   : tok_decode_hf(t, ids, n, skip_special, &out);
   if (rc) {
     free(out.p);
     pith_fail(err, "%s: decode: out of memory", t->files[0]);

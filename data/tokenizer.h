@@ -10,6 +10,8 @@
 //     sentencepiece's Precompiled charsmap, Replace, Metaspace; byte_fallback).
 //   - a GPT-2 style folder: vocab.json + merges.txt.
 //   - a llama2.c tokenizer.bin (encoded and decoded as llama2.c's run.c does).
+//   - a tiktoken file (cl100k_base.tiktoken, or tiktoken's cache name for it: 40 hex digits):
+//     base64 token + rank a line, cl100k's pre-tokenizer regex, ranks as merge priorities.
 // bos/eos/pad come from tokenizer_config.json and generation_config.json beside tokenizer.json.
 //
 // A loaded tokenizer is immutable: any number of threads may encode and decode with it at once
