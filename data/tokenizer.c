@@ -782,6 +782,7 @@ char *tokenizer_decode_n(const tokenizer *t, const int32_t *ids, size_t n, int s
 int32_t tokenizer_vocab_size(const tokenizer *t) { return t->n_vocab; }
 int32_t tokenizer_bos_id(const tokenizer *t) { return t->bos; }
 int32_t tokenizer_pad_id(const tokenizer *t) { return t->pad; }
+int32_t tokenizer_unk_id(const tokenizer *t) { return t->unk_id; }
 int tokenizer_adds_bos(const tokenizer *t) { return t->adds_bos > 0; }
 const char *tokenizer_source_path(const tokenizer *t) { return t->files[0]; }
 

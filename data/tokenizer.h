@@ -56,6 +56,7 @@ char *tokenizer_decode_n(const tokenizer *tok, const int32_t *ids, size_t n, int
 int32_t tokenizer_vocab_size(const tokenizer *tok);        // largest id + 1, added tokens included
 int32_t tokenizer_bos_id(const tokenizer *tok);            // -1 when none ([CLS] for BERT)
 int32_t tokenizer_pad_id(const tokenizer *tok);            // -1 when none
+int32_t tokenizer_unk_id(const tokenizer *tok);            // -1 when none
 int tokenizer_eos_ids(const tokenizer *tok, const int32_t **ids);  // count; *ids: all eos ids
 int tokenizer_adds_bos(const tokenizer *tok);  // 1 when the model expects bos (or the post-processor's tokens)
 int32_t tokenizer_token_id(const tokenizer *tok, const char *piece);  // -1 when absent
