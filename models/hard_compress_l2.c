@@ -9,6 +9,9 @@
 #include "strbuf.h"
 #include "torch_shim.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #define L2_MAX_SEQ 512  // llmlingua's max_seq_len: [CLS] + 510 + [SEP]
 
 static const char PUNCT[] = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";  // Python's string.punctuation
@@ -234,9 +237,67 @@ static int marker_at(const char *s, size_t *len) {
   return k;
 }
 
-// tokenizer.tokenize(text) with the added tokens [NEWi] (ids n_tok + i) matched first.
-static int tokenize(const l2_scorer *s, const char *text, id_vec *out, pith_err *err) {
+static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+// HF's tokenize() names an unknown Unigram piece by the text it covers ("—"), not "<unk>", and a
+// chunk is rebuilt from those names. Here: the text of each unk in ids (from seg, n bytes), found
+// word by word (the pre-tokenizer splits at whitespace, so words encode alone): the known pieces
+// before and after the unk must spell the word's start and end. Entries stay NULL ("<unk>") where
+// that fails (several unks in a word, a normalizer that changed the word).
+static void find_unk_texts(const l2_scorer *s, const char *seg, size_t n, const int32_t *ids, int64_t n_ids,
+                           char **texts) {
+  int32_t unk = tokenizer_unk_id(s->tok);
+  int64_t at = 0;
+  for (size_t i = 0; i < n && at <= n_ids;) {
+    while (i < n && is_ws(seg[i])) i++;
+    size_t w0 = i;
+    while (i < n && !is_ws(seg[i])) i++;
+    if (i == w0) break;
+    int32_t *w;
+    size_t k;
+    pith_err e2 = {{0}};
+    if (tokenizer_encode(s->tok, seg + w0, i - w0, 0, &w, &k, &e2)) return;
+    if (at + (int64_t)k > n_ids || memcmp(w, ids + at, k * sizeof *w)) return free(w);  // not word-separable
+    int n_unk = 0;
+    size_t u = 0;
+    for (size_t j = 0; j < k; j++)
+      if (w[j] == unk) n_unk++, u = j;
+    if (n_unk == 1) {
+      strbuf pre = {0}, post = {0};
+      for (size_t j = 0; j < k; j++) {
+        const char *p = lstrip_prefix(tokenizer_token_piece(s->tok, w[j]), 1);
+        if (j < u) strbuf_adds(&pre, p);
+        if (j > u) strbuf_adds(&post, p);
+      }
+      size_t len = i - w0;
+      if (strbuf_ok(&pre) && strbuf_ok(&post) && pre.n + post.n < len && !memcmp(seg + w0, pre.p ? pre.p : "", pre.n) &&
+          !memcmp(seg + i - post.n, post.p ? post.p : "", post.n))
+        texts[at + (int64_t)u] = strndup(seg + w0 + pre.n, len - pre.n - post.n);
+      strbuf_free(&pre);
+      strbuf_free(&post);
+    }
+    at += (int64_t)k;
+    free(w);
+  }
+}
+
+// Grow names (NULL-filled) to cap entries.
+static int names_grow(char ***names, int64_t *have, int64_t cap) {
+  if (cap <= *have) return 0;
+  char **t = realloc(*names, (size_t)cap * sizeof *t);
+  if (!t) return -1;
+  memset(t + *have, 0, (size_t)(cap - *have) * sizeof *t);
+  *names = t, *have = cap;
+  return 0;
+}
+
+// tokenizer.tokenize(text) with the added tokens [NEWi] (ids n_tok + i) matched first. texts: when
+// not NULL, *texts gets (out->n) the names HF gives unknown pieces (NULL for the others).
+static int tokenize_named(const l2_scorer *s, const char *text, id_vec *out, char ***texts, pith_err *err) {
   out->n = 0;
+  if (texts) *texts = NULL;
+  int32_t unk = tokenizer_unk_id(s->tok);
+  int64_t have = 0;
   const char *seg = text;
   for (const char *p = text;; p++) {
     size_t mlen = 0;
@@ -246,17 +307,26 @@ static int tokenize(const l2_scorer *s, const char *text, id_vec *out, pith_err 
       int32_t *ids;
       size_t n;
       if (tokenizer_encode(s->tok, seg, (size_t)(p - seg), 0, &ids, &n, err)) return -1;
+      int64_t base = out->n, has_unk = 0;
       int rc = ids_add(out, ids, (int64_t)n);
+      for (size_t j = 0; j < n; j++) has_unk |= ids[j] == unk;
+      if (!rc && texts && (*texts || (s->xlmr && has_unk))) rc = names_grow(texts, &have, out->cap);
+      if (!rc && texts && s->xlmr && has_unk) find_unk_texts(s, seg, (size_t)(p - seg), ids, (int64_t)n, *texts + base);
       free(ids);
       if (rc) return pith_fail(err, "out of memory");
     }
     if (!*p) break;
     int32_t id = s->n_tok + k;
     if (ids_add(out, &id, 1)) return pith_fail(err, "out of memory");
+    if (texts && *texts && names_grow(texts, &have, out->cap)) return pith_fail(err, "out of memory");
     p += mlen - 1;
     seg = p + 1;
   }
   return 0;
+}
+
+static int tokenize(const l2_scorer *s, const char *text, id_vec *out, pith_err *err) {
+  return tokenize_named(s, text, out, NULL, err);
 }
 
 // convert_ids_to_tokens for one id, into buf when it is an added [NEWi].
@@ -269,13 +339,13 @@ static const char *piece_of(const l2_scorer *s, int32_t id, char buf[16]) {
   return p ? p : "";
 }
 
-static char *ids_to_string(const l2_scorer *s, const int32_t *ids, int64_t n) {
+static char *ids_to_string(const l2_scorer *s, const int32_t *ids, char *const *names, int64_t n) {
   char **t = malloc((size_t)(n ? n : 1) * sizeof *t);
   if (!t) return NULL;
   int64_t k = 0;
   for (; k < n; k++) {
     char buf[16];
-    if (!(t[k] = strdup(piece_of(s, ids[k], buf)))) break;
+    if (!(t[k] = strdup(names && names[k] ? names[k] : piece_of(s, ids[k], buf)))) break;
   }
   char *out = k == n ? tokens_to_string(t, (int)n, s->xlmr) : NULL;
   for (int64_t i = 0; i < k; i++) free(t[i]);
@@ -327,7 +397,8 @@ static char *unmap(const l2_ctx *c, const char *t) {
 // decoded back to text.
 static int chunk_context(const l2_ctx *c, const char *text, str_list *chunks, pith_err *err) {
   id_vec ids = {0};
-  if (tokenize(c->s, text, &ids, err)) return free(ids.p), -1;
+  char **names = NULL;
+  if (tokenize_named(c->s, text, &ids, &names, err)) return free(ids.p), -1;
   const int64_t max_len = L2_MAX_SEQ - 2, n = ids.n;
   int rc = 0;
   for (int64_t st = 0; st < n && !rc;) {
@@ -347,9 +418,12 @@ static int chunk_context(const l2_ctx *c, const char *text, str_list *chunks, pi
         }
       }
     }
-    if (list_push(chunks, ids_to_string(c->s, ids.p + st, ed + 1 - st))) rc = pith_fail(err, "out of memory");
+    if (list_push(chunks, ids_to_string(c->s, ids.p + st, names ? names + st : NULL, ed + 1 - st)))
+      rc = pith_fail(err, "out of memory");
     st = ed + 1;
   }
+  for (int64_t i = 0; names && i < n; i++) free(names[i]);
+  free(names);
   free(ids.p);
   return rc;
 }
@@ -573,6 +647,35 @@ static char *compress_chunk(const l2_ctx *c, word_list *wl, double reduce_rate, 
   return str;
 }
 
+// Without a token stage, llmlingua labels the words of r'\b\w+\b|[<>=/!@#$%^&*()?":{}|\\`~;_+-]' 1.
+static int regex_words(const char *text, str_list *words, uint8_t **labels, int *n_labels, pith_err *err) {
+  static const char PAT[] = "\\b\\w+\\b|[<>=/!@#$%^&*()?\":{}|\\\\`~;_+-]";
+  int ec;
+  PCRE2_SIZE eo;
+  pcre2_code *re = pcre2_compile((PCRE2_SPTR)PAT, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF,
+                                 &ec, &eo, NULL);
+  pcre2_match_data *md = re ? pcre2_match_data_create(1, NULL) : NULL;
+  int rc = md ? 0 : pith_fail(err, "llmlingua2: the word regex");
+  size_t n = strlen(text);
+  for (size_t off = 0; !rc && off < n;) {
+    int m = pcre2_match(re, (PCRE2_SPTR)text, n, off, 0, md, NULL);
+    if (m < 0) break;
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+    uint8_t *lab = realloc(*labels, (size_t)*n_labels + 1);
+    if (!lab || list_push(words, strndup(text + ov[0], ov[1] - ov[0]))) {
+      if (lab) *labels = lab;
+      rc = pith_fail(err, "out of memory");
+      break;
+    }
+    *labels = lab;
+    lab[(*n_labels)++] = 1;
+    off = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
+  }
+  pcre2_match_data_free(md);
+  pcre2_code_free(re);
+  return rc;
+}
+
 // ---------------------------------------------------------------------------------------------
 // compress_prompt_llmlingua2
 // ---------------------------------------------------------------------------------------------
@@ -682,7 +785,7 @@ int l2_compress(l2_scorer *s, const char *const *contexts, int n_ctx, const l2_o
   for (int i = 0; !rc && i < n_ctx; i++) {
     if (filter && !r->context_kept[i]) {
       // a dropped context: its words, labelled 0 (the context filter's words)
-      for (int j = 0; reduce > 0 && j < chunks[i].n && !rc; j++)
+      for (int j = 0; j < chunks[i].n && !rc; j++)
         for (int k = 0; k < cw[i][j].n && !rc; k++) {
           const char *w = cw[i][j].w[k].text;
           uint8_t *lab = realloc(r->labels, (size_t)r->n_words + 1);
@@ -698,6 +801,7 @@ int l2_compress(l2_scorer *s, const char *const *contexts, int n_ctx, const l2_o
       if (reduce <= 0) {
         part = unmap(&c, chunks[i].p[j]);  // the chunks as they are, force tokens restored
         if (!part) rc = pith_fail(err, "out of memory");
+        else rc = regex_words(part, &words, &r->labels, &r->n_words, err);
       } else {
         part = compress_chunk(&c, &cw[i][j], reduce, &words, &r->labels, &r->n_words, err);
         if (!part) rc = -1;
@@ -715,12 +819,6 @@ int l2_compress(l2_scorer *s, const char *const *contexts, int n_ctx, const l2_o
       first = 0;
     }
     strbuf_free(&ctx);
-  }
-  if (!rc && reduce <= 0) {  // no token stage: no word labels
-    list_free(&words);
-    free(r->labels);
-    r->labels = NULL;
-    r->n_words = 0;
   }
   strbuf_add(&prompt, "", 0);
   if (!rc && !strbuf_ok(&prompt)) rc = pith_fail(err, "out of memory");

@@ -71,8 +71,8 @@ typedef struct {
   int64_t compressed_tokens;  // cl100k tokens of the compressed contexts (summed per context)
   double rate_used;         // the rate the token stage used
   int n_chunks;
-  int n_words;              // the words and their labels (1 = kept), as return_word_label gives them;
-  char **words;             //   0 when the token stage did not run (rate 1, no token filter)
+  int n_words;              // the words and their labels (1 = kept), as return_word_label gives them
+  char **words;             //   (without a token stage: llmlingua's regex words, labelled 1)
   uint8_t *labels;
 } l2_result;
 

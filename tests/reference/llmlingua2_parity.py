@@ -166,15 +166,36 @@ def pith_flags(kw):
     return flags
 
 
+def check_errors(pith, models, tmp):
+    """Bad inputs: one line naming the option or file, exit 1, nothing on stdout."""
+    bert = models["tiny-bert-base-multilingual-cased"]
+    causal = os.path.join(tmp, "causal")
+    os.makedirs(causal)
+    harness.write_json(os.path.join(causal, "config.json"), {"architectures": ["LlamaForCausalLM"], "model_type": "llama"})
+    line = json.dumps({"context": ["Some text. More text."]}) + "\n"
+    cases = [
+        (["--scorer", causal], line, "not a BERT or XLM-R token classifier"),
+        (["--scorer", os.path.join(tmp, "nowhere")], line, "no such folder"),
+        (["--scorer", bert, "--cl100k", os.path.join(tmp, "none.tiktoken")], line, "--cl100k"),
+        (["--scorer", bert, "--force-tokens", "a,\\q"], line, "unknown escape"),
+        (["--scorer", bert, "--force-tokens", "a,,b"], line, "an empty token"),
+        (["--scorer", bert, "--exact"], line, "--exact"),
+        (["--scorer", bert, "--rate", "1.5"], line, "--rate"),
+        (["--scorer", bert], json.dumps({"context": ["  ", ""]}) + "\n", "empty prompt"),
+        (["--scorer", bert], json.dumps({"context": 3}) + "\n", "not a string or a list"),
+    ]
+    for args, stdin, want in cases:
+        r = harness.run([pith, "compress", "--method", "llmlingua2", *args], stdin=stdin, text=True, ok=False)
+        msg = r.stderr.strip()
+        harness.check(r.returncode != 0 and want in msg and not r.stdout,
+                      f"{args}: exit {r.returncode}, stderr {msg!r} (wanted {want!r}), stdout {r.stdout[:100]!r}")
+    r = harness.run([pith, "compress", "--method", "llmlingua", "--scorer", bert], stdin=line, text=True, ok=False)
+    harness.check(r.returncode != 0 and "a classifier, not a causal LM" in r.stderr, f"llmlingua on a classifier: {r.stderr!r}")
+    print(f"{len(cases) + 1} bad inputs: one-line errors")
+
+
 def main():
     pith = harness.pith_bin()
-    peer_python = os.path.join(harness.ROOT, ".venv-peers", "bin", "python")
-    if not os.path.exists(peer_python):
-        harness.skip(".venv-peers is absent (scripts/setup-peers makes it: llmlingua 0.2.2 + transformers 4.57.6)")
-    tiktoken_cache = os.path.join(harness.ROOT, ".venv-peers", "tiktoken-cache")
-    cl100k = os.path.join(tiktoken_cache, "9b5ad71b2ce5302211f9c61530b329a4922fc6a4")
-    if not os.path.exists(cl100k):
-        harness.skip(f"{cl100k} is absent (scripts/setup-peers puts cl100k_base.tiktoken there)")
     assets = harness.assets_dir()
     for rel in ("data/tinystories/tinystories_val_head.txt", "data/arxiv/arxiv_abstracts_4000.jsonl",
                 "data/squad/dev-v1.1.json"):
@@ -182,6 +203,14 @@ def main():
     import tokenizer_encoders_parity as tep
     with tempfile.TemporaryDirectory() as tmp:
         models = make_models(tmp, tep.load_texts(assets))
+        check_errors(pith, models, tmp)
+        peer_python = os.path.join(harness.ROOT, ".venv-peers", "bin", "python")
+        if not os.path.exists(peer_python):
+            harness.skip(".venv-peers is absent (scripts/setup-peers makes it: llmlingua 0.2.2 + transformers 4.57.6)")
+        tiktoken_cache = os.path.join(harness.ROOT, ".venv-peers", "tiktoken-cache")
+        cl100k = os.path.join(tiktoken_cache, "9b5ad71b2ce5302211f9c61530b329a4922fc6a4")
+        if not os.path.exists(cl100k):
+            harness.skip(f"{cl100k} is absent (scripts/setup-peers puts cl100k_base.tiktoken there)")
         cases = build_cases(models, assets)
         cases_path, peer_out = os.path.join(tmp, "cases.json"), os.path.join(tmp, "peer.json")
         json.dump(cases, open(cases_path, "w"))
