@@ -3,6 +3,8 @@
 // "question": ..., "instruction": ..., "response": ...}) or plain text, writes one JSON line per prompt.
 // A line's "response" (a target LLM's answer) comes back as "recovered_response": LongLLMLingua's
 // recovery of the compressed spans it quotes from the original prompt.
+// --method llmlingua2 scores with a BERT / XLM-R token classifier instead (LLMLingua-2;
+// models/hard_compress_l2.h): its part of this file is run_l2 and what it calls.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
