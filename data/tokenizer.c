@@ -748,6 +748,23 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_b
   return rc;
 }
 
+char *tokenizer_normalize(const tokenizer *t, const char *text, size_t len, size_t *out_len, pith_err *err) {
+  enc e = {.t = t};
+  const char *s = text;
+  size_t n = len;
+  e.md = pcre2_match_data_create(1, NULL);
+  char *out = NULL;
+  if (e.md && (t->kind != TOK_HF || !tok_normalize(&e, text, len, &s, &n)) && (out = malloc(n + 1))) {
+    memcpy(out, s, n);
+    out[n] = 0;
+    if (out_len) *out_len = n;
+  } else {
+    pith_fail(err, "%s: normalize: %s", t->files[0], e.fail[0] ? e.fail : "out of memory");
+  }
+  enc_free(&e);
+  return out;
+}
+
 char *tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n, int skip_special, pith_err *err) {
   return tokenizer_decode_n(t, ids, n, skip_special, NULL, err);
 }

@@ -53,6 +53,10 @@ char *tokenizer_decode(const tokenizer *tok, const int32_t *ids, size_t n, int s
 char *tokenizer_decode_n(const tokenizer *tok, const int32_t *ids, size_t n, int skip_special, size_t *len,
                          pith_err *err);
 
+// The tokenizer.json normalizer applied to text (len bytes): malloc'd, NUL-terminated, its length
+// in *out_len (may be NULL); NULL and err on failure. The text itself when there is no normalizer.
+char *tokenizer_normalize(const tokenizer *tok, const char *text, size_t len, size_t *out_len, pith_err *err);
+
 int32_t tokenizer_vocab_size(const tokenizer *tok);        // largest id + 1, added tokens included
 int32_t tokenizer_bos_id(const tokenizer *tok);            // -1 when none ([CLS] for BERT)
 int32_t tokenizer_pad_id(const tokenizer *tok);            // -1 when none

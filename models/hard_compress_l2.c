@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "strbuf.h"
+#include "utf8.h"
 #include "torch_shim.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -241,9 +242,10 @@ static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r
 
 // HF's tokenize() names an unknown Unigram piece by the text it covers ("—"), not "<unk>", and a
 // chunk is rebuilt from those names. Here: the text of each unk in ids (from seg, n bytes), found
-// word by word (the pre-tokenizer splits at whitespace, so words encode alone): the known pieces
-// before and after the unk must spell the word's start and end. Entries stay NULL ("<unk>") where
-// that fails (several unks in a word, a normalizer that changed the word).
+// word by word (the pre-tokenizer splits at whitespace, so words encode alone) by walking the word
+// with its pieces: a known piece spells its bytes, an unk covers what lies before the next known
+// piece's text (at least one character). Entries stay NULL ("<unk>") for a word where that fails
+// (a normalizer that changed the word).
 static void find_unk_texts(const l2_scorer *s, const char *seg, size_t n, const int32_t *ids, int64_t n_ids,
                            char **texts) {
   int32_t unk = tokenizer_unk_id(s->tok);
@@ -258,24 +260,52 @@ static void find_unk_texts(const l2_scorer *s, const char *seg, size_t n, const 
     pith_err e2 = {{0}};
     if (tokenizer_encode(s->tok, seg + w0, i - w0, 0, &w, &k, &e2)) return;
     if (at + (int64_t)k > n_ids || memcmp(w, ids + at, k * sizeof *w)) return free(w);  // not word-separable
-    int n_unk = 0;
-    size_t u = 0;
-    for (size_t j = 0; j < k; j++)
-      if (w[j] == unk) n_unk++, u = j;
-    if (n_unk == 1) {
-      strbuf pre = {0}, post = {0};
-      for (size_t j = 0; j < k; j++) {
+    // the pieces spell the normalized word (NFKC: "ｶ" is read as "カ", and HF names the unk so)
+    size_t nl = 0;
+    char *norm = tokenizer_normalize(s->tok, seg + w0, i - w0, &nl, &e2);
+    const char *word = norm ? norm : seg + w0;
+    size_t wend = norm ? nl : i - w0;
+    char **mine = calloc(k ? k : 1, sizeof *mine);
+    size_t pos = 0;
+    while (pos + 3 <= wend && !memcmp(word + pos, SPM_SPACE, 3)) pos += 3;  // a Prepend("▁") normalizer
+    int ok = mine != NULL;
+    for (size_t j = 0; ok && j < k; j++) {
+      if (w[j] != unk) {
         const char *p = lstrip_prefix(tokenizer_token_piece(s->tok, w[j]), 1);
-        if (j < u) strbuf_adds(&pre, p);
-        if (j > u) strbuf_adds(&post, p);
+        size_t len = strlen(p);
+        ok = pos + len <= wend && !memcmp(word + pos, p, len);
+        pos += len;
+        continue;
       }
-      size_t len = i - w0;
-      if (strbuf_ok(&pre) && strbuf_ok(&post) && pre.n + post.n < len && !memcmp(seg + w0, pre.p ? pre.p : "", pre.n) &&
-          !memcmp(seg + i - post.n, post.p ? post.p : "", post.n))
-        texts[at + (int64_t)u] = strndup(seg + w0 + pre.n, len - pre.n - post.n);
-      strbuf_free(&pre);
-      strbuf_free(&post);
+      size_t end = wend, one = pos < wend ? (size_t)utf8_decode(word + pos, wend - pos, &(uint32_t){0}) : 0;
+      if (one == 0) one = 1;
+      if (j + 1 < k && w[j + 1] == unk) {
+        end = pos + one;  // unks side by side: one character each
+      } else {
+        for (size_t j2 = j + 1; j2 < k; j2++) {
+          const char *q = lstrip_prefix(tokenizer_token_piece(s->tok, w[j2]), 1);
+          if (!*q) continue;
+          size_t ql = strlen(q);
+          end = wend + 1;  // not found
+          for (size_t x = pos + one; x + ql <= wend; x++)
+            if (!memcmp(word + x, q, ql)) {
+              end = x;
+              break;
+            }
+          break;
+        }
+      }
+      ok = end <= wend && end > pos;
+      if (ok) ok = (mine[j] = strndup(word + pos, end - pos)) != NULL;
+      pos = end;
     }
+    ok = ok && pos == wend;
+    free(norm);
+    for (size_t j = 0; mine && j < k; j++) {
+      if (ok) texts[at + (int64_t)j] = mine[j];
+      else free(mine[j]);
+    }
+    free(mine);
     at += (int64_t)k;
     free(w);
   }

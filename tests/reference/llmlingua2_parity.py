@@ -15,7 +15,8 @@ torch's forward passes differ, and every decision is compared exactly.
 Over >= 30 prompts per classifier (one sentence; arXiv abstracts; long TinyStories runs of 1,500+
 classifier tokens that need several 510-token chunks; 2-6 SQuAD paragraphs as several contexts, with
 the context filter on and off; force tokens ("\\n" becomes [NEWi] for both tokenizers), digits,
-drop_consecutive, token_to_word first, target_token, rate 1), at rates 0.1, 0.33 and 0.5:
+drop_consecutive, token_to_word first, target_token, rate 1, 510 tokens without a chunk end, scripts
+and emoji that XLM-R's small vocabulary reads as <unk>), at rates 0.1, 0.33 and 0.5:
   - the compressed prompt is the same string,
   - the words and their keep labels (return_word_label) are the same,
   - origin_tokens and compressed_tokens (cl100k, pith's tiktoken reader) are the same.
@@ -107,6 +108,7 @@ def make_models(tmp, texts):
 
 
 def build_cases(models, assets):
+    from tokenizer_encoders_parity import EDGE_CASES as edge_cases
     stories = [p.strip() for p in open(os.path.join(assets, "data/tinystories/tinystories_val_head.txt"),
                                        encoding="utf-8").read().split("\n\n") if len(p.strip()) > 80]
     arxiv = []
@@ -145,6 +147,9 @@ def build_cases(models, assets):
         add(paras[48:51], rate=1.0)
         add([stories[60] + "\n\n" + stories[61]], rate=0.5, force_tokens=["\n"])
         add(["Numbers 12 and 345, then 6.7 and 8,9!"], rate=0.33, force_tokens=[",", "."], force_reserve_digit=True)
+        # 510 tokens with no chunk end (a 511-token chunk whose [SEP] is cut), and text full of unknown pieces
+        add([" ".join(arxiv[32:38]).replace(".", "")], rate=0.33)
+        add([" ".join(edge_cases[:40])], rate=0.5, force_tokens=["\n", "."])
     return cases
 
 
