@@ -575,6 +575,7 @@ static int load_file(loader *L, const char *text, size_t len) {
   size_t i = 0;
   while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' || text[i] == '\t')) i++;
   const char *base = pith_base_name(L->path);
+  if (tok_is_tiktoken_name(L->path)) return tok_load_tiktoken(L, text, len);
   if (i < len && text[i] == '{') {
     if (!strcmp(base, "vocab.json")) {  // a GPT-2 style vocabulary: it needs its merges beside it
       if (!pith_is_file(merges))
@@ -690,6 +691,17 @@ static int split_added(const tokenizer *t, const added_index *ix, const char *s,
 // Encoding: entry points
 // ---------------------------------------------------------------------------------------------
 
+// tiktoken: special tokens first, then the regex pieces of the text between them.
+static int encode_tiktoken(enc *e, const char *text, size_t len) {
+  if (split_added(e->t, &e->t->added_raw, text, len, &e->segs)) return -1;
+  for (size_t i = 0; i < e->segs.n; i++) {
+    seg g = e->segs.p[i];
+    int rc = g.id >= 0 ? tok_ids_push(&e->out, g.id) : tok_encode_tiktoken(e, text + g.start, g.end - g.start);
+    if (rc) return -1;
+  }
+  return 0;
+}
+
 static int encode_hf(enc *e, const char *text, size_t len) {
   const tokenizer *t = e->t;
   if (split_added(t, &t->added_raw, text, len, &e->segs)) return -1;
@@ -721,7 +733,10 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_b
   int rc = e.md ? 0 : -1;
   for (int i = 0; !rc && add_bos && t->has_template && i < t->n_tpl_pre; i++) rc = tok_ids_push(&e.out, t->tpl_pre[i]);
   if (!rc && add_bos && !t->has_template && t->bos >= 0) rc = tok_ids_push(&e.out, t->bos);
-  if (!rc && len) rc = t->kind == TOK_LLAMA2C ? tok_encode_llama2c(&e, text, len) : encode_hf(&e, text, len);
+  if (!rc && len)
+    rc = t->kind == TOK_LLAMA2C    ? tok_encode_llama2c(&e, text, len)
+         : t->kind == TOK_TIKTOKEN ? encode_tiktoken(&e, text, len)
+                                   : encode_hf(&e, text, len);
   for (int i = 0; !rc && add_bos && t->has_template && i < t->n_tpl_post; i++) rc = tok_ids_push(&e.out, t->tpl_post[i]);
   if (!rc && !e.out.p) rc = tok_grow(&e.out.p, &e.out.cap, 1, sizeof *e.out.p);
   if (rc) {
@@ -732,6 +747,23 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, int add_b
   }
   enc_free(&e);
   return rc;
+}
+
+char *tokenizer_normalize(const tokenizer *t, const char *text, size_t len, size_t *out_len, pith_err *err) {
+  enc e = {.t = t};
+  const char *s = text;
+  size_t n = len;
+  e.md = pcre2_match_data_create(1, NULL);
+  char *out = NULL;
+  if (e.md && (t->kind != TOK_HF || !tok_normalize(&e, text, len, &s, &n)) && (out = malloc(n + 1))) {
+    memcpy(out, s, n);
+    out[n] = 0;
+    if (out_len) *out_len = n;
+  } else {
+    pith_fail(err, "%s: normalize: %s", t->files[0], e.fail[0] ? e.fail : "out of memory");
+  }
+  enc_free(&e);
+  return out;
 }
 
 char *tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n, int skip_special, pith_err *err) {
@@ -748,7 +780,10 @@ char *tokenizer_decode_n(const tokenizer *t, const int32_t *ids, size_t n, int s
   }
   strbuf out = {0};
   int rc = strbuf_add(&out, "", 0);
-  if (!rc) rc = t->kind == TOK_LLAMA2C ? tok_decode_llama2c(t, ids, n, skip_special, &out) : tok_decode_hf(t, ids, n, skip_special, &out);
+  if (!rc)
+    rc = t->kind == TOK_LLAMA2C    ? tok_decode_llama2c(t, ids, n, skip_special, &out)
+         : t->kind == TOK_TIKTOKEN ? tok_decode_tiktoken(t, ids, n, skip_special, &out)
+                                   : tok_decode_hf(t, ids, n, skip_special, &out);
   if (rc) {
     free(out.p);
     pith_fail(err, "%s: decode: out of memory", t->files[0]);
@@ -765,6 +800,7 @@ char *tokenizer_decode_n(const tokenizer *t, const int32_t *ids, size_t n, int s
 int32_t tokenizer_vocab_size(const tokenizer *t) { return t->n_vocab; }
 int32_t tokenizer_bos_id(const tokenizer *t) { return t->bos; }
 int32_t tokenizer_pad_id(const tokenizer *t) { return t->pad; }
+int32_t tokenizer_unk_id(const tokenizer *t) { return t->unk_id; }
 int tokenizer_adds_bos(const tokenizer *t) { return t->adds_bos > 0; }
 const char *tokenizer_source_path(const tokenizer *t) { return t->files[0]; }
 

@@ -10,6 +10,8 @@
 //     sentencepiece's Precompiled charsmap, Replace, Metaspace; byte_fallback).
 //   - a GPT-2 style folder: vocab.json + merges.txt.
 //   - a llama2.c tokenizer.bin (encoded and decoded as llama2.c's run.c does).
+//   - a tiktoken file (cl100k_base.tiktoken, or tiktoken's cache name for it: 40 hex digits):
+//     base64 token + rank a line, cl100k's pre-tokenizer regex, ranks as merge priorities.
 // bos/eos/pad come from tokenizer_config.json and generation_config.json beside tokenizer.json.
 //
 // A loaded tokenizer is immutable: any number of threads may encode and decode with it at once
@@ -51,9 +53,14 @@ char *tokenizer_decode(const tokenizer *tok, const int32_t *ids, size_t n, int s
 char *tokenizer_decode_n(const tokenizer *tok, const int32_t *ids, size_t n, int skip_special, size_t *len,
                          pith_err *err);
 
+// The tokenizer.json normalizer applied to text (len bytes): malloc'd, NUL-terminated, its length
+// in *out_len (may be NULL); NULL and err on failure. The text itself when there is no normalizer.
+char *tokenizer_normalize(const tokenizer *tok, const char *text, size_t len, size_t *out_len, pith_err *err);
+
 int32_t tokenizer_vocab_size(const tokenizer *tok);        // largest id + 1, added tokens included
 int32_t tokenizer_bos_id(const tokenizer *tok);            // -1 when none ([CLS] for BERT)
 int32_t tokenizer_pad_id(const tokenizer *tok);            // -1 when none
+int32_t tokenizer_unk_id(const tokenizer *tok);            // -1 when none
 int tokenizer_eos_ids(const tokenizer *tok, const int32_t **ids);  // count; *ids: all eos ids
 int tokenizer_adds_bos(const tokenizer *tok);  // 1 when the model expects bos (or the post-processor's tokens)
 int32_t tokenizer_token_id(const tokenizer *tok, const char *piece);  // -1 when absent

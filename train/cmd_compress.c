@@ -3,6 +3,8 @@
 // "question": ..., "instruction": ..., "response": ...}) or plain text, writes one JSON line per prompt.
 // A line's "response" (a target LLM's answer) comes back as "recovered_response": LongLLMLingua's
 // recovery of the compressed spans it quotes from the original prompt.
+// --method llmlingua2 scores with a BERT / XLM-R token classifier instead (LLMLingua-2;
+// models/hard_compress_l2.h): its part of this file is run_l2 and what it calls.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +15,9 @@
 #include "cli.h"
 #include "commands.h"
 #include "ehpc.h"
+#include "encoder_folder.h"
 #include "hard_compress.h"
+#include "hard_compress_l2.h"
 #include "hf_folder.h"
 #include "json.h"
 #include "strbuf.h"
@@ -26,6 +30,9 @@ typedef struct {
   int no_context_filter, no_token_filter, no_concate_question, add_instruction, quiet, exact;
   const char *heads;  // ehpc: --heads LAYER:HEAD,...
   int window, kernel; // ehpc: 0 = the manifest's, else 8 and 7
+  // llmlingua2
+  const char *force_tokens, *chunk_end_tokens, *cl100k;
+  int force_reserve_digit, drop_consecutive, token_to_word;
 } compress_opts;
 
 // ehpc (models/ehpc.h): the evaluator heads and settings, NULL for the llmlingua family.
@@ -35,18 +42,20 @@ typedef struct {
 } ehpc_run;
 int cmd_compress_ehpc_probe(int argc, char **argv);  // cmd_compress_ehpc.c
 
-static const char *const METHODS[] = {"llmlingua", "longllmlingua", "ehpc"};
+static const char *const METHODS[] = {"llmlingua", "longllmlingua", "llmlingua2", "ehpc"};
 
 static int parse_args(int argc, char **argv, compress_opts *o, int *code) {
   *o = (compress_opts){.rate = 0.5, .dynamic_ratio = -1, .iterative_size = 200};
   int method = 0;
   const cli_opt opts[] = {
-      {"--method", CLI_CHOICE, &method, .choices = "llmlingua|longllmlingua|ehpc", .flags = CLI_REQUIRED,
+      {"--method", CLI_CHOICE, &method, .choices = "llmlingua|longllmlingua|llmlingua2|ehpc", .flags = CLI_REQUIRED,
        .help = "llmlingua: perplexity ranking, iterative token compression;\n"
                "longllmlingua: question-aware ranking and contrastive token scores;\n"
+               "llmlingua2: a token classifier's keep probabilities, per word;\n"
                "ehpc: evaluator heads' attention from the last --window tokens"},
       {"--scorer", CLI_STR, &o->scorer, .metavar = "DIR", .flags = CLI_REQUIRED,
-       .help = "a causal LM folder (llama, mistral, qwen2) with its tokenizer.json"},
+       .help = "a causal LM folder (llama, mistral, qwen2) with its tokenizer.json;\n"
+               "llmlingua2: a BERT or XLM-R token classifier folder with its tokenizer"},
       {"--rate", CLI_DOUBLE, &o->rate, .metavar = "R", .min = 0, .max = 1, .flags = CLI_MIN_OPEN,
        .help = "the fraction of scorer tokens to keep, 0 < R <= 1 (default 0.5)"},
       {"--target-tokens", CLI_DOUBLE, &o->target_tokens, .metavar = "N", .min = 0, .max = CLI_INF,
@@ -99,6 +108,20 @@ static int parse_args(int argc, char **argv, compress_opts *o, int *code) {
        .help = "ehpc: the last W tokens score the rest and are kept (default: the heads' file, else 8)"},
       {"--kernel", CLI_INT, &o->kernel, .metavar = "K", .min = 1, .max = 4095,
        .help = "ehpc: the avg_pool1d kernel over the scores, odd (default: the heads' file, else 7)"},
+      // llmlingua2 (the contexts alone are compressed; a question or instruction is not used)
+      {"--force-tokens", CLI_STR, &o->force_tokens, .metavar = "LIST",
+       .help = "llmlingua2: comma-separated tokens always kept, e.g. '\\n,?,.'\n"
+               "(escapes \\n \\t \\, \\\\; at most 100)"},
+      {"--force-reserve-digit", CLI_FLAG, &o->force_reserve_digit, .help = "llmlingua2: keep every word with a digit"},
+      {"--drop-consecutive", CLI_FLAG, &o->drop_consecutive,
+       .help = "llmlingua2: drop a force token that repeats with nothing kept between"},
+      {"--chunk-end-tokens", CLI_STR, &o->chunk_end_tokens, .metavar = "LIST",
+       .help = "llmlingua2: tokens a 510-token chunk may end at (default '.,\\n')"},
+      {"--token-to-word", CLI_CHOICE, &o->token_to_word, .metavar = "mean|first", .choices = "mean|first",
+       .help = "llmlingua2: a word's probability from its tokens' (default mean)"},
+      {"--cl100k", CLI_STR, &o->cl100k, .metavar = "PATH",
+       .help = "llmlingua2: cl100k_base.tiktoken, whose counts weigh words (default:\n"
+               "$TIKTOKEN_CACHE_DIR's or .venv-peers/tiktoken-cache's copy)"},
   };
   const cli_spec spec = {
       "pith compress", CLI_OPTS(opts),
@@ -363,6 +386,214 @@ static char *read_input(const char *path, size_t *len, pith_err *err) {
   return s;
 }
 
+// ---------------------------------------------------------------------------------------------
+// llmlingua2: a token classifier (models/hard_compress_l2.h)
+// ---------------------------------------------------------------------------------------------
+
+#define CL100K_CACHE_NAME "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"  // tiktoken's cache name for cl100k
+
+// A comma-separated list with escapes (\n \t \, \\) into malloc'd strings.
+static int parse_list(const char *opt, const char *s, char ***out, int *n, pith_err *err) {
+  *out = NULL, *n = 0;
+  strbuf cur = {0};
+  for (const char *p = s;; p++) {
+    if (*p == ',' || !*p) {
+      strbuf_add(&cur, "", 0);
+      char **v = realloc(*out, (size_t)(*n + 1) * sizeof *v);
+      if (!v || !strbuf_ok(&cur)) return strbuf_free(&cur), pith_fail(err, "%s: out of memory", opt);
+      *out = v;
+      v[(*n)++] = strbuf_take(&cur, NULL);
+      cur = (strbuf){0};
+      if (!*p) break;
+    } else if (*p == '\\') {
+      char c = *++p;
+      if (c == 'n') strbuf_addc(&cur, '\n');
+      else if (c == 't') strbuf_addc(&cur, '\t');
+      else if (c == ',' || c == '\\') strbuf_addc(&cur, c);
+      else return strbuf_free(&cur), pith_fail(err, "%s: unknown escape '\\%c' (\\n \\t \\, \\\\)", opt, c ? c : '0');
+    } else {
+      strbuf_addc(&cur, *p);
+    }
+  }
+  for (int i = 0; i < *n; i++)
+    if (!(*out)[i][0]) return pith_fail(err, "%s '%s': an empty token", opt, s);
+  return 0;
+}
+
+static void free_list(char **v, int n) {
+  for (int i = 0; i < n; i++) free(v[i]);
+  free(v);
+}
+
+// cl100k's tiktoken file: --cl100k, else tiktoken's cache, else the peers' venv beside the build.
+static int find_cl100k(const char *given, char *out, size_t size, pith_err *err) {
+  if (given) {
+    if (!pith_is_file(given)) return pith_fail(err, "--cl100k '%s': no such file", given);
+    snprintf(out, size, "%s", given);
+    return 0;
+  }
+  const char *cache = getenv("TIKTOKEN_CACHE_DIR");
+  if (cache && *cache) {
+    pith_path_join(out, size, cache, CL100K_CACHE_NAME);
+    if (pith_is_file(out)) return 0;
+  }
+  char exe[4096], dir[4096], up[4200];
+  ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  const char *bases[2] = {".", NULL};
+  if (k > 0) {
+    exe[k] = 0;
+    pith_parent_dir(exe, dir, sizeof dir);
+    snprintf(up, sizeof up, "%s/..", dir);  // build/pith -> the checkout
+    bases[1] = up;
+  }
+  for (int i = 0; i < 2 && bases[i]; i++) {
+    if (snprintf(out, size, "%s/.venv-peers/tiktoken-cache/%s", bases[i], CL100K_CACHE_NAME) < (int)size &&
+        pith_is_file(out))
+      return 0;
+  }
+  return pith_fail(err, "llmlingua2 weighs words by cl100k token counts: give --cl100k PATH (cl100k_base.tiktoken; "
+                        "scripts/setup-peers puts a copy in .venv-peers/tiktoken-cache/)");
+}
+
+static int compress_one_l2(l2_scorer *sc, const tokenizer *target, const prompt_in *p, const l2_options *lo,
+                           int trace, strbuf *out, pith_err *err) {
+  int all_blank = 1;
+  for (int i = 0; i < p->n_contexts; i++) all_blank &= is_blank(p->contexts[i]);
+  if (all_blank) return pith_fail(err, "empty prompt (no context text)");
+  double t0 = pith_now_s();
+  l2_result r;
+  if (l2_compress(sc, p->contexts, p->n_contexts, lo, &r, err)) return -1;
+  double dt = pith_now_s() - t0;
+  int64_t origin = r.origin_tokens, compressed = r.compressed_tokens;  // cl100k, as llmlingua reports
+  if (target) {
+    origin = 0;
+    for (int i = 0; i < p->n_contexts; i++) {
+      int64_t k;
+      if (count_tokens(target, p->contexts[i], strlen(p->contexts[i]), &k, err)) return l2_result_free(&r), -1;
+      origin += k;
+    }
+    if (count_tokens(target, r.prompt, strlen(r.prompt), &compressed, err)) return l2_result_free(&r), -1;
+  }
+  double rate = origin ? (double)compressed / (double)origin : 1.0;
+  strbuf_adds(out, "{\"compressed_prompt\": ");
+  strbuf_add_json(out, r.prompt, strlen(r.prompt));
+  strbuf_printf(out, ", \"origin_tokens\": %lld, \"compressed_tokens\": %lld, \"rate\": %.6f, \"ratio\": %.6f",
+                (long long)origin, (long long)compressed, rate, compressed ? (double)origin / (double)compressed : 1.0);
+  strbuf_printf(out, ", \"token_rate\": %.6f, \"chunks\": %d, \"time_s\": %.4f, \"kept\": \"", r.rate_used, r.n_chunks, dt);
+  for (int i = 0; i < r.n_words; i++) strbuf_addc(out, r.labels[i] ? '1' : '0');
+  strbuf_adds(out, "\", \"contexts_used\": [");
+  for (int i = 0, k = 0; i < r.n_contexts; i++)
+    if (r.context_kept[i]) strbuf_printf(out, "%s%d", k++ ? ", " : "", i);
+  strbuf_adds(out, "]");
+  if (trace) {
+    strbuf_adds(out, ", \"words\": [");
+    for (int i = 0; i < r.n_words; i++) {
+      if (i) strbuf_adds(out, ", ");
+      strbuf_add_json(out, r.words[i], strlen(r.words[i]));
+    }
+    strbuf_adds(out, "]");
+  }
+  strbuf_adds(out, "}\n");
+  l2_result_free(&r);
+  return strbuf_ok(out) ? 0 : pith_fail(err, "out of memory");
+}
+
+// The llmlingua2 run: loads the classifier, then one output line per prompt. Frees text.
+static int run_l2(const compress_opts *o, char *text, size_t len, const char *in_name) {
+  pith_err err = {{0}};
+  char cl_path[4200];
+  char **force = NULL, **ends = NULL;
+  int n_force = 0, n_ends = 0;
+  encoder_model *m = NULL;
+  tokenizer *tok = NULL, *cl = NULL, *target = NULL;
+  int rc = 0;
+  if (o->exact) rc = pith_fail(&err, "--exact is for llmlingua and longllmlingua; llmlingua2 has its own thresholds");
+  if (!rc && o->force_tokens) rc = parse_list("--force-tokens", o->force_tokens, &force, &n_force, &err);
+  if (!rc && n_force > L2_MAX_FORCE) rc = pith_fail(&err, "--force-tokens: %d tokens; at most %d", n_force, L2_MAX_FORCE);
+  if (!rc && o->chunk_end_tokens) rc = parse_list("--chunk-end-tokens", o->chunk_end_tokens, &ends, &n_ends, &err);
+  if (!rc && n_ends > 32) rc = pith_fail(&err, "--chunk-end-tokens: %d tokens; at most 32", n_ends);
+  if (!rc && !pith_is_dir(o->scorer)) rc = pith_fail(&err, "--scorer '%s': no such folder", o->scorer);
+  if (!rc && !encoder_folder_is_encoder(o->scorer))
+    rc = pith_fail(&err, "--scorer '%s': not a BERT or XLM-R token classifier (llmlingua2 needs one; its config.json "
+                         "has model_type bert or xlm-roberta)", o->scorer);
+  if (!rc) rc = find_cl100k(o->cl100k, cl_path, sizeof cl_path, &err);
+  if (!rc && !(m = encoder_folder_load(o->scorer, PT_F32, PT_CPU, NULL, &err))) rc = -1;
+  if (!rc && !(tok = tokenizer_load(o->scorer, &err))) rc = -1;
+  if (!rc && !(cl = tokenizer_load(cl_path, &err))) rc = -1;
+  if (!rc && o->target_tokenizer && !(target = tokenizer_load(o->target_tokenizer, &err))) rc = -1;
+  l2_scorer sc;
+  if (!rc) rc = l2_scorer_init(&sc, m, tok, cl, &err);
+  if (rc) fprintf(stderr, "pith compress: %s\n", err.msg);
+  l2_options lo = l2_options_default();
+  lo.rate = o->rate;
+  lo.target_tokens = o->target_tokens > 0 ? o->target_tokens : -1;
+  lo.force_tokens = (const char *const *)force, lo.n_force = n_force;
+  lo.chunk_end = (const char *const *)ends, lo.n_chunk_end = n_ends;
+  lo.force_reserve_digit = o->force_reserve_digit;
+  lo.drop_consecutive = o->drop_consecutive;
+  lo.context_filter = !o->no_context_filter;
+  lo.token_filter = !o->no_token_filter;
+  lo.first_token = o->token_to_word == 1;
+
+  strbuf out = {0};
+  const char *p = text;
+  while (p < text + len && strchr(" \t\r\n", *p)) p++;
+  int jsonl = o->format == 1 || (o->format == 0 && p < text + len && *p == '{');
+  int n_done = 0;
+  if (!rc && jsonl) {
+    int line = 0;
+    for (const char *s = text; s < text + len && rc == 0;) {
+      const char *e = memchr(s, '\n', (size_t)(text + len - s));
+      if (!e) e = text + len;
+      line++;
+      const char *q = s;
+      while (q < e && strchr(" \t\r", *q)) q++;
+      if (q < e) {
+        arena a = {0};
+        prompt_in pin = {0};
+        if (parse_line(s, (size_t)(e - s), &a, &pin, &err) || compress_one_l2(&sc, target, &pin, &lo, o->trace, &out, &err)) {
+          fprintf(stderr, "pith compress: %s line %d: %s\n", in_name, line, err.msg);
+          rc = 1;
+        }
+        n_done++;
+        arena_free(&a);
+      }
+      s = e + 1;
+    }
+    if (rc == 0 && n_done == 0) {
+      fprintf(stderr, "pith compress: %s: empty prompt (no JSON lines)\n", in_name);
+      rc = 1;
+    }
+  } else if (!rc) {
+    const char *ctx[1] = {text};
+    prompt_in pin = {.contexts = ctx, .n_contexts = 1};
+    if (compress_one_l2(&sc, target, &pin, &lo, o->trace, &out, &err)) {
+      fprintf(stderr, "pith compress: %s: %s\n", in_name, err.msg);
+      rc = 1;
+    }
+  }
+  if (rc == 0) {
+    if (o->output) {
+      if (pith_write_file_atomic(o->output, out.p ? out.p : "", out.n, &err)) {
+        fprintf(stderr, "pith compress: --output: %s\n", err.msg);
+        rc = 1;
+      }
+    } else {
+      fwrite(out.p ? out.p : "", 1, out.n, stdout);
+      fflush(stdout);
+    }
+  }
+  strbuf_free(&out);
+  free_list(force, n_force);
+  free_list(ends, n_ends);
+  encoder_free(m);
+  tokenizer_free(tok);
+  tokenizer_free(cl);
+  tokenizer_free(target);
+  free(text);
+  return rc ? 1 : 0;
+}
+
 int cmd_compress(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "ehpc-probe")) return cmd_compress_ehpc_probe(argc - 1, argv + 1);
   compress_opts o;
@@ -377,6 +608,7 @@ int cmd_compress(int argc, char **argv) {
     fprintf(stderr, "pith compress: --input: %s\n", err.msg);
     return 1;
   }
+  if (!strcmp(o.method, "llmlingua2")) return run_l2(&o, text, len, in_name);
   tokenizer *tok = NULL, *target = NULL;
   llama_model *lm = load_scorer(o.scorer, &err);
   if (lm) {

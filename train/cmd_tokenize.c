@@ -53,7 +53,7 @@ static int parse_args(int argc, char **argv, tokenize_opts *o, int *code) {
   const cli_opt opts[] = {
       {"--tokenizer", CLI_STR, &o->tokenizer, .metavar = "PATH", .flags = CLI_REQUIRED,
        .help = "tokenizer.json, a folder (tokenizer.json, or vocab.json + merges.txt),\n"
-               "or a llama2.c tokenizer.bin"},
+               "a llama2.c tokenizer.bin, or a tiktoken file (cl100k_base.tiktoken)"},
       {"--decode", CLI_FLAG, &o->decode,
        .help = "read JSON arrays of ids, print the texts (a text with newlines\n"
                "spans lines: add --jsonl to keep one line per text)"},
