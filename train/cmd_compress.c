@@ -172,7 +172,7 @@ static hc_options make_options(const compress_opts *o) {
 }
 
 // The scorer folder: a causal LM of a family pith runs, said in words when it is not.
-static llama_model *load_scorer(const char *dir, pith_err *err) {
+static llama_model *load_scorer(const char *dir, const char *method, pith_err *err) {
   if (!pith_is_dir(dir)) {
     pith_fail(err, "--scorer '%s': no such folder", dir);
     return NULL;
@@ -186,8 +186,8 @@ static llama_model *load_scorer(const char *dir, pith_err *err) {
                    strstr(cfg, "ForSequenceClassification");
   free(cfg);
   if (classifier) {
-    pith_fail(err, "--scorer '%s': a classifier, not a causal LM (%s need a causal LM such as llama)", dir,
-              "llmlingua and longllmlingua");
+    pith_fail(err, "--scorer '%s': a classifier, not a causal LM (%s needs a causal LM such as llama; "
+              "llmlingua2 takes the classifier)", dir, method);
     return NULL;
   }
   return hf_model_load(dir, PT_F32, PT_CPU, err);
@@ -610,7 +610,7 @@ int cmd_compress(int argc, char **argv) {
   }
   if (!strcmp(o.method, "llmlingua2")) return run_l2(&o, text, len, in_name);
   tokenizer *tok = NULL, *target = NULL;
-  llama_model *lm = load_scorer(o.scorer, &err);
+  llama_model *lm = load_scorer(o.scorer, o.method, &err);
   if (lm) {
     tok = tokenizer_load(o.scorer, &err);
     if (tok && tokenizer_vocab_size(tok) > lm->cfg.vocab_size)

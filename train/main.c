@@ -23,7 +23,8 @@ static const command COMMANDS[] = {
   {"eval", cmd_eval, "score a compressor: regeneration (ROUGE, BLEU, EM) or QA (SQuAD EM/F1) against baselines"},
   {"report", cmd_report, "one self-contained HTML page of runs: loss curves, scores, examples side by side"},
   {"convert", cmd_convert, "a llama2.c checkpoint into a Hugging Face model folder"},
-  {"compress", cmd_compress, "shorten prompts by dropping tokens with a causal LM scorer (llmlingua, longllmlingua)"},
+  {"compress", cmd_compress,
+   "shorten prompts by dropping tokens (llmlingua, longllmlingua, llmlingua2, ehpc; ehpc-probe finds heads)"},
   {"generate", cmd_generate, "continue a prompt with a model folder (KV cache; greedy, temperature, top-p)"},
 };
 static const int N_COMMANDS = (int)(sizeof COMMANDS / sizeof COMMANDS[0]);
