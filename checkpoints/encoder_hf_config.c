@@ -2,56 +2,12 @@
 // encoder_folder.h), apart from the weights' code so that it builds without libtorch (the fuzz
 // harnesses read config.json files with it).
 #include <cJSON.h>
-#include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "encoder_folder.h"
-
-static const cJSON *field(const cJSON *obj, const char *name) {
-  const cJSON *f = cJSON_GetObjectItemCaseSensitive(obj, name);
-  return (f && !cJSON_IsNull(f)) ? f : NULL;
-}
-
-// A number that is an integer an int holds (a larger one would not survive the conversion).
-static int is_int(const cJSON *f) {
-  return cJSON_IsNumber(f) && f->valuedouble >= INT_MIN && f->valuedouble <= INT_MAX &&
-         f->valuedouble == floor(f->valuedouble);
-}
-
-static int need_int(const cJSON *obj, const char *name, int *out, const char *path, pith_err *err) {
-  const cJSON *f = field(obj, name);
-  if (!f) return pith_fail(err, "%s: missing field '%s'", path, name);
-  if (!is_int(f)) return pith_fail(err, "%s: field '%s' must be an integer", path, name);
-  *out = (int)f->valuedouble;
-  return 0;
-}
-
-// An optional integer (absent or null: fallback).
-static int opt_int(const cJSON *obj, const char *name, int fallback, int *out, const char *path, pith_err *err) {
-  *out = fallback;
-  return field(obj, name) ? need_int(obj, name, out, path, err) : 0;
-}
-
-// A token id given as an integer or a list of them (the first is kept, as for eos_token_id).
-static int opt_id(const cJSON *obj, const char *name, int *out, const char *path, pith_err *err) {
-  const cJSON *f = field(obj, name);
-  *out = -1;
-  if (cJSON_IsArray(f)) f = cJSON_GetArrayItem(f, 0);
-  if (!f) return 0;
-  if (!is_int(f)) return pith_fail(err, "%s: field '%s' must be an integer or a list of them", path, name);
-  *out = (int)f->valuedouble;
-  return 0;
-}
-
-static int opt_num(const cJSON *obj, const char *name, double fallback, double *out, const char *path, pith_err *err) {
-  const cJSON *f = field(obj, name);
-  if (f && !cJSON_IsNumber(f)) return pith_fail(err, "%s: field '%s' must be a number", path, name);
-  *out = f ? f->valuedouble : fallback;
-  return 0;
-}
+#include "hf_json.h"
 
 static const struct {
   const char *name;
@@ -62,9 +18,9 @@ static const struct {
 
 // id2label {"0": "O", "1": "KEEP"} (keys 0..n-1) and/or num_labels; transformers' default is 2.
 static int parse_labels(const cJSON *root, encoder_config *c, const char *path, pith_err *err) {
-  const cJSON *id2label = field(root, "id2label");
+  const cJSON *id2label = hf_json_field(root, "id2label");
   int n = 0;
-  if (opt_int(root, "num_labels", 0, &n, path, err)) return -1;
+  if (hf_json_opt_int(root, "num_labels", 0, &n, path, err)) return -1;
   if (id2label) {
     if (!cJSON_IsObject(id2label)) return pith_fail(err, "%s: id2label must be an object", path);
     int count = cJSON_GetArraySize(id2label);
@@ -79,7 +35,8 @@ static int parse_labels(const cJSON *root, encoder_config *c, const char *path, 
       if (*e->string == 0 || *end || id < 0 || id >= count || seen[id])
         return pith_fail(err, "%s: id2label key '%s' is not one of 0..%d (each once)", path, e->string, count - 1);
       if (!cJSON_IsString(e) || strlen(e->valuestring) >= ENCODER_LABEL_LEN)
-        return pith_fail(err, "%s: id2label[%s] must be a string of under %d bytes", path, e->string, ENCODER_LABEL_LEN);
+        return pith_fail(err, "%s: id2label[%s] must be a string of under %d bytes", path, e->string,
+                         ENCODER_LABEL_LEN);
       seen[id] = 1;
       snprintf(c->labels[id], ENCODER_LABEL_LEN, "%s", e->valuestring);
     }
@@ -100,7 +57,7 @@ int encoder_config_load(const char *path, encoder_config *c, pith_err *err) {
     return pith_fail(err, "%s: not a JSON object", path);
   }
   int rc = -1;
-  const cJSON *mt = field(root, "model_type");
+  const cJSON *mt = hf_json_field(root, "model_type");
   const char *type = cJSON_IsString(mt) ? mt->valuestring : NULL;
   if (!type) {
     pith_fail(err, "%s: missing field 'model_type'", path);
@@ -113,20 +70,23 @@ int encoder_config_load(const char *path, encoder_config *c, pith_err *err) {
     goto done;
   }
   int bert = c->arch == ENCODER_BERT;
-  if (need_int(root, "vocab_size", &c->vocab_size, path, err) || need_int(root, "hidden_size", &c->dim, path, err) ||
-      need_int(root, "num_hidden_layers", &c->n_layers, path, err) ||
-      need_int(root, "num_attention_heads", &c->n_heads, path, err) ||
-      need_int(root, "intermediate_size", &c->hidden_dim, path, err) ||
-      opt_int(root, "max_position_embeddings", 512, &c->max_positions, path, err) ||
-      opt_int(root, "type_vocab_size", 2, &c->type_vocab_size, path, err) ||
-      opt_int(root, "pad_token_id", bert ? 0 : 1, &c->pad_id, path, err) ||
-      opt_id(root, "bos_token_id", &c->bos_id, path, err) || opt_id(root, "eos_token_id", &c->eos_id, path, err) ||
-      opt_num(root, "layer_norm_eps", 1e-12, &c->norm_eps, path, err) ||
-      opt_num(root, "hidden_dropout_prob", 0.1, &c->hidden_dropout, path, err) ||
-      opt_num(root, "attention_probs_dropout_prob", 0.1, &c->attention_dropout, path, err) ||
-      opt_num(root, "classifier_dropout", -1, &c->classifier_dropout, path, err) || parse_labels(root, c, path, err))
+  if (hf_json_need_int(root, "vocab_size", &c->vocab_size, path, err) ||
+      hf_json_need_int(root, "hidden_size", &c->dim, path, err) ||
+      hf_json_need_int(root, "num_hidden_layers", &c->n_layers, path, err) ||
+      hf_json_need_int(root, "num_attention_heads", &c->n_heads, path, err) ||
+      hf_json_need_int(root, "intermediate_size", &c->hidden_dim, path, err) ||
+      hf_json_opt_int(root, "max_position_embeddings", 512, &c->max_positions, path, err) ||
+      hf_json_opt_int(root, "type_vocab_size", 2, &c->type_vocab_size, path, err) ||
+      hf_json_opt_int(root, "pad_token_id", bert ? 0 : 1, &c->pad_id, path, err) ||
+      hf_json_opt_id(root, "bos_token_id", &c->bos_id, path, err) ||
+      hf_json_opt_id(root, "eos_token_id", &c->eos_id, path, err) ||
+      hf_json_opt_num(root, "layer_norm_eps", 1e-12, &c->norm_eps, path, err) ||
+      hf_json_opt_num(root, "hidden_dropout_prob", 0.1, &c->hidden_dropout, path, err) ||
+      hf_json_opt_num(root, "attention_probs_dropout_prob", 0.1, &c->attention_dropout, path, err) ||
+      hf_json_opt_num(root, "classifier_dropout", -1, &c->classifier_dropout, path, err) ||
+      parse_labels(root, c, path, err))
     goto done;
-  const cJSON *act = field(root, "hidden_act");
+  const cJSON *act = hf_json_field(root, "hidden_act");
   const char *act_name = cJSON_IsString(act) ? act->valuestring : act ? NULL : "gelu";
   size_t a = 0;
   while (act_name && a < sizeof ACTS / sizeof ACTS[0] && strcmp(ACTS[a].name, act_name)) a++;
@@ -136,13 +96,13 @@ int encoder_config_load(const char *path, encoder_config *c, pith_err *err) {
     goto done;
   }
   c->act = ACTS[a].act;
-  const cJSON *pe = field(root, "position_embedding_type");
+  const cJSON *pe = hf_json_field(root, "position_embedding_type");
   if (pe && !(cJSON_IsString(pe) && !strcmp(pe->valuestring, "absolute"))) {
     pith_fail(err, "%s: position_embedding_type '%s' is not supported (absolute is)", path,
               cJSON_IsString(pe) ? pe->valuestring : "(not a string)");
     goto done;
   }
-  if (cJSON_IsTrue(field(root, "is_decoder")) || cJSON_IsTrue(field(root, "add_cross_attention"))) {
+  if (cJSON_IsTrue(hf_json_field(root, "is_decoder")) || cJSON_IsTrue(hf_json_field(root, "add_cross_attention"))) {
     pith_fail(err, "%s: is_decoder / add_cross_attention: a decoder is not a token classifier", path);
     goto done;
   }
@@ -209,7 +169,7 @@ int encoder_folder_is_encoder(const char *dir) {
   if (!text) return 0;
   cJSON *root = cJSON_Parse(text);
   free(text);
-  const cJSON *mt = field(root, "model_type");
+  const cJSON *mt = hf_json_field(root, "model_type");
   int yes = cJSON_IsString(mt) && (!strcmp(mt->valuestring, "bert") || !strcmp(mt->valuestring, "xlm-roberta"));
   cJSON_Delete(root);
   return yes;

@@ -2,65 +2,27 @@
 // (declared in hf_folder.h). Apart from the weights' code, so that it builds without libtorch: the
 // fuzz harnesses read config.json files with it.
 #include <cJSON.h>
-#include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hf_folder.h"
-
-static const cJSON *field(const cJSON *obj, const char *name) {
-  const cJSON *f = cJSON_GetObjectItemCaseSensitive(obj, name);
-  return (f && !cJSON_IsNull(f)) ? f : NULL;
-}
-
-// A number that is an integer an int holds (a larger one would not survive the conversion).
-static int is_int(const cJSON *f) {
-  return cJSON_IsNumber(f) && f->valuedouble >= INT_MIN && f->valuedouble <= INT_MAX &&
-         f->valuedouble == floor(f->valuedouble);
-}
-
-static int need_int(const cJSON *obj, const char *name, int *out, const char *path, pith_err *err) {
-  const cJSON *f = field(obj, name);
-  if (!f) return pith_fail(err, "%s: missing field '%s'", path, name);
-  if (!is_int(f)) return pith_fail(err, "%s: field '%s' must be an integer", path, name);
-  *out = (int)f->valuedouble;
-  return 0;
-}
-
-// An optional integer: absent, null or not a number gives fallback (as before: lenient); a number
-// that is no int is an error.
-static int opt_int(const cJSON *obj, const char *name, int fallback, int *out, const char *path, pith_err *err) {
-  *out = fallback;
-  return cJSON_IsNumber(field(obj, name)) ? need_int(obj, name, out, path, err) : 0;
-}
-
-static double opt_num(const cJSON *obj, const char *name, double fallback) {
-  const cJSON *f = field(obj, name);
-  return cJSON_IsNumber(f) ? f->valuedouble : fallback;
-}
-
-// An id that may be given as an int or a list of ints (the first is taken); -1 when there is none
-// or it is not an int.
-static int opt_id(const cJSON *obj, const char *name) {
-  const cJSON *f = field(obj, name);
-  if (cJSON_IsArray(f)) f = cJSON_GetArrayItem(f, 0);
-  return is_int(f) ? (int)f->valuedouble : -1;
-}
+#include "hf_json.h"
 
 static int parse_rope_scaling(const cJSON *rs, llama_config *c, const char *path, pith_err *err) {
-  const cJSON *type = field(rs, "rope_type");
-  if (!type) type = field(rs, "type");
+  const cJSON *type = hf_json_field(rs, "rope_type");
+  if (!type) type = hf_json_field(rs, "type");
   const char *t = cJSON_IsString(type) ? type->valuestring : "default";
   if (!strcmp(t, "default")) return 0;
   if (strcmp(t, "llama3"))
     return pith_fail(err, "%s: rope_scaling type '%s' is not supported (default and llama3 are)", path, t);
   c->rope_llama3 = 1;
-  c->rope_factor = opt_num(rs, "factor", 0);
-  c->rope_low_freq_factor = opt_num(rs, "low_freq_factor", 0);
-  c->rope_high_freq_factor = opt_num(rs, "high_freq_factor", 0);
-  return opt_int(rs, "original_max_position_embeddings", 0, &c->rope_original_max_pos, path, err);
+  return hf_json_opt_num(rs, "factor", 0, &c->rope_factor, path, err) ||
+                 hf_json_opt_num(rs, "low_freq_factor", 0, &c->rope_low_freq_factor, path, err) ||
+                 hf_json_opt_num(rs, "high_freq_factor", 0, &c->rope_high_freq_factor, path, err) ||
+                 hf_json_opt_int(rs, "original_max_position_embeddings", 0, &c->rope_original_max_pos, path, err)
+             ? -1
+             : 0;
 }
 
 int hf_config_load(const char *path, llama_config *c, pith_err *err) {
@@ -75,7 +37,7 @@ int hf_config_load(const char *path, llama_config *c, pith_err *err) {
     return pith_fail(err, "%s: not a JSON object", path);
   }
   int rc = -1;
-  const cJSON *mt = field(root, "model_type");
+  const cJSON *mt = hf_json_field(root, "model_type");
   const char *type = cJSON_IsString(mt) ? mt->valuestring : NULL;
   if (!type) {
     pith_fail(err, "%s: missing field 'model_type'", path);
@@ -88,37 +50,36 @@ int hf_config_load(const char *path, llama_config *c, pith_err *err) {
     pith_fail(err, "%s: model_type '%s' is not supported (llama, mistral, qwen2 are)", path, type);
     goto done;
   }
-  if (need_int(root, "vocab_size", &c->vocab_size, path, err) || need_int(root, "hidden_size", &c->dim, path, err) ||
-      need_int(root, "intermediate_size", &c->hidden_dim, path, err) ||
-      need_int(root, "num_hidden_layers", &c->n_layers, path, err) ||
-      need_int(root, "num_attention_heads", &c->n_heads, path, err))
+  if (hf_json_need_int(root, "vocab_size", &c->vocab_size, path, err) ||
+      hf_json_need_int(root, "hidden_size", &c->dim, path, err) ||
+      hf_json_need_int(root, "intermediate_size", &c->hidden_dim, path, err) ||
+      hf_json_need_int(root, "num_hidden_layers", &c->n_layers, path, err) ||
+      hf_json_need_int(root, "num_attention_heads", &c->n_heads, path, err) ||
+      hf_json_opt_int(root, "num_key_value_heads", c->n_heads, &c->n_kv_heads, path, err) ||
+      hf_json_opt_int(root, "head_dim", 0, &c->head_dim, path, err) ||
+      hf_json_opt_int(root, "max_position_embeddings", 2048, &c->max_seq_len, path, err) ||
+      hf_json_opt_num(root, "rms_norm_eps", 1e-6, &c->norm_eps, path, err) ||
+      hf_json_opt_num(root, "rope_theta", 10000, &c->rope_theta, path, err) ||
+      hf_json_opt_id(root, "bos_token_id", &c->bos_id, path, err) ||
+      hf_json_opt_id(root, "eos_token_id", &c->eos_id, path, err))
     goto done;
-  if (opt_int(root, "num_key_value_heads", c->n_heads, &c->n_kv_heads, path, err) ||
-      opt_int(root, "head_dim", 0, &c->head_dim, path, err) ||
-      opt_int(root, "max_position_embeddings", 2048, &c->max_seq_len, path, err))
-    goto done;
-  c->norm_eps = opt_num(root, "rms_norm_eps", 1e-6);
-  c->rope_theta = opt_num(root, "rope_theta", 10000);
-  c->tie_embeddings = cJSON_IsTrue(field(root, "tie_word_embeddings"));
+  c->tie_embeddings = cJSON_IsTrue(hf_json_field(root, "tie_word_embeddings"));
   c->qkv_bias = c->arch == LLAMA_ARCH_QWEN2;
-  c->bos_id = opt_id(root, "bos_token_id");
-  c->eos_id = opt_id(root, "eos_token_id");
-  if (cJSON_IsTrue(field(root, "attention_bias")) || cJSON_IsTrue(field(root, "mlp_bias"))) {
+  if (cJSON_IsTrue(hf_json_field(root, "attention_bias")) || cJSON_IsTrue(hf_json_field(root, "mlp_bias"))) {
     pith_fail(err, "%s: attention_bias/mlp_bias (biases on every projection) are not supported", path);
     goto done;
   }
-  if (c->arch == LLAMA_ARCH_MISTRAL && opt_int(root, "sliding_window", 0, &c->sliding_window, path, err)) goto done;
-  if (c->arch == LLAMA_ARCH_QWEN2 && cJSON_IsTrue(field(root, "use_sliding_window"))) {
+  if (c->arch == LLAMA_ARCH_MISTRAL && hf_json_opt_int(root, "sliding_window", 0, &c->sliding_window, path, err))
+    goto done;
+  if (c->arch == LLAMA_ARCH_QWEN2 && cJSON_IsTrue(hf_json_field(root, "use_sliding_window"))) {
     pith_fail(err, "%s: use_sliding_window is not supported for qwen2", path);
     goto done;
   }
-  const cJSON *rs = field(root, "rope_scaling");
+  const cJSON *rs = hf_json_field(root, "rope_scaling");
   // Newer transformers write rope_parameters {rope_type, rope_theta, ...} instead.
-  const cJSON *rp = field(root, "rope_parameters");
-  if (rp) {
-    c->rope_theta = opt_num(rp, "rope_theta", c->rope_theta);
-    if (!rs) rs = rp;
-  }
+  const cJSON *rp = hf_json_field(root, "rope_parameters");
+  if (rp && hf_json_opt_num(rp, "rope_theta", c->rope_theta, &c->rope_theta, path, err)) goto done;
+  if (rp && !rs) rs = rp;
   if (rs && parse_rope_scaling(rs, c, path, err)) goto done;
   if (llama_config_validate(c, err)) {
     char inner[sizeof err->msg];
