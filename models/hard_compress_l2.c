@@ -222,7 +222,7 @@ static int ids_add(id_vec *v, const int32_t *ids, int64_t n) {
     if (!p) return -1;
     v->p = p, v->cap = cap;
   }
-  memcpy(v->p + v->n, ids, (size_t)n * sizeof *ids);
+  if (n) memcpy(v->p + v->n, ids, (size_t)n * sizeof *ids);  // ids may be NULL when n is 0
   v->n += n;
   return 0;
 }

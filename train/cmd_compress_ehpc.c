@@ -142,8 +142,8 @@ int cmd_compress_ehpc_probe(int argc, char **argv) {
     if (rc == 0 && cjson_write_file(path, root, &err)) rc = -1;
     cJSON_Delete(root);
     if (rc == 0) printf("ehpc-probe: wrote %s\n", path);
-    ehpc_probe_result_free(&r);
   }
+  ehpc_probe_result_free(&r);  // whatever the path (--prompts-only, a failed probe) left in it
   if (rc) fprintf(stderr, "pith compress ehpc-probe: %s\n", err.msg);
   strbuf_free(&lines);
   corpus_close(c);
