@@ -47,22 +47,10 @@ static int parse_labels(const cJSON *root, encoder_config *c, const char *path, 
 
 int encoder_config_load(const char *path, encoder_config *c, pith_err *err) {
   memset(c, 0, sizeof *c);
-  size_t len;
-  char *text = pith_read_file(path, &len, err);
-  if (!text) return -1;
-  cJSON *root = cJSON_Parse(text);
-  free(text);
-  if (!cJSON_IsObject(root)) {
-    cJSON_Delete(root);
-    return pith_fail(err, "%s: not a JSON object", path);
-  }
+  const char *type;
+  cJSON *root = hf_json_load(path, &type, err);
+  if (!root) return -1;
   int rc = -1;
-  const cJSON *mt = hf_json_field(root, "model_type");
-  const char *type = cJSON_IsString(mt) ? mt->valuestring : NULL;
-  if (!type) {
-    pith_fail(err, "%s: missing field 'model_type'", path);
-    goto done;
-  }
   if (!strcmp(type, "bert")) c->arch = ENCODER_BERT;
   else if (!strcmp(type, "xlm-roberta")) c->arch = ENCODER_XLM_ROBERTA;
   else {
@@ -163,14 +151,9 @@ char *encoder_config_json(const encoder_config *c, pt_dtype dtype) {
 int encoder_folder_is_encoder(const char *dir) {
   char path[4096];
   if (pith_path_join(path, sizeof path, dir, "config.json")) return 0;
-  size_t len;
-  pith_err err;
-  char *text = pith_read_file(path, &len, &err);
-  if (!text) return 0;
-  cJSON *root = cJSON_Parse(text);
-  free(text);
-  const cJSON *mt = hf_json_field(root, "model_type");
-  int yes = cJSON_IsString(mt) && (!strcmp(mt->valuestring, "bert") || !strcmp(mt->valuestring, "xlm-roberta"));
+  const char *type;
+  cJSON *root = hf_json_load(path, &type, NULL);
+  int yes = root && (!strcmp(type, "bert") || !strcmp(type, "xlm-roberta"));
   cJSON_Delete(root);
   return yes;
 }

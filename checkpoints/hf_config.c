@@ -27,22 +27,10 @@ static int parse_rope_scaling(const cJSON *rs, llama_config *c, const char *path
 
 int hf_config_load(const char *path, llama_config *c, pith_err *err) {
   memset(c, 0, sizeof *c);
-  size_t len;
-  char *text = pith_read_file(path, &len, err);
-  if (!text) return -1;
-  cJSON *root = cJSON_Parse(text);
-  free(text);
-  if (!cJSON_IsObject(root)) {
-    cJSON_Delete(root);
-    return pith_fail(err, "%s: not a JSON object", path);
-  }
+  const char *type;
+  cJSON *root = hf_json_load(path, &type, err);
+  if (!root) return -1;
   int rc = -1;
-  const cJSON *mt = hf_json_field(root, "model_type");
-  const char *type = cJSON_IsString(mt) ? mt->valuestring : NULL;
-  if (!type) {
-    pith_fail(err, "%s: missing field 'model_type'", path);
-    goto done;
-  }
   if (!strcmp(type, "llama")) c->arch = LLAMA_ARCH_LLAMA;
   else if (!strcmp(type, "mistral")) c->arch = LLAMA_ARCH_MISTRAL;
   else if (!strcmp(type, "qwen2")) c->arch = LLAMA_ARCH_QWEN2;

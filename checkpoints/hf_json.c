@@ -2,7 +2,24 @@
 #include "hf_json.h"
 
 #include <limits.h>
+#include <stdlib.h>
 #include <math.h>
+
+cJSON *hf_json_load(const char *path, const char **type, pith_err *err) {
+  size_t len;
+  char *text = pith_read_file(path, &len, err);
+  if (!text) return NULL;
+  cJSON *root = cJSON_Parse(text);
+  free(text);
+  const cJSON *mt = cJSON_IsObject(root) ? hf_json_field(root, "model_type") : NULL;
+  if (!cJSON_IsString(mt)) {
+    pith_fail(err, cJSON_IsObject(root) ? "%s: missing field 'model_type'" : "%s: not a JSON object", path);
+    cJSON_Delete(root);
+    return NULL;
+  }
+  *type = mt->valuestring;
+  return root;
+}
 
 const cJSON *hf_json_field(const cJSON *obj, const char *name) {
   const cJSON *f = cJSON_GetObjectItemCaseSensitive(obj, name);

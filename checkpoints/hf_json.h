@@ -8,6 +8,9 @@
 
 #include "base.h"
 
+// The config.json at path as a JSON object (cJSON_Delete it), with its model_type string in *type;
+// NULL and a message naming the file when it does not read, is not an object, or has no model_type.
+cJSON *hf_json_load(const char *path, const char **type, pith_err *err);
 // The member name of obj, or NULL when it is absent or null.
 const cJSON *hf_json_field(const cJSON *obj, const char *name);
 // 1 when f is a number that is an integer an int holds.
