@@ -286,9 +286,7 @@ static int check_inputs(const llama_model *m, const llama_inputs *in, pith_err *
   return 0;
 }
 
-// Softmax probabilities (B, H, W, S) of the last W queries of q (B, H, T, hd) over the keys k
-// (B, Hkv, S, hd), S = P + T, in f32; mask (B, 1, T, S) bool or NULL for plain causal attention.
-static pt_tensor *attention_probs(const pt_tensor *q, const pt_tensor *k, const pt_tensor *mask, int64_t W) {
+pt_tensor *llama_attention_probs(const pt_tensor *q, const pt_tensor *k, const pt_tensor *mask, int64_t W) {
   int64_t B = pt_size(q, 0), H = pt_size(q, 1), T = pt_size(q, 2), hd = pt_size(q, 3);
   int64_t Hkv = pt_size(k, 1), S = pt_size(k, 2);
   pt_tensor *qw = pt_to_dtype(pt_slice(q, 2, T - W, T), PT_F32);
@@ -336,6 +334,7 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
     pt_tensor *q = pt_transpose(pt_view(project(m, in, l, LLAMA_PROJ_Q, h), PT_SHAPE(B, T, H, hd)), 1, 2);
     pt_tensor *k = pt_transpose(pt_view(project(m, in, l, LLAMA_PROJ_K, h), PT_SHAPE(B, T, Hkv, hd)), 1, 2);
     pt_tensor *v = pt_transpose(pt_view(project(m, in, l, LLAMA_PROJ_V, h), PT_SHAPE(B, T, Hkv, hd)), 1, 2);
+    pt_tensor *q_prerope = q;
     q = llama_apply_rope(q, cos, sin);
     k = llama_apply_rope(k, cos, sin);
     pt_tensor *k_out = NULL, *v_out = NULL;
@@ -348,9 +347,19 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
       k = pt_cat(ks, 2, 2);
       v = pt_cat(vs, 2, 2);
     }
+    if (in->on_layer) {
+      llama_layer_view view = {.layer = l, .h = h, .q_prerope = q_prerope, .q = q, .k = k, .v = v, .mask = mask,
+                               .positions = positions, .prefix_len = P};
+      if (!pt_ok() || in->on_layer(&view, in->on_layer_ctx, err)) {
+        pt_scope_end(s);
+        if (!pt_ok()) pt_fail(err, "llama_forward");  // a shim error the callee did not report
+        llama_outputs_free(out);
+        return -1;
+      }
+    }
     pt_tensor *probs = NULL;
     if (in->want_attn && l == in->attn_layer) {
-      probs = attention_probs(q, k, mask, in->attn_window > 0 ? in->attn_window : T);
+      probs = llama_attention_probs(q, k, mask, in->attn_window > 0 ? in->attn_window : T);
       if (attn_only) {
         out->attn = pt_scope_return(s, probs);
         break;

@@ -65,6 +65,21 @@ extern const char *const LLAMA_PROJ_NAMES[LLAMA_N_PROJ];  // "q_proj", ..., "dow
 
 typedef struct lora_adapter lora_adapter;  // models/lora.h
 
+// What one layer's attention sees, handed to llama_inputs.on_layer before the attention runs (a KV
+// press scores the prefill's entries from it). Every handle belongs to the layer's scope: keep
+// (pt_keep) or copy out what must outlive the call.
+typedef struct {
+  int layer;
+  pt_tensor *h;           // (B, T, dim): the attention's input, after its RMS norm
+  pt_tensor *q_prerope;   // (B, H, T, hd): queries before the rotation
+  pt_tensor *q;           // (B, H, T, hd): rotated queries
+  pt_tensor *k, *v;       // (B, Hkv, P+T, hd): the keys (rotated) and values, prefix first
+  pt_tensor *mask;        // (B, 1, T, P+T) bool, or NULL for plain causal attention
+  pt_tensor *positions;   // (B, T) i64 rotary positions of the T tokens
+  int64_t prefix_len;     // P
+} llama_layer_view;
+typedef int (*llama_layer_fn)(const llama_layer_view *view, void *ctx, pith_err *err);
+
 typedef struct {
   const pt_tensor *ids;        // (B, T) i64, or NULL when embeds is given
   const pt_tensor *embeds;     // (B, T, dim) in the model's dtype, or NULL
@@ -88,6 +103,10 @@ typedef struct {
   int want_attn;
   int attn_layer;
   int attn_window;
+  // Called once per layer with its attention inputs (NULL: none); a nonzero return stops the
+  // forward with the callee's error.
+  llama_layer_fn on_layer;
+  void *on_layer_ctx;
 } llama_inputs;
 
 typedef struct {
@@ -117,6 +136,10 @@ int llama_visit_weights(llama_model *m, llama_weight_fn fn, void *ctx);
 // The forward pass. Tensors in out live in the caller's current scope.
 int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *out, pith_err *err);
 void llama_outputs_free(llama_outputs *out);  // frees the k/v arrays (not the tensors)
+
+// Softmax probabilities (B, H, W, S) in f32 of the last W queries of q (B, H, T, hd) over keys k
+// (B, Hkv, S, hd), S = P + T; mask (B, 1, T, S) bool, or NULL for plain causal attention.
+pt_tensor *llama_attention_probs(const pt_tensor *q, const pt_tensor *k, const pt_tensor *mask, int64_t W);
 
 // Rotary cos and sin for positions (B, T) i64: each (B, T, hd) f32.
 int llama_rope_tables(const llama_model *m, const pt_tensor *positions, pt_tensor **cos, pt_tensor **sin);
