@@ -8,6 +8,7 @@
 //   press_tool time DIR SPEC REPS ROW [ROW...]  the median milliseconds of REPS prefills (no LM head)
 //                                               without and with the press, and of the presses alone
 //                                               (their on_layer calls), as one JSON line
+// SPEC may be several specs separated by ';': the command runs for each, one JSON line each.
 // DIR is a Hugging Face model folder (checkpoints/hf_folder.h), loaded in f32 on the CPU; one thread.
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,56 +101,61 @@ int main(int argc, char **argv) {
   }
   pith_err err;
   pt_set_num_threads(1);
-  press p;
-  if (press_parse(argv[3], &p, &err)) die("spec", err.msg);
   llama_model *m = hf_model_load(argv[2], PT_F32, PT_CPU, &err);
   if (!m) die("load", err.msg);
   int first_row = is_keep ? 4 : 5;
   batch b = parse_rows(argc - first_row, argv + first_row);
-  kv_keep *keep = kv_keep_new(m->cfg.n_layers, b.B, m->cfg.n_kv_heads, &err);
-  if (!keep) die("keep", err.msg);
-  timed_hook hook = {{&p, m, b.len, keep}, 0};
-  char spec[512];
-  press_format(&p, spec, sizeof spec);
+  // SPEC may list several presses separated by ';' (one output line each): one model load for all.
+  char *specs = strdup(argv[3]);
+  for (char *save = NULL, *one = strtok_r(specs, ";", &save); one; one = strtok_r(NULL, ";", &save)) {
+    press p;
+    if (press_parse(one, &p, &err)) die("spec", err.msg);
+    kv_keep *keep = kv_keep_new(m->cfg.n_layers, b.B, m->cfg.n_kv_heads, &err);
+    if (!keep) die("keep", err.msg);
+    timed_hook hook = {{&p, m, b.len, keep}, 0};
+    char spec[512];
+    press_format(&p, spec, sizeof spec);
 
-  if (is_keep) {
-    prefill(m, &b, &hook);
-    printf("{\"press\": \"%s\", \"keep\": [", spec);
-    for (int l = 0; l < keep->n_layers; l++) {
-      printf("%s[", l ? ", " : "");
-      for (int r = 0; r < b.B; r++) {
-        printf("%s[", r ? ", " : "");
-        for (int h = 0; h < keep->n_kv_heads; h++) {
-          int i = kv_keep_index(keep, l, r, h);
-          printf("%s[", h ? ", " : "");
-          for (int j = 0; j < keep->n[i]; j++) printf("%s%lld", j ? ", " : "", (long long)keep->pos[i][j]);
+    if (is_keep) {
+      prefill(m, &b, &hook);
+      printf("{\"press\": \"%s\", \"keep\": [", spec);
+      for (int l = 0; l < keep->n_layers; l++) {
+        printf("%s[", l ? ", " : "");
+        for (int r = 0; r < b.B; r++) {
+          printf("%s[", r ? ", " : "");
+          for (int h = 0; h < keep->n_kv_heads; h++) {
+            int i = kv_keep_index(keep, l, r, h);
+            printf("%s[", h ? ", " : "");
+            for (int j = 0; j < keep->n[i]; j++) printf("%s%lld", j ? ", " : "", (long long)keep->pos[i][j]);
+            printf("]");
+          }
           printf("]");
         }
         printf("]");
       }
-      printf("]");
+      printf("]}\n");
+    } else {
+      int reps = atoi(argv[4]);
+      if (reps < 1) die("time", "REPS must be >= 1");
+      double *plain = calloc((size_t)reps, sizeof *plain), *with = calloc((size_t)reps, sizeof *with),
+             *alone = calloc((size_t)reps, sizeof *alone);
+      prefill(m, &b, NULL), prefill(m, &b, &hook);  // warm up
+      for (int i = 0; i < reps; i++) {
+        plain[i] = prefill(m, &b, NULL);
+        hook.seconds = 0;
+        with[i] = prefill(m, &b, &hook);
+        alone[i] = hook.seconds;
+      }
+      qsort(plain, (size_t)reps, sizeof *plain, cmp_double);
+      qsort(with, (size_t)reps, sizeof *with, cmp_double);
+      qsort(alone, (size_t)reps, sizeof *alone, cmp_double);
+      printf("{\"press\": \"%s\", \"rows\": %d, \"tokens\": %d, \"prefill_ms\": %.3f, \"prefill_press_ms\": %.3f, "
+             "\"press_ms\": %.3f}\n", spec, b.B, b.T, plain[reps / 2] * 1e3, with[reps / 2] * 1e3, alone[reps / 2] * 1e3);
+      free(plain), free(with), free(alone);
     }
-    printf("]}\n");
-  } else {
-    int reps = atoi(argv[4]);
-    if (reps < 1) die("time", "REPS must be >= 1");
-    double *plain = calloc((size_t)reps, sizeof *plain), *with = calloc((size_t)reps, sizeof *with),
-           *alone = calloc((size_t)reps, sizeof *alone);
-    prefill(m, &b, NULL), prefill(m, &b, &hook);  // warm up
-    for (int i = 0; i < reps; i++) {
-      plain[i] = prefill(m, &b, NULL);
-      hook.seconds = 0;
-      with[i] = prefill(m, &b, &hook);
-      alone[i] = hook.seconds;
-    }
-    qsort(plain, (size_t)reps, sizeof *plain, cmp_double);
-    qsort(with, (size_t)reps, sizeof *with, cmp_double);
-    qsort(alone, (size_t)reps, sizeof *alone, cmp_double);
-    printf("{\"press\": \"%s\", \"rows\": %d, \"tokens\": %d, \"prefill_ms\": %.3f, \"prefill_press_ms\": %.3f, "
-           "\"press_ms\": %.3f}\n", spec, b.B, b.T, plain[reps / 2] * 1e3, with[reps / 2] * 1e3, alone[reps / 2] * 1e3);
-    free(plain), free(with), free(alone);
+    kv_keep_free(keep);
   }
-  kv_keep_free(keep);
+  free(specs);
   llama_free(m);
   free(b.ids), free(b.mask), free(b.len);
   return 0;
