@@ -4,7 +4,8 @@
 // per head, each head at least its safeguard); streaming_llm keeps exactly the sinks and the most
 // recent tokens, snapkv its window; a batch of two rows of different lengths gives each row what it
 // gets alone; with a prefix no prefix entry is chosen and positions stay context-relative (layer 0's
-// key norms do not depend on the prefix, so knorm keeps there what it keeps without one).
+// key norms do not depend on the prefix, so knorm keeps there what it keeps without one); no tensor
+// handle outlives the presses, on success or error.
 #include "check.h"
 #include "press.h"
 
@@ -213,10 +214,12 @@ static void test_prefix(const llama_model *m) {
   make_ids(a, LA, 7);
   int len = LA, Hkv = m->cfg.n_kv_heads, hd = m->cfg.head_dim, Ln = m->cfg.n_layers;
   pt_tensor *pk[8], *pv[8];
+  pt_scope s0 = pt_scope_begin();
   for (int l = 0; l < Ln; l++) {  // loud prefix keys: knorm would pick them first if they were candidates
     pk[l] = pt_keep(pt_mul_scalar(pt_randn(PT_SHAPE(1, Hkv, NP, hd), PT_F32, PT_CPU, NULL), 50.0));
     pv[l] = pt_keep(pt_randn(PT_SHAPE(1, Hkv, NP, hd), PT_F32, PT_CPU, NULL));
   }
+  pt_scope_end(s0);
   const char *specs[] = {"knorm:0.5", "snapkv:0.5:window=16", "expected_attention:0.5", "tova:0.25",
                          "observed_attention:0.5", "streaming_llm:0.5", "adakv-snapkv:0.5:window=16"};
   for (int s = 0; s < 7; s++) {
@@ -283,11 +286,14 @@ int main(void) {
     return 1;
   }
   llama_visit_weights(m, spread, NULL);
+  size_t handles = pt_live_handles();
   test_too_short(m);
   test_counts_and_batch(m);
   test_adaptive_varies(m);
   test_prefix(m);
   test_bad_keep(m);
+  CHECK_MSG(pt_live_handles() == handles, "%zu tensor handles before the presses ran, %zu after", handles,
+            pt_live_handles());
   llama_free(m);
   return check_done("test_press");
 }
