@@ -32,7 +32,13 @@
 //   ObservedAttentionPress  observed_attention  each key's attention summed over the queries that see it,
 //                                               over their count (kvpress: eager attention only)
 //   AdaKVPress(press)       adakv-NAME          per-head budgets: top alpha_safeguard·n_kept of each head,
-//                                               then a global top-k over the layer's heads
+//                                               then a global top-k over the layer's heads (any scorer here;
+//                                               kvpress refuses it over observed_attention, whose eager
+//                                               attention AdaKVPress does not run under)
+//
+// Cost: the presses work on what the view holds; the attention-based ones recompute the softmax
+// probabilities they read (snapkv: window × keys, tova: one query, observed_attention: all L × L of
+// every layer, the dearest, as kvpress's eager attention is).
 //
 // Spec grammar (press_parse):  [adakv-]NAME:RATIO[:KEY=VALUE[,KEY=VALUE...]]
 //   knorm:0.5   snapkv:0.5:window_size=32,kernel_size=7   adakv-snapkv:0.25:alpha_safeguard=0.1
