@@ -5,7 +5,7 @@
 // recent tokens, snapkv its window; a batch of two rows of different lengths gives each row what it
 // gets alone; with a prefix no prefix entry is chosen and positions stay context-relative (layer 0's
 // key norms do not depend on the prefix, so knorm keeps there what it keeps without one); no tensor
-// handle outlives the presses, on success or error.
+// handle outlives the presses, on success or error; a bf16 model runs every press.
 #include "check.h"
 #include "press.h"
 
@@ -277,6 +277,34 @@ static void test_bad_keep(const llama_model *m) {
   kv_keep_free(keep);
 }
 
+// A bf16 model: every press scores in f32 and keeps its counts (no dtype clash in the shim ops).
+static void test_bf16(void) {
+  llama_config c = {.arch = LLAMA_ARCH_LLAMA, .vocab_size = VOCAB, .dim = 64, .hidden_dim = 96, .n_layers = 2,
+                    .n_heads = 4, .n_kv_heads = 2, .max_seq_len = 512, .rope_theta = 10000, .norm_eps = 1e-5,
+                    .bos_id = -1, .eos_id = -1};
+  pith_err err = {{0}};
+  CHECK(llama_config_validate(&c, &err) == 0);
+  llama_model *m = llama_new_random(&c, 3, PT_BF16, PT_CPU, &err);
+  CHECK(m != NULL);
+  if (!m) return;
+  int64_t a[LA];
+  make_ids(a, LA, 7);
+  int len = LA;
+  for (int s = 0; s < N_ALL; s++) {
+    char spec[96];
+    snprintf(spec, sizeof spec, "%s:0.5%s", ALL[s], strstr(ALL[s], "snapkv") ? ":window=16" : "");
+    press p;
+    press_parse(spec, &p, &err);
+    kv_keep *k = run(m, &p, a, 1, LA, &len, NULL, NULL, &err);
+    CHECK_MSG(k != NULL, "bf16 %s: %s", spec, err.msg);
+    if (k)
+      CHECK_MSG(kv_keep_total(k) == 2 * 2 * press_n_kept(LA, 0.5), "bf16 %s: %lld kept", spec,
+                (long long)kv_keep_total(k));
+    kv_keep_free(k);
+  }
+  llama_free(m);
+}
+
 int main(void) {
   pt_set_num_threads(1);
   test_specs();
@@ -292,6 +320,7 @@ int main(void) {
   test_adaptive_varies(m);
   test_prefix(m);
   test_bad_keep(m);
+  test_bf16();
   CHECK_MSG(pt_live_handles() == handles, "%zu tensor handles before the presses ran, %zu after", handles,
             pt_live_handles());
   llama_free(m);
