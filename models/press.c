@@ -372,19 +372,25 @@ int press_select_layer(const press *p, const llama_model *m, const llama_layer_v
                        kv_keep *keep, pith_err *err) {
   const char *name = press_kind_name(p->kind);
   if (!name) return pith_fail(err, "press: kind %d is not a press", (int)p->kind);
-  if (!(p->ratio >= 0 && p->ratio < 1)) return pith_fail(err, "press %s: compression ratio %g is outside [0, 1)", name, p->ratio);
+  if (!(p->ratio >= 0 && p->ratio < 1))
+    return pith_fail(err, "press %s: compression ratio %g is outside [0, 1)", name, p->ratio);
   int64_t B = pt_size(v->q, 0), H = pt_size(v->q, 1), T = pt_size(v->q, 2), hd = pt_size(v->q, 3);
   int64_t Hkv = pt_size(v->k, 1), P = v->prefix_len;
   if (keep->n_layers <= v->layer || keep->batch != B || keep->n_kv_heads != Hkv)
-    return pith_fail(err, "press %s: the keep is (%d layers, %d rows, %d kv heads), the forward (layer %d, %lld rows, %lld kv heads)",
+    return pith_fail(err,
+                     "press %s: the keep is (%d layers, %d rows, %d kv heads), the forward (layer %d, %lld rows, "
+                     "%lld kv heads)",
                      name, keep->n_layers, keep->batch, keep->n_kv_heads, v->layer, (long long)B, (long long)Hkv);
   if (pt_size(v->k, 2) != P + T || Hkv <= 0 || H % Hkv)
     return pith_fail(err, "press %s: keys of %lld entries for a prefix of %lld and %lld tokens", name,
                      (long long)pt_size(v->k, 2), (long long)P, (long long)T);
   for (int b = 0; b < B; b++) {
     int64_t L = row_len ? row_len[b] : T;
-    if (L > T) return pith_fail(err, "press %s: row %d has %lld context tokens, the forward only %lld", name, b, (long long)L, (long long)T);
+    if (L > T)
+      return pith_fail(err, "press %s: row %d has %lld context tokens, the forward only %lld", name, b, (long long)L,
+                       (long long)T);
     if (press_check_len(p, L, err)) {
+      if (!err) return -1;
       char msg[sizeof err->msg];
       snprintf(msg, sizeof msg, "%s", err->msg);
       return pith_fail(err, "%s (row %d, layer %d)", msg, b, v->layer);
@@ -393,7 +399,8 @@ int press_select_layer(const press *p, const llama_model *m, const llama_layer_v
   int64_t *last = malloc(sizeof *last * (size_t)(B * T));
   if (!last) return pith_fail(err, "press: out of memory");
   pt_scope s = pt_scope_begin();
-  int rc = pt_to_data(v->positions, last, sizeof *last * (size_t)(B * T)) ? pt_fail(err, "press %s: positions", name) : 0;
+  int rc = pt_to_data(v->positions, last, sizeof *last * (size_t)(B * T)) ? pt_fail(err, "press %s: positions", name)
+                                                                           : 0;
   for (int b = 0; b < B && !rc; b++) {
     int64_t L = row_len ? row_len[b] : T;
     if (p->ratio == 0 || press_n_kept(L, p->ratio) >= L) {  // nothing to evict (kvpress skips scoring)
