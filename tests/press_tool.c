@@ -5,9 +5,9 @@
 //                                               (models/press.h) through on_layer; prints
 //                                               {"press": canonical spec, "keep": [layer][row][kv head]
 //                                               [sorted context positions]} as one JSON line
-//   press_tool time DIR SPEC REPS ROW [ROW...]  the median milliseconds of REPS prefills (no LM head)
-//                                               without and with the press, and of the presses alone
-//                                               (their on_layer calls), as one JSON line
+//   press_tool time DIR SPEC REPS ROW [ROW...]  the median CPU milliseconds of REPS prefills (no LM
+//                                               head) without and with the press, and of the presses
+//                                               alone (their on_layer calls), as one JSON line
 // SPEC may be several specs separated by ';': the command runs for each, one JSON line each.
 // DIR is a Hugging Face model folder (checkpoints/hf_folder.h), loaded in f32 on the CPU; one thread.
 #include <stdio.h>
@@ -57,9 +57,11 @@ typedef struct {
   double seconds;  // time spent in the press
 } timed_hook;
 
+// The calling thread's CPU seconds: libtorch runs on this one thread (pt_set_num_threads(1)), and CPU
+// time is steadier than wall time on a shared machine.
 static double now(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -71,7 +73,7 @@ static int timed_on_layer(const llama_layer_view *v, void *ctx, pith_err *err) {
   return rc;
 }
 
-// One prefill; with a press when hook is not NULL. The forward's wall seconds.
+// One prefill; with a press when hook is not NULL. The forward's CPU seconds.
 static double prefill(const llama_model *m, const batch *b, timed_hook *hook) {
   pith_err err;
   pt_scope s = pt_scope_begin();
