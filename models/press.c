@@ -148,8 +148,19 @@ int press_parse(const char *spec, press *out, pith_err *err) {
   return 0;
 }
 
+// x in as few digits as read back to the same double (0.3, not 0.29999999999999999).
+static const char *exact(double x, char *buf, size_t len) {
+  for (int digits = 6; digits <= 17; digits++) {
+    snprintf(buf, len, "%.*g", digits, x);
+    if (strtod(buf, NULL) == x) break;
+  }
+  return buf;
+}
+
 int press_format(const press *p, char *buf, size_t len) {
-  int n = snprintf(buf, len, "%s%s:%g", p->adaptive ? "adakv-" : "", press_kind_name(p->kind), p->ratio);
+  char num[40];
+  int n = snprintf(buf, len, "%s%s:%s", p->adaptive ? "adakv-" : "", press_kind_name(p->kind),
+                   exact(p->ratio, num, sizeof num));
   int first = 1;
   for (int i = 0; i < N_PARAMS; i++) {
     const par_def *d = &PARAMS[i];
@@ -159,7 +170,7 @@ int press_format(const press *p, char *buf, size_t len) {
     const char *sep = first ? ":" : ",";
     first = 0;
     if (d->type == PAR_DOUBLE)
-      n += snprintf(buf + at, len - at, "%s%s=%g", sep, d->name, *(const double *)field);
+      n += snprintf(buf + at, len - at, "%s%s=%s", sep, d->name, exact(*(const double *)field, num, sizeof num));
     else if (d->type == PAR_BOOL)
       n += snprintf(buf + at, len - at, "%s%s=%s", sep, d->name, *(const int *)field ? "true" : "false");
     else

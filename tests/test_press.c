@@ -111,8 +111,9 @@ static void test_specs(void) {
   CHECK(press_parse("streaming_llm:0", &p, &err) == 0 && p.n_sink == 4 && p.ratio == 0);
   // the canonical spec parses back to the same press
   const char *specs[] = {"adakv-snapkv:0.3:window=20,alpha=0.5", "expected_attention:0.5:use_vnorm=0,epsilon=0.25",
-                         "tova:0.75", "streaming_llm:0.2:n_sink=2", "observed_attention:0.5", "knorm:0"};
-  for (int i = 0; i < 6; i++) {
+                         "tova:0.75", "streaming_llm:0.2:n_sink=2", "observed_attention:0.5", "knorm:0",
+                         "knorm:0.123456789012345678", "adakv-tova:0.3:alpha=0.1234567891"};
+  for (int i = 0; i < 8; i++) {
     char buf[256];
     CHECK(press_parse(specs[i], &p, &err) == 0);
     press_format(&p, buf, sizeof buf);
