@@ -84,7 +84,7 @@ static void test_specs(void) {
   eval_hard_name(&s, name, sizeof name);
   CHECK(!strcmp(name, "llmlingua@k"));
   CHECK(eval_hard_parse("foo:2", &s, &err) == -1);
-  CHECK_CONTAINS(err.msg, "unknown method 'foo' (llmlingua, longllmlingua)");
+  CHECK_CONTAINS(err.msg, "unknown method 'foo' (llmlingua, longllmlingua, llmlingua2, ehpc)");
   const char *bad[] = {"llmlingua:1", "llmlingua:0.5", "llmlingua:x", "llmlingua:", "llmlingua:inf", "llmlingua:-3"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     err.msg[0] = 0;

@@ -50,7 +50,8 @@ static cJSON *json_strings(const char *const *s, int n) {
   return a;
 }
 
-int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const char *pred, int n_read, pith_err *err) {
+int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const char *pred, int n_read,
+                           const char *kept, pith_err *err) {
   eval_scores *s = &r->sc[sys];
   int bad = 0, qa = r->env.task == EVAL_QA;
   if (qa) {
@@ -74,6 +75,7 @@ int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const c
   // hard systems and chains: how many positions stood for the context (the others' are fixed)
   if (r->inst[sys].sys == &eval_sys_hard || r->inst[sys].sys == &eval_sys_chain)
     cJSON_AddNumberToObject(j, "prompt_tokens", n_read);
+  if (kept) cJSON_AddStringToObject(j, "kept", kept);  // a hard system's kept text of the context
   if (qa) cJSON_AddItemToObject(j, "golds", json_strings(ex->golds, ex->n_golds));
   else cJSON_AddStringToObject(j, "reference", ex->reference);
   char *line = cJSON_PrintUnformatted(j);
@@ -152,6 +154,8 @@ static int write_metrics(eval_run *r, pith_err *err) {
     cJSON_AddStringToObject(h, "systems", r->o.hard);
     cJSON_AddStringToObject(h, "scorer", r->o.hard_scorer ? r->o.hard_scorer : r->model_dir);
     cJSON_AddStringToObject(h, "budget", r->o.hard_llmlingua_budget ? "llmlingua" : "exact");
+    if (r->o.l2_scorer) cJSON_AddStringToObject(h, "l2_scorer", r->o.l2_scorer);
+    if (r->o.ehpc_heads) cJSON_AddStringToObject(h, "ehpc_heads", r->o.ehpc_heads);
   }
   cJSON *c = cJSON_AddObjectToObject(j, "compressor");
   if (r->have_comp) {
