@@ -196,7 +196,8 @@ static int write_config(eval_run *r, pith_err *err) {
     {"bf16", RC_BOOL, "false", "", NULL}, {"threads", RC_INT, "0", "", "any"}, {"verify", RC_BOOL, "false", "", NULL},
     {"out", RC_STRING, "", "", NULL},
     {"name", RC_STRING, "", "", NULL}, {"hard", RC_STRING, "", "", NULL}, {"hard_scorer", RC_STRING, "", "", NULL},
-    {"hard_budget", RC_STRING, "", "", NULL},
+    {"hard_budget", RC_STRING, "", "", NULL}, {"l2_scorer", RC_STRING, "", "", NULL},
+    {"cl100k", RC_STRING, "", "", NULL}, {"ehpc_heads", RC_STRING, "", "", NULL},
   };
   char baselines[256] = "", kv[EVAL_PATH_MAX + 64];
   for (int s = 0; s < r->n_inst; s++)
@@ -218,6 +219,8 @@ static int write_config(eval_run *r, pith_err *err) {
     {"name", r->name, 0}, {"hard", o->hard ? o->hard : "", 0},
     {"hard_scorer", o->hard_scorer ? o->hard_scorer : o->hard ? r->model_dir : "", 0},
     {"hard_budget", !o->hard ? "" : o->hard_llmlingua_budget ? "llmlingua" : "exact", 0},
+    {"l2_scorer", o->l2_scorer ? o->l2_scorer : "", 0}, {"cl100k", o->cl100k ? o->cl100k : "", 0},
+    {"ehpc_heads", o->ehpc_heads ? o->ehpc_heads : "", 0},
   };
   // The export folder moved into OUT when the compressor came from a run.
   char moved[EVAL_PATH_MAX + 16];
