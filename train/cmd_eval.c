@@ -144,6 +144,9 @@ static int parse_args(int argc, char **argv, eval_options *o) {
   if (!l2 && (o->l2_scorer || o->cl100k))
     return usage_error("%s is for --hard llmlingua2:RATIO", o->l2_scorer ? "--l2-scorer" : "--cl100k");
   if (!ehpc && o->ehpc_heads) return usage_error("--ehpc-heads is for --hard ehpc:RATIO");
+  if (o->hard_scorer && !eval_hard_uses(o->hard, "llmlingua") && !eval_hard_uses(o->hard, "longllmlingua"))
+    return usage_error("--hard-scorer is for --hard llmlingua or longllmlingua (llmlingua2 takes --l2-scorer; ehpc "
+                       "reads the base model)");
   if (l2 && !o->l2_scorer)
     return usage_error("--hard llmlingua2 needs --l2-scorer DIR (a BERT or XLM-R token classifier, e.g. pith distill "
                        "method=classifier's export)");

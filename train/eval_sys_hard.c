@@ -148,7 +148,8 @@ int eval_hard_check_scorer(const char *dir, pith_err *err) {
   int causal = strstr(cfg, "ForCausalLM") != NULL;
   free(cfg);
   if (classifier || !causal)
-    return pith_fail(err, "'%s': %s, not a causal LM (the hard methods score tokens with one, such as llama)", dir,
+    return pith_fail(err, "'%s': %s, not a causal LM (llmlingua and longllmlingua score tokens with one, such as "
+                          "llama; llmlingua2's classifier goes to --l2-scorer)", dir,
                      classifier ? "a classifier" : "its config.json names no *ForCausalLM architecture");
   return 0;
 }

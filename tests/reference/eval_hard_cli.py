@@ -22,9 +22,10 @@ folder, a few pretrain/finetune steps of 500x, exported); the base model is the 
 - Errors, one `pith eval:` line and nothing written: --hard foo:2, ratio 1, ratio x, no ratio,
   a --hard-scorer folder that is not a causal LM (no config.json; a token classifier), --hard-scorer
   without --hard (exit 2); longllmlingua for regen (exit 1); llmlingua2 without --l2-scorer, an
-  --l2-scorer that is a causal LM, missing or without config.json, --l2-scorer or --ehpc-heads
-  without their method, ratio <= 1, ehpc without --ehpc-heads (exit 2, naming ehpc-probe); heads
-  for another model (a head or layer out of range), a missing or non-JSON heads file (exit 1).
+  --l2-scorer that is a causal LM, missing or without config.json, --l2-scorer, --ehpc-heads or
+  --hard-scorer without their methods, the classifier given as --hard-scorer, ratio <= 1, ehpc
+  without --ehpc-heads (exit 2, naming ehpc-probe); heads for another model (a head or layer out of
+  range), a missing or non-JSON heads file (exit 1).
 
 usage: eval_hard_cli.py PATH_TO_pith  (or PITH_BIN). Exit 0, 1 on failure, 77 when numpy is missing.
 """
@@ -219,6 +220,8 @@ def check_l2_ehpc(tmp, world, tok_dir, model, exp_ft, qa, docs):
         (["--hard", "ehpc:0.5", "--ehpc-heads", heads], 2, "the ratio must be a number > 1"),
         (["--hard", "ehpc:2"], 2, "pith compress ehpc-probe --model BASE"),
         (["--hard", "llmlingua:2", "--ehpc-heads", heads], 2, "--ehpc-heads is for --hard ehpc"),
+        (["--hard", "ehpc:2", "--ehpc-heads", heads, "--hard-scorer", model], 2, "--hard-scorer is for --hard llmlingua"),
+        (["--hard", "llmlingua:2", "--hard-scorer", cls], 2, "llmlingua2's classifier goes to --l2-scorer"),
         (["--hard", "ehpc:2", "--ehpc-heads", bad_heads], 1, "head 9 is out of range (the model has heads 0..3)"),
         (["--hard", "ehpc:2", "--ehpc-heads", "7:0"], 1, "layer 7 is out of range"),
         (["--hard", "ehpc:2", "--ehpc-heads", os.path.join(tmp, "nope.json")], 1, "no such file"),
