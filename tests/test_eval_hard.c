@@ -230,6 +230,13 @@ int main(void) {
   CHECK_MSG(abs(4 * in.n_read - n_ctx) <= 8 && in.prompt[in.n_prompt - 1] == tt.bos, "regen ehpc@4x read %d of %d",
             in.n_read, n_ctx);
   eval_input_free(&in);
+  // regen at k = 4: the window (8, the context's last tokens) would keep more than the budget;
+  // shortened to it, ehpc keeps k (ehpc_compress alone refuses such a window)
+  eval_instance erk = {.sys = &eval_sys_hard, .name = "ehpc@k", .arg = "ehpc:k", .uses = {&eg}};
+  CHECK_MSG(init(&er, &erk, &err) == 0, "%s", err.msg);
+  CHECK_MSG(erk.sys->build(erk.state, &er, &rx, &in, &err) == 0, "regen ehpc@k: %s", err.msg);
+  CHECK_MSG(abs(in.n_read - er.k) <= 1, "regen ehpc@k read %d, k is %d", in.n_read, er.k);
+  eval_input_free(&in);
   // bad heads, no heads, no classifier for llmlingua2
   eval_env e_bad = qa;
   const char *bad_heads[][2] = {{"9:0", "layer 9 is out of range"}, {"4:0,99", "head 99 is out of range"},
@@ -287,7 +294,7 @@ int main(void) {
   CHECK_MSG(pt_live_handles() == live, "%zu handles before, %zu after", live, pt_live_handles());
   CHECK_MSG(pt_ok(), "%s", pt_error());
   pt_set_grad_enabled(was);
-  eval_instance *all[] = {&eg, &ek, &e2, &lr, &l4, &o4, &r2, &hk, &h4, &h2};
+  eval_instance *all[] = {&erk, &eg, &ek, &e2, &lr, &l4, &o4, &r2, &hk, &h4, &h2};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) all[i]->sys->free(all[i]->state);
   free(ctx), free(q), free(dp);
   task_tokens_free(&tt);
