@@ -9,6 +9,9 @@
 //     after the survivors;
 //   - a chain's input is its second stage's (no_layer0 here) on the example with the survivors as
 //     context, and the survivors are computed once per example;
+//   - ehpc (heads given as L:h,h) reads about half the context at 2x, k at k, and runs for regen; its
+//     kept text is what the prompt holds; heads out of range, repeated or missing, and llmlingua2
+//     without a classifier are refused at init with the reason;
 //   - specs: names, and bad ones refused with the reason.
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +87,7 @@ static void test_specs(void) {
   eval_hard_name(&s, name, sizeof name);
   CHECK(!strcmp(name, "llmlingua@k"));
   CHECK(eval_hard_parse("foo:2", &s, &err) == -1);
-  CHECK_CONTAINS(err.msg, "unknown method 'foo' (llmlingua, longllmlingua)");
+  CHECK_CONTAINS(err.msg, "unknown method 'foo' (llmlingua, longllmlingua, llmlingua2, ehpc)");
   const char *bad[] = {"llmlingua:1", "llmlingua:0.5", "llmlingua:x", "llmlingua:", "llmlingua:inf", "llmlingua:-3"};
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     err.msg[0] = 0;
@@ -202,6 +205,63 @@ int main(void) {
             "regen: %d ids for %d survivors, want [bos] + survivors + [bos]", in.n_prompt, in.n_read);
   eval_input_free(&in);
 
+  // ehpc: evaluator heads of the base model (stories260K's probe: layer 4, heads 0,1,4); the kept
+  // text, re-encoded, is what the prompt holds; about half the context at 2x, k at k (the window
+  // shortened to reach no further into the context than the budget), regen with the context's end
+  // as the window
+  eval_env eq = qa, er = regen;
+  eq.ehpc_heads = er.ehpc_heads = "4:0,1,4";
+  eval_instance e2 = {.sys = &eval_sys_hard, .name = "ehpc@2x", .arg = "ehpc:2"};
+  eval_instance ek = {.sys = &eval_sys_hard, .name = "ehpc@k", .arg = "ehpc:k", .uses = {&e2}};
+  eval_instance eg = {.sys = &eval_sys_hard, .name = "ehpc@4x", .arg = "ehpc:4"};
+  CHECK_MSG(init(&eq, &e2, &err) == 0 && init(&eq, &ek, &err) == 0 && init(&er, &eg, &err) == 0, "%s", err.msg);
+  CHECK_MSG(e2.sys->build(e2.state, &eq, &ex, &in, &err) == 0, "%s", err.msg);
+  int n_kt;
+  int32_t *kt = in.kept_text ? encode(tok, in.kept_text, &n_kt) : NULL;
+  CHECK_MSG(kt && in.n_read == n_kt && same_ids(in.prompt + 1, n_kt, kt, n_kt) && abs(2 * in.n_read - n_ctx) <= 6,
+            "ehpc@2x read %d of %d context tokens (want about half), its kept text %s", in.n_read, n_ctx,
+            in.kept_text ? in.kept_text : "(none)");
+  free(kt);
+  eval_input_free(&in);
+  CHECK_MSG(ek.sys->build(ek.state, &eq, &ex, &in, &err) == 0, "%s", err.msg);
+  CHECK_MSG(abs(in.n_read - qa.k) <= 1, "ehpc@k read %d, k is %d", in.n_read, qa.k);
+  eval_input_free(&in);
+  CHECK_MSG(eg.sys->build(eg.state, &er, &rx, &in, &err) == 0, "%s", err.msg);
+  CHECK_MSG(abs(4 * in.n_read - n_ctx) <= 8 && in.prompt[in.n_prompt - 1] == tt.bos, "regen ehpc@4x read %d of %d",
+            in.n_read, n_ctx);
+  eval_input_free(&in);
+  // regen at k = 4: the window (8, the context's last tokens) would keep more than the budget;
+  // shortened to it, ehpc keeps k (ehpc_compress alone refuses such a window)
+  eval_instance erk = {.sys = &eval_sys_hard, .name = "ehpc@k", .arg = "ehpc:k", .uses = {&eg}};
+  CHECK_MSG(init(&er, &erk, &err) == 0, "%s", err.msg);
+  CHECK_MSG(erk.sys->build(erk.state, &er, &rx, &in, &err) == 0, "regen ehpc@k: %s", err.msg);
+  CHECK_MSG(abs(in.n_read - er.k) <= 1, "regen ehpc@k read %d, k is %d", in.n_read, er.k);
+  eval_input_free(&in);
+  // bad heads, no heads, no classifier for llmlingua2
+  eval_env e_bad = qa;
+  const char *bad_heads[][2] = {{"9:0", "layer 9 is out of range"}, {"4:0,99", "head 99 is out of range"},
+                                {"4:1,1", "head 1 is given twice"}, {"/nonexistent/ehpc.json", "no such file"}};
+  for (size_t i = 0; i < sizeof bad_heads / sizeof *bad_heads; i++) {
+    e_bad.ehpc_heads = bad_heads[i][0];
+    eval_instance x = {.sys = &eval_sys_hard, .name = "ehpc@2x", .arg = "ehpc:2"};
+    err.msg[0] = 0;
+    CHECK_MSG(init(&e_bad, &x, &err) == -1, "heads %s accepted", bad_heads[i][0]);
+    CHECK_CONTAINS(err.msg, bad_heads[i][1]);
+    CHECK_CONTAINS(err.msg, "--ehpc-heads");
+    x.sys->free(x.state);
+  }
+  const char *need[][2] = {{"ehpc:2", "pith compress ehpc-probe"}, {"llmlingua2:2", "--l2-scorer DIR"}};
+  for (size_t i = 0; i < 2; i++) {
+    eval_instance x = {.sys = &eval_sys_hard, .name = "x", .arg = need[i][0]};
+    err.msg[0] = 0;
+    CHECK_MSG(init(&qa, &x, &err) == -1, "%s without its scorer accepted", need[i][0]);
+    CHECK_CONTAINS(err.msg, need[i][1]);
+    x.sys->free(x.state);
+  }
+  CHECK(eval_hard_uses("llmlingua:2, ehpc:k", "ehpc") && !eval_hard_uses("llmlingua:2,ehpc:k", "llmlingua2"));
+  CHECK(eval_hard_check_classifier(model_dir, &err) == -1);
+  CHECK_CONTAINS(err.msg, "not a BERT or XLM-R token classifier");
+
   // a chain: no_layer0's input on the example whose context is the survivors
   eval_instance nl = {.sys = &eval_sys_no_layer0, .name = "no_layer0"};
   eval_instance ch = {.sys = &eval_sys_chain, .name = "llmlingua@2x+no_layer0", .uses = {&h2, &nl}};
@@ -234,7 +294,7 @@ int main(void) {
   CHECK_MSG(pt_live_handles() == live, "%zu handles before, %zu after", live, pt_live_handles());
   CHECK_MSG(pt_ok(), "%s", pt_error());
   pt_set_grad_enabled(was);
-  eval_instance *all[] = {&lr, &l4, &o4, &r2, &hk, &h4, &h2};
+  eval_instance *all[] = {&erk, &eg, &ek, &e2, &lr, &l4, &o4, &r2, &hk, &h4, &h2};
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) all[i]->sys->free(all[i]->state);
   free(ctx), free(q), free(dp);
   task_tokens_free(&tt);

@@ -104,16 +104,29 @@ static int parse_args(int argc, char **argv, eval_options *o) {
       {"--hard", CLI_STR, &o->hard, .metavar = "M:R,...",
        .help = "hard-compression systems, METHOD:RATIO each (llmlingua:4 keeps a quarter\n"
                "of the context's tokens; RATIO k: k tokens, the compressor's or --k), METHOD\n"
-               "llmlingua or longllmlingua (qa only); the base model reads the kept text as\n"
-               "full reads the context. With a compressor, also METHOD@RATIOx+500x: the\n"
-               "kept text is what the compressor encodes. The table then shows every\n"
-               "system's tokens read for the context and its share of full's F1"},
+               "llmlingua, longllmlingua (qa only), llmlingua2 (--l2-scorer) or ehpc\n"
+               "(--ehpc-heads); the base model reads the kept text as full reads the\n"
+               "context. With a compressor, also METHOD@RATIOx+500x: the kept text is what\n"
+               "the compressor encodes. The table then shows every system's tokens read\n"
+               "for the context and its share of full's F1; predictions.jsonl the kept text"},
       {"--hard-scorer", CLI_STR, &o->hard_scorer, .metavar = "DIR",
-       .help = "the causal LM that scores tokens for --hard (default: the base model)"},
+       .help = "the causal LM that scores tokens for llmlingua and longllmlingua (default:\n"
+               "the base model; ehpc always reads the base model's heads)"},
+      {"--l2-scorer", CLI_STR, &o->l2_scorer, .metavar = "DIR",
+       .help = "llmlingua2's BERT or XLM-R token classifier folder (pith distill\n"
+               "method=classifier's export, or a converted LLMLingua-2 model)"},
+      {"--cl100k", CLI_STR, &o->cl100k, .metavar = "PATH",
+       .help = "llmlingua2: cl100k_base.tiktoken, whose counts weigh words (default:\n"
+               "$TIKTOKEN_CACHE_DIR's or .venv-peers/tiktoken-cache's copy)"},
+      {"--ehpc-heads", CLI_STR, &o->ehpc_heads, .metavar = "FILE",
+       .help = "ehpc's evaluator heads of the base model: the ehpc.json that pith compress\n"
+               "ehpc-probe --model BASE writes (or its folder), or L:h,h; window and kernel\n"
+               "from the file, else 8 and 7"},
       {"--hard-budget", CLI_CHOICE, &hard_budget, .metavar = "B", .choices = "exact|llmlingua",
        .help = "exact (default): a system named Rx reads 1/R of the context's tokens;\n"
                "llmlingua: llmlingua 0.2.2's own (rate 1/R of the scorer's tokens, which it\n"
-               "misses: the table shows what was read)"},
+               "misses: the table shows what was read). llmlingua2 has only its own: rate\n"
+               "1/R of its words' cl100k tokens"},
       {"--quiet", CLI_FLAG, &o->quiet, .help = "no progress on stderr"},
   };
   const cli_spec spec = {"pith eval", .about = EVAL_ABOUT, CLI_OPTS(opts), .epilog = EVAL_EPILOG};
@@ -126,6 +139,21 @@ static int parse_args(int argc, char **argv, eval_options *o) {
   if (!o->hard && (o->hard_scorer || hard_budget))
     return usage_error("%s is for --hard", o->hard_scorer ? "--hard-scorer" : "--hard-budget");
   if (o->hard_scorer && eval_hard_check_scorer(o->hard_scorer, &err)) return usage_error("--hard-scorer %s", err.msg);
+  // each method's own options, given for it and only for it
+  int l2 = o->hard && eval_hard_uses(o->hard, "llmlingua2"), ehpc = o->hard && eval_hard_uses(o->hard, "ehpc");
+  if (!l2 && (o->l2_scorer || o->cl100k))
+    return usage_error("%s is for --hard llmlingua2:RATIO", o->l2_scorer ? "--l2-scorer" : "--cl100k");
+  if (!ehpc && o->ehpc_heads) return usage_error("--ehpc-heads is for --hard ehpc:RATIO");
+  if (o->hard_scorer && !eval_hard_uses(o->hard, "llmlingua") && !eval_hard_uses(o->hard, "longllmlingua"))
+    return usage_error("--hard-scorer is for --hard llmlingua or longllmlingua (llmlingua2 takes --l2-scorer; ehpc "
+                       "reads the base model)");
+  if (l2 && !o->l2_scorer)
+    return usage_error("--hard llmlingua2 needs --l2-scorer DIR (a BERT or XLM-R token classifier, e.g. pith distill "
+                       "method=classifier's export)");
+  if (l2 && eval_hard_check_classifier(o->l2_scorer, &err)) return usage_error("--l2-scorer %s", err.msg);
+  if (ehpc && !o->ehpc_heads)
+    return usage_error("--hard ehpc needs --ehpc-heads FILE: the base model's evaluator heads (pith compress "
+                       "ehpc-probe --model BASE --data DOCS.h5 writes BASE/ehpc.json)");
   if (!o->compressor || !o->data)
     return usage_error("%s is required", !o->compressor ? "--compressor DIR|none" : "--data FILE.h5");
   if (o->task && strcmp(o->task, "qa") && strcmp(o->task, "regen"))

@@ -214,6 +214,7 @@ static int load_models(eval_run *r, pith_err *err) {
   env->tok = r->tok;
   env->hard_scorer = o->hard_scorer;
   env->hard_llmlingua_budget = o->hard_llmlingua_budget;
+  env->l2_scorer = o->l2_scorer, env->cl100k = o->cl100k, env->ehpc_heads = o->ehpc_heads;
   for (int i = 0; i < r->n_inst; i++) {
     eval_instance *in = &r->inst[i];
     if (in->sys->init && in->sys->init(env, in, &in->state, err)) return -1;
@@ -391,11 +392,14 @@ static int eval_record(eval_run *r, corpus_record *rec, pith_err *err) {
     }
     r->read[i] += in.n_read;
     int n_read = in.n_read;
+    char *kept = in.kept_text;  // the record's, after the scope
+    in.kept_text = NULL;
     eval_input_free(&in);
     pt_scope_end(s);
     char *pred = rc ? NULL : decode(r, gen, n_gen, err);
     if (!rc && !pred) rc = -1;
-    if (!rc) rc = eval_record_prediction(r, i, &ex, pred, n_read, err);
+    if (!rc) rc = eval_record_prediction(r, i, &ex, pred, n_read, kept, err);
+    free(kept);
     free(pred);
     free(gen);
   }

@@ -47,6 +47,9 @@ typedef struct {
   const char *hard;        // NULL, or comma-separated METHOD:RATIO specs: hard-compression systems
   const char *hard_scorer;  // their causal LM folder; NULL: the base model
   int hard_llmlingua_budget;  // llmlingua's own budget instead of the exact one (eval_sys_hard.c)
+  const char *l2_scorer;    // --hard llmlingua2's token classifier folder, or NULL
+  const char *cl100k;       // its cl100k_base.tiktoken, NULL: searched as pith compress does
+  const char *ehpc_heads;   // --hard ehpc's evaluator heads (ehpc.json, a folder, L:h,h), or NULL
 } eval_options;
 
 typedef struct eval_run eval_run;

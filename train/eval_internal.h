@@ -50,7 +50,8 @@ struct eval_run {
 
 // eval_report.c: scores one prediction of system sys and appends its predictions.jsonl line.
 // n_read: the positions that stood for the context (eval_input.n_read).
-int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const char *pred, int n_read, pith_err *err);
+int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const char *pred, int n_read,
+                           const char *kept, pith_err *err);
 // The dataset score of row sys for metric m (a column of the task's table).
 double eval_score(const eval_run *r, int sys, const char *m);
 

@@ -50,7 +50,8 @@ static cJSON *json_strings(const char *const *s, int n) {
   return a;
 }
 
-int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const char *pred, int n_read, pith_err *err) {
+int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const char *pred, int n_read,
+                           const char *kept, pith_err *err) {
   eval_scores *s = &r->sc[sys];
   int bad = 0, qa = r->env.task == EVAL_QA;
   if (qa) {
@@ -74,6 +75,7 @@ int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const c
   // hard systems and chains: how many positions stood for the context (the others' are fixed)
   if (r->inst[sys].sys == &eval_sys_hard || r->inst[sys].sys == &eval_sys_chain)
     cJSON_AddNumberToObject(j, "prompt_tokens", n_read);
+  if (kept) cJSON_AddStringToObject(j, "kept", kept);  // a hard system's kept text of the context
   if (qa) cJSON_AddItemToObject(j, "golds", json_strings(ex->golds, ex->n_golds));
   else cJSON_AddStringToObject(j, "reference", ex->reference);
   char *line = cJSON_PrintUnformatted(j);
@@ -152,6 +154,8 @@ static int write_metrics(eval_run *r, pith_err *err) {
     cJSON_AddStringToObject(h, "systems", r->o.hard);
     cJSON_AddStringToObject(h, "scorer", r->o.hard_scorer ? r->o.hard_scorer : r->model_dir);
     cJSON_AddStringToObject(h, "budget", r->o.hard_llmlingua_budget ? "llmlingua" : "exact");
+    if (r->o.l2_scorer) cJSON_AddStringToObject(h, "l2_scorer", r->o.l2_scorer);
+    if (r->o.ehpc_heads) cJSON_AddStringToObject(h, "ehpc_heads", r->o.ehpc_heads);
   }
   cJSON *c = cJSON_AddObjectToObject(j, "compressor");
   if (r->have_comp) {
@@ -192,7 +196,8 @@ static int write_config(eval_run *r, pith_err *err) {
     {"bf16", RC_BOOL, "false", "", NULL}, {"threads", RC_INT, "0", "", "any"}, {"verify", RC_BOOL, "false", "", NULL},
     {"out", RC_STRING, "", "", NULL},
     {"name", RC_STRING, "", "", NULL}, {"hard", RC_STRING, "", "", NULL}, {"hard_scorer", RC_STRING, "", "", NULL},
-    {"hard_budget", RC_STRING, "", "", NULL},
+    {"hard_budget", RC_STRING, "", "", NULL}, {"l2_scorer", RC_STRING, "", "", NULL},
+    {"cl100k", RC_STRING, "", "", NULL}, {"ehpc_heads", RC_STRING, "", "", NULL},
   };
   char baselines[256] = "", kv[EVAL_PATH_MAX + 64];
   for (int s = 0; s < r->n_inst; s++)
@@ -214,6 +219,8 @@ static int write_config(eval_run *r, pith_err *err) {
     {"name", r->name, 0}, {"hard", o->hard ? o->hard : "", 0},
     {"hard_scorer", o->hard_scorer ? o->hard_scorer : o->hard ? r->model_dir : "", 0},
     {"hard_budget", !o->hard ? "" : o->hard_llmlingua_budget ? "llmlingua" : "exact", 0},
+    {"l2_scorer", o->l2_scorer ? o->l2_scorer : "", 0}, {"cl100k", o->cl100k ? o->cl100k : "", 0},
+    {"ehpc_heads", o->ehpc_heads ? o->ehpc_heads : "", 0},
   };
   // The export folder moved into OUT when the compressor came from a run.
   char moved[EVAL_PATH_MAX + 16];

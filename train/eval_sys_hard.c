@@ -1,40 +1,66 @@
 // eval_sys_hard: hard compression as `pith eval` systems (eval_system.h), through
-// models/hard_compress.h.
+// models/hard_compress.h (llmlingua, longllmlingua), models/hard_compress_l2.h (llmlingua2) and
+// models/ehpc.h (ehpc): the same library calls `pith compress --method ...` makes.
 //
 //   hard   (an instance per --hard METHOD:RATIO, named "llmlingua@4x") the context, as text, is
-//          compressed by the method with a causal LM scorer (--hard-scorer, default the base model
-//          itself); the survivors, encoded by the base model's tokenizer, are read as the full
-//          baseline reads the context: [bos] + survivors + the decoder prompt. For regen the
-//          decoder prompt ([bos]) follows too, as it follows the compressed prefix: the base model
-//          rewrites the text after reading what was kept of it.
+//          compressed by the method; the survivors, encoded by the base model's tokenizer, are read
+//          as the full baseline reads the context: [bos] + survivors + the decoder prompt. For regen
+//          the decoder prompt ([bos]) follows too, as it follows the compressed prefix: the base
+//          model rewrites the text after reading what was kept of it. The kept text goes to
+//          predictions.jsonl ("kept").
 //   chain  (with --compressor, "llmlingua@2x+500x") the same survivors are the context the soft
 //          compressor's encoder reads (the compressed system's build on a copy of the example).
 //
-// The budget: by default pith's exact mode (hc_options.exact), so a system named 4x reads a
-// quarter of the context's tokens under the base model's tokenizer; --hard-budget llmlingua keeps
-// llmlingua's own budget (rate = 1/RATIO of the scorer's tokens), whose achieved ratio drifts
-// (85 tokens at rate 0.25 kept 37 on stories260K). Either way the table reports the tokens read.
+// The scorers, loaded once for every hard system (the first hard system holds them):
+//   llmlingua, longllmlingua  a causal LM (--hard-scorer, default the base model itself);
+//   llmlingua2                a BERT or XLM-R token classifier (--l2-scorer DIR, e.g. what `pith
+//                             distill` method=classifier exports), with cl100k (--cl100k) to weigh words;
+//   ehpc                      the base model itself (its heads are the base model's): evaluator heads
+//                             from --ehpc-heads (an ehpc.json of `pith compress ehpc-probe`, a folder
+//                             holding one, or L:h,h). It reads the question in qa (its window: the
+//                             question's last tokens score the context); in regen the context's last
+//                             tokens are the window. The window's context tokens are kept, so a window
+//                             that reaches further into the context than the budget is shortened.
 //
-// A method is a row of METHODS: its name, hard_compress.h's options for it, and whether it reads
-// the question (then it is for qa only).
+// The budget: by default pith's exact mode, so a system named 4x reads a quarter of the context's
+// tokens under the base model's tokenizer (llmlingua: hc_options.exact; ehpc: its target_tokens,
+// which are the base model's tokens); --hard-budget llmlingua keeps llmlingua's own budget (rate =
+// 1/RATIO of the scorer's tokens), whose achieved ratio drifts (85 tokens at rate 0.25 kept 37 on
+// stories260K). llmlingua2 has only its own: rate 1/RATIO (k: k / the context's tokens), its
+// threshold the percentile of the words' keep probabilities weighted by cl100k counts, so it
+// misses the ratio by the tokenizers' difference. Either way the table reports the tokens read.
+//
+// A method is a row of METHODS: its name, its library, hard_compress.h's options for it, and
+// whether it reads the question.
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <cJSON.h>
+
+#include "ehpc.h"
+#include "encoder_folder.h"
 #include "eval.h"
 #include "hard_compress.h"
+#include "hard_compress_l2.h"
 #include "hf_folder.h"
+
+typedef enum { LIB_HC, LIB_L2, LIB_EHPC } hard_lib;
 
 struct eval_hard_method {
   const char *name;
-  hc_options (*options)(void);  // hard_compress.h's settings of the method
-  int question;                 // ranks or scores with the question: qa only
+  hard_lib lib;
+  hc_options (*options)(void);  // LIB_HC: hard_compress.h's settings of the method
+  int question;                 // 1: ranks or scores with the question: qa only; 2: with it when there is one
 };
 
 static const eval_hard_method METHODS[] = {
-  {"llmlingua", hc_options_llmlingua, 0},
-  {"longllmlingua", hc_options_longllmlingua, 1},
+  {"llmlingua", LIB_HC, hc_options_llmlingua, 0},
+  {"longllmlingua", LIB_HC, hc_options_longllmlingua, 1},
+  {"llmlingua2", LIB_L2, NULL, 0},
+  {"ehpc", LIB_EHPC, NULL, 2},
 };
 #define N_METHODS ((int)(sizeof METHODS / sizeof *METHODS))
 
@@ -88,6 +114,29 @@ void eval_hard_name(const eval_hard_spec *s, char *out, size_t len) {
   else snprintf(out, len, "%s@%gx", s->method->name, s->ratio);
 }
 
+int eval_hard_uses(const char *list, const char *method) {
+  char buf[1024];
+  snprintf(buf, sizeof buf, "%s", list);
+  eval_hard_spec sp;
+  pith_err err = {{0}};
+  for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    while (*t == ' ') t++;
+    if (!eval_hard_parse(t, &sp, &err) && !strcmp(sp.method->name, method)) return 1;
+  }
+  return 0;
+}
+
+int eval_hard_check_classifier(const char *dir, pith_err *err) {
+  if (!pith_is_dir(dir)) return pith_fail(err, "'%s': no such folder", dir);
+  char path[4096];
+  pith_path_join(path, sizeof path, dir, "config.json");
+  if (!pith_is_file(path)) return pith_fail(err, "'%s': no config.json (llmlingua2 needs a BERT or XLM-R token classifier folder)", dir);
+  if (!encoder_folder_is_encoder(dir))
+    return pith_fail(err, "'%s': not a BERT or XLM-R token classifier (its config.json has no model_type bert or "
+                          "xlm-roberta; llmlingua2 needs one, e.g. pith distill method=classifier's export)", dir);
+  return 0;
+}
+
 int eval_hard_check_scorer(const char *dir, pith_err *err) {
   if (!pith_is_dir(dir)) return pith_fail(err, "'%s': no such folder", dir);
   char path[4096];
@@ -99,33 +148,175 @@ int eval_hard_check_scorer(const char *dir, pith_err *err) {
   int causal = strstr(cfg, "ForCausalLM") != NULL;
   free(cfg);
   if (classifier || !causal)
-    return pith_fail(err, "'%s': %s, not a causal LM (the hard methods score tokens with one, such as llama)", dir,
+    return pith_fail(err, "'%s': %s, not a causal LM (llmlingua and longllmlingua score tokens with one, such as "
+                          "llama; llmlingua2's classifier goes to --l2-scorer)", dir,
                      classifier ? "a classifier" : "its config.json names no *ForCausalLM architecture");
   return 0;
 }
 
 // ---- the hard system ----------------------------------------------------------------------------
 
+// What the hard systems share, loaded by the first that needs each part and owned by the first
+// hard system (the others point at it).
 typedef struct {
-  eval_hard_spec spec;
-  llama_model *own_lm;  // loaded from --hard-scorer by the first hard system; NULL otherwise
+  // llmlingua, longllmlingua: the causal scorer
+  int have_sc;
+  llama_model *own_lm;  // loaded from --hard-scorer; NULL: the base model's
   tokenizer *own_tok;
   scorer sc;
+  // llmlingua2: the classifier, its tokenizer and cl100k
+  int have_l2;
+  encoder_model *cls;
+  tokenizer *cls_tok, *cl100k;
+  l2_scorer l2;
+  // ehpc: the evaluator heads of the base model
+  int have_heads;
+  ehpc_heads heads;
+} hard_shared;
+
+typedef struct {
+  eval_hard_spec spec;
+  hard_shared *sh;
+  int owns_sh;
   const tokenizer *tok;  // the base model's
-  // The last example's survivors, for a chain asking again about the same example.
+  // The last example's survivors (and their text), for a chain asking again about the same example.
   int have;
   int64_t index;
   int32_t *ids;
   int n;
+  char *text;
 } hard_state;
 
 static void hard_free(void *p) {
   hard_state *s = p;
   if (!s) return;
-  llama_free(s->own_lm);
-  tokenizer_free(s->own_tok);
+  if (s->owns_sh && s->sh) {
+    llama_free(s->sh->own_lm);
+    tokenizer_free(s->sh->own_tok);
+    encoder_free(s->sh->cls);
+    tokenizer_free(s->sh->cls_tok);
+    tokenizer_free(s->sh->cl100k);
+    free(s->sh);
+  }
   free(s->ids);
+  free(s->text);
   free(s);
+}
+
+#define CL100K_CACHE_NAME "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"  // tiktoken's cache name for cl100k
+
+// cl100k's tiktoken file: --cl100k, else $TIKTOKEN_CACHE_DIR's, else the peers' venv beside the build
+// or the working folder (where pith compress looks too).
+static int find_cl100k(const char *given, char *out, size_t size, pith_err *err) {
+  if (given) {
+    if (!pith_is_file(given)) return pith_fail(err, "--cl100k '%s': no such file", given);
+    snprintf(out, size, "%s", given);
+    return 0;
+  }
+  const char *cache = getenv("TIKTOKEN_CACHE_DIR");
+  if (cache && *cache) {
+    pith_path_join(out, size, cache, CL100K_CACHE_NAME);
+    if (pith_is_file(out)) return 0;
+  }
+  char exe[4096], dir[4096], up[4200];
+  ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  const char *bases[2] = {".", NULL};
+  if (k > 0) {
+    exe[k] = 0;
+    pith_parent_dir(exe, dir, sizeof dir);
+    snprintf(up, sizeof up, "%s/..", dir);  // build/pith -> the checkout
+    bases[1] = up;
+  }
+  for (int i = 0; i < 2 && bases[i]; i++)
+    if (snprintf(out, size, "%s/.venv-peers/tiktoken-cache/%s", bases[i], CL100K_CACHE_NAME) < (int)size &&
+        pith_is_file(out))
+      return 0;
+  return pith_fail(err, "llmlingua2 weighs words by cl100k token counts: give --cl100k PATH (cl100k_base.tiktoken; "
+                        "scripts/setup-peers puts a copy in .venv-peers/tiktoken-cache/)");
+}
+
+// --ehpc-heads: a folder (its ehpc.json or manifest.json), an ehpc.json file, or L:h,h.
+static int load_heads_arg(const char *arg, ehpc_heads *h, pith_err *err) {
+  if (pith_is_dir(arg)) return ehpc_load_heads(arg, h, err);
+  if (!pith_is_file(arg)) {
+    if (strchr(arg, ':') && !strchr(arg, '/')) return ehpc_parse_heads(arg, h, err);
+    return pith_fail(err, "'%s': no such file (pith compress ehpc-probe --model BASE --data DOCS.h5 writes "
+                          "BASE/ehpc.json)", arg);
+  }
+  // A file: ehpc.json as ehpc-probe writes it, or a manifest.json with an "ehpc" object.
+  size_t len;
+  char *text = pith_read_file(arg, &len, err);
+  if (!text) return -1;
+  cJSON *root = cJSON_ParseWithLength(text, len);
+  free(text);
+  if (!root) return pith_fail(err, "'%s': not JSON", arg);
+  const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "ehpc");
+  if (!cJSON_IsObject(o)) o = root;
+  const cJSON *layer = cJSON_GetObjectItemCaseSensitive(o, "layer"), *heads = cJSON_GetObjectItemCaseSensitive(o, "heads");
+  int rc = 0;
+  memset(h, 0, sizeof *h);
+  if (!cJSON_IsNumber(layer) || !cJSON_IsArray(heads) || cJSON_GetArraySize(heads) < 1 ||
+      cJSON_GetArraySize(heads) > EHPC_MAX_HEADS)
+    rc = pith_fail(err, "'%s': no evaluator heads (want \"layer\": L and \"heads\": [h, ...], as pith compress "
+                        "ehpc-probe writes)", arg);
+  const cJSON *e;
+  if (!rc) {
+    h->layer = layer->valueint;
+    cJSON_ArrayForEach(e, heads) {
+      if (!cJSON_IsNumber(e)) {
+        rc = pith_fail(err, "'%s': \"heads\" holds something that is not a number", arg);
+        break;
+      }
+      h->heads[h->n_heads++] = e->valueint;
+    }
+  }
+  const cJSON *w = cJSON_GetObjectItemCaseSensitive(o, "window"), *k = cJSON_GetObjectItemCaseSensitive(o, "kernel");
+  if (!rc && cJSON_IsNumber(w)) h->window = w->valueint;
+  if (!rc && cJSON_IsNumber(k)) h->kernel = k->valueint;
+  cJSON_Delete(root);
+  return rc;
+}
+
+static int load_causal(hard_shared *sh, const eval_env *env, pith_err *err) {
+  if (env->hard_scorer) {
+    if (eval_hard_check_scorer(env->hard_scorer, err)) return -1;
+    if (!(sh->own_tok = tokenizer_load(env->hard_scorer, err))) return -1;
+    if (!(sh->own_lm = hf_model_load(env->hard_scorer, PT_F32, env->model->device, err))) return -1;
+    sh->sc = scorer_new(sh->own_lm, sh->own_tok);
+  } else {  // the base model reads nothing new: scoring is a forward, which changes no weight
+    sh->sc = scorer_new((llama_model *)env->model, (tokenizer *)env->tok);
+  }
+  sh->have_sc = 1;
+  return 0;
+}
+
+static int load_l2(hard_shared *sh, const eval_env *env, pith_err *err) {
+  if (!env->l2_scorer)
+    return pith_fail(err, "llmlingua2 needs a token classifier: --l2-scorer DIR (a BERT or XLM-R folder, e.g. pith "
+                          "distill method=classifier's export or a converted LLMLingua-2 model)");
+  char cl_path[4200];
+  pith_err why = {{0}};  // (err's message cannot be formatted into itself)
+  if (eval_hard_check_classifier(env->l2_scorer, &why)) return pith_fail(err, "--l2-scorer %s", why.msg);
+  if (find_cl100k(env->cl100k, cl_path, sizeof cl_path, err)) return -1;
+  // on the CPU: l2_compress feeds the classifier CPU tensors
+  if (!(sh->cls = encoder_folder_load(env->l2_scorer, PT_F32, PT_CPU, NULL, err))) return -1;
+  if (!(sh->cls_tok = tokenizer_load(env->l2_scorer, err))) return -1;
+  if (!(sh->cl100k = tokenizer_load(cl_path, err))) return -1;
+  if (l2_scorer_init(&sh->l2, sh->cls, sh->cls_tok, sh->cl100k, err)) return -1;
+  sh->have_l2 = 1;
+  return 0;
+}
+
+static int load_heads(hard_shared *sh, const eval_env *env, pith_err *err) {
+  if (!env->ehpc_heads)
+    return pith_fail(err, "ehpc needs the base model's evaluator heads: --ehpc-heads FILE (pith compress ehpc-probe "
+                          "--model BASE --data DOCS.h5 writes BASE/ehpc.json)");
+  pith_err why = {{0}};  // (err's message cannot be formatted into itself)
+  if (load_heads_arg(env->ehpc_heads, &sh->heads, &why)) return pith_fail(err, "--ehpc-heads %s", why.msg);
+  if (ehpc_check_heads(env->model, &sh->heads, &why))
+    return pith_fail(err, "--ehpc-heads '%s' is not for this base model: %s", env->ehpc_heads, why.msg);
+  sh->have_heads = 1;
+  return 0;
 }
 
 static int hard_init(const eval_env *env, const eval_instance *self, void **state, pith_err *err) {
@@ -136,20 +327,20 @@ static int hard_init(const eval_env *env, const eval_instance *self, void **stat
   if (!self->arg) return pith_fail(err, "%s: no METHOD:RATIO", self->name);
   if (eval_hard_parse(self->arg, &s->spec, err)) return -1;
   if (!env->tok) return pith_fail(err, "%s: no tokenizer to read the context as text", self->name);
-  if (s->spec.method->question && env->task != EVAL_QA)
-    return pith_fail(err, "%s: %s reads the question, so it is for qa only", self->name, s->spec.method->name);
+  const eval_hard_method *m = s->spec.method;
+  if (m->question == 1 && env->task != EVAL_QA)
+    return pith_fail(err, "%s: %s reads the question, so it is for qa only", self->name, m->name);
   if (s->spec.at_k && env->k < 1) return pith_fail(err, "%s: no k to compress to", self->name);
   const eval_instance *first = self->uses[0];
-  if (first) {  // the scorer of the first hard system
-    s->sc = ((const hard_state *)first->state)->sc;
-  } else if (env->hard_scorer) {
-    if (eval_hard_check_scorer(env->hard_scorer, err)) return -1;
-    if (!(s->own_tok = tokenizer_load(env->hard_scorer, err))) return -1;
-    if (!(s->own_lm = hf_model_load(env->hard_scorer, PT_F32, env->model->device, err))) return -1;
-    s->sc = scorer_new(s->own_lm, s->own_tok);
-  } else {  // the base model reads nothing new: scoring is a forward, which changes no weight
-    s->sc = scorer_new((llama_model *)env->model, (tokenizer *)env->tok);
+  if (first) {  // the scorers of the first hard system
+    s->sh = ((const hard_state *)first->state)->sh;
+  } else {
+    if (!(s->sh = calloc(1, sizeof *s->sh))) return pith_fail(err, "out of memory");
+    s->owns_sh = 1;
   }
+  if (m->lib == LIB_HC && !s->sh->have_sc) return load_causal(s->sh, env, err);
+  if (m->lib == LIB_L2 && !s->sh->have_l2) return load_l2(s->sh, env, err);
+  if (m->lib == LIB_EHPC && !s->sh->have_heads) return load_heads(s->sh, env, err);
   return 0;
 }
 
@@ -163,39 +354,83 @@ static int64_t count_tokens(const char *text, void *ctx) {
   return (int64_t)n;
 }
 
+// The kept text of the context, malloc'd, by the spec's method; NULL with err.
+static char *compress_text(hard_state *s, const eval_env *env, const eval_example *ex, const char *text,
+                           pith_err *err) {
+  const eval_hard_method *m = s->spec.method;
+  const char *question = m->question ? ex->question : NULL;
+  int exact = !env->hard_llmlingua_budget;
+  int64_t all = count_tokens(text, (void *)s->tok);  // the context's tokens under the base model's tokenizer
+  if (all < 0) {
+    pith_fail(err, "cannot count the context's tokens");
+    return NULL;
+  }
+  double target = s->spec.at_k ? env->k : (double)all / s->spec.ratio;  // the exact budget
+  char *kept = NULL;
+  if (m->lib == LIB_L2) {  // its own budget, whatever --hard-budget says
+    l2_options lo = l2_options_default();
+    lo.rate = s->spec.at_k ? (all > env->k ? (double)env->k / (double)all : 1) : 1 / s->spec.ratio;
+    l2_result r;
+    if (l2_compress(&s->sh->l2, &text, 1, &lo, &r, err)) return NULL;
+    kept = strdup(r.prompt);
+    l2_result_free(&r);
+  } else if (m->lib == LIB_EHPC) {
+    const ehpc_heads *h = &s->sh->heads;
+    ehpc_options eo = {.rate = 1, .target_tokens = -1, .window = h->window ? h->window : 8,
+                       .kernel = h->kernel ? h->kernel : 7};
+    if (exact) eo.target_tokens = target;
+    else if (s->spec.at_k) eo.target_tokens = env->k;
+    else eo.rate = 1 / s->spec.ratio;
+    // The window's context tokens (those after the question's, all of them without a question) are
+    // kept, within the budget: a window reaching further back than the budget is shortened to it
+    // (ehpc_compress refuses it otherwise; a short question at k tokens, regen at a high ratio).
+    if (exact || s->spec.at_k) {
+      int64_t kc = (int64_t)floor(eo.target_tokens + 0.5), nq = question ? count_tokens(question, (void *)s->tok) : 0;
+      if (kc >= 1 && nq >= 0 && eo.window > nq + kc) eo.window = (int)(nq + kc);
+    }
+    hc_result r;
+    if (ehpc_compress((llama_model *)env->model, s->tok, h, &text, 1, NULL, question, &eo, &r, NULL, NULL, err))
+      return NULL;
+    kept = strdup(r.context_prompt);
+    hc_result_free(&r);
+  } else {
+    hc_options o = m->options();
+    o.concate_question = 0;  // the question is the decoder prompt's, as for every system
+    o.exact = exact;
+    o.count_target = count_tokens, o.count_ctx = (void *)s->tok;
+    if (o.exact) {  // 1/ratio of the context's tokens under the base model's tokenizer
+      o.target_tokens = target;
+      if (o.target_tokens <= 0) o.target_tokens = 1e-9;  // an empty context: keep nothing
+    } else {  // llmlingua's budget: rate of the scorer's tokens (k: k of them)
+      o.rate = s->spec.at_k ? 1 : 1 / s->spec.ratio;
+      o.target_tokens = s->spec.at_k ? env->k : -1;
+    }
+    hc_result r = {0};
+    if (hc_compress(&s->sh->sc, &text, 1, NULL, question, &o, &r, err)) return NULL;
+    kept = strdup(r.context_prompt);
+    hc_result_free(&r);
+  }
+  if (!kept) pith_fail(err, "out of memory");
+  return kept;
+}
+
 static int hard_shorten(void *state, const eval_env *env, const eval_example *ex, const int32_t **ids, int *n,
                         pith_err *err) {
   hard_state *s = state;
   if (s->have && s->index == ex->index) return *ids = s->ids, *n = s->n, 0;
   s->have = 0;
   free(s->ids), s->ids = NULL, s->n = 0;
+  free(s->text), s->text = NULL;
   char *text = tokenizer_decode(s->tok, ex->context, (size_t)ex->n_context, 1, err);
   if (!text) return -1;
-  hc_options o = s->spec.method->options();
-  o.concate_question = 0;  // the question is the decoder prompt's, as for every system
-  o.exact = !env->hard_llmlingua_budget;
-  o.count_target = count_tokens, o.count_ctx = (void *)s->tok;
-  const char *question = s->spec.method->question ? ex->question : NULL;
-  int rc = 0;
-  if (o.exact) {  // 1/ratio of the context's tokens under the base model's tokenizer
-    int64_t all = count_tokens(text, (void *)s->tok);
-    if (all < 0) rc = pith_fail(err, "cannot count the context's tokens");
-    o.target_tokens = s->spec.at_k ? env->k : (double)all / s->spec.ratio;
-    if (o.target_tokens <= 0) o.target_tokens = 1e-9;  // an empty context: keep nothing
-  } else {  // llmlingua's budget: rate of the scorer's tokens (k: k of them)
-    o.rate = s->spec.at_k ? 1 : 1 / s->spec.ratio;
-    o.target_tokens = s->spec.at_k ? env->k : -1;
-  }
-  hc_result r = {0};
-  if (!rc) rc = hc_compress(&s->sc, (const char *const *)&text, 1, NULL, question, &o, &r, err);
+  char *kept_text = compress_text(s, env, ex, text, err);
+  free(text);
+  if (!kept_text) return -1;
   size_t m = 0;
   int32_t *kept = NULL;
-  if (!rc) rc = tokenizer_encode(s->tok, r.context_prompt, strlen(r.context_prompt), 0, &kept, &m, err);
-  hc_result_free(&r);
-  free(text);
-  if (rc) return -1;
+  if (tokenizer_encode(s->tok, kept_text, strlen(kept_text), 0, &kept, &m, err)) return free(kept_text), -1;
   if ((int64_t)m > ex->n_context) m = (size_t)ex->n_context;  // re-encoding never outgrows the cut
-  s->ids = kept, s->n = (int)m, s->index = ex->index, s->have = 1;
+  s->ids = kept, s->n = (int)m, s->index = ex->index, s->have = 1, s->text = kept_text;
   *ids = s->ids, *n = s->n;
   return 0;
 }
@@ -204,6 +439,8 @@ static int hard_build(void *state, const eval_env *env, const eval_example *ex, 
   const int32_t *kept;
   int n;
   if (hard_shorten(state, env, ex, &kept, &n, err)) return -1;
+  const hard_state *s = state;
+  if (!(in->kept_text = strdup(s->text))) return pith_fail(err, "out of memory");
   eval_example short_ex = *ex;
   short_ex.context = kept, short_ex.n_context = n;
   int32_t *p;

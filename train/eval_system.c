@@ -19,6 +19,7 @@ void eval_input_free(eval_input *in) {
   free(in->prefix_k);
   free(in->prefix_v);
   if (in->priv && in->priv_free) in->priv_free(in->priv);
+  free(in->kept_text);
   *in = (eval_input){0};
 }
 

@@ -41,6 +41,9 @@ typedef struct {
   const tokenizer *tok;    // the base model's tokenizer (text systems: hard compression); NULL in unit tests
   const char *hard_scorer;  // --hard-scorer: the hard systems' causal LM folder, NULL: the base model
   int hard_llmlingua_budget;  // --hard-budget llmlingua: llmlingua's own budget instead of the exact one
+  const char *l2_scorer;   // --l2-scorer: llmlingua2's token classifier folder, or NULL
+  const char *cl100k;      // --cl100k: llmlingua2's cl100k_base.tiktoken, NULL: searched as pith compress does
+  const char *ehpc_heads;  // --ehpc-heads: ehpc's evaluator heads (a file, a folder or L:h,h), or NULL
 } eval_env;
 
 // One example: a view into memory the engine owns for the duration of one record.
@@ -78,6 +81,8 @@ typedef struct {
   // The system's own data about this example, for its check (the compressed system's code).
   void *priv;
   void (*priv_free)(void *priv);
+  // Optional, malloc'd: the text the system kept of the context (hard systems), in predictions.jsonl.
+  char *kept_text;
 } eval_input;
 
 void eval_input_free(eval_input *in);
@@ -149,7 +154,7 @@ typedef struct {
   int at_k;
 } eval_hard_spec;
 
-// 0, or -1 with err naming the spec ("unknown method 'foo' (llmlingua, longllmlingua)").
+// 0, or -1 with err naming the spec ("unknown method 'foo' (llmlingua, longllmlingua, llmlingua2, ehpc)").
 int eval_hard_parse(const char *spec, eval_hard_spec *out, pith_err *err);
 // Every spec of a comma-separated list (spaces after commas allowed); the count, or -1 with err.
 int eval_hard_parse_list(const char *list, pith_err *err);
@@ -157,5 +162,9 @@ int eval_hard_parse_list(const char *list, pith_err *err);
 void eval_hard_name(const eval_hard_spec *s, char *out, size_t len);
 // 0 when dir looks like a causal LM folder (config.json naming no classifier), else -1 with err.
 int eval_hard_check_scorer(const char *dir, pith_err *err);
+// 0 when dir is a BERT or XLM-R folder (llmlingua2's classifier), else -1 with err.
+int eval_hard_check_classifier(const char *dir, pith_err *err);
+// 1 when a spec of the (valid) list uses method ("llmlingua2"), else 0.
+int eval_hard_uses(const char *list, const char *method);
 
 #endif
