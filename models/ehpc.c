@@ -31,47 +31,56 @@ int ehpc_parse_heads(const char *spec, ehpc_heads *h, pith_err *err) {
   return 0;
 }
 
-static int heads_from_json(const cJSON *o, const char *path, ehpc_heads *h, pith_err *err) {
+// The heads of one JSON file: ehpc.json as ehpc_probe writes it ({"layer": L, "heads": [...],
+// "window": W, "kernel": K}), or a manifest.json with that object under "ehpc".
+static int heads_from_file(const char *path, ehpc_heads *h, pith_err *err) {
   memset(h, 0, sizeof *h);
+  size_t len;
+  char *text = pith_read_file(path, &len, err);
+  if (!text) return -1;
+  cJSON *root = cJSON_ParseWithLength(text, len);
+  free(text);
+  if (!root) return pith_fail(err, "%s: not JSON", path);
+  const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "ehpc");
+  if (!cJSON_IsObject(o)) o = root;
   const cJSON *layer = cJSON_GetObjectItemCaseSensitive(o, "layer"), *heads = cJSON_GetObjectItemCaseSensitive(o, "heads");
+  int rc = 0;
   if (!cJSON_IsNumber(layer) || !cJSON_IsArray(heads))
-    return pith_fail(err, "%s: no evaluator heads (want \"layer\": L and \"heads\": [h, ...])", path);
-  h->layer = layer->valueint;
+    rc = pith_fail(err, "%s: no evaluator heads (want \"layer\": L and \"heads\": [h, ...], as pith compress "
+                        "ehpc-probe writes)", path);
   const cJSON *e;
-  cJSON_ArrayForEach(e, heads) {
-    if (!cJSON_IsNumber(e)) return pith_fail(err, "%s: \"heads\" holds something that is not a number", path);
-    if (h->n_heads == EHPC_MAX_HEADS) return pith_fail(err, "%s: more than %d heads", path, EHPC_MAX_HEADS);
-    h->heads[h->n_heads++] = e->valueint;
+  if (!rc) {
+    h->layer = layer->valueint;
+    cJSON_ArrayForEach(e, heads) {
+      if (!cJSON_IsNumber(e)) {
+        rc = pith_fail(err, "%s: \"heads\" holds something that is not a number", path);
+        break;
+      }
+      if (h->n_heads == EHPC_MAX_HEADS) {
+        rc = pith_fail(err, "%s: more than %d heads", path, EHPC_MAX_HEADS);
+        break;
+      }
+      h->heads[h->n_heads++] = e->valueint;
+    }
   }
-  if (h->n_heads == 0) return pith_fail(err, "%s: \"heads\" is empty", path);
+  if (!rc && h->n_heads == 0) rc = pith_fail(err, "%s: \"heads\" is empty", path);
   const cJSON *w = cJSON_GetObjectItemCaseSensitive(o, "window"), *k = cJSON_GetObjectItemCaseSensitive(o, "kernel");
-  if (cJSON_IsNumber(w)) h->window = w->valueint;
-  if (cJSON_IsNumber(k)) h->kernel = k->valueint;
-  return 0;
+  if (!rc && cJSON_IsNumber(w)) h->window = w->valueint;
+  if (!rc && cJSON_IsNumber(k)) h->kernel = k->valueint;
+  cJSON_Delete(root);
+  return rc;
 }
 
-int ehpc_load_heads(const char *dir, ehpc_heads *h, pith_err *err) {
+int ehpc_load_heads(const char *path, ehpc_heads *h, pith_err *err) {
+  if (!pith_is_dir(path)) return heads_from_file(path, h, err);
   static const char *const names[] = {"ehpc.json", "manifest.json"};
   for (int i = 0; i < 2; i++) {
-    char path[4096];
-    pith_path_join(path, sizeof path, dir, names[i]);
-    FILE *f = fopen(path, "rb");
-    if (!f) continue;
-    fclose(f);
-    size_t len;
-    char *text = pith_read_file(path, &len, err);
-    if (!text) return -1;
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
-    if (!root) return pith_fail(err, "%s: not JSON", path);
-    const cJSON *o = i == 0 ? root : cJSON_GetObjectItemCaseSensitive(root, "ehpc");
-    int rc = o ? heads_from_json(o, path, h, err)
-               : pith_fail(err, "%s: no \"ehpc\" object (run pith compress ehpc-probe, or give --heads)", path);
-    cJSON_Delete(root);
-    return rc;
+    char file[4096];
+    pith_path_join(file, sizeof file, path, names[i]);
+    if (pith_is_file(file)) return heads_from_file(file, h, err);
   }
   return pith_fail(err, "--scorer '%s': no ehpc.json or manifest.json with evaluator heads (run pith compress "
-                        "ehpc-probe --model DIR, or give --heads LAYER:HEAD,...)", dir);
+                        "ehpc-probe --model DIR, or give --heads LAYER:HEAD,...)", path);
 }
 
 int ehpc_check_heads(const llama_model *m, const ehpc_heads *h, pith_err *err) {

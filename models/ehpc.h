@@ -34,9 +34,10 @@ typedef struct {
 
 // "L:h,h,..." (the --heads option). 0, or -1 with err.
 int ehpc_parse_heads(const char *spec, ehpc_heads *h, pith_err *err);
-// DIR/ehpc.json (what ehpc_probe writes), else DIR/manifest.json's "ehpc" object: {"layer": L,
-// "heads": [...], "window": W, "kernel": K}. 0, or -1 with err naming the file.
-int ehpc_load_heads(const char *dir, ehpc_heads *h, pith_err *err);
+// From a folder (its ehpc.json, what ehpc_probe writes, else its manifest.json's "ehpc" object) or
+// a file of either kind: {"layer": L, "heads": [...], "window": W, "kernel": K}. 0, or -1 with
+// err naming the file.
+int ehpc_load_heads(const char *path, ehpc_heads *h, pith_err *err);
 // The heads exist in the model (a layer and head indices in range, no repeats, at least one).
 int ehpc_check_heads(const llama_model *m, const ehpc_heads *h, pith_err *err);
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "strbuf.h"
 #include "utf8.h"
@@ -880,4 +881,37 @@ void l2_result_free(l2_result *r) {
   free(r->words);
   free(r->labels);
   *r = (l2_result){0};
+}
+
+// ---------------------------------------------------------------- finding cl100k
+
+#define CL100K_CACHE_NAME "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"  // tiktoken's cache name for cl100k
+
+int l2_find_cl100k(const char *given, char *out, size_t size, pith_err *err) {
+  if (given) {
+    if (!pith_is_file(given)) return pith_fail(err, "--cl100k '%s': no such file", given);
+    snprintf(out, size, "%s", given);
+    return 0;
+  }
+  const char *cache = getenv("TIKTOKEN_CACHE_DIR");
+  if (cache && *cache) {
+    pith_path_join(out, size, cache, CL100K_CACHE_NAME);
+    if (pith_is_file(out)) return 0;
+  }
+  char exe[4096], dir[4096], up[4200];
+  ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  const char *bases[2] = {".", NULL};
+  if (k > 0) {
+    exe[k] = 0;
+    pith_parent_dir(exe, dir, sizeof dir);
+    snprintf(up, sizeof up, "%s/..", dir);  // build/pith -> the checkout
+    bases[1] = up;
+  }
+  for (int i = 0; i < 2 && bases[i]; i++) {
+    if (snprintf(out, size, "%s/.venv-peers/tiktoken-cache/%s", bases[i], CL100K_CACHE_NAME) < (int)size &&
+        pith_is_file(out))
+      return 0;
+  }
+  return pith_fail(err, "llmlingua2 weighs words by cl100k token counts: give --cl100k PATH (cl100k_base.tiktoken; "
+                        "scripts/setup-peers puts a copy in .venv-peers/tiktoken-cache/)");
 }

@@ -85,4 +85,10 @@ void l2_result_free(l2_result *r);
 // does for an array of that dtype. v is sorted in place. NAN for n = 0.
 double l2_percentile(double *v, int64_t n, int q, int f32);
 
+// cl100k's tiktoken file for llmlingua2's word weights: `given` (the --cl100k option) when not NULL,
+// else $TIKTOKEN_CACHE_DIR's copy under tiktoken's cache name, else .venv-peers/tiktoken-cache/ in
+// the working folder or beside the build (scripts/setup-peers puts it there). The path goes to
+// out; 0, or -1 with err saying how to get the file.
+int l2_find_cl100k(const char *given, char *out, size_t size, pith_err *err);
+
 #endif

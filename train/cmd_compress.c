@@ -390,7 +390,6 @@ static char *read_input(const char *path, size_t *len, pith_err *err) {
 // llmlingua2: a token classifier (models/hard_compress_l2.h)
 // ---------------------------------------------------------------------------------------------
 
-#define CL100K_CACHE_NAME "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"  // tiktoken's cache name for cl100k
 
 // A comma-separated list with escapes (\n \t \, \\) into malloc'd strings.
 static int parse_list(const char *opt, const char *s, char ***out, int *n, pith_err *err) {
@@ -423,36 +422,6 @@ static int parse_list(const char *opt, const char *s, char ***out, int *n, pith_
 static void free_list(char **v, int n) {
   for (int i = 0; i < n; i++) free(v[i]);
   free(v);
-}
-
-// cl100k's tiktoken file: --cl100k, else tiktoken's cache, else the peers' venv beside the build.
-static int find_cl100k(const char *given, char *out, size_t size, pith_err *err) {
-  if (given) {
-    if (!pith_is_file(given)) return pith_fail(err, "--cl100k '%s': no such file", given);
-    snprintf(out, size, "%s", given);
-    return 0;
-  }
-  const char *cache = getenv("TIKTOKEN_CACHE_DIR");
-  if (cache && *cache) {
-    pith_path_join(out, size, cache, CL100K_CACHE_NAME);
-    if (pith_is_file(out)) return 0;
-  }
-  char exe[4096], dir[4096], up[4200];
-  ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  const char *bases[2] = {".", NULL};
-  if (k > 0) {
-    exe[k] = 0;
-    pith_parent_dir(exe, dir, sizeof dir);
-    snprintf(up, sizeof up, "%s/..", dir);  // build/pith -> the checkout
-    bases[1] = up;
-  }
-  for (int i = 0; i < 2 && bases[i]; i++) {
-    if (snprintf(out, size, "%s/.venv-peers/tiktoken-cache/%s", bases[i], CL100K_CACHE_NAME) < (int)size &&
-        pith_is_file(out))
-      return 0;
-  }
-  return pith_fail(err, "llmlingua2 weighs words by cl100k token counts: give --cl100k PATH (cl100k_base.tiktoken; "
-                        "scripts/setup-peers puts a copy in .venv-peers/tiktoken-cache/)");
 }
 
 static int compress_one_l2(l2_scorer *sc, const tokenizer *target, const prompt_in *p, const l2_options *lo,
@@ -516,7 +485,7 @@ static int run_l2(const compress_opts *o, char *text, size_t len, const char *in
   if (!rc && !encoder_folder_is_encoder(o->scorer))
     rc = pith_fail(&err, "--scorer '%s': not a BERT or XLM-R token classifier (llmlingua2 needs one; its config.json "
                          "has model_type bert or xlm-roberta)", o->scorer);
-  if (!rc) rc = find_cl100k(o->cl100k, cl_path, sizeof cl_path, &err);
+  if (!rc) rc = l2_find_cl100k(o->cl100k, cl_path, sizeof cl_path, &err);
   if (!rc && !(m = encoder_folder_load(o->scorer, PT_F32, PT_CPU, NULL, &err))) rc = -1;
   if (!rc && !(tok = tokenizer_load(o->scorer, &err))) rc = -1;
   if (!rc && !(cl = tokenizer_load(cl_path, &err))) rc = -1;

@@ -36,7 +36,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cJSON.h>
 
@@ -203,78 +202,14 @@ static void hard_free(void *p) {
   free(s);
 }
 
-#define CL100K_CACHE_NAME "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"  // tiktoken's cache name for cl100k
-
-// cl100k's tiktoken file: --cl100k, else $TIKTOKEN_CACHE_DIR's, else the peers' venv beside the build
-// or the working folder (where pith compress looks too).
-static int find_cl100k(const char *given, char *out, size_t size, pith_err *err) {
-  if (given) {
-    if (!pith_is_file(given)) return pith_fail(err, "--cl100k '%s': no such file", given);
-    snprintf(out, size, "%s", given);
-    return 0;
-  }
-  const char *cache = getenv("TIKTOKEN_CACHE_DIR");
-  if (cache && *cache) {
-    pith_path_join(out, size, cache, CL100K_CACHE_NAME);
-    if (pith_is_file(out)) return 0;
-  }
-  char exe[4096], dir[4096], up[4200];
-  ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  const char *bases[2] = {".", NULL};
-  if (k > 0) {
-    exe[k] = 0;
-    pith_parent_dir(exe, dir, sizeof dir);
-    snprintf(up, sizeof up, "%s/..", dir);  // build/pith -> the checkout
-    bases[1] = up;
-  }
-  for (int i = 0; i < 2 && bases[i]; i++)
-    if (snprintf(out, size, "%s/.venv-peers/tiktoken-cache/%s", bases[i], CL100K_CACHE_NAME) < (int)size &&
-        pith_is_file(out))
-      return 0;
-  return pith_fail(err, "llmlingua2 weighs words by cl100k token counts: give --cl100k PATH (cl100k_base.tiktoken; "
-                        "scripts/setup-peers puts a copy in .venv-peers/tiktoken-cache/)");
-}
-
-// --ehpc-heads: a folder (its ehpc.json or manifest.json), an ehpc.json file, or L:h,h.
+// --ehpc-heads: a folder or a file (ehpc_load_heads), or L:h,h.
 static int load_heads_arg(const char *arg, ehpc_heads *h, pith_err *err) {
-  if (pith_is_dir(arg)) return ehpc_load_heads(arg, h, err);
-  if (!pith_is_file(arg)) {
+  if (!pith_is_dir(arg) && !pith_is_file(arg)) {
     if (strchr(arg, ':') && !strchr(arg, '/')) return ehpc_parse_heads(arg, h, err);
     return pith_fail(err, "'%s': no such file (pith compress ehpc-probe --model BASE --data DOCS.h5 writes "
                           "BASE/ehpc.json)", arg);
   }
-  // A file: ehpc.json as ehpc-probe writes it, or a manifest.json with an "ehpc" object.
-  size_t len;
-  char *text = pith_read_file(arg, &len, err);
-  if (!text) return -1;
-  cJSON *root = cJSON_ParseWithLength(text, len);
-  free(text);
-  if (!root) return pith_fail(err, "'%s': not JSON", arg);
-  const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "ehpc");
-  if (!cJSON_IsObject(o)) o = root;
-  const cJSON *layer = cJSON_GetObjectItemCaseSensitive(o, "layer"), *heads = cJSON_GetObjectItemCaseSensitive(o, "heads");
-  int rc = 0;
-  memset(h, 0, sizeof *h);
-  if (!cJSON_IsNumber(layer) || !cJSON_IsArray(heads) || cJSON_GetArraySize(heads) < 1 ||
-      cJSON_GetArraySize(heads) > EHPC_MAX_HEADS)
-    rc = pith_fail(err, "'%s': no evaluator heads (want \"layer\": L and \"heads\": [h, ...], as pith compress "
-                        "ehpc-probe writes)", arg);
-  const cJSON *e;
-  if (!rc) {
-    h->layer = layer->valueint;
-    cJSON_ArrayForEach(e, heads) {
-      if (!cJSON_IsNumber(e)) {
-        rc = pith_fail(err, "'%s': \"heads\" holds something that is not a number", arg);
-        break;
-      }
-      h->heads[h->n_heads++] = e->valueint;
-    }
-  }
-  const cJSON *w = cJSON_GetObjectItemCaseSensitive(o, "window"), *k = cJSON_GetObjectItemCaseSensitive(o, "kernel");
-  if (!rc && cJSON_IsNumber(w)) h->window = w->valueint;
-  if (!rc && cJSON_IsNumber(k)) h->kernel = k->valueint;
-  cJSON_Delete(root);
-  return rc;
+  return ehpc_load_heads(arg, h, err);
 }
 
 static int load_causal(hard_shared *sh, const eval_env *env, pith_err *err) {
@@ -297,7 +232,7 @@ static int load_l2(hard_shared *sh, const eval_env *env, pith_err *err) {
   char cl_path[4200];
   pith_err why = {{0}};  // (err's message cannot be formatted into itself)
   if (eval_hard_check_classifier(env->l2_scorer, &why)) return pith_fail(err, "--l2-scorer %s", why.msg);
-  if (find_cl100k(env->cl100k, cl_path, sizeof cl_path, err)) return -1;
+  if (l2_find_cl100k(env->cl100k, cl_path, sizeof cl_path, err)) return -1;
   // on the CPU: l2_compress feeds the classifier CPU tensors
   if (!(sh->cls = encoder_folder_load(env->l2_scorer, PT_F32, PT_CPU, NULL, err))) return -1;
   if (!(sh->cls_tok = tokenizer_load(env->l2_scorer, err))) return -1;
