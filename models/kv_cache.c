@@ -255,14 +255,26 @@ static pt_tensor *attend(kv_cache *c, int l, const pt_tensor *q, const pt_tensor
   sd = pt_masked_fill(pt_view(sd, PT_SHAPE(B, Hkv, G, T, S)), pt_eq_scalar(c->step_mask, 0), -INFINITY);
   sd = pt_view(sd, PT_SHAPE(B * Hkv, GT, S));
   pt_tensor *mx = pt_amax_dim(sd, -1, 0);  // (B·Hkv, GT): never -inf, a query sees itself
-  pt_tensor *sc = NULL, *idx = NULL;
+  pt_tensor *sc = NULL, *idx = NULL, *gi = NULL;
+  // Two ways for the compact entries to meet their queries (same math): GEMM scores every entry
+  // against every segment's queries and keeps its own, temporaries (N, B·Hkv·GT); SEGMENT gathers
+  // each entry's queries, temporaries (N, GT, hd). GEMM is the cheaper one while B·Hkv <= hd.
+  int gemm = c->attn_path == KV_ATTN_GEMM || (c->attn_path == KV_ATTN_AUTO && B * Hkv <= hd);
+  pt_tensor *qs = pt_view(pt_mul_scalar(qf, scale), PT_SHAPE(B * Hkv, GT, hd));
   if (N > 0) {
-    // Each entry against the queries of its segment: (N, GT, hd) · (N, hd, 1).
-    pt_tensor *qn = pt_index_select(pt_view(qf, PT_SHAPE(B * Hkv, GT, hd)), 0, c->seg[l]);
-    sc = pt_mul_scalar(pt_view(pt_matmul(qn, pt_unsqueeze(pt_to_dtype(c->ck[l], PT_F32), 2)), PT_SHAPE(N, GT)),
-                       scale);
+    pt_tensor *ckf = pt_to_dtype(c->ck[l], PT_F32);
+    if (gemm) {
+      pt_tensor *all = pt_matmul(ckf, pt_transpose(pt_view(qs, PT_SHAPE(B * Hkv * GT, hd)), 0, 1));
+      gi = pt_expand(pt_view(c->seg[l], PT_SHAPE(N, 1, 1)), PT_SHAPE(N, 1, GT));
+      sc = pt_view(pt_gather(pt_view(all, PT_SHAPE(N, B * Hkv, GT)), 1, gi), PT_SHAPE(N, GT));
+    } else {
+      // (N, GT, hd) · (N, 1, hd) summed over hd: a batched matmul of N one-column products would
+      // run as N gemv calls, several times slower.
+      pt_tensor *qn = pt_index_select(qs, 0, c->seg[l]);
+      sc = pt_sum_dim(pt_mul(qn, pt_unsqueeze(ckf, 1)), -1, 0);  // (N, GT)
+    }
     idx = pt_expand(pt_view(c->seg[l], PT_SHAPE(N, 1)), PT_SHAPE(N, GT));
-    mx = pt_scatter_reduce(mx, 0, idx, sc, "amax", 1);
+    mx = pt_scatter_reduce(mx, 0, idx, sc, "amax", 1);  // the segment max, with the dense part's
   }
   pt_tensor *ed = pt_exp(pt_sub(sd, pt_unsqueeze(mx, -1)));  // (B·Hkv, GT, S)
   pt_tensor *den = pt_sum_dim(ed, -1, 0);                     // (B·Hkv, GT)
@@ -270,8 +282,16 @@ static pt_tensor *attend(kv_cache *c, int l, const pt_tensor *q, const pt_tensor
   if (N > 0) {
     pt_tensor *ec = pt_exp(pt_sub(sc, pt_index_select(mx, 0, c->seg[l])));  // (N, GT)
     den = pt_scatter_add(den, 0, idx, ec);
-    pt_tensor *src = pt_mul(pt_unsqueeze(ec, -1), pt_unsqueeze(pt_to_dtype(c->cv[l], PT_F32), 1));  // (N, GT, hd)
-    num = pt_scatter_add(num, 0, pt_expand(pt_view(c->seg[l], PT_SHAPE(N, 1, 1)), PT_SHAPE(N, GT, hd)), src);
+    pt_tensor *cvf = pt_to_dtype(c->cv[l], PT_F32);
+    if (gemm) {  // the weights spread to (N, B·Hkv·GT), zero outside each entry's segment, times V
+      pt_tensor *ew = pt_scatter(pt_zeros(PT_SHAPE(N, B * Hkv, GT), PT_F32, c->device), 1, gi,
+                                 pt_view(ec, PT_SHAPE(N, 1, GT)));
+      pt_tensor *part = pt_matmul(pt_transpose(pt_view(ew, PT_SHAPE(N, B * Hkv * GT)), 0, 1), cvf);
+      num = pt_add(num, pt_view(part, PT_SHAPE(B * Hkv, GT, hd)));
+    } else {
+      pt_tensor *src = pt_mul(pt_unsqueeze(ec, -1), pt_unsqueeze(cvf, 1));  // (N, GT, hd)
+      num = pt_index_add(num, 0, c->seg[l], src);
+    }
   }
   pt_tensor *out = pt_div(num, pt_unsqueeze(den, -1));
   return pt_to_dtype(pt_reshape(out, PT_SHAPE(B, H, T, hd)), c->dtype);

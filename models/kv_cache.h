@@ -23,8 +23,12 @@
 #include "kv_keep.h"
 #include "llama.h"
 
+// How compact entries meet their queries (the same math): AUTO picks GEMM while B·Hkv <= head_dim.
+typedef enum { KV_ATTN_AUTO, KV_ATTN_SEGMENT, KV_ATTN_GEMM } kv_attn_path;
+
 typedef struct {
   int n_layers, batch, n_kv_heads, n_heads, head_dim;
+  kv_attn_path attn_path;            // AUTO unless set (tests run both)
   pt_dtype dtype;
   pt_device device;
   int *ctx_len;                      // (batch): context tokens per row (the press's candidates)

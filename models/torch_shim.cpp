@@ -642,6 +642,9 @@ extern "C" pt_tensor *pt_scatter_add(const pt_tensor *a, int dim, const pt_tenso
   return run_op("scatter_add", {a, index, src}, [&] { return at::scatter_add(a->t, dim, index->t, src->t); });
 }
 
+extern "C" pt_tensor *pt_index_add(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src) {
+  return run_op("index_add", {a, index, src}, [&] { return at::index_add(a->t, dim, index->t, src->t); });
+}
 extern "C" pt_tensor *pt_scatter_reduce(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src,
                                         const char *reduce, int include_self) {
   return run_op("scatter_reduce", {a, index, src}, [&] {

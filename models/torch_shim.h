@@ -176,6 +176,8 @@ pt_tensor *pt_scatter_add(const pt_tensor *a, int dim, const pt_tensor *index, c
 // torch.scatter_reduce: src reduced into a copy of a along dim at index (i64, src's shape);
 // reduce is "sum", "prod", "mean", "amax" or "amin"; include_self 0 leaves a's values out where
 // something is scattered. A segment max or sum over entries that name their segment.
+// torch.index_add: a copy of a with src's slices along dim added at index (1-D i64, one per slice).
+pt_tensor *pt_index_add(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src);
 pt_tensor *pt_scatter_reduce(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src,
                              const char *reduce, int include_self);
 

@@ -93,7 +93,7 @@ static pt_tensor *bool_tensor(const uint8_t *x, pt_shape s) { return pt_from_dat
 
 static double max_abs_diff(pt_tensor *a, pt_tensor *b) { return pt_item(pt_amax_dim(pt_view(pt_abs(pt_sub(a, b)), PT_SHAPE(-1)), 0, 0)); }
 
-static void test_attention(const llama_model *m) {
+static void test_attention(const llama_model *m, kv_attn_path path) {
   enum { B = 2, Hkv = 2, H = 4, G = 2, HD = 8, P = 3, TC = 7, T1 = 3 };
   const int ctx_len[B] = {7, 5};
   pith_err err = {{0}};
@@ -124,6 +124,7 @@ static void test_attention(const llama_model *m) {
   kv_cache *c = kv_cache_new(m, B, ctx_len, pk, pv, &err);
   CHECK_MSG(c != NULL, "%s", err.msg);
   if (!c) return;
+  c->attn_path = path;
   for (int l = 0; l < 2; l++) CHECK_MSG(kv_cache_set_layer(c, l, kc[l], vc[l], keep, &err) == 0, "%s", err.msg);
 
   // (c) bytes after the press: the kept entries and nothing else of the context.
@@ -178,7 +179,7 @@ static void test_attention(const llama_model *m) {
       ref_k[l] = pt_cat(ks, 2, 2), ref_v[l] = pt_cat(vs, 2, 2);
       pt_tensor *want = pt_attention_math(q, ref_k[l], ref_v[l], bool_tensor(mask, PT_SHAPE(B, H, T, S)), 0, 0);
       double d = max_abs_diff(got, want);
-      CHECK_MSG(d <= 1e-5, "step %d layer %d: compact vs dense masked attention differ by %g", step, l, d);
+      CHECK_MSG(d <= 1e-5, "path %d, step %d, layer %d: compact vs dense masked attention differ by %g", path, step, l, d);
       CHECK_MSG(pt_ok(), "%s", pt_error());
     }
     free(mask);
@@ -506,7 +507,8 @@ int main(void) {
   pt_set_num_threads(1);
   size_t live0 = pt_live_handles();
   llama_model *m = small_model(small_config(), 1);
-  test_attention(m);
+  test_attention(m, KV_ATTN_SEGMENT);
+  test_attention(m, KV_ATTN_GEMM);
   test_generation_vs_reference(m, 50);
   test_generation_vs_reference(m, 25);
   test_keep_all(m, NULL, NULL, "no prefix");
