@@ -18,10 +18,10 @@ static int prefill_layer(const llama_layer_view *v, void *vctx, pith_err *err) {
   prefill_ctx *p = vctx;
   int l = v->layer, B = p->req->batch, Hkv = p->keep->n_kv_heads;
   if (p->req->select) {
-    err->msg[0] = 0;
-    if (p->req->select(p->req->select_ctx, v, p->row_len, p->keep, err)) {
-      if (!err->msg[0]) pith_fail(err, "generate_pressed: the select callback failed at layer %d", l);
-      return -1;
+    pith_err e = {{0}};
+    if (p->req->select(p->req->select_ctx, v, p->row_len, p->keep, &e)) {
+      if (!e.msg[0]) return pith_fail(err, "generate_pressed: the select callback failed at layer %d", l);
+      return pith_fail(err, "%s", e.msg);
     }
   } else {  // no press: every context entry stays
     int64_t *all = malloc(sizeof(int64_t) * (size_t)pt_size(v->k, 2));

@@ -12,7 +12,8 @@
 //   (e) a prefix is attended (it changes the tokens, and matches the masked reference) and never
 //       evicted (a press that keeps nothing still sees it);
 //   (f) bad input: a keep of the wrong sizes, a position beyond the row's context, an empty
-//       context, and more; no tensor handle leaks.
+//       context, and more; no tensor handle leaks;
+//   and a bf16 model: bf16 entries (half the bytes), the attention within bf16 rounding of f32.
 #include <stdint.h>
 
 #include "check.h"
@@ -27,9 +28,9 @@ static llama_config small_config(void) {
 }
 
 // A random model whose logits are spread enough that greedy decoding wanders (as test_generate).
-static llama_model *small_model(llama_config c, uint64_t seed) {
+static llama_model *small_model(llama_config c, uint64_t seed, pt_dtype dt) {
   pith_err err = {{0}};
-  llama_model *m = llama_new_random(&c, seed, PT_F32, PT_CPU, &err);
+  llama_model *m = llama_new_random(&c, seed, dt, PT_CPU, &err);
   CHECK_MSG(m != NULL, "%s", err.msg);
   if (!m) exit(1);
   pt_scope s = pt_scope_begin();
@@ -98,14 +99,16 @@ static void test_attention(const llama_model *m, kv_attn_path path) {
   const int ctx_len[B] = {7, 5};
   pith_err err = {{0}};
   size_t live = pt_live_handles();
+  pt_dtype dt = m->dtype;
+  int64_t es = (int64_t)pt_dtype_size(dt);
   pt_gen *g = pt_gen_new(5, PT_CPU);
   pt_scope s = pt_scope_begin();
   pt_tensor *pk[2], *pv[2], *kc[2], *vc[2];
   for (int l = 0; l < 2; l++) {
-    pk[l] = pt_randn(PT_SHAPE(B, Hkv, P, HD), PT_F32, PT_CPU, g);
-    pv[l] = pt_randn(PT_SHAPE(B, Hkv, P, HD), PT_F32, PT_CPU, g);
-    kc[l] = pt_mul_scalar(pt_randn(PT_SHAPE(B, Hkv, TC, HD), PT_F32, PT_CPU, g), 2);
-    vc[l] = pt_randn(PT_SHAPE(B, Hkv, TC, HD), PT_F32, PT_CPU, g);
+    pk[l] = pt_to_dtype(pt_randn(PT_SHAPE(B, Hkv, P, HD), PT_F32, PT_CPU, g), dt);
+    pv[l] = pt_to_dtype(pt_randn(PT_SHAPE(B, Hkv, P, HD), PT_F32, PT_CPU, g), dt);
+    kc[l] = pt_to_dtype(pt_mul_scalar(pt_randn(PT_SHAPE(B, Hkv, TC, HD), PT_F32, PT_CPU, g), 2), dt);
+    vc[l] = pt_to_dtype(pt_randn(PT_SHAPE(B, Hkv, TC, HD), PT_F32, PT_CPU, g), dt);
   }
   // A keep per (layer, row, head) by hand: random subsets, with one head keeping nothing and one all.
   kv_keep *keep = kv_keep_new(2, B, Hkv, &err);
@@ -130,14 +133,14 @@ static void test_attention(const llama_model *m, kv_attn_path path) {
   // (c) bytes after the press: the kept entries and nothing else of the context.
   kv_cache_usage u = kv_cache_bytes(c);
   int64_t total = kv_keep_total(keep);
-  CHECK_MSG(u.kept == total * 2 * HD * 4, "kept bytes %lld, want %lld", (long long)u.kept, (long long)(total * 2 * HD * 4));
+  CHECK_MSG(u.kept == total * 2 * HD * es, "kept bytes %lld, want %lld", (long long)u.kept, (long long)(total * 2 * HD * es));
   CHECK(u.index == total * 2 * 8);
-  CHECK(u.prefix == 2 * 2 * B * Hkv * P * HD * 4);
+  CHECK(u.prefix == 2 * 2 * B * Hkv * P * HD * es);
   CHECK(u.dense == 0);
   CHECK(u.total == u.kept + u.index + u.prefix);
   CHECK(c->n_ctx[0] + c->n_ctx[1] == total);
   printf("bytes after the press: kept %lld + index %lld + prefix %lld = %lld (dense context: %d)\n", (long long)u.kept,
-         (long long)u.index, (long long)u.prefix, (long long)u.total, 2 * 2 * B * Hkv * TC * HD * 4);
+         (long long)u.index, (long long)u.prefix, (long long)u.total, (int)(2 * 2 * B * Hkv * TC * HD * es));
 
   // Two steps: 3 new tokens (row 1's last one invalid), then 1 (row 0 invalid).
   const uint8_t valid1[B][T1] = {{1, 1, 1}, {1, 1, 0}}, valid2[B][1] = {{0}, {1}};
@@ -166,9 +169,9 @@ static void test_attention(const llama_model *m, kv_attn_path path) {
             mask[((b * H + h) * T + t) * S + j] = (uint8_t)on;
           }
     for (int l = 0; l < 2; l++) {
-      pt_tensor *q = pt_randn(PT_SHAPE(B, H, T, HD), PT_F32, PT_CPU, g);
-      pt_tensor *k = pt_randn(PT_SHAPE(B, Hkv, T, HD), PT_F32, PT_CPU, g);
-      pt_tensor *v = pt_randn(PT_SHAPE(B, Hkv, T, HD), PT_F32, PT_CPU, g);
+      pt_tensor *q = pt_to_dtype(pt_randn(PT_SHAPE(B, H, T, HD), PT_F32, PT_CPU, g), dt);
+      pt_tensor *k = pt_to_dtype(pt_randn(PT_SHAPE(B, Hkv, T, HD), PT_F32, PT_CPU, g), dt);
+      pt_tensor *v = pt_to_dtype(pt_randn(PT_SHAPE(B, Hkv, T, HD), PT_F32, PT_CPU, g), dt);
       pt_tensor *got = kv_cache_attend(c, l, q, k, v, &err);
       CHECK_MSG(got != NULL, "%s", err.msg);
       for (int b = 0; b < B; b++)
@@ -177,9 +180,11 @@ static void test_attention(const llama_model *m, kv_attn_path path) {
             for (int p = 0; p < TC; p++) mask[((b * H + h) * T + t) * S + P + p] = kept[l][b][h / G][p];
       pt_tensor *ks[2] = {ref_k[l], k}, *vs[2] = {ref_v[l], v};
       ref_k[l] = pt_cat(ks, 2, 2), ref_v[l] = pt_cat(vs, 2, 2);
-      pt_tensor *want = pt_attention_math(q, ref_k[l], ref_v[l], bool_tensor(mask, PT_SHAPE(B, H, T, S)), 0, 0);
-      double d = max_abs_diff(got, want);
-      CHECK_MSG(d <= 1e-5, "path %d, step %d, layer %d: compact vs dense masked attention differ by %g", path, step, l, d);
+      // The reference in f32 from the same values; a bf16 cache's output is rounded to bf16.
+      pt_tensor *want = pt_attention_math(pt_to_dtype(q, PT_F32), pt_to_dtype(ref_k[l], PT_F32),
+                                          pt_to_dtype(ref_v[l], PT_F32), bool_tensor(mask, PT_SHAPE(B, H, T, S)), 0, 0);
+      double d = max_abs_diff(pt_to_dtype(got, PT_F32), want);
+      CHECK_MSG(d <= (dt == PT_F32 ? 1e-5 : 2e-2), "path %d, step %d, layer %d: compact vs dense masked attention differ by %g", path, step, l, d);
       CHECK_MSG(pt_ok(), "%s", pt_error());
     }
     free(mask);
@@ -188,7 +193,7 @@ static void test_attention(const llama_model *m, kv_attn_path path) {
       for (int t = 0; t < T; t++) dense_valid[b][D + t] = valid[b * T + t];
   }
   u = kv_cache_bytes(c);
-  CHECK_MSG(u.dense == 2 * 2 * B * Hkv * (T1 + 1) * HD * 4 + B * (T1 + 1), "dense bytes %lld", (long long)u.dense);
+  CHECK_MSG(u.dense == 2 * 2 * B * Hkv * (T1 + 1) * HD * es + B * (T1 + 1), "dense bytes %lld", (long long)u.dense);
   CHECK(c->dense_len == T1 + 1);
 
   // Out-of-order use is refused.
@@ -344,6 +349,17 @@ static void test_keep_all(const llama_model *m, pt_tensor *const *pk, pt_tensor 
   CHECK_MSG(gen_pressed(m, &r2, &cfg, &res, &err) == 0, "%s", err.msg);
   CHECK_MSG(same_ids(res.ids[0], res.n[0], want, n_want), "%s: keep-all, question-aware, differs from generate()", what);
   gen_press_result_free(&res);
+  // Sampling too: each row's generator is seeded as generate()'s.
+  gen_config hot = cfg;
+  hot.temperature = 0.9, hot.top_p = 0.8, hot.seed = 3;
+  int32_t *want_hot = NULL;
+  int n_hot = 0;
+  CHECK(generate(m, NULL, pk, pv, prompt, 18, &hot, NULL, NULL, &want_hot, &n_hot, &err) == 0);
+  CHECK(gen_pressed(m, &r, &hot, &res, &err) == 0);
+  CHECK_MSG(same_ids(res.ids[0], res.n[0], want_hot, n_hot), "%s: sampled keep-all differs from generate()", what);
+  CHECK_MSG(!same_ids(want_hot, n_hot, want, n_want), "%s: sampling gave the greedy tokens: the check would be weak", what);
+  gen_press_result_free(&res);
+  free(want_hot);
   // And the eos stops at the same place.
   cfg.n_eos = 1;
   cfg.eos_ids = &want[5];
@@ -437,6 +453,31 @@ static void test_prefix(const llama_model *m) {
   for (int l = 0; l < c->n_layers; l++) pt_free(pk[l]), pt_free(pv[l]);
 }
 
+// A bf16 model: the cache keeps bf16 entries (half the bytes), attends in f32, and a pressed batch
+// runs to its end with each row as alone.
+static void test_bf16(void) {
+  llama_model *m = small_model(small_config(), 1, PT_BF16);
+  test_attention(m, KV_ATTN_AUTO);
+  hash_press hp = {.pct = 50};
+  const int32_t *ctxs[2] = {CTX0, Q0}, *qs[2] = {Q0, CTX0};
+  int nc[2] = {14, 4}, nq[2] = {4, 9};
+  gen_config cfg = gen_config_default();
+  cfg.max_new_tokens = NEW;
+  gen_press_request r = {.batch = 2, .context = ctxs, .n_context = nc, .question = qs, .n_question = nq,
+                         .select = hash_select, .select_ctx = &hp};
+  gen_press_result all, one;
+  pith_err err = {{0}};
+  CHECK_MSG(gen_pressed(m, &r, &cfg, &all, &err) == 0, "bf16: %s", err.msg);
+  CHECK(all.n[0] == NEW && all.n[1] == NEW);
+  CHECK(all.kv_bytes == all.kv_kept * (2 * m->cfg.head_dim * 2 + 16));
+  r.batch = 1;
+  CHECK_MSG(gen_pressed(m, &r, &cfg, &one, &err) == 0, "bf16: %s", err.msg);
+  CHECK_MSG(same_ids(all.ids[0], all.n[0], one.ids[0], one.n[0]), "bf16: row 0 differs in the batch");
+  gen_press_result_free(&all);
+  gen_press_result_free(&one);
+  llama_free(m);
+}
+
 // (f) bad input.
 static void test_errors(const llama_model *m) {
   pith_err err = {{0}};
@@ -506,7 +547,7 @@ static void test_errors(const llama_model *m) {
 int main(void) {
   pt_set_num_threads(1);
   size_t live0 = pt_live_handles();
-  llama_model *m = small_model(small_config(), 1);
+  llama_model *m = small_model(small_config(), 1, PT_F32);
   test_attention(m, KV_ATTN_SEGMENT);
   test_attention(m, KV_ATTN_GEMM);
   test_generation_vs_reference(m, 50);
@@ -517,6 +558,7 @@ int main(void) {
   test_prefix(m);
   test_errors(m);
   llama_free(m);
+  test_bf16();
   CHECK_MSG(pt_live_handles() == live0, "%zu handles leaked", pt_live_handles() - live0);
   return check_done("test_kv_cache");
 }
