@@ -98,6 +98,7 @@ typedef struct {
   kv_keep *keep;       // what the press kept, per (layer, row, KV head)
   int64_t kv_bytes;    // the cache's bytes right after the press: kept K/V + their index + prefix
   int64_t kv_kept;     // entries kept over every layer, row and KV head
+  int64_t *row_bytes;  // (B): each row's share of kv_bytes (its kept entries, their index, its prefix)
   int64_t kv_dense_bytes;  // what a dense cache of the same contexts holds: L·2·B·Hkv·(P+max ctx)·hd·size
 } gen_press_result;
 

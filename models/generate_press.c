@@ -61,9 +61,6 @@ static int check_request(const llama_model *m, const gen_press_request *r, const
     return pith_fail(err, "generate_pressed: question and n_question go together");
   if (!r->prefix_k != !r->prefix_v) return pith_fail(err, "generate_pressed: prefix_k and prefix_v go together");
   if (r->prefix_k) *P = pt_ndim(r->prefix_k[0]) == 4 ? pt_size(r->prefix_k[0], 2) : 0;
-  if (m->cfg.sliding_window > 0)
-    return pith_fail(err, "generate_pressed: sliding-window attention (sliding_window %d) is not supported over a "
-                          "compact cache", m->cfg.sliding_window);
   int V = m->cfg.vocab_size;
   for (int b = 0; b < r->batch; b++) {
     int nc = r->n_context[b], nq = r->n_question ? r->n_question[b] : 0;
@@ -77,6 +74,11 @@ static int check_request(const llama_model *m, const gen_press_request *r, const
         return pith_fail(err, "generate_pressed: row %d's %s token %d is id %d, outside the vocabulary [0, %d)", b,
                          i < nc ? "context" : "question", i < nc ? i : i - nc, (int)id, V);
     }
+    // The compact attention applies no window: refuse only where a window would mask something.
+    if (m->cfg.sliding_window > 0 && *P + nc + nq + cfg->max_new_tokens > m->cfg.sliding_window)
+      return pith_fail(err, "generate_pressed: row %d can reach %lld positions, beyond the model's sliding window of "
+                            "%d, which the compact cache does not apply",
+                       b, (long long)(*P + nc + nq + cfg->max_new_tokens), m->cfg.sliding_window);
     if (*P + nc + nq >= m->cfg.max_seq_len)
       return pith_fail(err, "generate_pressed: row %d (%d context + %d question tokens after a prefix of %lld) leaves "
                             "no room in the model's %d positions (max_position_embeddings)",
@@ -133,6 +135,7 @@ void gen_press_result_free(gen_press_result *r) {
     for (int b = 0; b < r->batch; b++) free(r->ids[b]);
   free(r->ids);
   free(r->n);
+  free(r->row_bytes);
   kv_keep_free(r->keep);
   memset(r, 0, sizeof *r);
 }
@@ -212,6 +215,15 @@ int generate_pressed(const llama_model *m, const gen_press_request *r, const gen
     kv_cache_usage u = kv_cache_bytes(cache);
     res->kv_bytes = u.total;
     res->kv_kept = kv_keep_total(res->keep);
+    res->row_bytes = calloc((size_t)B, sizeof(int64_t));
+    if (!res->row_bytes) rc = pith_fail(err, "generate_pressed: out of memory");
+    int64_t es = (int64_t)pt_dtype_size(m->dtype), hd = m->cfg.head_dim, Hkv = m->cfg.n_kv_heads;
+    for (int b = 0; b < B && rc == 0; b++) {  // the row's share of every part (as kv_cache_bytes counts them)
+      int64_t kept = 0;
+      for (int l = 0; l < L; l++)
+        for (int h = 0; h < Hkv; h++) kept += res->keep->n[kv_keep_index(res->keep, l, b, h)];
+      res->row_bytes[b] = kept * (2 * hd * es + 16) + (int64_t)L * 2 * Hkv * P * hd * es;
+    }
     res->kv_dense_bytes = (int64_t)L * 2 * B * m->cfg.n_kv_heads * (P + maxc) * m->cfg.head_dim *
                           (int64_t)pt_dtype_size(m->dtype);
   }

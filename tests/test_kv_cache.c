@@ -390,12 +390,14 @@ static void test_batch(const llama_model *m, int pct) {
   gen_press_result all;
   pith_err err = {{0}};
   CHECK_MSG(gen_pressed(m, &r, &cfg, &all, &err) == 0, "%s", err.msg);
+  CHECK(all.row_bytes[0] + all.row_bytes[1] + all.row_bytes[2] == all.kv_bytes);
   for (int b = 0; b < 3; b++) {
     gen_press_request one = {.batch = 1, .context = &ctxs[b], .n_context = &nc[b], .question = &qs[b],
                              .n_question = &nq[b], .select = r.select, .select_ctx = &hp};
     gen_press_result res;
     CHECK_MSG(gen_pressed(m, &one, &cfg, &res, &err) == 0, "%s", err.msg);
     CHECK_MSG(same_ids(all.ids[b], all.n[b], res.ids[0], res.n[0]), "keep %d%%: row %d differs in the batch", pct, b);
+    CHECK(all.row_bytes[b] == res.kv_bytes);
     for (int l = 0; l < m->cfg.n_layers; l++)
       for (int h = 0; h < m->cfg.n_kv_heads; h++)
         CHECK(all.keep->n[kv_keep_index(all.keep, l, b, h)] == res.keep->n[kv_keep_index(res.keep, 0 * l + l, 0, h)]);
@@ -535,6 +537,20 @@ static void test_errors(const llama_model *m) {
   gen_press_request r4 = {.batch = 1, .context = lc, .n_context = nlong};
   CHECK(gen_pressed(m, &r4, &cfg, &res, &err) == -1);
   CHECK_CONTAINS(err.msg, "leaves no room");
+  // A sliding window the generation could reach (the compact cache applies none); one it cannot reach is fine.
+  llama_config mc = small_config();
+  mc.arch = LLAMA_ARCH_MISTRAL, mc.sliding_window = 20;
+  llama_model *mm = small_model(mc, 2, PT_F32);
+  const int32_t *c1[1] = {CTX0};
+  int n1[1] = {14};
+  gen_press_request r5 = {.batch = 1, .context = c1, .n_context = n1};
+  CHECK(gen_pressed(mm, &r5, &cfg, &res, &err) == 0);
+  gen_press_result_free(&res);
+  cfg.max_new_tokens = 7;
+  CHECK(gen_pressed(mm, &r5, &cfg, &res, &err) == -1);
+  CHECK_CONTAINS(err.msg, "beyond the model's sliding window of 20");
+  cfg.max_new_tokens = 4;
+  llama_free(mm);
   // The attend callback cannot go with want_attn.
   s = pt_scope_begin();
   llama_inputs in = {.ids = pt_zeros(PT_SHAPE(1, 2), PT_I64, PT_CPU), .attend = ref_attend, .want_attn = 1};
