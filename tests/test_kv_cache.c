@@ -13,12 +13,15 @@
 //       evicted (a press that keeps nothing still sees it);
 //   (f) bad input: a keep of the wrong sizes, a position beyond the row's context, an empty
 //       context, and more; no tensor handle leaks;
-//   and a bf16 model: bf16 entries (half the bytes), the attention within bf16 rounding of f32.
+//   a bf16 model: bf16 entries (half the bytes), the attention within bf16 rounding of f32; and
+//   stories260K (real weights, when the assets are there): keep-all, a pressed batch, the reference.
 #include <stdint.h>
 
 #include "check.h"
 #include "generate.h"
+#include "hf_folder.h"
 #include "kv_cache.h"
+#include "llama2c.h"
 
 enum { NEW = 16 };
 
@@ -560,6 +563,91 @@ static void test_errors(const llama_model *m) {
   pt_scope_end(s);
 }
 
+// Real weights: stories260K (5 layers, 8 heads, 4 KV heads, head_dim 8), converted from the assets.
+// Its own story (greedy from BOS) is the context; keep-all equals generate(), and a pressed batch of
+// 3 rows (B·Hkv = 12 > head_dim: the segment path; alone: the GEMM path) gives each row its own
+// tokens and the masked reference's.
+static void test_stories(void) {
+  const char *ckpt_rel = check_asset("models/stories260K.bin");
+  if (!ckpt_rel) {
+    printf("skipped the stories260K part: stories260K is not in the assets\n");
+    return;
+  }
+  char ckpt[4096], tokbin[4096];
+  snprintf(ckpt, sizeof ckpt, "%s", ckpt_rel);
+  const char *tb = check_asset("models/tok512.bin");
+  if (!tb) {
+    printf("skipped the stories260K part: tok512 is not in the assets\n");
+    return;
+  }
+  snprintf(tokbin, sizeof tokbin, "%s", tb);
+  char dir[] = "/tmp/pith-test-kv-cache-XXXXXX", model_dir[4200];
+  if (!mkdtemp(dir)) {
+    printf("skipped the stories260K part: cannot make a temporary folder under /tmp\n");
+    return;
+  }
+  snprintf(model_dir, sizeof model_dir, "%s/stories260K", dir);
+  pith_err err = {{0}};
+  CHECK_MSG(llama2c_convert(ckpt, tokbin, model_dir, 0, &err) == 0, "%s", err.msg);
+  llama_model *m = hf_model_load(model_dir, PT_F32, PT_CPU, &err);
+  CHECK_MSG(m != NULL, "%s", err.msg);
+  if (!m) {
+    pith_remove_tree(dir);
+    return;
+  }
+  gen_config cfg = gen_config_default();
+  cfg.max_new_tokens = 90;
+  const int32_t bos[1] = {1};
+  int32_t *story = NULL;
+  int n_story = 0;
+  CHECK_MSG(generate(m, NULL, NULL, NULL, bos, 1, &cfg, NULL, NULL, &story, &n_story, &err) == 0, "%s", err.msg);
+  CHECK(n_story == 90);
+  int32_t text[91];
+  text[0] = 1;
+  memcpy(text + 1, story, sizeof(int32_t) * 90);
+  free(story);
+  cfg.max_new_tokens = 24;
+  // keep-all against generate() on the first 70 tokens (60 context + 10 question).
+  int32_t *want = NULL;
+  int n_want = 0;
+  CHECK(generate(m, NULL, NULL, NULL, text, 70, &cfg, NULL, NULL, &want, &n_want, &err) == 0);
+  const int32_t *c0[1] = {text}, *q0[1] = {text + 60};
+  int nc0[1] = {60}, nq0[1] = {10};
+  gen_press_request r0 = {.batch = 1, .context = c0, .n_context = nc0, .question = q0, .n_question = nq0};
+  gen_press_result res;
+  CHECK_MSG(gen_pressed(m, &r0, &cfg, &res, &err) == 0, "%s", err.msg);
+  CHECK_MSG(same_ids(res.ids[0], res.n[0], want, n_want), "stories260K: keep-all differs from generate()");
+  gen_press_result_free(&res);
+  free(want);
+  // Three rows, pressed to about 40%.
+  const int32_t *ctxs[3] = {text, text + 5, text + 20}, *qs[3] = {text + 60, text + 50, text + 70};
+  int nc[3] = {60, 45, 50}, nq[3] = {10, 0, 6};
+  hash_press hp = {.pct = 40};
+  gen_press_request r = {.batch = 3, .context = ctxs, .n_context = nc, .question = qs, .n_question = nq,
+                         .select = hash_select, .select_ctx = &hp};
+  gen_press_result all;
+  CHECK_MSG(gen_pressed(m, &r, &cfg, &all, &err) == 0, "%s", err.msg);
+  int differs_from_full = 0;
+  for (int b = 0; b < 3; b++) {
+    gen_press_request one = r;
+    one.batch = 1, one.context = &ctxs[b], one.n_context = &nc[b], one.question = &qs[b], one.n_question = &nq[b];
+    CHECK_MSG(gen_pressed(m, &one, &cfg, &res, &err) == 0, "%s", err.msg);
+    CHECK_MSG(same_ids(all.ids[b], all.n[b], res.ids[0], res.n[0]), "stories260K: row %d differs in the batch", b);
+    int32_t ref[64], full[64];
+    ref_generate(m, NULL, NULL, &hp, ctxs[b], nc[b], qs[b], nq[b], res.n[0], ref);
+    CHECK_MSG(same_ids(res.ids[0], res.n[0], ref, res.n[0]), "stories260K: row %d differs from the masked reference", b);
+    ref_generate(m, NULL, NULL, NULL, ctxs[b], nc[b], qs[b], nq[b], res.n[0], full);
+    differs_from_full += !same_ids(full, res.n[0], ref, res.n[0]);
+    gen_press_result_free(&res);
+  }
+  CHECK_MSG(differs_from_full > 0, "stories260K: the press changed no row: the test would be weak");
+  printf("stories260K: 3 rows pressed to 40%%: kept %lld entries, %lld bytes vs %lld dense; %d of 3 rows changed\n",
+         (long long)all.kv_kept, (long long)all.kv_bytes, (long long)all.kv_dense_bytes, differs_from_full);
+  gen_press_result_free(&all);
+  llama_free(m);
+  pith_remove_tree(dir);
+}
+
 int main(void) {
   pt_set_num_threads(1);
   size_t live0 = pt_live_handles();
@@ -575,6 +663,7 @@ int main(void) {
   test_errors(m);
   llama_free(m);
   test_bf16();
+  test_stories();
   CHECK_MSG(pt_live_handles() == live0, "%zu handles leaked", pt_live_handles() - live0);
   return check_done("test_kv_cache");
 }
