@@ -10,7 +10,8 @@
 //     tokens): rows advance in lockstep, a validity mask (B, D) says which entries are real.
 // Attention over it (kv_cache_attend) is one softmax over the three parts per (row, query head):
 // the compact entries are scored against their row's queries (GQA: H/Hkv query heads share a KV
-// head) and reduced per segment with scatter ops, in f32.
+// head), their segment max taken with a scatter amax and their exp-weights and weighted values
+// summed per segment with scatter_add / index_add (or one GEMM while B·Hkv <= head_dim), in f32.
 //
 // A step: kv_cache_step_begin (the new tokens' validity), then kv_cache_attend for every layer in
 // order (each appends the layer's new K/V), then kv_cache_step_end. Runs with gradients off.
@@ -82,7 +83,10 @@ int kv_cache_step_end(kv_cache *c, pith_err *err);
 // prefix_k/v (the cache holds the prefix).
 pt_tensor *kv_cache_llama_attend(const llama_layer_view *view, void *ctx, pith_err *err);
 
-// The bytes the cache's tensors hold (their storages' sizes), by part.
+// The bytes the cache's tensors hold (their storages' sizes, so a view into a larger tensor would
+// show), by part. Allocator slack is not counted: on the CPU each tensor's block is 64-byte aligned
+// (< 64 bytes + malloc's header per tensor, 4 compact tensors per layer); CUDA's caching allocator
+// rounds each block up to 512 bytes and keeps freed blocks reserved for reuse.
 typedef struct {
   int64_t kept;    // compact K and V: kept entries × 2 × hd × element size
   int64_t index;   // the compact entries' segments and positions: kept entries × 2 × 8
