@@ -638,6 +638,12 @@ extern "C" pt_tensor *pt_gather(const pt_tensor *a, int dim, const pt_tensor *in
 extern "C" pt_tensor *pt_scatter(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src) {
   return run_op("scatter", {a, index, src}, [&] { return at::scatter(a->t, dim, index->t, src->t); });
 }
+extern "C" pt_tensor *pt_topk(const pt_tensor *a, int64_t k, int dim, int largest) {
+  return run_op("topk", {a}, [&] { return std::get<1>(at::topk(a->t, k, dim, largest != 0, true)); });
+}
+extern "C" pt_tensor *pt_avg_pool1d(const pt_tensor *x, int64_t kernel, int64_t padding) {
+  return run_op("avg_pool1d", {x}, [&] { return at::avg_pool1d(x->t, {kernel}, {1}, {padding}, false, true); });
+}
 extern "C" pt_tensor *pt_scatter_add(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src) {
   return run_op("scatter_add", {a, index, src}, [&] { return at::scatter_add(a->t, dim, index->t, src->t); });
 }

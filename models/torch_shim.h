@@ -173,11 +173,14 @@ pt_tensor *pt_index_select(const pt_tensor *a, int dim, const pt_tensor *index);
 pt_tensor *pt_gather(const pt_tensor *a, int dim, const pt_tensor *index);
 pt_tensor *pt_scatter(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src);
 pt_tensor *pt_scatter_add(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src);
+// Indices (i64) of the k largest (largest != 0) or smallest elements along dim, in value order, as
+// torch.topk picks them (ties included: the KV presses match kvpress's choices through it).
+pt_tensor *pt_topk(const pt_tensor *a, int64_t k, int dim, int largest);
+// torch.index_add: a copy of a with src's slices along dim added at index (1-D i64, one per slice).
+pt_tensor *pt_index_add(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src);
 // torch.scatter_reduce: src reduced into a copy of a along dim at index (i64, src's shape);
 // reduce is "sum", "prod", "mean", "amax" or "amin"; include_self 0 leaves a's values out where
 // something is scattered. A segment max or sum over entries that name their segment.
-// torch.index_add: a copy of a with src's slices along dim added at index (1-D i64, one per slice).
-pt_tensor *pt_index_add(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src);
 pt_tensor *pt_scatter_reduce(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src,
                              const char *reduce, int include_self);
 
@@ -207,6 +210,9 @@ pt_tensor *pt_attention_math(const pt_tensor *q, const pt_tensor *k, const pt_te
                              const pt_tensor *mask, int causal, double scale);
 // Zeroes each element with probability p and scales the rest by 1/(1-p); identity when p == 0.
 pt_tensor *pt_dropout(const pt_tensor *a, double p, pt_gen *g);
+// x (N, C, L) averaged over windows of `kernel` with stride 1 and `padding` zeros each side,
+// divided by kernel everywhere (F.avg_pool1d's count_include_pad).
+pt_tensor *pt_avg_pool1d(const pt_tensor *x, int64_t kernel, int64_t padding);
 // x (..., D) / rms(x) * weight (D)
 pt_tensor *pt_rms_norm(const pt_tensor *x, const pt_tensor *weight, double eps);
 // x (..., D) normalized over its last dim (mean 0, biased variance 1), * weight (D) + bias (D):
