@@ -22,6 +22,7 @@
 #include "hf_folder.h"
 #include "kv_cache.h"
 #include "llama2c.h"
+#include "press.h"
 
 enum { NEW = 16 };
 
@@ -213,9 +214,18 @@ static void test_attention(const llama_model *m, kv_attn_path path) {
 // ---------------------------------------------------------------- references with no cache
 
 typedef struct {
-  const hash_press *hp;  // NULL: nothing evicted
+  const hash_press *hp;  // NULL: nothing evicted (unless keep)
+  const kv_keep *keep;   // or what a real press kept (row `row` of it)
+  int row;
   int ctx_len;           // the row's context tokens (sequence index < ctx_len)
 } ref_ctx;
+
+static int keep_has(const kv_keep *k, int layer, int row, int head, int64_t p) {
+  int i = kv_keep_index(k, layer, row, head);
+  for (int j = 0; j < k->n[i]; j++)
+    if (k->pos[i][j] == p) return 1;
+  return 0;
+}
 
 // Dense attention over the whole sequence, where every query after the context sees, per head, only
 // the context keys the press kept (context queries saw everything: the press acts after the prefill).
@@ -228,7 +238,8 @@ static pt_tensor *ref_attend(const llama_layer_view *v, void *vctx, pith_err *er
       for (int64_t j = 0; j < S; j++) {
         int on = j < P || j - P <= i;
         if (on && j >= P && j - P < r->ctx_len && i >= r->ctx_len)
-          on = !r->hp || hash_keeps(r->hp, v->layer, (int)(h / (H / Hkv)), r->ctx_len, j - P);
+          on = r->keep ? keep_has(r->keep, v->layer, r->row, (int)(h / (H / Hkv)), j - P)
+                       : !r->hp || hash_keeps(r->hp, v->layer, (int)(h / (H / Hkv)), r->ctx_len, j - P);
         mask[(h * T + i) * S + j] = (uint8_t)on;
       }
   pt_tensor *mt = pt_from_data(mask, PT_BOOL, PT_SHAPE(1, H, T, S), PT_CPU);
@@ -239,15 +250,16 @@ static pt_tensor *ref_attend(const llama_layer_view *v, void *vctx, pith_err *er
 }
 
 // Greedy continuation by full forwards over context + question + generated (no cache).
-static int ref_generate(const llama_model *m, pt_tensor *const *pk, pt_tensor *const *pv, const hash_press *hp,
-                        const int32_t *ctx, int nc, const int32_t *q, int nq, int n_new, int32_t *out) {
+static int ref_generate_keep(const llama_model *m, pt_tensor *const *pk, pt_tensor *const *pv, const hash_press *hp,
+                             const kv_keep *keep, int row, const int32_t *ctx, int nc, const int32_t *q, int nq,
+                             int n_new, int32_t *out) {
   int32_t seq[256];
   memcpy(seq, ctx, sizeof(int32_t) * (size_t)nc);
   if (nq) memcpy(seq + nc, q, sizeof(int32_t) * (size_t)nq);
   int len = nc + nq, was = pt_set_grad_enabled(0);
   for (int i = 0; i < n_new; i++) {
     pt_scope s = pt_scope_begin();
-    ref_ctx rc = {hp, nc};
+    ref_ctx rc = {hp, keep, row, nc};
     llama_inputs in = {.ids = pt_to_dtype(pt_from_data(seq, PT_I32, PT_SHAPE(1, len), PT_CPU), PT_I64),
                        .prefix_k = pk, .prefix_v = pv, .attend = ref_attend, .attend_ctx = &rc};
     llama_outputs o;
@@ -265,6 +277,11 @@ static int ref_generate(const llama_model *m, pt_tensor *const *pk, pt_tensor *c
   }
   pt_set_grad_enabled(was);
   return 0;
+}
+
+static int ref_generate(const llama_model *m, pt_tensor *const *pk, pt_tensor *const *pv, const hash_press *hp,
+                        const int32_t *ctx, int nc, const int32_t *q, int nq, int n_new, int32_t *out) {
+  return ref_generate_keep(m, pk, pv, hp, NULL, 0, ctx, nc, q, nq, n_new, out);
 }
 
 // generate_pressed with the handle count checked around it.
@@ -456,6 +473,86 @@ static void test_prefix(const llama_model *m) {
     gen_press_result_free(&without);
   }
   for (int l = 0; l < c->n_layers; l++) pt_free(pk[l]), pt_free(pv[l]);
+}
+
+// The real presses (models/press.h) plugged in as the select callback: a batch of 3 rows gives each
+// row its tokens and its kept positions alone, each head keeps press_n_kept entries (AdaKV: the
+// layer's heads together), and greedy equals the reference masked with what the press kept.
+typedef struct {
+  press p;
+  const llama_model *m;
+} press_select;
+
+static int press_select_fn(void *ctx, const llama_layer_view *v, const int *row_len, kv_keep *keep, pith_err *err) {
+  press_select *ps = ctx;
+  return press_select_layer(&ps->p, ps->m, v, row_len, keep, err);
+}
+
+static void test_presses(const llama_model *m) {
+  static const int32_t c1[] = {12, 40, 1, 63, 22, 9, 30, 17, 5, 44, 18};
+  static const int32_t c2[] = {8, 8, 41, 6, 57, 13, 29, 3, 36, 48, 20, 14, 31, 26, 39, 52, 61, 10, 45};
+  static const int32_t q1[] = {33, 2}, q2[] = {16, 7, 23, 58, 11, 4, 47};
+  const int32_t *ctxs[3] = {c1, CTX0, c2}, *qs[3] = {q1, NULL, q2};
+  int nc[3] = {11, 14, 19}, nq[3] = {2, 0, 7};
+  const char *specs[] = {"knorm:0.5", "snapkv:0.5:window=4,kernel=3", "adakv-snapkv:0.5:window=4,kernel=3",
+                         "streaming_llm:0.5:n_sink=2", "tova:0.5", "expected_attention:0.5:n_sink=2",
+                         "observed_attention:0.5", "adakv-knorm:0.75"};
+  gen_config cfg = gen_config_default();
+  cfg.max_new_tokens = 12;
+  int Hkv = m->cfg.n_kv_heads, L = m->cfg.n_layers;
+  for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+    press_select ps = {.m = m};
+    pith_err err = {{0}};
+    CHECK_MSG(press_parse(specs[i], &ps.p, &err) == 0, "%s", err.msg);
+    gen_press_request r = {.batch = 3, .context = ctxs, .n_context = nc, .question = qs, .n_question = nq,
+                           .select = press_select_fn, .select_ctx = &ps};
+    gen_press_result all;
+    if (gen_pressed(m, &r, &cfg, &all, &err)) {
+      CHECK_MSG(0, "%s: %s", specs[i], err.msg);
+      continue;
+    }
+    for (int b = 0; b < 3; b++) {
+      int64_t want = press_n_kept(nc[b], ps.p.ratio);
+      for (int l = 0; l < L; l++) {
+        int sum = 0;
+        for (int h = 0; h < Hkv; h++) {
+          int n = all.keep->n[kv_keep_index(all.keep, l, b, h)];
+          sum += n;
+          if (!ps.p.adaptive) CHECK_MSG(n == want, "%s: row %d layer %d head %d keeps %d, want %lld", specs[i], b, l, h, n, (long long)want);
+        }
+        CHECK_MSG(sum == Hkv * want, "%s: row %d layer %d keeps %d over its heads, want %lld", specs[i], b, l, sum,
+                  (long long)(Hkv * want));
+      }
+      gen_press_request one = r;
+      one.batch = 1, one.context = &ctxs[b], one.n_context = &nc[b], one.question = &qs[b], one.n_question = &nq[b];
+      gen_press_result res;
+      CHECK_MSG(gen_pressed(m, &one, &cfg, &res, &err) == 0, "%s: %s", specs[i], err.msg);
+      CHECK_MSG(same_ids(all.ids[b], all.n[b], res.ids[0], res.n[0]), "%s: row %d differs in the batch", specs[i], b);
+      for (int l = 0; l < L; l++)
+        for (int h = 0; h < Hkv; h++) {
+          int ia = kv_keep_index(all.keep, l, b, h), io = kv_keep_index(res.keep, l, 0, h);
+          CHECK_MSG(all.keep->n[ia] == res.keep->n[io] &&
+                        (!all.keep->n[ia] || !memcmp(all.keep->pos[ia], res.keep->pos[io], sizeof(int64_t) * (size_t)res.keep->n[io])),
+                    "%s: row %d layer %d head %d keeps other positions in the batch", specs[i], b, l, h);
+        }
+      int32_t ref[64];
+      ref_generate_keep(m, NULL, NULL, NULL, res.keep, 0, ctxs[b], nc[b], qs[b], nq[b], res.n[0], ref);
+      CHECK_MSG(same_ids(res.ids[0], res.n[0], ref, res.n[0]), "%s: row %d differs from the masked reference", specs[i], b);
+      gen_press_result_free(&res);
+    }
+    printf("%-36s kept %3lld of %d entries, %lld bytes (dense %lld)\n", specs[i], (long long)all.kv_kept,
+           (11 + 14 + 19) * L * Hkv, (long long)all.kv_bytes, (long long)all.kv_dense_bytes);
+    gen_press_result_free(&all);
+  }
+  // A press that cannot score the context fails the generation with its message.
+  press_select ps = {.m = m};
+  pith_err err = {{0}};
+  CHECK(press_parse("snapkv:0.5", &ps.p, &err) == 0);  // window 64 > every context here
+  gen_press_request r = {.batch = 3, .context = ctxs, .n_context = nc, .question = qs, .n_question = nq,
+                         .select = press_select_fn, .select_ctx = &ps};
+  gen_press_result res;
+  CHECK(gen_pressed(m, &r, &cfg, &res, &err) == -1);
+  CHECK_CONTAINS(err.msg, "window");
 }
 
 // A bf16 model: the cache keeps bf16 entries (half the bytes), attends in f32, and a pressed batch
@@ -661,6 +758,7 @@ int main(void) {
   test_batch(m, 50);
   test_prefix(m);
   test_errors(m);
+  test_presses(m);
   llama_free(m);
   test_bf16();
   test_stories();
