@@ -57,4 +57,59 @@ int generate(const llama_model *m, const lora_adapter *lora, pt_tensor *const *p
              pt_tensor *const *prefix_v, const int32_t *prompt, int n_prompt, const gen_config *cfg,
              int (*on_token)(int32_t id, void *ctx), void *ctx, int32_t **out, int *n_out, pith_err *err);
 
+// ---------------------------------------------------------------- generation over a pressed cache
+//
+// generate_pressed: B rows, each a context and a question of its own lengths, in one batch. The
+// contexts are prefilled together (right-padded), and during that prefill `select` chooses, layer
+// by layer, which context entries each (row, KV head) keeps (models/press.h plugs in here); the
+// kept entries go into a compact cache (models/kv_cache.h) and the rest is freed at once. The
+// questions are then read over that cache at positions continuing after the *uncompressed*
+// context (as kvpress: position_ids = context_length + i), and generation runs with rows in
+// lockstep, each finishing on its own (eos, on_token, max_new_tokens, the model's positions).
+// Question-agnostic is this order; question-aware is the caller putting the question at the end of
+// the context and giving an empty question (0 tokens is legal: the first token then comes from
+// the context's last position). With no select every entry is kept, and one row gives exactly
+// what generate() gives for context + question.
+
+#include "kv_keep.h"
+
+// Fill keep's layer view->layer (every row and KV head) with the positions to keep, each below the
+// row's row_len[b] context tokens; the view is the context prefill's (prefix first: prefix_len
+// entries, never candidates). 0, or nonzero with err to stop.
+typedef int (*gen_select_fn)(void *ctx, const llama_layer_view *v, const int *row_len, kv_keep *keep, pith_err *err);
+
+typedef struct {
+  int batch;                        // B >= 1
+  const int32_t *const *context;    // B arrays of ids
+  const int *n_context;             // (B): each >= 1
+  const int32_t *const *question;   // B arrays (NULL where the count is 0), or NULL: no questions
+  const int *n_question;            // (B): each >= 0, or NULL: no questions
+  pt_tensor *const *prefix_k;       // NULL, or n_layers each (B, Hkv, P, hd) rotated, never evicted
+  pt_tensor *const *prefix_v;
+  const lora_adapter *lora;         // NULL: the base model
+  gen_select_fn select;             // NULL: keep every context entry
+  void *select_ctx;
+} gen_press_request;
+
+typedef struct {
+  int batch;
+  int32_t **ids;       // (B) malloc'd arrays of new ids (an eos that stopped a row included)
+  int *n;              // (B)
+  kv_keep *keep;       // what the press kept, per (layer, row, KV head)
+  int64_t kv_bytes;    // the cache's bytes right after the press: kept K/V + their index + prefix
+  int64_t kv_kept;     // entries kept over every layer, row and KV head
+  int64_t *row_bytes;  // (B): each row's share of kv_bytes (its kept entries, their index, its prefix)
+  int64_t kv_dense_bytes;  // what a dense cache of the same contexts holds: L·2·B·Hkv·(P+max ctx)·hd·size
+} gen_press_result;
+
+// Generates for every row of req under cfg (its temperature and top_p too: each row samples with
+// its own generator seeded by cfg->seed, so a row gives the same alone as in a batch). on_token:
+// NULL, or called with (row, id) as each id is chosen; nonzero stops that row. Returns 0 with res
+// filled (free with gen_press_result_free), or -1 with err (res left empty); no tensor handle
+// outlives the call.
+int generate_pressed(const llama_model *m, const gen_press_request *req, const gen_config *cfg,
+                     int (*on_token)(int row, int32_t id, void *ctx), void *ctx, gen_press_result *res,
+                     pith_err *err);
+void gen_press_result_free(gen_press_result *r);
+
 #endif

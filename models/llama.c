@@ -280,6 +280,8 @@ static int check_inputs(const llama_model *m, const llama_inputs *in, pith_err *
   if (in->want_attn && (in->attn_layer < 0 || in->attn_layer >= m->cfg.n_layers))
     return pith_fail(err, "llama_forward: attention of layer %d asked, the model has layers 0..%d", in->attn_layer,
                      m->cfg.n_layers - 1);
+  if (in->want_attn && in->attend)
+    return pith_fail(err, "llama_forward: want_attn reads the dense attention; it cannot go with an attend callback");
   if (in->want_attn && (in->attn_window < 0 || in->attn_window > pt_size(x, 1)))
     return pith_fail(err, "llama_forward: an attention window of %d queries over %lld tokens", in->attn_window,
                      (long long)pt_size(x, 1));
@@ -347,9 +349,9 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
       k = pt_cat(ks, 2, 2);
       v = pt_cat(vs, 2, 2);
     }
+    llama_layer_view view = {.layer = l, .h = h, .q_prerope = q_prerope, .q = q, .k = k, .v = v, .mask = mask,
+                             .positions = positions, .prefix_len = P};
     if (in->on_layer) {
-      llama_layer_view view = {.layer = l, .h = h, .q_prerope = q_prerope, .q = q, .k = k, .v = v, .mask = mask,
-                               .positions = positions, .prefix_len = P};
       if (!pt_ok() || in->on_layer(&view, in->on_layer_ctx, err)) {
         pt_scope_end(s);
         if (!pt_ok()) pt_fail(err, "llama_forward");  // a shim error the callee did not report
@@ -365,7 +367,18 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
         break;
       }
     }
-    pt_tensor *a = pt_attention(q, k, v, mask, mask == NULL, 0);  // (B, H, T, hd)
+    pt_tensor *a;  // (B, H, T, hd)
+    if (in->attend) {
+      a = pt_ok() ? in->attend(&view, in->attend_ctx, err) : NULL;
+      if (!a) {
+        pt_scope_end(s);
+        if (!pt_ok()) pt_fail(err, "llama_forward");  // a shim error the callee did not report
+        llama_outputs_free(out);
+        return -1;
+      }
+    } else {
+      a = pt_attention(q, k, v, mask, mask == NULL, 0);
+    }
     a = pt_reshape(pt_transpose(a, 1, 2), PT_SHAPE(B, T, H * hd));
     x = pt_add(x, project(m, in, l, LLAMA_PROJ_O, a));
     h = pt_rms_norm(x, L->mlp_norm, c->norm_eps);

@@ -79,6 +79,10 @@ typedef struct {
   int64_t prefix_len;     // P
 } llama_layer_view;
 typedef int (*llama_layer_fn)(const llama_layer_view *view, void *ctx, pith_err *err);
+// Replaces a layer's attention: given the view (rotated q, the layer's k and v, the mask), returns
+// the attention output (B, H, T, hd) in the model's dtype, in the current scope, or NULL with err
+// to stop the forward. A cache that holds the earlier K/V itself (models/kv_cache.h) attends here.
+typedef pt_tensor *(*llama_attend_fn)(const llama_layer_view *view, void *ctx, pith_err *err);
 
 typedef struct {
   const pt_tensor *ids;        // (B, T) i64, or NULL when embeds is given
@@ -107,6 +111,10 @@ typedef struct {
   // forward with the callee's error.
   llama_layer_fn on_layer;
   void *on_layer_ctx;
+  // Replaces every layer's dense attention (NULL: the built-in one), called after on_layer; not
+  // with want_attn (whose probabilities come from the dense keys).
+  llama_attend_fn attend;
+  void *attend_ctx;
 } llama_inputs;
 
 typedef struct {

@@ -424,6 +424,11 @@ extern "C" char *pt_describe(const pt_tensor *t, char *buf, size_t len) {
   return buf;
 }
 
+extern "C" int64_t pt_storage_nbytes(const pt_tensor *t) {
+  if (!t || !t->t.defined() || !t->t.has_storage()) return -1;
+  return (int64_t)t->t.storage().nbytes();
+}
+
 // ---------------------------------------------------------------- creating and reading
 
 extern "C" pt_tensor *pt_from_data(const void *data, pt_dtype dt, pt_shape shape, pt_device dev) {
@@ -641,6 +646,17 @@ extern "C" pt_tensor *pt_avg_pool1d(const pt_tensor *x, int64_t kernel, int64_t 
 }
 extern "C" pt_tensor *pt_scatter_add(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src) {
   return run_op("scatter_add", {a, index, src}, [&] { return at::scatter_add(a->t, dim, index->t, src->t); });
+}
+
+extern "C" pt_tensor *pt_index_add(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src) {
+  return run_op("index_add", {a, index, src}, [&] { return at::index_add(a->t, dim, index->t, src->t); });
+}
+extern "C" pt_tensor *pt_scatter_reduce(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src,
+                                        const char *reduce, int include_self) {
+  return run_op("scatter_reduce", {a, index, src}, [&] {
+    if (!reduce) throw std::invalid_argument("no reduction named");
+    return at::scatter_reduce(a->t, dim, index->t, src->t, reduce, include_self != 0);
+  });
 }
 
 // ---------------------------------------------------------------- shape

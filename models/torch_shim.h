@@ -96,6 +96,9 @@ const char *pt_dtype_name(pt_dtype dt);
 size_t pt_dtype_size(pt_dtype dt);
 // "[2,3] f32 cpu" into buf; returns buf.
 char *pt_describe(const pt_tensor *t, char *buf, size_t len);
+// The bytes of the storage t's data lives in (a view reports its base's whole storage): what
+// the tensor really holds alive. -1 for NULL.
+int64_t pt_storage_nbytes(const pt_tensor *t);
 
 // ---- creating and reading ----
 // Copies `data` (laid out contiguously, row-major, in dtype dt) into a new tensor on dev.
@@ -173,6 +176,13 @@ pt_tensor *pt_scatter_add(const pt_tensor *a, int dim, const pt_tensor *index, c
 // Indices (i64) of the k largest (largest != 0) or smallest elements along dim, in value order, as
 // torch.topk picks them (ties included: the KV presses match kvpress's choices through it).
 pt_tensor *pt_topk(const pt_tensor *a, int64_t k, int dim, int largest);
+// torch.index_add: a copy of a with src's slices along dim added at index (1-D i64, one per slice).
+pt_tensor *pt_index_add(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src);
+// torch.scatter_reduce: src reduced into a copy of a along dim at index (i64, src's shape);
+// reduce is "sum", "prod", "mean", "amax" or "amin"; include_self 0 leaves a's values out where
+// something is scattered. A segment max or sum over entries that name their segment.
+pt_tensor *pt_scatter_reduce(const pt_tensor *a, int dim, const pt_tensor *index, const pt_tensor *src,
+                             const char *reduce, int include_self);
 
 // ---- shape ----
 pt_tensor *pt_cat(pt_tensor *const *ts, int n, int dim);
