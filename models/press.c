@@ -451,3 +451,8 @@ int press_on_layer(const llama_layer_view *v, void *ctx, pith_err *err) {
   const press_hook *h = ctx;
   return press_select_layer(h->p, h->m, v, h->row_len, h->keep, err);
 }
+
+int press_select(void *ctx, const llama_layer_view *v, const int *row_len, kv_keep *keep, pith_err *err) {
+  const press_selector *s = ctx;
+  return press_select_layer(s->p, s->m, v, row_len, keep, err);
+}

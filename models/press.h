@@ -110,4 +110,13 @@ typedef struct {
 } press_hook;
 int press_on_layer(const llama_layer_view *v, void *ctx, pith_err *err);
 
+// generate_pressed's select (models/generate.h, gen_select_fn) over a press:
+//   press_selector s = {&p, model};
+//   req.select = press_select; req.select_ctx = &s;
+typedef struct {
+  const press *p;
+  const llama_model *m;
+} press_selector;
+int press_select(void *ctx, const llama_layer_view *v, const int *row_len, kv_keep *keep, pith_err *err);
+
 #endif

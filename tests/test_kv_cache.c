@@ -478,16 +478,6 @@ static void test_prefix(const llama_model *m) {
 // The real presses (models/press.h) plugged in as the select callback: a batch of 3 rows gives each
 // row its tokens and its kept positions alone, each head keeps press_n_kept entries (AdaKV: the
 // layer's heads together), and greedy equals the reference masked with what the press kept.
-typedef struct {
-  press p;
-  const llama_model *m;
-} press_select;
-
-static int press_select_fn(void *ctx, const llama_layer_view *v, const int *row_len, kv_keep *keep, pith_err *err) {
-  press_select *ps = ctx;
-  return press_select_layer(&ps->p, ps->m, v, row_len, keep, err);
-}
-
 static void test_presses(const llama_model *m) {
   static const int32_t c1[] = {12, 40, 1, 63, 22, 9, 30, 17, 5, 44, 18};
   static const int32_t c2[] = {8, 8, 41, 6, 57, 13, 29, 3, 36, 48, 20, 14, 31, 26, 39, 52, 61, 10, 45};
@@ -501,24 +491,25 @@ static void test_presses(const llama_model *m) {
   cfg.max_new_tokens = 12;
   int Hkv = m->cfg.n_kv_heads, L = m->cfg.n_layers;
   for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
-    press_select ps = {.m = m};
+    press p;
+    press_selector ps = {&p, m};
     pith_err err = {{0}};
-    CHECK_MSG(press_parse(specs[i], &ps.p, &err) == 0, "%s", err.msg);
+    CHECK_MSG(press_parse(specs[i], &p, &err) == 0, "%s", err.msg);
     gen_press_request r = {.batch = 3, .context = ctxs, .n_context = nc, .question = qs, .n_question = nq,
-                           .select = press_select_fn, .select_ctx = &ps};
+                           .select = press_select, .select_ctx = &ps};
     gen_press_result all;
     if (gen_pressed(m, &r, &cfg, &all, &err)) {
       CHECK_MSG(0, "%s: %s", specs[i], err.msg);
       continue;
     }
     for (int b = 0; b < 3; b++) {
-      int64_t want = press_n_kept(nc[b], ps.p.ratio);
+      int64_t want = press_n_kept(nc[b], p.ratio);
       for (int l = 0; l < L; l++) {
         int sum = 0;
         for (int h = 0; h < Hkv; h++) {
           int n = all.keep->n[kv_keep_index(all.keep, l, b, h)];
           sum += n;
-          if (!ps.p.adaptive) CHECK_MSG(n == want, "%s: row %d layer %d head %d keeps %d, want %lld", specs[i], b, l, h, n, (long long)want);
+          if (!p.adaptive) CHECK_MSG(n == want, "%s: row %d layer %d head %d keeps %d, want %lld", specs[i], b, l, h, n, (long long)want);
         }
         CHECK_MSG(sum == Hkv * want, "%s: row %d layer %d keeps %d over its heads, want %lld", specs[i], b, l, sum,
                   (long long)(Hkv * want));
@@ -545,11 +536,12 @@ static void test_presses(const llama_model *m) {
     gen_press_result_free(&all);
   }
   // A press that cannot score the context fails the generation with its message.
-  press_select ps = {.m = m};
+  press p;
+  press_selector ps = {&p, m};
   pith_err err = {{0}};
-  CHECK(press_parse("snapkv:0.5", &ps.p, &err) == 0);  // window 64 > every context here
+  CHECK(press_parse("snapkv:0.5", &p, &err) == 0);  // window 64 > every context here
   gen_press_request r = {.batch = 3, .context = ctxs, .n_context = nc, .question = qs, .n_question = nq,
-                         .select = press_select_fn, .select_ctx = &ps};
+                         .select = press_select, .select_ctx = &ps};
   gen_press_result res;
   CHECK(gen_pressed(m, &r, &cfg, &res, &err) == -1);
   CHECK_CONTAINS(err.msg, "window");
