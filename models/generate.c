@@ -134,19 +134,23 @@ static int forward_step(const llama_model *m, const lora_adapter *lora, pt_tenso
   return 0;
 }
 
+int gen_config_check(const gen_config *cfg, const char *who, pith_err *err) {
+  if (!cfg) return pith_fail(err, "%s: no config", who);
+  if (cfg->max_new_tokens <= 0)
+    return pith_fail(err, "%s: max_new_tokens must be positive (got %d)", who, cfg->max_new_tokens);
+  if (!(cfg->temperature >= 0) || isinf(cfg->temperature))
+    return pith_fail(err, "%s: temperature must be a finite number >= 0 (got %g)", who, cfg->temperature);
+  if (!(cfg->top_p > 0 && cfg->top_p <= 1)) return pith_fail(err, "%s: top_p must be in (0, 1] (got %g)", who, cfg->top_p);
+  if (cfg->n_eos < 0 || (cfg->n_eos > 0 && !cfg->eos_ids))
+    return pith_fail(err, "%s: n_eos is %d but eos_ids is %s", who, cfg->n_eos, cfg->eos_ids ? "set" : "NULL");
+  return 0;
+}
+
 static int check_args(const llama_model *m, pt_tensor *const *prefix_k, pt_tensor *const *prefix_v,
                       const int32_t *prompt, int n_prompt, const gen_config *cfg, int64_t *P, pith_err *err) {
   *P = 0;
   if (!m) return pith_fail(err, "generate: no model");
-  if (!cfg) return pith_fail(err, "generate: no config");
-  if (cfg->max_new_tokens <= 0)
-    return pith_fail(err, "generate: max_new_tokens must be positive (got %d)", cfg->max_new_tokens);
-  if (!(cfg->temperature >= 0) || isinf(cfg->temperature))
-    return pith_fail(err, "generate: temperature must be a finite number >= 0 (got %g)", cfg->temperature);
-  if (!(cfg->top_p > 0 && cfg->top_p <= 1))
-    return pith_fail(err, "generate: top_p must be in (0, 1] (got %g)", cfg->top_p);
-  if (cfg->n_eos < 0 || (cfg->n_eos > 0 && !cfg->eos_ids))
-    return pith_fail(err, "generate: n_eos is %d but eos_ids is %s", cfg->n_eos, cfg->eos_ids ? "set" : "NULL");
+  if (gen_config_check(cfg, "generate", err)) return -1;
   if (n_prompt <= 0 || !prompt) return pith_fail(err, "generate: the prompt is empty (give at least one token)");
   for (int i = 0; i < n_prompt; i++)
     if (prompt[i] < 0 || prompt[i] >= m->cfg.vocab_size)

@@ -29,6 +29,8 @@ typedef struct {
 
 // Greedy, top_p 1, max_new_tokens 256, no eos.
 gen_config gen_config_default(void);
+// cfg's fields in range; 0, or -1 with err starting "who: ".
+int gen_config_check(const gen_config *cfg, const char *who, pith_err *err);
 
 // A 64-bit PRNG (splitmix64) for sampling; the state is the whole generator.
 typedef struct {

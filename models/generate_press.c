@@ -46,15 +46,7 @@ static int check_request(const llama_model *m, const gen_press_request *r, const
   *P = 0;
   if (!m) return pith_fail(err, "generate_pressed: no model");
   if (!r) return pith_fail(err, "generate_pressed: no request");
-  if (!cfg) return pith_fail(err, "generate_pressed: no config");
-  if (cfg->max_new_tokens <= 0)
-    return pith_fail(err, "generate_pressed: max_new_tokens must be positive (got %d)", cfg->max_new_tokens);
-  if (!(cfg->temperature >= 0) || isinf(cfg->temperature))
-    return pith_fail(err, "generate_pressed: temperature must be a finite number >= 0 (got %g)", cfg->temperature);
-  if (!(cfg->top_p > 0 && cfg->top_p <= 1))
-    return pith_fail(err, "generate_pressed: top_p must be in (0, 1] (got %g)", cfg->top_p);
-  if (cfg->n_eos < 0 || (cfg->n_eos > 0 && !cfg->eos_ids))
-    return pith_fail(err, "generate_pressed: n_eos is %d but eos_ids is %s", cfg->n_eos, cfg->eos_ids ? "set" : "NULL");
+  if (gen_config_check(cfg, "generate_pressed", err)) return -1;
   if (r->batch <= 0 || !r->context || !r->n_context)
     return pith_fail(err, "generate_pressed: %d rows given (at least one, each with a context)", r->batch);
   if (!r->question != !r->n_question)
