@@ -2,6 +2,7 @@
 // TensorBoard's own (its Python masked_crc32c), records written and read back, damaged and cut
 // files, truncation after a resume, file names that sort in the order written, and the
 // metrics.jsonl mirror (every number but step, nulls skipped, a bad line refused).
+#define _GNU_SOURCE  // mkdtemp, truncate under -std=c11 too
 #include <dirent.h>
 #include <stdint.h>
 #include <sys/stat.h>

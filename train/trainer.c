@@ -684,6 +684,7 @@ static int run(trainer *t, int resume, const char *cmd, pith_err *err) {
     printf("%s: %lld parameters in %d tensors, run folder %s\n", cmd, (long long)llama_param_count(t->model),
            t->n_params, t->run_dir);
   if (start == 0 && log_alignment(t, 0, err)) return -1;  // the unaligned scorer
+  if (tb_metrics_sync(t->tb, t->metrics, err)) return -1;
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   return train_loop(t, start, err);

@@ -4,7 +4,7 @@ through `tensorboard`'s EventAccumulator, every scalar of metrics.jsonl under it
 with its value (1e-6 relative, as float32), and nothing else. A run resumed after a kill (its last
 checkpoint removed, so it resumes from an earlier one and logs those steps again) shows each step
 once; a run resumed with TensorBoard turned on after a stretch without it shows the whole history;
-tensorboard=false writes no events file; a bad value for the key fails in one line.
+a new run in an old folder shows only itself; tensorboard=false writes no events file; a bad value for the key fails in one line.
 
 Run by ctest with PITH_BIN (the pith binary).
 """
@@ -116,6 +116,12 @@ def main():
         for t in ("loss", "lr", "grad_norm", "tokens_per_s", "mfu", "val_loss"):
             if t not in tags:
                 harness.fail(f"no {t} among the scalars {tags}")
+
+        # A new run (no --resume) in the same folder: the first run's events go with its metrics.
+        run("lm", *common, "max_steps=2", f"output_dir={full}")
+        if len(events_files(full)) != 1:
+            harness.fail(f"a new run in an old folder left {events_files(full)}")
+        compare(full, "lm, 2 steps over the 8-step run's folder")
 
         # A kill after step 8 logged but before its checkpoint: the resume starts from step 4 and
         # logs 5..8 again; the first run's events after step 4 must not linger.
