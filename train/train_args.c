@@ -35,6 +35,8 @@ static const rc_key COMMON_KEYS[] = {
     {"peak_tflops", RC_FLOAT, "0",
      "the device's peak TFLOP/s at the compute dtype, for MFU in the progress line (0: no MFU); e.g. 989 "
      "for an H100 SXM in bf16", "[0,inf)"},
+    {"tensorboard", RC_BOOL, "true",
+     "TensorBoard event files in the run folder (events.out.tfevents.*): every scalar of metrics.jsonl", NULL},
 };
 
 // pretrain / finetune: a compressor over a frozen model.
@@ -205,6 +207,7 @@ int train_args_read(train_args *a, train_task task, const run_config *c, pith_er
   a->threads = (int)run_config_int(c, "threads");
   a->nan_skip = !strcmp(run_config_str(c, "nan_policy"), "skip");  // or "stop": resolve checked it
   a->peak_tflops = run_config_float(c, "peak_tflops");
+  a->tensorboard = run_config_bool(c, "tensorboard");
   a->model_name_or_path = run_config_str(c, "model_name_or_path");
   a->train_file = run_config_str(c, "train_file");
   a->run_name = run_config_str(c, "run_name");

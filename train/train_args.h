@@ -43,6 +43,7 @@ typedef struct {
   int threads;
   int nan_skip;                        // nan_policy: 1 = skip, 0 = stop
   double peak_tflops;
+  int tensorboard;                     // events files beside metrics.jsonl (tb_events.h)
   // pretrain / finetune, and lm where it says so.
   const char *model_name_or_path;      // lm: "" when model_config is set
   const char *train_file;              // lm too

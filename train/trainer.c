@@ -22,6 +22,7 @@
 #include "hf_folder.h"
 #include "ingest.h"
 #include "loader.h"
+#include "tb_events.h"
 #include "task.h"
 #include "tokenizer.h"
 #include "train_batch.h"
@@ -51,6 +52,7 @@ typedef struct {
   pt_gen *dropout_gen;
   corpus_kind data_kind;  // of train_file
   FILE *metrics;
+  tb_metrics *tb;         // TensorBoard's copy of metrics.jsonl (tb_events.h); NULL with tensorboard=false
   int tty;
 } trainer;
 
@@ -597,6 +599,7 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
         if (mfu >= 0) fprintf(t->metrics, ", \"mfu\": %.5f", mfu);
         fprintf(t->metrics, "}\n");
         fflush(t->metrics);
+        if (tb_metrics_sync(t->tb, t->metrics, err)) return -1;
       }
     }
     int paused = (eval_every > 0 && done % eval_every == 0) || (save_every > 0 && done % save_every == 0);
@@ -607,6 +610,7 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
       char a[32];
       fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %s}\n", (long long)done, json_loss(v, a, sizeof a));
       if (log_alignment(t, done, err)) return -1;
+      if (tb_metrics_sync(t->tb, t->metrics, err)) return -1;
     }
     if (save_every > 0 && done % save_every == 0 && done != total && save_checkpoint(t, done, loss, err)) return -1;
     if (logged || paused) win_t0 = pith_now_s(), tokens = flops = 0, win_steps = 0;
@@ -669,6 +673,7 @@ static int run(trainer *t, int resume, const char *cmd, pith_err *err) {
   }
   t->metrics = fopen(path, resume ? "a" : "w");
   if (!t->metrics) return pith_fail(err, "%s: cannot write: %s", path, strerror(errno));
+  if (t->a->tensorboard && !(t->tb = tb_metrics_open(t->run_dir, path, resume ? start : -1, err))) return -1;
   if (t->enc)
     printf("%s classifier: %lld parameters in %d tensors, run folder %s\n", cmd, (long long)encoder_param_count(t->enc),
            t->n_params, t->run_dir);
@@ -679,6 +684,7 @@ static int run(trainer *t, int resume, const char *cmd, pith_err *err) {
     printf("%s: %lld parameters in %d tensors, run folder %s\n", cmd, (long long)llama_param_count(t->model),
            t->n_params, t->run_dir);
   if (start == 0 && log_alignment(t, 0, err)) return -1;  // the unaligned scorer
+  if (tb_metrics_sync(t->tb, t->metrics, err)) return -1;
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   return train_loop(t, start, err);
@@ -688,6 +694,11 @@ int trainer_run(const train_args *a, const run_config *cfg, const char *run_dir,
                 pith_err *err) {
   trainer t = {.a = a, .cfg = cfg, .run_dir = run_dir, .tty = isatty(STDOUT_FILENO)};
   int rc = run(&t, resume, cmd, err);
+  pith_err tb_err = {{0}};  // the last lines (validation, a signal's stop) reach TensorBoard too
+  if (tb_metrics_close(t.tb, t.metrics, &tb_err) && rc == 0) {
+    rc = -1;
+    if (err) *err = tb_err;
+  }
   if (t.metrics) fclose(t.metrics);
   loader_close(t.train);
   pt_adamw_free(t.opt);
