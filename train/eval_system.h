@@ -16,6 +16,7 @@
 // A system kind runs as instances (eval_instance): the baselines and the compressed system are one
 // instance each without options; `--hard METHOD:RATIO` makes one instance of the hard kind per
 // spec (its options are the spec), and with --compressor one chain instance per spec.
+// `--press SPEC` makes one instance of the press kind per spec (eval_sys_press.c).
 #ifndef PITH_EVAL_SYSTEM_H
 #define PITH_EVAL_SYSTEM_H
 
@@ -69,7 +70,7 @@ typedef struct {
 
 // What the decoder reads, filled by a system's build. eval_input_free releases it.
 typedef struct {
-  int32_t *prompt;  // (n_prompt) malloc'd; n_prompt >= 1; positions P..P+n_prompt-1
+  int32_t *prompt;  // (n_prompt) malloc'd; n_prompt >= 1 (>= 0 with a press); positions P..P+n_prompt-1
   int n_prompt;
   // NULL (no prefix), or malloc'd arrays of n_layers handles, each (1, Hkv, P, hd) in the model's
   // dtype and device, already rotated (what llama_forward returns with want_kv); the tensors live in
