@@ -200,6 +200,35 @@ static int pick_systems(eval_run *r, pith_err *err) {
   return EVAL_USAGE;
 }
 
+// A press that cannot run on the shortest context (bos + its tokens, cut to cutoff) is refused
+// here, before the model loads, rather than after the examples before it were evaluated; build
+// checks each example again (a question-aware prefill is longer, a context may start with bos).
+static int check_press_lengths(eval_run *r, pith_err *err) {
+  if (!r->n_press) return 0;
+  int64_t n = corpus_get_info(r->corp)->n_records, *len = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+  if (!len) return pith_fail(err, "out of memory");
+  corpus_col col = r->env.task == EVAL_QA ? CORPUS_COL_CONTEXT : CORPUS_COL_DOC;
+  if (corpus_read_lengths(r->corp, col, 0, n, len, err)) {
+    free(len);
+    return -1;
+  }
+  int64_t at = r->items[0];
+  for (int64_t i = 0; i < r->n_items; i++)
+    if (len[r->items[i]] < len[at]) at = r->items[i];
+  int shortest = 1 + (int)(len[at] < r->env.cutoff ? len[at] : r->env.cutoff);
+  free(len);
+  for (int i = 0; i < r->n_inst; i++) {
+    eval_press_spec sp;
+    if (r->inst[i].sys != &eval_sys_press) continue;
+    if (eval_press_parse(r->inst[i].arg, &sp, err)) return EVAL_USAGE;
+    if (eval_press_check_len(&sp, at, NULL, shortest, err)) {
+      pith_err why = *err;
+      return pith_fail(err, "%s: %s", r->inst[i].name, why.msg), EVAL_USAGE;
+    }
+  }
+  return 0;
+}
+
 static int load_models(eval_run *r, pith_err *err) {
   const eval_options *o = &r->o;
   eval_env *env = &r->env;
@@ -268,6 +297,7 @@ int eval_open(const eval_options *o, eval_run **run, pith_err *err) {
   int from_manifest = r->have_comp ? manifest_cutoff_len(r->export_dir) : -1;
   r->env.cutoff = o->cutoff_len > 0 ? o->cutoff_len : from_manifest > 0 ? from_manifest : 500;
   r->env.max_new = o->max_new_tokens > 0 ? o->max_new_tokens : r->env.task == EVAL_QA ? 32 : r->env.cutoff + 8;
+  if ((rc = check_press_lengths(r, err))) return rc;
   if (load_models(r, err)) return -1;
 
   // runs/eval/<dataset>__<model>__<method>__k<k> unless named.

@@ -104,9 +104,18 @@ static int init(const eval_env *env, const eval_instance *self, void **state, pi
 }
 
 // The parameter that makes the press need a longer context, for the error's advice.
-static const char *length_param(const press *p, int *value) {
-  if (p->kind == PRESS_SNAPKV) return *value = p->window_size, "window_size";
-  return *value = p->n_sink, "n_sink";
+static const char *length_param(const press *p) { return p->kind == PRESS_SNAPKV ? "window_size" : "n_sink"; }
+
+int eval_press_check_len(const eval_press_spec *sp, int64_t index, const char *id, int n, pith_err *err) {
+  pith_err why = {{0}};
+  if (!press_check_len(&sp->p, n, &why)) return 0;
+  const char *key = length_param(&sp->p);
+  char spec[160];
+  snprintf(spec, sizeof spec, "%s%s:%g", sp->p.adaptive ? "adakv-" : "", press_kind_name(sp->p.kind), sp->p.ratio);
+  pith_fail(err, "record %lld%s%s: %s; the press reads %d tokens here (bos + context%s): give a smaller %s, e.g. "
+                 "--press %s:%s=%d", (long long)index, id && *id ? " id " : "", id ? id : "", why.msg, n,
+            sp->aware ? " + question" : "", key, spec, key, n > 2 ? n / 2 : 1);
+  return EVAL_USAGE;
 }
 
 static int build(void *state, const eval_env *env, const eval_example *ex, eval_input *in, pith_err *err) {
@@ -118,17 +127,10 @@ static int build(void *state, const eval_env *env, const eval_example *ex, eval_
   if (eval_text_prompt(env, ex, ex->n_context, &ids, &n, err)) return -1;
   if (env->task == EVAL_QA) n -= ex->n_decoder_prompt;  // the full baseline's prompt ends with it
   if (sp->aware) n += ex->n_decoder_prompt;
-  pith_err why = {{0}};
-  if (press_check_len(&sp->p, n, &why)) {
+  int rc = eval_press_check_len(sp, ex->index, ex->id, n, err);
+  if (rc) {
     free(ids);
-    int v;
-    const char *key = length_param(&sp->p, &v);
-    char spec[160];
-    snprintf(spec, sizeof spec, "%s%s:%g", sp->p.adaptive ? "adakv-" : "", press_kind_name(sp->p.kind), sp->p.ratio);
-    pith_fail(err, "record %lld%s%s: %s; the press reads %d tokens here (bos + context%s): give a smaller %s, "
-                   "e.g. --press %s:%s=%d", (long long)ex->index, ex->id && *ex->id ? " id " : "", ex->id ? ex->id : "",
-              why.msg, n, sp->aware ? " + question" : "", key, spec, key, n > 2 ? n / 2 : 1);
-    return EVAL_USAGE;
+    return rc;
   }
   in->press = &sp->p;
   in->press_context = ids, in->n_press_context = n;

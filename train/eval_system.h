@@ -208,5 +208,8 @@ int eval_press_parse(const char *spec, eval_press_spec *out, pith_err *err);
 int eval_press_split(char *list, char **specs, int max, pith_err *err);
 // Every spec of a list parses, no two share a name; the count, or -1 with err.
 int eval_press_parse_list(const char *list, pith_err *err);
+// Whether sp's press runs on a prefill of n tokens (snapkv: n > window_size); 0, or EVAL_USAGE
+// (eval.h) with err naming the record (index, id or NULL) and the parameter to lower.
+int eval_press_check_len(const eval_press_spec *sp, int64_t index, const char *id, int n, pith_err *err);
 
 #endif
