@@ -10,7 +10,8 @@
 //          compressed prefix; ROUGE-1/2/L, corpus BLEU-4 and exact match against the cut text.
 //
 // The systems are described in their files: eval_sys_compressed.c, eval_sys_context.c (full, none,
-// truncated), eval_sys_no_layer0.c, eval_sys_hard.c (--hard, and its chains with the compressor).
+// truncated), eval_sys_no_layer0.c, eval_sys_hard.c (--hard, and its chains with the compressor),
+// eval_sys_press.c (--press: KV presses over the base model's cache).
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,7 +33,8 @@
   "context (as the systems read it, cut to cutoff_len), question, prediction and golds, for regeneration\n"  \
   "prediction and reference), metrics.json (task, n, systems: {system: {metric: value}}, retained:\n"        \
   "compressed / full in % per metric (qa), compressor, data, split; prompt_tokens: each system's mean\n"    \
-  "positions read for the context, context_tokens: the context's; retained_by_system (qa); hard) and\n"      \
+  "positions read for the context, context_tokens: the context's; kv_bytes: each system's mean bytes of\n"  \
+  "K/V held for the context when the decoder prompt begins; retained_by_system (qa); hard; press) and\n"     \
   "config.yaml (the resolved options); the table of scores goes to stdout. Scores are in [0, 100].\n"
 
 #define EVAL_INT(name, field, text) {name, CLI_INT, &o->field, .metavar = "N", .min = 1, .max = 1e9, .help = text}
@@ -127,6 +129,15 @@ static int parse_args(int argc, char **argv, eval_options *o) {
                "llmlingua: llmlingua 0.2.2's own (rate 1/R of the scorer's tokens, which it\n"
                "misses: the table shows what was read). llmlingua2 has only its own: rate\n"
                "1/R of its words' cl100k tokens"},
+      {"--press", CLI_STR, &o->press, .metavar = "SPEC,...",
+       .help = "KV-press systems, [adakv-]NAME:RATIO[:KEY=VALUE,...] each (NAME knorm,\n"
+               "streaming_llm, snapkv, expected_attention, tova or observed_attention; RATIO in\n"
+               "[0, 1): the fraction of entries removed; KEY kvpress's parameter, e.g. snapkv's\n"
+               "window_size (64); adakv-: per-head budgets). The base model reads [bos] + the context as full\n"
+               "does, its K/V cache is pressed, then the question prompt (regen: [bos]) is\n"
+               "read after it: question-agnostic, named snapkv@0.5. ':aware' at the end\n"
+               "(qa only, named snapkv@0.5+q): the question prompt is pressed with the\n"
+               "context. The table then shows every system's KiB of K/V held for the context"},
       {"--quiet", CLI_FLAG, &o->quiet, .help = "no progress on stderr"},
   };
   const cli_spec spec = {"pith eval", .about = EVAL_ABOUT, CLI_OPTS(opts), .epilog = EVAL_EPILOG};
@@ -136,6 +147,7 @@ static int parse_args(int argc, char **argv, eval_options *o) {
   if (pr) return usage_error("%s", err.msg);
   o->hard_llmlingua_budget = hard_budget == 1;
   if (o->hard && eval_hard_parse_list(o->hard, &err) < 0) return usage_error("--hard %s", err.msg);
+  if (o->press && eval_press_parse_list(o->press, &err) < 0) return usage_error("--press %s", err.msg);
   if (!o->hard && (o->hard_scorer || hard_budget))
     return usage_error("%s is for --hard", o->hard_scorer ? "--hard-scorer" : "--hard-budget");
   if (o->hard_scorer && eval_hard_check_scorer(o->hard_scorer, &err)) return usage_error("--hard-scorer %s", err.msg);

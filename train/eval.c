@@ -156,6 +156,27 @@ static int add_hard(eval_run *r, pith_err *err) {
   return 0;
 }
 
+// A press system per --press spec (qa and regen; an aware spec is qa only).
+static int add_press(eval_run *r, pith_err *err) {
+  if (!r->o.press) return 0;
+  if (eval_press_parse_list(r->o.press, err) < 0) return EVAL_USAGE;
+  snprintf(r->press_buf, sizeof r->press_buf, "%s", r->o.press);  // instances point into it
+  char *specs[EVAL_MAX_INSTANCES];
+  int n = eval_press_split(r->press_buf, specs, EVAL_MAX_INSTANCES, err);
+  if (n < 0) return EVAL_USAGE;
+  for (int i = 0; i < n; i++) {
+    eval_press_spec sp;
+    if (eval_press_parse(specs[i], &sp, err)) return EVAL_USAGE;
+    if (sp.aware && r->env.task != EVAL_QA)
+      return pith_fail(err, "--press %s: question-aware (:aware) is for qa; regen has no question", specs[i]), EVAL_USAGE;
+    for (int j = 0; j < r->n_inst; j++)
+      if (!strcmp(r->inst[j].name, sp.name)) return pith_fail(err, "--press: %s twice", sp.name), EVAL_USAGE;
+    if (!add_instance(r, &eval_sys_press, sp.name, specs[i], err)) return -1;
+    r->n_press++;
+  }
+  return 0;
+}
+
 // The selected systems that apply to the task; EVAL_USAGE with err for an unknown name or when none is left.
 static int pick_systems(eval_run *r, pith_err *err) {
   const char *list = r->o.baselines ? r->o.baselines : EVAL_DEFAULT_BASELINES;
@@ -172,10 +193,40 @@ static int pick_systems(eval_run *r, pith_err *err) {
     if (on[i] && !add_instance(r, s, s->name, NULL, err)) return -1;
   }
   int rc = add_hard(r, err);
+  if (!rc) rc = add_press(r, err);
   if (rc) return rc;
   if (r->n_inst) return 0;
   pith_fail(err, "nothing to evaluate (--compressor none and no baseline for this task)");
   return EVAL_USAGE;
+}
+
+// A press that cannot run on the shortest context (bos + its tokens, cut to cutoff) is refused
+// here, before the model loads, rather than after the examples before it were evaluated; build
+// checks each example again (a question-aware prefill is longer, a context may start with bos).
+static int check_press_lengths(eval_run *r, pith_err *err) {
+  if (!r->n_press) return 0;
+  int64_t n = corpus_get_info(r->corp)->n_records, *len = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+  if (!len) return pith_fail(err, "out of memory");
+  corpus_col col = r->env.task == EVAL_QA ? CORPUS_COL_CONTEXT : CORPUS_COL_DOC;
+  if (corpus_read_lengths(r->corp, col, 0, n, len, err)) {
+    free(len);
+    return -1;
+  }
+  int64_t at = r->items[0];
+  for (int64_t i = 0; i < r->n_items; i++)
+    if (len[r->items[i]] < len[at]) at = r->items[i];
+  int shortest = 1 + (int)(len[at] < r->env.cutoff ? len[at] : r->env.cutoff);
+  free(len);
+  for (int i = 0; i < r->n_inst; i++) {
+    eval_press_spec sp;
+    if (r->inst[i].sys != &eval_sys_press) continue;
+    if (eval_press_parse(r->inst[i].arg, &sp, err)) return EVAL_USAGE;
+    if (eval_press_check_len(&sp, at, NULL, shortest, err)) {
+      pith_err why = *err;
+      return pith_fail(err, "%s: %s", r->inst[i].name, why.msg), EVAL_USAGE;
+    }
+  }
+  return 0;
 }
 
 static int load_models(eval_run *r, pith_err *err) {
@@ -246,6 +297,7 @@ int eval_open(const eval_options *o, eval_run **run, pith_err *err) {
   int from_manifest = r->have_comp ? manifest_cutoff_len(r->export_dir) : -1;
   r->env.cutoff = o->cutoff_len > 0 ? o->cutoff_len : from_manifest > 0 ? from_manifest : 500;
   r->env.max_new = o->max_new_tokens > 0 ? o->max_new_tokens : r->env.task == EVAL_QA ? 32 : r->env.cutoff + 8;
+  if ((rc = check_press_lengths(r, err))) return rc;
   if (load_models(r, err)) return -1;
 
   // runs/eval/<dataset>__<model>__<method>__k<k> unless named.
@@ -308,13 +360,53 @@ int eval_text_prompt(const eval_env *env, const eval_example *ex, int part, int3
 
 // ---- generation ---------------------------------------------------------------------------------
 
-int eval_generate(const eval_env *env, const eval_input *in, int32_t **out, int *n_out, pith_err *err) {
+int64_t eval_kv_bytes(const eval_env *env, int64_t positions) {
+  const llama_config *c = &env->model->cfg;
+  return positions * c->n_layers * 2 * c->n_kv_heads * c->head_dim * (int64_t)pt_dtype_size(env->model->dtype);
+}
+
+// One row through generate_pressed: the press's select over in->press_context, then in->prompt.
+static int generate_press(const eval_env *env, eval_input *in, const gen_config *gc, int32_t **out, int *n_out,
+                          pith_err *err) {
+  if (in->prefix_k || in->prefix_v) return pith_fail(err, "a press system with a prefix (not supported)");
+  if (!in->press_context || in->n_press_context < 1) return pith_fail(err, "a press system without a context");
+  const int32_t *ctx = in->press_context, *q = in->prompt;
+  int nc = in->n_press_context, nq = in->n_prompt;
+  press_selector sel = {in->press, env->model};
+  gen_press_request req = {.batch = 1, .context = &ctx, .n_context = &nc, .question = &q, .n_question = &nq,
+                           .select = press_select, .select_ctx = &sel};
+  gen_press_result res = {0};
+  if (generate_pressed(env->model, &req, gc, NULL, NULL, &res, err)) return -1;
+  *out = res.ids[0], *n_out = res.n[0];
+  res.ids[0] = NULL;
+  // The kept entries' K and V; the compact cache's index (16 B an entry) is bookkeeping the dense
+  // systems do not have, so it is left out of every system's count alike.
+  const llama_config *c = &env->model->cfg;
+  in->kv_bytes = res.kv_kept * 2 * c->head_dim * (int64_t)pt_dtype_size(env->model->dtype);
+  gen_press_result_free(&res);
+  if (!*out && !(*out = malloc(sizeof(int32_t)))) return pith_fail(err, "out of memory");
+  return 0;
+}
+
+int eval_generate(const eval_env *env, eval_input *in, int32_t **out, int *n_out, pith_err *err) {
   gen_config gc = gen_config_default();
   gc.max_new_tokens = env->max_new;
   gc.eos_ids = env->eos;
   gc.n_eos = env->n_eos;
+  if (in->press) return generate_press(env, in, &gc, out, n_out, err);
+  if (in->kv_len < 0) return pith_fail(err, "eval_generate: the input's kv_len is not set");
+  in->kv_bytes = eval_kv_bytes(env, in->kv_len);
   return generate(env->model, NULL, in->prefix_k, in->prefix_v, in->prompt, in->n_prompt, &gc, NULL, NULL, out,
                   n_out, err);
+}
+
+// What a build left at -1: the prefix's positions plus the prompt's tokens before the decoder
+// prompt (all of them when the prompt does not end with it, as regen's truncated baseline).
+static int default_kv_len(const eval_input *in, const eval_example *ex) {
+  int n = in->prefix_k ? (int)pt_size(in->prefix_k[0], 2) : 0, nd = ex->n_decoder_prompt;
+  int ends = in->n_prompt >= nd && nd > 0 &&
+             !memcmp(in->prompt + in->n_prompt - nd, ex->decoder_prompt, sizeof(int32_t) * (size_t)nd);
+  return n + (ends ? in->n_prompt - nd : in->n_prompt);
 }
 
 static int is_eos(const eval_env *env, int32_t id) {
@@ -326,11 +418,12 @@ static int is_eos(const eval_env *env, int32_t id) {
 int eval_system_run(const eval_env *env, const eval_system *sys, void *state, const eval_example *ex, eval_input *in,
                     int32_t **gen, int *n_gen, pith_err *err) {
   eval_input local = {0}, *x = in ? in : &local;
-  *x = (eval_input){0};
+  *x = (eval_input){.kv_len = -1};
   int32_t *g = NULL;
   int n = 0;
   *gen = NULL, *n_gen = 0;
   int rc = sys->build(state, env, ex, x, err);
+  if (!rc && !x->press && x->kv_len < 0) x->kv_len = default_kv_len(x, ex);
   if (!rc) rc = eval_generate(env, x, &g, &n, err);
   if (!rc && env->verify && sys->check) rc = sys->check(state, env, x, g, n, err);
   if (!rc && n > 0 && is_eos(env, g[n - 1])) n--;
@@ -391,14 +484,16 @@ static int eval_record(eval_run *r, corpus_record *rec, pith_err *err) {
       pith_fail(err, "%s: %s", inst->name, why.msg);
     }
     r->read[i] += in.n_read;
+    r->kv[i] += (double)in.kv_bytes;
     int n_read = in.n_read;
+    int64_t kv_bytes = in.kv_bytes;
     char *kept = in.kept_text;  // the record's, after the scope
     in.kept_text = NULL;
     eval_input_free(&in);
     pt_scope_end(s);
     char *pred = rc ? NULL : decode(r, gen, n_gen, err);
     if (!rc && !pred) rc = -1;
-    if (!rc) rc = eval_record_prediction(r, i, &ex, pred, n_read, kept, err);
+    if (!rc) rc = eval_record_prediction(r, i, &ex, pred, n_read, kv_bytes, kept, err);
     free(kept);
     free(pred);
     free(gen);

@@ -50,6 +50,7 @@ typedef struct {
   const char *l2_scorer;    // --hard llmlingua2's token classifier folder, or NULL
   const char *cl100k;       // its cl100k_base.tiktoken, NULL: searched as pith compress does
   const char *ehpc_heads;   // --hard ehpc's evaluator heads (ehpc.json, a folder, L:h,h), or NULL
+  const char *press;        // NULL, or comma-separated KV press specs (eval_sys_press.c): a system each
 } eval_options;
 
 typedef struct eval_run eval_run;
@@ -74,10 +75,18 @@ void eval_close(eval_run *r);  // also removes the temporary export
 #define EVAL_NO_CONTEXT (-1)
 int eval_text_prompt(const eval_env *env, const eval_example *ex, int part, int32_t **ids, int *n, pith_err *err);
 
-// Greedy generation from in (prefix and prompt), up to env->max_new tokens or an eos (kept).
-int eval_generate(const eval_env *env, const eval_input *in, int32_t **out, int *n_out, pith_err *err);
+// Greedy generation from in (prefix and prompt; with in->press, generate_pressed over the pressed
+// press_context), up to env->max_new tokens or an eos (kept). Sets in->kv_bytes: a press's kept
+// K/V bytes, else eval_kv_bytes of in->kv_len (which must be >= 0 here).
+int eval_generate(const eval_env *env, eval_input *in, int32_t **out, int *n_out, pith_err *err);
+
+// The bytes of K and V that `positions` cache entries hold in the model, every layer and KV head:
+// positions × n_layers × 2 × n_kv_heads × head_dim × the dtype's size.
+int64_t eval_kv_bytes(const eval_env *env, int64_t positions);
 
 // sys on ex: build, eval_generate, the system's check with env->verify, the final eos dropped.
+// in->kv_len left at -1 by build becomes the prefix's length plus the prompt's tokens before
+// ex's decoder prompt (all of the prompt when it does not end with it: regen's truncated).
 // *gen: malloc'd ids, the echo first (eval_input.echo), then the generation. in: NULL, or receives
 // the decoder input (eval_input_free it). Tensors go to the caller's scope.
 int eval_system_run(const eval_env *env, const eval_system *sys, void *state, const eval_example *ex, eval_input *in,

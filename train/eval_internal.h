@@ -36,22 +36,24 @@ struct eval_run {
   // The rows: the registry's selected systems in its order (compressed, the baselines), then a hard
   // system per --hard spec, then (with a compressor) a chain per spec.
   eval_instance inst[EVAL_MAX_INSTANCES];
-  int n_inst, n_hard;
-  char hard_buf[1024];  // --hard split into the instances' specs
+  int n_inst, n_hard, n_press;
+  char hard_buf[1024];   // --hard split into the instances' specs
+  char press_buf[1024];  // --press split into the instances' specs
   tokenizer *tok;
   llama_model *model;
   task_tokens tt;  // the prompt pieces and special ids, as the trainer's (data/task.h)
   eval_scores sc[EVAL_MAX_INSTANCES];
   double read[EVAL_MAX_INSTANCES];  // the sum over examples of the positions standing for the context
   double n_context;                 // the sum of the context lengths (cut to cutoff)
+  double kv[EVAL_MAX_INSTANCES];    // the sum over examples of the K/V bytes held for the context (eval_input.kv_bytes)
   strbuf preds;  // predictions.jsonl so far
   int tty;
 };
 
 // eval_report.c: scores one prediction of system sys and appends its predictions.jsonl line.
-// n_read: the positions that stood for the context (eval_input.n_read).
+// n_read: the positions that stood for the context (eval_input.n_read); kv_bytes: eval_input.kv_bytes.
 int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const char *pred, int n_read,
-                           const char *kept, pith_err *err);
+                           int64_t kv_bytes, const char *kept, pith_err *err);
 // The dataset score of row sys for metric m (a column of the task's table).
 double eval_score(const eval_run *r, int sys, const char *m);
 

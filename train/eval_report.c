@@ -51,7 +51,7 @@ static cJSON *json_strings(const char *const *s, int n) {
 }
 
 int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const char *pred, int n_read,
-                           const char *kept, pith_err *err) {
+                           int64_t kv_bytes, const char *kept, pith_err *err) {
   eval_scores *s = &r->sc[sys];
   int bad = 0, qa = r->env.task == EVAL_QA;
   if (qa) {
@@ -75,6 +75,8 @@ int eval_record_prediction(eval_run *r, int sys, const eval_example *ex, const c
   // hard systems and chains: how many positions stood for the context (the others' are fixed)
   if (r->inst[sys].sys == &eval_sys_hard || r->inst[sys].sys == &eval_sys_chain)
     cJSON_AddNumberToObject(j, "prompt_tokens", n_read);
+  // press systems: the bytes of K/V the press kept of this example (the others' follow from its length)
+  if (r->inst[sys].sys == &eval_sys_press) cJSON_AddNumberToObject(j, "kv_bytes", (double)kv_bytes);
   if (kept) cJSON_AddStringToObject(j, "kept", kept);  // a hard system's kept text of the context
   if (qa) cJSON_AddItemToObject(j, "golds", json_strings(ex->golds, ex->n_golds));
   else cJSON_AddStringToObject(j, "reference", ex->reference);
@@ -128,6 +130,11 @@ static int write_metrics(eval_run *r, pith_err *err) {
   cJSON *tok = cJSON_AddObjectToObject(j, "prompt_tokens");
   for (int s = 0; s < r->n_inst; s++) cJSON_AddNumberToObject(tok, r->inst[s].name, r->read[s] / n);
   cJSON_AddNumberToObject(j, "context_tokens", r->n_context / n);
+  // The bytes of K/V each system's decoder held for the context when it began the decoder prompt,
+  // mean per example: (bos + context tokens read, or the prefix) × layers × 2 × Hkv × head_dim ×
+  // element size; a press's kept entries (its compact index, 16 B an entry, not counted).
+  cJSON *kv = cJSON_AddObjectToObject(j, "kv_bytes");
+  for (int s = 0; s < r->n_inst; s++) cJSON_AddNumberToObject(kv, r->inst[s].name, r->kv[s] / n);
   // Retained: what the compressed prefix keeps of the full context's score (qa), null where full is 0.
   int comp = running(r, "compressed"), full = running(r, "full");
   if (r->env.task == EVAL_QA && comp >= 0 && full >= 0)
@@ -156,6 +163,19 @@ static int write_metrics(eval_run *r, pith_err *err) {
     cJSON_AddStringToObject(h, "budget", r->o.hard_llmlingua_budget ? "llmlingua" : "exact");
     if (r->o.l2_scorer) cJSON_AddStringToObject(h, "l2_scorer", r->o.l2_scorer);
     if (r->o.ehpc_heads) cJSON_AddStringToObject(h, "ehpc_heads", r->o.ehpc_heads);
+  }
+  if (r->n_press) {  // each press system's canonical spec (every parameter) and whether it saw the question
+    cJSON *p = cJSON_AddObjectToObject(j, "press");
+    for (int s = 0; s < r->n_inst; s++) {
+      eval_press_spec sp;
+      char spec[512];
+      pith_err e = {{0}};
+      if (r->inst[s].sys != &eval_sys_press || eval_press_parse(r->inst[s].arg, &sp, &e)) continue;
+      press_format(&sp.p, spec, sizeof spec);
+      cJSON *o = cJSON_AddObjectToObject(p, r->inst[s].name);
+      cJSON_AddStringToObject(o, "spec", spec);
+      cJSON_AddBoolToObject(o, "question_aware", sp.aware);
+    }
   }
   cJSON *c = cJSON_AddObjectToObject(j, "compressor");
   if (r->have_comp) {
@@ -198,6 +218,7 @@ static int write_config(eval_run *r, pith_err *err) {
     {"name", RC_STRING, "", "", NULL}, {"hard", RC_STRING, "", "", NULL}, {"hard_scorer", RC_STRING, "", "", NULL},
     {"hard_budget", RC_STRING, "", "", NULL}, {"l2_scorer", RC_STRING, "", "", NULL},
     {"cl100k", RC_STRING, "", "", NULL}, {"ehpc_heads", RC_STRING, "", "", NULL},
+    {"press", RC_STRING, "", "", NULL},
   };
   char baselines[256] = "", kv[EVAL_PATH_MAX + 64];
   for (int s = 0; s < r->n_inst; s++)
@@ -220,7 +241,7 @@ static int write_config(eval_run *r, pith_err *err) {
     {"hard_scorer", o->hard_scorer ? o->hard_scorer : o->hard ? r->model_dir : "", 0},
     {"hard_budget", !o->hard ? "" : o->hard_llmlingua_budget ? "llmlingua" : "exact", 0},
     {"l2_scorer", o->l2_scorer ? o->l2_scorer : "", 0}, {"cl100k", o->cl100k ? o->cl100k : "", 0},
-    {"ehpc_heads", o->ehpc_heads ? o->ehpc_heads : "", 0},
+    {"ehpc_heads", o->ehpc_heads ? o->ehpc_heads : "", 0}, {"press", o->press ? o->press : "", 0},
   };
   // The export folder moved into OUT when the compressor came from a run.
   char moved[EVAL_PATH_MAX + 16];
@@ -289,14 +310,16 @@ void eval_print_table(const eval_run *r, FILE *f) {
   else snprintf(method, sizeof method, "no compressor (truncated k=%d)", r->env.k);
   fprintf(f, "pith eval: %s on %s (%s split, %lld examples), %s, cutoff_len %d, max_new_tokens %d\n", task_name(r),
           r->o.data, r->o.split, (long long)r->n_items, method, r->env.cutoff, r->env.max_new);
-  // With hard systems, one table of every family: the tokens each read for the context (mean), the
-  // ratio to the context's, and (qa) the share of the full context's F1.
-  int wide = r->n_hard > 0, w = 12, full = running(r, "full"), comp = running(r, "compressed");
+  // With hard or press systems, one table of every family: the tokens each read for the context
+  // (mean), the ratio to the context's, with presses the KiB of K/V held for the context (mean), and
+  // (qa) the share of the full context's F1.
+  int wide = r->n_hard > 0 || r->n_press > 0, kv = r->n_press > 0, w = 12, full = running(r, "full"), comp = running(r, "compressed");
   for (int s = 0; wide && s < r->n_inst; s++) w = (int)strlen(r->inst[s].name) + 1 > w ? (int)strlen(r->inst[s].name) + 1 : w;
   int ret = wide && r->env.task == EVAL_QA && full >= 0;
   fprintf(f, "%-*s", w, "system");
   for (int m = 0; m < nm; m++) fprintf(f, " %8s", names[m]);
   if (wide) fprintf(f, " %8s %8s", "tokens", "ratio");
+  if (kv) fprintf(f, " %10s", "kv_KiB");
   if (ret) fprintf(f, " %8s", "ret_f1");
   fprintf(f, "\n");
   double n = r->n_items ? (double)r->n_items : 1;
@@ -308,6 +331,7 @@ void eval_print_table(const eval_run *r, FILE *f) {
       ratio_cell(r, s, cell, sizeof cell);
       fprintf(f, " %8.1f %8s", r->read[s] / n, cell);
     }
+    if (kv) fprintf(f, " %10.1f", r->kv[s] / n / 1024);
     if (ret) {
       double fs = eval_score(r, full, "f1");
       if (fs > 0) fprintf(f, " %8.1f", 100 * eval_score(r, s, "f1") / fs);
@@ -324,8 +348,13 @@ void eval_print_table(const eval_run *r, FILE *f) {
     }
     fprintf(f, "\n");
   }
-  if (wide)
+  if (wide && r->n_hard)
     fprintf(f, "tokens: positions read for the context, mean per example (the context: %.1f); hard budget: %s\n",
             r->n_context / n, r->o.hard_llmlingua_budget ? "llmlingua's" : "exact");
+  else if (wide)
+    fprintf(f, "tokens: positions read for the context, mean per example (the context: %.1f)\n", r->n_context / n);
+  if (kv)
+    fprintf(f, "kv_KiB: K/V held for the context when the decoder prompt begins, mean per example (a press: its "
+               "kept entries; +q: the question was pressed with the context)\n");
   fprintf(f, "results in %s/ (metrics.json, predictions.jsonl, config.yaml)\n", r->out_dir);
 }

@@ -24,7 +24,10 @@ static int build_truncated(void *state, const eval_env *env, const eval_example 
   int k = env->k < ex->n_context ? env->k : ex->n_context;
   if (env->task == EVAL_REGEN) in->echo = ex->context, in->n_echo = k;
   in->n_read = k;
-  return eval_text_prompt(env, ex, k, &in->prompt, &in->n_prompt, err);
+  if (eval_text_prompt(env, ex, k, &in->prompt, &in->n_prompt, err)) return -1;
+  // regen's prompt is all context ([bos] + k tokens, no decoder prompt after them)
+  in->kv_len = in->n_prompt - (env->task == EVAL_QA ? ex->n_decoder_prompt : 0);
+  return 0;
 }
 
 const eval_system eval_sys_full = {

@@ -8,7 +8,7 @@
 // Output order: predictions.jsonl, metrics.json and the table list the systems in this order.
 const eval_system *const eval_systems[] = {
   &eval_sys_compressed, &eval_sys_full, &eval_sys_none, &eval_sys_truncated, &eval_sys_no_layer0, &eval_sys_hard,
-  &eval_sys_chain,
+  &eval_sys_chain, &eval_sys_press,
 };
 const int eval_n_systems = (int)(sizeof eval_systems / sizeof eval_systems[0]);
 _Static_assert(sizeof eval_systems / sizeof eval_systems[0] <= EVAL_MAX_SYSTEMS, "raise EVAL_MAX_SYSTEMS");
@@ -20,6 +20,7 @@ void eval_input_free(eval_input *in) {
   free(in->prefix_v);
   if (in->priv && in->priv_free) in->priv_free(in->priv);
   free(in->kept_text);
+  free(in->press_context);
   *in = (eval_input){0};
 }
 

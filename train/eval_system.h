@@ -6,13 +6,17 @@
 // eval_system in it plus a line in the registry (eval_system.c), not a new branch of the engine:
 //   - a system that rewrites the prompt (the context baselines, hard compression that drops
 //     tokens) fills in.prompt and leaves the prefix NULL;
-//   - a system that hands over K/V (the soft compressors, no_layer0, a KV press) fills in.prefix_k/v
-//     and puts the decoder prompt in in.prompt;
+//   - a system that hands over K/V (the soft compressors, no_layer0) fills in.prefix_k/v and puts
+//     the decoder prompt in in.prompt;
+//   - a KV press (eval_sys_press.c) puts what the base model prefills in in.press_context and the
+//     press in in.press, the decoder prompt in in.prompt: the engine then generates through
+//     generate_pressed (models/generate.h) instead of generate(), the same loop otherwise;
 //   - a chain (hard then soft) copies the example, replaces its context with the shortened one and
 //     calls the second system's build on the copy (eval_example is a plain view, cheap to copy).
 // A system kind runs as instances (eval_instance): the baselines and the compressed system are one
 // instance each without options; `--hard METHOD:RATIO` makes one instance of the hard kind per
 // spec (its options are the spec), and with --compressor one chain instance per spec.
+// `--press SPEC` makes one instance of the press kind per spec (eval_sys_press.c).
 #ifndef PITH_EVAL_SYSTEM_H
 #define PITH_EVAL_SYSTEM_H
 
@@ -21,6 +25,7 @@
 
 #include "base.h"
 #include "llama.h"
+#include "press.h"
 #include "task.h"
 
 typedef enum { EVAL_QA, EVAL_REGEN } eval_task;
@@ -65,7 +70,7 @@ typedef struct {
 
 // What the decoder reads, filled by a system's build. eval_input_free releases it.
 typedef struct {
-  int32_t *prompt;  // (n_prompt) malloc'd; n_prompt >= 1; positions P..P+n_prompt-1
+  int32_t *prompt;  // (n_prompt) malloc'd; n_prompt >= 1 (>= 0 with a press); positions P..P+n_prompt-1
   int n_prompt;
   // NULL (no prefix), or malloc'd arrays of n_layers handles, each (1, Hkv, P, hd) in the model's
   // dtype and device, already rotated (what llama_forward returns with want_kv); the tensors live in
@@ -83,6 +88,21 @@ typedef struct {
   void (*priv_free)(void *priv);
   // Optional, malloc'd: the text the system kept of the context (hard systems), in predictions.jsonl.
   char *kept_text;
+  // A KV press (NULL: none): press_context (malloc'd, n_press_context >= 1 ids, [bos] first) is
+  // prefilled with the press choosing per layer and KV head what stays, then prompt (n_prompt >= 0
+  // here: 0 when the question was part of press_context) is read at positions after it. The press
+  // is the system's (borrowed); prefix_k/v must be NULL with a press.
+  const press *press;
+  int32_t *press_context;
+  int n_press_context;
+  // Positions of K/V the decoder holds for the context when it starts reading its decoder prompt
+  // (bos and the context tokens the prompt holds before the decoder prompt, or the prefix's length):
+  // set by build, or left at -1 (the engine then takes the prefix's length plus the prompt's tokens
+  // before the decoder prompt). Not used with a press, whose kept entries are counted instead.
+  int kv_len;
+  // Set by the engine after generation: the bytes of that K/V (eval_kv_bytes; a press: its kept
+  // entries' K and V, the compact cache's 16 B index per entry not counted).
+  int64_t kv_bytes;
 } eval_input;
 
 void eval_input_free(eval_input *in);
@@ -142,6 +162,8 @@ extern const eval_system eval_sys_compressed, eval_sys_full, eval_sys_none, eval
 // eval_sys_hard.c: hard compression (an instance per --hard spec) and the chain (hard, then the
 // compressed system on the survivors).
 extern const eval_system eval_sys_hard, eval_sys_chain;
+// eval_sys_press.c: a KV press (an instance per --press spec).
+extern const eval_system eval_sys_press;
 
 // ---- hard compression (eval_sys_hard.c) ---------------------------------------------------------
 
@@ -166,5 +188,28 @@ int eval_hard_check_scorer(const char *dir, pith_err *err);
 int eval_hard_check_classifier(const char *dir, pith_err *err);
 // 1 when a spec of the (valid) list uses method ("llmlingua2"), else 0.
 int eval_hard_uses(const char *list, const char *method);
+
+// ---- KV presses (eval_sys_press.c) --------------------------------------------------------------
+
+// A --press spec: press_parse's [adakv-]NAME:RATIO[:KEY=VALUE,...] (models/press.h), optionally
+// followed by ":aware" (question-aware, qa only: the question is prefilled and pressed with the
+// context, an empty question follows).
+typedef struct {
+  press p;
+  int aware;
+  char name[128];  // "snapkv@0.5", "adakv-snapkv@0.25", "snapkv@0.5:window=16", "snapkv@0.5+q"
+} eval_press_spec;
+
+// 0, or -1 with err naming the spec (press_parse's messages).
+int eval_press_parse(const char *spec, eval_press_spec *out, pith_err *err);
+// Splits a --press list into its specs in place: a comma starts a new spec only where what follows
+// it reads NAME:... (press parameters are comma-separated too: snapkv:0.5:window=16,kernel=3,knorm:0.5).
+// specs receives at most max pointers into list; the count, or -1 with err.
+int eval_press_split(char *list, char **specs, int max, pith_err *err);
+// Every spec of a list parses, no two share a name; the count, or -1 with err.
+int eval_press_parse_list(const char *list, pith_err *err);
+// Whether sp's press runs on a prefill of n tokens (snapkv: n > window_size); 0, or EVAL_USAGE
+// (eval.h) with err naming the record (index, id or NULL) and the parameter to lower.
+int eval_press_check_len(const eval_press_spec *sp, int64_t index, const char *id, int n, pith_err *err);
 
 #endif
