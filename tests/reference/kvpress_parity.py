@@ -28,7 +28,9 @@ overwrites the masked keys with a searched "fake key" (search_hyperplane) whose 
 underflow to 0; pith frees those entries. Where the search fails (ValueError) the case is printed,
 not compared. A mismatch prints both sequences and the top-2 logit gap of kvpress's model at the
 first difference. Plus `pith generate --press snapkv:0.5 --question` (the CLI, text in, --ids-out)
-against kvpress on the ids it wrote.
+against kvpress on the ids it wrote. Before the peer (so also where it is absent): pith generate
+--press refuses bad specs and a window too long for the prompt (exit 2), and ratio 0 gives plain
+generation's tokens.
 
 The peer needs transformers 4.x: it runs in .venv-peers (scripts/setup-peers), this script calling
 itself there with --peer. Skips (exit 77) when .venv-peers, kvpress, the assets, pith or
@@ -38,6 +40,7 @@ usage: kvpress_parity.py PATH_TO_press_tool
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -278,16 +281,46 @@ def cli_prompt():
     return text[:700]
 
 
+def cli_checks(stories_dir, tmp):
+    """pith generate --press without the peer: bad specs and a window too long for the prompt are one
+    line and exit 2; a press of ratio 0 keeps everything and gives plain generation's tokens."""
+    prompt = cli_prompt()
+    base = ["generate", "--model", stories_dir, "--max-new-tokens", "8", "--threads", "1"]
+    for spec, words in [("nosuch:0.5", "unknown press 'nosuch'"), ("snapkv:1", "outside [0, 1)"),
+                        ("snapkv:-0.1", "outside [0, 1)"), ("snapkv:0.5:window_size=0", "window_size"),
+                        ("knorm:0.5:bogus=1", "bogus")]:
+        r = harness.pith(*base, "--prompt", prompt, "--press", spec, ok=False)
+        first = r.stderr.splitlines()[0] if r.stderr else ""
+        harness.expect(r.returncode == 2 and words in first and not r.stdout,
+                       f"--press {spec}: exit {r.returncode}, stderr {r.stderr!r} (want exit 2, one line naming {words!r})")
+    r = harness.pith(*base, "--prompt", "Once upon a time", "--press", "snapkv:0.5", ok=False)
+    harness.expect(r.returncode == 2 and "window_size 64" in r.stderr and len(r.stderr.splitlines()) == 1,
+                   f"a 64-token window over a short prompt: exit {r.returncode}, stderr {r.stderr!r}")
+    plain, zero = os.path.join(tmp, "plain.json"), os.path.join(tmp, "zero.json")
+    harness.pith(*base, "--prompt", prompt, "--ids-out", plain)
+    r = harness.pith(*base, "--prompt", prompt, "--press", "snapkv:0", "--ids-out", zero)
+    a, b = json.load(open(plain)), json.load(open(zero))
+    harness.expect(a == b, f"--press snapkv:0 changed the tokens: {a['new']} vs {b['new']}")
+    harness.expect("question" not in b, "--ids-out has no question without --question")
+    m = re.search(r"kept (\d+) of (\d+) KV entries", r.stderr)
+    harness.expect(m and m.group(1) == m.group(2) and int(m.group(1)) > 0,
+                   f"--press snapkv:0 keeps every entry: {r.stderr!r}")
+    print("pith generate --press: bad specs and a too-long window refused (exit 2, one line); ratio 0 = plain generation")
+
+
 def main():
     tool = harness.tool_arg("press_tool")
     harness.pith_bin()
-    peer_python = os.path.join(harness.ROOT, ".venv-peers", "bin", "python")
-    if not os.path.exists(peer_python):
-        harness.skip(".venv-peers is absent (scripts/setup-peers makes it: kvpress 0.5.5 + transformers 4.57.6)")
     harness.stories_assets()
     with tempfile.TemporaryDirectory() as tmp:
         stories_dir = os.path.join(tmp, "stories260K")
         harness.convert_stories(stories_dir)
+        cli_checks(stories_dir, tmp)
+        peer_python = os.path.join(harness.ROOT, ".venv-peers", "bin", "python")
+        if not os.path.exists(peer_python):
+            if harness.MISMATCHES:
+                harness.fail(f"{len(harness.MISMATCHES)} mismatches")
+            harness.skip(".venv-peers is absent (scripts/setup-peers makes it: kvpress 0.5.5 + transformers 4.57.6)")
         rand_dir = os.path.join(tmp, "random_llama")
         make_random_llama(rand_dir)
         ctxs = contexts(stories_dir)
