@@ -8,6 +8,10 @@
 //   press_tool time DIR SPEC REPS ROW [ROW...]  the median CPU milliseconds of REPS prefills (no LM
 //                                               head) without and with the press, and of the presses
 //                                               alone (their on_layer calls), as one JSON line
+//   press_tool gen DIR SPEC N ROW [ROW...]      greedy generate_pressed (models/generate.h) of N new tokens
+//                                               (no eos) for rows "CONTEXT_IDS|QUESTION_IDS" in one batch;
+//                                               prints {"press": spec, "new": [row][ids], "kept": entries,
+//                                               "kv_bytes": the cache after the press, "gen_s": wall seconds}
 // SPEC may be several specs separated by ';': the command runs for each, one JSON line each.
 // DIR is a Hugging Face model folder (checkpoints/hf_folder.h), loaded in f32 on the CPU; one thread.
 #include <stdio.h>
@@ -15,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "generate.h"
 #include "hf_folder.h"
 #include "press.h"
 
@@ -95,16 +100,88 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+// Comma-separated ids into a malloc'd array (NULL for an empty string); the count in *n.
+static int32_t *parse_ids(const char *s, int *n) {
+  *n = 0;
+  if (!*s) return NULL;
+  int c = 1;
+  for (const char *t = s; *t; t++) c += *t == ',';
+  int32_t *ids = malloc(sizeof *ids * (size_t)c);
+  char *end;
+  for (int j = 0; j < c; j++) {
+    ids[j] = (int32_t)strtol(s, &end, 10);
+    if (end == s || (*end && *end != ',')) die("ids", "a row must be comma-separated integers");
+    s = *end ? end + 1 : end;
+  }
+  *n = c;
+  return ids;
+}
+
+// press_tool gen: every spec on the same rows, one batch each.
+static void gen_main(const llama_model *m, const char *specs_arg, int n_new, int n_rows, char **rows) {
+  int32_t **ctx = calloc((size_t)n_rows, sizeof *ctx), **q = calloc((size_t)n_rows, sizeof *q);
+  int *nc = calloc((size_t)n_rows, sizeof *nc), *nq = calloc((size_t)n_rows, sizeof *nq);
+  for (int r = 0; r < n_rows; r++) {
+    char *bar = strchr(rows[r], '|');
+    if (!bar) die("gen", "a row is CONTEXT_IDS|QUESTION_IDS");
+    *bar = 0;
+    ctx[r] = parse_ids(rows[r], &nc[r]);
+    q[r] = parse_ids(bar + 1, &nq[r]);
+  }
+  char *specs = strdup(specs_arg);
+  pith_err err;
+  for (char *save = NULL, *one = strtok_r(specs, ";", &save); one; one = strtok_r(NULL, ";", &save)) {
+    press p;
+    if (press_parse(one, &p, &err)) die("spec", err.msg);
+    press_selector sel = {&p, m};
+    gen_press_request req = {.batch = n_rows, .context = (const int32_t *const *)ctx, .n_context = nc,
+                             .question = (const int32_t *const *)q, .n_question = nq, .select = press_select,
+                             .select_ctx = &sel};
+    gen_config cfg = gen_config_default();
+    cfg.max_new_tokens = n_new;
+    gen_press_result res;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (generate_pressed(m, &req, &cfg, NULL, NULL, &res, &err)) die("gen", err.msg);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    char spec[512];
+    press_format(&p, spec, sizeof spec);
+    printf("{\"press\": \"%s\", \"kept\": %lld, \"kv_bytes\": %lld, \"gen_s\": %.6f, \"new\": [", spec,
+           (long long)res.kv_kept, (long long)res.kv_bytes,
+           (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+    for (int r = 0; r < n_rows; r++) {
+      printf("%s[", r ? ", " : "");
+      for (int j = 0; j < res.n[r]; j++) printf("%s%d", j ? ", " : "", (int)res.ids[r][j]);
+      printf("]");
+    }
+    printf("]}\n");
+    fflush(stdout);
+    gen_press_result_free(&res);
+  }
+  free(specs);
+  for (int r = 0; r < n_rows; r++) free(ctx[r]), free(q[r]);
+  free(ctx), free(q), free(nc), free(nq);
+}
+
 int main(int argc, char **argv) {
   int is_keep = argc >= 5 && !strcmp(argv[1], "keep"), is_time = argc >= 6 && !strcmp(argv[1], "time");
-  if (!is_keep && !is_time) {
-    fprintf(stderr, "usage: press_tool keep DIR SPEC ROW [ROW...] | press_tool time DIR SPEC REPS ROW [ROW...]\n");
+  int is_gen = argc >= 6 && !strcmp(argv[1], "gen");
+  if (!is_keep && !is_time && !is_gen) {
+    fprintf(stderr, "usage: press_tool keep DIR SPEC ROW [ROW...] | press_tool time DIR SPEC REPS ROW [ROW...] | "
+                    "press_tool gen DIR SPEC N CTX|Q [CTX|Q...]\n");
     return 2;
   }
   pith_err err;
   pt_set_num_threads(1);
   llama_model *m = hf_model_load(argv[2], PT_F32, PT_CPU, &err);
   if (!m) die("load", err.msg);
+  if (is_gen) {
+    int n = atoi(argv[4]);
+    if (n < 1) die("gen", "N must be >= 1");
+    gen_main(m, argv[3], n, argc - 5, argv + 5);
+    llama_free(m);
+    return 0;
+  }
   int first_row = is_keep ? 4 : 5;
   batch b = parse_rows(argc - first_row, argv + first_row);
   // SPEC may list several presses separated by ';' (one output line each): one model load for all.

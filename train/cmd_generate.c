@@ -1,5 +1,7 @@
 // pith generate: text from a Hugging Face model folder, with a KV cache (models/generate.h).
 // Prints the prompt, then the new text as the tokens arrive; the speed goes to stderr.
+// With --press (models/press.h) the prompt is the context a KV press compresses during its prefill
+// (generate_pressed over the compact per-head cache); --question is read after that compression.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,11 +12,13 @@
 #include "commands.h"
 #include "generate.h"
 #include "hf_folder.h"
+#include "press.h"
 #include "tokenizer.h"
 
 typedef struct {
-  const char *model, *prompt, *tokenizer, *ids_out;
+  const char *model, *prompt, *tokenizer, *ids_out, *press_spec, *question;
   int max_new_tokens, no_bos, threads;
+  press press;
   double temperature, top_p;
   uint64_t seed;
   pt_dtype dtype;
@@ -46,14 +50,36 @@ static int parse_args(int argc, char **argv, generate_opts *o, int *code) {
       {"--threads", CLI_INT, &o->threads, .metavar = "N", .min = 1, .max = 4096,
        .help = "CPU threads (default: libtorch's; 1 is often fastest for tiny models)"},
       {"--ids-out", CLI_STR, &o->ids_out, .metavar = "FILE",
-       .help = "also write the token ids as JSON: {\"prompt\": [...], \"new\": [...]}"},
+       .help = "also write the token ids as JSON: {\"prompt\": [...], \"new\": [...]}\n"
+               "(and \"question\": [...] with --question)"},
+      {"--press", CLI_STR, &o->press_spec, .metavar = "SPEC",
+       .help = "compress the prompt's KV cache during its prefill with a KV press:\n"
+               "[adakv-]NAME:RATIO[:KEY=VALUE,...], NAME one of knorm, streaming_llm,\n"
+               "snapkv, expected_attention, tova, observed_attention; RATIO the\n"
+               "fraction of entries removed, in [0, 1) (e.g. snapkv:0.5, adakv-knorm:0.25,\n"
+               "snapkv:0.5:window_size=32,kernel_size=7); see README, KV presses"},
+      {"--question", CLI_STR, &o->question, .metavar = "TEXT",
+       .help = "read TEXT (no bos) after the prompt's compressed cache, at the positions\n"
+               "after the uncompressed prompt: question-agnostic, as kvpress's pipeline.\n"
+               "For question-aware compression put the question at the end of --prompt\n"
+               "and give no --question: the press then sees it (and may evict it)"},
   };
   const cli_spec spec = {
       "pith generate", CLI_OPTS(opts),
       .about = "Continues TEXT with a Hugging Face LLaMA-family model (llama, mistral, qwen2) on the CPU,\n"
                "with a KV cache. Prints the prompt, then the new text as it is generated; the number of\n"
-               "tokens and the speed go to stderr. Stops at an eos token (the tokenizer's and config.json's).\n\n"};
+               "tokens and the speed go to stderr. Stops at an eos token (the tokenizer's and config.json's).\n"
+               "With --press the prompt's KV cache is compressed per KV head after its prefill (only the kept\n"
+               "entries are stored); stderr then also reports the KV entries and bytes kept against the\n"
+               "uncompressed cache, and the prefill and decode times.\n\n"};
   if (cli_command(&spec, argc, argv, code)) return 1;
+  if (o->press_spec) {
+    pith_err err = {{0}};
+    if (press_parse(o->press_spec, &o->press, &err)) {
+      *code = cli_usage_error(&spec, "--press: %s", err.msg);
+      return 1;
+    }
+  }
   o->dtype = dtype == 1 ? PT_BF16 : PT_F32;
   return 0;
 }
@@ -128,14 +154,33 @@ static int on_token(int32_t id, void *ctx) {
   return stream_push(st, id) || stream_flush(st, 0) ? 1 : 0;  // nonzero stops generation
 }
 
+// generate_pressed's on_token (one row): also stamps the first token, which ends the prefill.
+typedef struct {
+  streamer *st;
+  double t_first;
+} press_stream;
+
+static int on_press_token(int row, int32_t id, void *ctx) {
+  (void)row;
+  press_stream *ps = ctx;
+  if (ps->t_first == 0) ps->t_first = pith_now_s();
+  return on_token(id, ps->st);
+}
+
 // {"prompt": [...], "new": [...]}\n into path, atomically.
-static int write_ids(const char *path, const int32_t *prompt, size_t n_prompt, const int32_t *new_ids, size_t n_new,
-                     pith_err *err) {
-  size_t cap = 32 + 12 * (n_prompt + n_new), len = 0;
+// With a question (question != NULL): {"prompt": [...], "question": [...], "new": [...]}.
+static int write_ids(const char *path, const int32_t *prompt, size_t n_prompt, const int32_t *question,
+                     size_t n_question, const int32_t *new_ids, size_t n_new, pith_err *err) {
+  size_t cap = 48 + 12 * (n_prompt + n_question + n_new), len = 0;
   char *buf = malloc(cap);
   if (!buf) return pith_fail(err, "out of memory");
   len += (size_t)snprintf(buf + len, cap - len, "{\"prompt\": [");
   for (size_t i = 0; i < n_prompt; i++) len += (size_t)snprintf(buf + len, cap - len, "%s%d", i ? "," : "", (int)prompt[i]);
+  if (question) {
+    len += (size_t)snprintf(buf + len, cap - len, "], \"question\": [");
+    for (size_t i = 0; i < n_question; i++)
+      len += (size_t)snprintf(buf + len, cap - len, "%s%d", i ? "," : "", (int)question[i]);
+  }
   len += (size_t)snprintf(buf + len, cap - len, "], \"new\": [");
   for (size_t i = 0; i < n_new; i++) len += (size_t)snprintf(buf + len, cap - len, "%s%d", i ? "," : "", (int)new_ids[i]);
   len += (size_t)snprintf(buf + len, cap - len, "]}\n");
@@ -177,9 +222,10 @@ int cmd_generate(int argc, char **argv) {
 
   int rc = 1;
   streamer st = {.tok = tok};
-  int32_t *prompt = NULL, *new_ids = NULL, eos[64];
-  size_t n_prompt = 0;
+  int32_t *prompt = NULL, *question = NULL, *new_ids = NULL, eos[64];
+  size_t n_prompt = 0, n_question = 0;
   int n_new = 0, n_eos = 0;
+  gen_press_result pres = {0};
   if (tokenizer_encode(tok, o.prompt, strlen(o.prompt), !o.no_bos, &prompt, &n_prompt, &err)) {
     fprintf(stderr, "pith generate: encoding the prompt: %s\n", err.msg);
     goto done;
@@ -188,13 +234,26 @@ int cmd_generate(int argc, char **argv) {
     fprintf(stderr, "pith generate: the prompt encodes to no tokens (an empty --prompt with --no-bos?)\n");
     goto done;
   }
-  for (size_t i = 0; i < n_prompt; i++)
-    if (prompt[i] >= m->cfg.vocab_size) {
-      fprintf(stderr, "pith generate: the prompt has token id %d but the model's vocabulary is %d\n"
+  // The question continues the text: no bos of its own (kvpress's pipeline tokenizes it the same way).
+  if (o.question && tokenizer_encode(tok, o.question, strlen(o.question), 0, &question, &n_question, &err)) {
+    fprintf(stderr, "pith generate: encoding the question: %s\n", err.msg);
+    goto done;
+  }
+  for (size_t i = 0; i < n_prompt + n_question; i++) {
+    int32_t id = i < n_prompt ? prompt[i] : question[i - n_prompt];
+    if (id >= m->cfg.vocab_size) {
+      fprintf(stderr, "pith generate: the %s has token id %d but the model's vocabulary is %d\n"
                       "HINT: the tokenizer does not belong to this model; give the right one with --tokenizer\n",
-              (int)prompt[i], m->cfg.vocab_size);
+              i < n_prompt ? "prompt" : "question", (int)id, m->cfg.vocab_size);
       goto done;
     }
+  }
+  if (o.press_spec && press_check_len(&o.press, (int64_t)n_prompt, &err)) {
+    fprintf(stderr, "pith generate: --press '%s': %s (the prompt is the context it compresses)\n", o.press_spec,
+            err.msg);
+    rc = 2;
+    goto done;
+  }
   const int32_t *tok_eos;
   int n_tok_eos = tokenizer_eos_ids(tok, &tok_eos);
   for (int i = 0; i <= n_tok_eos && n_eos < (int)(sizeof eos / sizeof eos[0]); i++) {
@@ -204,7 +263,7 @@ int cmd_generate(int argc, char **argv) {
     if (!seen) eos[n_eos++] = id;
   }
 
-  // The prompt as the tokenizer reads it back, then the new text as it comes.
+  // The prompt (and question) as the tokenizer reads them back, then the new text as it comes.
   for (size_t i = 0; i < n_prompt; i++)
     if (stream_push(&st, prompt[i])) goto stream_error;
   char *text = tokenizer_decode(tok, prompt, n_prompt, 1, &st.err);
@@ -214,11 +273,30 @@ int cmd_generate(int argc, char **argv) {
   free(text);
   st.done = st.n;
   st.base = st.done > STREAM_WINDOW ? st.done - STREAM_WINDOW : 0;
+  for (size_t i = 0; i < n_question; i++)
+    if (stream_push(&st, question[i])) goto stream_error;
+  if (n_question && stream_flush(&st, 1)) goto stream_error;
 
   gen_config cfg = {.max_new_tokens = o.max_new_tokens, .temperature = o.temperature, .top_p = o.top_p,
                     .seed = o.seed, .eos_ids = eos, .n_eos = n_eos};
-  double t0 = pith_now_s();
-  int grc = generate(m, NULL, NULL, NULL, prompt, (int)n_prompt, &cfg, on_token, &st, &new_ids, &n_new, &err);
+  int pressed = o.press_spec || o.question;
+  double t0 = pith_now_s(), t_first = 0;
+  int grc;
+  if (pressed) {
+    // One row: the prompt is the context, the question (if any) is read after the press.
+    press_selector sel = {&o.press, m};
+    const int32_t *ctx_rows[1] = {prompt}, *q_rows[1] = {question};
+    int n_ctx[1] = {(int)n_prompt}, n_q[1] = {(int)n_question};
+    gen_press_request req = {.batch = 1, .context = ctx_rows, .n_context = n_ctx, .question = o.question ? q_rows : NULL,
+                             .n_question = o.question ? n_q : NULL, .select = o.press_spec ? press_select : NULL,
+                             .select_ctx = &sel};
+    press_stream ps = {&st, 0};
+    grc = generate_pressed(m, &req, &cfg, on_press_token, &ps, &pres, &err);
+    t_first = ps.t_first;
+    if (grc == 0) new_ids = pres.ids[0], n_new = pres.n[0];
+  } else {
+    grc = generate(m, NULL, NULL, NULL, prompt, (int)n_prompt, &cfg, on_token, &st, &new_ids, &n_new, &err);
+  }
   double dt = pith_now_s() - t0;
   if (st.failed) goto stream_error;
   stream_flush(&st, 1);
@@ -232,10 +310,32 @@ int cmd_generate(int argc, char **argv) {
   for (int j = 0; n_new > 0 && j < n_eos; j++) hit_eos |= new_ids[n_new - 1] == eos[j];
   if (n_new < o.max_new_tokens && !hit_eos)
     fprintf(stderr, "pith generate: stopped at the model's context length (%d positions)\n", m->cfg.max_seq_len);
-  fprintf(stderr, "pith generate: %zu prompt tokens, %d new in %.2f s with the prompt (%.1f tokens/s)\n", n_prompt, n_new, dt,
-          dt > 0 ? n_new / dt : 0.0);
+  if (pressed) {
+    // Entries: one per (layer, KV head, context position); bytes: kv_cache_bytes right after the press
+    // (kept K/V + their 16-byte index) against a dense cache of the same context.
+    int64_t all = (int64_t)m->cfg.n_layers * m->cfg.n_kv_heads * (int64_t)n_prompt;
+    char spec[512] = "none";
+    if (o.press_spec) press_format(&o.press, spec, sizeof spec);
+    int64_t kv = pres.kv_kept * 2 * m->cfg.head_dim * (int64_t)pt_dtype_size(m->dtype);
+    fprintf(stderr,
+            "pith generate: press %s: kept %lld of %lld KV entries (%.1f%%); the cache holds %lld bytes (K/V %lld + "
+            "their index %lld) vs %lld uncompressed (%.1f%%)\n",
+            spec, (long long)pres.kv_kept, (long long)all, all ? 100.0 * pres.kv_kept / all : 0.0,
+            (long long)pres.kv_bytes, (long long)kv, (long long)(pres.kv_bytes - kv), (long long)pres.kv_dense_bytes,
+            pres.kv_dense_bytes ? 100.0 * pres.kv_bytes / pres.kv_dense_bytes : 0.0);
+    double tp = t_first > 0 ? t_first - t0 : dt, td = dt - tp;
+    fprintf(stderr,
+            "pith generate: %zu prompt + %zu question tokens, %d new; prefill + press + question %.3f s, decode %.3f s "
+            "(%d steps, %.1f tokens/s), total %.3f s\n",
+            n_prompt, n_question, n_new, tp, td, n_new > 1 ? n_new - 1 : 0,
+            td > 0 && n_new > 1 ? (n_new - 1) / td : 0.0, dt);
+  } else {
+    fprintf(stderr, "pith generate: %zu prompt tokens, %d new in %.2f s with the prompt (%.1f tokens/s)\n", n_prompt,
+            n_new, dt, dt > 0 ? n_new / dt : 0.0);
+  }
   rc = 0;
-  if (o.ids_out && write_ids(o.ids_out, prompt, n_prompt, new_ids, (size_t)n_new, &err)) {
+  if (o.ids_out && write_ids(o.ids_out, prompt, n_prompt, o.question ? question : NULL, n_question, new_ids,
+                             (size_t)n_new, &err)) {
     fprintf(stderr, "pith generate: --ids-out: %s\n", err.msg);
     rc = 1;
   }
@@ -245,8 +345,11 @@ stream_error:
   fprintf(stdout, "\n");
   fprintf(stderr, "pith generate: decoding: %s\n", st.err.msg);
 done:
+  if (pres.ids) new_ids = NULL;  // owned by pres
+  gen_press_result_free(&pres);
   free(new_ids);
   free(prompt);
+  free(question);
   free(st.ids);
   llama_free(m);
   tokenizer_free(tok);
