@@ -9,6 +9,10 @@
 //             then windows of 1-3 sentences, then whole documents. The last is the frozen LLM.
 //             (A model this small learns to pick an answer out of one sentence in about a
 //             thousand steps; trained on whole documents from the start, not in five thousand.)
+//             The last stage trains half its micro-batches with no_layer0_share, the regulariser
+//             that asks the base to read its context after layer 0, where a 500x prefix reaches;
+//             not on the first two: from random weights it keeps the model from learning to answer
+//             at all within the stage (README, "What the demo shows").
 //   500x/icae pith pretrain (regeneration) then pith finetune (QA) of each compressor, same k
 //   export    pith export of each trained compressor (PEFT adapter + compress embeddings)
 //   eval      pith eval of each: QA against the full-context / no-context / truncated baselines,
@@ -51,7 +55,8 @@ static const char *const LM_SENTENCE_ARGS[] = {"cutoff_len=64", "max_target_len=
 static const char *const LM_WINDOW_ARGS[] = {"cutoff_len=64", "max_target_len=48", "learning_rate=2e-3",
                                              "lr_scheduler_type=constant", "warmup_steps=20", "weight_decay=0.01", NULL};
 static const char *const LM_ARGS[] = {"cutoff_len=104", "max_target_len=48", "learning_rate=2e-3",
-                                      "lr_scheduler_type=cosine", "warmup_steps=20", "weight_decay=0.01", NULL};
+                                      "lr_scheduler_type=cosine", "warmup_steps=20", "weight_decay=0.01",
+                                      "no_layer0_share=0.5", NULL};
 static const char *const LORA_ARGS[] = {"lora_rank=16", "lora_alpha=32", "lora_dropout=0", "lora_target=all", NULL};
 static const char *const PRETRAIN_ARGS[] = {"cutoff_len=104", "learning_rate=3e-3", "lr_scheduler_type=cosine",
                                             "warmup_steps=20", NULL};
