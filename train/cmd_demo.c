@@ -3,12 +3,17 @@
 // or vary any of them by hand:
 //
 //   world     pith data synth: the synthetic facts world, its tokenizer, docs.h5 and qa.h5
-//   lm_sentence, lm_window, lm
-//             pith lm, three times: a tiny LLaMA trained from scratch to answer questions, with a
+//   lm_sentence, lm_deep, lm_window, lm
+//             pith lm, four times: a tiny LLaMA trained from scratch to answer questions, with a
 //             curriculum of contexts (data/synth.h): first the one sentence stating the answer,
 //             then windows of 1-3 sentences, then whole documents. The last is the frozen LLM.
 //             (A model this small learns to pick an answer out of one sentence in about a
 //             thousand steps; trained on whole documents from the start, not in five thousand.)
+//             lm_deep, between the first two, trains on sentences again under no_layer0_share=0.9,
+//             the regulariser that makes the base read its context after layer 0, where a 500x
+//             prefix can reach (the first stage copies answers at layer 0); the later stages keep
+//             it at 0.5. Not from random weights: there it keeps the model from learning to answer
+//             at all within the stage (README, "What the demo shows").
 //   500x/icae pith pretrain (regeneration) then pith finetune (QA) of each compressor, same k
 //   export    pith export of each trained compressor (PEFT adapter + compress embeddings)
 //   eval      pith eval of each: QA against the full-context / no-context / truncated baselines,
@@ -48,10 +53,17 @@ static const char *const TRAIN_COMMON[] = {"per_device_train_batch_size=16", "lo
                                            "eval_batches=4", NULL};
 static const char *const LM_SENTENCE_ARGS[] = {"cutoff_len=64", "max_target_len=48", "learning_rate=3e-3",
                                                "lr_scheduler_type=constant", "warmup_steps=50", "weight_decay=0.01", NULL};
+// Sentences again, nine micro-batches in ten read after layer 0 (the no_layer0 regulariser): the copy
+// the first stage learnt at layer 0 moves to the later layers, where a 500x prefix reaches.
+static const char *const LM_DEEP_ARGS[] = {"cutoff_len=64", "max_target_len=48", "learning_rate=3e-3",
+                                           "lr_scheduler_type=constant", "warmup_steps=20", "weight_decay=0.01",
+                                           "no_layer0_share=0.9", NULL};
 static const char *const LM_WINDOW_ARGS[] = {"cutoff_len=64", "max_target_len=48", "learning_rate=2e-3",
-                                             "lr_scheduler_type=constant", "warmup_steps=20", "weight_decay=0.01", NULL};
+                                             "lr_scheduler_type=constant", "warmup_steps=20", "weight_decay=0.01",
+                                             "no_layer0_share=0.5", NULL};
 static const char *const LM_ARGS[] = {"cutoff_len=104", "max_target_len=48", "learning_rate=2e-3",
-                                      "lr_scheduler_type=cosine", "warmup_steps=20", "weight_decay=0.01", NULL};
+                                      "lr_scheduler_type=cosine", "warmup_steps=20", "weight_decay=0.01",
+                                      "no_layer0_share=0.5", NULL};
 static const char *const LORA_ARGS[] = {"lora_rank=16", "lora_alpha=32", "lora_dropout=0", "lora_target=all", NULL};
 static const char *const PRETRAIN_ARGS[] = {"cutoff_len=104", "learning_rate=3e-3", "lr_scheduler_type=cosine",
                                             "warmup_steps=20", NULL};
@@ -62,16 +74,18 @@ static const char *const FINETUNE_ARGS[] = {"cutoff_len=104", "max_target_len=48
 static const struct {
   const char *stage, *data, *title;
   const char *const *args;
-} LM_STAGES[3] = {
+} LM_STAGES[4] = {
     {"lm_sentence", "qa_sentence.h5", "training the base LLM from scratch: the language, and answers from one sentence",
      LM_SENTENCE_ARGS},
+    {"lm_deep", "qa_sentence.h5", "training it on: answers from one sentence, read after layer 0 (no_layer0_share)",
+     LM_DEEP_ARGS},
     {"lm_window", "qa_window.h5", "training it on: answers from windows of 1-3 sentences", LM_WINDOW_ARGS},
     {"lm", "qa.h5", "training it on: answers from whole documents (this is the frozen LLM)", LM_ARGS}};
 
 typedef struct {
   char out[1024];
   int threads, k, docs;
-  int lm_steps[3];  // per LM_STAGES
+  int lm_steps[4];  // per LM_STAGES
   int pretrain_steps, finetune_steps, eval_examples;
   double t0;
 } demo;
@@ -326,7 +340,7 @@ static void results_table(const demo *d, FILE *f) {
 }
 
 int cmd_demo(int argc, char **argv) {
-  demo d = {.threads = (int)sysconf(_SC_NPROCESSORS_ONLN), .k = 16, .lm_steps = {1200, 800, 800},
+  demo d = {.threads = (int)sysconf(_SC_NPROCESSORS_ONLN), .k = 16, .lm_steps = {1200, 1500, 800, 800},
             .pretrain_steps = 400, .finetune_steps = 400, .eval_examples = 200, .t0 = pith_now_s()};
   const char *out = "runs/demo";
   int fresh = 0, quick = 0;
@@ -354,7 +368,7 @@ int cmd_demo(int argc, char **argv) {
   if (cli_command(&spec, argc, argv, &code)) return code;
   snprintf(d.out, sizeof d.out, "%s", out);
   if (quick) {
-    d.lm_steps[0] = d.lm_steps[1] = d.lm_steps[2] = 10, d.pretrain_steps = 10, d.finetune_steps = 10;
+    d.lm_steps[0] = d.lm_steps[1] = d.lm_steps[2] = d.lm_steps[3] = 10, d.pretrain_steps = 10, d.finetune_steps = 10;
     d.eval_examples = 20;
   }
   if (d.docs == 0) d.docs = quick ? 400 : 6000;  // --docs N wins, before or after --quick
@@ -384,7 +398,7 @@ int cmd_demo(int argc, char **argv) {
 
   char config[1200];
   if (write_model_config(&d, config, sizeof config)) return 1;
-  for (int st = 0; st < 3; st++) {
+  for (int st = 0; st < 4; st++) {
     train_args(&a, &d, "lm", LM_STAGES[st].data, LM_STAGES[st].stage, d.lm_steps[st], LM_STAGES[st].args);
     if (st == 0) {
       arg(&a, "model_config=%s", config);

@@ -34,10 +34,10 @@ def check_report(out, tmp):
         text = f.read()
     external = re.findall(r'(?:src|href)="(?!data:)[^"]*"|<script|@import|url\(', text)
     harness.check(not external, f"report.html is not self-contained: {external[:5]}")
-    for stage in ("lm_sentence", "lm_window", "demo/lm<", "500x_pretrain", "500x_finetune", "icae_pretrain",
+    for stage in ("lm_sentence", "lm_deep", "lm_window", "demo/lm<", "500x_pretrain", "500x_finetune", "icae_pretrain",
                   "icae_finetune"):
         harness.check(stage in text, f"report.html lacks the curves of {stage}")
-    harness.check(text.count("<svg") == 7 and text.count("<polyline") + text.count("<circle") >= 14,
+    harness.check(text.count("<svg") == 8 and text.count("<polyline") + text.count("<circle") >= 16,
                   f"report.html: {text.count('<svg')} charts")
     harness.check(text.count("<h3>demo/eval/") == 4 and "Question:" in text and "regenerated text" in text,
                   "report.html lacks the evaluations or their examples")
@@ -66,7 +66,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "demo")
         p = run("demo", "--quick", "--threads", "1", "--out", out)
-        stages = ["world", "lm_sentence", "lm_window", "lm", "500x_pretrain", "500x_finetune", "icae_pretrain", "icae_finetune"]
+        stages = ["world", "lm_sentence", "lm_deep", "lm_window", "lm", "500x_pretrain", "500x_finetune", "icae_pretrain", "icae_finetune"]
         for method in ("500x", "icae"):
             stages += [f"{method}_pretrain_export", f"{method}_regen_eval", f"{method}_finetune_export",
                        f"{method}_qa_eval"]
