@@ -20,6 +20,7 @@ through tests/press_tool gen, whose figure is generate_pressed's wall time; pith
 prompt), kvpress one after another (it runs batch size 1). A second figure, not the issue's bar.
 
 usage: bench_press.py --pith PATH [--rounds 3] [--threads 1] [--context 1536] [--new 64] [--press snapkv:0.5]
+                      [--model 34m|small]
                       [--rows N [--press-tool PATH]]
 """
 import json
@@ -34,6 +35,10 @@ import time
 
 import harness
 
+# --model small: the same vocabulary, hidden 128 and 4 layers (~4.6M parameters, most of them the
+# embedding): a model whose steps are short enough that what each side spends around the math shows.
+SMALL = {"hidden_size": 128, "intermediate_size": 384, "num_hidden_layers": 4, "num_attention_heads": 4,
+         "num_key_value_heads": 2}
 MODEL = {"vocab_size": 32000, "hidden_size": 512, "intermediate_size": 1408, "num_hidden_layers": 6,
          "num_attention_heads": 8, "num_key_value_heads": 4, "max_position_embeddings": 4096,
          "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2}
@@ -92,6 +97,8 @@ def main():
                    help="> 1: that many contexts of different lengths (the context cut at both ends by 40·i and 64·i "
                         "tokens), pith as one batch (generate_pressed through press_tool gen, 1 thread), kvpress one "
                         "after another")
+    p.add_argument("--model", choices=("34m", "small"), default="34m",
+                   help="34m (default): the model above; small: hidden 128, 4 layers, 4 heads / 2 KV heads")
     p.add_argument("--press-tool", help="press_tool for --rows (default: tests/press_tool beside --pith)")
     a = p.parse_args()
     m = re.fullmatch(r"snapkv:([0-9.]+)", a.press)
@@ -109,7 +116,8 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         model = os.path.join(tmp, "random_llama")
-        random_llama(MODEL, model)
+        shape = dict(MODEL, **SMALL) if a.model == "small" else MODEL
+        random_llama(shape, model)
         n_params = sum(os.path.getsize(os.path.join(model, f)) for f in os.listdir(model)
                        if f.endswith(".safetensors")) // 4
         # A prompt of about --context tokens: words until pith's tokenizer gives enough, cut to the count.
@@ -200,7 +208,8 @@ def main():
     mp, mk = statistics.median(x[0] for x in pith_s), statistics.median(x[0] for x in peer_s)
     ip, ik = info["pith"], info["kvpress"]
     lens = [len(c) for c, _ in rows]
-    print(f"{a.press} on a random LLaMA of {n_params / 1e6:.1f}M parameters (f32, 6 layers, 4 KV heads of 64), "
+    print(f"{a.press} on a random LLaMA of {n_params / 1e6:.1f}M parameters (f32, {shape['num_hidden_layers']} layers, "
+          f"{shape['num_key_value_heads']} KV heads of {shape['hidden_size'] // shape['num_attention_heads']}), "
           f"{a.rows} context(s) of {lens} tokens + question {len(ids['question'])}, {a.new} new tokens (greedy), "
           f"{a.threads} thread(s), median of {a.rounds} rounds (prefill + press + question, then decoding):")
     if a.rows == 1:
