@@ -1,0 +1,137 @@
+"""Data-parallel `pith lm` through torch.distributed (Gloo on CPU), launched by torchrun: two ranks
+with per-device batch B train 20 steps whose losses (metrics.jsonl) and final weights (RUN/model)
+equal a one-process run with batch 2B, to 1e-5. Only rank 0 writes. A rank killed with SIGKILL makes
+the other exit non-zero with an error that says so, in under 60 s; a bad launch environment is
+refused in one line that names the variable.
+
+Run by ctest with PITH_BIN (the pith binary); skips when the venv has no torchrun.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import harness
+import tiny_world
+
+B, ACCUM, STEPS = 2, 2, 20
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def weights(run_dir):
+    from safetensors.numpy import load_file
+
+    return load_file(os.path.join(run_dir, "model", "model.safetensors"))
+
+
+def rank_env(rank, port, **extra):
+    env = dict(os.environ, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(port), **extra)
+    env.pop("TORCHELASTIC_USE_AGENT_STORE", None)
+    return env
+
+
+def main():
+    pith = harness.pith_bin()
+    harness.require("h5py", "safetensors")
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    if not os.access(torchrun, os.X_OK):
+        harness.skip(f"{torchrun}: no torchrun in the project's venv")
+    with tempfile.TemporaryDirectory() as tmp:
+        world, vocab = tiny_world.make_world(tmp, 120)
+        shape = tiny_world.write_shape(os.path.join(tmp, "shape.json"), vocab, hidden=32, layers=2, heads=2, kv_heads=1)
+        common = [f"model_config={shape}", f"tokenizer={os.path.join(world, 'tokenizer')}",
+                  f"train_file={os.path.join(world, 'qa.h5')}", "cutoff_len=104", "max_target_len=48",
+                  "learning_rate=3e-3", "warmup_steps=2", "logging_steps=1", "eval_batches=1", "threads=1", "seed=5",
+                  f"gradient_accumulation_steps={ACCUM}", "max_grad_norm=1.0"]
+        one, two = os.path.join(tmp, "one"), os.path.join(tmp, "two")
+
+        # The same 20 steps: one process reading 2B rows a micro-batch, two ranks reading B each.
+        harness.pith("lm", *common, f"per_device_train_batch_size={2 * B}", f"max_steps={STEPS}", f"output_dir={one}")
+        t0 = time.time()
+        p = harness.run([torchrun, "--no-python", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
+                         str(free_port()), pith, "lm", *common, f"per_device_train_batch_size={B}",
+                         f"max_steps={STEPS}", f"output_dir={two}"], text=True, timeout=300)
+        print(f"torchrun 2 ranks: {time.time() - t0:.1f} s")
+        harness.check(f"global batch {2 * B * ACCUM} = {B} per device x {ACCUM} accumulation x 2 ranks" in p.stdout,
+                      "the launch states its global batch")
+        m1, m2 = metrics(one), metrics(two)
+        harness.check([m["step"] for m in m1] == [m["step"] for m in m2], "both runs log the same lines (rank 0 alone writes)")
+        worst = 0.0
+        for a, b in zip(m1, m2):
+            for key in ("loss", "grad_norm"):  # val_loss: over per_device batches, so other rows
+                if key in a:
+                    d = abs(a[key] - b[key])
+                    worst = max(worst, d)
+                    harness.check(d <= 1e-5 * max(1.0, abs(a[key])),
+                                  f"step {a['step']} {key}: one process {a[key]}, two ranks {b[key]}")
+        print(f"losses, gradient norms: largest difference {worst:.2e} over {len(m1)} lines")
+        w1, w2 = weights(one), weights(two)
+        harness.check(sorted(w1) == sorted(w2), "the same tensors")
+        wd = max(float(abs(w1[k].astype("float64") - w2[k].astype("float64")).max()) for k in w1)
+        harness.check(wd <= 1e-5, f"final weights differ by {wd} (over 1e-5)")
+        print(f"final weights: largest difference {wd:.2e} over {len(w1)} tensors")
+        harness.check(abs(m1[0]["loss"] - m1[-2]["loss"]) > 1e-3, "training moved the loss (the test can fail)")
+
+        # A rank that dies: the other must not hang. Launched by hand (torchrun would end it itself).
+        port, killed = free_port(), os.path.join(tmp, "killed")
+        args = [pith, "lm", *common, f"per_device_train_batch_size={B}", "max_steps=100000", f"output_dir={killed}"]
+        env0 = rank_env(0, port, PITH_DIST_TIMEOUT="30")
+        r0 = subprocess.Popen(args, env=env0, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        r1 = subprocess.Popen(args, env=rank_env(1, port, PITH_DIST_TIMEOUT="30"), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline:  # until rank 0 has logged a step: both are training
+                line = r0.stdout.readline()
+                if not line or line.startswith("step "):
+                    break
+            harness.check(r0.poll() is None and r1.poll() is None, "both ranks train before the kill")
+            r1.send_signal(signal.SIGKILL)
+            t_kill = time.time()
+            try:
+                _, err = r0.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                harness.fail("rank 0 still runs 60 s after rank 1 was killed")
+            took = time.time() - t_kill
+        finally:
+            for r in (r0, r1):
+                if r.poll() is None:
+                    r.kill()
+                    r.wait()
+        print(f"rank 1 killed: rank 0 exited {r0.returncode} after {took:.1f} s: {err.strip().splitlines()[-1]}")
+        harness.check(r0.returncode not in (0, None), "rank 0 fails when rank 1 dies")
+        harness.check("rank 0 of 2" in err, f"the error names the rank: {err!r}")
+
+        # A bad launch environment is refused before anything loads, naming the variable.
+        for env, want in (({"MASTER_ADDR": None}, "MASTER_ADDR: not set"),
+                          ({"RANK": "2"}, "RANK: '2' is not an integer in [0, 1]"),
+                          ({"MASTER_PORT": "http"}, "MASTER_PORT: 'http' is not an integer")):
+            e = rank_env(0, 1234)
+            for k, v in env.items():
+                if v is None:
+                    e.pop(k)
+                else:
+                    e[k] = v
+            p = harness.pith("lm", *common, "max_steps=1", f"output_dir={os.path.join(tmp, 'bad')}", ok=False, env=e)
+            harness.check(p.returncode != 0 and want in p.stderr, f"{env}: wanted '{want}', got {p.stderr!r}")
+            harness.check(not os.path.exists(os.path.join(tmp, "bad")), "a refused launch leaves no run folder")
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
