@@ -18,7 +18,7 @@ static int env_int(const char *name, long lo, long hi, int required, long *v, pi
   return 0;
 }
 
-int dist_init(dist_ctx *d, pt_device dev, pith_err *err) {
+int dist_init(dist_ctx *d, pt_device *devp, pith_err *err) {
   *d = (dist_ctx){0, 1, 0, NULL};
   long world = 1, rank = 0, local = 0, port = 0, timeout = 300;
   if (env_int("WORLD_SIZE", 1, 1 << 20, 0, &world, err)) return -1;
@@ -26,6 +26,7 @@ int dist_init(dist_ctx *d, pt_device dev, pith_err *err) {
   if (env_int("RANK", 0, world - 1, 1, &rank, err) || env_int("LOCAL_RANK", 0, world - 1, 0, &local, err) ||
       env_int("MASTER_PORT", 1, 65535, 1, &port, err) || env_int("PITH_DIST_TIMEOUT", 1, 86400 * 7, 0, &timeout, err))
     return -1;
+  pt_device dev = *devp == PT_CPU ? PT_CPU : (pt_device)local;  // one GPU per rank of a node
   const char *addr = getenv("MASTER_ADDR");
   if (!addr || !*addr) return pith_fail(err, "MASTER_ADDR: not set (torchrun sets it; WORLD_SIZE > 1 needs it)");
   if (!pt_dist_available(dev))
@@ -39,6 +40,7 @@ int dist_init(dist_ctx *d, pt_device dev, pith_err *err) {
     return pt_fail(err, "rank %ld of %ld: joining the process group at %s:%ld (PITH_DIST_TIMEOUT=%ld s)", rank, world,
                    addr, port, timeout);
   *d = (dist_ctx){(int)rank, (int)world, (int)local, pg};
+  *devp = dev;
   return 0;
 }
 

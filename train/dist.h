@@ -20,9 +20,10 @@ typedef struct {
 
 #define DIST_BUCKET_BYTES (4u << 20)  // gradients travel in all-reduces of about this size
 
-// Read the environment and, for world > 1, join the group for tensors on dev. On error d is the
+// Read the environment and, for world > 1, join the group for tensors on *dev: Gloo on the CPU, NCCL
+// on CUDA, where each rank takes its node's GPU LOCAL_RANK (*dev becomes it). On error d is the
 // one-process context and err names the variable or the failed rendezvous.
-int dist_init(dist_ctx *d, pt_device dev, pith_err *err);
+int dist_init(dist_ctx *d, pt_device *dev, pith_err *err);
 void dist_close(dist_ctx *d);  // a barrier, then leaves the group; fine on the one-process context
 static inline int dist_main(const dist_ctx *d) { return d->rank == 0; }
 // params ← rank 0's values.

@@ -705,8 +705,8 @@ static int truncate_metrics(const char *path, int64_t step, pith_err *err) {
 
 // Data parallelism (dist.h), before setup: join the ranks, so that a launch that cannot run fails
 // first; ranks other than 0 write nothing (their stdout is let go; errors still reach stderr).
-static int dist_setup(trainer *t, const char *cmd, pith_err *err) {
-  if (dist_init(&t->dist, t->a->device, err)) return -1;
+static int dist_setup(trainer *t, train_args *args, const char *cmd, pith_err *err) {
+  if (dist_init(&t->dist, &args->device, err)) return -1;
   if (!t->dist.pg) return 0;
   if (t->a->task == TRAIN_DISTILL && t->a->distill == DISTILL_CLASSIFIER)
     return pith_fail(err, "WORLD_SIZE=%d: %s method classifier trains on one process only", t->dist.world, cmd);
@@ -719,8 +719,8 @@ static int dist_setup(trainer *t, const char *cmd, pith_err *err) {
   return 0;
 }
 
-static int run(trainer *t, int resume, const char *cmd, pith_err *err) {
-  if (dist_setup(t, cmd, err) || setup(t, resume, err)) return -1;
+static int run(trainer *t, train_args *args, int resume, const char *cmd, pith_err *err) {
+  if (dist_setup(t, args, cmd, err) || setup(t, resume, err)) return -1;
   int64_t start = 0;
   loader_cursor cursor = {0};
   if (resume && load_resume(t, &start, &cursor, err)) return -1;
@@ -761,8 +761,9 @@ static int run(trainer *t, int resume, const char *cmd, pith_err *err) {
 
 int trainer_run(const train_args *a, const run_config *cfg, const char *run_dir, int resume, const char *cmd,
                 pith_err *err) {
-  trainer t = {.a = a, .cfg = cfg, .run_dir = run_dir, .tty = isatty(STDOUT_FILENO)};
-  int rc = run(&t, resume, cmd, err);
+  train_args args = *a;  // dist_setup may move a CUDA run to this rank's GPU
+  trainer t = {.a = &args, .cfg = cfg, .run_dir = run_dir, .tty = isatty(STDOUT_FILENO)};
+  int rc = run(&t, &args, resume, cmd, err);
   if (rc >= 0) dist_close(&t.dist);  // with an error, leave at once: the others learn it from the dead link
   else if (t.dist.pg) pt_dist_free(t.dist.pg), t.dist.pg = NULL;
   pith_err tb_err = {{0}};  // the last lines (validation, a signal's stop) reach TensorBoard too
