@@ -1,6 +1,8 @@
 """Data-parallel `pith lm` through torch.distributed (Gloo on CPU), launched by torchrun: two ranks
 with per-device batch B train 20 steps whose losses (metrics.jsonl) and final weights (RUN/model)
-equal a one-process run with batch 2B, to 1e-5. Only rank 0 writes. A rank killed with SIGKILL makes
+equal a one-process run with batch 2B, to 1e-5. Only rank 0 writes. A SIGTERM to one rank stops both
+after the same step with one checkpoint, and torchrun --resume ends bit for bit where the
+uninterrupted run ended. A rank killed with SIGKILL makes
 the other exit non-zero with an error that says so, in under 60 s; a bad launch environment is
 refused in one line that names the variable.
 
@@ -86,6 +88,37 @@ def main():
         harness.check(wd <= 1e-5, f"final weights differ by {wd} (over 1e-5)")
         print(f"final weights: largest difference {wd:.2e} over {len(w1)} tensors")
         harness.check(abs(m1[0]["loss"] - m1[-2]["loss"]) > 1e-3, "training moved the loss (the test can fail)")
+
+        # SIGTERM to one rank: both stop after the same step, rank 0 saves one checkpoint; resumed by
+        # torchrun, the run ends where the uninterrupted two-rank run ended.
+        part, port = os.path.join(tmp, "part"), free_port()
+        args = [pith, "lm", *common, f"per_device_train_batch_size={B}", f"max_steps={STEPS}", f"output_dir={part}"]
+        ranks = [subprocess.Popen(args, env=rank_env(r, port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for r in (0, 1)]
+        first = ranks[0].stdout.readline()
+        while first and not first.startswith("step "):
+            first = ranks[0].stdout.readline()
+        ranks[1].send_signal(signal.SIGTERM)
+        outs = [r.communicate(timeout=120) for r in ranks]
+        codes = [r.returncode for r in ranks]
+        harness.check(codes == [143, 143], f"both ranks stop on one rank's SIGTERM with 143: {codes} {outs[0][1]} {outs[1][1]}")
+        stopped = metrics(part)[-1]["step"]
+        ckpts = os.listdir(os.path.join(part, "checkpoints"))
+        harness.check(ckpts == [f"step-{stopped:08d}"], f"one checkpoint, at the last logged step {stopped}: {ckpts}")
+        harness.check(f"saving a checkpoint at step {stopped}" in outs[0][0], "rank 0 says where it stopped")
+        harness.check(stopped < STEPS, f"the signal came before the end (step {stopped})")
+        harness.run([torchrun, "--no-python", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
+                     str(free_port()), pith, "lm", *common, f"per_device_train_batch_size={B}", f"max_steps={STEPS}",
+                     f"output_dir={part}", "--resume"], text=True, timeout=300)
+        mp = metrics(part)
+        harness.check([m["step"] for m in mp] == [m["step"] for m in m2], "the resumed history has every step once")
+        harness.check(all(a.get("loss") == b.get("loss") for a, b in zip(mp, m2)),
+                      "the resumed losses equal the uninterrupted run's")
+        wp = weights(part)
+        rd = max(float(abs(wp[k].astype("float64") - w2[k].astype("float64")).max()) for k in w2)
+        harness.check(rd == 0.0, f"resumed final weights differ from the uninterrupted run's by {rd}")
+        print(f"SIGTERM to rank 1 at step {stopped}: both ranks stopped (143), resumed to step {STEPS}: "
+              "losses and weights equal the uninterrupted run's bit for bit")
 
         # A rank that dies: the other must not hang. Launched by hand (torchrun would end it itself).
         port, killed = free_port(), os.path.join(tmp, "killed")
