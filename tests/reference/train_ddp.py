@@ -2,7 +2,8 @@
 with per-device batch B train 20 steps whose losses (metrics.jsonl) and final weights (RUN/model)
 equal a one-process run with batch 2B, to 1e-5. Only rank 0 writes. A SIGTERM to one rank stops both
 after the same step with one checkpoint, and torchrun --resume ends bit for bit where the
-uninterrupted run ended. A rank killed with SIGKILL makes
+uninterrupted run ended; resumed by one process with batch 2B, it ends there too (1e-5). A rank
+killed with SIGKILL makes
 the other exit non-zero with an error that says so, in under 60 s; a bad launch environment is
 refused in one line that names the variable.
 
@@ -10,6 +11,7 @@ Run by ctest with PITH_BIN (the pith binary); skips when the venv has no torchru
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -107,6 +109,8 @@ def main():
         harness.check(ckpts == [f"step-{stopped:08d}"], f"one checkpoint, at the last logged step {stopped}: {ckpts}")
         harness.check(f"saving a checkpoint at step {stopped}" in outs[0][0], "rank 0 says where it stopped")
         harness.check(stopped < STEPS, f"the signal came before the end (step {stopped})")
+        part1 = os.path.join(tmp, "part1")  # the same checkpoint, resumed below by one process
+        shutil.copytree(part, part1)
         harness.run([torchrun, "--no-python", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
                      str(free_port()), pith, "lm", *common, f"per_device_train_batch_size={B}", f"max_steps={STEPS}",
                      f"output_dir={part}", "--resume"], text=True, timeout=300)
@@ -119,6 +123,20 @@ def main():
         harness.check(rd == 0.0, f"resumed final weights differ from the uninterrupted run's by {rd}")
         print(f"SIGTERM to rank 1 at step {stopped}: both ranks stopped (143), resumed to step {STEPS}: "
               "losses and weights equal the uninterrupted run's bit for bit")
+
+        # Another world size: one process with batch 2B resumes the 2-rank checkpoint, the same global
+        # batches follow, and it ends where the uninterrupted 2-rank run ended.
+        p = harness.pith("lm", *common, f"per_device_train_batch_size={2 * B}", f"max_steps={STEPS}",
+                         f"output_dir={part1}", "--resume")
+        harness.check(f"at step {stopped}" in p.stdout and "resuming" in p.stdout, f"it resumed: {p.stdout[:300]}")
+        m1r, w1r = metrics(part1), weights(part1)
+        harness.check([m["step"] for m in m1r] == [m["step"] for m in m2], "one history after the 1-process resume")
+        ld = max(abs(a["loss"] - b["loss"]) for a, b in zip(m1r, m2) if "loss" in a)
+        harness.check(ld <= 1e-5, f"the 1-process resume's losses differ from the 2-rank run's by {ld}")
+        wd1 = max(float(abs(w1r[k].astype("float64") - w2[k].astype("float64")).max()) for k in w2)
+        harness.check(wd1 <= 1e-5, f"the 1-process resume's final weights differ by {wd1}")
+        print(f"2-rank checkpoint at step {stopped} resumed by 1 process (batch {2 * B}): losses within {ld:.1e}, "
+              f"final weights within {wd1:.1e} of the uninterrupted 2-rank run")
 
         # A rank that dies: the other must not hang. Launched by hand (torchrun would end it itself).
         port, killed = free_port(), os.path.join(tmp, "killed")
