@@ -5,7 +5,9 @@ after the same step with one checkpoint, and torchrun --resume ends bit for bit 
 uninterrupted run ended; resumed by one process with batch 2B, it ends there too (1e-5). A rank
 killed with SIGKILL makes
 the other exit non-zero with an error that says so, in under 60 s; a bad launch environment is
-refused in one line that names the variable.
+refused in one line that names the variable, and a rank that never comes ends the rendezvous after
+PITH_DIST_TIMEOUT. With the stories assets, 500x pretraining (LoRA + compress embeddings) is
+checked the same way.
 
 Run by ctest with PITH_BIN (the pith binary); skips when the venv has no torchrun.
 """
@@ -47,6 +49,35 @@ def rank_env(rank, port, **extra):
                MASTER_PORT=str(port), **extra)
     env.pop("TORCHELASTIC_USE_AGENT_STORE", None)
     return env
+
+
+def pretrain(tmp, torchrun):
+    """The compressor path: 500x pretraining of stories260K's LoRA and compress embeddings, 2 ranks of
+    batch 2 against one process of batch 4 (needs the stories assets; said and left out without)."""
+    if not (harness.asset("models/stories260K.bin", required=False) and harness.asset("models/tok512.bin", required=False)):
+        print(f"pretrain part left out: no stories260K/tok512 under {harness.assets_dir()}")
+        return
+    from safetensors.numpy import load_file
+
+    model, corpus = harness.stories_run_inputs(tmp)
+    common = [f"model_name_or_path={model}", f"train_file={corpus}", "num_compress_tokens=2", "cutoff_len=32",
+              "lora_rank=4", "lora_alpha=8", "lora_dropout=0", "gradient_accumulation_steps=2", "learning_rate=3e-3",
+              "warmup_steps=3", "logging_steps=1", "eval_batches=2", "threads=1", "max_steps=10"]
+    one, two = os.path.join(tmp, "pt_one"), os.path.join(tmp, "pt_two")
+    harness.pith("pretrain", *common, "per_device_train_batch_size=4", f"output_dir={one}")
+    harness.run([torchrun, "--no-python", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
+                 str(free_port()), harness.pith_bin(), "pretrain", *common, "per_device_train_batch_size=2",
+                 f"output_dir={two}"], text=True, timeout=300)
+    m1, m2 = metrics(one), metrics(two)
+    harness.check([m["step"] for m in m1] == [m["step"] for m in m2], "pretrain: the same lines")
+    ld = max(abs(a[k] - b[k]) / max(1.0, abs(a[k])) for a, b in zip(m1, m2) for k in ("loss", "grad_norm") if k in a)
+    harness.check(ld <= 1e-5, f"pretrain: losses or gradient norms differ by {ld}")
+    ck = os.path.join("checkpoints", "step-00000010", "params.safetensors")
+    p1, p2 = load_file(os.path.join(one, ck)), load_file(os.path.join(two, ck))
+    wd = max(float(abs(p1[k].astype("float64") - p2[k].astype("float64")).max()) for k in p1)
+    harness.check(sorted(p1) == sorted(p2) and wd <= 1e-5, f"pretrain: trainable weights differ by {wd}")
+    print(f"pretrain (500x, LoRA + compress embeddings): 2 ranks = 1 process, losses within {ld:.1e}, "
+          f"{len(p1)} trainable tensors within {wd:.1e}")
 
 
 def main():
@@ -138,6 +169,8 @@ def main():
         print(f"2-rank checkpoint at step {stopped} resumed by 1 process (batch {2 * B}): losses within {ld:.1e}, "
               f"final weights within {wd1:.1e} of the uninterrupted 2-rank run")
 
+        pretrain(tmp, torchrun)
+
         # A rank that dies: the other must not hang. Launched by hand (torchrun would end it itself).
         port, killed = free_port(), os.path.join(tmp, "killed")
         args = [pith, "lm", *common, f"per_device_train_batch_size={B}", "max_steps=100000", f"output_dir={killed}"]
@@ -167,6 +200,15 @@ def main():
         print(f"rank 1 killed: rank 0 exited {r0.returncode} after {took:.1f} s: {err.strip().splitlines()[-1]}")
         harness.check(r0.returncode not in (0, None), "rank 0 fails when rank 1 dies")
         harness.check("rank 0 of 2" in err, f"the error names the rank: {err!r}")
+
+        # A rank that never comes: the rendezvous gives up after PITH_DIST_TIMEOUT.
+        t0 = time.time()
+        p = harness.pith("lm", *common, "max_steps=1", f"output_dir={os.path.join(tmp, 'alone')}", ok=False,
+                         env=rank_env(0, free_port(), PITH_DIST_TIMEOUT="3"), timeout=60)
+        took = time.time() - t0
+        harness.check(p.returncode != 0 and "joining the process group" in p.stderr and took < 30,
+                      f"rank 0 alone: exit {p.returncode} after {took:.1f} s: {p.stderr[-300:]!r}")
+        print(f"rank 1 never started: rank 0 gave up after {took:.1f} s (PITH_DIST_TIMEOUT=3)")
 
         # A bad launch environment is refused before anything loads, naming the variable.
         for env, want in (({"MASTER_ADDR": None}, "MASTER_ADDR: not set"),
