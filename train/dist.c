@@ -20,7 +20,7 @@ static int env_int(const char *name, long lo, long hi, int required, long *v, pi
 
 int dist_init(dist_ctx *d, pt_device *devp, pith_err *err) {
   *d = (dist_ctx){0, 1, 0, NULL};
-  long world = 1, rank = 0, local = 0, port = 0, timeout = 300;
+  long world = 1, rank = 0, local = 0, port = 0, timeout = 600;
   if (env_int("WORLD_SIZE", 1, 1 << 20, 0, &world, err)) return -1;
   if (world == 1) return 0;
   if (env_int("RANK", 0, world - 1, 1, &rank, err) || env_int("LOCAL_RANK", 0, world - 1, 0, &local, err) ||

@@ -3,8 +3,9 @@
 // torch.distributed's c10d process group through the shim; the trainer asks it for what ranks
 // must agree on. WORLD_SIZE unset or 1: no process group, and every call is the one-process case.
 //
-// PITH_DIST_TIMEOUT (seconds, default 300) bounds the rendezvous and every collective: a rank that
-// died or never came makes the others fail with an error instead of hanging.
+// PITH_DIST_TIMEOUT (seconds, default 600, torch.distributed's) bounds the rendezvous and every
+// collective: a rank that never came or hangs makes the others fail with an error instead of
+// hanging (one that died is seen at once, by its closed connections).
 #ifndef PITH_DIST_H
 #define PITH_DIST_H
 
