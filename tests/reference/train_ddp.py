@@ -2,7 +2,7 @@
 with per-device batch B train 20 steps whose losses (metrics.jsonl) and final weights (RUN/model)
 equal a one-process run with batch 2B, to 1e-5. Only rank 0 writes. A SIGTERM to one rank stops both
 after the same step with one checkpoint, and torchrun --resume ends bit for bit where the
-uninterrupted run ended; resumed by one process with batch 2B, it ends there too (1e-5). A rank
+uninterrupted run ended (a SIGTERM to torchrun, which passes it on, too); resumed by one process with batch 2B, it ends there too (1e-5). A rank
 killed with SIGKILL makes the other exit non-zero with an error that says so, in under 60 s; a bad
 launch environment is refused in one line that names the variable, and a rank that never comes ends
 the rendezvous after PITH_DIST_TIMEOUT. With the stories assets, 500x pretraining (LoRA + compress embeddings) is
@@ -158,6 +158,23 @@ def main():
         harness.check(rd == 0.0, f"resumed final weights differ from the uninterrupted run's by {rd}")
         print(f"SIGTERM to rank 1 at step {stopped}: both ranks stopped (143), resumed to step {STEPS}: "
               "losses and weights equal the uninterrupted run's bit for bit")
+
+        # SIGTERM to torchrun itself: it passes it on to both ranks, which stop after one step together.
+        tt = os.path.join(tmp, "torchrun_term")
+        launcher = subprocess.Popen([torchrun, "--no-python", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                                     "--master_port", str(free_port()), pith, "lm", *common,
+                                     f"per_device_train_batch_size={B}", "max_steps=100000", f"output_dir={tt}"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = launcher.stdout.readline()
+        while line and not line.startswith("step "):
+            line = launcher.stdout.readline()
+        launcher.send_signal(signal.SIGTERM)
+        out, _ = launcher.communicate(timeout=120)
+        last = metrics(tt)[-1]["step"]
+        ckpts = os.listdir(os.path.join(tt, "checkpoints"))
+        harness.check(ckpts == [f"step-{last:08d}"] and f"saving a checkpoint at step {last}" in out,
+                      f"SIGTERM to torchrun: one checkpoint at the last step {last}: {ckpts}, {out[-300:]!r}")
+        print(f"SIGTERM to torchrun: both ranks stopped after step {last}, one checkpoint")
 
         # Another world size: one process with batch 2B resumes the 2-rank checkpoint, the same global
         # batches follow, and it ends where the uninterrupted 2-rank run ended.
