@@ -56,7 +56,7 @@ typedef struct {
   tb_metrics *tb;         // TensorBoard's copy of metrics.jsonl (tb_events.h); NULL with tensorboard=false
   int tty;
   dist_ctx dist;          // the ranks of a torchrun launch (dist.h); world 1 otherwise
-  int stop;               // the signal every rank agreed to stop on (world 1: this process's)
+  int stop;               // with ranks: the signal they agreed to stop on after the last step
 } trainer;
 
 static train_batch_kind batch_kind(const trainer *t) {
@@ -587,10 +587,7 @@ static int finish(trainer *t, int64_t step, pith_err *err) {
 // Data parallelism, after a step's backward passes: the gradients become the mean over ranks,
 // *loss the global micro-batches' mean, and every rank learns whether any was signalled to stop.
 static int dist_agree(trainer *t, double *loss, pith_err *err) {
-  if (!t->dist.pg) {
-    t->stop = g_stop_signal;
-    return 0;
-  }
+  if (!t->dist.pg) return 0;
   double stop = g_stop_signal;
   if (dist_reduce_grads(&t->dist, t->params, t->n_params, 1.0 / t->dist.world, err) ||
       dist_reduce(&t->dist, loss, 1, 0, err) || dist_reduce(&t->dist, &stop, 1, 1, err))
@@ -598,6 +595,9 @@ static int dist_agree(trainer *t, double *loss, pith_err *err) {
   t->stop = (int)stop;
   return 0;
 }
+
+// The signal that stops the run: this process's, or with ranks the one they agreed on.
+static int stop_signal(const trainer *t) { return t->dist.pg ? t->stop : (int)g_stop_signal; }
 
 static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
   const train_args *a = t->a;
@@ -614,8 +614,7 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
   int64_t win_steps = 0;
   double peak_flops = a->peak_tflops * 1e12;
   int64_t step = start_step;
-  t->stop = t->dist.pg ? 0 : g_stop_signal;
-  for (; step < total && !t->stop; step++) {
+  for (; step < total && !stop_signal(t); step++) {
     double lr = train_lr_at(a->lr_scheduler_type, a->learning_rate, a->warmup_steps, step, total), loss;
     pt_adamw_set_lr(t->opt, lr);
     pt_adamw_zero_grad(t->opt);
@@ -669,10 +668,11 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
   if (pt_cuda_peak_bytes(a->device, &peak_alloc, &peak_reserved) == 0)
     printf("peak GPU memory: %.1f GiB allocated, %.1f GiB reserved\n", peak_alloc / 1073741824.0,
            peak_reserved / 1073741824.0);
-  if (t->stop) {
-    printf("signal %d: saving a checkpoint at step %lld and stopping\n", t->stop, (long long)step);
+  int sig = stop_signal(t);
+  if (sig) {
+    printf("signal %d: saving a checkpoint at step %lld and stopping\n", sig, (long long)step);
     if (dist_main(&t->dist) && save_checkpoint(t, step, last_loss, err)) return -1;
-    return 128 + t->stop;
+    return 128 + sig;
   }
   if (dist_main(&t->dist) && save_checkpoint(t, step, last_loss, err)) return -1;
   return finish(t, step, err);
