@@ -396,7 +396,7 @@ static int setup(trainer *t, int resume, pith_err *err) {
                      a->task == TRAIN_PRETRAIN ? "pretrain" : "finetune",
                      a->task == TRAIN_PRETRAIN ? "documents" : "qa");
   pt_adamw_config oc = {a->learning_rate, a->adam_beta1, a->adam_beta2, a->adam_epsilon, a->weight_decay};
-  t->dropout_gen = pt_gen_new(a->seed + 7 + (uint64_t)t->dist.rank, a->device);  // where dropout masks are drawn
+  t->dropout_gen = pt_gen_new(a->seed + 7, a->device);  // where the dropout masks are drawn (ranks: dist_dropout_gen)
   if (trains_lm) {
     // The trained weights stay f32 (lm refuses bf16); distill's frozen target may be bf16 (CUDA).
     if (setup_lm(t, PT_F32, err) || check_vocab(t, data_vocab, err)) return -1;
@@ -596,6 +596,20 @@ static int dist_agree(trainer *t, double *loss, pith_err *err) {
   return 0;
 }
 
+// With ranks, each step's dropout masks come from a generator seeded by (seed, rank, step): the
+// ranks draw different masks, and a resume draws what the uninterrupted run drew without the
+// checkpoint holding every rank's generator.
+static int dist_dropout_gen(trainer *t, int64_t step, pith_err *err) {
+  uint64_t z = t->a->seed * 0x9E3779B97F4A7C15ull + (uint64_t)t->dist.rank * 0xD1B54A32D192ED03ull + (uint64_t)step;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;  // splitmix64's finaliser
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  pt_gen *g = pt_gen_new(z ^ (z >> 31), t->a->device);
+  if (!g) return pt_fail(err, "rank %d: dropout generator", t->dist.rank);
+  pt_gen_free(t->dropout_gen);
+  t->dropout_gen = g;
+  return 0;
+}
+
 // The signal that stops the run: this process's, or with ranks the one they agreed on.
 static int stop_signal(const trainer *t) { return t->dist.pg ? t->stop : (int)g_stop_signal; }
 
@@ -618,6 +632,7 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
     double lr = train_lr_at(a->lr_scheduler_type, a->learning_rate, a->warmup_steps, step, total), loss;
     pt_adamw_set_lr(t->opt, lr);
     pt_adamw_zero_grad(t->opt);
+    if (t->dist.pg && dist_dropout_gen(t, step, err)) return -1;
     if (micro_batches(t, step, &loss, &tokens, &flops, err)) return -1;
     if (dist_agree(t, &loss, err)) return -1;
     double gnorm = pt_clip_grad_norm(t->params, t->n_params, a->max_grad_norm);

@@ -6,7 +6,7 @@ uninterrupted run ended (a SIGTERM to torchrun, which passes it on, too); resume
 killed with SIGKILL makes the other exit non-zero with an error that says so, in under 60 s; a bad
 launch environment is refused in one line that names the variable, and a rank that never comes ends
 the rendezvous after PITH_DIST_TIMEOUT. With the stories assets, 500x pretraining (LoRA + compress embeddings) is
-checked the same way.
+checked the same way, and with LoRA dropout on 2 ranks a SIGTERM and resume is bit for bit.
 
 Run by ctest with PITH_BIN (the pith binary); skips when the venv has no torchrun or pith was built
 without Gloo's headers.
@@ -51,6 +51,32 @@ def rank_env(rank, port, **extra):
     return env
 
 
+def term_one_rank(args, run_dir, steps):
+    """Two ranks of args, launched by hand, SIGTERM to rank 1 once rank 0 has logged a step: both must
+    stop with 143 after the same step, rank 0 saving the one checkpoint. Returns that step."""
+    port = free_port()
+    ranks = [subprocess.Popen(args, env=rank_env(r, port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for r in (0, 1)]
+    first = ranks[0].stdout.readline()
+    while first and not first.startswith("step "):
+        first = ranks[0].stdout.readline()
+    ranks[1].send_signal(signal.SIGTERM)
+    outs = [r.communicate(timeout=120) for r in ranks]
+    codes = [r.returncode for r in ranks]
+    harness.check(codes == [143, 143], f"both ranks stop on one rank's SIGTERM with 143: {codes} {outs[0][1]} {outs[1][1]}")
+    stopped = metrics(run_dir)[-1]["step"]
+    ckpts = os.listdir(os.path.join(run_dir, "checkpoints"))
+    harness.check(ckpts == [f"step-{stopped:08d}"], f"one checkpoint, at the last logged step {stopped}: {ckpts}")
+    harness.check(f"saving a checkpoint at step {stopped}" in outs[0][0], "rank 0 says where it stopped")
+    harness.check(stopped < steps, f"the signal came before the end (step {stopped})")
+    return stopped
+
+
+def torchrun_cmd(torchrun, *args):
+    return [torchrun, "--no-python", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
+            str(free_port()), harness.pith_bin(), *args]
+
+
 def pretrain(tmp, torchrun):
     """The compressor path: 500x pretraining of stories260K's LoRA and compress embeddings, 2 ranks of
     batch 2 against one process of batch 4 (needs the stories assets; said and left out without)."""
@@ -78,6 +104,20 @@ def pretrain(tmp, torchrun):
     harness.check(sorted(p1) == sorted(p2) and wd <= 1e-5, f"pretrain: trainable weights differ by {wd}")
     print(f"pretrain (500x, LoRA + compress embeddings): 2 ranks = 1 process, losses within {ld:.1e}, "
           f"{len(p1)} trainable tensors within {wd:.1e}")
+
+    # LoRA dropout on 2 ranks: interrupted and resumed, the run draws the masks the uninterrupted one drew.
+    drop = [c for c in common if not c.startswith("lora_dropout")] + ["lora_dropout=0.1", "per_device_train_batch_size=2"]
+    full, part = os.path.join(tmp, "pt_drop"), os.path.join(tmp, "pt_drop_part")
+    harness.run(torchrun_cmd(torchrun, "pretrain", *drop, f"output_dir={full}"), text=True, timeout=300)
+    stopped = term_one_rank([harness.pith_bin(), "pretrain", *drop, f"output_dir={part}"], part, 10)
+    harness.run(torchrun_cmd(torchrun, "pretrain", *drop, f"output_dir={part}", "--resume"), text=True, timeout=300)
+    mf, mp = metrics(full), metrics(part)
+    harness.check([m.get("loss") for m in mf] == [m.get("loss") for m in mp], "pretrain with dropout: resumed losses")
+    pf, pp = load_file(os.path.join(full, ck)), load_file(os.path.join(part, ck))
+    harness.check(all((pf[k] == pp[k]).all() for k in pf), "pretrain with dropout: resumed weights bit for bit")
+    harness.check(any(abs(a["loss"] - b["loss"]) > 1e-4 for a, b in zip(m2, mf) if "loss" in a),
+                  "dropout changed the losses (the check above can fail)")
+    print(f"pretrain with lora_dropout 0.1 on 2 ranks, SIGTERM at step {stopped}, resumed: bit for bit")
 
 
 def main():
@@ -128,22 +168,9 @@ def main():
 
         # SIGTERM to one rank: both stop after the same step, rank 0 saves one checkpoint; resumed by
         # torchrun, the run ends where the uninterrupted two-rank run ended.
-        part, port = os.path.join(tmp, "part"), free_port()
-        args = [pith, "lm", *common, f"per_device_train_batch_size={B}", f"max_steps={STEPS}", f"output_dir={part}"]
-        ranks = [subprocess.Popen(args, env=rank_env(r, port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for r in (0, 1)]
-        first = ranks[0].stdout.readline()
-        while first and not first.startswith("step "):
-            first = ranks[0].stdout.readline()
-        ranks[1].send_signal(signal.SIGTERM)
-        outs = [r.communicate(timeout=120) for r in ranks]
-        codes = [r.returncode for r in ranks]
-        harness.check(codes == [143, 143], f"both ranks stop on one rank's SIGTERM with 143: {codes} {outs[0][1]} {outs[1][1]}")
-        stopped = metrics(part)[-1]["step"]
-        ckpts = os.listdir(os.path.join(part, "checkpoints"))
-        harness.check(ckpts == [f"step-{stopped:08d}"], f"one checkpoint, at the last logged step {stopped}: {ckpts}")
-        harness.check(f"saving a checkpoint at step {stopped}" in outs[0][0], "rank 0 says where it stopped")
-        harness.check(stopped < STEPS, f"the signal came before the end (step {stopped})")
+        part = os.path.join(tmp, "part")
+        stopped = term_one_rank([pith, "lm", *common, f"per_device_train_batch_size={B}", f"max_steps={STEPS}",
+                                 f"output_dir={part}"], part, STEPS)
         part1 = os.path.join(tmp, "part1")  # the same checkpoint, resumed below by one process
         shutil.copytree(part, part1)
         harness.run([torchrun, "--no-python", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
