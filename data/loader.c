@@ -243,15 +243,23 @@ static void begin_epoch(loader *l, int64_t e) {
 }
 
 static int apply_resume(loader *l, const loader_cursor *cur, pith_err *err) {
-  if (cur->seed != l->cfg.seed || cur->world_size != l->cfg.world_size || cur->n_items != l->n_items)
-    return pith_fail(err, "%s: the loader cursor belongs to another run (seed %" PRIu64 ", world_size %d, %" PRId64
-                     " items; this run: seed %" PRIu64 ", world_size %d, %" PRId64 " items)", corpus_path(l->c),
-                     cur->seed, cur->world_size, cur->n_items, l->cfg.seed, l->cfg.world_size, l->n_items);
-  if (cur->epoch < 0 || cur->position < 0 || cur->position > l->end)
+  if (cur->seed != l->cfg.seed || cur->n_items != l->n_items)
+    return pith_fail(err, "%s: the loader cursor belongs to another run (seed %" PRIu64 ", %" PRId64
+                     " items; this run: seed %" PRIu64 ", %" PRId64 " items)", corpus_path(l->c),
+                     cur->seed, cur->n_items, l->cfg.seed, l->n_items);
+  // Another world size: the ranks had consumed the first position × world_size examples of the
+  // epoch's order between them, which the new ranks share out again (whole positions only).
+  int64_t consumed = cur->position * cur->world_size, W = l->cfg.world_size;
+  if (consumed % W)
+    return pith_fail(err, "%s: the loader cursor's %" PRId64 " examples (%" PRId64 " on each of %d ranks) do not "
+                     "divide among world_size %" PRId64 " (keep the global batch a multiple of the world size)",
+                     corpus_path(l->c), consumed, cur->position, cur->world_size, W);
+  int64_t position = consumed / W;
+  if (cur->epoch < 0 || cur->position < 0 || position > l->end)
     return pith_fail(err, "%s: loader cursor position %" PRId64 " is past the epoch's %" PRId64, corpus_path(l->c),
-                     cur->position, l->end);
+                     position, l->end);
   begin_epoch(l, cur->epoch);
-  l->position = cur->position;
+  l->position = position;
   return 0;
 }
 

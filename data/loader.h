@@ -11,7 +11,9 @@
 // the same permutation and takes positions rank, rank + world_size, ...; each epoch drops the
 // n mod world_size examples at the end of the order so all ranks yield the same number of batches.
 // A cursor (epoch, position) saved after any batch and passed to loader_open continues with
-// exactly the batches an uninterrupted run would have produced. Single-threaded, like HDF5 here.
+// exactly the batches an uninterrupted run would have produced; a cursor of another world size
+// continues after the examples its ranks consumed between them (so ranks × batch held the same
+// gives the same global batches). Single-threaded, like HDF5 here.
 #ifndef PITH_LOADER_H
 #define PITH_LOADER_H
 
@@ -41,7 +43,7 @@ typedef struct {
   int drop_last;                   // skip an epoch's last, partial batch
 } loader_config;
 
-// Where a run stands. seed, world_size and n_items guard against resuming a different run.
+// Where a run stands. seed and n_items guard against resuming a different run.
 typedef struct {
   int64_t epoch;
   int64_t position;    // examples of this rank's share already yielded in this epoch

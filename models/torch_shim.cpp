@@ -1055,3 +1055,187 @@ extern "C" int pt_adamw_set_steps(pt_adamw *o, int64_t steps) {
   o->steps = steps;
   return 0;
 }
+
+// ---------------------------------------------------------------- distributed (c10d)
+// Gloo's headers come from outside the torch wheel (Debian's libgloo-dev): the wheel has the c10d
+// headers and the Gloo code inside libtorch_cpu, but not gloo/*.h. Only declarations are used, and
+// every Gloo object the process group holds is reached through a pointer, so their version does
+// not change the layout pith sees.
+#ifdef PITH_HAVE_GLOO
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+#ifdef PITH_HAVE_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+#ifdef PITH_HAVE_GLOO
+struct pt_dist {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::Backend> pg;
+  int rank, world;
+  at::Device dev;
+  std::chrono::milliseconds timeout;
+};
+
+// Wait for a collective; a peer that died or timed out becomes an exception that names the op.
+static void dist_wait(pt_dist *d, const c10::intrusive_ptr<c10d::Work> &w, const char *what) {
+  if (!w->wait(d->timeout)) throw std::runtime_error(std::string(what) + ": timed out");
+}
+#endif
+
+extern "C" int pt_dist_available(pt_device dev) {
+#ifdef PITH_HAVE_GLOO
+  if (dev == PT_CPU) return 1;
+#endif
+#ifdef PITH_HAVE_NCCL
+  if (dev >= 0) return 1;
+#endif
+  (void)dev;
+  return 0;
+}
+
+extern "C" pt_dist *pt_dist_init(const char *addr, int port, int rank, int world, int agent_store, pt_device dev,
+                                 double timeout_s) {
+  pt_dist *out = nullptr;
+  run_status("dist_init", [&] {
+    if (!addr || !*addr || port <= 0 || port > 65535 || world < 1 || rank < 0 || rank >= world || timeout_s <= 0)
+      throw std::invalid_argument("bad arguments (addr '" + std::string(addr ? addr : "") + "', port " +
+                                  std::to_string(port) + ", rank " + std::to_string(rank) + " of " +
+                                  std::to_string(world) + ")");
+    if (!pt_dist_available(dev))
+      throw std::runtime_error(dev == PT_CPU ? "this pith was built without Gloo's headers (Debian libgloo-dev)"
+                                             : "this pith was built without NCCL");
+#ifdef PITH_HAVE_GLOO
+    auto timeout = std::chrono::milliseconds((int64_t)(timeout_s * 1000));
+    c10d::TCPStoreOptions so;
+    so.port = (uint16_t)port;
+    so.isServer = !agent_store && rank == 0;
+    so.numWorkers = world;
+    so.waitWorkers = false;  // the process group's own rendezvous waits for every rank
+    so.timeout = timeout;
+    auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(addr), so);
+    auto store = c10::make_intrusive<c10d::PrefixStore>("pith", tcp);
+    std::unique_ptr<pt_dist> d(new pt_dist{store, {}, rank, world, to_device(dev), timeout});
+    if (dev == PT_CPU) {
+      auto opts = c10d::ProcessGroupGloo::Options::create_default(timeout);
+      opts->devices.clear();
+      const char *ifname = getenv("GLOO_SOCKET_IFNAME");  // as torch.distributed reads it
+      opts->devices.push_back(ifname && *ifname ? c10d::ProcessGroupGloo::createDeviceForInterface(ifname, false)
+                                                : c10d::ProcessGroupGloo::createDefaultDevice(false));
+      d->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, opts);
+    } else {
+#ifdef PITH_HAVE_NCCL
+      auto opts = c10d::ProcessGroupNCCL::Options::create();
+      opts->timeout = timeout;
+      d->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world, opts);
+#endif
+    }
+    out = d.release();
+#endif
+  });
+  return out;
+}
+
+extern "C" void pt_dist_free(pt_dist *d) {
+#ifdef PITH_HAVE_GLOO
+  if (!d) return;
+  try {
+    d->pg.reset();
+    d->store.reset();
+  } catch (...) {
+  }
+  delete d;
+#else
+  (void)d;
+#endif
+}
+
+extern "C" int pt_dist_broadcast(pt_dist *d, pt_tensor *const *ts, int n, int root) {
+  return run_status("dist_broadcast", [&] {
+#ifdef PITH_HAVE_GLOO
+    if (!d) throw std::invalid_argument("no process group");
+    c10::NoGradGuard no_grad;
+    c10d::BroadcastOptions bo;
+    bo.rootRank = root;
+    for (int i = 0; i < n; i++) {
+      if (!ts[i]) throw std::invalid_argument("tensor " + std::to_string(i) + " is NULL");
+      at::Tensor &t = ts[i]->t;
+      std::vector<at::Tensor> v{t.is_contiguous() ? t : t.contiguous()};
+      dist_wait(d, d->pg->broadcast(v, bo), "broadcast");
+      if (!v[0].is_same(t)) t.copy_(v[0]);
+    }
+#else
+    (void)d, (void)ts, (void)n, (void)root;
+    throw std::runtime_error("not built with a distributed backend");
+#endif
+  });
+}
+
+extern "C" int pt_dist_all_reduce_grads(pt_dist *d, pt_tensor *const *params, int n, double scale,
+                                        size_t bucket_bytes) {
+  return run_status("dist_all_reduce_grads", [&] {
+#ifdef PITH_HAVE_GLOO
+    if (!d) throw std::invalid_argument("no process group");
+    c10::NoGradGuard no_grad;
+    std::vector<at::Tensor> grads;
+    for (int i = 0; i < n; i++) {
+      if (!params[i]) throw std::invalid_argument("param " + std::to_string(i) + " is NULL");
+      if (params[i]->t.grad().defined()) grads.push_back(params[i]->t.mutable_grad());
+    }
+    size_t cap = std::max<size_t>(bucket_bytes / sizeof(float), 1);
+    for (size_t first = 0; first < grads.size();) {
+      size_t last = first, elems = 0;  // [first, last): one bucket (a tensor larger than a bucket goes alone)
+      while (last < grads.size() && (last == first || elems + (size_t)grads[last].numel() <= cap))
+        elems += (size_t)grads[last++].numel();
+      std::vector<at::Tensor> flat;
+      for (size_t i = first; i < last; i++) flat.push_back(grads[i].to(at::kFloat).reshape(-1));
+      std::vector<at::Tensor> bucket{at::cat(flat)};
+      dist_wait(d, d->pg->allreduce(bucket), "all_reduce");
+      if (scale != 1) bucket[0].mul_(scale);
+      int64_t off = 0;
+      for (size_t i = first; i < last; i++) {
+        int64_t k = grads[i].numel();
+        grads[i].copy_(bucket[0].narrow(0, off, k).view(grads[i].sizes()));
+        off += k;
+      }
+      first = last;
+    }
+#else
+    (void)d, (void)params, (void)n, (void)scale, (void)bucket_bytes;
+    throw std::runtime_error("not built with a distributed backend");
+#endif
+  });
+}
+
+extern "C" int pt_dist_all_reduce_host(pt_dist *d, double *v, int n, int max) {
+  return run_status("dist_all_reduce", [&] {
+#ifdef PITH_HAVE_GLOO
+    if (!d) throw std::invalid_argument("no process group");
+    c10::NoGradGuard no_grad;
+    at::Tensor t = at::from_blob(v, {n}, at::kDouble).clone().to(d->dev);
+    std::vector<at::Tensor> ts{t};
+    c10d::AllreduceOptions o;
+    o.reduceOp = max ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM;
+    dist_wait(d, d->pg->allreduce(ts, o), "all_reduce");
+    at::Tensor back = ts[0].to(at::kCPU).contiguous();
+    memcpy(v, back.data_ptr<double>(), sizeof(double) * (size_t)n);
+#else
+    (void)d, (void)v, (void)n, (void)max;
+    throw std::runtime_error("not built with a distributed backend");
+#endif
+  });
+}
+
+extern "C" int pt_dist_barrier(pt_dist *d) {
+  return run_status("dist_barrier", [&] {
+#ifdef PITH_HAVE_GLOO
+    if (!d) throw std::invalid_argument("no process group");
+    dist_wait(d, d->pg->barrier(), "barrier");
+#else
+    (void)d;
+    throw std::runtime_error("not built with a distributed backend");
+#endif
+  });
+}

@@ -265,6 +265,27 @@ pt_tensor *pt_adamw_exp_avg(pt_adamw *o, int i);
 pt_tensor *pt_adamw_exp_avg_sq(pt_adamw *o, int i);
 int pt_adamw_set_steps(pt_adamw *o, int64_t steps);
 
+// ---- distributed (torch.distributed's c10d) ----
+// One process group per process: a TCPStore rendezvous, then Gloo (CPU tensors) or NCCL (CUDA,
+// when pith was built with its headers). Collectives are called in the same order on every rank.
+typedef struct pt_dist pt_dist;
+// 1 when this build can make a process group for tensors on dev (Gloo for PT_CPU, NCCL for cuda).
+int pt_dist_available(pt_device dev);
+// Join the group of `world` ranks as `rank`: rank 0 hosts the store at addr:port unless
+// agent_store (torchrun's agent already hosts it there; every rank is then a client). Rendezvous and
+// every later collective give up after timeout_s, so a missing or dead peer is an error, not a hang.
+pt_dist *pt_dist_init(const char *addr, int port, int rank, int world, int agent_store, pt_device dev,
+                      double timeout_s);
+void pt_dist_free(pt_dist *d);  // leaves the group; NULL is fine
+// ts (n tensors on the group's device) ← root's values, in place and outside autograd.
+int pt_dist_broadcast(pt_dist *d, pt_tensor *const *ts, int n, int root);
+// The gradients of params (those that have one: the same ones on every rank) ← scale × their sum
+// over ranks. They travel flattened in f32 buckets of about bucket_bytes: one all-reduce per bucket.
+int pt_dist_all_reduce_grads(pt_dist *d, pt_tensor *const *params, int n, double scale, size_t bucket_bytes);
+// v (n host doubles) ← their sum (max != 0: their maximum) over ranks, computed in f64.
+int pt_dist_all_reduce_host(pt_dist *d, double *v, int n, int max);
+int pt_dist_barrier(pt_dist *d);
+
 #ifdef __cplusplus
 }
 #endif

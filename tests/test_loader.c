@@ -398,6 +398,45 @@ static void check_resume(const char *path, const loader_config *cfg, const char 
   }
 }
 
+// A cursor of 2 ranks (batch 4 each) resumed by 1 process (batch 8): its next batch holds the two
+// ranks' next batches, rows interleaved (rank r's row j is row 2j + r); 6 consumed examples do
+// not divide among 4 ranks.
+static void test_resume_other_world(void) {
+  pith_err err = {{0}};
+  loader_config two[2], one = base_config(LOADER_CUT);
+  one.batch_size = 8;
+  int64_t want[2][4];
+  loader_cursor cur = {0};
+  for (int r = 0; r < 2; r++) {
+    two[r] = base_config(LOADER_CUT);
+    two[r].batch_size = 4, two[r].world_size = 2, two[r].rank = r;
+    loader *l = loader_open(docs_path, &two[r], NULL, &err);
+    CHECK_MSG(l != NULL, "%s", err.msg);
+    if (!l) return;
+    loader_batch b;
+    for (int k = 0; k < 3; k++) CHECK(loader_next(l, &b, &err) == 1);
+    cur = loader_tell(l);
+    CHECK(loader_next(l, &b, &err) == 1);
+    for (int j = 0; j < 4; j++) want[r][j] = b.index[j];
+    loader_close(l);
+  }
+  loader *l = loader_open(docs_path, &one, &cur, &err);
+  CHECK_MSG(l != NULL, "%s", err.msg);
+  if (!l) return;
+  loader_batch b;
+  CHECK(loader_next(l, &b, &err) == 1);
+  int bad = 0;
+  for (int j = 0; j < 4; j++)
+    for (int r = 0; r < 2; r++) bad += b.index[2 * j + r] != want[r][j];
+  CHECK_MSG(bad == 0, "resume of a 2-rank cursor on 1 process: %d rows differ", bad);
+  loader_close(l);
+  loader_config four = base_config(LOADER_CUT);
+  four.world_size = 4;
+  cur.position = 3;
+  CHECK(loader_open(docs_path, &four, &cur, &err) == NULL);
+  CHECK_CONTAINS(err.msg, "do not divide among world_size 4");
+}
+
 static void test_resume(void) {
   loader_config cfg = base_config(LOADER_CUT);
   cfg.batch_size = 5, cfg.world_size = 2, cfg.rank = 1;  // 51 per rank: 11 batches + epoch end
@@ -430,6 +469,7 @@ static void test_resume(void) {
   cur.seed = 1234, cur.position = 104;
   CHECK(loader_open(docs_path, &cfg, &cur, &err) == NULL);
   CHECK_CONTAINS(err.msg, "past the epoch");
+  test_resume_other_world();
 }
 
 int main(void) {

@@ -17,6 +17,7 @@
 #include "align.h"
 #include "compressor.h"
 #include "distill.h"
+#include "dist.h"
 #include "distill_classifier.h"
 #include "encoder_folder.h"
 #include "hf_folder.h"
@@ -54,6 +55,8 @@ typedef struct {
   FILE *metrics;
   tb_metrics *tb;         // TensorBoard's copy of metrics.jsonl (tb_events.h); NULL with tensorboard=false
   int tty;
+  dist_ctx dist;          // the ranks of a torchrun launch (dist.h); world 1 otherwise
+  int stop;               // with ranks: the signal they agreed to stop on after the last step
 } trainer;
 
 static train_batch_kind batch_kind(const trainer *t) {
@@ -73,6 +76,7 @@ static loader *open_loader(const trainer *t, int split, const loader_cursor *res
   lc.shuffle = split == CORPUS_SPLIT_TRAIN;
   lc.seed = t->a->seed;
   lc.drop_last = split == CORPUS_SPLIT_TRAIN;
+  if (split == CORPUS_SPLIT_TRAIN) lc.rank = t->dist.rank, lc.world_size = t->dist.world;  // this rank's share
   return loader_open(t->a->train_file, &lc, resume, err);
 }
 
@@ -148,13 +152,22 @@ static int no_layer0_draw(const trainer *t, int64_t step, int micro) {
   return (double)(z >> 11) / 9007199254740992.0 < t->a->no_layer0_share;
 }
 
+// What a batch's mean loss divides by: its targets, or with per-target weights their sum.
+static double loss_terms(const comp_batch *b, const pt_tensor *weights) {
+  if (weights) return pt_item(pt_sum(weights));
+  return (double)pt_numel(b->dec_targets) - pt_item(pt_sum(pt_eq_scalar(b->dec_targets, TASK_NO_TARGET)));
+}
+
 // The loss of one batch (in the current scope): the compressor's (with_prefix), else the model's alone.
+// terms: NULL, or where to put what its mean divides by (loss_terms).
 static pt_tensor *batch_loss(const trainer *t, const loader_batch *lb, int with_prefix, pt_gen *dropout_gen,
-                             comp_batch *b, pith_err *err) {
+                             comp_batch *b, double *terms, pith_err *err) {
   pt_tensor *weights;
   if (train_batch_tensors(batch_kind(t), &t->tt, lb, t->a->answer_loss_weight, t->model->device, b, &weights, err))
     return NULL;
-  if (t->a->task == TRAIN_DISTILL && t->a->distill == DISTILL_KL)
+  int kl = t->a->task == TRAIN_DISTILL && t->a->distill == DISTILL_KL;  // a mean over targets, unweighted
+  if (terms) *terms = loss_terms(b, kl ? NULL : weights);
+  if (kl)
     return distill_kl_loss(t->target, t->model, t->lora, dropout_gen, b, t->a->temperature, err);
   return with_prefix ? comp_loss(t->comp, b, dropout_gen, err) : lm_loss(t->model, t->lora, dropout_gen, b, weights, err);
 }
@@ -174,7 +187,7 @@ static double evaluate(trainer *t, int with_prefix, pith_err *err) {
   while (n < t->a->eval_batches && loader_next(l, &lb, err) == 1) {
     pt_scope s = pt_scope_begin();
     comp_batch b;
-    pt_tensor *loss = batch_loss(t, &lb, with_prefix, NULL, &b, err);
+    pt_tensor *loss = batch_loss(t, &lb, with_prefix, NULL, &b, NULL, err);
     double v = loss ? pt_item(loss) : NAN;
     pt_scope_end(s);
     if (isnan(v)) break;
@@ -383,7 +396,7 @@ static int setup(trainer *t, int resume, pith_err *err) {
                      a->task == TRAIN_PRETRAIN ? "pretrain" : "finetune",
                      a->task == TRAIN_PRETRAIN ? "documents" : "qa");
   pt_adamw_config oc = {a->learning_rate, a->adam_beta1, a->adam_beta2, a->adam_epsilon, a->weight_decay};
-  t->dropout_gen = pt_gen_new(a->seed + 7, a->device);  // where the dropout masks are drawn
+  t->dropout_gen = pt_gen_new(a->seed + 7, a->device);  // where the dropout masks are drawn (ranks: dist_dropout_gen)
   if (trains_lm) {
     // The trained weights stay f32 (lm refuses bf16); distill's frozen target may be bf16 (CUDA).
     if (setup_lm(t, PT_F32, err) || check_vocab(t, data_vocab, err)) return -1;
@@ -451,6 +464,16 @@ static double batch_flops(const trainer *t, int B, double enc, double dec) {
   return (double)B * train_row_flops(&t->model->cfg, 0, enc + k, dec + icae_in, icae_in ? 0 : k);
 }
 
+// Data parallelism: each loss is a mean over its terms (targets, or their weights), so a rank's mean
+// counts in the global micro-batch's mean by its share of the terms of all ranks. Weighted so, the
+// ranks' losses and gradients sum to those of one process reading the whole global micro-batch.
+static int dist_share(trainer *t, double terms, double *share, pith_err *err) {
+  double all = terms;
+  if (dist_reduce(&t->dist, &all, 1, 0, err)) return -1;
+  *share = all > 0 ? terms / all : 0;
+  return 0;
+}
+
 // One optimizer step's micro-batches, forward and backward: *loss the mean loss, *tokens and
 // *flops what they read and cost.
 static int micro_batches(trainer *t, int64_t step, double *loss, double *tokens, double *flops, pith_err *err) {
@@ -477,10 +500,15 @@ static int micro_batches(trainer *t, int64_t step, double *loss, double *tokens,
     pt_scope s = pt_scope_begin();
     comp_batch b;
     int deep = no_layer0_draw(t, step, micro);
-    pt_tensor *l = deep ? no_layer0_loss(t, &lb, &b, err) : batch_loss(t, &lb, t->comp != NULL, t->dropout_gen, &b, err);
+    double terms = 1, share = 1;  // share: this rank's part of the global micro-batch's mean (dist_share)
+    pt_tensor *l = deep ? no_layer0_loss(t, &lb, &b, err)
+                        : batch_loss(t, &lb, t->comp != NULL, t->dropout_gen, &b, t->dist.pg ? &terms : NULL, err);
     if (!l) return -1;
-    *loss += pt_item(l) / accum;
-    if (pt_backward(pt_mul_scalar(l, 1.0 / accum))) return pt_fail(err, "backward");
+    if (t->dist.pg && deep) terms = loss_terms(&b, NULL);
+    if (t->dist.pg && dist_share(t, terms, &share, err)) return -1;
+    *loss += pt_item(l) * share / accum;
+    // × world: the gradients' all-reduce divides their sum by world (train_loop)
+    if (pt_backward(pt_mul_scalar(l, share * t->dist.world / accum))) return pt_fail(err, "backward");
     // LM: its rows only; a no_layer0 row reads [bos] context, then the QA row.
     double enc = t->comp ? (double)pt_size(b.text_ids, 1) : 0, dec = (double)pt_size(b.dec_ids, 1);
     if (deep) dec += 1 + (double)pt_size(b.text_ids, 1);
@@ -537,6 +565,7 @@ static int finish(trainer *t, int64_t step, pith_err *err) {
     fprintf(t->metrics, "{\"step\": %lld, \"val_loss\": %s}\n", (long long)step, json_loss(v, a, sizeof a));
     if (log_alignment(t, step, err)) return -1;
     if (t->lora && distill_lora_merge(t->model, t->lora, err)) return -1;
+    if (!dist_main(&t->dist)) return 0;
     char dir[2304];  // RUN/model: every other command can take it as model_name_or_path
     snprintf(dir, sizeof dir, "%s/model", t->run_dir);
     const char *const *files;
@@ -555,6 +584,35 @@ static int finish(trainer *t, int64_t step, pith_err *err) {
   return 0;
 }
 
+// Data parallelism, after a step's backward passes: the gradients become the mean over ranks,
+// *loss the global micro-batches' mean, and every rank learns whether any was signalled to stop.
+static int dist_agree(trainer *t, double *loss, pith_err *err) {
+  if (!t->dist.pg) return 0;
+  double stop = g_stop_signal;
+  if (dist_reduce_grads(&t->dist, t->params, t->n_params, 1.0 / t->dist.world, err) ||
+      dist_reduce(&t->dist, loss, 1, 0, err) || dist_reduce(&t->dist, &stop, 1, 1, err))
+    return -1;
+  t->stop = (int)stop;
+  return 0;
+}
+
+// With ranks, each step's dropout masks come from a generator seeded by (seed, rank, step): the
+// ranks draw different masks, and a resume draws what the uninterrupted run drew without the
+// checkpoint holding every rank's generator.
+static int dist_dropout_gen(trainer *t, int64_t step, pith_err *err) {
+  uint64_t z = t->a->seed * 0x9E3779B97F4A7C15ull + (uint64_t)t->dist.rank * 0xD1B54A32D192ED03ull + (uint64_t)step;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;  // splitmix64's finaliser
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  pt_gen *g = pt_gen_new(z ^ (z >> 31), t->a->device);
+  if (!g) return pt_fail(err, "rank %d: dropout generator", t->dist.rank);
+  pt_gen_free(t->dropout_gen);
+  t->dropout_gen = g;
+  return 0;
+}
+
+// The signal that stops the run: this process's, or with ranks the one they agreed on.
+static int stop_signal(const trainer *t) { return t->dist.pg ? t->stop : (int)g_stop_signal; }
+
 static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
   const train_args *a = t->a;
   int accum = a->gradient_accumulation_steps;
@@ -570,11 +628,13 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
   int64_t win_steps = 0;
   double peak_flops = a->peak_tflops * 1e12;
   int64_t step = start_step;
-  for (; step < total && !g_stop_signal; step++) {
+  for (; step < total && !stop_signal(t); step++) {
     double lr = train_lr_at(a->lr_scheduler_type, a->learning_rate, a->warmup_steps, step, total), loss;
     pt_adamw_set_lr(t->opt, lr);
     pt_adamw_zero_grad(t->opt);
+    if (t->dist.pg && dist_dropout_gen(t, step, err)) return -1;
     if (micro_batches(t, step, &loss, &tokens, &flops, err)) return -1;
+    if (dist_agree(t, &loss, err)) return -1;
     double gnorm = pt_clip_grad_norm(t->params, t->n_params, a->max_grad_norm);
     if (!isfinite(loss) || !isfinite(gnorm)) {
       if (!a->nan_skip)
@@ -591,11 +651,12 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
     win_steps++;
     if (logged || t->tty) {
       double mfu = peak_flops > 0 ? flops / span / peak_flops : -1;
-      log_line(t, done, total, loss, gnorm, lr, tokens / span, mfu, span / win_steps * (double)(total - done),
+      double tok_s = tokens * t->dist.world / span;  // every rank reads batches of the same shapes
+      log_line(t, done, total, loss, gnorm, lr, tok_s, mfu, span / win_steps * (double)(total - done),
                done == total);
       if (logged) {
         fprintf(t->metrics, "{\"step\": %lld, \"loss\": %.6f, \"grad_norm\": %.6f, \"lr\": %.6g, \"tokens_per_s\": %.1f",
-                (long long)done, loss, gnorm, lr, tokens / span);
+                (long long)done, loss, gnorm, lr, tok_s);
         if (mfu >= 0) fprintf(t->metrics, ", \"mfu\": %.5f", mfu);
         fprintf(t->metrics, "}\n");
         fflush(t->metrics);
@@ -612,7 +673,9 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
       if (log_alignment(t, done, err)) return -1;
       if (tb_metrics_sync(t->tb, t->metrics, err)) return -1;
     }
-    if (save_every > 0 && done % save_every == 0 && done != total && save_checkpoint(t, done, loss, err)) return -1;
+    if (save_every > 0 && done % save_every == 0 && done != total && dist_main(&t->dist) &&
+        save_checkpoint(t, done, loss, err))
+      return -1;
     if (logged || paused) win_t0 = pith_now_s(), tokens = flops = 0, win_steps = 0;
   }
   if (t->tty) printf("\n");
@@ -620,12 +683,13 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
   if (pt_cuda_peak_bytes(a->device, &peak_alloc, &peak_reserved) == 0)
     printf("peak GPU memory: %.1f GiB allocated, %.1f GiB reserved\n", peak_alloc / 1073741824.0,
            peak_reserved / 1073741824.0);
-  if (g_stop_signal) {
-    printf("signal %d: saving a checkpoint at step %lld and stopping\n", (int)g_stop_signal, (long long)step);
-    if (save_checkpoint(t, step, last_loss, err)) return -1;
-    return 128 + (int)g_stop_signal;
+  int sig = stop_signal(t);
+  if (sig) {
+    printf("signal %d: saving a checkpoint at step %lld and stopping\n", sig, (long long)step);
+    if (dist_main(&t->dist) && save_checkpoint(t, step, last_loss, err)) return -1;
+    return 128 + sig;
   }
-  if (save_checkpoint(t, step, last_loss, err)) return -1;
+  if (dist_main(&t->dist) && save_checkpoint(t, step, last_loss, err)) return -1;
   return finish(t, step, err);
 }
 
@@ -654,26 +718,46 @@ static int truncate_metrics(const char *path, int64_t step, pith_err *err) {
   return rc;
 }
 
-static int run(trainer *t, int resume, const char *cmd, pith_err *err) {
-  if (setup(t, resume, err)) return -1;
+// Data parallelism (dist.h), before setup: join the ranks, so that a launch that cannot run fails
+// first; ranks other than 0 write nothing (their stdout is let go; errors still reach stderr).
+static int dist_setup(trainer *t, train_args *args, const char *cmd, pith_err *err) {
+  if (dist_init(&t->dist, &args->device, err)) return -1;
+  if (!t->dist.pg) return 0;
+  if (t->a->task == TRAIN_DISTILL && t->a->distill == DISTILL_CLASSIFIER)
+    return pith_fail(err, "WORLD_SIZE=%d: %s method classifier trains on one process only", t->dist.world, cmd);
+  if (!dist_main(&t->dist) && !freopen("/dev/null", "w", stdout))
+    return pith_fail(err, "rank %d: /dev/null: %s", t->dist.rank, strerror(errno));
+  t->tty = t->tty && dist_main(&t->dist);
+  printf("%s: %d ranks (torch.distributed), global batch %d = %d per device x %d accumulation x %d ranks\n", cmd,
+         t->dist.world, t->a->per_device_train_batch_size * t->a->gradient_accumulation_steps * t->dist.world,
+         t->a->per_device_train_batch_size, t->a->gradient_accumulation_steps, t->dist.world);
+  return 0;
+}
+
+static int run(trainer *t, train_args *args, int resume, const char *cmd, pith_err *err) {
+  if (dist_setup(t, args, cmd, err) || setup(t, resume, err)) return -1;
   int64_t start = 0;
   loader_cursor cursor = {0};
   if (resume && load_resume(t, &start, &cursor, err)) return -1;
+  // Every rank starts from rank 0's weights (random inits draw the same, but a rank may differ).
+  if (dist_broadcast(&t->dist, t->params, t->n_params, err)) return -1;
   if (!t->cls && !(t->train = open_loader(t, CORPUS_SPLIT_TRAIN, resume ? &cursor : NULL, err))) return -1;
+  int main_rank = dist_main(&t->dist);
   // Everything a run needs has loaded: only now does it get a folder, so a refused run leaves none.
   char path[2304];
   snprintf(path, sizeof path, "%s/config.yaml", t->run_dir);
-  if (pith_mkdirs(t->run_dir, err) || run_config_save(t->cfg, path, err)) return -1;
+  if (main_rank && (pith_mkdirs(t->run_dir, err) || run_config_save(t->cfg, path, err))) return -1;
   snprintf(path, sizeof path, "%s/metrics.jsonl", t->run_dir);
-  if (resume && truncate_metrics(path, start, err)) return -1;
+  if (main_rank && resume && truncate_metrics(path, start, err)) return -1;
   if (t->cls) {  // what the classifier learns from and is measured on
     char labels[2304];
     snprintf(labels, sizeof labels, "%s/labels.jsonl", t->run_dir);
     if (distill_cls_write_labels(t->cls, labels, err)) return -1;
   }
-  t->metrics = fopen(path, resume ? "a" : "w");
-  if (!t->metrics) return pith_fail(err, "%s: cannot write: %s", path, strerror(errno));
-  if (t->a->tensorboard && !(t->tb = tb_metrics_open(t->run_dir, path, resume ? start : -1, err))) return -1;
+  t->metrics = main_rank ? fopen(path, resume ? "a" : "w") : fopen("/dev/null", "w");
+  if (!t->metrics) return pith_fail(err, "%s: cannot write: %s", main_rank ? path : "/dev/null", strerror(errno));
+  if (main_rank && t->a->tensorboard && !(t->tb = tb_metrics_open(t->run_dir, path, resume ? start : -1, err)))
+    return -1;
   if (t->enc)
     printf("%s classifier: %lld parameters in %d tensors, run folder %s\n", cmd, (long long)encoder_param_count(t->enc),
            t->n_params, t->run_dir);
@@ -692,8 +776,11 @@ static int run(trainer *t, int resume, const char *cmd, pith_err *err) {
 
 int trainer_run(const train_args *a, const run_config *cfg, const char *run_dir, int resume, const char *cmd,
                 pith_err *err) {
-  trainer t = {.a = a, .cfg = cfg, .run_dir = run_dir, .tty = isatty(STDOUT_FILENO)};
-  int rc = run(&t, resume, cmd, err);
+  train_args args = *a;  // dist_setup may move a CUDA run to this rank's GPU
+  trainer t = {.a = &args, .cfg = cfg, .run_dir = run_dir, .tty = isatty(STDOUT_FILENO)};
+  int rc = run(&t, &args, resume, cmd, err);
+  if (rc >= 0) dist_close(&t.dist);  // with an error, leave at once: the others learn it from the dead link
+  else if (t.dist.pg) pt_dist_free(t.dist.pg), t.dist.pg = NULL;
   pith_err tb_err = {{0}};  // the last lines (validation, a signal's stop) reach TensorBoard too
   if (tb_metrics_close(t.tb, t.metrics, &tb_err) && rc == 0) {
     rc = -1;
