@@ -199,6 +199,34 @@ def gold_variants(j, preds_by, index, original):
     return [g for g in golds if g.strip()]
 
 
+def tiny_500x(tmp, k):
+    """A small synthetic world, a random base model for its vocabulary, and a 500x compressor of k
+    tokens pretrained and finetuned for 2 steps each, both exported: (tokenizer folder, model folder,
+    docs.h5, qa.h5, pretrain export, finetune export). For the eval CLI tests that need a compressor
+    but not its quality."""
+    world = os.path.join(tmp, "world")
+    run("data", "synth", "--dir", world, "--docs", "60", "--seed", "7", "--threads", "1", "--val-fraction", "0.2",
+        "--test-fraction", "0.1", "--quiet")
+    tok_dir = os.path.join(world, "tokenizer")
+    with open(os.path.join(tok_dir, "tokenizer.json")) as f:
+        tj = json.load(f)
+    vocab = 1 + max(list(tj["model"]["vocab"].values()) + [t["id"] for t in tj.get("added_tokens", [])])
+    model = os.path.join(tmp, "model")
+    make_model(model, vocab, 11)
+    docs, qa = os.path.join(world, "docs.h5"), os.path.join(world, "qa.h5")
+    common = [f"model_name_or_path={model}", f"tokenizer={tok_dir}", f"num_compress_tokens={k}", "cutoff_len=64",
+              "max_target_len=32", "per_device_train_batch_size=4", "lora_rank=4", "lora_alpha=8",
+              "lora_dropout=0.0", "learning_rate=3e-3", "warmup_steps=1", "logging_steps=1", "eval_batches=1",
+              "threads=1", "max_steps=2", "method=500x"]
+    pre, ft = os.path.join(tmp, "pre"), os.path.join(tmp, "ft")
+    run("pretrain", *common, f"train_file={docs}", f"output_dir={pre}")
+    run("finetune", *common, f"train_file={qa}", f"init_from={pre}", f"output_dir={ft}")
+    exp_pre, exp_ft = pre + "_export", ft + "_export"
+    run("export", "--run", pre, "--out", exp_pre)
+    run("export", "--run", ft, "--out", exp_ft)
+    return tok_dir, model, docs, qa, exp_pre, exp_ft
+
+
 def main():
     harness.pith_bin(from_argv=True)
     with tempfile.TemporaryDirectory() as tmp:
