@@ -357,8 +357,8 @@ int cmd_demo(int argc, char **argv) {
   };
   const cli_spec spec = {
       "pith demo", CLI_OPTS(opts), .usage_on_error = 1,
-      .about = "The whole pipeline on the embedded synthetic facts world, with no downloads (about 15 minutes on\n"
-               "2 CPU cores): synthesise the world; train a tiny LLaMA on it from scratch (the frozen LLM);\n"
+      .about = "The whole pipeline on the embedded synthetic facts world, with no downloads (15 to 20 minutes on\n"
+               "2 idle CPU cores): synthesise the world; train a tiny LLaMA on it from scratch (the frozen LLM);\n"
                "pretrain (regeneration) and fine-tune (QA) a 500x compressor and an ICAE one with the same k;\n"
                "export both as PEFT adapters; evaluate both against the full-context, no-context and truncated\n"
                "baselines; print the results table (also in DIR/results.md) and write DIR/report.html (pith report:\n"
