@@ -304,6 +304,15 @@ pt_tensor *llama_attention_probs(const pt_tensor *q, const pt_tensor *k, const p
   return pt_softmax(scores, -1);
 }
 
+// A layer callback (on_layer, attend) failed inside the layer's scope s: the callee's error stands,
+// or the shim's when the callee left one unreported; nothing this call made is kept.
+static int callback_failed(pt_scope s, llama_outputs *out, pith_err *err) {
+  pt_scope_end(s);
+  if (!pt_ok()) pt_fail(err, "llama_forward");
+  llama_outputs_free(out);
+  return -1;
+}
+
 int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *out, pith_err *err) {
   memset(out, 0, sizeof *out);
   if (check_inputs(m, in, err)) return -1;
@@ -352,12 +361,7 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
     llama_layer_view view = {.layer = l, .h = h, .q_prerope = q_prerope, .q = q, .k = k, .v = v, .mask = mask,
                              .positions = positions, .prefix_len = P};
     if (in->on_layer) {
-      if (!pt_ok() || in->on_layer(&view, in->on_layer_ctx, err)) {
-        pt_scope_end(s);
-        if (!pt_ok()) pt_fail(err, "llama_forward");  // a shim error the callee did not report
-        llama_outputs_free(out);
-        return -1;
-      }
+      if (!pt_ok() || in->on_layer(&view, in->on_layer_ctx, err)) return callback_failed(s, out, err);
     }
     pt_tensor *probs = NULL;
     if (in->want_attn && l == in->attn_layer) {
@@ -370,12 +374,7 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
     pt_tensor *a;  // (B, H, T, hd)
     if (in->attend) {
       a = pt_ok() ? in->attend(&view, in->attend_ctx, err) : NULL;
-      if (!a) {
-        pt_scope_end(s);
-        if (!pt_ok()) pt_fail(err, "llama_forward");  // a shim error the callee did not report
-        llama_outputs_free(out);
-        return -1;
-      }
+      if (!a) return callback_failed(s, out, err);
     } else {
       a = pt_attention(q, k, v, mask, mask == NULL, 0);
     }

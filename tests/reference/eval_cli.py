@@ -199,11 +199,9 @@ def gold_variants(j, preds_by, index, original):
     return [g for g in golds if g.strip()]
 
 
-def tiny_500x(tmp, k):
-    """A small synthetic world, a random base model for its vocabulary, and a 500x compressor of k
-    tokens pretrained and finetuned for 2 steps each, both exported: (tokenizer folder, model folder,
-    docs.h5, qa.h5, pretrain export, finetune export). For the eval CLI tests that need a compressor
-    but not its quality."""
+def tiny_world(tmp):
+    """A small synthetic world (pith data synth, 60 documents) and a random base model for its
+    vocabulary: (tokenizer folder, model folder, docs.h5, qa.h5)."""
     world = os.path.join(tmp, "world")
     run("data", "synth", "--dir", world, "--docs", "60", "--seed", "7", "--threads", "1", "--val-fraction", "0.2",
         "--test-fraction", "0.1", "--quiet")
@@ -214,6 +212,15 @@ def tiny_500x(tmp, k):
     model = os.path.join(tmp, "model")
     make_model(model, vocab, 11)
     docs, qa = os.path.join(world, "docs.h5"), os.path.join(world, "qa.h5")
+    return tok_dir, model, docs, qa
+
+
+def tiny_500x(tmp, k):
+    """A small synthetic world, a random base model for its vocabulary, and a 500x compressor of k
+    tokens pretrained and finetuned for 2 steps each, both exported: (tokenizer folder, model folder,
+    docs.h5, qa.h5, pretrain export, finetune export). For the eval CLI tests that need a compressor
+    but not its quality."""
+    tok_dir, model, docs, qa = tiny_world(tmp)
     common = [f"model_name_or_path={model}", f"tokenizer={tok_dir}", f"num_compress_tokens={k}", "cutoff_len=64",
               "max_target_len=32", "per_device_train_batch_size=4", "lora_rank=4", "lora_alpha=8",
               "lora_dropout=0.0", "learning_rate=3e-3", "warmup_steps=1", "logging_steps=1", "eval_batches=1",
@@ -230,16 +237,8 @@ def tiny_500x(tmp, k):
 def main():
     harness.pith_bin(from_argv=True)
     with tempfile.TemporaryDirectory() as tmp:
-        world = os.path.join(tmp, "world")
-        run("data", "synth", "--dir", world, "--docs", "60", "--seed", "7", "--threads", "1", "--val-fraction", "0.2",
-            "--test-fraction", "0.1", "--quiet")
-        tok_dir = os.path.join(world, "tokenizer")
-        with open(os.path.join(tok_dir, "tokenizer.json")) as f:
-            tj = json.load(f)
-        vocab = 1 + max(list(tj["model"]["vocab"].values()) + [t["id"] for t in tj.get("added_tokens", [])])
-        model = os.path.join(tmp, "model")
-        make_model(model, vocab, 11)
-        docs, qa = os.path.join(world, "docs.h5"), os.path.join(world, "qa.h5")
+        tok_dir, model, docs, qa = tiny_world(tmp)
+        world = os.path.dirname(tok_dir)
         common = [f"model_name_or_path={model}", f"tokenizer={tok_dir}", "num_compress_tokens=3", "cutoff_len=32",
                   "max_target_len=32", "per_device_train_batch_size=4", "lora_rank=4", "lora_alpha=8",
                   "lora_dropout=0.0", "learning_rate=3e-3", "warmup_steps=1", "logging_steps=1", "eval_batches=1",
