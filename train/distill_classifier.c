@@ -203,7 +203,9 @@ int cls_labels_from_target(const char *target_dir, const char *train_file, int64
   corpus_close(c);
   llama_free(lm);
   tokenizer_free(tok);
-  if (!rc && out->n == 0) rc = pith_fail(err, "labels: %s has no text to label", train_file);
+  if (!rc && out->n == 0)
+    rc = pith_fail(err, "labels: %s has no text to label (%lld skipped: blank, or the target's tokens do not decode "
+                   "back to them)", train_file, (long long)out->skipped);
   if (!rc)
     printf("labels: %lld texts, %lld words, %.1f%% kept (%lld skipped, %.1f s)\n", (long long)out->n, (long long)words,
            words ? 100.0 * (double)kept_words / (double)words : 0.0, (long long)out->skipped, pith_now_s() - t0);

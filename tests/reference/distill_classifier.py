@@ -85,7 +85,7 @@ def make_config(path, vocab, dim=64, layers=2):
     cfg.to_json_file(path)
 
 
-def inputs(tmp):
+def inputs(tmp, dim=64, layers=2):
     """(stories260K folder, TinyStories corpus, BERT tokenizer folder, its config.json)."""
     target, corpus = harness.stories_run_inputs(tmp)
     with open(harness.asset("data/tinystories/tinystories_val_head.txt")) as f:
@@ -93,7 +93,7 @@ def inputs(tmp):
     tok = os.path.join(tmp, "bert_tok")
     vocab = make_bert(texts, tok)
     cfg = os.path.join(tmp, "bert_config.json")
-    make_config(cfg, vocab)
+    make_config(cfg, vocab, dim, layers)
     return target, corpus, tok, cfg
 
 
@@ -433,8 +433,9 @@ def main():
 
 
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--inputs":
+    # --inputs OUT [DIM LAYERS]: configs/distill_classifier_stories260k.yaml's inputs
     os.makedirs(sys.argv[2], exist_ok=True)
-    print(inputs(sys.argv[2]))
+    print(inputs(sys.argv[2], *(int(x) for x in sys.argv[3:5])))
 elif __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--label-stats":
     # --label-stats LABELS.jsonl [OTHER.jsonl|-] [TARGET_TOKENIZER.json]: keep rates by word kind and
     # position, a per-word-type majority vote's held-out F1, and the agreement with OTHER's labels
