@@ -14,10 +14,12 @@
 //             prefix can reach (the first stage copies answers at layer 0); the later stages keep
 //             it at 0.5. Not from random weights: there it keeps the model from learning to answer
 //             at all within the stage (README, "What the demo shows").
+//   ehpc_probe pith compress ehpc-probe: EHPC's evaluator heads of the base LM (lm/model/ehpc.json)
 //   500x/icae pith pretrain (regeneration) then pith finetune (QA) of each compressor, same k
 //   export    pith export of each trained compressor (PEFT adapter + compress embeddings)
-//   eval      pith eval of each: QA against the full-context / no-context / truncated baselines,
-//             and regeneration against the no-prefix decoder
+//   eval      pith eval of each: QA against the full-context / no-context / truncated baselines and
+//             hard compression (LLMLingua, EHPC) to the same k tokens, and regeneration against the
+//             no-prefix decoder
 //   report    pith report: OUT/report.html, the page of every stage's curves, scores and examples
 //
 // A stage that finished (OUT/.done/STAGE) is skipped when the demo runs again, so an interrupted
@@ -250,6 +252,12 @@ static int export_and_eval(demo *d, const char *method, int with_baselines) {
     arg(&a, "%d", qa ? d->eval_examples : d->eval_examples / 4);
     arg(&a, "--baselines");
     arg(&a, "%s", !with_baselines ? "" : qa ? "full,none,truncated,no_layer0" : "none,truncated");
+    if (with_baselines && qa) {  // hard compression at the compressor's budget, the base LM as scorer
+      arg(&a, "--hard");
+      arg(&a, "llmlingua:k,ehpc:k");
+      arg(&a, "--ehpc-heads");
+      arg(&a, "%s/lm/model", d->out);
+    }
     arg(&a, "--out");
     arg(&a, "%s/eval/%s", d->out, eval_name(d, method, qa));
     arg(&a, "--threads");
@@ -277,6 +285,13 @@ static double metric(const cJSON *metrics, const char *system, const char *name)
   return cJSON_IsNumber(v) ? v->valuedouble : -1;
 }
 
+// The positions the system's decoder read for the context, mean per example (-1: not there).
+static double tokens_read(const cJSON *metrics, const char *system) {
+  const cJSON *v =
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(metrics, "prompt_tokens"), system);
+  return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
 static void row(FILE *f, const char *label, const double *v, int n) {
   fprintf(f, "| %-34s |", label);
   for (int i = 0; i < n; i++) {
@@ -297,8 +312,8 @@ static void results_table(const demo *d, FILE *f) {
     regen[m] = read_json(path);
   }
   fprintf(f, "QA on held-out documents (SQuAD v1.1 F1 / EM; raw = un-normalised, as 500xCompressor reports)\n\n");
-  fprintf(f, "| %-34s | %7s | %7s | %7s | %7s |\n|%s|---------|---------|---------|---------|\n", "system", "F1", "EM",
-          "raw F1", "raw EM", "------------------------------------");
+  fprintf(f, "| %-34s | %7s | %7s | %7s | %7s | %7s |\n|%s|---------|---------|---------|---------|---------|\n",
+          "system", "F1", "EM", "raw F1", "raw EM", "tokens", "------------------------------------");
   const char *qa_metrics[4] = {"f1", "em", "raw_f1", "raw_em"};
   struct {
     const char *system, *label;
@@ -307,12 +322,18 @@ static void results_table(const demo *d, FILE *f) {
                  {"none", "no context", 0},
                  {"truncated", "context truncated to k tokens", 0},
                  {"no_layer0", "context K/V without layer 0's", 0},
+                 {"llmlingua@k", "LLMLingua, k tokens kept", 0},
+                 {"ehpc@k", "EHPC, k tokens kept", 0},
+                 {"llmlingua@k+500x", "LLMLingua's k tokens, then 500x", 0},
+                 {"ehpc@k+500x", "EHPC's k tokens, then 500x", 0},
                  {"compressed", "500x compressor", 0},
                  {"compressed", "ICAE", 1}};
   for (size_t r = 0; r < sizeof qa_rows / sizeof qa_rows[0]; r++) {
-    double v[4];
-    for (int i = 0; i < 4; i++) v[i] = qa[qa_rows[r].from] ? metric(qa[qa_rows[r].from], qa_rows[r].system, qa_metrics[i]) : -1;
-    row(f, qa_rows[r].label, v, 4);
+    const cJSON *m = qa[qa_rows[r].from];
+    double v[5];
+    for (int i = 0; i < 4; i++) v[i] = m ? metric(m, qa_rows[r].system, qa_metrics[i]) : -1;
+    v[4] = m ? tokens_read(m, qa_rows[r].system) : -1;
+    row(f, qa_rows[r].label, v, 5);
   }
   fprintf(f, "\nRegeneration of held-out documents from the compressed prefix (ROUGE F, BLEU-4, exact match)\n\n");
   fprintf(f, "| %-34s | %7s | %7s | %7s | %7s | %7s |\n|%s|---------|---------|---------|---------|---------|\n",
@@ -333,6 +354,10 @@ static void results_table(const demo *d, FILE *f) {
   }
   fprintf(f, "\nk = %d compress tokens; contexts of up to 104 tokens; %d QA and %d regeneration examples.\n", d->k,
           d->eval_examples, d->eval_examples / 4);
+  fprintf(f, "tokens: positions the decoder read for the context, mean per example. LLMLingua and EHPC keep k of the\n"
+             "context's tokens as text (pith eval --hard llmlingua:k,ehpc:k): LLMLingua scores them with the base LM's\n"
+             "perplexity, EHPC with the attention of the evaluator heads pith compress ehpc-probe found in it;\n"
+             "\"then 500x\": the 500x compressor encodes the kept text instead of the whole context.\n");
   fprintf(f, "\"Context K/V without layer 0's\": the context's own per-layer K/V as the question's prefix, layer 0's\n"
              "zeroed (pith eval --baselines no_layer0). A 500x prefix's layer-0 K/V never see the text: when this row\n"
              "is near \"no context\", the model reads answers at layer 0, where a 500x prefix cannot carry them.\n");
@@ -361,9 +386,10 @@ int cmd_demo(int argc, char **argv) {
                "2 idle CPU cores): synthesise the world; train a tiny LLaMA on it from scratch (the frozen LLM);\n"
                "pretrain (regeneration) and fine-tune (QA) a 500x compressor and an ICAE one with the same k;\n"
                "export both as PEFT adapters; evaluate both against the full-context, no-context and truncated\n"
-               "baselines; print the results table (also in DIR/results.md) and write DIR/report.html (pith report:\n"
-               "loss curves, scores, examples side by side; open it in a browser). Every stage prints the pith\n"
-               "command it runs. A finished stage is skipped when the demo is run again on the same folder.\n\n"};
+               "baselines and against hard compression (LLMLingua, EHPC) to the same k tokens; print the results\n"
+               "table (also in DIR/results.md) and write DIR/report.html (pith report: loss curves, scores,\n"
+               "examples side by side; open it in a browser). Every stage prints the pith command it runs.\n"
+               "A finished stage is skipped when the demo is run again on the same folder.\n\n"};
   int code;
   if (cli_command(&spec, argc, argv, &code)) return code;
   snprintf(d.out, sizeof d.out, "%s", out);
@@ -408,6 +434,18 @@ int cmd_demo(int argc, char **argv) {
     }
     if (run_stage(&d, LM_STAGES[st].stage, LM_STAGES[st].title, cmd_lm, &a)) return 1;
   }
+
+  // EHPC's evaluator heads of the base LM (DIR/ehpc.json), for the hard-compression rows.
+  arg(&a, "compress");
+  arg(&a, "ehpc-probe");
+  arg(&a, "--model");
+  arg(&a, "%s/lm/model", d.out);
+  arg(&a, "--data");
+  arg(&a, "%s/world/docs.h5", d.out);
+  arg(&a, "--threads");
+  arg(&a, "%d", d.threads);
+  if (run_stage(&d, "ehpc_probe", "finding EHPC's evaluator heads in the base LM (needle probes)", cmd_compress, &a))
+    return 1;
 
   const char *methods[2] = {"500x", "icae"};
   for (int m = 0; m < 2; m++)
