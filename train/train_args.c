@@ -31,6 +31,9 @@ static const rc_key COMMON_KEYS[] = {
      "runs in f32; pith lm refuses it (it trains every weight)", NULL},
     {"device", RC_STRING, "cpu", "cpu | cuda | cuda:N", NULL},
     {"threads", RC_INT, "0", "CPU threads (0: libtorch's default)", "[0,inf)"},
+    {"ddp_overlap", RC_BOOL, "true",
+     "torchrun (WORLD_SIZE > 1): all-reduce each gradient bucket as soon as the backward pass has filled it, "
+     "while it goes on (false: every bucket after the backward pass); the same numbers either way", NULL},
     {"nan_policy", RC_STRING, "stop", "on a NaN/Inf loss or gradient: stop, or skip the step", "stop|skip"},
     {"peak_tflops", RC_FLOAT, "0",
      "the device's peak TFLOP/s at the compute dtype, for MFU in the progress line (0: no MFU); e.g. 989 "
@@ -205,6 +208,7 @@ int train_args_read(train_args *a, train_task task, const run_config *c, pith_er
   a->save_total_limit = (int)run_config_int(c, "save_total_limit");
   a->bf16 = run_config_bool(c, "bf16");
   a->threads = (int)run_config_int(c, "threads");
+  a->ddp_overlap = run_config_bool(c, "ddp_overlap");
   a->nan_skip = !strcmp(run_config_str(c, "nan_policy"), "skip");  // or "stop": resolve checked it
   a->peak_tflops = run_config_float(c, "peak_tflops");
   a->tensorboard = run_config_bool(c, "tensorboard");

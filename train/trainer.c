@@ -507,8 +507,11 @@ static int micro_batches(trainer *t, int64_t step, double *loss, double *tokens,
     if (t->dist.pg && deep) terms = loss_terms(&b, NULL);
     if (t->dist.pg && dist_share(t, terms, &share, err)) return -1;
     *loss += pt_item(l) * share / accum;
+    // The last backward of the step launches the all-reduces of the accumulated gradients (ddp_overlap).
+    if (micro == accum - 1 && dist_arm(&t->dist, err)) return -1;
     // × world: the gradients' all-reduce divides their sum by world (train_loop)
-    if (pt_backward(pt_mul_scalar(l, share * t->dist.world / accum))) return pt_fail(err, "backward");
+    if (pt_backward(pt_mul_scalar(l, share * t->dist.world / accum)))
+      return t->dist.pg ? pt_fail(err, "rank %d of %d: backward", t->dist.rank, t->dist.world) : pt_fail(err, "backward");
     // LM: its rows only; a no_layer0 row reads [bos] context, then the QA row.
     double enc = t->comp ? (double)pt_size(b.text_ids, 1) : 0, dec = (double)pt_size(b.dec_ids, 1);
     if (deep) dec += 1 + (double)pt_size(b.text_ids, 1);
@@ -741,6 +744,7 @@ static int run(trainer *t, train_args *args, int resume, const char *cmd, pith_e
   if (resume && load_resume(t, &start, &cursor, err)) return -1;
   // Every rank starts from rank 0's weights (random inits draw the same, but a rank may differ).
   if (dist_broadcast(&t->dist, t->params, t->n_params, err)) return -1;
+  if (t->a->ddp_overlap && dist_overlap(&t->dist, t->params, t->n_params, err)) return -1;
   if (!t->cls && !(t->train = open_loader(t, CORPUS_SPLIT_TRAIN, resume ? &cursor : NULL, err))) return -1;
   int main_rank = dist_main(&t->dist);
   // Everything a run needs has loaded: only now does it get a folder, so a refused run leaves none.
@@ -780,7 +784,7 @@ int trainer_run(const train_args *a, const run_config *cfg, const char *run_dir,
   trainer t = {.a = &args, .cfg = cfg, .run_dir = run_dir, .tty = isatty(STDOUT_FILENO)};
   int rc = run(&t, &args, resume, cmd, err);
   if (rc >= 0) dist_close(&t.dist);  // with an error, leave at once: the others learn it from the dead link
-  else if (t.dist.pg) pt_dist_free(t.dist.pg), t.dist.pg = NULL;
+  else if (t.dist.pg) pt_dist_grads_free(t.dist.grads), pt_dist_free(t.dist.pg), t.dist.pg = NULL;
   pith_err tb_err = {{0}};  // the last lines (validation, a signal's stop) reach TensorBoard too
   if (tb_metrics_close(t.tb, t.metrics, &tb_err) && rc == 0) {
     rc = -1;
