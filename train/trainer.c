@@ -172,31 +172,38 @@ static pt_tensor *batch_loss(const trainer *t, const loader_batch *lb, int with_
   return with_prefix ? comp_loss(t->comp, b, dropout_gen, err) : lm_loss(t->model, t->lora, dropout_gen, b, weights, err);
 }
 
-// Mean loss over up to eval_batches validation batches; with_prefix 0 gives the decoder alone.
+// The validation loss over the first eval_batches global batches of the val split (per_device_train_batch_size
+// × world rows each): the mean over all their loss terms (targets, or their weights), so that it does not
+// depend on how the rows are batched. With ranks, rank r takes the batches r, r + world, ... and the
+// sums (loss × terms, terms) are all-reduced: every rank gets the figure one process reading them all
+// would. with_prefix 0 gives the decoder alone. NAN when there are no rows or a batch failed.
 static double evaluate(trainer *t, int with_prefix, pith_err *err) {
   if (t->cls) {
     cls_metrics m;
     return distill_cls_evaluate(t->enc, t->cls, t->a->per_device_train_batch_size, &m, err) ? NAN : m.loss;
   }
-  loader *l = open_loader(t, CORPUS_SPLIT_VAL, NULL, err);
-  if (!l) return NAN;
+  double sums[2] = {0, 0};  // loss × terms, terms (this rank's)
+  int64_t batches = (int64_t)t->a->eval_batches * t->dist.world;
+  loader *l = open_loader(t, CORPUS_SPLIT_VAL, NULL, err);  // the whole split: the ranks share out batches
+  if (!l) sums[0] = NAN;
   int was = pt_set_grad_enabled(0);
-  double total = 0;
-  int n = 0;
   loader_batch lb;
-  while (n < t->a->eval_batches && loader_next(l, &lb, err) == 1) {
+  for (int64_t i = 0; l && i < batches && loader_next(l, &lb, err) == 1; i++) {
+    if (i % t->dist.world != t->dist.rank) continue;
     pt_scope s = pt_scope_begin();
     comp_batch b;
-    pt_tensor *loss = batch_loss(t, &lb, with_prefix, NULL, &b, NULL, err);
+    double terms = 0;
+    pt_tensor *loss = batch_loss(t, &lb, with_prefix, NULL, &b, &terms, err);
     double v = loss ? pt_item(loss) : NAN;
     pt_scope_end(s);
-    if (isnan(v)) break;
-    total += v;
-    n++;
+    sums[0] += v * terms, sums[1] += terms;
+    if (!loss) break;  // a failed batch: NAN for every rank
   }
   pt_set_grad_enabled(was);
   loader_close(l);
-  return n ? total / n : NAN;
+  // Every rank takes part even after a failure here, so that none waits for it.
+  if (dist_reduce(&t->dist, sums, 2, 0, err)) return NAN;
+  return sums[1] > 0 ? sums[0] / sums[1] : NAN;
 }
 
 static int save_checkpoint(trainer *t, int64_t step, double loss, pith_err *err) {
