@@ -752,6 +752,13 @@ static int run(trainer *t, train_args *args, int resume, const char *cmd, pith_e
   // Every rank starts from rank 0's weights (random inits draw the same, but a rank may differ).
   if (dist_broadcast(&t->dist, t->params, t->n_params, err)) return -1;
   if (t->a->ddp_overlap && dist_overlap(&t->dist, t->params, t->n_params, err)) return -1;
+  if (t->dist.pg) {  // what a step costs the network, to estimate scaling from
+    double elems = 0;
+    for (int i = 0; i < t->n_params; i++) elems += (double)pt_numel(t->params[i]);
+    printf("%s: each step all-reduces %.1f MB of f32 gradients (%.0f trainable values) in %.0f MB buckets, %s\n",
+           cmd, elems * 4 / 1e6, elems, DIST_BUCKET_BYTES / 1048576.0,
+           t->a->ddp_overlap ? "during the backward pass (ddp_overlap)" : "after the backward pass (ddp_overlap=false)");
+  }
   if (!t->cls && !(t->train = open_loader(t, CORPUS_SPLIT_TRAIN, resume ? &cursor : NULL, err))) return -1;
   int main_rank = dist_main(&t->dist);
   // Everything a run needs has loaded: only now does it get a folder, so a refused run leaves none.
