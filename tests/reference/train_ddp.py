@@ -99,13 +99,16 @@ def pretrain(tmp, torchrun):
                  f"output_dir={two}"], text=True, timeout=300)
     m1, m2 = metrics(one), metrics(two)
     harness.check([m["step"] for m in m1] == [m["step"] for m in m2], "pretrain: the same lines")
-    ld = max(abs(a[k] - b[k]) / max(1.0, abs(a[k])) for a, b in zip(m1, m2) for k in ("loss", "grad_norm") if k in a)
-    harness.check(ld <= 1e-5, f"pretrain: losses or gradient norms differ by {ld}")
+    keys = ("loss", "grad_norm", "val_loss", "val_loss_no_prefix")
+    harness.check(sum("val_loss_no_prefix" in m for m in m2) == 1, f"pretrain: a final validation line: {m2[-1]}")
+    ld = max(abs(a[k] - b[k]) / max(1.0, abs(a[k])) for a, b in zip(m1, m2) for k in keys if k in a)
+    harness.check(ld <= 1e-5, f"pretrain: losses, gradient norms or validation losses differ by {ld}")
     ck = os.path.join("checkpoints", "step-00000010", "params.safetensors")
     p1, p2 = load_file(os.path.join(one, ck)), load_file(os.path.join(two, ck))
     wd = max(float(abs(p1[k].astype("float64") - p2[k].astype("float64")).max()) for k in p1)
     harness.check(sorted(p1) == sorted(p2) and wd <= 1e-5, f"pretrain: trainable weights differ by {wd}")
-    print(f"pretrain (500x, LoRA + compress embeddings): 2 ranks = 1 process, losses within {ld:.1e}, "
+    print(f"pretrain (500x, LoRA + compress embeddings): 2 ranks = 1 process, losses and validation losses "
+          f"(with and without the prefix) within {ld:.1e}, "
           f"{len(p1)} trainable tensors within {wd:.1e}")
 
     # LoRA dropout on 2 ranks: interrupted and resumed, the run draws the masks the uninterrupted one drew.
@@ -167,6 +170,10 @@ def main():
         wd = max(float(abs(w1[k].astype("float64") - w2[k].astype("float64")).max()) for k in w1)
         harness.check(wd <= 1e-5, f"final weights differ by {wd} (over 1e-5)")
         print(f"final weights: largest difference {wd:.2e} over {len(w1)} tensors")
+        n_train = sum(int(w.size) for w in w1.values())  # pith lm trains every weight it saves
+        volume = f"each step all-reduces {4 * n_train / 1e6:.1f} MB of f32 gradients ({n_train} trainable values)"
+        harness.check(volume in p.stdout and "during the backward pass (ddp_overlap)" in p.stdout,
+                      f"the launch states the all-reduce volume '{volume}' and the overlap: {p.stdout[:600]}")
         harness.check(abs(m1[0]["loss"] - m1[-2]["loss"]) > 1e-3, "training moved the loss (the test can fail)")
         harness.check("val_loss" in m2[-1], f"the 2-rank run logs its validation loss: {m2[-1]}")
 
