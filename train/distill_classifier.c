@@ -65,14 +65,25 @@ int cls_labels_from_file(const char *path, int64_t window, double max_unmatched,
       json_value *v = json_parse(&P, &a, s, (size_t)(e - s));
       const json_value *o = v && v->type == JSON_OBJ ? json_get(v, "original") : NULL;
       const json_value *c = v && v->type == JSON_OBJ ? json_get(v, "compressed") : NULL;
+      // {"original", "keep"}: RUN/labels.jsonl's own lines, so one run's labels train another as they are
+      const json_value *k = v && v->type == JSON_OBJ && !c ? json_get(v, "keep") : NULL;
       if (!v) rc = pith_fail(err, "label_file %s:%d: not JSON: %s", path, line, P.why);
-      else if (!o || o->type != JSON_STR || !c || c->type != JSON_STR)
-        rc = pith_fail(err, "label_file %s:%d: wants {\"original\": string, \"compressed\": string}", path, line);
+      else if (!o || o->type != JSON_STR || ((!c || c->type != JSON_STR) && (!k || k->type != JSON_STR)))
+        rc = pith_fail(err, "label_file %s:%d: wants {\"original\": string, \"compressed\": string} (or \"keep\": "
+                       "a 0/1 string, one per word, as RUN/labels.jsonl has)", path, line);
       cls_text *x = rc ? NULL : add_text(out, o->s, o->len);
       word_span *cw = NULL;
-      int64_t n_comp = x ? word_split(c->s, c->len, &cw) : 0;
+      int64_t n_comp = x && c ? word_split(c->s, c->len, &cw) : 0;
       if (!rc && (!x || n_comp < 0)) rc = pith_fail(err, "label_file %s:%d: out of memory", path, line);
-      if (!rc) {
+      if (!rc && k) {
+        size_t bad = strspn(k->s, "01");
+        if (x->n_words == 0)
+          rc = pith_fail(err, "label_file %s:%d: the original text has no words", path, line);
+        else if ((int64_t)k->len != x->n_words || bad < k->len)
+          rc = pith_fail(err, "label_file %s:%d: keep has %lld characters%s, the original %lld words", path, line,
+                         (long long)k->len, bad < k->len ? " (not all 0 or 1)" : "", (long long)x->n_words);
+        for (int64_t w = 0; w < x->n_words && !rc; w++) x->keep[w] = k->s[w] == '1';
+      } else if (!rc) {
         int64_t missed = word_align(x->text, x->words, x->n_words, c->s, cw, n_comp, window, x->keep);
         int bad = x->n_words == 0 || (n_comp > 0 && (double)missed / (double)n_comp > max_unmatched);
         if (bad && skip_unaligned) {
@@ -104,8 +115,12 @@ int cls_words_from_tokens(const tokenizer *tok, const char *text, const word_spa
   size_t tlen = strlen(text), full_len;
   char *full = tokenizer_decode_n(tok, ids, (size_t)n, 0, &full_len, err);
   if (!full) return -1;
-  // The decoder drops the space the encoder put before the first word: the text may have more in front.
-  int ok = full_len <= tlen && !memcmp(text + tlen - full_len, full, full_len);
+  // A SentencePiece decoder drops the space the encoder put before the first word (the text may have
+  // more in front); a byte-level one with add_prefix_space keeps it (the decoded text has `extra` more).
+  size_t extra = 0;
+  while (extra < full_len && full_len - extra > tlen && full[extra] == ' ') extra++;
+  full_len -= extra;
+  int ok = full_len <= tlen && !memcmp(text + tlen - full_len, full + extra, full_len);
   free(full);
   if (!ok) return pith_fail(err, "the target's tokens do not decode back to the text");
   size_t shift = tlen - full_len, prev = 0;
@@ -115,6 +130,7 @@ int cls_words_from_tokens(const tokenizer *tok, const char *text, const word_spa
     char *d = tokenizer_decode_n(tok, ids, (size_t)(j + 1), 0, &end, err);
     if (!d) return -1;
     free(d);
+    end = end > extra ? end - extra : 0;
     if (end > full_len) end = full_len;  // a cut UTF-8 sequence decodes to a longer U+FFFD
     if (end < prev) end = prev;
     size_t a = shift + prev, b = shift + end;  // token j's bytes of text

@@ -116,7 +116,8 @@ static const rc_key DISTILL_KEYS[] = {
     {"generation_top_p", RC_FLOAT, "1", "sft: nucleus sampling mass", "(0,1]"},
     {"align_docs", RC_INT, "32", "held-out texts of train_file's val split for KL(target||scorer) (0: none)", "[0,inf)"},
     {"label_file", RC_STRING, "",
-     "classifier: JSONL pairs {\"original\", \"compressed\"} aligned word by word ('': labels from the target)", NULL},
+     "classifier: JSONL pairs {\"original\", \"compressed\"} aligned word by word, or {\"original\", \"keep\"} "
+     "word labels as RUN/labels.jsonl has them ('': labels from the target)", NULL},
     {"label_rate", RC_FLOAT, "0.5", "classifier, target labels: the rate llmlingua compresses train_file's texts at",
      "(0,1]"},
     {"label_num_texts", RC_INT, "1000", "classifier, target labels: texts of train_file (corpus order) to label",

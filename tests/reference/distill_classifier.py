@@ -97,6 +97,18 @@ def inputs(tmp):
     return target, corpus, tok, cfg
 
 
+def world_inputs(tmp, world, dim=64, layers=2):
+    """A demo world's (pith data synth) classifier inputs: the BERT tokenizer counted from the
+    abstracts of WORLD/docs.jsonl, and a config.json of the given width and depth."""
+    with open(os.path.join(world, "docs.jsonl")) as f:
+        texts = [json.loads(line)["abstract"] for line in f if line.strip()]
+    tok = os.path.join(tmp, "bert_tok")
+    vocab = make_bert(texts, tok)
+    cfg = os.path.join(tmp, "bert_config.json")
+    make_config(cfg, vocab, dim, layers)
+    return tok, cfg
+
+
 def metrics(run_dir):
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         return [json.loads(line) for line in f]
@@ -107,14 +119,14 @@ def labels(run_dir):
         return [json.loads(line) for line in f]
 
 
-def check_target_labels(common, target, tmp):
+def check_target_labels(common, target, tmp, name="target_labels", n_texts=12):
     """RUN/labels.jsonl against pith compress --method llmlingua --trace on the same texts."""
     tokenizers = harness.require("tokenizers")
-    out = os.path.join(tmp, "target_labels")
+    out = os.path.join(tmp, name)
     run("distill", *common, "max_steps=1", f"output_dir={out}")
     got = labels(out)
-    harness.check(len(got) == 12, f"{len(got)} labeled texts, wanted 12")
-    inp = os.path.join(tmp, "texts.jsonl")
+    harness.check(len(got) == n_texts, f"{len(got)} labeled texts, wanted {n_texts}")
+    inp = os.path.join(tmp, name + "_texts.jsonl")
     with open(inp, "w") as f:
         for g in got:
             f.write(json.dumps({"context": g["original"]}) + "\n")
@@ -134,7 +146,51 @@ def check_target_labels(common, target, tmp):
         n_words += len(want)
         n_kept += want.count("1")
     harness.check(0 < n_kept < n_words, f"degenerate labels: {n_kept} of {n_words} words kept")
-    print(f"target labels: {len(got)} texts, {n_words} words ({n_kept} kept) equal pith compress --method llmlingua's")
+    print(f"{name}: {len(got)} texts, {n_words} words ({n_kept} kept) equal pith compress --method llmlingua's")
+
+
+def check_byte_level_target(cls_args, tmp):
+    """Target labels from a byte-level BPE target whose decoder keeps the space add_prefix_space put
+    in front (the demo world's tokenizer, `pith data synth`; a random LLaMA over it)."""
+    torch, transformers = harness.require("torch", "transformers")
+    world = os.path.join(tmp, "world")
+    run("data", "synth", "--dir", world, "--docs", "40", "--threads", "1", "--quiet")
+    tok_dir = os.path.join(world, "tokenizer")
+    n_vocab = len(transformers.PreTrainedTokenizerFast(tokenizer_file=os.path.join(tok_dir, "tokenizer.json")))
+    target = os.path.join(tmp, "bytelevel_target")
+    torch.manual_seed(5)
+    cfg = transformers.LlamaConfig(vocab_size=n_vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                                   initializer_range=0.3)
+    transformers.LlamaForCausalLM(cfg).save_pretrained(target)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(tok_dir, f), target)
+    common = cls_args + [f"target_model_name_or_path={target}", f"train_file={os.path.join(world, 'docs.h5')}",
+                         "label_num_texts=8", "label_iterative_size=16", "label_rate=0.5", "val_size=0.25",
+                         "per_device_train_batch_size=2"]
+    check_target_labels(common, target, tmp, "bytelevel_labels", 8)
+
+
+def check_keep_labels(common, trained, tmp):
+    """label_file of {"original", "keep"} lines (a run's RUN/labels.jsonl) gives those labels back as
+    they are; a keep string of the wrong length, or not of 0 and 1, is refused naming FILE:LINE."""
+    src = os.path.join(trained, "labels.jsonl")
+    out = os.path.join(tmp, "from_keep")
+    run("distill", *common, f"label_file={src}", "max_steps=1", f"output_dir={out}")
+    with open(src) as a, open(os.path.join(out, "labels.jsonl")) as b:
+        harness.check(a.read() == b.read(), "labels.jsonl of a run trained from another's labels.jsonl differs")
+    rows = labels(trained)
+    for keep, wants in ((rows[1]["keep"] + "1", "keep has"), ("2" + rows[1]["keep"][1:], "not all 0 or 1")):
+        bad = os.path.join(tmp, "bad_keep.jsonl")
+        with open(bad, "w") as f:
+            f.write(json.dumps(rows[0]) + "\n" + json.dumps({"original": rows[1]["original"], "keep": keep}) + "\n")
+        dead = os.path.join(tmp, "bad_keep_run")
+        p = run("distill", *common, f"label_file={bad}", "max_steps=1", f"output_dir={dead}", ok=False)
+        err = p.stderr.strip()
+        harness.check(p.returncode != 0 and len(err.splitlines()) == 1 and f"{bad}:2" in err and wants in err,
+                      f"a bad keep string: exit {p.returncode}, stderr {err!r}")
+        harness.check(not os.path.exists(dead), "the refused run left its folder behind")
+    print(f"label_file with keep strings: {len(rows)} texts' labels back as they were; 2 bad keep strings refused")
 
 
 def check_resume(common, tmp):
@@ -194,6 +250,105 @@ def check_transformers(run_dir, cutoff):
     harness.check(abs(ours["val_f1"] - f1) < 1e-6, f"held-out F1: pith {ours['val_f1']}, transformers {f1}")
     harness.check(abs(val_loss - loss_sum / n) < 1e-4, f"held-out loss: pith {val_loss}, transformers {loss_sum / n}")
     print(f"RUN/model in transformers: held-out loss {loss_sum / n:.6f} (pith {val_loss:.6f}), F1 {f1:.4f} over {n} tokens")
+
+
+# ---- label diagnostics (--label-stats): how learnable a run's RUN/labels.jsonl is ----
+
+STOP_WORDS = set("a an the and or but of to in on at for with by from as is was were are be been it its he she they "
+                 "them his her their this that these those i you we my your our not no so then there here had has "
+                 "have do did does will would can could very too just".split())
+
+def load_labels(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def word_kind(w):
+    if len(w) == 1 and not w.isalnum():
+        return "punct"
+    if w.lower() in STOP_WORDS:
+        return "stop"
+    if any(c.isdigit() for c in w):
+        return "number"
+    return "Capital" if w[0].isupper() else "other"
+
+
+def prf1(tp, fp, fn):
+    p = tp / (tp + fp) if tp + fp else 0
+    r = tp / (tp + fn) if tp + fn else 0
+    return (2 * p * r / (p + r) if p + r else 0), p, r
+
+
+def labeled_words(g):
+    """(word, index, count of words, label) of a labels.jsonl line."""
+    b, ws = g["original"].encode(), words(g["original"])
+    return [(b[s:e].decode(errors="replace"), i, len(ws), int(y)) for i, ((s, e), y) in enumerate(zip(ws, g["keep"]))]
+
+
+def label_stats(L, tokenizer_json=None):
+    """Keep rates by word kind, by position decile and (with the target's tokenizer.json) by how many
+    target tokens follow the word: llmlingua never compresses a text's last partial window."""
+    tok = None
+    if tokenizer_json:
+        tok = harness.require("tokenizers").Tokenizer.from_file(tokenizer_json)
+    by_kind, by_dec, by_tail = (collections.defaultdict(lambda: [0, 0]) for _ in range(3))
+    for g in L:
+        t = g["original"]
+        ends = [len(t[:e].encode()) for _, e in tok.encode(t, add_special_tokens=False).offsets] if tok else []
+        for (w, i, n, y), (s, _) in zip(labeled_words(g), words(t)):
+            for table, key in ((by_kind, word_kind(w)), (by_dec, min(9, i * 10 // n))):
+                table[key][0] += y
+                table[key][1] += 1
+            if tok:
+                key = min(sum(1 for x in ends if x > s) // 8, 6)
+                by_tail[key][0] += y
+                by_tail[key][1] += 1
+    tot = sum(v[1] for v in by_kind.values())
+    print(f"words {tot}, keep share {sum(v[0] for v in by_kind.values()) / tot:.3f}")
+    print("by kind: " + ", ".join(f"{k} {v[0] / v[1]:.2f} ({v[1] / tot:.0%})" for k, v in sorted(by_kind.items())))
+    print("by position decile: " + " ".join(f"{v[0] / v[1]:.2f}" for _, v in sorted(by_dec.items())))
+    if tok:
+        print("by target tokens from the word's start to the text's end (buckets of 8, the last 48+): " +
+              " ".join(f"{k * 8}:{v[0] / v[1]:.2f}" for k, v in sorted(by_tail.items())))
+
+
+def label_baselines(L):
+    """Context-free majority votes learned on the train split, scored on the val split (words): per
+    word type (unseen: per word kind), per (position decile, words to the end up to 5)."""
+    ways = {"word type": lambda w, i, n: w, "position": lambda w, i, n: (i * 10 // n, min(n - i, 5))}
+    for name, key in ways.items():
+        votes, kinds = collections.defaultdict(lambda: [0, 0]), collections.defaultdict(lambda: [0, 0])
+        for g in L:
+            for w, i, n, y in labeled_words(g) if g["split"] == "train" else []:
+                for table, k in ((votes, key(w, i, n)), (kinds, word_kind(w))):
+                    table[k][0] += y
+                    table[k][1] += 1
+        tp = fp = fn = tn = 0
+        for g in L:
+            for w, i, n, y in labeled_words(g) if g["split"] == "val" else []:
+                c = votes.get(key(w, i, n)) or kinds[word_kind(w)]
+                p = 2 * c[0] >= c[1]
+                tp, fp, fn, tn = tp + (p and y), fp + (p and not y), fn + (not p and y), tn + (not p and not y)
+        F, P, R = prf1(tp, fp, fn)
+        ks = (tp + fn) / (tp + fp + fn + tn)
+        print(f"val words, majority per {name}: F1 {F:.3f} (P {P:.3f} R {R:.3f}); keep share {ks:.3f}, "
+              f"all-keep F1 {2 * ks / (1 + ks):.3f}")
+
+
+def label_agreement(A, B):
+    """B's labels scored against A's, word by word (the same texts)."""
+    tp = fp = fn = tn = 0
+    for a, b in zip(A, B):
+        harness.check(a["original"] == b["original"], "the two label files hold other texts")
+        for x, y in zip(a["keep"], b["keep"]):
+            x, y = int(x), int(y)
+            tp, fp, fn, tn = tp + (x and y), fp + (y and not x), fn + (x and not y), tn + (not x and not y)
+    n = tp + fp + fn + tn
+    po, pa, pb = (tp + tn) / n, (tp + fn) / n, (tp + fp) / n
+    pe = pa * pb + (1 - pa) * (1 - pb)
+    F, P, R = prf1(tp, fp, fn)
+    print(f"agreement over {n} words: {po:.3f}, kappa {(po - pe) / (1 - pe):.3f}; "
+          f"F1 of the second against the first {F:.3f} (P {P:.3f} R {R:.3f})")
 
 
 PAIRS = [  # (original, compressed, the keep labels worked out by hand)
@@ -271,6 +426,8 @@ def main():
         check_target_labels(common, target, tmp)
         trained = check_resume(common, tmp)
         check_transformers(trained, 128)
+        check_keep_labels(cls_args + ["val_size=0.25", "per_device_train_batch_size=3"], trained, tmp)
+        check_byte_level_target(cls_args, tmp)
         bad = check_label_file(cls_args, tmp)
         check_refusals(cls_args, target_args, target, bad, trained, tmp)
 
@@ -278,5 +435,17 @@ def main():
 if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--inputs":
     os.makedirs(sys.argv[2], exist_ok=True)
     print(inputs(sys.argv[2]))
+elif __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--label-stats":
+    # --label-stats LABELS.jsonl [OTHER.jsonl|-] [TARGET_TOKENIZER.json]: keep rates by word kind and
+    # position, a per-word-type majority vote's held-out F1, and the agreement with OTHER's labels
+    A = load_labels(sys.argv[2])
+    label_stats(A, sys.argv[4] if len(sys.argv) > 4 else None)
+    label_baselines(A)
+    if len(sys.argv) > 3 and sys.argv[3] != "-":
+        label_agreement(A, load_labels(sys.argv[3]))
+elif __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--world-inputs":
+    # --world-inputs OUT WORLD [DIM LAYERS]: configs/distill_classifier_demo.yaml's tokenizer and config
+    os.makedirs(sys.argv[2], exist_ok=True)
+    print(world_inputs(sys.argv[2], sys.argv[3], *(int(x) for x in sys.argv[4:6])))
 elif __name__ == "__main__":
     main()
