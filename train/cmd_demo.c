@@ -406,7 +406,7 @@ static void results_table(const demo *d, FILE *f) {
 
 int cmd_demo(int argc, char **argv) {
   demo d = {.threads = (int)sysconf(_SC_NPROCESSORS_ONLN), .k = 16, .lm_steps = {1200, 1500, 800, 800},
-            .pretrain_steps = 400, .finetune_steps = 400, .eval_examples = 200, .classifier_steps = 600,
+            .pretrain_steps = 400, .finetune_steps = 400, .eval_examples = 200, .classifier_steps = 400,
             .classifier_texts = 1000, .t0 = pith_now_s()};
   const char *out = "runs/demo";
   int fresh = 0, quick = 0;
