@@ -15,7 +15,8 @@ question is the world's QA prompt as the base LM was trained on it: [bos] contex
 " Answer: " (one string whose tokens are those pieces' tokens, checked per probe).
 
 Settings are chosen on dev probes (val split, --dev-seed): for each --windows W the probe picks the
-layer and heads, and each --kernels K is scored; the best (W, K) is then reported on test probes
+layer, each --tops N takes its first N heads, and each --kernels K is scored; the best (W, N, K),
+the first of equals, is then reported on test probes
 (test split, --test-seed), which nothing was chosen on. The factor is the chosen heads' mean needle
 attention over the median head's, on the test probes.
 
@@ -134,7 +135,7 @@ def needle_span(enc, p):
     return len(enc(p["context"][:at])), len(enc(p["context"][:at + len(p["needle"])]))
 
 
-def compress(model, probes, enc, window, kernel, tmp, tag):
+def compress(model, probes, enc, window, kernel, tmp, tag, heads=None):
     """pith compress --method ehpc at 4x for each probe: (kept verdicts, target tokens, outputs)."""
     groups = {}
     for i, p in enumerate(probes):
@@ -145,7 +146,8 @@ def compress(model, probes, enc, window, kernel, tmp, tag):
         src, dst = os.path.join(tmp, f"{tag}_{kc}.jsonl"), os.path.join(tmp, f"{tag}_{kc}.out.jsonl")
         write_jsonl(src, [{"context": probes[i]["context"], "question": probes[i]["question"]} for i in idx])
         harness.pith("compress", "--method", "ehpc", "--scorer", model, "--target-tokens", str(kc), "--window",
-                     str(window), "--kernel", str(kernel), "--input", src, "--output", dst, "--quiet", "--threads", "2")
+                     str(window), "--kernel", str(kernel), "--input", src, "--output", dst, "--quiet", "--threads", "2",
+                     *(["--heads", heads] if heads else []))
         for i, line in zip(idx, open(dst)):
             outs[i] = json.loads(line)
     kept = []
@@ -157,9 +159,9 @@ def compress(model, probes, enc, window, kernel, tmp, tag):
     return kept, outs
 
 
-def probe(model, probes_file, window):
+def probe(model, probes_file, window, top=8):
     harness.pith("compress", "ehpc-probe", "--model", model, "--probes", probes_file, "--window", str(window),
-                 "--threads", "2")
+                 "--top", str(top), "--threads", "2")
     return harness.read_json(os.path.join(model, "ehpc.json"))
 
 
@@ -183,16 +185,20 @@ def measure(args, enc, world, tmp):
           f"{'with' if args.distractors else 'without'} same-kind distractors; {len(dev)} dev, {len(test)} test probes")
     best = None
     for w in args.windows:
-        man = probe(model, dev_f, w)
-        for k in args.kernels:
-            kept, _ = compress(model, dev, enc, w, k, tmp, f"dev_w{w}_k{k}")
-            rate = sum(kept) / len(kept)
-            print(f"  dev window {w} kernel {k}: layer {man['layer']} heads {man['heads']}, "
-                  f"factor {man['factor_over_median']:.2f}x, needle kept {sum(kept)}/{len(kept)} = {rate:.0%}")
-            if best is None or rate > best[0]:
-                best = (rate, w, k)
-    _, w, k = best
-    man = probe(model, dev_f, w)  # the chosen window's heads, kept in ehpc.json for the test
+        man = probe(model, dev_f, w)  # the head scores; each --tops takes the best layer's first heads
+        for t in args.tops:
+            heads = man["heads"][:t]
+            spec = f"{man['layer']}:" + ",".join(map(str, heads))
+            for k in args.kernels:
+                kept, _ = compress(model, dev, enc, w, k, tmp, f"dev_w{w}_t{t}_k{k}", spec)
+                rate = sum(kept) / len(kept)
+                print(f"  dev window {w} top {t} kernel {k}: heads {spec}, factor "
+                      f"{factor(man['head_scores'], man['layer'], heads):.2f}x, needle kept {sum(kept)}/{len(kept)} = "
+                      f"{rate:.0%}", flush=True)
+                if best is None or rate > best[0]:
+                    best = (rate, w, t, k)
+    _, w, t, k = best
+    man = probe(model, dev_f, w, t)  # the chosen heads, kept in ehpc.json for the test
     kept, outs = compress(model, test, enc, w, k, tmp, "test")
     # the chosen heads' factor on the test probes (their scores from a scratch copy's probe)
     scratch = os.path.join(tmp, "scratch")
@@ -202,13 +208,26 @@ def measure(args, enc, world, tmp):
     by_depth = {}
     for p, ok in zip(test, kept):
         by_depth.setdefault(round(p["depth"], 1), []).append(ok)
-    print(f"chosen on dev: window {w}, kernel {k}, layer {man['layer']}, heads {man['heads']}")
+    print(f"chosen on dev: window {w}, top {t}, kernel {k}: layer {man['layer']}, heads {man['heads']}")
     print(f"test: factor over the median head {f:.2f}x (dev {man['factor_over_median']:.2f}x); "
           f"needle sentence kept at 4x: {sum(kept)}/{len(kept)} = {sum(kept) / len(kept):.0%}")
+    print("  by depth: " + ", ".join(f"{d:.1f} {sum(v)}/{len(v)}" for d, v in sorted(by_depth.items())))
     answer_kept = sum(p["answer"] in o["compressed_prompt"] for p, o in zip(test, outs))
     print(f"  the answer word in the compressed prompt: {answer_kept}/{len(test)}")
+    qa = None
+    if args.qa:  # how often the base LM itself answers from the whole haystack: the heads' ceiling, roughly
+        torch, transformers = harness.require("torch", "transformers")
+        lm = transformers.AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
+        qa, both = 0, 0
+        for p, ok in zip(test, kept):
+            with torch.no_grad():
+                logits = lm(torch.tensor([args.bos + enc(p["context"]) + enc(p["question"])])).logits[0, -1]
+            right = int(logits.argmax()) == enc(p["answer"])[0]
+            qa, both = qa + right, both + (right and ok)
+        print(f"  the base LM's greedy first answer token is the answer's on {qa}/{len(test)} test probes; the "
+              f"needle kept in {both} of those, {sum(kept) - both} of the other {len(test) - qa}")
     if args.out:
-        harness.write_json(args.out, dict(window=w, kernel=k, layer=man["layer"], heads=man["heads"], factor=f,
+        harness.write_json(args.out, dict(qa=qa, window=w, top=t, kernel=k, layer=man["layer"], heads=man["heads"], factor=f,
                                           kept=sum(kept), n=len(kept), haystack_tokens=args.haystack_tokens,
                                           distractors=args.distractors, dev_seed=args.dev_seed,
                                           test_seed=args.test_seed))
@@ -329,10 +348,14 @@ def main():
     ap.add_argument("--test", type=int, default=108, help="test probes (test split)")
     ap.add_argument("--dev-seed", type=int, default=1)
     ap.add_argument("--test-seed", type=int, default=2)
-    ap.add_argument("--windows", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 8])
+    ap.add_argument("--windows", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8],
+                    help="probe windows tried on dev (1: the position after \"Answer:\"; 8: the paper's kind)")
+    ap.add_argument("--tops", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 8],
+                    help="heads kept from the best layer (ehpc-probe --top), each tried on dev")
     ap.add_argument("--kernels", type=lambda s: [int(x) for x in s.split(",")], default=[7, 15, 31])
     ap.add_argument("--distractors", action="store_true", help="keep the haystack's same-kind sentences")
     ap.add_argument("--out", help="write the test figures as JSON")
+    ap.add_argument("--qa", action="store_true", help="also: how often the base LM answers the test probes (transformers)")
     args = ap.parse_args()
     harness.pith_bin()
     if args.world:
@@ -341,6 +364,7 @@ def main():
         h5py, tokenizers = harness.require("h5py", "tokenizers")
         tok = tokenizers.Tokenizer.from_file(os.path.join(args.model, "tokenizer.json"))
         enc = lambda s: tok.encode(s, add_special_tokens=False).ids
+        args.bos = tok.encode("", add_special_tokens=True).ids  # [bos] where the tokenizer adds one
         world = World(args.world, h5py)
         if args.work:
             os.makedirs(args.work, exist_ok=True)
