@@ -333,6 +333,12 @@ def self_test(torch, transformers, tokenizers, h5py, tmp):
         r = harness.pith("compress", "ehpc-probe", "--model", model_dir, "--probes", bad, ok=False)
         lines = r.stderr.strip().splitlines()
         harness.check(r.returncode == 1 and len(lines) == 1 and says in lines[0], f"{says}: {r.stderr.strip()}")
+    p0 = probes[0]
+    n_after = len(enc(p0["question"]))  # the needle last in its context: only the question follows it
+    write_jsonl(bad, [dict(p0, context=p0["context"].replace(p0["needle"], "") + " " + p0["needle"])])
+    r = harness.pith("compress", "ehpc-probe", "--model", model_dir, "--probes", bad, "--window", str(n_after + 2),
+                     ok=False)
+    harness.check(r.returncode == 1 and "reaches into the needle" in r.stderr, f"window into the needle: {r.stderr}")
     r = harness.pith("compress", "ehpc-probe", "--model", model_dir, "--probes", pf, "--data", pf, ok=False)
     harness.check(r.returncode == 2 and "one of them" in r.stderr, f"--probes with --data: {r.stderr.strip()}")
     print("bad --probes: one-line errors")
