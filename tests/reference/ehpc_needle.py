@@ -22,7 +22,7 @@ attention over the median head's, on the test probes.
 
 By hand (the demo's world and base LM; the model folder is copied, ehpc.json is written there):
 
-    tests/reference/ehpc_needle.py --world DEMO/world --model DEMO/lm/model --work /tmp/needle
+    tests/reference/ehpc_needle.py --world DEMO/world --model DEMO/lm/model --work needle --qa
 
 With no --world (CI): a tiny world (pith data synth) and a random LLaMA, checking the mechanics
 against transformers: the probes are what is described above, ehpc-probe --probes scores every
