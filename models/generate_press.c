@@ -147,6 +147,11 @@ int generate_pressed(const llama_model *m, const gen_press_request *r, const gen
   }
   kv_cache *cache = kv_cache_new(m, B, r->n_context, r->prefix_k, r->prefix_v, err);
   if (!cache) return -1;
+  // Room for the question and every new token: the steps write their K/V in place.
+  if (kv_cache_reserve_tail(cache, maxq + cfg->max_new_tokens, err)) {
+    kv_cache_free(cache);
+    return -1;
+  }
   res->batch = B;
   res->keep = kv_keep_new(L, B, m->cfg.n_kv_heads, err);
   res->ids = calloc((size_t)B, sizeof *res->ids);
@@ -205,16 +210,20 @@ int generate_pressed(const llama_model *m, const gen_press_request *r, const gen
   }
   if (rc == 0) {
     kv_cache_usage u = kv_cache_bytes(cache);
-    res->kv_bytes = u.total;
+    res->kv_bytes = u.kept + u.index + u.prefix;  // the tail's reserved room is not the press's
     res->kv_kept = kv_keep_total(res->keep);
     res->row_bytes = calloc((size_t)B, sizeof(int64_t));
     if (!res->row_bytes) rc = pith_fail(err, "generate_pressed: out of memory");
     int64_t es = (int64_t)pt_dtype_size(m->dtype), hd = m->cfg.head_dim, Hkv = m->cfg.n_kv_heads;
     for (int b = 0; b < B && rc == 0; b++) {  // the row's share of every part (as kv_cache_bytes counts them)
-      int64_t kept = 0;
+      int64_t kept = 0, indexed = 0;  // indexed: entries of compact layers, each with a 16-byte index
       for (int l = 0; l < L; l++)
-        for (int h = 0; h < Hkv; h++) kept += res->keep->n[kv_keep_index(res->keep, l, b, h)];
-      res->row_bytes[b] = kept * (2 * hd * es + 16) + (int64_t)L * 2 * Hkv * P * hd * es;
+        for (int h = 0; h < Hkv; h++) {
+          int n = res->keep->n[kv_keep_index(res->keep, l, b, h)];
+          kept += n;
+          indexed += cache->dense[l] ? 0 : n;
+        }
+      res->row_bytes[b] = kept * 2 * hd * es + indexed * 16 + (int64_t)L * 2 * Hkv * P * hd * es;
     }
     res->kv_dense_bytes = (int64_t)L * 2 * B * m->cfg.n_kv_heads * (P + maxc) * m->cfg.head_dim *
                           (int64_t)pt_dtype_size(m->dtype);
