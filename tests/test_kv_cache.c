@@ -364,9 +364,10 @@ static const int32_t CTX0[] = {3, 17, 42, 5, 9, 33, 21, 8, 50, 11, 27, 60, 2, 44
 static const int32_t Q0[] = {7, 19, 55, 4};
 
 // (a) greedy over the pressed cache equals the masked full-forward reference.
-static void test_generation_vs_reference(const llama_model *m, int pct) {
+// n_new >= 32 takes generate_pressed's transposed LM head (decode_head) on the CPU in f32.
+static void test_generation_vs_reference(const llama_model *m, int pct, int n_new) {
   gen_config cfg = gen_config_default();
-  cfg.max_new_tokens = NEW;
+  cfg.max_new_tokens = n_new;
   hash_press hp = {.pct = pct};
   const int32_t *ctxs[1] = {CTX0}, *qs[1] = {Q0};
   int nc[1] = {14}, nq[1] = {4};
@@ -376,10 +377,11 @@ static void test_generation_vs_reference(const llama_model *m, int pct) {
   pith_err err = {{0}};
   CHECK_MSG(gen_pressed(m, &r, &cfg, &res, &err) == 0, "%s", err.msg);
   CHECK(hp.calls == m->cfg.n_layers);
-  int32_t want[NEW];
-  ref_generate(m, NULL, NULL, &hp, CTX0, 14, Q0, 4, NEW, want);
-  CHECK_MSG(same_ids(res.ids[0], res.n[0], want, NEW), "keep %d%%: pressed greedy differs from the masked reference", pct);
-  CHECK_MSG(distinct(want, NEW) >= 4, "only %d distinct tokens: the test would be weak", distinct(want, NEW));
+  int32_t want[64];
+  ref_generate(m, NULL, NULL, &hp, CTX0, 14, Q0, 4, n_new, want);
+  CHECK_MSG(same_ids(res.ids[0], res.n[0], want, n_new), "keep %d%%, %d new: pressed greedy differs from the masked reference",
+            pct, n_new);
+  CHECK_MSG(distinct(want, n_new) >= 4, "only %d distinct tokens: the test would be weak", distinct(want, n_new));
   // Different heads keep different counts, and fewer than all.
   int n00 = res.keep->n[kv_keep_index(res.keep, 0, 0, 0)], n01 = res.keep->n[kv_keep_index(res.keep, 0, 0, 1)];
   int64_t tot = res.kv_kept;
@@ -390,9 +392,9 @@ static void test_generation_vs_reference(const llama_model *m, int pct) {
   CHECK_MSG(res.kv_bytes == want_bytes(m, &res, -1, 0, 4), "kv_bytes %lld, want %lld", (long long)res.kv_bytes,
             (long long)want_bytes(m, &res, -1, 0, 4));
   // The eviction matters: without it the tokens differ (else this test could not fail).
-  int32_t full[NEW];
-  ref_generate(m, NULL, NULL, NULL, CTX0, 14, Q0, 4, NEW, full);
-  CHECK_MSG(!same_ids(full, NEW, want, NEW), "keep %d%%: eviction changed nothing: the test would be weak", pct);
+  int32_t full[64];
+  ref_generate(m, NULL, NULL, NULL, CTX0, 14, Q0, 4, n_new, full);
+  CHECK_MSG(!same_ids(full, n_new, want, n_new), "keep %d%%: eviction changed nothing: the test would be weak", pct);
   gen_press_result_free(&res);
 }
 
@@ -757,7 +759,7 @@ static void test_stories(void) {
   text[0] = 1;
   memcpy(text + 1, story, sizeof(int32_t) * 90);
   free(story);
-  cfg.max_new_tokens = 24;
+  cfg.max_new_tokens = 40;  // >= 32: generate_pressed's transposed LM head
   // keep-all against generate() on the first 70 tokens (60 context + 10 question).
   int32_t *want = NULL;
   int n_want = 0;
@@ -809,8 +811,9 @@ int main(void) {
   test_attention(m, KV_ATTN_AUTO, 1, 0);
   test_attention(m, KV_ATTN_AUTO, 1, 1);
   test_attention(m, KV_ATTN_GEMM, 1, 0);
-  test_generation_vs_reference(m, 50);
-  test_generation_vs_reference(m, 25);
+  test_generation_vs_reference(m, 50, NEW);
+  test_generation_vs_reference(m, 25, NEW);
+  test_generation_vs_reference(m, 50, 40);
   test_keep_all(m, NULL, NULL, "no prefix");
   test_batch(m, 100);
   test_batch(m, 50);
