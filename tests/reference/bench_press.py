@@ -97,17 +97,21 @@ def main():
         peer_main(sys.argv[i + 1], sys.argv[i + 2], int(sys.argv[i + 3]), float(sys.argv[i + 4]), int(sys.argv[i + 5]))
         return
     p = harness.bench_parser(__doc__, rounds=3, steps=1, warmup=0, threads=1)
-    p.add_argument("--context", type=int, default=1536, help="context tokens (BOS included)")
+    p.add_argument("--context", type=int, help="context tokens (BOS included; default 1536, 400 for stories260k)")
     p.add_argument("--new", type=int, default=64, help="new tokens (the first after the question, then decode steps)")
     p.add_argument("--press", default="snapkv:0.5", help="snapkv:RATIO (the peer runs SnapKVPress)")
     p.add_argument("--rows", type=int, default=1,
                    help="> 1: that many contexts of different lengths (the context cut at both ends by 40·i and 64·i "
                         "tokens), pith as one batch (generate_pressed through press_tool gen, 1 thread), kvpress one "
                         "after another")
-    p.add_argument("--model", choices=("34m", "small"), default="34m",
-                   help="34m (default): the model above; small: hidden 128, 4 layers, 4 heads / 2 KV heads")
+    p.add_argument("--model", choices=("34m", "small", "stories260k"), default="34m",
+                   help="34m (default): the model above; small: hidden 128, 4 layers, 4 heads / 2 KV heads; "
+                        "stories260k: the real stories260K of the assets, converted by pith convert (its own "
+                        "512-token vocabulary and tokenizer, 512 positions)")
     p.add_argument("--press-tool", help="press_tool for --rows (default: tests/press_tool beside --pith)")
     a = p.parse_args()
+    if a.context is None:
+        a.context = 400 if a.model == "stories260k" else 1536
     m = re.fullmatch(r"snapkv:([0-9.]+)", a.press)
     if not m:
         harness.fail(f"--press {a.press!r}: this bench compares snapkv:RATIO only")
@@ -122,14 +126,24 @@ def main():
     from random_model_folder import random_llama
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = os.path.join(tmp, "random_llama")
-        shape = dict(MODEL, **SMALL) if a.model == "small" else MODEL
-        random_llama(shape, model)
+        if a.model == "stories260k":
+            model = os.path.join(tmp, "stories260K")
+            harness.convert_stories(model)
+            shape = json.load(open(os.path.join(model, "config.json")))
+            tok = model  # the converted folder's own tokenizer
+            if a.context + 8 + a.new > shape["max_position_embeddings"]:
+                harness.fail(f"--context {a.context} + the question + {a.new} new tokens exceed stories260K's "
+                             f"{shape['max_position_embeddings']} positions")
+        else:
+            model = os.path.join(tmp, "random_llama")
+            shape = dict(MODEL, **SMALL) if a.model == "small" else MODEL
+            random_llama(shape, model)
         n_params = sum(os.path.getsize(os.path.join(model, f)) for f in os.listdir(model)
                        if f.endswith(".safetensors")) // 4
         # A prompt of about --context tokens: words until pith's tokenizer gives enough, cut to the count.
         ids_path = os.path.join(tmp, "ids.json")
-        text = " ".join(words[:int(a.context * 0.9)])
+        # (stories260K's 512-token vocabulary splits a word into about 2.5 tokens, llama2's into 1.1)
+        text = " ".join(words[:int(a.context * (0.3 if a.model == "stories260k" else 0.9))])
 
         def pith_cmd(prompt):
             return [a.pith, "generate", "--model", model, "--tokenizer", tok, "--prompt", prompt, "--question",
@@ -226,7 +240,8 @@ def main():
     cp, ck = statistics.median(x[1] for x in cpu_s), statistics.median(x[1] for x in peer_s)
     ip, ik = info["pith"], info["kvpress"]
     lens = [len(c) for c, _ in rows]
-    print(f"{a.press} on a random LLaMA of {n_params / 1e6:.1f}M parameters (f32, {shape['num_hidden_layers']} layers, "
+    what = "stories260K" if a.model == "stories260k" else "a random LLaMA"
+    print(f"{a.press} on {what} of {n_params / 1e6:.1f}M parameters (f32, {shape['num_hidden_layers']} layers, "
           f"{shape['num_key_value_heads']} KV heads of {shape['hidden_size'] // shape['num_attention_heads']}), "
           f"{a.rows} context(s) of {lens} tokens + question {len(ids['question'])}, {a.new} new tokens (greedy), "
           f"{a.threads} thread(s), median of {a.rounds} rounds (prefill + press + question, then decoding):")
