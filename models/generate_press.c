@@ -41,6 +41,28 @@ static int prefill_layer(const llama_layer_view *v, void *vctx, pith_err *err) {
   return kv_cache_set_layer(p->cache, l, k, vv, p->keep, err);
 }
 
+// The prefill's attention when rows are right-padded: each row's causal attention over its own
+// tokens (the fused causal kernel a lone row gets) instead of one masked call over the padded batch,
+// which computes every (query, key) pair of the longest row; padded queries get zeros (they feed only
+// padded positions, which no real query reads). ctx: the prefill_ctx.
+static pt_tensor *prefill_attend(const llama_layer_view *v, void *vctx, pith_err *err) {
+  const prefill_ctx *p = vctx;
+  int64_t B = pt_size(v->q, 0), H = pt_size(v->q, 1), T = pt_size(v->q, 2), hd = pt_size(v->q, 3), P = v->prefix_len;
+  pt_tensor *out = pt_zeros(PT_SHAPE(B, H, T, hd), pt_dtype_of(v->q), pt_device_of(v->q));
+  for (int64_t b = 0; b < B; b++) {
+    int64_t L = p->row_len[b];
+    pt_tensor *q = pt_slice(pt_slice(v->q, 0, b, b + 1), 2, 0, L);
+    pt_tensor *k = pt_slice(pt_slice(v->k, 0, b, b + 1), 2, 0, P + L);
+    pt_tensor *vv = pt_slice(pt_slice(v->v, 0, b, b + 1), 2, 0, P + L);
+    pt_copy_(pt_slice(pt_slice(out, 0, b, b + 1), 2, 0, L), pt_attention(q, k, vv, NULL, 1, 0));
+  }
+  if (!pt_ok()) {
+    pt_fail(err, "generate_pressed: the prefill's attention of layer %d", v->layer);
+    return NULL;
+  }
+  return out;
+}
+
 static int check_request(const llama_model *m, const gen_press_request *r, const gen_config *cfg, int64_t *P,
                          pith_err *err) {
   *P = 0;
@@ -193,7 +215,6 @@ int generate_pressed(const llama_model *m, const gen_press_request *r, const gen
       for (int i = 0; i < maxc; i++) {
         int real = i < r->n_context[b];
         tok[b * maxc + i] = real ? r->context[b][i] : 0;
-        valid[b * maxc + i] = (uint8_t)real;
         any_pad |= !real;
       }
       last[b] = r->n_context[b] - 1;
@@ -201,15 +222,15 @@ int generate_pressed(const llama_model *m, const gen_press_request *r, const gen
     prefill_ctx pc = {r, cache, res->keep, r->n_context};
     pt_scope s = pt_scope_begin();
     pt_tensor *ids = pt_from_data(tok, PT_I64, PT_SHAPE(B, maxc), m->device);
-    // No mask when nothing is padded: the plain causal path, as generate() runs it.
-    pt_tensor *mask = any_pad ? pt_from_data(valid, PT_BOOL, PT_SHAPE(B, maxc), m->device) : NULL;
+    // No mask: unpadded rows take the plain causal path, as generate() runs it; padded ones attend
+    // through prefill_attend, each over its own tokens (and the press scores each row over its own).
     pt_tensor *sel = pt_from_data(last, PT_I64, PT_SHAPE(B, 1), m->device);
     int need = 0;  // rows without a question take their first token from the context's last position
     for (int b = 0; b < B; b++) need |= !r->n_question || r->n_question[b] == 0;
     // Without them nothing after the last layer's K/V is needed (llama_forward then skips its attention and MLP).
-    llama_inputs in = {.ids = ids, .mask = mask, .prefix_k = r->prefix_k, .prefix_v = r->prefix_v, .lora = r->lora,
+    llama_inputs in = {.ids = ids, .prefix_k = r->prefix_k, .prefix_v = r->prefix_v, .lora = r->lora,
                        .no_logits = 1, .want_hidden = need, .select = need ? sel : NULL, .on_layer = prefill_layer,
-                       .on_layer_ctx = &pc};
+                       .on_layer_ctx = &pc, .attend = any_pad ? prefill_attend : NULL, .attend_ctx = &pc};
     llama_outputs o;
     if (!pt_ok()) {
       rc = pt_fail(err, "generate_pressed");

@@ -20,8 +20,8 @@ void kv_cache_free(kv_cache *c) {
   free_handles(c->cv, L);
   free_handles(c->seg, L);
   free_handles(c->pos, L);
-  free_handles(c->bk, L);
-  free_handles(c->bv, L);
+  free_handles(c->bk, L * c->batch);
+  free_handles(c->bv, L * c->batch);
   pt_free(c->tail_valid);
   pt_free(c->step_valid);
   pt_free(c->step_tail_mask);
@@ -29,6 +29,7 @@ void kv_cache_free(kv_cache *c) {
   free(c->ctx_len);
   free(c->built);
   free(c->dense);
+  free(c->groups);
   free(c->n_ctx);
   free(c->base);
   free(c);
@@ -76,20 +77,21 @@ kv_cache *kv_cache_new(const llama_model *m, int batch, const int *ctx_len, pt_t
     c->ctx_len = malloc(sizeof(int) * (size_t)batch);
     c->built = calloc((size_t)L, sizeof(int));
     c->dense = calloc((size_t)L, sizeof(int));
+    c->groups = calloc((size_t)L, sizeof(int));
     c->n_ctx = calloc((size_t)L, sizeof(int64_t));
-    c->base = calloc((size_t)L, sizeof(int64_t));
+    c->base = calloc((size_t)L * (size_t)batch, sizeof(int64_t));
     c->ck = calloc((size_t)L, sizeof(pt_tensor *));
     c->cv = calloc((size_t)L, sizeof(pt_tensor *));
     c->seg = calloc((size_t)L, sizeof(pt_tensor *));
     c->pos = calloc((size_t)L, sizeof(pt_tensor *));
-    c->bk = calloc((size_t)L, sizeof(pt_tensor *));
-    c->bv = calloc((size_t)L, sizeof(pt_tensor *));
+    c->bk = calloc((size_t)L * (size_t)batch, sizeof(pt_tensor *));
+    c->bv = calloc((size_t)L * (size_t)batch, sizeof(pt_tensor *));
     if (P > 0) {
       c->prefix_k = calloc((size_t)L, sizeof(pt_tensor *));
       c->prefix_v = calloc((size_t)L, sizeof(pt_tensor *));
     }
   }
-  if (!c || !c->ctx_len || !c->built || !c->dense || !c->n_ctx || !c->base || !c->ck || !c->cv || !c->seg || !c->pos ||
+  if (!c || !c->ctx_len || !c->built || !c->dense || !c->groups || !c->n_ctx || !c->base || !c->ck || !c->cv || !c->seg || !c->pos ||
       !c->bk || !c->bv ||
       (P > 0 && (!c->prefix_k || !c->prefix_v))) {
     kv_cache_free(c);
@@ -149,21 +151,24 @@ static int grow_tail(kv_cache *c, int64_t cap, pith_err *err) {
   int64_t B = c->batch, Hkv = c->n_kv_heads, hd = c->head_dim, D = c->dense_len;
   for (int l = 0; l < c->n_layers; l++) {
     if (!c->built[l]) continue;
-    pt_scope s = pt_scope_begin();
-    int64_t keep_n = c->base[l] + D;
-    pt_tensor *nb[2];
-    pt_tensor *old[2] = {c->bk[l], c->bv[l]};
-    for (int i = 0; i < 2; i++) {
-      nb[i] = pt_zeros(PT_SHAPE(B, Hkv, c->base[l] + cap, hd), c->dtype, c->device);
-      if (keep_n > 0) pt_copy_(pt_slice(nb[i], 2, 0, keep_n), pt_slice(old[i], 2, 0, keep_n));
+    for (int g = 0; g < c->groups[l]; g++) {
+      int i0 = l * c->batch + g;
+      int64_t rows = c->groups[l] == 1 ? B : 1, keep_n = c->base[i0] + D;
+      pt_scope s = pt_scope_begin();
+      pt_tensor *nb[2];
+      pt_tensor *old[2] = {c->bk[i0], c->bv[i0]};
+      for (int i = 0; i < 2; i++) {
+        nb[i] = pt_zeros(PT_SHAPE(rows, Hkv, c->base[i0] + cap, hd), c->dtype, c->device);
+        if (keep_n > 0) pt_copy_(pt_slice(nb[i], 2, 0, keep_n), pt_slice(old[i], 2, 0, keep_n));
+      }
+      pt_scope_return_n(s, nb, 2);
+      if (!pt_ok()) {
+        pt_free(nb[0]), pt_free(nb[1]);
+        return pt_fail(err, "kv_cache: room for %lld tail entries in layer %d", (long long)cap, l);
+      }
+      pt_free(c->bk[i0]), pt_free(c->bv[i0]);
+      c->bk[i0] = pt_keep(nb[0]), c->bv[i0] = pt_keep(nb[1]);
     }
-    pt_scope_return_n(s, nb, 2);
-    if (!pt_ok()) {
-      pt_free(nb[0]), pt_free(nb[1]);
-      return pt_fail(err, "kv_cache: room for %lld tail entries in layer %d", (long long)cap, l);
-    }
-    pt_free(c->bk[l]), pt_free(c->bv[l]);
-    c->bk[l] = pt_keep(nb[0]), c->bv[l] = pt_keep(nb[1]);
   }
   pt_scope s = pt_scope_begin();
   pt_tensor *nv = pt_zeros(PT_SHAPE(B, cap), PT_BOOL, c->device);
@@ -206,20 +211,29 @@ int kv_cache_set_layer(kv_cache *c, int layer, const pt_tensor *k, const pt_tens
     }
   if (keep && kv_cache_check_keep(c, keep, layer, err)) return -1;
   int64_t T = pt_size(k, 2), N = 0, P = c->prefix_len, hd = c->head_dim;
-  int n0 = keep ? keep->n[kv_keep_index(keep, layer, 0, 0)] : c->ctx_len[0], same = 1;
-  for (int b = 0; b < B; b++)
+  int n0 = keep ? keep->n[kv_keep_index(keep, layer, 0, 0)] : c->ctx_len[0], same = 1, rows_same = 1;
+  int *nb = malloc(sizeof(int) * (size_t)B);  // each row's count when its heads agree
+  if (!nb) return pith_fail(err, "kv_cache: out of memory");
+  for (int b = 0; b < B; b++) {
+    nb[b] = keep ? keep->n[kv_keep_index(keep, layer, b, 0)] : c->ctx_len[b];
     for (int h = 0; h < Hkv; h++) {
       int cnt = keep ? keep->n[kv_keep_index(keep, layer, b, h)] : c->ctx_len[b];
       N += cnt;
       same &= cnt == n0;
+      rows_same &= cnt == nb[b];
     }
-  // Dense when every (row, head) keeps n0 entries: a (B, Hkv, n0, hd) block, attended by SDPA.
-  int dense = same && c->attn_path == KV_ATTN_AUTO;
-  int64_t base = P + (dense ? n0 : 0);
+  }
+  // Dense when every (row, head) keeps n0 entries: a (B, Hkv, n0, hd) block, attended by one SDPA
+  // call; when only each row's heads agree, a (1, Hkv, n_b, hd) block per row in buffers of its own
+  // (one SDPA call per row); else compact.
+  int dense = rows_same && c->attn_path == KV_ATTN_AUTO, groups = dense && !same ? B : 1;
   // idx: the flat rows (B·Hkv·T, hd) of k/v kept, in (row, head, position) order; seg and pos for
   // a compact layer.
   int64_t *idx = malloc(sizeof(int64_t) * (size_t)(3 * N + 1)), *seg = idx + N, *pos = idx + 2 * N, n = 0;
-  if (!idx) return pith_fail(err, "kv_cache: out of memory");
+  if (!idx) {
+    free(nb);
+    return pith_fail(err, "kv_cache: out of memory");
+  }
   for (int b = 0; b < B; b++)
     for (int h = 0; h < Hkv; h++) {
       int cnt = keep ? keep->n[kv_keep_index(keep, layer, b, h)] : c->ctx_len[b];
@@ -231,42 +245,56 @@ int kv_cache_set_layer(kv_cache *c, int layer, const pt_tensor *k, const pt_tens
       }
     }
   pt_scope s = pt_scope_begin();
-  pt_tensor *keepers[6] = {NULL, NULL, NULL, NULL, NULL, NULL};  // buffer K, V; compact K, V, seg, pos
-  for (int i = 0; i < 2; i++) {
-    keepers[i] = pt_zeros(PT_SHAPE(B, Hkv, base + c->tail_cap, hd), c->dtype, c->device);
-    if (P > 0) pt_copy_(pt_slice(keepers[i], 2, 0, P), i ? c->prefix_v[layer] : c->prefix_k[layer]);
+  // keepers: compact K, V, seg, pos; then buffer K, V of each group
+  pt_tensor **keepers = calloc((size_t)(4 + 2 * groups), sizeof(pt_tensor *));
+  if (!keepers) {
+    free(idx), free(nb);
+    pt_scope_end(s);
+    return pith_fail(err, "kv_cache: out of memory");
   }
   pt_tensor *it = N > 0 ? pt_from_data(idx, PT_I64, PT_SHAPE(N), c->device) : NULL;
-  if (dense && N > 0) {
-    // index_select copies only the kept rows (detached: no graph keeps the full K/V alive).
+  for (int g = 0, off = 0; g < groups; g++) {
+    int r0 = groups == 1 ? 0 : g, rows = groups == 1 ? B : 1, n = dense ? nb[r0] : 0, cnt = rows * Hkv * n;
+    int64_t base = P + n;
+    c->base[layer * B + g] = base;
     for (int i = 0; i < 2; i++) {
-      pt_tensor *rows = pt_index_select(pt_reshape(pt_detach(kv[i]), PT_SHAPE(B * Hkv * T, hd)), 0, it);
-      pt_copy_(pt_slice(keepers[i], 2, P, base), pt_view(rows, PT_SHAPE(B, Hkv, n0, hd)));
+      pt_tensor *buf = keepers[4 + 2 * g + i] = pt_zeros(PT_SHAPE(rows, Hkv, base + c->tail_cap, hd), c->dtype, c->device);
+      if (P > 0) pt_copy_(pt_slice(buf, 2, 0, P), pt_slice(i ? c->prefix_v[layer] : c->prefix_k[layer], 0, r0, r0 + rows));
+      if (cnt > 0) {  // index_select copies only the kept rows (detached: no graph keeps the full K/V alive)
+        pt_tensor *sel = pt_index_select(pt_reshape(pt_detach(kv[i]), PT_SHAPE(B * Hkv * T, hd)), 0, pt_slice(it, 0, off, off + cnt));
+        pt_copy_(pt_slice(buf, 2, P, base), pt_view(sel, PT_SHAPE(rows, Hkv, n, hd)));
+      }
     }
-  } else if (!dense) {
-    for (int i = 0; i < 2; i++)
-      keepers[2 + i] = N > 0 ? pt_index_select(pt_reshape(pt_detach(kv[i]), PT_SHAPE(B * Hkv * T, hd)), 0, it)
-                             : pt_zeros(PT_SHAPE(0, hd), c->dtype, c->device);
-    keepers[4] = N > 0 ? pt_from_data(seg, PT_I64, PT_SHAPE(N), c->device) : pt_zeros(PT_SHAPE(0), PT_I64, c->device);
-    keepers[5] = N > 0 ? pt_from_data(pos, PT_I64, PT_SHAPE(N), c->device) : pt_zeros(PT_SHAPE(0), PT_I64, c->device);
+    off += cnt;
   }
-  free(idx);
-  pt_scope_return_n(s, keepers, 6);
+  if (!dense) {
+    for (int i = 0; i < 2; i++)
+      keepers[i] = N > 0 ? pt_index_select(pt_reshape(pt_detach(kv[i]), PT_SHAPE(B * Hkv * T, hd)), 0, it)
+                             : pt_zeros(PT_SHAPE(0, hd), c->dtype, c->device);
+    keepers[2] = N > 0 ? pt_from_data(seg, PT_I64, PT_SHAPE(N), c->device) : pt_zeros(PT_SHAPE(0), PT_I64, c->device);
+    keepers[3] = N > 0 ? pt_from_data(pos, PT_I64, PT_SHAPE(N), c->device) : pt_zeros(PT_SHAPE(0), PT_I64, c->device);
+  }
+  free(idx), free(nb);
+  int nk = 4 + 2 * groups;
+  pt_scope_return_n(s, keepers, nk);
   if (!pt_ok()) {
-    for (int i = 0; i < 6; i++) pt_free(keepers[i]);
+    for (int i = 0; i < nk; i++) pt_free(keepers[i]);
+    free(keepers);
     return pt_fail(err, "kv_cache: layer %d", layer);
   }
-  c->bk[layer] = pt_keep(keepers[0]), c->bv[layer] = pt_keep(keepers[1]);
+  for (int g = 0; g < groups; g++)
+    c->bk[layer * B + g] = pt_keep(keepers[4 + 2 * g]), c->bv[layer * B + g] = pt_keep(keepers[5 + 2 * g]);
   if (!dense) {
-    c->ck[layer] = pt_keep(keepers[2]), c->cv[layer] = pt_keep(keepers[3]);
-    c->seg[layer] = pt_keep(keepers[4]), c->pos[layer] = pt_keep(keepers[5]);
+    c->ck[layer] = pt_keep(keepers[0]), c->cv[layer] = pt_keep(keepers[1]);
+    c->seg[layer] = pt_keep(keepers[2]), c->pos[layer] = pt_keep(keepers[3]);
   }
+  free(keepers);
   if (P > 0) {  // the prefix now lives in the buffers
     pt_free(c->prefix_k[layer]), pt_free(c->prefix_v[layer]);
     c->prefix_k[layer] = c->prefix_v[layer] = NULL;
   }
   c->dense[layer] = dense;
-  c->base[layer] = base;
+  c->groups[layer] = groups;
   c->n_ctx[layer] = N;
   c->built[layer] = 1;
   return 0;
@@ -305,36 +333,41 @@ int kv_cache_step_begin(kv_cache *c, const pt_tensor *valid, int64_t T, pith_err
   return 0;
 }
 
-// The step's mask over a layer's buffer (B, 1, T, base + D + T) bool: the first base entries (prefix
-// and dense kept context) seen by every query, the tail where valid, the new keys causal and valid,
-// or the query itself (so that no row is ever all masked). Built once per step and base.
-static pt_tensor *step_mask(kv_cache *c, int64_t base) {
-  if (c->step_mask && c->step_mask_base == base) return c->step_mask;
+// The step's masks over a layer's buffer (rows, 1, T, base + D + T) bool: the first base entries
+// (prefix and dense kept context) seen by every query, the tail where valid, the new keys causal and
+// valid, or the query itself (so that no row is ever all masked). The tail's and new keys' part
+// (B, 1, T, D + T) once per step; the whole batch's mask once per step and base.
+static pt_tensor *step_tail_mask(kv_cache *c) {
+  if (c->step_tail_mask) return c->step_tail_mask;
   int64_t B = c->batch, D = c->dense_len, T = c->step_len;
   pt_device dev = c->device;
   pt_scope s = pt_scope_begin();
-  if (!c->step_tail_mask) {
-    pt_tensor *tri = pt_tril(pt_ones(PT_SHAPE(T, T), PT_BOOL, dev), 0);
-    pt_tensor *eye = pt_eq(tri, pt_triu(pt_ones(PT_SHAPE(T, T), PT_BOOL, dev), 0));
-    pt_tensor *news = pt_maximum(pt_mul(pt_view(tri, PT_SHAPE(1, 1, T, T)), pt_view(c->step_valid, PT_SHAPE(B, 1, 1, T))),
-                                 pt_view(eye, PT_SHAPE(1, 1, T, T)));
-    pt_tensor *parts[2] = {NULL, news};
-    if (D > 0)
-      parts[0] = pt_expand(pt_view(pt_slice(c->tail_valid, 1, 0, D), PT_SHAPE(B, 1, 1, D)), PT_SHAPE(B, 1, T, D));
-    pt_tensor *tm = D > 0 ? pt_cat(parts, 2, 3) : news;
-    tm = pt_scope_return(s, pt_contiguous(tm));
-    if (!tm) return NULL;
-    c->step_tail_mask = pt_keep(tm);
-    s = pt_scope_begin();
-  }
-  pt_tensor *m = c->step_tail_mask;
-  if (base > 0) {
-    pt_tensor *parts[2] = {pt_ones(PT_SHAPE(B, 1, T, base), PT_BOOL, dev), c->step_tail_mask};
-    m = pt_cat(parts, 2, 3);
-  } else {
-    m = pt_clone(m);
-  }
-  m = pt_scope_return(s, m);
+  pt_tensor *tri = pt_tril(pt_ones(PT_SHAPE(T, T), PT_BOOL, dev), 0);
+  pt_tensor *eye = pt_eq(tri, pt_triu(pt_ones(PT_SHAPE(T, T), PT_BOOL, dev), 0));
+  pt_tensor *news = pt_maximum(pt_mul(pt_view(tri, PT_SHAPE(1, 1, T, T)), pt_view(c->step_valid, PT_SHAPE(B, 1, 1, T))),
+                               pt_view(eye, PT_SHAPE(1, 1, T, T)));
+  pt_tensor *parts[2] = {NULL, news};
+  if (D > 0)
+    parts[0] = pt_expand(pt_view(pt_slice(c->tail_valid, 1, 0, D), PT_SHAPE(B, 1, 1, D)), PT_SHAPE(B, 1, T, D));
+  pt_tensor *tm = pt_scope_return(s, pt_contiguous(D > 0 ? pt_cat(parts, 2, 3) : news));
+  if (tm) c->step_tail_mask = pt_keep(tm);
+  return c->step_tail_mask;
+}
+
+// The mask for rows [r0, r0 + rows) of a buffer with `base` entries before its tail, in the current scope.
+static pt_tensor *rows_mask(kv_cache *c, int64_t r0, int64_t rows, int64_t base) {
+  pt_tensor *tm = step_tail_mask(c);
+  if (!tm) return NULL;
+  tm = pt_slice(tm, 0, r0, r0 + rows);
+  if (base == 0) return tm;
+  pt_tensor *parts[2] = {pt_ones(PT_SHAPE(rows, 1, c->step_len, base), PT_BOOL, c->device), tm};
+  return pt_cat(parts, 2, 3);
+}
+
+static pt_tensor *step_mask(kv_cache *c, int64_t base) {
+  if (c->step_mask && c->step_mask_base == base) return c->step_mask;
+  pt_scope s = pt_scope_begin();
+  pt_tensor *m = pt_scope_return(s, pt_contiguous(rows_mask(c, 0, c->batch, base)));
   if (!m) return NULL;
   pt_free(c->step_mask);
   c->step_mask = pt_keep(m);
@@ -348,7 +381,7 @@ static pt_tensor *attend_compact(kv_cache *c, int l, const pt_tensor *q, pt_tens
   int64_t B = c->batch, Hkv = c->n_kv_heads, H = c->n_heads, G = H / Hkv, hd = c->head_dim, T = c->step_len;
   int64_t GT = G * T, N = c->n_ctx[l], S = pt_size(kdb, 2);
   double scale = 1.0 / sqrt((double)hd);
-  pt_tensor *mask = step_mask(c, c->base[l]);
+  pt_tensor *mask = step_mask(c, c->base[l * B]);
   if (!mask) return NULL;
   // Query head h reads KV head h / G: group the G heads of a KV head, with their T queries, on one axis.
   pt_tensor *qf = pt_to_dtype(pt_reshape(q, PT_SHAPE(B, Hkv, GT, hd)), PT_F32);
@@ -428,19 +461,27 @@ pt_tensor *kv_cache_attend(kv_cache *c, int layer, const pt_tensor *q, const pt_
                 pt_dtype_name(c->dtype));
       return NULL;
     }
-  // The new K/V go into the layer's tail first; then the attention reads the buffer's filled part.
-  int64_t at = c->base[layer] + c->dense_len, S = at + T;
-  pt_copy_(pt_slice(c->bk[layer], 2, at, S), k);
-  pt_copy_(pt_slice(c->bv[layer], 2, at, S), v);
-  pt_tensor *kd = pt_slice(c->bk[layer], 2, 0, S), *vd = pt_slice(c->bv[layer], 2, 0, S), *out = NULL;
-  if (!c->dense[layer]) {
-    out = attend_compact(c, layer, q, kd, vd);
-  } else if (c->step_all_valid) {  // every key real: plain causal (the new tokens) attention
-    out = pt_attention(q, kd, vd, NULL, T > 1, 0);
-  } else {
-    pt_tensor *mask = step_mask(c, c->base[layer]);
-    out = mask ? pt_attention(q, kd, vd, mask, 0, 0) : NULL;
+  // The new K/V go into the layer's tail first; then the attention reads the buffers' filled part.
+  int groups = c->groups[layer];
+  pt_tensor *outs[groups], *out = NULL;
+  for (int g = 0; g < groups; g++) {
+    int i0 = layer * (int)B + g;
+    int64_t r0 = groups == 1 ? 0 : g, rows = groups == 1 ? B : 1, at = c->base[i0] + c->dense_len, S = at + T;
+    const pt_tensor *kg = groups == 1 ? k : pt_slice(k, 0, r0, r0 + 1), *vg = groups == 1 ? v : pt_slice(v, 0, r0, r0 + 1);
+    const pt_tensor *qg = groups == 1 ? q : pt_slice(q, 0, r0, r0 + 1);
+    pt_copy_(pt_slice(c->bk[i0], 2, at, S), kg);
+    pt_copy_(pt_slice(c->bv[i0], 2, at, S), vg);
+    pt_tensor *kd = pt_slice(c->bk[i0], 2, 0, S), *vd = pt_slice(c->bv[i0], 2, 0, S);
+    if (!c->dense[layer]) {
+      outs[g] = attend_compact(c, layer, q, kd, vd);
+    } else if (c->step_all_valid) {  // every key real: plain causal (the new tokens) attention
+      outs[g] = pt_attention(qg, kd, vd, NULL, T > 1, 0);
+    } else {
+      pt_tensor *mask = groups == 1 ? step_mask(c, c->base[i0]) : rows_mask(c, r0, rows, c->base[i0]);
+      outs[g] = mask ? pt_attention(qg, kd, vd, mask, 0, 0) : NULL;
+    }
   }
+  out = groups == 1 ? outs[0] : pt_cat(outs, groups, 0);
   if (!out || !pt_ok()) {
     c->broken = 1;
     pt_fail(err, "kv_cache: attention of layer %d", layer);
@@ -488,7 +529,8 @@ kv_cache_usage kv_cache_bytes(const kv_cache *c) {
       if (c->prefix_k) u.prefix += nbytes(c->prefix_k[l]) + nbytes(c->prefix_v[l]);
       continue;
     }
-    int64_t buf = nbytes(c->bk[l]) + nbytes(c->bv[l]);
+    int64_t buf = 0;
+    for (int g = 0; g < c->groups[l]; g++) buf += nbytes(c->bk[l * c->batch + g]) + nbytes(c->bv[l * c->batch + g]);
     int64_t pre = heads * c->prefix_len * row, kept = c->dense[l] ? c->n_ctx[l] * row : 0, tail = heads * D * row;
     u.prefix += pre;
     u.kept += kept + nbytes(c->ck[l]) + nbytes(c->cv[l]);

@@ -1,10 +1,13 @@
 // kv_cache: a KV cache for B rows that stores only the context entries a press kept, per KV head.
 //
-// Per layer, one buffer K and one V (B, Hkv, cap, hd) hold the dense entries back to back:
+// Per layer, one buffer K and one V (B, Hkv, cap, hd) hold the dense entries back to back (or one
+// pair per row, (1, Hkv, cap_b, hd), when the rows keep different counts):
 //   [prefix P | kept context (dense layers) | tail D | room for more tail]
 //   - the prefix: a 500x compressor's compress tokens, never evicted;
 //   - the kept context, when every (row, KV head) of the layer keeps the same count n (every press
-//     but adakv at batch 1, and rows of one length): a dense (B, Hkv, n, hd) block, no index;
+//     but adakv at batch 1, and rows of one length): a dense (B, Hkv, n, hd) block, no index; when
+//     only each row's heads agree (rows of different lengths, any press but adakv): a dense
+//     (1, Hkv, n_b, hd) block in each row's own buffer, no padding, no index;
 //   - the tail: what comes after the press (the question, generated tokens), written in place
 //     (room for kv_cache_reserve_tail's count, grown by doubling past it); rows advance in
 //     lockstep, a validity mask (B, D) says which entries are real.
@@ -14,7 +17,7 @@
 // padding, with each entry's segment and original context position; its buffer holds the prefix
 // and the tail only.
 // Attention over a dense layer is one fused SDPA call over the buffer's filled part (with no mask
-// when every tail entry and new token is real). Over a compact layer (kv_cache_attend) it is one
+// when every tail entry and new token is real), one per row where each row has its buffer. Over a compact layer (kv_cache_attend) it is one
 // softmax over the compact entries and the buffer's per (row, query head): the compact entries are
 // scored against their row's queries (GQA: H/Hkv query heads share a KV head), their segment max
 // taken with a scatter amax and their exp-weights and weighted values summed per segment with
@@ -46,13 +49,16 @@ typedef struct {
   int64_t prefix_len;                // P (0: no prefix)
   pt_tensor **prefix_k, **prefix_v;  // n_layers each (B, Hkv, P, hd) until the layer is set, or NULL
   int *built;                        // (n_layers): the layer's context is set
-  int *dense;                        // (n_layers): its kept context is a dense block in its buffer
+  int *dense;                        // (n_layers): its kept context is dense in its buffer(s)
+  int *groups;                       // (n_layers): 1 buffer pair for every row, or batch (one per row)
   int64_t *n_ctx;                    // (n_layers): N_l, the layer's kept entries over every row and head
-  int64_t *base;                     // (n_layers): entries before the tail in its buffer: P (+ n when dense)
+  int64_t *base;                     // (n_layers × batch): entries before the tail in buffer g of layer
+                                     // l, [l·batch + g]: P (+ the row's n when dense)
   pt_tensor **ck, **cv;              // n_layers each (N_l, hd): a compact layer's kept K (rotated) and V
   pt_tensor **seg;                   // n_layers each (N_l) i64: row * Hkv + head of each entry
   pt_tensor **pos;                   // n_layers each (N_l) i64: its position in the row's context
-  pt_tensor **bk, **bv;              // n_layers each (B, Hkv, base + tail_cap, hd): see above
+  pt_tensor **bk, **bv;              // n_layers × batch each, [l·batch + g]: buffer g of layer l,
+                                     // (rows of g, Hkv, base + tail_cap, hd): see above
   int64_t tail_cap;                  // tail entries the buffers have room for
   int64_t dense_len;                 // D: tail entries written, every row the same
   pt_tensor *tail_valid;             // (B, tail_cap) bool; the first D are the tail's validity
@@ -64,7 +70,7 @@ typedef struct {
   pt_tensor *step_valid;             // (B, T) bool kept
   pt_tensor *step_tail_mask;         // (B, 1, T, D + T) bool kept: the tail and new keys each query sees
   pt_tensor *step_mask;              // (B, 1, T, step_mask_base + D + T) bool kept, the last one built
-  int64_t step_mask_base;            // (layers with the same base share it)
+  int64_t step_mask_base;            // for every row (layers with the same base share it)
   int broken;                        // a step failed half-way: the layers disagree, refuse to go on
 } kv_cache;
 

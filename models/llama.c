@@ -339,8 +339,8 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
   // Only attention probabilities wanted: nothing after that layer is needed.
   int attn_only = in->want_attn && in->no_logits && !in->want_kv && !in->want_hidden;
   // Nothing wanted but the on_layer calls (a press filling its cache from the layers' K/V): the last
-  // layer's attention and MLP feed nothing, so they are skipped.
-  int layers_only = in->on_layer && in->no_logits && !in->want_kv && !in->want_hidden && !in->want_attn && !in->attend;
+  // layer's attention (attend included) and MLP feed nothing, so they are skipped.
+  int layers_only = in->on_layer && in->no_logits && !in->want_kv && !in->want_hidden && !in->want_attn;
   for (int l = 0; l < c->n_layers && x; l++) {
     const llama_layer *L = &m->layers[l];
     pt_scope s = pt_scope_begin();

@@ -9,10 +9,11 @@
 //   (c) the cache's bytes after the press are exactly the kept entries' bytes, plus their index
 //       (compact layers only), the prefix, and the tail (written, and reserved room), the total
 //       counted from the tensors' storages;
-//   (g) the dense layout (every (row, head) of a layer keeps the same count: one SDPA call) and the
-//       compact one agree on the same keep (1e-5), and both equal the masked reference; a lone row
-//       under a non-adaptive press gets the dense layout (no index bytes), a batch of rows of
-//       different lengths the compact one;
+//   (g) the dense layouts (every (row, head) of a layer keeps the same count: one SDPA call; each
+//       row's heads keep one count: a buffer and an SDPA call per row) and the compact one agree on
+//       the same keep (1e-5), and all equal the masked reference; under a non-adaptive press a lone
+//       row and a batch of rows of different lengths get the dense layouts (no index bytes), adakv
+//       the compact one;
 //   (d) a batch of 3 rows of different context and question lengths gives each row its own tokens;
 //   (e) a prefix is attended (it changes the tokens, and matches the masked reference) and never
 //       evicted (a press that keeps nothing still sees it);
@@ -103,8 +104,9 @@ static pt_tensor *bool_tensor(const uint8_t *x, pt_shape s) { return pt_from_dat
 
 static double max_abs_diff(pt_tensor *a, pt_tensor *b) { return pt_item(pt_amax_dim(pt_view(pt_abs(pt_sub(a, b)), PT_SHAPE(-1)), 0, 0)); }
 
-// equal: every (row, head) keeps 3 entries (its own subset), so AUTO stores the layers dense; else
-// the counts differ (one head keeps nothing, one everything). reserve: tail room made beforehand for
+// equal 1: every (row, head) keeps 3 entries (its own subset), so AUTO stores the layers dense;
+// equal 2: row 0's heads keep 4, row 1's 2 (a dense buffer per row); 0: the counts differ (one head
+// keeps nothing, one everything). reserve: tail room made beforehand for
 // both steps. Every output is checked against the masked reference and against a second cache
 // that stores the same keep compactly (SEGMENT).
 static void test_attention(const llama_model *m, kv_attn_path path, int equal, int reserve) {
@@ -133,15 +135,15 @@ static void test_attention(const llama_model *m, kv_attn_path path, int equal, i
         int n = 0;
         for (int p = 0; p < ctx_len[b]; p++) {
           int on = (l == 0 && b == 1 && h == 0) ? 0 : (l == 0 && b == 0 && h == 1) ? 1 : (int)(mix(l * 97 + b * 13 + h * 5 + p) % 2);
-          if (equal) {  // EQ entries: those whose hash ranks among the EQ lowest of the row's
+          if (equal) {  // want entries: those whose hash ranks among the want lowest of the row's
             int below = 0;
             uint64_t mine = mix(l * 97 + b * 13 + h * 5 + p + 1000);
             for (int o = 0; o < ctx_len[b]; o++) below += mix(l * 97 + b * 13 + h * 5 + o + 1000) < mine;
-            on = below < EQ;
+            on = below < (equal == 1 ? EQ : b == 0 ? 4 : 2);
           }
           if (on) pos[n++] = p, kept[l][b][h][p] = 1;
         }
-        if (equal) CHECK(n == EQ);
+        if (equal) CHECK(n == (equal == 1 ? EQ : b == 0 ? 4 : 2));
         CHECK(kv_keep_set(keep, l, b, h, pos, n, &err) == 0);
       }
   kv_cache *c = kv_cache_new(m, B, ctx_len, pk, pv, &err), *cc = kv_cache_new(m, B, ctx_len, pk, pv, &err);
@@ -155,7 +157,9 @@ static void test_attention(const llama_model *m, kv_attn_path path, int equal, i
     CHECK_MSG(kv_cache_set_layer(cc, l, kc[l], vc[l], keep, &err) == 0, "%s", err.msg);
   }
   int dense = equal && path == KV_ATTN_AUTO;
-  for (int l = 0; l < 2; l++) CHECK_MSG(c->dense[l] == dense && !cc->dense[l], "layer %d: dense %d", l, c->dense[l]);
+  for (int l = 0; l < 2; l++)
+    CHECK_MSG(c->dense[l] == dense && !cc->dense[l] && c->groups[l] == (dense && equal == 2 ? B : 1),
+              "layer %d: dense %d, %d buffers", l, c->dense[l], c->groups[l]);
 
   // (c) bytes after the press: the kept entries and nothing else of the context (compact: with
   // their 16-byte index); the tail's room when reserved (T1 + 1 entries per layer, and validity).
@@ -322,15 +326,15 @@ static int ref_generate(const llama_model *m, pt_tensor *const *pk, pt_tensor *c
 }
 
 // What generate_pressed reports for row `row` of res (-1: every row): kept K/V (f32 or bf16 per
-// es), a 16-byte index per entry of the layers stored compact (the (row, head) counts of the whole
-// batch differ), and the prefix of P entries per layer and head.
+// es), a 16-byte index per entry of the layers stored compact (some row's heads keep different
+// counts), and the prefix of P entries per layer and head.
 static int64_t want_bytes(const llama_model *m, const gen_press_result *res, int row, int64_t P, int64_t es) {
   const kv_keep *k = res->keep;
   int64_t bytes = 0;
   for (int l = 0; l < k->n_layers; l++) {
-    int n0 = k->n[kv_keep_index(k, l, 0, 0)], same = 1;
+    int same = 1;
     for (int b = 0; b < k->batch; b++)
-      for (int h = 0; h < k->n_kv_heads; h++) same &= k->n[kv_keep_index(k, l, b, h)] == n0;
+      for (int h = 0; h < k->n_kv_heads; h++) same &= k->n[kv_keep_index(k, l, b, h)] == k->n[kv_keep_index(k, l, b, 0)];
     for (int b = 0; b < k->batch; b++) {
       if (row >= 0 && b != row) continue;
       for (int h = 0; h < k->n_kv_heads; h++)
@@ -576,12 +580,15 @@ static void test_presses(const llama_model *m) {
       gen_press_result res;
       CHECK_MSG(gen_pressed(m, &one, &cfg, &res, &err) == 0, "%s: %s", specs[i], err.msg);
       CHECK_MSG(same_ids(all.ids[b], all.n[b], res.ids[0], res.n[0]), "%s: row %d differs in the batch", specs[i], b);
-      // (g) alone, a non-adaptive press keeps one count per head: the dense layout, no index; in the
-      // batch (rows of different lengths) the compact one.
-      if (!p.adaptive)
+      // (g) a non-adaptive press keeps one count per head of a row: the dense layouts, no index, alone
+      // and in the batch (rows of different lengths: a buffer per row); adakv the compact one.
+      if (!p.adaptive) {
         CHECK_MSG(res.kv_bytes == res.kv_kept * 2 * m->cfg.head_dim * 4, "%s: row %d alone: %lld bytes, not dense",
                   specs[i], b, (long long)res.kv_bytes);
-      CHECK(all.row_bytes[b] == res.kv_kept * (2 * m->cfg.head_dim * 4 + 16));
+        CHECK_MSG(all.row_bytes[b] == res.kv_kept * 2 * m->cfg.head_dim * 4, "%s: row %d in the batch: %lld bytes, not dense",
+                  specs[i], b, (long long)all.row_bytes[b]);
+      }
+      CHECK(all.row_bytes[b] == want_bytes(m, &all, b, 0, 4));
       for (int l = 0; l < L; l++)
         for (int h = 0; h < Hkv; h++) {
           int ia = kv_keep_index(all.keep, l, b, h), io = kv_keep_index(res.keep, l, 0, h);
@@ -616,6 +623,7 @@ static void test_bf16(void) {
   llama_model *m = small_model(small_config(), 1, PT_BF16);
   test_attention(m, KV_ATTN_AUTO, 0, 0);
   test_attention(m, KV_ATTN_AUTO, 1, 0);
+  test_attention(m, KV_ATTN_AUTO, 2, 0);
   hash_press hp = {.pct = 50};
   const int32_t *ctxs[2] = {CTX0, Q0}, *qs[2] = {Q0, CTX0};
   int nc[2] = {14, 4}, nq[2] = {4, 9};
@@ -811,6 +819,9 @@ int main(void) {
   test_attention(m, KV_ATTN_AUTO, 1, 0);
   test_attention(m, KV_ATTN_AUTO, 1, 1);
   test_attention(m, KV_ATTN_GEMM, 1, 0);
+  test_attention(m, KV_ATTN_AUTO, 2, 0);
+  test_attention(m, KV_ATTN_AUTO, 2, 1);
+  test_attention(m, KV_ATTN_SEGMENT, 2, 0);
   test_generation_vs_reference(m, 50, NEW);
   test_generation_vs_reference(m, 25, NEW);
   test_generation_vs_reference(m, 50, 40);
