@@ -124,9 +124,8 @@ static int last_logits(const llama_model *m, const pt_tensor *head_t, pt_tensor 
 
 // One forward of tok (B, T) over the cache: hidden states of position last[b] of each row.
 static int cache_step(const llama_model *m, const pt_tensor *head_t, const gen_press_request *r, kv_cache *c,
-                      const int64_t *tok,
-                      const uint8_t *valid, const int64_t *pos, const int64_t *last, int64_t T, float *logits,
-                      pith_err *err) {
+                      const int64_t *tok, const uint8_t *valid, const int64_t *pos, const int64_t *last, int64_t T,
+                      float *logits, pith_err *err) {
   int64_t B = r->batch;
   pt_scope s = pt_scope_begin();
   pt_device dev = m->device;
