@@ -644,3 +644,76 @@ int synth_write_tokenizer(const char *dir, int *vocab_size, pith_err *err) {
   free(j.p);
   return rc;
 }
+
+int synth_write_bert_tokenizer(const char *dir, int *vocab_size, pith_err *err) {
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST) return pith_fail(err, "%s: cannot create: %s", dir, strerror(errno));
+  static const char *const SPECIALS[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+  vocab v = {0};
+  for (int i = 0; i < 5; i++) vocab_add(&v, SPECIALS[i]);
+  // Every printable ASCII character alone, and every letter and digit as a continuation: any text
+  // of the world (and any ASCII text) encodes without [UNK].
+  for (int c = '!'; c <= '~'; c++) {
+    char one[2] = {(char)c, 0}, cont[4] = {'#', '#', (char)c, 0};
+    vocab_add(&v, one);
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) vocab_add(&v, cont);
+  }
+  const word_list *w = grammar_words();
+  for (int i = 0; i < w->n; i++) vocab_add(&v, w->words[i]);
+  // Method names: a capitalised syllable begins one, lower-case ones continue it.
+  for (int k = 0; k < N_SYLLABLES; k++) {
+    char syl[8], cont[12];
+    syllable(k, 1, syl);
+    vocab_add(&v, syl);
+    syllable(k, 0, syl);
+    snprintf(cont, sizeof cont, "##%s", syl);
+    vocab_add(&v, cont);
+  }
+  for (const char *slot = ANSWER_SLOTS; *slot; slot++)  // every answer value one token, as in the BPE
+    for (int i = 0; i < slot_count(*slot); i++) {
+      char val[16];
+      slot_value(*slot, i, val);
+      vocab_add(&v, val);
+    }
+
+  sbuf j = {0};
+  sb_str(&j, "{\n\"version\": \"1.0\",\n\"truncation\": null,\n\"padding\": null,\n\"added_tokens\": [\n");
+  for (int i = 0; i < 5; i++)
+    sb_printf(&j, "  {\"id\": %d, \"content\": \"%s\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
+              "\"normalized\": false, \"special\": true}%s\n", i, SPECIALS[i], i < 4 ? "," : "");
+  sb_str(&j, "],\n\"normalizer\": {\"type\": \"BertNormalizer\", \"clean_text\": true, \"handle_chinese_chars\": true, "
+             "\"strip_accents\": null, \"lowercase\": false},\n"
+             "\"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"},\n"
+             "\"post_processor\": {\"type\": \"TemplateProcessing\", "
+             "\"single\": [{\"SpecialToken\": {\"id\": \"[CLS]\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}, "
+             "{\"SpecialToken\": {\"id\": \"[SEP]\", \"type_id\": 0}}], "
+             "\"pair\": [{\"SpecialToken\": {\"id\": \"[CLS]\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}, "
+             "{\"SpecialToken\": {\"id\": \"[SEP]\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"B\", \"type_id\": 1}}, "
+             "{\"SpecialToken\": {\"id\": \"[SEP]\", \"type_id\": 1}}], "
+             "\"special_tokens\": {\"[CLS]\": {\"id\": \"[CLS]\", \"ids\": [2], \"tokens\": [\"[CLS]\"]}, "
+             "\"[SEP]\": {\"id\": \"[SEP]\", \"ids\": [3], \"tokens\": [\"[SEP]\"]}}},\n"
+             "\"decoder\": {\"type\": \"WordPiece\", \"prefix\": \"##\", \"cleanup\": true},\n"
+             "\"model\": {\"type\": \"WordPiece\", \"unk_token\": \"[UNK]\", \"continuing_subword_prefix\": \"##\", "
+             "\"max_input_chars_per_word\": 100,\n\"vocab\": {\n");
+  for (int i = 0; i < v.n; i++) {
+    sb_json(&j, v.piece[i]);
+    sb_printf(&j, ": %d%s\n", i, i + 1 < v.n ? "," : "");
+  }
+  sb_str(&j, "}\n}\n}\n");
+
+  static const char CONFIG[] =
+      "{\n  \"tokenizer_class\": \"BertTokenizer\",\n  \"do_lower_case\": false,\n  \"cls_token\": \"[CLS]\",\n"
+      "  \"sep_token\": \"[SEP]\",\n  \"pad_token\": \"[PAD]\",\n  \"unk_token\": \"[UNK]\",\n"
+      "  \"mask_token\": \"[MASK]\",\n  \"model_max_length\": 512\n}\n";
+  int rc = 0;
+  char path[4096];
+  if (v.oom || j.oom) rc = pith_fail(err, "out of memory");
+  if (!rc && snprintf(path, sizeof path, "%s/tokenizer.json", dir) >= (int)sizeof path) rc = pith_fail(err, "%s: path too long", dir);
+  if (!rc) rc = pith_write_file_atomic(path, j.p, j.n, err);
+  if (!rc) snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+  if (!rc) rc = pith_write_file_atomic(path, CONFIG, sizeof CONFIG - 1, err);
+  if (!rc && vocab_size) *vocab_size = v.n;
+  for (int i = 0; i < v.n; i++) free(v.piece[i]);
+  free(v.piece);
+  free(j.p);
+  return rc;
+}

@@ -81,5 +81,11 @@ int synth_write_jsonl(uint64_t seed, int64_t n_docs, const char *docs_path, cons
 // <|eos|>, pad <|pad|>; bos added by the post-processor, as LLaMA's). DIR is created if needed.
 // *vocab_size (may be NULL) gets its size.
 int synth_write_tokenizer(const char *dir, int *vocab_size, pith_err *err);
+// DIR/tokenizer.json and tokenizer_config.json: a cased BERT WordPiece tokenizer for the world's
+// token classifiers (pith distill method=classifier, LLMLingua-2's scorer): BERT's normalizer and
+// pre-tokenizer, [PAD] [UNK] [CLS] [SEP] [MASK] = 0..4; every grammar word and answer value one
+// piece, a method name a capitalised syllable then ##syllables; every printable ASCII character
+// (letters and digits also as ##x), so no ASCII text meets [UNK]. *vocab_size: its size.
+int synth_write_bert_tokenizer(const char *dir, int *vocab_size, pith_err *err);
 
 #endif

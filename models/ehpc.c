@@ -445,6 +445,91 @@ static int cmp_double(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+
+// One probe: the sequence ehpc_compress scores for {context, question} ([bos] context question,
+// each tokenized on its own), the needle at context bytes [needle_at, needle_end); its token span
+// from the prefixes' lengths. Adds every head's needle attention to r->head_scores. seq (max_n)
+// and att (n_heads × max_n) are scratch.
+static int score_probe(llama_model *m, const tokenizer *tok, const char *context, size_t needle_at, size_t needle_end,
+                       const char *question, int64_t max_n, int window, int32_t *seq, float *att, ehpc_probe_result *r,
+                       pith_err *err) {
+  int32_t bos = tokenizer_adds_bos(tok) ? tokenizer_bos_id(tok) : -1;
+  int32_t *ci = NULL, *qi = NULL;
+  size_t nc = 0, nq = 0;
+  int rc = 0;
+  int64_t s0 = token_len(tok, context, needle_at, err), s1 = s0 < 0 ? -1 : token_len(tok, context, needle_end, err);
+  if (s0 < 0 || s1 < 0 || tokenizer_encode(tok, context, strlen(context), 0, &ci, &nc, err) ||
+      tokenizer_encode(tok, question, strlen(question), 0, &qi, &nq, err)) {
+    rc = -1;
+  } else {
+    int64_t p0 = bos >= 0, n = p0 + (int64_t)(nc + nq);
+    if (n > max_n) {
+      rc = pith_fail(err, "ehpc probe: a probe of %lld tokens is longer than %lld", (long long)n, (long long)max_n);
+    } else if (window >= n - p0 - s1) {
+      rc = pith_fail(err, "ehpc probe: the --window of %d tokens reaches into the needle (%lld tokens follow it)",
+                     window, (long long)(n - p0 - s1));
+    } else {
+      if (p0) seq[0] = bos;
+      memcpy(seq + p0, ci, nc * sizeof *ci);
+      memcpy(seq + p0 + nc, qi, nq * sizeof *qi);
+      for (int l = 0; l < r->n_layers && rc == 0; l++) {
+        if (ehpc_layer_attention(m, l, seq, n, window, att, err)) {
+          rc = -1;
+          break;
+        }
+        for (int h = 0; h < r->n_heads; h++) {
+          double s = 0;
+          for (int64_t i = p0 + s0; i < p0 + s1; i++) s += att[(size_t)h * n + i];
+          r->head_scores[l * r->n_heads + h] += s;
+        }
+      }
+      r->n_probes++;
+    }
+  }
+  free(ci);
+  free(qi);
+  return rc;
+}
+
+// After the probes: the mean head scores, the best layer, its top heads, the median head.
+static int probe_finish(const ehpc_probe_options *o, ehpc_probe_result *r, pith_err *err) {
+  int rc = 0, L = r->n_layers, H = r->n_heads;
+  if (r->n_probes == 0) return pith_fail(err, "ehpc probe: no probes ran");
+  for (int i = 0; i < L * H; i++) r->head_scores[i] /= r->n_probes;
+  r->best_layer = 0;
+  for (int l = 0; l < L; l++) {
+    for (int h = 0; h < H; h++) r->layer_scores[l] += r->head_scores[l * H + h];
+    if (r->layer_scores[l] > r->layer_scores[r->best_layer]) r->best_layer = l;
+  }
+  // the best layer's heads, best first
+  int top = o->top < H ? o->top : H;
+  ehpc_heads *eh = &r->heads;
+  memset(eh, 0, sizeof *eh);
+  eh->layer = r->best_layer;
+  uint8_t taken[EHPC_MAX_HEADS] = {0};
+  const double *row = r->head_scores + (size_t)r->best_layer * H;
+  for (int i = 0; i < top && i < EHPC_MAX_HEADS; i++) {
+    int best = -1;
+    for (int h = 0; h < H && h < EHPC_MAX_HEADS; h++)
+      if (!taken[h] && (best < 0 || row[h] > row[best])) best = h;
+    taken[best] = 1;
+    eh->heads[eh->n_heads++] = best;
+    r->chosen_mean += row[best];
+  }
+  r->chosen_mean /= eh->n_heads;
+  double *sorted = malloc((size_t)L * H * sizeof *sorted);
+  if (!sorted) {
+    rc = pith_fail(err, "out of memory");
+  } else {
+    memcpy(sorted, r->head_scores, (size_t)L * H * sizeof *sorted);
+    qsort(sorted, (size_t)L * H, sizeof *sorted, cmp_double);
+    int nn = L * H;
+    r->median = nn % 2 ? sorted[nn / 2] : 0.5 * (sorted[nn / 2 - 1] + sorted[nn / 2]);
+    free(sorted);
+  }
+  return rc;
+}
+
 void ehpc_probe_result_free(ehpc_probe_result *r) {
   free(r->head_scores);
   free(r->layer_scores);
@@ -538,40 +623,8 @@ int ehpc_probe(llama_model *m, const tokenizer *tok, corpus *c, const ehpc_probe
       strbuf_adds(&ctx, "");
       if (!strbuf_ok(&ctx)) rc = pith_fail(err, "out of memory");
       if (rc == 0 && fn) fn(ctx.p, question, needle, depth, fn_ctx);
-      if (rc == 0 && !only_prompts) {
-        // The sequence ehpc_compress scores for {context, question}; the needle's token span from
-        // the prefixes' lengths.
-        int32_t *ci = NULL, *qi = NULL;
-        size_t nc = 0, nq = 0;
-        int64_t s0 = token_len(tok, ctx.p, needle_at, err), s1 = token_len(tok, ctx.p, needle_end, err);
-        if (s0 < 0 || s1 < 0 || tokenizer_encode(tok, ctx.p, ctx.n, 0, &ci, &nc, err) ||
-            tokenizer_encode(tok, question, strlen(question), 0, &qi, &nq, err)) {
-          rc = -1;
-        } else {
-          int64_t p0 = bos >= 0, n = p0 + (int64_t)(nc + nq);
-          if (n > budget) {
-            rc = pith_fail(err, "ehpc probe: a probe of %lld tokens outgrew the haystack budget %d", (long long)n, budget);
-          } else {
-            if (p0) seq[0] = bos;
-            memcpy(seq + p0, ci, nc * sizeof *ci);
-            memcpy(seq + p0 + nc, qi, nq * sizeof *qi);
-            for (int l = 0; l < L && rc == 0; l++) {
-              if (ehpc_layer_attention(m, l, seq, n, o->window, att, err)) {
-                rc = -1;
-                break;
-              }
-              for (int h = 0; h < H; h++) {
-                double s = 0;
-                for (int64_t i = p0 + s0; i < p0 + s1; i++) s += att[(size_t)h * n + i];
-                r->head_scores[l * H + h] += s;
-              }
-            }
-            r->n_probes++;
-          }
-        }
-        free(ci);
-        free(qi);
-      }
+      if (rc == 0 && !only_prompts)
+        rc = score_probe(m, tok, ctx.p, needle_at, needle_end, question, budget, o->window, seq, att, r, err);
       strbuf_free(&ctx);
     }
     strbuf_free(&hay);
@@ -579,43 +632,41 @@ int ehpc_probe(llama_model *m, const tokenizer *tok, corpus *c, const ehpc_probe
   corpus_record_free(&rec);
   free(att);
   free(seq);
-  if (rc == 0 && !only_prompts) {
-    if (r->n_probes == 0) rc = pith_fail(err, "ehpc probe: no probes ran (--needles and --depths must be >= 1)");
-  }
-  if (rc == 0 && !only_prompts) {
-    for (int i = 0; i < L * H; i++) r->head_scores[i] /= r->n_probes;
-    r->best_layer = 0;
-    for (int l = 0; l < L; l++) {
-      for (int h = 0; h < H; h++) r->layer_scores[l] += r->head_scores[l * H + h];
-      if (r->layer_scores[l] > r->layer_scores[r->best_layer]) r->best_layer = l;
+  if (rc == 0 && !only_prompts) rc = probe_finish(o, r, err);
+  if (rc) ehpc_probe_result_free(r);
+  return rc;
+}
+
+int ehpc_probe_items(llama_model *m, const tokenizer *tok, const ehpc_probe_item *items, int n_items,
+                     const ehpc_probe_options *o, ehpc_probe_result *r, pith_err *err) {
+  memset(r, 0, sizeof *r);
+  if (n_items < 1) return pith_fail(err, "ehpc probe: no probes given");
+  if (o->window < 1) return pith_fail(err, "--window must be at least 1");
+  int L = m->cfg.n_layers, H = m->cfg.n_heads, max_n = m->cfg.max_seq_len;
+  r->n_layers = L, r->n_heads = H;
+  r->head_scores = calloc((size_t)L * H, sizeof *r->head_scores);
+  r->layer_scores = calloc((size_t)L, sizeof *r->layer_scores);
+  float *att = malloc((size_t)H * max_n * sizeof *att);
+  int32_t *seq = malloc((size_t)max_n * sizeof *seq);
+  int rc = r->head_scores && r->layer_scores && att && seq ? 0 : pith_fail(err, "out of memory");
+  for (int i = 0; i < n_items && rc == 0; i++) {
+    const ehpc_probe_item *it = &items[i];
+    const char *at = it->needle && *it->needle && it->context ? strstr(it->context, it->needle) : NULL;
+    if (!at) {
+      rc = pith_fail(err, "probe %d: its needle is not in its context", i + 1);
+      break;
     }
-    // the best layer's heads, best first
-    int top = o->top < H ? o->top : H;
-    ehpc_heads *eh = &r->heads;
-    memset(eh, 0, sizeof *eh);
-    eh->layer = r->best_layer;
-    uint8_t taken[EHPC_MAX_HEADS] = {0};
-    const double *row = r->head_scores + (size_t)r->best_layer * H;
-    for (int i = 0; i < top && i < EHPC_MAX_HEADS; i++) {
-      int best = -1;
-      for (int h = 0; h < H && h < EHPC_MAX_HEADS; h++)
-        if (!taken[h] && (best < 0 || row[h] > row[best])) best = h;
-      taken[best] = 1;
-      eh->heads[eh->n_heads++] = best;
-      r->chosen_mean += row[best];
-    }
-    r->chosen_mean /= eh->n_heads;
-    double *sorted = malloc((size_t)L * H * sizeof *sorted);
-    if (!sorted) {
-      rc = pith_fail(err, "out of memory");
-    } else {
-      memcpy(sorted, r->head_scores, (size_t)L * H * sizeof *sorted);
-      qsort(sorted, (size_t)L * H, sizeof *sorted, cmp_double);
-      int nn = L * H;
-      r->median = nn % 2 ? sorted[nn / 2] : 0.5 * (sorted[nn / 2 - 1] + sorted[nn / 2]);
-      free(sorted);
+    size_t a = (size_t)(at - it->context);
+    if (score_probe(m, tok, it->context, a, a + strlen(it->needle), it->question ? it->question : "", max_n, o->window,
+                    seq, att, r, err)) {
+      char why[sizeof err->msg];
+      snprintf(why, sizeof why, "%s", err->msg);
+      rc = pith_fail(err, "probe %d: %s", i + 1, why);
     }
   }
+  free(att);
+  free(seq);
+  if (rc == 0) rc = probe_finish(o, r, err);
   if (rc) ehpc_probe_result_free(r);
   return rc;
 }

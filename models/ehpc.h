@@ -107,6 +107,15 @@ typedef void (*ehpc_probe_prompt_fn)(const char *context, const char *question, 
 // heads. With only_prompts, nothing is run: the prompts go to fn alone. 0, or -1 with err.
 int ehpc_probe(llama_model *m, const tokenizer *tok, corpus *c, const ehpc_probe_options *o, int only_prompts,
                ehpc_probe_prompt_fn fn, void *fn_ctx, ehpc_probe_result *r, pith_err *err);
+// The same scores over given probes (a task's own needles, e.g. pith compress ehpc-probe
+// --probes): each context holds its needle (its first occurrence is scored) and is followed by its
+// question, read as ehpc_compress reads {context, question}; o's window and top apply. 0, or -1
+// with err naming the probe (1-based).
+typedef struct {
+  const char *context, *question, *needle;
+} ehpc_probe_item;
+int ehpc_probe_items(llama_model *m, const tokenizer *tok, const ehpc_probe_item *items, int n_items,
+                     const ehpc_probe_options *o, ehpc_probe_result *r, pith_err *err);
 void ehpc_probe_result_free(ehpc_probe_result *r);
 
 #endif

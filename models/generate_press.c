@@ -41,6 +41,28 @@ static int prefill_layer(const llama_layer_view *v, void *vctx, pith_err *err) {
   return kv_cache_set_layer(p->cache, l, k, vv, p->keep, err);
 }
 
+// The prefill's attention when rows are right-padded: each row's causal attention over its own
+// tokens (the fused causal kernel a lone row gets) instead of one masked call over the padded batch,
+// which computes every (query, key) pair of the longest row; padded queries get zeros (they feed only
+// padded positions, which no real query reads). ctx: the prefill_ctx.
+static pt_tensor *prefill_attend(const llama_layer_view *v, void *vctx, pith_err *err) {
+  const prefill_ctx *p = vctx;
+  int64_t B = pt_size(v->q, 0), H = pt_size(v->q, 1), T = pt_size(v->q, 2), hd = pt_size(v->q, 3), P = v->prefix_len;
+  pt_tensor *out = pt_zeros(PT_SHAPE(B, H, T, hd), pt_dtype_of(v->q), pt_device_of(v->q));
+  for (int64_t b = 0; b < B; b++) {
+    int64_t L = p->row_len[b];
+    pt_tensor *q = pt_slice(pt_slice(v->q, 0, b, b + 1), 2, 0, L);
+    pt_tensor *k = pt_slice(pt_slice(v->k, 0, b, b + 1), 2, 0, P + L);
+    pt_tensor *vv = pt_slice(pt_slice(v->v, 0, b, b + 1), 2, 0, P + L);
+    pt_copy_(pt_slice(pt_slice(out, 0, b, b + 1), 2, 0, L), pt_attention(q, k, vv, NULL, 1, 0));
+  }
+  if (!pt_ok()) {
+    pt_fail(err, "generate_pressed: the prefill's attention of layer %d", v->layer);
+    return NULL;
+  }
+  return out;
+}
+
 static int check_request(const llama_model *m, const gen_press_request *r, const gen_config *cfg, int64_t *P,
                          pith_err *err) {
   *P = 0;
@@ -80,17 +102,30 @@ static int check_request(const llama_model *m, const gen_press_request *r, const
   return 0;
 }
 
-// The logits (B, vocab) f32 of the final hidden states `hidden` (B, 1, dim), copied into out.
-static int last_logits(const llama_model *m, pt_tensor *hidden, float *out) {
-  pt_tensor *lg = pt_to_dtype(pt_linear(hidden, m->lm_head, NULL), PT_F32);
+// The LM head as a (dim, vocab) copy for the decode steps, or NULL (use the model's own): on the CPU
+// in f32, MKL's GEMV over the (vocab, dim) layout runs 2-7x slower (measured on AMD EPYC, 1 thread:
+// 32000 x 512, 6.2 ms vs 2.9; x 128, 2.3 vs 0.34) than the product with the transposed copy. The
+// copy costs about ten such GEMVs (57 ms and 13 ms), so it is made for generations of at least
+// 32 steps; made per call (the model's weights may change between calls).
+static pt_tensor *decode_head(const llama_model *m, const gen_config *cfg) {
+  if (m->device != PT_CPU || m->dtype != PT_F32 || cfg->max_new_tokens < 32) return NULL;
+  pt_scope s = pt_scope_begin();
+  pt_tensor *t = pt_scope_return(s, pt_contiguous(pt_transpose(pt_detach(m->lm_head), 0, 1)));
+  return t ? pt_keep(t) : NULL;  // on failure the pending error surfaces at the first step
+}
+
+// The logits (B, vocab) f32 of the final hidden states `hidden` (B, 1, dim), copied into out;
+// head_t: decode_head's copy or NULL.
+static int last_logits(const llama_model *m, const pt_tensor *head_t, pt_tensor *hidden, float *out) {
+  pt_tensor *lg = pt_to_dtype(head_t ? pt_matmul(hidden, head_t) : pt_linear(hidden, m->lm_head, NULL), PT_F32);
   if (!lg) return -1;
   return pt_to_data(lg, out, sizeof(float) * (size_t)pt_numel(lg));
 }
 
 // One forward of tok (B, T) over the cache: hidden states of position last[b] of each row.
-static int cache_step(const llama_model *m, const gen_press_request *r, kv_cache *c, const int64_t *tok,
-                      const uint8_t *valid, const int64_t *pos, const int64_t *last, int64_t T, float *logits,
-                      pith_err *err) {
+static int cache_step(const llama_model *m, const pt_tensor *head_t, const gen_press_request *r, kv_cache *c,
+                      const int64_t *tok, const uint8_t *valid, const int64_t *pos, const int64_t *last, int64_t T,
+                      float *logits, pith_err *err) {
   int64_t B = r->batch;
   pt_scope s = pt_scope_begin();
   pt_device dev = m->device;
@@ -112,7 +147,7 @@ static int cache_step(const llama_model *m, const gen_press_request *r, kv_cache
   int rc = llama_forward(m, &in, &o, err);
   if (rc == 0) {
     rc = kv_cache_step_end(c, err);
-    if (rc == 0 && last_logits(m, o.hidden, logits)) rc = pt_fail(err, "generate_pressed: logits");
+    if (rc == 0 && last_logits(m, head_t, o.hidden, logits)) rc = pt_fail(err, "generate_pressed: logits");
     llama_outputs_free(&o);
   } else {
     c->in_step = 0, c->broken = 1;
@@ -147,6 +182,11 @@ int generate_pressed(const llama_model *m, const gen_press_request *r, const gen
   }
   kv_cache *cache = kv_cache_new(m, B, r->n_context, r->prefix_k, r->prefix_v, err);
   if (!cache) return -1;
+  // Room for the question and every new token: the steps write their K/V in place.
+  if (kv_cache_reserve_tail(cache, maxq + cfg->max_new_tokens, err)) {
+    kv_cache_free(cache);
+    return -1;
+  }
   res->batch = B;
   res->keep = kv_keep_new(L, B, m->cfg.n_kv_heads, err);
   res->ids = calloc((size_t)B, sizeof *res->ids);
@@ -174,7 +214,6 @@ int generate_pressed(const llama_model *m, const gen_press_request *r, const gen
       for (int i = 0; i < maxc; i++) {
         int real = i < r->n_context[b];
         tok[b * maxc + i] = real ? r->context[b][i] : 0;
-        valid[b * maxc + i] = (uint8_t)real;
         any_pad |= !real;
       }
       last[b] = r->n_context[b] - 1;
@@ -182,22 +221,23 @@ int generate_pressed(const llama_model *m, const gen_press_request *r, const gen
     prefill_ctx pc = {r, cache, res->keep, r->n_context};
     pt_scope s = pt_scope_begin();
     pt_tensor *ids = pt_from_data(tok, PT_I64, PT_SHAPE(B, maxc), m->device);
-    // No mask when nothing is padded: the plain causal path, as generate() runs it.
-    pt_tensor *mask = any_pad ? pt_from_data(valid, PT_BOOL, PT_SHAPE(B, maxc), m->device) : NULL;
+    // No mask: unpadded rows take the plain causal path, as generate() runs it; padded ones attend
+    // through prefill_attend, each over its own tokens (and the press scores each row over its own).
     pt_tensor *sel = pt_from_data(last, PT_I64, PT_SHAPE(B, 1), m->device);
-    llama_inputs in = {.ids = ids, .mask = mask, .prefix_k = r->prefix_k, .prefix_v = r->prefix_v, .lora = r->lora,
-                       .no_logits = 1, .want_hidden = 1, .select = sel, .on_layer = prefill_layer,
-                       .on_layer_ctx = &pc};
+    int need = 0;  // rows without a question take their first token from the context's last position
+    for (int b = 0; b < B; b++) need |= !r->n_question || r->n_question[b] == 0;
+    // Without them nothing after the last layer's K/V is needed (llama_forward then skips its attention and MLP).
+    llama_inputs in = {.ids = ids, .prefix_k = r->prefix_k, .prefix_v = r->prefix_v, .lora = r->lora,
+                       .no_logits = 1, .want_hidden = need, .select = need ? sel : NULL, .on_layer = prefill_layer,
+                       .on_layer_ctx = &pc, .attend = any_pad ? prefill_attend : NULL, .attend_ctx = &pc};
     llama_outputs o;
     if (!pt_ok()) {
       rc = pt_fail(err, "generate_pressed");
     } else if ((rc = llama_forward(m, &in, &o, err)) == 0) {
-      int need = 0;  // rows without a question take their first token from the context's last position
-      for (int b = 0; b < B; b++) need |= !r->n_question || r->n_question[b] == 0;
       if (need) {
         prefill_logits = malloc(sizeof(float) * (size_t)B * (size_t)V);
         if (!prefill_logits) rc = pith_fail(err, "generate_pressed: out of memory");
-        else if (last_logits(m, o.hidden, prefill_logits)) rc = pt_fail(err, "generate_pressed: logits");
+        else if (last_logits(m, NULL, o.hidden, prefill_logits)) rc = pt_fail(err, "generate_pressed: logits");
       }
       llama_outputs_free(&o);
     }
@@ -205,21 +245,26 @@ int generate_pressed(const llama_model *m, const gen_press_request *r, const gen
   }
   if (rc == 0) {
     kv_cache_usage u = kv_cache_bytes(cache);
-    res->kv_bytes = u.total;
+    res->kv_bytes = u.kept + u.index + u.prefix;  // the tail's reserved room is not the press's
     res->kv_kept = kv_keep_total(res->keep);
     res->row_bytes = calloc((size_t)B, sizeof(int64_t));
     if (!res->row_bytes) rc = pith_fail(err, "generate_pressed: out of memory");
     int64_t es = (int64_t)pt_dtype_size(m->dtype), hd = m->cfg.head_dim, Hkv = m->cfg.n_kv_heads;
     for (int b = 0; b < B && rc == 0; b++) {  // the row's share of every part (as kv_cache_bytes counts them)
-      int64_t kept = 0;
+      int64_t kept = 0, indexed = 0;  // indexed: entries of compact layers, each with a 16-byte index
       for (int l = 0; l < L; l++)
-        for (int h = 0; h < Hkv; h++) kept += res->keep->n[kv_keep_index(res->keep, l, b, h)];
-      res->row_bytes[b] = kept * (2 * hd * es + 16) + (int64_t)L * 2 * Hkv * P * hd * es;
+        for (int h = 0; h < Hkv; h++) {
+          int n = res->keep->n[kv_keep_index(res->keep, l, b, h)];
+          kept += n;
+          indexed += cache->dense[l] ? 0 : n;
+        }
+      res->row_bytes[b] = kept * 2 * hd * es + indexed * 16 + (int64_t)L * 2 * Hkv * P * hd * es;
     }
     res->kv_dense_bytes = (int64_t)L * 2 * B * m->cfg.n_kv_heads * (P + maxc) * m->cfg.head_dim *
                           (int64_t)pt_dtype_size(m->dtype);
   }
 
+  pt_tensor *head_t = rc == 0 ? decode_head(m, cfg) : NULL;
   // 2. The questions at positions after the uncompressed context.
   if (rc == 0 && maxq > 0) {
     for (int b = 0; b < B; b++) {
@@ -231,7 +276,7 @@ int generate_pressed(const llama_model *m, const gen_press_request *r, const gen
       }
       last[b] = nq > 0 ? nq - 1 : 0;
     }
-    rc = cache_step(m, r, cache, tok, valid, pos, last, maxq, logits, err);
+    rc = cache_step(m, head_t, r, cache, tok, valid, pos, last, maxq, logits, err);
   }
   if (rc == 0)
     for (int b = 0; b < B; b++)
@@ -262,10 +307,11 @@ int generate_pressed(const llama_model *m, const gen_press_request *r, const gen
       pos[b] = done[b] ? 0 : P + r->n_context[b] + nq + res->n[b] - 1;
       last[b] = 0;
     }
-    rc = cache_step(m, r, cache, tok, valid, pos, last, 1, logits, err);
+    rc = cache_step(m, head_t, r, cache, tok, valid, pos, last, 1, logits, err);
   }
 
   pt_set_grad_enabled(was);
+  pt_free(head_t);
   kv_cache_free(cache);
   free(tok), free(pos), free(last), free(valid), free(done), free(logits), free(prefill_logits), free(rng);
   if (rc) {

@@ -338,6 +338,9 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
   }
   // Only attention probabilities wanted: nothing after that layer is needed.
   int attn_only = in->want_attn && in->no_logits && !in->want_kv && !in->want_hidden;
+  // Nothing wanted but the on_layer calls (a press filling its cache from the layers' K/V): the last
+  // layer's attention (attend included) and MLP feed nothing, so they are skipped.
+  int layers_only = in->on_layer && in->no_logits && !in->want_kv && !in->want_hidden && !in->want_attn;
   for (int l = 0; l < c->n_layers && x; l++) {
     const llama_layer *L = &m->layers[l];
     pt_scope s = pt_scope_begin();
@@ -362,6 +365,11 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
                              .positions = positions, .prefix_len = P};
     if (in->on_layer) {
       if (!pt_ok() || in->on_layer(&view, in->on_layer_ctx, err)) return callback_failed(s, out, err);
+    }
+    if (layers_only && l == c->n_layers - 1) {
+      pt_scope_end(s);
+      x = NULL;
+      break;
     }
     pt_tensor *probs = NULL;
     if (in->want_attn && l == in->attn_layer) {
@@ -392,7 +400,7 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
       out->v[l] = v_out;
     }
   }
-  if (attn_only) x = NULL;  // stopped early: no final states
+  if (attn_only || layers_only) x = NULL;  // stopped early: no final states
   if (x) x = pt_rms_norm(x, m->final_norm, c->norm_eps);
   if (in->want_hidden) out->hidden = select_positions(x, in->select, 1);
   if (!in->no_logits) out->logits = pt_linear(x, m->lm_head, NULL);

@@ -108,7 +108,9 @@ typedef struct {
   int attn_layer;
   int attn_window;
   // Called once per layer with its attention inputs (NULL: none); a nonzero return stops the
-  // forward with the callee's error.
+  // forward with the callee's error. With no_logits and nothing else wanted (no K/V, hidden states
+  // or attention), the last layer stops after its call: its attention (an attend callback is not
+  // called there) and MLP feed nothing.
   llama_layer_fn on_layer;
   void *on_layer_ctx;
   // Replaces every layer's dense attention (NULL: the built-in one), called after on_layer; not

@@ -238,23 +238,38 @@ static pt_tensor *score_streaming(const row_view *r) {
   return pt_contiguous(t);
 }
 
+// Softmax probabilities (1, H, W, P+L) f32 of the row's last W queries over its keys, as
+// llama_attention_probs computes them but without expanding K to every query head: the G query
+// heads of a KV head meet its keys in one product (query head h = KV head h / G, as there).
+static pt_tensor *window_probs(const row_view *r, int64_t W) {
+  int64_t H = r->H, Hkv = r->Hkv, G = H / Hkv, L = r->L, S = r->P + L, hd = r->hd;
+  pt_tensor *qw = pt_reshape(pt_slice(r->q, 2, L - W, L), PT_SHAPE(1, Hkv, G * W, hd));
+  pt_tensor *sc = pt_mul_scalar(pt_matmul(qw, pt_transpose(r->k, 2, 3)), 1.0 / sqrt((double)hd));
+  sc = pt_view(sc, PT_SHAPE(1, H, W, S));
+  // query i of the window sits at P + L - W + i and sees keys j <= that position
+  pt_tensor *visible = r->mask ? pt_slice(r->mask, 2, L - W, L)
+                               : pt_view(pt_tril(pt_ones(PT_SHAPE(W, S), PT_BOOL, pt_device_of(sc)), S - W),
+                                         PT_SHAPE(1, 1, W, S));
+  return pt_softmax(pt_masked_fill(sc, pt_eq_scalar(visible, 0), -INFINITY), -1);
+}
+
 static pt_tensor *score_snapkv(const row_view *r) {
   int64_t w = r->p->window_size, n = r->L - w;
-  pt_tensor *probs = llama_attention_probs(r->q, r->k, r->mask, w);   // (1, H, w, P+L)
+  pt_tensor *probs = window_probs(r, w);                                 // (1, H, w, P+L)
   pt_tensor *s = pt_mean_dim(pt_slice(probs, 3, r->P, r->P + n), 2, 0);  // (1, H, n)
   s = pt_avg_pool1d(s, r->p->kernel_size, r->p->kernel_size / 2);
   return pad_max(group_mean(r, s), w, 0);
 }
 
 static pt_tensor *score_tova(const row_view *r) {
-  pt_tensor *probs = llama_attention_probs(r->q, r->k, r->mask, 1);                  // (1, H, 1, P+L)
+  pt_tensor *probs = window_probs(r, 1);                                             // (1, H, 1, P+L)
   pt_tensor *s = pt_mean_dim(pt_slice(probs, 3, r->P, r->P + r->L - 1), 1, 0);      // (1, 1, L-1): all heads
   s = pt_contiguous(pt_expand(s, PT_SHAPE(1, r->Hkv, r->L - 1)));
   return pad_max(s, 1, 0);
 }
 
 static pt_tensor *score_observed(const row_view *r) {
-  pt_tensor *probs = llama_attention_probs(r->q, r->k, r->mask, r->L);                // (1, H, L, P+L)
+  pt_tensor *probs = window_probs(r, r->L);                                          // (1, H, L, P+L)
   pt_tensor *s = pt_slice(pt_sum_dim(probs, 2, 0), 2, r->P, r->P + r->L);           // (1, H, L)
   // key j is seen by the L - j queries at or after it
   pt_tensor *count = pt_arange(-r->L, 0, PT_F32, pt_device_of(s));

@@ -1239,3 +1239,188 @@ extern "C" int pt_dist_barrier(pt_dist *d) {
 #endif
   });
 }
+
+// ---- gradients reduced while the backward pass runs (overlap)
+#ifdef PITH_HAVE_GLOO
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
+// Buckets are made in reverse parameter order (the backward pass reaches the last layers first) and
+// launched strictly in bucket order, so every rank issues the same collectives in the same order
+// even if its hooks fire in another one.
+struct pt_dist_grads_state {
+  pt_dist *d;
+  std::vector<at::Tensor> params;             // the leaf tensors (handles sharing their storage)
+  std::vector<int> bucket_of;                 // param -> its bucket
+  std::vector<int64_t> offset;                // param -> its first element in the bucket
+  std::vector<std::vector<int>> members;      // bucket -> its params
+  std::vector<at::Tensor> flat;               // bucket -> f32 buffer (elements of its params)
+  std::vector<int> left;                      // bucket -> params whose gradient has not come yet
+  std::vector<char> ready;                    // param -> its gradient is in the buffer
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;  // bucket -> its all-reduce, once launched
+  int next = 0;                               // the first bucket not launched yet
+  bool armed = false;
+  std::mutex mu;
+
+  void put(int i) {  // param i's gradient into its bucket's buffer (zeros when it has none)
+    at::Tensor dst = flat[bucket_of[i]].narrow(0, offset[i], params[i].numel());
+    const at::Tensor &g = params[i].grad();
+    if (g.defined()) dst.copy_(g.reshape(-1));
+    else dst.zero_();
+    ready[i] = 1;
+  }
+  void launch_ready() {  // in bucket order, every bucket whose gradients are all in
+    while (next < (int)flat.size() && left[next] == 0) {
+      std::vector<at::Tensor> v{flat[next]};
+      works[next] = d->pg->allreduce(v);
+      next++;
+    }
+  }
+};
+
+struct pt_dist_grads {
+  std::shared_ptr<pt_dist_grads_state> s;
+};
+
+namespace {
+struct GradReadyHook : torch::autograd::PostAccumulateGradHook {
+  std::weak_ptr<pt_dist_grads_state> s;  // the hook outlives pt_dist_grads_free as a no-op
+  int index;
+  GradReadyHook(std::weak_ptr<pt_dist_grads_state> s, int index) : s(std::move(s)), index(index) {}
+  void operator()(const torch::autograd::Variable &) override {
+    auto st = s.lock();
+    if (!st) return;
+    std::lock_guard<std::mutex> lock(st->mu);
+    if (!st->armed || st->ready[index]) return;
+    c10::NoGradGuard no_grad;
+    st->put(index);
+    st->left[st->bucket_of[index]]--;
+    st->launch_ready();
+  }
+};
+}  // namespace
+#endif
+
+extern "C" pt_dist_grads *pt_dist_grads_new(pt_dist *d, pt_tensor *const *params, int n, size_t bucket_bytes) {
+  pt_dist_grads *out = nullptr;
+  run_status("dist_grads_new", [&] {
+#ifdef PITH_HAVE_GLOO
+    if (!d) throw std::invalid_argument("no process group");
+    if (n < 1) throw std::invalid_argument("no parameters");
+    auto s = std::make_shared<pt_dist_grads_state>();
+    s->d = d;
+    for (int i = 0; i < n; i++) {
+      if (!params[i]) throw std::invalid_argument("param " + std::to_string(i) + " is NULL");
+      const at::Tensor &t = params[i]->t;
+      if (!t.is_leaf() || !t.requires_grad())
+        throw std::invalid_argument("param " + std::to_string(i) + " is not a leaf that requires grad");
+      if (torch::autograd::impl::post_acc_grad_hooks(t))
+        throw std::invalid_argument("param " + std::to_string(i) + " already has a post-accumulate-grad hook");
+      s->params.push_back(t);
+    }
+    s->bucket_of.assign(n, -1);
+    s->offset.assign(n, 0);
+    s->ready.assign(n, 0);
+    size_t cap = std::max<size_t>(bucket_bytes / sizeof(float), 1), elems = 0;
+    for (int i = n - 1; i >= 0; i--) {  // a tensor larger than a bucket goes alone
+      size_t k = (size_t)s->params[i].numel();
+      if (s->members.empty() || (elems > 0 && elems + k > cap)) s->members.emplace_back(), elems = 0;
+      s->bucket_of[i] = (int)s->members.size() - 1;
+      s->offset[i] = (int64_t)elems;
+      s->members.back().push_back(i);
+      elems += k;
+    }
+    for (auto &m : s->members) {
+      int64_t total = 0;
+      for (int i : m) total += s->params[i].numel();
+      s->flat.push_back(at::empty({total}, at::TensorOptions().dtype(at::kFloat).device(d->dev)));
+      s->left.push_back((int)m.size());
+    }
+    s->works.resize(s->flat.size());
+    for (int i = 0; i < n; i++)
+      torch::autograd::impl::set_post_acc_grad_hooks(s->params[i], std::make_unique<GradReadyHook>(s, i));
+    out = new pt_dist_grads{s};
+#else
+    (void)d, (void)params, (void)n, (void)bucket_bytes;
+    throw std::runtime_error("not built with a distributed backend");
+#endif
+  });
+  return out;
+}
+
+extern "C" int pt_dist_grads_arm(pt_dist_grads *g) {
+  return run_status("dist_grads_arm", [&] {
+#ifdef PITH_HAVE_GLOO
+    if (!g) throw std::invalid_argument("no gradient hooks");
+    std::lock_guard<std::mutex> lock(g->s->mu);
+    if (g->s->next > 0) throw std::logic_error("armed again before dist_grads_finish");
+    g->s->armed = true;
+#else
+    (void)g;
+    throw std::runtime_error("not built with a distributed backend");
+#endif
+  });
+}
+
+extern "C" int pt_dist_grads_finish(pt_dist_grads *g, double scale) {
+  return run_status("dist_grads_finish", [&] {
+#ifdef PITH_HAVE_GLOO
+    if (!g) throw std::invalid_argument("no gradient hooks");
+    pt_dist_grads_state &s = *g->s;
+    std::lock_guard<std::mutex> lock(s.mu);
+    c10::NoGradGuard no_grad;
+    struct Reset {  // the next step starts from nothing, whatever happens here
+      pt_dist_grads_state &s;
+      ~Reset() {
+        s.armed = false;
+        s.next = 0;
+        std::fill(s.ready.begin(), s.ready.end(), 0);
+        for (size_t b = 0; b < s.members.size(); b++) s.left[b] = (int)s.members[b].size(), s.works[b].reset();
+      }
+    } reset{s};
+    // What the hooks did not send: parameters the backward pass did not reach (or hooks not armed).
+    for (size_t i = 0; i < s.params.size(); i++)
+      if (!s.ready[i]) s.put((int)i), s.left[s.bucket_of[i]]--;
+    s.launch_ready();
+    for (size_t b = 0; b < s.flat.size(); b++) {
+      dist_wait(s.d, s.works[b], "all_reduce");
+      if (scale != 1) s.flat[b].mul_(scale);
+      for (int i : s.members[b]) {
+        at::Tensor &p = s.params[i];
+        if (!p.grad().defined()) continue;  // none here, as before the all-reduce
+        p.mutable_grad().copy_(s.flat[b].narrow(0, s.offset[i], p.numel()).view(p.sizes()));
+      }
+    }
+#else
+    (void)g, (void)scale;
+    throw std::runtime_error("not built with a distributed backend");
+#endif
+  });
+}
+
+extern "C" int pt_dist_grads_launched(pt_dist_grads *g) {
+#ifdef PITH_HAVE_GLOO
+  if (!g) return -1;
+  std::lock_guard<std::mutex> lock(g->s->mu);
+  return g->s->next;
+#else
+  (void)g;
+  return -1;
+#endif
+}
+
+extern "C" void pt_dist_grads_free(pt_dist_grads *g) {
+#ifdef PITH_HAVE_GLOO
+  if (!g) return;
+  try {
+    for (auto &p : g->s->params) {  // our hooks only; leave the slot alone if another took it
+      auto &h = torch::autograd::impl::post_acc_grad_hooks(p);
+      if (h && dynamic_cast<GradReadyHook *>(h.get())) torch::autograd::impl::set_post_acc_grad_hooks(p, nullptr);
+    }
+  } catch (...) {
+  }
+  delete g;
+#else
+  (void)g;
+#endif
+}

@@ -285,6 +285,22 @@ int pt_dist_all_reduce_grads(pt_dist *d, pt_tensor *const *params, int n, double
 // v (n host doubles) ← their sum (max != 0: their maximum) over ranks, computed in f64.
 int pt_dist_all_reduce_host(pt_dist *d, double *v, int n, int max);
 int pt_dist_barrier(pt_dist *d);
+// The same all-reduce of gradients, overlapped with the backward pass: once armed, hooks on params
+// (leaves that require grad; autograd's post-accumulate-grad hooks) copy each gradient into its f32
+// bucket of about bucket_bytes as soon as it is accumulated, and launch a bucket's async all-reduce
+// when its last gradient is in, while the backward pass goes on. Buckets go in reverse
+// parameter order (the order backward reaches them) and always in bucket order, so the ranks agree.
+typedef struct pt_dist_grads pt_dist_grads;
+pt_dist_grads *pt_dist_grads_new(pt_dist *d, pt_tensor *const *params, int n, size_t bucket_bytes);
+// The next backward pass launches the buckets (with gradient accumulation: before the last micro-batch's
+// backward, so they carry the accumulated sums).
+int pt_dist_grads_arm(pt_dist_grads *g);
+// Sends what the hooks did not (parameters backward did not reach: zeros), waits for every bucket, and
+// sets the gradients of params (those that have one) ← scale × their sum over ranks; disarms.
+int pt_dist_grads_finish(pt_dist_grads *g, double scale);
+// Buckets launched so far by the hooks of this step (the rest wait for pt_dist_grads_finish); -1 on NULL.
+int pt_dist_grads_launched(pt_dist_grads *g);
+void pt_dist_grads_free(pt_dist_grads *g);  // removes the hooks; NULL is fine
 
 #ifdef __cplusplus
 }

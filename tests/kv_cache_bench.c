@@ -1,4 +1,5 @@
-// kv_cache_bench: bytes and per-step decode time of the compact cache (generate_pressed) against
+// kv_cache_bench: bytes and per-step decode time of the pressed cache (generate_pressed: keep-all is
+// stored dense, the keeps here compact, each head keeping its own count) against
 // the dense one (generate), on a random LLaMA-shaped model on this machine's CPU (or --device).
 //   kv_cache_bench [--ctx N] [--new N] [--runs N] [--threads N] [--device cpu|cuda]
 // Prints, per system, the KV bytes after the press and the median CPU time of one decode step (the
@@ -110,7 +111,7 @@ int main(int argc, char **argv) {
          n_new, runs);
   int64_t entry = 2LL * m->cfg.head_dim * 4;  // K and V of one (position, KV head), one layer
   int64_t dense_bytes = (int64_t)c.n_layers * c.n_kv_heads * (ctx_len + NQ) * entry;
-  const char *names[] = {"dense (generate)", "compact keep-all", "compact keep 50%", "compact keep 10%"};
+  const char *names[] = {"dense (generate)", "pressed keep-all", "compact keep 50%", "compact keep 10%"};
   int pcts[] = {-1, 100, 50, 10};
   // Systems interleaved run by run, so that a noisy neighbour on the machine hits them alike.
   double med[4][64];

@@ -11,7 +11,8 @@
 //   press_tool gen DIR SPEC N ROW [ROW...]      greedy generate_pressed (models/generate.h) of N new tokens
 //                                               (no eos) for rows "CONTEXT_IDS|QUESTION_IDS" in one batch;
 //                                               prints {"press": spec, "new": [row][ids], "kept": entries,
-//                                               "kv_bytes": the cache after the press, "gen_s": wall seconds}
+//                                               "kv_bytes": the cache after the press, "gen_s": wall seconds,
+//                                               "cpu_s": the thread's CPU seconds (steadier under load)}
 // SPEC may be several specs separated by ';': the command runs for each, one JSON line each.
 // DIR is a Hugging Face model folder (checkpoints/hf_folder.h), loaded in f32 on the CPU; one thread.
 #include <stdio.h>
@@ -140,15 +141,18 @@ static void gen_main(const llama_model *m, const char *specs_arg, int n_new, int
     gen_config cfg = gen_config_default();
     cfg.max_new_tokens = n_new;
     gen_press_result res;
-    struct timespec t0, t1;
+    struct timespec t0, t1, c0, c1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
     if (generate_pressed(m, &req, &cfg, NULL, NULL, &res, &err)) die("gen", err.msg);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     char spec[512];
     press_format(&p, spec, sizeof spec);
-    printf("{\"press\": \"%s\", \"kept\": %lld, \"kv_bytes\": %lld, \"gen_s\": %.6f, \"new\": [", spec,
-           (long long)res.kv_kept, (long long)res.kv_bytes,
-           (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+    printf("{\"press\": \"%s\", \"kept\": %lld, \"kv_bytes\": %lld, \"gen_s\": %.6f, \"cpu_s\": %.6f, \"new\": [",
+           spec, (long long)res.kv_kept, (long long)res.kv_bytes,
+           (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec),
+           (double)(c1.tv_sec - c0.tv_sec) + 1e-9 * (double)(c1.tv_nsec - c0.tv_nsec));
     for (int r = 0; r < n_rows; r++) {
       printf("%s[", r ? ", " : "");
       for (int j = 0; j < res.n[r]; j++) printf("%s%d", j ? ", " : "", (int)res.ids[r][j]);

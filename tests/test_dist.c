@@ -1,7 +1,8 @@
 // test_dist: the shim's c10d ops across 3 processes (fork) on this machine with Gloo: broadcast from
 // rank 0, the gradients' bucketed all-reduce (buckets of 16 floats, so several buckets, a tensor
-// larger than one, and a parameter without a gradient), host sums and maxima, a barrier; and the
-// refusals of bad arguments.
+// larger than one, and a parameter without a gradient), the same overlapped with the backward pass
+// (hooks, gradient accumulation, buckets launched before finish), host sums and maxima, a barrier;
+// and the refusals of bad arguments.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -56,6 +57,49 @@ static int rank_main(int rank, int port) {
   }
   CHECK(pt_grad(p[3]) == NULL);
 
+  // The overlapped all-reduce, with gradient accumulation: two backward passes, the second armed.
+  // Buckets of 16 floats in reverse order: [q4 q3] [q2] [q1] [q0]; q0 takes no part, so the hooks
+  // launch the first three during the backward pass and finish sends the last.
+  int64_t qs[5] = {5, 300, 7, 4, 9};
+  pt_tensor *q[5];
+  for (int i = 0; i < 5; i++) {
+    q[i] = pt_keep(pt_zeros(PT_SHAPE(qs[i]), PT_F32, PT_CPU));
+    pt_set_requires_grad(q[i], 1);
+  }
+  pt_dist_grads *g = pt_dist_grads_new(d, q, 5, 16 * sizeof(float));
+  CHECK_MSG(g != NULL, "rank %d: %s", rank, pt_error());
+  CHECK(pt_dist_grads_new(d, q, 5, 16 * sizeof(float)) == NULL);  // one set of hooks per tensor
+  CHECK_CONTAINS(pt_error(), "already has a post-accumulate-grad hook");
+  pt_error_clear();
+  CHECK(pt_dist_grads_new(d, &loss, 1, 64) == NULL);  // not a leaf
+  CHECK_CONTAINS(pt_error(), "not a leaf");
+  pt_error_clear();
+  for (int round = 0; round < 2 && g; round++) {  // the second: the state was reset by finish
+    for (int i = 0; i < 5; i++) pt_zero_grad(q[i]);
+    for (int micro = 0; micro < 2; micro++) {
+      pt_tensor *l = pt_zeros(PT_SCALAR_SHAPE, PT_F32, PT_CPU);
+      for (int i = 1; i < 5; i++) l = pt_add(l, pt_mul_scalar(pt_sum(q[i]), (double)i * (rank + 1)));
+      if (micro == 1) CHECK(pt_dist_grads_arm(g) == 0);
+      CHECK(pt_backward(l) == 0);
+      CHECK_MSG(pt_dist_grads_launched(g) == (micro ? 3 : 0), "rank %d round %d micro %d: %d buckets launched",
+                rank, round, micro, pt_dist_grads_launched(g));
+    }
+    CHECK_MSG(pt_dist_grads_finish(g, 0.5) == 0, "%s", pt_error());
+    CHECK(pt_dist_grads_launched(g) == 0);
+    for (int i = 1; i < 5; i++) {  // 2 micro-batches x i (rank + 1), summed over ranks (6), x 0.5
+      CHECK(pt_to_data(pt_grad(q[i]), got, sizeof(float) * (size_t)qs[i]) == 0);
+      bad = 0;
+      for (int j = 0; j < qs[i]; j++) bad += got[j] != (float)(i * 6);
+      CHECK_MSG(bad == 0, "rank %d: overlapped gradient %d: %d values differ (first %g, want %d)", rank, i, bad,
+                got[0], i * 6);
+    }
+    CHECK(pt_grad(q[0]) == NULL);
+  }
+  pt_dist_grads_free(g);
+  // Without hooks the tensors train as before: a backward pass launches nothing.
+  pt_tensor *q1 = pt_grad(q[1]);
+  CHECK(q1 != NULL && pt_backward(pt_sum(q[1])) == 0);
+
   // host values
   double v[2] = {rank, 2.0 * rank}, m[2] = {rank, -rank};
   CHECK(pt_dist_all_reduce_host(d, v, 2, 0) == 0 && v[0] == 3 && v[1] == 6);
@@ -64,6 +108,7 @@ static int rank_main(int rank, int port) {
 
   pt_scope_end(s);
   for (int i = 0; i < 4; i++) pt_free(p[i]);
+  for (int i = 0; i < 5; i++) pt_free(q[i]);
   pt_dist_free(d);
   int rc = check_done("test_dist rank");
   fflush(stdout);  // the child leaves with _exit
@@ -84,6 +129,11 @@ int main(void) {
   pt_error_clear();
   CHECK(pt_dist_broadcast(NULL, NULL, 0, 0) == -1);
   CHECK_CONTAINS(pt_error(), "no process group");
+  pt_error_clear();
+  CHECK(pt_dist_grads_new(NULL, NULL, 0, 64) == NULL);
+  CHECK_CONTAINS(pt_error(), "no process group");
+  pt_error_clear();
+  CHECK(pt_dist_grads_finish(NULL, 1) == -1);
   pt_error_clear();
 
   int port = free_port();

@@ -6,8 +6,14 @@
 //       the context keys the press dropped for every query after the context;
 //   (b) keeping everything gives what generate() gives, token for token (question-agnostic and
 //       question-aware);
-//   (c) the cache's bytes after the press are exactly the kept entries' bytes, plus their index,
-//       the prefix and the dense tail, each counted from the tensors' storages;
+//   (c) the cache's bytes after the press are exactly the kept entries' bytes, plus their index
+//       (compact layers only), the prefix, and the tail (written, and reserved room), the total
+//       counted from the tensors' storages;
+//   (g) the dense layouts (every (row, head) of a layer keeps the same count: one SDPA call; each
+//       row's heads keep one count: a buffer and an SDPA call per row) and the compact one agree on
+//       the same keep (1e-5), and all equal the masked reference; under a non-adaptive press a lone
+//       row and a batch of rows of different lengths get the dense layouts (no index bytes), adakv
+//       the compact one;
 //   (d) a batch of 3 rows of different context and question lengths gives each row its own tokens;
 //   (e) a prefix is attended (it changes the tokens, and matches the masked reference) and never
 //       evicted (a press that keeps nothing still sees it);
@@ -98,8 +104,13 @@ static pt_tensor *bool_tensor(const uint8_t *x, pt_shape s) { return pt_from_dat
 
 static double max_abs_diff(pt_tensor *a, pt_tensor *b) { return pt_item(pt_amax_dim(pt_view(pt_abs(pt_sub(a, b)), PT_SHAPE(-1)), 0, 0)); }
 
-static void test_attention(const llama_model *m, kv_attn_path path) {
-  enum { B = 2, Hkv = 2, H = 4, G = 2, HD = 8, P = 3, TC = 7, T1 = 3 };
+// equal 1: every (row, head) keeps 3 entries (its own subset), so AUTO stores the layers dense;
+// equal 2: row 0's heads keep 4, row 1's 2 (a dense buffer per row); 0: the counts differ (one head
+// keeps nothing, one everything). reserve: tail room made beforehand for
+// both steps. Every output is checked against the masked reference and against a second cache
+// that stores the same keep compactly (SEGMENT).
+static void test_attention(const llama_model *m, kv_attn_path path, int equal, int reserve) {
+  enum { B = 2, Hkv = 2, H = 4, G = 2, HD = 8, P = 3, TC = 7, T1 = 3, EQ = 3 };
   const int ctx_len[B] = {7, 5};
   pith_err err = {{0}};
   size_t live = pt_live_handles();
@@ -124,27 +135,46 @@ static void test_attention(const llama_model *m, kv_attn_path path) {
         int n = 0;
         for (int p = 0; p < ctx_len[b]; p++) {
           int on = (l == 0 && b == 1 && h == 0) ? 0 : (l == 0 && b == 0 && h == 1) ? 1 : (int)(mix(l * 97 + b * 13 + h * 5 + p) % 2);
+          if (equal) {  // want entries: those whose hash ranks among the want lowest of the row's
+            int below = 0;
+            uint64_t mine = mix(l * 97 + b * 13 + h * 5 + p + 1000);
+            for (int o = 0; o < ctx_len[b]; o++) below += mix(l * 97 + b * 13 + h * 5 + o + 1000) < mine;
+            on = below < (equal == 1 ? EQ : b == 0 ? 4 : 2);
+          }
           if (on) pos[n++] = p, kept[l][b][h][p] = 1;
         }
+        if (equal) CHECK(n == (equal == 1 ? EQ : b == 0 ? 4 : 2));
         CHECK(kv_keep_set(keep, l, b, h, pos, n, &err) == 0);
       }
-  kv_cache *c = kv_cache_new(m, B, ctx_len, pk, pv, &err);
-  CHECK_MSG(c != NULL, "%s", err.msg);
-  if (!c) return;
+  kv_cache *c = kv_cache_new(m, B, ctx_len, pk, pv, &err), *cc = kv_cache_new(m, B, ctx_len, pk, pv, &err);
+  CHECK_MSG(c != NULL && cc != NULL, "%s", err.msg);
+  if (!c || !cc) return;
   c->attn_path = path;
-  for (int l = 0; l < 2; l++) CHECK_MSG(kv_cache_set_layer(c, l, kc[l], vc[l], keep, &err) == 0, "%s", err.msg);
+  cc->attn_path = KV_ATTN_SEGMENT;  // the compact layout of the same keep
+  if (reserve) CHECK(kv_cache_reserve_tail(c, T1 + 1, &err) == 0);
+  for (int l = 0; l < 2; l++) {
+    CHECK_MSG(kv_cache_set_layer(c, l, kc[l], vc[l], keep, &err) == 0, "%s", err.msg);
+    CHECK_MSG(kv_cache_set_layer(cc, l, kc[l], vc[l], keep, &err) == 0, "%s", err.msg);
+  }
+  int dense = equal && path == KV_ATTN_AUTO;
+  for (int l = 0; l < 2; l++)
+    CHECK_MSG(c->dense[l] == dense && !cc->dense[l] && c->groups[l] == (dense && equal == 2 ? B : 1),
+              "layer %d: dense %d, %d buffers", l, c->dense[l], c->groups[l]);
 
-  // (c) bytes after the press: the kept entries and nothing else of the context.
+  // (c) bytes after the press: the kept entries and nothing else of the context (compact: with
+  // their 16-byte index); the tail's room when reserved (T1 + 1 entries per layer, and validity).
   kv_cache_usage u = kv_cache_bytes(c);
-  int64_t total = kv_keep_total(keep);
+  int64_t total = kv_keep_total(keep), room = reserve ? 2 * (2 * B * Hkv * (T1 + 1) * HD * es) + B * (T1 + 1) : 0;
   CHECK_MSG(u.kept == total * 2 * HD * es, "kept bytes %lld, want %lld", (long long)u.kept, (long long)(total * 2 * HD * es));
-  CHECK(u.index == total * 2 * 8);
+  CHECK(u.index == (dense ? 0 : total * 2 * 8));
   CHECK(u.prefix == 2 * 2 * B * Hkv * P * HD * es);
   CHECK(u.dense == 0);
-  CHECK(u.total == u.kept + u.index + u.prefix);
+  CHECK_MSG(u.reserved == room, "reserved %lld, want %lld", (long long)u.reserved, (long long)room);
+  CHECK(u.total == u.kept + u.index + u.prefix + u.reserved);
   CHECK(c->n_ctx[0] + c->n_ctx[1] == total);
-  printf("bytes after the press: kept %lld + index %lld + prefix %lld = %lld (dense context: %d)\n", (long long)u.kept,
-         (long long)u.index, (long long)u.prefix, (long long)u.total, (int)(2 * 2 * B * Hkv * TC * HD * es));
+  printf("bytes after the press (%s): kept %lld + index %lld + prefix %lld + tail room %lld = %lld (dense context: %d)\n",
+         dense ? "dense" : "compact", (long long)u.kept, (long long)u.index, (long long)u.prefix, (long long)u.reserved,
+         (long long)u.total, (int)(2 * 2 * B * Hkv * TC * HD * es));
 
   // Two steps: 3 new tokens (row 1's last one invalid), then 1 (row 0 invalid).
   const uint8_t valid1[B][T1] = {{1, 1, 1}, {1, 1, 0}}, valid2[B][1] = {{0}, {1}};
@@ -158,6 +188,7 @@ static void test_attention(const llama_model *m, kv_attn_path path) {
     int T = step == 0 ? T1 : 1, D = step == 0 ? 0 : T1;
     const uint8_t *valid = step == 0 ? &valid1[0][0] : &valid2[0][0];
     CHECK_MSG(kv_cache_step_begin(c, bool_tensor(valid, PT_SHAPE(B, T)), T, &err) == 0, "%s", err.msg);
+    CHECK_MSG(kv_cache_step_begin(cc, bool_tensor(valid, PT_SHAPE(B, T)), T, &err) == 0, "%s", err.msg);
     int S = P + TC + D + T;
     // The reference mask (B, H, T, S): prefix; kept context of the query head's KV head; valid dense; causal new.
     uint8_t *mask = calloc((size_t)(B * H * T * S), 1);
@@ -178,6 +209,8 @@ static void test_attention(const llama_model *m, kv_attn_path path) {
       pt_tensor *v = pt_to_dtype(pt_randn(PT_SHAPE(B, Hkv, T, HD), PT_F32, PT_CPU, g), dt);
       pt_tensor *got = kv_cache_attend(c, l, q, k, v, &err);
       CHECK_MSG(got != NULL, "%s", err.msg);
+      pt_tensor *compact = kv_cache_attend(cc, l, q, k, v, &err);
+      CHECK_MSG(compact != NULL, "%s", err.msg);
       for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
           for (int t = 0; t < T; t++)
@@ -188,23 +221,31 @@ static void test_attention(const llama_model *m, kv_attn_path path) {
       pt_tensor *want = pt_attention_math(pt_to_dtype(q, PT_F32), pt_to_dtype(ref_k[l], PT_F32),
                                           pt_to_dtype(ref_v[l], PT_F32), bool_tensor(mask, PT_SHAPE(B, H, T, S)), 0, 0);
       double d = max_abs_diff(pt_to_dtype(got, PT_F32), want);
-      CHECK_MSG(d <= (dt == PT_F32 ? 1e-5 : 2e-2), "path %d, step %d, layer %d: compact vs dense masked attention differ by %g", path, step, l, d);
+      CHECK_MSG(d <= (dt == PT_F32 ? 1e-5 : 2e-2), "path %d, step %d, layer %d: the cache vs dense masked attention differ by %g", path, step, l, d);
+      d = max_abs_diff(pt_to_dtype(got, PT_F32), pt_to_dtype(compact, PT_F32));
+      CHECK_MSG(d <= (dt == PT_F32 ? 1e-5 : 2e-2), "path %d (dense %d), step %d, layer %d: vs the compact layout: %g", path, dense, step, l, d);
       CHECK_MSG(pt_ok(), "%s", pt_error());
     }
     free(mask);
     CHECK_MSG(kv_cache_step_end(c, &err) == 0, "%s", err.msg);
+    CHECK_MSG(kv_cache_step_end(cc, &err) == 0, "%s", err.msg);
     for (int b = 0; b < B; b++)
       for (int t = 0; t < T; t++) dense_valid[b][D + t] = valid[b * T + t];
   }
   u = kv_cache_bytes(c);
   CHECK_MSG(u.dense == 2 * 2 * B * Hkv * (T1 + 1) * HD * es + B * (T1 + 1), "dense bytes %lld", (long long)u.dense);
   CHECK(c->dense_len == T1 + 1);
+  if (reserve) CHECK_MSG(u.reserved == 0, "reserved %lld after the steps filled the room", (long long)u.reserved);
+  CHECK(u.total == u.kept + u.index + u.prefix + u.dense + u.reserved);
 
   // Out-of-order use is refused.
   CHECK(kv_cache_attend(c, 0, pk[0], pk[0], pk[0], &err) == NULL);
   CHECK_CONTAINS(err.msg, "outside a step");
   CHECK(kv_cache_step_end(c, &err) == -1);
+  CHECK(kv_cache_reserve_tail(c, -1, &err) == -1);
+  CHECK_CONTAINS(err.msg, "room for -1 tail entries");
   kv_cache_free(c);
+  kv_cache_free(cc);
   kv_keep_free(keep);
   pt_scope_end(s);
   pt_gen_free(g);
@@ -284,6 +325,25 @@ static int ref_generate(const llama_model *m, pt_tensor *const *pk, pt_tensor *c
   return ref_generate_keep(m, pk, pv, hp, NULL, 0, ctx, nc, q, nq, n_new, out);
 }
 
+// What generate_pressed reports for row `row` of res (-1: every row): kept K/V (f32 or bf16 per
+// es), a 16-byte index per entry of the layers stored compact (some row's heads keep different
+// counts), and the prefix of P entries per layer and head.
+static int64_t want_bytes(const llama_model *m, const gen_press_result *res, int row, int64_t P, int64_t es) {
+  const kv_keep *k = res->keep;
+  int64_t bytes = 0;
+  for (int l = 0; l < k->n_layers; l++) {
+    int same = 1;
+    for (int b = 0; b < k->batch; b++)
+      for (int h = 0; h < k->n_kv_heads; h++) same &= k->n[kv_keep_index(k, l, b, h)] == k->n[kv_keep_index(k, l, b, 0)];
+    for (int b = 0; b < k->batch; b++) {
+      if (row >= 0 && b != row) continue;
+      for (int h = 0; h < k->n_kv_heads; h++)
+        bytes += k->n[kv_keep_index(k, l, b, h)] * (2 * m->cfg.head_dim * es + (same ? 0 : 16)) + 2 * P * m->cfg.head_dim * es;
+    }
+  }
+  return bytes;
+}
+
 // generate_pressed with the handle count checked around it.
 static int gen_pressed(const llama_model *m, const gen_press_request *r, const gen_config *cfg, gen_press_result *res,
                        pith_err *err) {
@@ -308,9 +368,10 @@ static const int32_t CTX0[] = {3, 17, 42, 5, 9, 33, 21, 8, 50, 11, 27, 60, 2, 44
 static const int32_t Q0[] = {7, 19, 55, 4};
 
 // (a) greedy over the pressed cache equals the masked full-forward reference.
-static void test_generation_vs_reference(const llama_model *m, int pct) {
+// n_new >= 32 takes generate_pressed's transposed LM head (decode_head) on the CPU in f32.
+static void test_generation_vs_reference(const llama_model *m, int pct, int n_new) {
   gen_config cfg = gen_config_default();
-  cfg.max_new_tokens = NEW;
+  cfg.max_new_tokens = n_new;
   hash_press hp = {.pct = pct};
   const int32_t *ctxs[1] = {CTX0}, *qs[1] = {Q0};
   int nc[1] = {14}, nq[1] = {4};
@@ -320,10 +381,11 @@ static void test_generation_vs_reference(const llama_model *m, int pct) {
   pith_err err = {{0}};
   CHECK_MSG(gen_pressed(m, &r, &cfg, &res, &err) == 0, "%s", err.msg);
   CHECK(hp.calls == m->cfg.n_layers);
-  int32_t want[NEW];
-  ref_generate(m, NULL, NULL, &hp, CTX0, 14, Q0, 4, NEW, want);
-  CHECK_MSG(same_ids(res.ids[0], res.n[0], want, NEW), "keep %d%%: pressed greedy differs from the masked reference", pct);
-  CHECK_MSG(distinct(want, NEW) >= 4, "only %d distinct tokens: the test would be weak", distinct(want, NEW));
+  int32_t want[64];
+  ref_generate(m, NULL, NULL, &hp, CTX0, 14, Q0, 4, n_new, want);
+  CHECK_MSG(same_ids(res.ids[0], res.n[0], want, n_new), "keep %d%%, %d new: pressed greedy differs from the masked reference",
+            pct, n_new);
+  CHECK_MSG(distinct(want, n_new) >= 4, "only %d distinct tokens: the test would be weak", distinct(want, n_new));
   // Different heads keep different counts, and fewer than all.
   int n00 = res.keep->n[kv_keep_index(res.keep, 0, 0, 0)], n01 = res.keep->n[kv_keep_index(res.keep, 0, 0, 1)];
   int64_t tot = res.kv_kept;
@@ -331,12 +393,12 @@ static void test_generation_vs_reference(const llama_model *m, int pct) {
          (long long)tot, 14 * m->cfg.n_layers * m->cfg.n_kv_heads, n00, n01, (long long)res.kv_bytes,
          (long long)res.kv_dense_bytes);
   CHECK(tot < 14 * m->cfg.n_layers * m->cfg.n_kv_heads);
-  int64_t entry = 2 * (int64_t)m->cfg.head_dim * 4 + 16;
-  CHECK_MSG(res.kv_bytes == tot * entry, "kv_bytes %lld, want %lld", (long long)res.kv_bytes, (long long)(tot * entry));
+  CHECK_MSG(res.kv_bytes == want_bytes(m, &res, -1, 0, 4), "kv_bytes %lld, want %lld", (long long)res.kv_bytes,
+            (long long)want_bytes(m, &res, -1, 0, 4));
   // The eviction matters: without it the tokens differ (else this test could not fail).
-  int32_t full[NEW];
-  ref_generate(m, NULL, NULL, NULL, CTX0, 14, Q0, 4, NEW, full);
-  CHECK_MSG(!same_ids(full, NEW, want, NEW), "keep %d%%: eviction changed nothing: the test would be weak", pct);
+  int32_t full[64];
+  ref_generate(m, NULL, NULL, NULL, CTX0, 14, Q0, 4, n_new, full);
+  CHECK_MSG(!same_ids(full, n_new, want, n_new), "keep %d%%: eviction changed nothing: the test would be weak", pct);
   gen_press_result_free(&res);
 }
 
@@ -417,7 +479,8 @@ static void test_batch(const llama_model *m, int pct) {
     gen_press_result res;
     CHECK_MSG(gen_pressed(m, &one, &cfg, &res, &err) == 0, "%s", err.msg);
     CHECK_MSG(same_ids(all.ids[b], all.n[b], res.ids[0], res.n[0]), "keep %d%%: row %d differs in the batch", pct, b);
-    CHECK(all.row_bytes[b] == res.kv_bytes);
+    CHECK(all.row_bytes[b] == want_bytes(m, &all, b, 0, 4));
+    CHECK(res.kv_bytes == want_bytes(m, &res, 0, 0, 4));
     for (int l = 0; l < m->cfg.n_layers; l++)
       for (int h = 0; h < m->cfg.n_kv_heads; h++)
         CHECK(all.keep->n[kv_keep_index(all.keep, l, b, h)] == res.keep->n[kv_keep_index(res.keep, 0 * l + l, 0, h)]);
@@ -458,9 +521,7 @@ static void test_prefix(const llama_model *m) {
     pith_err err = {{0}};
     CHECK_MSG(gen_pressed(m, &r, &cfg, &with, &err) == 0, "%s", err.msg);
     CHECK(hp.calls == c->n_layers);
-    int64_t pre = (int64_t)c->n_layers * 2 * c->n_kv_heads * P * c->head_dim * 4;
-    CHECK_MSG(with.kv_bytes == with.kv_kept * (2 * c->head_dim * 4 + 16) + pre, "kv_bytes %lld with a prefix",
-              (long long)with.kv_bytes);
+    CHECK_MSG(with.kv_bytes == want_bytes(m, &with, -1, P, 4), "kv_bytes %lld with a prefix", (long long)with.kv_bytes);
     if (pct == 0) CHECK(with.kv_kept == 0);
     int32_t want[NEW];
     ref_generate(m, pk, pv, &hp, CTX0, 14, Q0, 4, NEW, want);
@@ -519,6 +580,15 @@ static void test_presses(const llama_model *m) {
       gen_press_result res;
       CHECK_MSG(gen_pressed(m, &one, &cfg, &res, &err) == 0, "%s: %s", specs[i], err.msg);
       CHECK_MSG(same_ids(all.ids[b], all.n[b], res.ids[0], res.n[0]), "%s: row %d differs in the batch", specs[i], b);
+      // (g) a non-adaptive press keeps one count per head of a row: the dense layouts, no index, alone
+      // and in the batch (rows of different lengths: a buffer per row); adakv the compact one.
+      if (!p.adaptive) {
+        CHECK_MSG(res.kv_bytes == res.kv_kept * 2 * m->cfg.head_dim * 4, "%s: row %d alone: %lld bytes, not dense",
+                  specs[i], b, (long long)res.kv_bytes);
+        CHECK_MSG(all.row_bytes[b] == res.kv_kept * 2 * m->cfg.head_dim * 4, "%s: row %d in the batch: %lld bytes, not dense",
+                  specs[i], b, (long long)all.row_bytes[b]);
+      }
+      CHECK(all.row_bytes[b] == want_bytes(m, &all, b, 0, 4));
       for (int l = 0; l < L; l++)
         for (int h = 0; h < Hkv; h++) {
           int ia = kv_keep_index(all.keep, l, b, h), io = kv_keep_index(res.keep, l, 0, h);
@@ -551,7 +621,9 @@ static void test_presses(const llama_model *m) {
 // runs to its end with each row as alone.
 static void test_bf16(void) {
   llama_model *m = small_model(small_config(), 1, PT_BF16);
-  test_attention(m, KV_ATTN_AUTO);
+  test_attention(m, KV_ATTN_AUTO, 0, 0);
+  test_attention(m, KV_ATTN_AUTO, 1, 0);
+  test_attention(m, KV_ATTN_AUTO, 2, 0);
   hash_press hp = {.pct = 50};
   const int32_t *ctxs[2] = {CTX0, Q0}, *qs[2] = {Q0, CTX0};
   int nc[2] = {14, 4}, nq[2] = {4, 9};
@@ -563,7 +635,7 @@ static void test_bf16(void) {
   pith_err err = {{0}};
   CHECK_MSG(gen_pressed(m, &r, &cfg, &all, &err) == 0, "bf16: %s", err.msg);
   CHECK(all.n[0] == NEW && all.n[1] == NEW);
-  CHECK(all.kv_bytes == all.kv_kept * (2 * m->cfg.head_dim * 2 + 16));
+  CHECK(all.kv_bytes == want_bytes(m, &all, -1, 0, 2));
   r.batch = 1;
   CHECK_MSG(gen_pressed(m, &r, &cfg, &one, &err) == 0, "bf16: %s", err.msg);
   CHECK_MSG(same_ids(all.ids[0], all.n[0], one.ids[0], one.n[0]), "bf16: row 0 differs in the batch");
@@ -695,7 +767,7 @@ static void test_stories(void) {
   text[0] = 1;
   memcpy(text + 1, story, sizeof(int32_t) * 90);
   free(story);
-  cfg.max_new_tokens = 24;
+  cfg.max_new_tokens = 40;  // >= 32: generate_pressed's transposed LM head
   // keep-all against generate() on the first 70 tokens (60 context + 10 question).
   int32_t *want = NULL;
   int n_want = 0;
@@ -741,10 +813,18 @@ int main(void) {
   pt_set_num_threads(1);
   size_t live0 = pt_live_handles();
   llama_model *m = small_model(small_config(), 1, PT_F32);
-  test_attention(m, KV_ATTN_SEGMENT);
-  test_attention(m, KV_ATTN_GEMM);
-  test_generation_vs_reference(m, 50);
-  test_generation_vs_reference(m, 25);
+  test_attention(m, KV_ATTN_AUTO, 0, 0);
+  test_attention(m, KV_ATTN_SEGMENT, 0, 0);
+  test_attention(m, KV_ATTN_GEMM, 0, 1);
+  test_attention(m, KV_ATTN_AUTO, 1, 0);
+  test_attention(m, KV_ATTN_AUTO, 1, 1);
+  test_attention(m, KV_ATTN_GEMM, 1, 0);
+  test_attention(m, KV_ATTN_AUTO, 2, 0);
+  test_attention(m, KV_ATTN_AUTO, 2, 1);
+  test_attention(m, KV_ATTN_SEGMENT, 2, 0);
+  test_generation_vs_reference(m, 50, NEW);
+  test_generation_vs_reference(m, 25, NEW);
+  test_generation_vs_reference(m, 50, 40);
   test_keep_all(m, NULL, NULL, "no prefix");
   test_batch(m, 100);
   test_batch(m, 50);

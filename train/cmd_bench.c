@@ -6,6 +6,8 @@
 //   pith bench forward: inference forward (logits) of a Hugging Face model folder.
 //   pith bench train-step: one 500x training step (encoder with LoRA, decoder from the compress
 //   K/V, backward, AdamW) on a model folder.
+//   pith bench distill-step: one `pith distill` method kl step (the target's logits without
+//   gradients, the scorer's with, KL(target || scorer), backward, clipping, AdamW on every weight).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 #include "commands.h"
 #include "train_math.h"
 #include "compressor.h"
+#include "distill.h"
 #include "hf_folder.h"
 #include "torch_shim.h"
 
@@ -364,18 +367,123 @@ static int bench_train_step(int argc, char **argv) {
   return rc ? 1 : 0;
 }
 
+// Every weight of the scorer trainable (distill's default finetuning_type full), collected for AdamW.
+typedef struct {
+  pt_tensor **params;
+  int n, cap;
+} param_list;
+
+static int collect_param(const char *name, pt_tensor **slot, pt_shape shape, void *vctx) {
+  (void)name, (void)shape;
+  param_list *l = vctx;
+  if (l->n == l->cap || pt_set_requires_grad(*slot, 1)) return -1;
+  l->params[l->n++] = *slot;
+  return 0;
+}
+
+static int bench_distill_step(int argc, char **argv) {
+  const char *target_dir = NULL, *scorer_dir = NULL;
+  int batch = 8, seq = 256, steps = 5, warmup = 2, threads = 0, json = 0;
+  double temperature = 1.0;
+  const cli_opt opts[] = {
+      {"--target", CLI_STR, &target_dir, .metavar = "DIR", .flags = CLI_REQUIRED,
+       .help = "the target: a Hugging Face causal LM folder"},
+      {"--scorer", CLI_STR, &scorer_dir, .metavar = "DIR", .flags = CLI_REQUIRED,
+       .help = "the scorer being aligned: a smaller one with the target's vocabulary"},
+      {"--batch", CLI_INT, &batch, .metavar = "N", .min = 1, .max = CLI_INF, .help = "rows (default 8)"},
+      {"--seq", CLI_INT, &seq, .metavar = "N", .min = 2, .max = CLI_INF, .help = "tokens a row (default 256)"},
+      {"--temperature", CLI_DOUBLE, &temperature, .metavar = "T", .min = 1e-6, .max = CLI_INF,
+       .help = "distillation temperature (default 1)"},
+      {"--steps", CLI_INT, &steps, .metavar = "N", .min = 1, .max = CLI_INF, .help = "timed steps (default 5)"},
+      {"--warmup", CLI_INT, &warmup, .metavar = "N", .min = 0, .max = CLI_INF, .help = "untimed steps first (default 2)"},
+      {"--threads", CLI_INT, &threads, .metavar = "N", .min = 0, .max = CLI_INF,
+       .help = "CPU threads (default 0: libtorch's)"},
+      {"--json", CLI_FLAG, &json, .help = "print one JSON object"},
+  };
+  const cli_spec spec = {
+      "pith bench distill-step", CLI_OPTS(opts), .usage_on_error = 1,
+      .about = "Times one `pith distill` method kl step on CPU, f32, as the trainer runs it: the target's logits\n"
+               "without gradients, the scorer's with, KL(target || scorer) per token at the temperature (times\n"
+               "T^2), backward, gradient clipping at 1.0, AdamW on every scorer weight (finetuning_type full).\n"
+               "Tokens/s counts the batch's tokens. scripts/bench distill runs it next to the same step in\n"
+               "PyTorch + transformers.\n\n"};
+  int code;
+  if (cli_command(&spec, argc, argv, &code)) return code;
+  if (threads > 0) pt_set_num_threads(threads);
+  pith_err err = {{0}};
+  llama_model *target = hf_model_load(target_dir, PT_F32, PT_CPU, &err);
+  llama_model *scorer = target ? hf_model_load(scorer_dir, PT_F32, PT_CPU, &err) : NULL;
+  if (!scorer) {
+    fprintf(stderr, "pith bench distill-step: %s\n", err.msg);
+    llama_free(target);
+    return 1;
+  }
+  int rc = 0;
+  if (scorer->cfg.vocab_size != target->cfg.vocab_size) {
+    fprintf(stderr, "pith bench distill-step: the scorer's vocab_size %d is not the target's %d\n",
+            scorer->cfg.vocab_size, target->cfg.vocab_size);
+    rc = -2;
+  }
+  pt_tensor *slots[4096];
+  param_list pl = {slots, 0, 4096};
+  if (!rc && llama_visit_weights(scorer, collect_param, &pl)) {
+    fprintf(stderr, "pith bench distill-step: the scorer's weights: %s\n", pt_ok() ? "too many tensors" : pt_error());
+    rc = -2;
+  }
+  pt_adamw *opt = rc ? NULL : pt_adamw_new(pl.params, pl.n, (pt_adamw_config){1e-4, 0.9, 0.999, 1e-8, 0});
+  pt_gen *g = pt_gen_new(5, PT_CPU);
+  pt_tensor *text = pt_keep(pt_to_dtype(
+      pt_mul_scalar(pt_uniform(PT_SHAPE(batch, seq), 0, 1, PT_F32, PT_CPU, g), target->cfg.vocab_size - 1), PT_I64));
+  comp_batch b = {.dec_ids = text, .dec_targets = text};  // every position is scored
+  double *times = calloc((size_t)steps, sizeof *times), loss = NAN;
+  if (!rc && !opt) rc = -1;
+  for (int step = 0; step < warmup + steps && rc == 0; step++) {
+    double t0 = pith_now_s();
+    pt_scope s = pt_scope_begin();
+    pt_adamw_zero_grad(opt);
+    pt_tensor *l = distill_kl_loss(target, scorer, NULL, NULL, &b, temperature, &err);
+    rc = l && pt_backward(l) == 0 ? 0 : -1;
+    if (rc == 0) pt_clip_grad_norm(pl.params, pl.n, 1.0);
+    rc = rc == 0 && pt_adamw_step(opt) == 0 ? 0 : -1;
+    if (rc == 0) loss = pt_item(l);
+    pt_scope_end(s);
+    if (step >= warmup) times[step - warmup] = pith_now_s() - t0;
+  }
+  if (rc == -1) {
+    fprintf(stderr, "pith bench distill-step: %s\n", err.msg[0] ? err.msg : pt_error());
+  } else if (rc == 0) {
+    qsort(times, (size_t)steps, sizeof *times, cmp_double);
+    double median = times[steps / 2], tok_s = (double)batch * seq / median;
+    if (json)
+      printf("{\"impl\": \"pith\", \"tokens_per_s\": %.1f, \"median_step_s\": %.6f, \"threads\": %d, \"loss\": %.6f}\n",
+             tok_s, median, pt_num_threads(), loss);
+    else
+      printf("pith distill-step: kl at T %g, batch %d, seq %d, %d threads: %.0f tokens/s (median step %.1f ms)\n",
+             temperature, batch, seq, pt_num_threads(), tok_s, median * 1e3);
+  }
+  free(times);
+  pt_free(text);
+  pt_gen_free(g);
+  pt_adamw_free(opt);
+  llama_free(scorer);
+  llama_free(target);
+  return rc ? 1 : 0;
+}
+
 int cmd_bench(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
     FILE *out = argc < 2 ? stderr : stdout;
     fprintf(out, "usage: pith bench WHAT [OPTIONS]\n\n"
                  "  blocks    forward+backward of LLaMA-style blocks through the shim\n"
                  "  forward   inference forward of a Hugging Face model folder\n"
-                 "  train-step  one 500x training step on a model folder\n");
+                 "  train-step  one 500x training step on a model folder\n"
+                 "  distill-step  one pith distill kl step (target and scorer folders)\n");
     return argc < 2 ? 2 : 0;
   }
   if (!strcmp(argv[1], "blocks")) return bench_blocks(argc - 1, argv + 1);
   if (!strcmp(argv[1], "forward")) return bench_forward(argc - 1, argv + 1);
   if (!strcmp(argv[1], "train-step")) return bench_train_step(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "distill-step")) return bench_distill_step(argc - 1, argv + 1);
   fprintf(stderr, "pith bench: unknown benchmark '%s' (try --help)\n", argv[1]);
   return 2;
 }

@@ -467,6 +467,8 @@ static int data_synth(int argc, char **argv) {
           "  tokenizer/           the world's own byte-level BPE tokenizer (tokenizer.json, tokenizer_config.json):\n"
           "                       a token per word, per answer value, per name syllable; 2,260 tokens\n"
           "                       (not written when --tokenizer gives another one)\n"
+          "  bert_tokenizer/      a cased BERT WordPiece tokenizer of the same words, for token classifiers\n"
+          "                       (pith distill method=classifier: LLMLingua-2's scorer); written with tokenizer/\n"
           "  docs.h5, qa.h5, qa_sentence.h5, qa_window.h5\n"
           "                       the four ingested with that tokenizer (unless --jsonl-only)\n\n"
           "options:\n"};
@@ -503,6 +505,13 @@ static int data_synth(int argc, char **argv) {
     }
     printf("pith data synth: wrote %s (%d tokens)\n", tok_json, vocab);
     tok_path = tok_json;
+    char bert_dir[4200];
+    snprintf(bert_dir, sizeof bert_dir, "%s/bert_tokenizer", dir);
+    if (synth_write_bert_tokenizer(bert_dir, &vocab, &err) < 0) {
+      fprintf(stderr, "pith data synth: %s\n", err.msg);
+      return 1;
+    }
+    printf("pith data synth: wrote %s/tokenizer.json (WordPiece for token classifiers, %d tokens)\n", bert_dir, vocab);
   }
   if (jsonl_only) return 0;
   tokenizer *tok = tokenizer_load(tok_path, &err);

@@ -14,10 +14,15 @@
 //             prefix can reach (the first stage copies answers at layer 0); the later stages keep
 //             it at 0.5. Not from random weights: there it keeps the model from learning to answer
 //             at all within the stage (README, "What the demo shows").
+//   ehpc_probe pith compress ehpc-probe: EHPC's evaluator heads of the base LM (lm/model/ehpc.json)
+//   classifier pith distill method=classifier: LLMLingua-2's keep/drop classifier (a small BERT on the
+//             world's WordPiece tokenizer) learns what LLMLingua keeps with the base LM as its scorer;
+//             pith export makes it the HF folder pith eval --l2-scorer reads
 //   500x/icae pith pretrain (regeneration) then pith finetune (QA) of each compressor, same k
 //   export    pith export of each trained compressor (PEFT adapter + compress embeddings)
-//   eval      pith eval of each: QA against the full-context / no-context / truncated baselines,
-//             and regeneration against the no-prefix decoder
+//   eval      pith eval of each: QA against the full-context / no-context / truncated baselines and
+//             hard compression (LLMLingua, LLMLingua-2, EHPC) to the same k tokens, and regeneration
+//             against the no-prefix decoder
 //   report    pith report: OUT/report.html, the page of every stage's curves, scores and examples
 //
 // A stage that finished (OUT/.done/STAGE) is skipped when the demo runs again, so an interrupted
@@ -67,6 +72,11 @@ static const char *const LM_ARGS[] = {"cutoff_len=104", "max_target_len=48", "le
 static const char *const LORA_ARGS[] = {"lora_rank=16", "lora_alpha=32", "lora_dropout=0", "lora_target=all", NULL};
 static const char *const PRETRAIN_ARGS[] = {"cutoff_len=104", "learning_rate=3e-3", "lr_scheduler_type=cosine",
                                             "warmup_steps=20", NULL};
+// LLMLingua-2's keep/drop classifier (a 64-wide, 2-layer BERT on the world's WordPiece tokenizer), its
+// labels what LLMLingua keeps with the base LM as its own scorer (pith distill method=classifier).
+static const char *const CLASSIFIER_ARGS[] = {"method=classifier", "label_rate=0.4", "label_iterative_size=16",
+                                              "cutoff_len=128", "learning_rate=1e-3", "lr_scheduler_type=cosine",
+                                              "warmup_steps=50", "eval_steps=200", NULL};
 static const char *const FINETUNE_ARGS[] = {"cutoff_len=104", "max_target_len=48", "learning_rate=2e-3",
                                             "lr_scheduler_type=cosine", "warmup_steps=20", NULL};
 
@@ -87,6 +97,7 @@ typedef struct {
   int threads, k, docs;
   int lm_steps[4];  // per LM_STAGES
   int pretrain_steps, finetune_steps, eval_examples;
+  int classifier_steps, classifier_texts;  // LLMLingua-2's classifier: steps, texts the base LM labels
   double t0;
 } demo;
 
@@ -161,6 +172,32 @@ static void train_args(args *a, const demo *d, const char *cmd, const char *data
   arg(a, "threads=%d", d->threads);
   arg_list(a, TRAIN_COMMON);
   arg_list(a, own);
+}
+
+// The classifier's config.json: a small BertForTokenClassification over the world's WordPiece tokenizer.
+static int write_classifier_config(const demo *d, char *path, size_t len) {
+  snprintf(path, len, "%s/classifier_config.json", d->out);
+  pith_err err;
+  char tok_dir[1200];
+  snprintf(tok_dir, sizeof tok_dir, "%s/world/bert_tokenizer", d->out);
+  tokenizer *tok = tokenizer_load(tok_dir, &err);
+  if (!tok) {
+    fprintf(stderr, "pith demo: %s\n", err.msg);
+    return -1;
+  }
+  char json[1024];
+  snprintf(json, sizeof json,
+           "{\"architectures\": [\"BertForTokenClassification\"], \"model_type\": \"bert\", \"vocab_size\": %d,\n"
+           " \"hidden_size\": 64, \"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"intermediate_size\": 128,\n"
+           " \"hidden_act\": \"gelu\", \"hidden_dropout_prob\": 0.1, \"attention_probs_dropout_prob\": 0.1,\n"
+           " \"max_position_embeddings\": 256, \"type_vocab_size\": 2, \"initializer_range\": 0.02,\n"
+           " \"layer_norm_eps\": 1e-12, \"pad_token_id\": 0, \"id2label\": {\"0\": \"LABEL_0\", \"1\": \"LABEL_1\"},\n"
+           " \"label2id\": {\"LABEL_0\": 0, \"LABEL_1\": 1}}\n",
+           tokenizer_vocab_size(tok));
+  tokenizer_free(tok);
+  int rc = pith_write_file_atomic(path, json, strlen(json), &err);
+  if (rc) fprintf(stderr, "pith demo: %s\n", err.msg);
+  return rc;
 }
 
 static int write_model_config(const demo *d, char *path, size_t len) {
@@ -250,6 +287,14 @@ static int export_and_eval(demo *d, const char *method, int with_baselines) {
     arg(&a, "%d", qa ? d->eval_examples : d->eval_examples / 4);
     arg(&a, "--baselines");
     arg(&a, "%s", !with_baselines ? "" : qa ? "full,none,truncated,no_layer0" : "none,truncated");
+    if (with_baselines && qa) {  // hard compression to the compressor's k tokens
+      arg(&a, "--hard");
+      arg(&a, "llmlingua:k,llmlingua2:k,ehpc:k");
+      arg(&a, "--l2-scorer");
+      arg(&a, "%s/export/classifier", d->out);
+      arg(&a, "--ehpc-heads");
+      arg(&a, "%s/lm/model", d->out);
+    }
     arg(&a, "--out");
     arg(&a, "%s/eval/%s", d->out, eval_name(d, method, qa));
     arg(&a, "--threads");
@@ -277,6 +322,13 @@ static double metric(const cJSON *metrics, const char *system, const char *name)
   return cJSON_IsNumber(v) ? v->valuedouble : -1;
 }
 
+// The positions the system's decoder read for the context, mean per example (-1: not there).
+static double tokens_read(const cJSON *metrics, const char *system) {
+  const cJSON *v =
+      cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(metrics, "prompt_tokens"), system);
+  return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
 static void row(FILE *f, const char *label, const double *v, int n) {
   fprintf(f, "| %-34s |", label);
   for (int i = 0; i < n; i++) {
@@ -297,8 +349,8 @@ static void results_table(const demo *d, FILE *f) {
     regen[m] = read_json(path);
   }
   fprintf(f, "QA on held-out documents (SQuAD v1.1 F1 / EM; raw = un-normalised, as 500xCompressor reports)\n\n");
-  fprintf(f, "| %-34s | %7s | %7s | %7s | %7s |\n|%s|---------|---------|---------|---------|\n", "system", "F1", "EM",
-          "raw F1", "raw EM", "------------------------------------");
+  fprintf(f, "| %-34s | %7s | %7s | %7s | %7s | %7s |\n|%s|---------|---------|---------|---------|---------|\n",
+          "system", "F1", "EM", "raw F1", "raw EM", "tokens", "------------------------------------");
   const char *qa_metrics[4] = {"f1", "em", "raw_f1", "raw_em"};
   struct {
     const char *system, *label;
@@ -307,12 +359,20 @@ static void results_table(const demo *d, FILE *f) {
                  {"none", "no context", 0},
                  {"truncated", "context truncated to k tokens", 0},
                  {"no_layer0", "context K/V without layer 0's", 0},
+                 {"llmlingua@k", "LLMLingua, k tokens kept", 0},
+                 {"llmlingua2@k", "LLMLingua-2, k tokens kept", 0},
+                 {"ehpc@k", "EHPC, k tokens kept", 0},
+                 {"llmlingua@k+500x", "LLMLingua's k tokens, then 500x", 0},
+                 {"llmlingua2@k+500x", "LLMLingua-2's k tokens, then 500x", 0},
+                 {"ehpc@k+500x", "EHPC's k tokens, then 500x", 0},
                  {"compressed", "500x compressor", 0},
                  {"compressed", "ICAE", 1}};
   for (size_t r = 0; r < sizeof qa_rows / sizeof qa_rows[0]; r++) {
-    double v[4];
-    for (int i = 0; i < 4; i++) v[i] = qa[qa_rows[r].from] ? metric(qa[qa_rows[r].from], qa_rows[r].system, qa_metrics[i]) : -1;
-    row(f, qa_rows[r].label, v, 4);
+    const cJSON *m = qa[qa_rows[r].from];
+    double v[5];
+    for (int i = 0; i < 4; i++) v[i] = m ? metric(m, qa_rows[r].system, qa_metrics[i]) : -1;
+    v[4] = m ? tokens_read(m, qa_rows[r].system) : -1;
+    row(f, qa_rows[r].label, v, 5);
   }
   fprintf(f, "\nRegeneration of held-out documents from the compressed prefix (ROUGE F, BLEU-4, exact match)\n\n");
   fprintf(f, "| %-34s | %7s | %7s | %7s | %7s | %7s |\n|%s|---------|---------|---------|---------|---------|\n",
@@ -333,6 +393,11 @@ static void results_table(const demo *d, FILE *f) {
   }
   fprintf(f, "\nk = %d compress tokens; contexts of up to 104 tokens; %d QA and %d regeneration examples.\n", d->k,
           d->eval_examples, d->eval_examples / 4);
+  fprintf(f, "tokens: positions the decoder read for the context, mean per example. The hard methods keep about k of\n"
+             "the context's tokens as text (pith eval --hard llmlingua:k,llmlingua2:k,ehpc:k): LLMLingua scores them\n"
+             "with the base LM's perplexity, LLMLingua-2 with the demo's classifier (trained on what LLMLingua keeps),\n"
+             "EHPC with the attention of the evaluator heads pith compress ehpc-probe found in the base LM;\n"
+             "\"then 500x\": the 500x compressor encodes the kept text instead of the whole context.\n");
   fprintf(f, "\"Context K/V without layer 0's\": the context's own per-layer K/V as the question's prefix, layer 0's\n"
              "zeroed (pith eval --baselines no_layer0). A 500x prefix's layer-0 K/V never see the text: when this row\n"
              "is near \"no context\", the model reads answers at layer 0, where a 500x prefix cannot carry them.\n");
@@ -341,7 +406,8 @@ static void results_table(const demo *d, FILE *f) {
 
 int cmd_demo(int argc, char **argv) {
   demo d = {.threads = (int)sysconf(_SC_NPROCESSORS_ONLN), .k = 16, .lm_steps = {1200, 1500, 800, 800},
-            .pretrain_steps = 400, .finetune_steps = 400, .eval_examples = 200, .t0 = pith_now_s()};
+            .pretrain_steps = 400, .finetune_steps = 400, .eval_examples = 200, .classifier_steps = 400,
+            .classifier_texts = 1000, .t0 = pith_now_s()};
   const char *out = "runs/demo";
   int fresh = 0, quick = 0;
   const cli_opt opts[] = {
@@ -360,15 +426,18 @@ int cmd_demo(int argc, char **argv) {
       .about = "The whole pipeline on the embedded synthetic facts world, with no downloads (15 to 20 minutes on\n"
                "2 idle CPU cores): synthesise the world; train a tiny LLaMA on it from scratch (the frozen LLM);\n"
                "pretrain (regeneration) and fine-tune (QA) a 500x compressor and an ICAE one with the same k;\n"
-               "export both as PEFT adapters; evaluate both against the full-context, no-context and truncated\n"
-               "baselines; print the results table (also in DIR/results.md) and write DIR/report.html (pith report:\n"
-               "loss curves, scores, examples side by side; open it in a browser). Every stage prints the pith\n"
-               "command it runs. A finished stage is skipped when the demo is run again on the same folder.\n\n"};
+               "export both as PEFT adapters; train LLMLingua-2's classifier on the base LM's own choices;\n"
+               "evaluate both compressors against the full-context, no-context and truncated baselines and\n"
+               "against hard compression (LLMLingua, LLMLingua-2, EHPC) to the same k tokens; print the results\n"
+               "table (also in DIR/results.md) and write DIR/report.html (pith report: loss curves, scores,\n"
+               "examples side by side; open it in a browser). Every stage prints the pith command it runs.\n"
+               "A finished stage is skipped when the demo is run again on the same folder.\n\n"};
   int code;
   if (cli_command(&spec, argc, argv, &code)) return code;
   snprintf(d.out, sizeof d.out, "%s", out);
   if (quick) {
     d.lm_steps[0] = d.lm_steps[1] = d.lm_steps[2] = d.lm_steps[3] = 10, d.pretrain_steps = 10, d.finetune_steps = 10;
+    d.classifier_steps = 10, d.classifier_texts = 60;
     d.eval_examples = 20;
   }
   if (d.docs == 0) d.docs = quick ? 400 : 6000;  // --docs N wins, before or after --quick
@@ -408,6 +477,46 @@ int cmd_demo(int argc, char **argv) {
     }
     if (run_stage(&d, LM_STAGES[st].stage, LM_STAGES[st].title, cmd_lm, &a)) return 1;
   }
+
+  // EHPC's evaluator heads of the base LM (DIR/ehpc.json), for the hard-compression rows.
+  arg(&a, "compress");
+  arg(&a, "ehpc-probe");
+  arg(&a, "--model");
+  arg(&a, "%s/lm/model", d.out);
+  arg(&a, "--data");
+  arg(&a, "%s/world/docs.h5", d.out);
+  arg(&a, "--threads");
+  arg(&a, "%d", d.threads);
+  if (run_stage(&d, "ehpc_probe", "finding EHPC's evaluator heads in the base LM (needle probes)", cmd_compress, &a))
+    return 1;
+
+  // LLMLingua-2's classifier, taught what LLMLingua keeps with the base LM as its scorer, exported as
+  // the HF folder pith eval (and llmlingua) reads.
+  char cls_config[1200];
+  if (write_classifier_config(&d, cls_config, sizeof cls_config)) return 1;
+  train_args(&a, &d, "distill", "docs.h5", "classifier", d.classifier_steps, CLASSIFIER_ARGS);
+  arg(&a, "model_config=%s", cls_config);
+  arg(&a, "tokenizer=%s/world/bert_tokenizer", d.out);
+  arg(&a, "target_model_name_or_path=%s/lm/model", d.out);
+  arg(&a, "label_num_texts=%d", d.classifier_texts);
+  if (run_stage(&d, "classifier", "training LLMLingua-2's keep/drop classifier on the base LM's own choices",
+                cmd_distill, &a))
+    return 1;
+  char export_dir[1200];
+  snprintf(export_dir, sizeof export_dir, "%s/export", d.out);
+  if (pith_mkdirs(export_dir, &err)) {
+    fprintf(stderr, "pith demo: %s\n", err.msg);
+    return 1;
+  }
+  arg(&a, "export");
+  arg(&a, "--run");
+  arg(&a, "%s/classifier", d.out);
+  arg(&a, "--out");
+  arg(&a, "%s/export/classifier", d.out);
+  arg(&a, "--force");
+  if (run_stage(&d, "classifier_export", "exporting the classifier as a Hugging Face token-classifier folder",
+                cmd_export, &a))
+    return 1;
 
   const char *methods[2] = {"500x", "icae"};
   for (int m = 0; m < 2; m++)

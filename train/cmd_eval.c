@@ -118,8 +118,8 @@ static int parse_args(int argc, char **argv, eval_options *o) {
        .help = "llmlingua2's BERT or XLM-R token classifier folder (pith distill\n"
                "method=classifier's export, or a converted LLMLingua-2 model)"},
       {"--cl100k", CLI_STR, &o->cl100k, .metavar = "PATH",
-       .help = "llmlingua2: cl100k_base.tiktoken, whose counts weigh words (default:\n"
-               "$TIKTOKEN_CACHE_DIR's or .venv-peers/tiktoken-cache's copy)"},
+       .help = "llmlingua2 with --hard-budget llmlingua: cl100k_base.tiktoken, whose counts\n"
+               "weigh words (default: $TIKTOKEN_CACHE_DIR's or .venv-peers/tiktoken-cache's)"},
       {"--ehpc-heads", CLI_STR, &o->ehpc_heads, .metavar = "FILE",
        .help = "ehpc's evaluator heads of the base model: the ehpc.json that pith compress\n"
                "ehpc-probe --model BASE writes (or its folder), or L:h,h; window and kernel\n"
@@ -127,8 +127,9 @@ static int parse_args(int argc, char **argv, eval_options *o) {
       {"--hard-budget", CLI_CHOICE, &hard_budget, .metavar = "B", .choices = "exact|llmlingua",
        .help = "exact (default): a system named Rx reads 1/R of the context's tokens;\n"
                "llmlingua: llmlingua 0.2.2's own (rate 1/R of the scorer's tokens, which it\n"
-               "misses: the table shows what was read). llmlingua2 has only its own: rate\n"
-               "1/R of its words' cl100k tokens"},
+               "misses: the table shows what was read). llmlingua2: its threshold weighs\n"
+               "words by their tokens under the base model's tokenizer (exact), or cl100k's\n"
+               "as llmlingua 0.2.2 does (llmlingua); a percentile, so near 1/R, not on it"},
       {"--press", CLI_STR, &o->press, .metavar = "SPEC,...",
        .help = "KV-press systems, [adakv-]NAME:RATIO[:KEY=VALUE,...] each (NAME knorm,\n"
                "streaming_llm, snapkv, expected_attention, tova or observed_attention; RATIO in\n"
@@ -155,6 +156,9 @@ static int parse_args(int argc, char **argv, eval_options *o) {
   int l2 = o->hard && eval_hard_uses(o->hard, "llmlingua2"), ehpc = o->hard && eval_hard_uses(o->hard, "ehpc");
   if (!l2 && (o->l2_scorer || o->cl100k))
     return usage_error("%s is for --hard llmlingua2:RATIO", o->l2_scorer ? "--l2-scorer" : "--cl100k");
+  if (o->cl100k && !o->hard_llmlingua_budget)
+    return usage_error("--cl100k is for --hard-budget llmlingua (the exact budget counts with the base model's "
+                       "tokenizer)");
   if (!ehpc && o->ehpc_heads) return usage_error("--ehpc-heads is for --hard ehpc:RATIO");
   if (o->hard_scorer && !eval_hard_uses(o->hard, "llmlingua") && !eval_hard_uses(o->hard, "longllmlingua"))
     return usage_error("--hard-scorer is for --hard llmlingua or longllmlingua (llmlingua2 takes --l2-scorer; ehpc "

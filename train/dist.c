@@ -19,7 +19,7 @@ static int env_int(const char *name, long lo, long hi, int required, long *v, pi
 }
 
 int dist_init(dist_ctx *d, pt_device *devp, pith_err *err) {
-  *d = (dist_ctx){0, 1, 0, NULL};
+  *d = (dist_ctx){.world = 1};
   long world = 1, rank = 0, local = 0, port = 0, timeout = 600;
   if (env_int("WORLD_SIZE", 1, 1 << 20, 0, &world, err)) return -1;
   if (world == 1) return 0;
@@ -39,7 +39,7 @@ int dist_init(dist_ctx *d, pt_device *devp, pith_err *err) {
   if (!pg)
     return pt_fail(err, "rank %ld of %ld: joining the process group at %s:%ld (PITH_DIST_TIMEOUT=%ld s)", rank, world,
                    addr, port, timeout);
-  *d = (dist_ctx){(int)rank, (int)world, (int)local, pg};
+  *d = (dist_ctx){.rank = (int)rank, .world = (int)world, .local_rank = (int)local, .pg = pg};
   *devp = dev;
   return 0;
 }
@@ -47,8 +47,9 @@ int dist_init(dist_ctx *d, pt_device *devp, pith_err *err) {
 void dist_close(dist_ctx *d) {
   if (!d->pg) return;
   if (pt_dist_barrier(d->pg)) pt_error_clear();  // a peer already gone: nothing to wait for
+  pt_dist_grads_free(d->grads);
   pt_dist_free(d->pg);
-  *d = (dist_ctx){0, 1, 0, NULL};
+  *d = (dist_ctx){.world = 1};
 }
 
 int dist_broadcast(dist_ctx *d, pt_tensor *const *params, int n, pith_err *err) {
@@ -56,9 +57,21 @@ int dist_broadcast(dist_ctx *d, pt_tensor *const *params, int n, pith_err *err) 
   return pt_dist_broadcast(d->pg, params, n, 0) ? pt_fail(err, "rank %d: broadcasting the weights", d->rank) : 0;
 }
 
+int dist_overlap(dist_ctx *d, pt_tensor *const *params, int n, pith_err *err) {
+  if (!d->pg || d->grads) return 0;
+  if (!(d->grads = pt_dist_grads_new(d->pg, params, n, DIST_BUCKET_BYTES)))
+    return pt_fail(err, "rank %d: gradient hooks for the overlapped all-reduce", d->rank);
+  return 0;
+}
+
+int dist_arm(dist_ctx *d, pith_err *err) {
+  if (!d->grads) return 0;
+  return pt_dist_grads_arm(d->grads) ? pt_fail(err, "rank %d: arming the gradient hooks", d->rank) : 0;
+}
+
 int dist_reduce_grads(dist_ctx *d, pt_tensor *const *params, int n, double scale, pith_err *err) {
   if (!d->pg) return 0;
-  if (pt_dist_all_reduce_grads(d->pg, params, n, scale, DIST_BUCKET_BYTES))
+  if (d->grads ? pt_dist_grads_finish(d->grads, scale) : pt_dist_all_reduce_grads(d->pg, params, n, scale, DIST_BUCKET_BYTES))
     return pt_fail(err, "rank %d of %d: all-reducing the gradients (a rank died or timed out?)", d->rank, d->world);
   return 0;
 }

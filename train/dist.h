@@ -17,6 +17,7 @@
 typedef struct {
   int rank, world, local_rank;  // world 1: no process group
   pt_dist *pg;
+  pt_dist_grads *grads;  // dist_overlap's hooks, or NULL: the all-reduce after backward
 } dist_ctx;
 
 #define DIST_BUCKET_BYTES (4u << 20)  // gradients travel in all-reduces of about this size
@@ -29,7 +30,12 @@ void dist_close(dist_ctx *d);  // a barrier, then leaves the group; fine on the 
 static inline int dist_main(const dist_ctx *d) { return d->rank == 0; }
 // params ← rank 0's values.
 int dist_broadcast(dist_ctx *d, pt_tensor *const *params, int n, pith_err *err);
-// The gradients of params ← their sum over ranks × scale.
+// Overlap the gradients' all-reduce with the backward pass from now on (hooks on params; see
+// pt_dist_grads_new): dist_arm before a step's last backward, and dist_reduce_grads after it waits.
+int dist_overlap(dist_ctx *d, pt_tensor *const *params, int n, pith_err *err);
+int dist_arm(dist_ctx *d, pith_err *err);  // no-op without dist_overlap
+// The gradients of params ← their sum over ranks × scale (with dist_overlap: the buckets the
+// backward pass launched, and the rest).
 int dist_reduce_grads(dist_ctx *d, pt_tensor *const *params, int n, double scale, pith_err *err);
 // v (n doubles) ← their sum (max: their maximum) over ranks.
 int dist_reduce(dist_ctx *d, double *v, int n, int max, pith_err *err);

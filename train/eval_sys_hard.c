@@ -14,7 +14,8 @@
 // The scorers, loaded once for every hard system (the first hard system holds them):
 //   llmlingua, longllmlingua  a causal LM (--hard-scorer, default the base model itself);
 //   llmlingua2                a BERT or XLM-R token classifier (--l2-scorer DIR, e.g. what `pith
-//                             distill` method=classifier exports), with cl100k (--cl100k) to weigh words;
+//                             distill` method=classifier exports); words weighed by their tokens under
+//                             the base model's tokenizer (the exact budget) or cl100k's (--cl100k);
 //   ehpc                      the base model itself (its heads are the base model's): evaluator heads
 //                             from --ehpc-heads (an ehpc.json of `pith compress ehpc-probe`, a folder
 //                             holding one, or L:h,h). It reads the question in qa (its window: the
@@ -26,9 +27,12 @@
 // tokens under the base model's tokenizer (llmlingua: hc_options.exact; ehpc: its target_tokens,
 // which are the base model's tokens); --hard-budget llmlingua keeps llmlingua's own budget (rate =
 // 1/RATIO of the scorer's tokens), whose achieved ratio drifts (85 tokens at rate 0.25 kept 37 on
-// stories260K). llmlingua2 has only its own: rate 1/RATIO (k: k / the context's tokens), its
-// threshold the percentile of the words' keep probabilities weighted by cl100k counts, so it
-// misses the ratio by the tokenizers' difference. Either way the table reports the tokens read.
+// stories260K). llmlingua2 keeps its own rule, rate 1/RATIO (k: k / the context's tokens) with its
+// threshold the percentile of the words' keep probabilities weighted by their token counts: in the
+// exact mode counted by the base model's tokenizer (so no cl100k is needed, and the ratio is near
+// 1/RATIO of the tokens read, off by the percentile's ties), with --hard-budget llmlingua by cl100k as
+// llmlingua 0.2.2 counts, which misses it by the tokenizers' difference. Either way the table
+// reports the tokens read.
 //
 // A method is a row of METHODS: its name, its library, hard_compress.h's options for it, and
 // whether it reads the question.
@@ -232,12 +236,18 @@ static int load_l2(hard_shared *sh, const eval_env *env, pith_err *err) {
   char cl_path[4200];
   pith_err why = {{0}};  // (err's message cannot be formatted into itself)
   if (eval_hard_check_classifier(env->l2_scorer, &why)) return pith_fail(err, "--l2-scorer %s", why.msg);
-  if (l2_find_cl100k(env->cl100k, cl_path, sizeof cl_path, err)) return -1;
+  // The tokenizer that weighs words: llmlingua's own budget counts cl100k tokens as llmlingua 0.2.2
+  // does; the exact budget counts the base model's, whose tokens the system is named by.
+  const tokenizer *counter = env->tok;
+  if (env->hard_llmlingua_budget) {
+    if (l2_find_cl100k(env->cl100k, cl_path, sizeof cl_path, err)) return -1;
+    if (!(sh->cl100k = tokenizer_load(cl_path, err))) return -1;
+    counter = sh->cl100k;
+  }
   // on the CPU: l2_compress feeds the classifier CPU tensors
   if (!(sh->cls = encoder_folder_load(env->l2_scorer, PT_F32, PT_CPU, NULL, err))) return -1;
   if (!(sh->cls_tok = tokenizer_load(env->l2_scorer, err))) return -1;
-  if (!(sh->cl100k = tokenizer_load(cl_path, err))) return -1;
-  if (l2_scorer_init(&sh->l2, sh->cls, sh->cls_tok, sh->cl100k, err)) return -1;
+  if (l2_scorer_init(&sh->l2, sh->cls, sh->cls_tok, counter, err)) return -1;
   sh->have_l2 = 1;
   return 0;
 }
@@ -302,7 +312,7 @@ static char *compress_text(hard_state *s, const eval_env *env, const eval_exampl
   }
   double target = s->spec.at_k ? env->k : (double)all / s->spec.ratio;  // the exact budget
   char *kept = NULL;
-  if (m->lib == LIB_L2) {  // its own budget, whatever --hard-budget says
+  if (m->lib == LIB_L2) {  // its own rule; the words' weights follow the budget (load_l2)
     l2_options lo = l2_options_default();
     lo.rate = s->spec.at_k ? (all > env->k ? (double)env->k / (double)all : 1) : 1 / s->spec.ratio;
     l2_result r;

@@ -23,7 +23,9 @@ static const rc_key COMMON_KEYS[] = {
     {"seed", RC_INT, "42", "initialisation, shuffling and dropout", "[0,inf)"},
     {"logging_steps", RC_INT, "10", "metrics every N steps", "[1,inf)"},
     {"eval_steps", RC_INT, "0", "validation loss every N steps (0: at the end only)", "[0,inf)"},
-    {"eval_batches", RC_INT, "8", "validation batches per evaluation", "[1,inf)"},
+    {"eval_batches", RC_INT, "8",
+     "validation batches per evaluation (with ranks: of per_device_train_batch_size x ranks rows, shared out)",
+     "[1,inf)"},
     {"save_steps", RC_INT, "500", "checkpoint every N steps (and at the end)", "[0,inf)"},
     {"save_total_limit", RC_INT, "3", "checkpoints kept (0: all)", "[0,inf)"},
     {"bf16", RC_BOOL, "false",
@@ -31,6 +33,9 @@ static const rc_key COMMON_KEYS[] = {
      "runs in f32; pith lm refuses it (it trains every weight)", NULL},
     {"device", RC_STRING, "cpu", "cpu | cuda | cuda:N", NULL},
     {"threads", RC_INT, "0", "CPU threads (0: libtorch's default)", "[0,inf)"},
+    {"ddp_overlap", RC_BOOL, "true",
+     "torchrun (WORLD_SIZE > 1): all-reduce each gradient bucket as soon as the backward pass has filled it, "
+     "while it goes on (false: every bucket after the backward pass); the same numbers either way", NULL},
     {"nan_policy", RC_STRING, "stop", "on a NaN/Inf loss or gradient: stop, or skip the step", "stop|skip"},
     {"peak_tflops", RC_FLOAT, "0",
      "the device's peak TFLOP/s at the compute dtype, for MFU in the progress line (0: no MFU); e.g. 989 "
@@ -206,6 +211,7 @@ int train_args_read(train_args *a, train_task task, const run_config *c, pith_er
   a->save_total_limit = (int)run_config_int(c, "save_total_limit");
   a->bf16 = run_config_bool(c, "bf16");
   a->threads = (int)run_config_int(c, "threads");
+  a->ddp_overlap = run_config_bool(c, "ddp_overlap");
   a->nan_skip = !strcmp(run_config_str(c, "nan_policy"), "skip");  // or "stop": resolve checked it
   a->peak_tflops = run_config_float(c, "peak_tflops");
   a->tensorboard = run_config_bool(c, "tensorboard");

@@ -41,6 +41,7 @@ typedef struct {
   int bf16;
   pt_device device;
   int threads;
+  int ddp_overlap;                     // with ranks: gradient all-reduces during the backward pass
   int nan_skip;                        // nan_policy: 1 = skip, 0 = stop
   double peak_tflops;
   int tensorboard;                     // events files beside metrics.jsonl (tb_events.h)

@@ -172,31 +172,38 @@ static pt_tensor *batch_loss(const trainer *t, const loader_batch *lb, int with_
   return with_prefix ? comp_loss(t->comp, b, dropout_gen, err) : lm_loss(t->model, t->lora, dropout_gen, b, weights, err);
 }
 
-// Mean loss over up to eval_batches validation batches; with_prefix 0 gives the decoder alone.
+// The validation loss over the first eval_batches global batches of the val split (per_device_train_batch_size
+// × world rows each): the mean over all their loss terms (targets, or their weights), so that it does not
+// depend on how the rows are batched. With ranks, rank r takes the batches r, r + world, ... and the
+// sums (loss × terms, terms) are all-reduced: every rank gets the figure one process reading them all
+// would. with_prefix 0 gives the decoder alone. NAN when there are no rows or a batch failed.
 static double evaluate(trainer *t, int with_prefix, pith_err *err) {
   if (t->cls) {
     cls_metrics m;
     return distill_cls_evaluate(t->enc, t->cls, t->a->per_device_train_batch_size, &m, err) ? NAN : m.loss;
   }
-  loader *l = open_loader(t, CORPUS_SPLIT_VAL, NULL, err);
-  if (!l) return NAN;
+  double sums[2] = {0, 0};  // loss × terms, terms (this rank's)
+  int64_t batches = (int64_t)t->a->eval_batches * t->dist.world;
+  loader *l = open_loader(t, CORPUS_SPLIT_VAL, NULL, err);  // the whole split: the ranks share out batches
+  if (!l) sums[0] = NAN;
   int was = pt_set_grad_enabled(0);
-  double total = 0;
-  int n = 0;
   loader_batch lb;
-  while (n < t->a->eval_batches && loader_next(l, &lb, err) == 1) {
+  for (int64_t i = 0; l && i < batches && loader_next(l, &lb, err) == 1; i++) {
+    if (i % t->dist.world != t->dist.rank) continue;
     pt_scope s = pt_scope_begin();
     comp_batch b;
-    pt_tensor *loss = batch_loss(t, &lb, with_prefix, NULL, &b, NULL, err);
+    double terms = 0;
+    pt_tensor *loss = batch_loss(t, &lb, with_prefix, NULL, &b, &terms, err);
     double v = loss ? pt_item(loss) : NAN;
     pt_scope_end(s);
-    if (isnan(v)) break;
-    total += v;
-    n++;
+    sums[0] += v * terms, sums[1] += terms;
+    if (!loss) break;  // a failed batch: NAN for every rank
   }
   pt_set_grad_enabled(was);
   loader_close(l);
-  return n ? total / n : NAN;
+  // Every rank takes part even after a failure here, so that none waits for it.
+  if (dist_reduce(&t->dist, sums, 2, 0, err)) return NAN;
+  return sums[1] > 0 ? sums[0] / sums[1] : NAN;
 }
 
 static int save_checkpoint(trainer *t, int64_t step, double loss, pith_err *err) {
@@ -507,8 +514,11 @@ static int micro_batches(trainer *t, int64_t step, double *loss, double *tokens,
     if (t->dist.pg && deep) terms = loss_terms(&b, NULL);
     if (t->dist.pg && dist_share(t, terms, &share, err)) return -1;
     *loss += pt_item(l) * share / accum;
+    // The last backward of the step launches the all-reduces of the accumulated gradients (ddp_overlap).
+    if (micro == accum - 1 && dist_arm(&t->dist, err)) return -1;
     // × world: the gradients' all-reduce divides their sum by world (train_loop)
-    if (pt_backward(pt_mul_scalar(l, share * t->dist.world / accum))) return pt_fail(err, "backward");
+    if (pt_backward(pt_mul_scalar(l, share * t->dist.world / accum)))
+      return t->dist.pg ? pt_fail(err, "rank %d of %d: backward", t->dist.rank, t->dist.world) : pt_fail(err, "backward");
     // LM: its rows only; a no_layer0 row reads [bos] context, then the QA row.
     double enc = t->comp ? (double)pt_size(b.text_ids, 1) : 0, dec = (double)pt_size(b.dec_ids, 1);
     if (deep) dec += 1 + (double)pt_size(b.text_ids, 1);
@@ -741,6 +751,14 @@ static int run(trainer *t, train_args *args, int resume, const char *cmd, pith_e
   if (resume && load_resume(t, &start, &cursor, err)) return -1;
   // Every rank starts from rank 0's weights (random inits draw the same, but a rank may differ).
   if (dist_broadcast(&t->dist, t->params, t->n_params, err)) return -1;
+  if (t->a->ddp_overlap && dist_overlap(&t->dist, t->params, t->n_params, err)) return -1;
+  if (t->dist.pg) {  // what a step costs the network, to estimate scaling from
+    double elems = 0;
+    for (int i = 0; i < t->n_params; i++) elems += (double)pt_numel(t->params[i]);
+    printf("%s: each step all-reduces %.1f MB of f32 gradients (%.0f trainable values) in %.0f MB buckets, %s\n",
+           cmd, elems * 4 / 1e6, elems, DIST_BUCKET_BYTES / 1048576.0,
+           t->a->ddp_overlap ? "during the backward pass (ddp_overlap)" : "after the backward pass (ddp_overlap=false)");
+  }
   if (!t->cls && !(t->train = open_loader(t, CORPUS_SPLIT_TRAIN, resume ? &cursor : NULL, err))) return -1;
   int main_rank = dist_main(&t->dist);
   // Everything a run needs has loaded: only now does it get a folder, so a refused run leaves none.
@@ -780,7 +798,7 @@ int trainer_run(const train_args *a, const run_config *cfg, const char *run_dir,
   trainer t = {.a = &args, .cfg = cfg, .run_dir = run_dir, .tty = isatty(STDOUT_FILENO)};
   int rc = run(&t, &args, resume, cmd, err);
   if (rc >= 0) dist_close(&t.dist);  // with an error, leave at once: the others learn it from the dead link
-  else if (t.dist.pg) pt_dist_free(t.dist.pg), t.dist.pg = NULL;
+  else if (t.dist.pg) pt_dist_grads_free(t.dist.grads), pt_dist_free(t.dist.pg), t.dist.pg = NULL;
   pith_err tb_err = {{0}};  // the last lines (validation, a signal's stop) reach TensorBoard too
   if (tb_metrics_close(t.tb, t.metrics, &tb_err) && rc == 0) {
     rc = -1;

@@ -6,7 +6,11 @@ loaded and compresses every prompt once per round; pith compresses them all in o
 round. Each side's figure is the compression time alone (pith's per-line time_s summed; the peer's
 compress_prompt calls), not loading; rounds alternate; medians; tokens of prompt per second.
 
+--scorer DIR measures another causal scorer (a Hugging Face LLaMA folder both sides load, e.g. a
+pith run's base LM) instead of stories260K.
+
 usage: bench_compress.py --pith PATH [--rounds 3] [--threads 1] [--prompts 8] [--words 1200] [--rate 0.5]
+                         [--scorer DIR]
 """
 import json
 import os
@@ -52,19 +56,26 @@ def main():
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--words", type=int, default=1200)
     p.add_argument("--rate", type=float, default=0.5)
+    p.add_argument("--scorer", help="a causal LM folder to use instead of stories260K")
     a = p.parse_args()
     peer_python = os.path.join(harness.ROOT, ".venv-peers", "bin", "python")
     if not os.path.exists(peer_python):
         harness.skip(".venv-peers is absent (scripts/setup-peers makes it)")
     os.environ["PITH_BIN"] = a.pith  # harness.convert_stories runs this pith
     harness.pith_bin()
-    harness.stories_assets()
+    if a.scorer and not os.path.isfile(os.path.join(a.scorer, "config.json")):
+        harness.fail(f"--scorer {a.scorer}: no config.json there (a Hugging Face causal LM folder is wanted)")
+    if not a.scorer:
+        harness.stories_assets()
     with open(harness.asset("data/tinystories/tinystories_val_head.txt"), encoding="utf-8") as f:
         words = f.read().split()
     prompts = [" ".join(words[i * a.words:(i + 1) * a.words]) for i in range(a.prompts)]
     with tempfile.TemporaryDirectory() as tmp:
-        model = os.path.join(tmp, "stories260K")
-        harness.convert_stories(model)
+        if a.scorer:
+            model = os.path.abspath(a.scorer)
+        else:
+            model = os.path.join(tmp, "stories260K")
+            harness.convert_stories(model)
         prompts_path = os.path.join(tmp, "prompts.json")
         json.dump(prompts, open(prompts_path, "w"))
         lines = "".join(json.dumps({"prompt": x}) + "\n" for x in prompts)
@@ -92,8 +103,11 @@ def main():
         pith_s, peer_s = harness.alternate(a.rounds, [("pith", pith_round), ("llmlingua", peer_round)])
         peer.stdin.close()
         peer.wait()
+    cfg = json.load(open(os.path.join(model, "config.json"))) if a.scorer else None
+    shape = (f"{a.scorer}: hidden {cfg['hidden_size']}, {cfg['num_hidden_layers']} layers, head dim "
+             f"{cfg.get('head_dim') or cfg['hidden_size'] // cfg['num_attention_heads']}") if cfg else "stories260K"
     harness.print_rates(f"llmlingua at rate {a.rate}, {a.prompts} prompts of {tokens // a.prompts} scorer tokens "
-                        f"(stories260K), {a.threads} thread(s), median of {a.rounds} rounds:", tokens,
+                        f"({shape}), {a.threads} thread(s), median of {a.rounds} rounds:", tokens,
                         [("pith compress", pith_s), ("llmlingua 0.2.2", peer_s)])
 
 

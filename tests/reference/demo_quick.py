@@ -1,5 +1,6 @@
 """`pith demo --quick`: every stage of the demo runs and leaves what the next one reads (world,
-base model, four training runs, four exports, four evaluations, results.md, report.html); a second
+base model, EHPC's heads, LLMLingua-2's classifier, four training runs, four exports, four evaluations with the hard-compression
+rows, results.md, report.html); a second
 run on the same folder skips every finished stage; bad options fail with a usage message. The
 numbers of a quick run mean nothing (a few steps per stage), so only their presence and range are
 checked. The report is self-contained and loads in headless Chromium with no console message, its
@@ -34,10 +35,10 @@ def check_report(out, tmp):
         text = f.read()
     external = re.findall(r'(?:src|href)="(?!data:)[^"]*"|<script|@import|url\(', text)
     harness.check(not external, f"report.html is not self-contained: {external[:5]}")
-    for stage in ("lm_sentence", "lm_deep", "lm_window", "demo/lm<", "500x_pretrain", "500x_finetune", "icae_pretrain",
-                  "icae_finetune"):
+    for stage in ("lm_sentence", "lm_deep", "lm_window", "demo/lm<", "classifier", "500x_pretrain", "500x_finetune",
+                  "icae_pretrain", "icae_finetune"):
         harness.check(stage in text, f"report.html lacks the curves of {stage}")
-    harness.check(text.count("<svg") == 8 and text.count("<polyline") + text.count("<circle") >= 16,
+    harness.check(text.count("<svg") == 9 and text.count("<polyline") + text.count("<circle") >= 18,
                   f"report.html: {text.count('<svg')} charts")
     harness.check(text.count("<h3>demo/eval/") == 4 and "Question:" in text and "regenerated text" in text,
                   "report.html lacks the evaluations or their examples")
@@ -66,7 +67,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "demo")
         p = run("demo", "--quick", "--threads", "1", "--out", out)
-        stages = ["world", "lm_sentence", "lm_deep", "lm_window", "lm", "500x_pretrain", "500x_finetune", "icae_pretrain", "icae_finetune"]
+        stages = ["world", "lm_sentence", "lm_deep", "lm_window", "lm", "ehpc_probe", "classifier", "classifier_export",
+                  "500x_pretrain", "500x_finetune", "icae_pretrain", "icae_finetune"]
         for method in ("500x", "icae"):
             stages += [f"{method}_pretrain_export", f"{method}_regen_eval", f"{method}_finetune_export",
                        f"{method}_qa_eval"]
@@ -74,7 +76,9 @@ def main():
             if f"[{s}," not in p.stdout or not os.path.exists(os.path.join(out, ".done", s)):
                 harness.fail(f"stage {s} did not run or is not marked done:\n{p.stdout[-3000:]}")
         for path in ["world/qa.h5", "world/docs.h5", "world/qa_sentence.h5", "world/qa_window.h5",
-                     "lm/model/config.json", "lm/model/tokenizer.json",
+                     "lm/model/config.json", "lm/model/tokenizer.json", "lm/model/ehpc.json",
+                     "world/bert_tokenizer/tokenizer.json", "export/classifier/model.safetensors",
+                     "export/classifier/manifest.json",
                      "export/500x_finetune/adapter_model.safetensors", "export/icae_pretrain/manifest.json"]:
             if not os.path.exists(os.path.join(out, path)):
                 harness.fail(f"{path} missing")
@@ -82,7 +86,9 @@ def main():
             manifest = json.load(f)
         if manifest["method"] != "icae" or manifest["k"] != 16:
             harness.fail(f"manifest {manifest}")
-        systems = {"qa": {"compressed", "full", "none", "truncated", "no_layer0"}, "docs": {"compressed", "none", "truncated"}}
+        systems = {"qa": {"compressed", "full", "none", "truncated", "no_layer0", "llmlingua@k", "llmlingua2@k",
+                          "ehpc@k", "llmlingua@k+500x", "llmlingua2@k+500x", "ehpc@k+500x"},
+                   "docs": {"compressed", "none", "truncated"}}
         for method in ("500x", "icae"):
             for data in ("qa", "docs"):
                 with open(os.path.join(out, "eval", f"{data}__lm__{method}__k16", "metrics.json")) as f:
@@ -90,13 +96,20 @@ def main():
                 want = systems[data] if method == "500x" else {"compressed"}
                 if set(m["systems"]) != want:
                     harness.fail(f"{method} {data}: systems {sorted(m['systems'])}, want {sorted(want)}")
+                if data == "qa" and method == "500x":  # the hard rows keep about k of the context's tokens
+                    read = m["prompt_tokens"]
+                    for system in ("llmlingua@k", "llmlingua2@k", "ehpc@k"):
+                        harness.check(8 <= read[system] <= 20 < read["full"], f"{system} read {read[system]} tokens "
+                                      f"(k 16; full {read['full']})")
                 for system, scores in m["systems"].items():
                     for name, v in scores.items():
                         if not 0 <= v <= 100:
                             harness.fail(f"{method} {data} {system} {name} = {v}")
         with open(os.path.join(out, "results.md")) as f:
             table = f.read()
-        for row in ("full context", "no context", "without layer 0", "500x compressor", "ICAE", "decoder with no prefix"):
+        for row in ("full context", "no context", "without layer 0", "LLMLingua, k tokens", "LLMLingua-2, k tokens",
+                    "EHPC, k tokens",
+                    "EHPC's k tokens, then 500x", "500x compressor", "ICAE", "decoder with no prefix"):
             if row not in table or row not in p.stdout:
                 harness.fail(f"results table lacks '{row}':\n{table}")
         print(f"demo --quick: {len(stages)} stages ran; exports, evaluations and results.md are in place")

@@ -143,6 +143,27 @@ def check_align_parity(target, scorer, corpus, tmp):
           f"(NumPy {rho:.6f}) over {ours['n_tokens']} tokens")
 
 
+def check_bench_step(target, scorer):
+    """`pith bench distill-step` (scripts/bench distill's pith side) computes the kl loss of the trainer:
+    its first step's loss equals KL(target || scorer) at T 2 times T^2, computed here, on its ids."""
+    torch = harness.require("torch")
+    B, T, temp = 2, 16, 2.0
+    p = run("bench", "distill-step", "--target", target, "--scorer", scorer, "--batch", B, "--seq", T, "--steps", 1,
+            "--warmup", 0, "--temperature", temp, "--threads", 1, "--json")
+    ours = json.loads(p.stdout.strip().splitlines()[-1])["loss"]
+    mt, ms = harness.load_causal_lm(target), harness.load_causal_lm(scorer)
+    g = torch.Generator().manual_seed(5)  # pith's ids: uniform [0, 1) seeded 5, times vocab - 1, truncated
+    ids = (torch.empty(B, T).uniform_(0, 1, generator=g) * (mt.config.vocab_size - 1)).long()
+    with torch.no_grad():
+        lt = torch.log_softmax(mt(ids).logits.double() / temp, -1)
+        ls = torch.log_softmax(ms(ids).logits.double() / temp, -1)
+        ref = ((lt.exp() * (lt - ls)).sum(-1).mean() * temp * temp).item()
+    harness.check(abs(ours - ref) < 1e-5 * max(1.0, abs(ref)), f"bench distill-step loss {ours} vs {ref}")
+    p = run("bench", "distill-step", "--target", target, ok=False)
+    harness.check(p.returncode == 2 and "--scorer" in p.stderr, f"bench distill-step without --scorer: {p.stderr!r}")
+    print(f"bench distill-step: the trainer's kl loss ({ours:.6f}, PyTorch {ref:.6f}); a missing --scorer refused")
+
+
 def check_refusals(common, scorer, target, tmp):
     bad_tok = os.path.join(tmp, "scorer_other_tok")  # ids 300 and 301 swapped: same size and pieces
     shutil.copytree(scorer, bad_tok)
@@ -221,6 +242,7 @@ def main():
         check_sigint(common, tmp)
         check_refusals(common, scorer, target, tmp)
         check_align_parity(target, scorer, corpus, tmp)
+        check_bench_step(target, scorer)
         # A scorer close to the target (its weights plus noise): small KL, high rank correlation.
         torch = harness.require("torch")
         near = os.path.join(tmp, "near")

@@ -12,7 +12,8 @@ folder, a few pretrain/finetune steps of 500x, exported); the base model is the 
 - --hard-budget llmlingua runs and says so; --compressor none with --hard: no chains.
 - The scores of the systems without --hard are the same with it (adding systems changes no row).
 - llmlingua2 (a random BERT token classifier made here, numpy weights, its WordPiece vocabulary
-  counted from the world's texts; cl100k from .venv-peers, that part skipped with a printed reason
+  counted from the world's texts; its words weighed by the base model's tokens; with --hard-budget
+  llmlingua by cl100k from .venv-peers, that part skipped with a printed reason
   without it) and ehpc (heads from `pith compress ehpc-probe` on the base model): qa with
   ehpc:2,ehpc:4,ehpc:k,llmlingua2:2,llmlingua2:3 and a compressor: every system and chain is in the
   table; each example's kept text (predictions.jsonl "kept") is what `pith compress --method ehpc`
@@ -140,23 +141,17 @@ def check_l2_ehpc(tmp, world, tok_dir, model, exp_ft, qa, docs):
     cls = os.path.join(tmp, "tiny-bert-classifier")
     harness.require("transformers")
     make_classifier(cls, texts, 5)
-    cl100k = os.path.join(harness.ROOT, ".venv-peers", "tiktoken-cache", "9b5ad71b2ce5302211f9c61530b329a4922fc6a4")
-    have_l2 = os.path.exists(cl100k)
-    if not have_l2:
-        print(f"SKIP (llmlingua2 part): {cl100k} is absent (scripts/setup-peers puts cl100k_base.tiktoken there)")
-
+    # The exact budget weighs llmlingua2's words by the base model's tokens: no cl100k needed.
     n = 5
-    hard = "ehpc:2,ehpc:4,ehpc:k" + (",llmlingua2:2,llmlingua2:3" if have_l2 else "")
-    extra = ["--ehpc-heads", heads] + (["--l2-scorer", cls, "--cl100k", cl100k] if have_l2 else [])
+    hard = "ehpc:2,ehpc:4,ehpc:k,llmlingua2:2,llmlingua2:3"
+    extra = ["--ehpc-heads", heads, "--l2-scorer", cls]
     out, p, m, preds = evaluate(tmp, "l2_ehpc", exp_ft, qa, n, hard, extra)
     names = [s.replace(":", "@") + ("" if s.endswith("k") else "x") for s in hard.split(",")]
     systems = ["compressed", "full", "none", "truncated"] + names + [s + "+500x" for s in names]
     if list(m["systems"]) != systems:
         fail(f"systems {list(m['systems'])}, want {systems}")
     check_table(p, m, "qa")
-    want_hard = {"systems": hard, "scorer": model, "budget": "exact", "ehpc_heads": heads}
-    if have_l2:
-        want_hard["l2_scorer"] = cls
+    want_hard = {"systems": hard, "scorer": model, "budget": "exact", "ehpc_heads": heads, "l2_scorer": cls}
     if m["hard"] != want_hard:
         fail(f"metrics.json hard: {m['hard']}, want {want_hard}")
     ctx, tok = m["context_tokens"], m["prompt_tokens"]
@@ -184,9 +179,9 @@ def check_l2_ehpc(tmp, world, tok_dir, model, exp_ft, qa, docs):
                 got += compress("ehpc", scorer, [line], "--target-tokens", repr(target))
             want = [g["compressed_prompt"] for g in got]
             have = [x["kept"] + "\n\n" + x["question"] for x in rows[s]]  # compress keeps the question
-        else:  # llmlingua2: rate 1/R of its cl100k-weighted words (no question)
+        else:  # llmlingua2: rate 1/R of its words weighed by the base model's tokens (no question)
             got = compress("llmlingua2", cls, [{"context": x["context"]} for x in rows[s]], "--rate", repr(1 / float(r)),
-                           "--cl100k", cl100k)
+                           "--cl100k", os.path.join(tok_dir, "tokenizer.json"))
             want = [g["compressed_prompt"] for g in got]
             have = [x["kept"] for x in rows[s]]
         for i, (a, b) in enumerate(zip(have, want)):
@@ -196,6 +191,23 @@ def check_l2_ehpc(tmp, world, tok_dir, model, exp_ft, qa, docs):
             fail(f"{s} kept every context whole")
     print(f"ok: {', '.join(names)} keep what pith compress keeps on {n} examples; context {ctx:.1f} tokens, read "
           + ", ".join(f"{s} {tok[s]:.1f}" for s in names))
+    for s, r in (("llmlingua2@2x", 2), ("llmlingua2@3x", 3)):  # a percentile of the same counts: near 1/R
+        if not abs(tok[s] - ctx / r) <= 0.3 * ctx / r + 2:
+            fail(f"prompt_tokens {s} = {tok[s]}: not near {ctx / r:.1f} (the context's {ctx} / {r})")
+
+    # llmlingua's own budget: words weighed by cl100k, as llmlingua 0.2.2 does
+    cl100k = os.path.join(harness.ROOT, ".venv-peers", "tiktoken-cache", "9b5ad71b2ce5302211f9c61530b329a4922fc6a4")
+    if not os.path.exists(cl100k):
+        print(f"SKIP (llmlingua2 with cl100k): {cl100k} is absent (scripts/setup-peers puts cl100k_base.tiktoken there)")
+    else:
+        _, _, m2, preds2 = evaluate(tmp, "l2_cl100k", "none", qa, 3, "llmlingua2:2",
+                                    ["--model", model, "--tokenizer", tok_dir, "--l2-scorer", cls, "--hard-budget",
+                                     "llmlingua", "--cl100k", cl100k])
+        rows2 = [x for x in preds2 if x["system"] == "llmlingua2@2x"]
+        got = compress("llmlingua2", cls, [{"context": x["context"]} for x in rows2], "--rate", "0.5", "--cl100k", cl100k)
+        if len(rows2) != 3 or [x["kept"] for x in rows2] != [g["compressed_prompt"] for g in got]:
+            fail(f"llmlingua2 --hard-budget llmlingua: eval kept {[x['kept'] for x in rows2]}, compress {got}")
+        print("ok: llmlingua2 with --hard-budget llmlingua keeps what pith compress keeps with cl100k")
 
     # regen, no compressor: ehpc's window is the context's own end (shortened to the budget at k)
     out, p, m, preds = evaluate(tmp, "ehpc_regen", "none", docs, 3, "ehpc:3,ehpc:k",
@@ -215,6 +227,7 @@ def check_l2_ehpc(tmp, world, tok_dir, model, exp_ft, qa, docs):
         (["--hard", "llmlingua2:2", "--l2-scorer", model], 2, "not a BERT or XLM-R token classifier"),
         (["--hard", "llmlingua2:2", "--l2-scorer", os.path.join(tmp, "nope")], 2, "no such folder"),
         (["--hard", "llmlingua2:2", "--l2-scorer", tok_dir], 2, "no config.json"),
+        (["--hard", "llmlingua2:2", "--l2-scorer", cls, "--cl100k", "x"], 2, "--cl100k is for --hard-budget llmlingua"),
         (["--hard", "llmlingua:2", "--l2-scorer", cls], 2, "--l2-scorer is for --hard llmlingua2"),
         (["--hard", "llmlingua2:1", "--l2-scorer", cls], 2, "the ratio must be a number > 1"),
         (["--hard", "ehpc:0.5", "--ehpc-heads", heads], 2, "the ratio must be a number > 1"),

@@ -239,7 +239,8 @@ def test_synth(pith, tmp):
         p = run([pith, "data", "synth", "--dir", d, "--docs", "400", "--seed", "3", "--threads", str(1 + 2 * i)])
         if not check(p.returncode == 0, "pith data synth"):
             return
-    for name in ("docs.jsonl", "qa.jsonl", "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json"):
+    for name in ("docs.jsonl", "qa.jsonl", "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json",
+                 "bert_tokenizer/tokenizer.json"):
         with open(os.path.join(dirs[0], name), "rb") as x, open(os.path.join(dirs[1], name), "rb") as y:
             check(x.read() == y.read(), f"synth: {name} differs between two runs with the same seed")
     for name in ("docs.h5", "qa.h5"):
@@ -259,8 +260,21 @@ def test_synth(pith, tmp):
         check(all(q["answers"][0]["text"] == a for q, a in zip(qa, ans)), "synth: answers differ from qa.jsonl")
         check_ids("synth questions", ragged(f, "question_tokens"), texts(f, "question_text"), tok)
         check_ids("synth answers", ragged(f, "answer_tokens"), ans, tok)
+    # The WordPiece tokenizer for token classifiers: pith's ids are HF's, and no text of the world
+    # (documents, questions) meets [UNK] (id 1).
+    bert_dir = os.path.join(dirs[0], "bert_tokenizer")
+    bert = Tokenizer.from_file(os.path.join(bert_dir, "tokenizer.json"))
+    world = [d["abstract"] for d in docs] + [q["question"] for q in qa]
+    listing = os.path.join(tmp, "world_texts.txt")
+    with open(listing, "w") as f:
+        f.write("\n".join(world) + "\n")
+    p = run([pith, "tokenize", "--tokenizer", bert_dir, "--bos", listing])
+    ours = [json.loads(l) for l in p.stdout.splitlines()]
+    ref = [e.ids for e in bert.encode_batch(world)]
+    check(ours == ref, f"synth bert_tokenizer: {sum(a != b for a, b in zip(ours, ref))} of {len(ref)} rows differ from HF")
+    check(ref[0][0] == 2 and ref[0][-1] == 3 and not any(1 in r for r in ref), "synth bert_tokenizer: [CLS]/[SEP] or [UNK]")
     print(f"synth: deterministic; {len(docs)} documents, {len(qa)} questions; HF tokenizers gives pith's ids "
-          f"(vocabulary {tok.get_vocab_size()})")
+          f"(vocabulary {tok.get_vocab_size()}; the WordPiece one {bert.get_vocab_size()}, no [UNK] in the world)")
 
 
 def test_existing(pith, tmp, tok_json):

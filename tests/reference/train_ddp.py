@@ -1,6 +1,8 @@
 """Data-parallel `pith lm` through torch.distributed (Gloo on CPU), launched by torchrun: two ranks
 with per-device batch B train 20 steps whose losses (metrics.jsonl) and final weights (RUN/model)
-equal a one-process run with batch 2B, to 1e-5. Only rank 0 writes. A SIGTERM to one rank stops both
+equal a one-process run with batch 2B, to 1e-5, with the gradients' all-reduce overlapped with the
+backward pass (the default) and without (ddp_overlap=false); so do the validation losses, computed by
+each rank on its share of the val split and all-reduced. Only rank 0 writes. A SIGTERM to one rank stops both
 after the same step with one checkpoint, and torchrun --resume ends bit for bit where the
 uninterrupted run ended (a SIGTERM to torchrun, which passes it on, too); resumed by one process with batch 2B, it ends there too (1e-5). A rank
 killed with SIGKILL makes the other exit non-zero with an error that says so, in under 60 s; a bad
@@ -25,6 +27,7 @@ import harness
 import tiny_world
 
 B, ACCUM, STEPS = 2, 2, 20
+VB = 9  # per-device batch of the validation runs: 40 val rows do not divide into it
 
 
 def free_port():
@@ -96,13 +99,16 @@ def pretrain(tmp, torchrun):
                  f"output_dir={two}"], text=True, timeout=300)
     m1, m2 = metrics(one), metrics(two)
     harness.check([m["step"] for m in m1] == [m["step"] for m in m2], "pretrain: the same lines")
-    ld = max(abs(a[k] - b[k]) / max(1.0, abs(a[k])) for a, b in zip(m1, m2) for k in ("loss", "grad_norm") if k in a)
-    harness.check(ld <= 1e-5, f"pretrain: losses or gradient norms differ by {ld}")
+    keys = ("loss", "grad_norm", "val_loss", "val_loss_no_prefix")
+    harness.check(sum("val_loss_no_prefix" in m for m in m2) == 1, f"pretrain: a final validation line: {m2[-1]}")
+    ld = max(abs(a[k] - b[k]) / max(1.0, abs(a[k])) for a, b in zip(m1, m2) for k in keys if k in a)
+    harness.check(ld <= 1e-5, f"pretrain: losses, gradient norms or validation losses differ by {ld}")
     ck = os.path.join("checkpoints", "step-00000010", "params.safetensors")
     p1, p2 = load_file(os.path.join(one, ck)), load_file(os.path.join(two, ck))
     wd = max(float(abs(p1[k].astype("float64") - p2[k].astype("float64")).max()) for k in p1)
     harness.check(sorted(p1) == sorted(p2) and wd <= 1e-5, f"pretrain: trainable weights differ by {wd}")
-    print(f"pretrain (500x, LoRA + compress embeddings): 2 ranks = 1 process, losses within {ld:.1e}, "
+    print(f"pretrain (500x, LoRA + compress embeddings): 2 ranks = 1 process, losses and validation losses "
+          f"(with and without the prefix) within {ld:.1e}, "
           f"{len(p1)} trainable tensors within {wd:.1e}")
 
     # LoRA dropout on 2 ranks: interrupted and resumed, the run draws the masks the uninterrupted one drew.
@@ -152,7 +158,7 @@ def main():
         harness.check([m["step"] for m in m1] == [m["step"] for m in m2], "both runs log the same lines (rank 0 alone writes)")
         worst = 0.0
         for a, b in zip(m1, m2):
-            for key in ("loss", "grad_norm"):  # val_loss: over per_device batches, so other rows
+            for key in ("loss", "grad_norm", "val_loss"):  # val_loss: the ranks' shares all-reduced
                 if key in a:
                     d = abs(a[key] - b[key])
                     worst = max(worst, d)
@@ -164,7 +170,39 @@ def main():
         wd = max(float(abs(w1[k].astype("float64") - w2[k].astype("float64")).max()) for k in w1)
         harness.check(wd <= 1e-5, f"final weights differ by {wd} (over 1e-5)")
         print(f"final weights: largest difference {wd:.2e} over {len(w1)} tensors")
+        n_train = sum(int(w.size) for w in w1.values())  # pith lm trains every weight it saves
+        volume = f"each step all-reduces {4 * n_train / 1e6:.1f} MB of f32 gradients ({n_train} trainable values)"
+        harness.check(volume in p.stdout and "during the backward pass (ddp_overlap)" in p.stdout,
+                      f"the launch states the all-reduce volume '{volume}' and the overlap: {p.stdout[:600]}")
         harness.check(abs(m1[0]["loss"] - m1[-2]["loss"]) > 1e-3, "training moved the loss (the test can fail)")
+        harness.check("val_loss" in m2[-1], f"the 2-rank run logs its validation loss: {m2[-1]}")
+
+        # Validation over all ranks, on the whole val split (eval_batches past its end) in batches of VB per
+        # rank (with the tiny world's 40 rows: 5 batches, the last partial, 3 on rank 0 and 2 on rank 1),
+        # every 2 steps: each rank's share of the batches, the sums all-reduced, equal the one-process figure. This 2-rank run reduces its gradients after backward (ddp_overlap=false),
+        # the one above during it: both paths meet the one-process run.
+        import h5py
+        with h5py.File(os.path.join(world, "qa.h5"), "r") as f:
+            n_val = int((f["split"][:] == 1).sum())
+        vargs = [c for c in common if not c.startswith("eval_batches")] + ["eval_batches=1000", "eval_steps=2",
+                                                                           "max_steps=4"]
+        vone, vtwo = os.path.join(tmp, "val_one"), os.path.join(tmp, "val_two")
+        harness.pith("lm", *vargs, f"per_device_train_batch_size={2 * VB}", f"output_dir={vone}")
+        harness.run(torchrun_cmd(torchrun, "lm", *vargs, f"per_device_train_batch_size={VB}", "ddp_overlap=false",
+                                 f"output_dir={vtwo}"), text=True, timeout=300)
+        v1, v2 = metrics(vone), metrics(vtwo)
+        harness.check([m["step"] for m in v1] == [m["step"] for m in v2], "validation runs: the same lines")
+        vals = [(a["val_loss"], b["val_loss"]) for a, b in zip(v1, v2) if "val_loss" in a]
+        harness.check(len(vals) == 2 and all(isinstance(a, float) and isinstance(b, float) for a, b in vals),
+                      f"a validation loss at steps 2 and 4 from both runs: {vals}")
+        vd = max(abs(a - b) / max(1.0, abs(a)) for a, b in vals)
+        harness.check(vd <= 1e-5, f"validation losses: one process {[a for a, _ in vals]}, two ranks {[b for _, b in vals]}")
+        ld = max(abs(a[k] - b[k]) / max(1.0, abs(a[k])) for a, b in zip(v1, v2) for k in ("loss", "grad_norm") if k in a)
+        harness.check(ld <= 1e-5, f"ddp_overlap=false: losses or gradient norms differ from one process by {ld}")
+        nb = -(-n_val // VB)
+        print(f"validation on {n_val} rows, {nb} batches of {VB} ({(nb + 1) // 2} on rank 0, {nb // 2} on rank 1, the "
+              f"last of {n_val - (nb - 1) * VB} rows): 2 ranks = 1 process (batch {2 * VB}) within {vd:.1e}; "
+              f"ddp_overlap=false: losses within {ld:.1e}")
 
         # SIGTERM to one rank: both stop after the same step, rank 0 saves one checkpoint; resumed by
         # torchrun, the run ends where the uninterrupted two-rank run ended.
