@@ -539,6 +539,39 @@ static void byte_char(int byte, char out[3]) {
   }
 }
 
+// tokenizer.json's opening: version, no truncation or padding, the special tokens (ids 0..n-1).
+static void json_head(sbuf *j, const char *const *specials, int n) {
+  sb_str(j, "{\n\"version\": \"1.0\",\n\"truncation\": null,\n\"padding\": null,\n\"added_tokens\": [\n");
+  for (int i = 0; i < n; i++)
+    sb_printf(j, "  {\"id\": %d, \"content\": \"%s\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
+              "\"normalized\": false, \"special\": true}%s\n", i, specials[i], i + 1 < n ? "," : "");
+}
+
+// The model's "vocab" object's entries: each piece and its id.
+static void json_vocab(sbuf *j, const vocab *v) {
+  for (int i = 0; i < v->n; i++) {
+    sb_json(j, v->piece[i]);
+    sb_printf(j, ": %d%s\n", i, i + 1 < v->n ? "," : "");
+  }
+}
+
+// DIR/tokenizer.json (j) and DIR/tokenizer_config.json (config), each atomically; frees v and j.
+static int write_tokenizer_files(const char *dir, vocab *v, sbuf *j, const char *config, int *vocab_size,
+                                 pith_err *err) {
+  int rc = 0;
+  char path[4096];
+  if (v->oom || j->oom) rc = pith_fail(err, "out of memory");
+  if (!rc && snprintf(path, sizeof path, "%s/tokenizer.json", dir) >= (int)sizeof path) rc = pith_fail(err, "%s: path too long", dir);
+  if (!rc) rc = pith_write_file_atomic(path, j->p, j->n, err);
+  if (!rc) snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+  if (!rc) rc = pith_write_file_atomic(path, config, strlen(config), err);
+  if (!rc && vocab_size) *vocab_size = v->n;
+  for (int i = 0; i < v->n; i++) free(v->piece[i]);
+  free(v->piece);
+  free(j->p);
+  return rc;
+}
+
 int synth_write_tokenizer(const char *dir, int *vocab_size, pith_err *err) {
   if (mkdir(dir, 0755) != 0 && errno != EEXIST) return pith_fail(err, "%s: cannot create: %s", dir, strerror(errno));
   static const char *const SPECIALS[] = {"<|pad|>", "<|bos|>", "<|eos|>"};
@@ -602,10 +635,7 @@ int synth_write_tokenizer(const char *dir, int *vocab_size, pith_err *err) {
     }
 
   sbuf j = {0};
-  sb_str(&j, "{\n\"version\": \"1.0\",\n\"truncation\": null,\n\"padding\": null,\n\"added_tokens\": [\n");
-  for (int i = 0; i < 3; i++)
-    sb_printf(&j, "  {\"id\": %d, \"content\": \"%s\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
-              "\"normalized\": false, \"special\": true}%s\n", i, SPECIALS[i], i < 2 ? "," : "");
+  json_head(&j, SPECIALS, 3);
   sb_str(&j, "],\n\"normalizer\": null,\n"
              "\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, "
              "\"use_regex\": true},\n"
@@ -618,10 +648,7 @@ int synth_write_tokenizer(const char *dir, int *vocab_size, pith_err *err) {
              "\"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null, \"continuing_subword_prefix\": null, "
              "\"end_of_word_suffix\": null, \"fuse_unk\": false, \"byte_fallback\": false, \"ignore_merges\": true,\n"
              "\"vocab\": {\n");
-  for (int i = 0; i < v.n; i++) {
-    sb_json(&j, v.piece[i]);
-    sb_printf(&j, ": %d%s\n", i, i + 1 < v.n ? "," : "");
-  }
+  json_vocab(&j, &v);
   sb_str(&j, "},\n\"merges\": [\n");
   if (merges.p) sb_put(&j, merges.p, merges.n);
   sb_str(&j, "\n]\n}\n}\n");
@@ -630,19 +657,9 @@ int synth_write_tokenizer(const char *dir, int *vocab_size, pith_err *err) {
       "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"bos_token\": \"<|bos|>\",\n"
       "  \"eos_token\": \"<|eos|>\",\n  \"pad_token\": \"<|pad|>\",\n  \"add_bos_token\": true,\n"
       "  \"clean_up_tokenization_spaces\": false,\n  \"model_max_length\": 2048\n}\n";
-  int rc = 0;
-  char path[4096];
-  if (v.oom || merges.oom || j.oom) rc = pith_fail(err, "out of memory");
-  if (!rc && snprintf(path, sizeof path, "%s/tokenizer.json", dir) >= (int)sizeof path) rc = pith_fail(err, "%s: path too long", dir);
-  if (!rc) rc = pith_write_file_atomic(path, j.p, j.n, err);
-  if (!rc) snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-  if (!rc) rc = pith_write_file_atomic(path, CONFIG, sizeof CONFIG - 1, err);
-  if (!rc && vocab_size) *vocab_size = v.n;
-  for (int i = 0; i < v.n; i++) free(v.piece[i]);
-  free(v.piece);
+  if (merges.oom) j.oom = 1;
   free(merges.p);
-  free(j.p);
-  return rc;
+  return write_tokenizer_files(dir, &v, &j, CONFIG, vocab_size, err);
 }
 
 int synth_write_bert_tokenizer(const char *dir, int *vocab_size, pith_err *err) {
@@ -676,10 +693,7 @@ int synth_write_bert_tokenizer(const char *dir, int *vocab_size, pith_err *err) 
     }
 
   sbuf j = {0};
-  sb_str(&j, "{\n\"version\": \"1.0\",\n\"truncation\": null,\n\"padding\": null,\n\"added_tokens\": [\n");
-  for (int i = 0; i < 5; i++)
-    sb_printf(&j, "  {\"id\": %d, \"content\": \"%s\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
-              "\"normalized\": false, \"special\": true}%s\n", i, SPECIALS[i], i < 4 ? "," : "");
+  json_head(&j, SPECIALS, 5);
   sb_str(&j, "],\n\"normalizer\": {\"type\": \"BertNormalizer\", \"clean_text\": true, \"handle_chinese_chars\": true, "
              "\"strip_accents\": null, \"lowercase\": false},\n"
              "\"pre_tokenizer\": {\"type\": \"BertPreTokenizer\"},\n"
@@ -694,26 +708,12 @@ int synth_write_bert_tokenizer(const char *dir, int *vocab_size, pith_err *err) 
              "\"decoder\": {\"type\": \"WordPiece\", \"prefix\": \"##\", \"cleanup\": true},\n"
              "\"model\": {\"type\": \"WordPiece\", \"unk_token\": \"[UNK]\", \"continuing_subword_prefix\": \"##\", "
              "\"max_input_chars_per_word\": 100,\n\"vocab\": {\n");
-  for (int i = 0; i < v.n; i++) {
-    sb_json(&j, v.piece[i]);
-    sb_printf(&j, ": %d%s\n", i, i + 1 < v.n ? "," : "");
-  }
+  json_vocab(&j, &v);
   sb_str(&j, "}\n}\n}\n");
 
   static const char CONFIG[] =
       "{\n  \"tokenizer_class\": \"BertTokenizer\",\n  \"do_lower_case\": false,\n  \"cls_token\": \"[CLS]\",\n"
       "  \"sep_token\": \"[SEP]\",\n  \"pad_token\": \"[PAD]\",\n  \"unk_token\": \"[UNK]\",\n"
       "  \"mask_token\": \"[MASK]\",\n  \"model_max_length\": 512\n}\n";
-  int rc = 0;
-  char path[4096];
-  if (v.oom || j.oom) rc = pith_fail(err, "out of memory");
-  if (!rc && snprintf(path, sizeof path, "%s/tokenizer.json", dir) >= (int)sizeof path) rc = pith_fail(err, "%s: path too long", dir);
-  if (!rc) rc = pith_write_file_atomic(path, j.p, j.n, err);
-  if (!rc) snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-  if (!rc) rc = pith_write_file_atomic(path, CONFIG, sizeof CONFIG - 1, err);
-  if (!rc && vocab_size) *vocab_size = v.n;
-  for (int i = 0; i < v.n; i++) free(v.piece[i]);
-  free(v.piece);
-  free(j.p);
-  return rc;
+  return write_tokenizer_files(dir, &v, &j, CONFIG, vocab_size, err);
 }
