@@ -183,6 +183,19 @@ def evaluate(tmp, label, compressor, data, task, n, extra=(), quiet=False):
     return out, metrics, preds
 
 
+def run_eval(tmp, label, compressor, data, n, extra=()):
+    """pith eval --quiet of the first n examples into tmp/eval/label: (folder, process, metrics.json,
+    predictions.jsonl's lines), with no checks (the hard and press CLI tests make their own)."""
+    out = os.path.join(tmp, "eval", label)
+    p = run("eval", "--compressor", compressor, "--data", data, "--max-examples", str(n), "--threads", "1",
+            "--out", out, "--quiet", *extra)
+    with open(os.path.join(out, "metrics.json")) as f:
+        m = json.load(f)
+    with open(os.path.join(out, "predictions.jsonl")) as f:
+        preds = [json.loads(line) for line in f]
+    return out, p, m, preds
+
+
 def gold_variants(j, preds_by, index, original):
     """Gold answers made from the first run's predictions of record `index`, varied by j so the
     scores are partial: an exact prediction, a prefix, and normalisation variants."""

@@ -47,15 +47,8 @@ QA_METRICS = ["em", "f1", "raw_em", "raw_f1"]
 K = 3
 
 
-def evaluate(tmp, label, compressor, data, n, hard, extra=(), task="qa"):
-    out = os.path.join(tmp, "eval", label)
-    p = run("eval", "--compressor", compressor, "--data", data, "--max-examples", str(n), "--threads", "1",
-            "--out", out, "--quiet", *(["--hard", hard] if hard else []), *extra)
-    with open(os.path.join(out, "metrics.json")) as f:
-        m = json.load(f)
-    with open(os.path.join(out, "predictions.jsonl")) as f:
-        preds = [json.loads(line) for line in f]
-    return out, p, m, preds
+def evaluate(tmp, label, compressor, data, n, hard, extra=()):
+    return eval_cli.run_eval(tmp, label, compressor, data, n, [*(["--hard", hard] if hard else []), *extra])
 
 
 def check_table(p, m, task):
@@ -316,7 +309,7 @@ def main():
         print("ok: adding hard systems changes no other row")
 
         # ---- regen ----
-        out, p, m, preds = evaluate(tmp, "regen", exp_pre, docs, 4, "llmlingua:2", task="regen")
+        out, p, m, preds = evaluate(tmp, "regen", exp_pre, docs, 4, "llmlingua:2")
         systems = ["compressed", "none", "truncated", "llmlingua@2x", "llmlingua@2x+500x"]
         if list(m["systems"]) != systems:
             fail(f"regen systems {list(m['systems'])}, want {systems}")

@@ -40,15 +40,7 @@ PRESS_NAMES = {"snapkv@0:window_size=4": 0, "snapkv@0.5:window_size=4,kernel_siz
 AWARE = "snapkv@0.5:window_size=4+q"
 
 
-def evaluate(tmp, label, compressor, data, n, extra=()):
-    out = os.path.join(tmp, "eval", label)
-    p = run("eval", "--compressor", compressor, "--data", data, "--max-examples", str(n), "--threads", "1",
-            "--out", out, "--quiet", *extra)
-    with open(os.path.join(out, "metrics.json")) as f:
-        m = json.load(f)
-    with open(os.path.join(out, "predictions.jsonl")) as f:
-        preds = [json.loads(line) for line in f]
-    return out, p, m, preds
+evaluate = eval_cli.run_eval
 
 
 def check_table(p, m, task):
