@@ -313,11 +313,113 @@ static int callback_failed(pt_scope s, llama_outputs *out, pith_err *err) {
   return -1;
 }
 
+// One decoder layer's inputs: x (B, T, dim), the rotary tables, the mask (or NULL), the positions
+// (for the view) and the layer's prefix K/V (or NULL).
+typedef struct {
+  pt_tensor *x, *cos, *sin, *mask, *positions, *prefix_k, *prefix_v;
+  int64_t P;
+} layer_in;
+
+// Its results: the next x, the K/V of the selected positions (want_kv), the attention probabilities
+// (want_attn at this layer); stop: the forward ends here (attention only, or only the layer calls).
+typedef struct {
+  pt_tensor *x, *k, *v, *probs;
+  int stop;
+} layer_out;
+
+// One layer, with the hooks of `in` (on_layer, attend, want_attn). -1 when a hook failed (its error
+// in err); a failed op leaves the shim's error pending for the caller.
+static int layer_forward(const llama_model *m, const llama_inputs *in, int l, const layer_in *li, int attn_only,
+                         int layers_only, layer_out *o, pith_err *err) {
+  const llama_config *c = &m->cfg;
+  const llama_layer *L = &m->layers[l];
+  int64_t H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim;
+  int64_t B = pt_size(li->x, 0), T = pt_size(li->x, 1);
+  memset(o, 0, sizeof *o);
+  pt_tensor *x = li->x;
+  pt_tensor *h = pt_rms_norm(x, L->attn_norm, c->norm_eps);
+  pt_tensor *q = pt_transpose(pt_view(project(m, in, l, LLAMA_PROJ_Q, h), PT_SHAPE(B, T, H, hd)), 1, 2);
+  pt_tensor *k = pt_transpose(pt_view(project(m, in, l, LLAMA_PROJ_K, h), PT_SHAPE(B, T, Hkv, hd)), 1, 2);
+  pt_tensor *v = pt_transpose(pt_view(project(m, in, l, LLAMA_PROJ_V, h), PT_SHAPE(B, T, Hkv, hd)), 1, 2);
+  pt_tensor *q_prerope = q;
+  q = llama_apply_rope(q, li->cos, li->sin);
+  k = llama_apply_rope(k, li->cos, li->sin);
+  if (in->want_kv) {
+    o->k = select_positions(k, in->select, 2);
+    o->v = select_positions(v, in->select, 2);
+  }
+  if (li->prefix_k) {
+    pt_tensor *ks[2] = {li->prefix_k, k}, *vs[2] = {li->prefix_v, v};
+    k = pt_cat(ks, 2, 2);
+    v = pt_cat(vs, 2, 2);
+  }
+  llama_layer_view view = {.layer = l, .h = h, .q_prerope = q_prerope, .q = q, .k = k, .v = v, .mask = li->mask,
+                           .positions = li->positions, .prefix_len = li->P};
+  if (in->on_layer && (!pt_ok() || in->on_layer(&view, in->on_layer_ctx, err))) return -1;
+  if (layers_only && l == c->n_layers - 1) return o->stop = 1, 0;
+  if (in->want_attn && l == in->attn_layer) {
+    o->probs = llama_attention_probs(q, k, li->mask, in->attn_window > 0 ? in->attn_window : T);
+    if (attn_only) return o->stop = 1, 0;
+  }
+  pt_tensor *a;  // (B, H, T, hd)
+  if (in->attend) {
+    a = pt_ok() ? in->attend(&view, in->attend_ctx, err) : NULL;
+    if (!a) return -1;
+  } else {
+    a = pt_attention(q, k, v, li->mask, li->mask == NULL, 0);
+  }
+  a = pt_reshape(pt_transpose(a, 1, 2), PT_SHAPE(B, T, H * hd));
+  x = pt_add(x, project(m, in, l, LLAMA_PROJ_O, a));
+  h = pt_rms_norm(x, L->mlp_norm, c->norm_eps);
+  pt_tensor *gate = pt_silu(project(m, in, l, LLAMA_PROJ_GATE, h));
+  o->x = pt_add(x, project(m, in, l, LLAMA_PROJ_DOWN, pt_mul(gate, project(m, in, l, LLAMA_PROJ_UP, h))));
+  return 0;
+}
+
+// A checkpointed layer (llama_model.gradient_checkpointing): what pt_checkpoint's second run needs,
+// by value, since it runs in the backward pass, long after llama_forward returned.
+typedef struct {
+  const llama_model *m;
+  const lora_adapter *lora;
+  pt_gen *dropout_gen;
+  int layer, has_mask, has_prefix, has_select, want_kv;
+} layer_ckpt;
+
+// pt_checkpoint's fn: in = x, cos, sin, [mask], [prefix k, prefix v], [select]; out = x, [k, v].
+static int layer_ckpt_fn(const void *ctx, pt_tensor *const *in, int n_in, pt_tensor **out, int n_out) {
+  (void)n_in, (void)n_out;
+  const layer_ckpt *c = ctx;
+  int i = 3;
+  layer_in li = {.x = in[0], .cos = in[1], .sin = in[2]};
+  if (c->has_mask) li.mask = in[i++];
+  if (c->has_prefix) li.prefix_k = in[i++], li.prefix_v = in[i++];
+  llama_inputs hooks = {.lora = c->lora, .dropout_gen = c->dropout_gen, .want_kv = c->want_kv,
+                        .select = c->has_select ? in[i] : NULL};
+  layer_out o;
+  pith_err err;
+  layer_forward(c->m, &hooks, c->layer, &li, 0, 0, &o, &err);  // no hooks: only ops can fail
+  out[0] = o.x, out[1] = o.k, out[2] = o.v;
+  return pt_ok() ? 0 : -1;
+}
+
+static int layer_checkpointed(const llama_model *m, const llama_inputs *in, int l, const layer_in *li, layer_out *o) {
+  layer_ckpt c = {.m = m, .lora = in->lora, .dropout_gen = in->dropout_gen, .layer = l, .has_mask = li->mask != NULL,
+                  .has_prefix = li->prefix_k != NULL, .has_select = in->want_kv && in->select, .want_kv = in->want_kv};
+  pt_tensor *args[7] = {li->x, li->cos, li->sin}, *res[3] = {0};
+  int n = 3;
+  if (c.has_mask) args[n++] = li->mask;
+  if (c.has_prefix) args[n++] = li->prefix_k, args[n++] = li->prefix_v;
+  if (c.has_select) args[n++] = (pt_tensor *)in->select;
+  memset(o, 0, sizeof *o);
+  if (pt_checkpoint(layer_ckpt_fn, &c, sizeof c, args, n, in->dropout_gen, res, in->want_kv ? 3 : 1)) return -1;
+  o->x = res[0], o->k = res[1], o->v = res[2];
+  return 0;
+}
+
 int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *out, pith_err *err) {
   memset(out, 0, sizeof *out);
   if (check_inputs(m, in, err)) return -1;
   const llama_config *c = &m->cfg;
-  int64_t H = c->n_heads, Hkv = c->n_kv_heads, hd = c->head_dim;
   pt_tensor *x = in->embeds ? (pt_tensor *)in->embeds : pt_embedding(m->embed, in->ids);  // (B, T, dim)
   int64_t B = pt_size(x, 0), T = pt_size(x, 1);
   int64_t P = in->prefix_k ? pt_size(in->prefix_k[0], 2) : 0;
@@ -341,63 +443,34 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
   // Nothing wanted but the on_layer calls (a press filling its cache from the layers' K/V): the last
   // layer's attention (attend included) and MLP feed nothing, so they are skipped.
   int layers_only = in->on_layer && in->no_logits && !in->want_kv && !in->want_hidden && !in->want_attn;
+  // Checkpointing is for training: with recording on and none of the hooks, which read a layer's insides.
+  int checkpointed = m->gradient_checkpointing && pt_grad_enabled() && !in->on_layer && !in->attend && !in->want_attn;
   for (int l = 0; l < c->n_layers && x; l++) {
-    const llama_layer *L = &m->layers[l];
     pt_scope s = pt_scope_begin();
-    pt_tensor *h = pt_rms_norm(x, L->attn_norm, c->norm_eps);
-    pt_tensor *q = pt_transpose(pt_view(project(m, in, l, LLAMA_PROJ_Q, h), PT_SHAPE(B, T, H, hd)), 1, 2);
-    pt_tensor *k = pt_transpose(pt_view(project(m, in, l, LLAMA_PROJ_K, h), PT_SHAPE(B, T, Hkv, hd)), 1, 2);
-    pt_tensor *v = pt_transpose(pt_view(project(m, in, l, LLAMA_PROJ_V, h), PT_SHAPE(B, T, Hkv, hd)), 1, 2);
-    pt_tensor *q_prerope = q;
-    q = llama_apply_rope(q, cos, sin);
-    k = llama_apply_rope(k, cos, sin);
-    pt_tensor *k_out = NULL, *v_out = NULL;
-    if (in->want_kv) {
-      k_out = select_positions(k, in->select, 2);
-      v_out = select_positions(v, in->select, 2);
-    }
-    if (P > 0) {
-      pt_tensor *ks[2] = {in->prefix_k[l], k}, *vs[2] = {in->prefix_v[l], v};
-      k = pt_cat(ks, 2, 2);
-      v = pt_cat(vs, 2, 2);
-    }
-    llama_layer_view view = {.layer = l, .h = h, .q_prerope = q_prerope, .q = q, .k = k, .v = v, .mask = mask,
-                             .positions = positions, .prefix_len = P};
-    if (in->on_layer) {
-      if (!pt_ok() || in->on_layer(&view, in->on_layer_ctx, err)) return callback_failed(s, out, err);
-    }
-    if (layers_only && l == c->n_layers - 1) {
+    layer_in li = {.x = x, .cos = cos, .sin = sin, .mask = mask, .positions = positions,
+                   .prefix_k = P > 0 ? in->prefix_k[l] : NULL, .prefix_v = P > 0 ? in->prefix_v[l] : NULL, .P = P};
+    layer_out o;
+    if (checkpointed && layer_checkpointed(m, in, l, &li, &o)) {
+      pt_fail(err, "llama_forward: layer %d", l);  // before the scope ends, which would drop the error
       pt_scope_end(s);
+      llama_outputs_free(out);
+      return -1;
+    }
+    if (!checkpointed && layer_forward(m, in, l, &li, attn_only, layers_only, &o, err)) return callback_failed(s, out, err);
+    if (o.stop) {
+      if (o.probs) out->attn = pt_scope_return(s, o.probs);
+      else pt_scope_end(s);
       x = NULL;
       break;
     }
-    pt_tensor *probs = NULL;
-    if (in->want_attn && l == in->attn_layer) {
-      probs = llama_attention_probs(q, k, mask, in->attn_window > 0 ? in->attn_window : T);
-      if (attn_only) {
-        out->attn = pt_scope_return(s, probs);
-        break;
-      }
-    }
-    pt_tensor *a;  // (B, H, T, hd)
-    if (in->attend) {
-      a = pt_ok() ? in->attend(&view, in->attend_ctx, err) : NULL;
-      if (!a) return callback_failed(s, out, err);
-    } else {
-      a = pt_attention(q, k, v, mask, mask == NULL, 0);
-    }
-    a = pt_reshape(pt_transpose(a, 1, 2), PT_SHAPE(B, T, H * hd));
-    x = pt_add(x, project(m, in, l, LLAMA_PROJ_O, a));
-    h = pt_rms_norm(x, L->mlp_norm, c->norm_eps);
-    pt_tensor *gate = pt_silu(project(m, in, l, LLAMA_PROJ_GATE, h));
-    x = pt_add(x, project(m, in, l, LLAMA_PROJ_DOWN, pt_mul(gate, project(m, in, l, LLAMA_PROJ_UP, h))));
     // Free the layer's intermediates (autograd keeps what backward needs); keep x and the K/V.
-    pt_tensor *keep[4] = {x, k_out, v_out, probs};  // NULLs are skipped
+    x = o.x;
+    pt_tensor *keep[4] = {x, o.k, o.v, o.probs};  // NULLs are skipped
     pt_scope_return_n(s, keep, 4);
-    if (probs) out->attn = probs;
+    if (o.probs) out->attn = o.probs;
     if (in->want_kv) {
-      out->k[l] = k_out;
-      out->v[l] = v_out;
+      out->k[l] = o.k;
+      out->v[l] = o.v;
     }
   }
   if (attn_only || layers_only) x = NULL;  // stopped early: no final states

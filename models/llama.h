@@ -54,6 +54,10 @@ typedef struct {
   pt_tensor *final_norm;  // (dim)
   pt_tensor *lm_head;     // (vocab, dim); the embedding itself when tied
   pt_tensor *inv_freq;    // (hd/2) f32: rotary frequencies, scaled for llama3
+  // Activation checkpointing (the trainers' gradient_checkpointing): while autograd records, each
+  // layer keeps only its inputs for the backward pass, which runs the layer again (pt_checkpoint).
+  // Less memory for one more forward pass per step; the same losses and gradients.
+  int gradient_checkpointing;
 } llama_model;
 
 // The projections LoRA can adapt, as bit flags; names as PEFT's target_modules.

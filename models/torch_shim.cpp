@@ -8,6 +8,7 @@
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/version.h>
 
 #include <atomic>
@@ -904,6 +905,110 @@ extern "C" int pt_copy_(pt_tensor *dst, const pt_tensor *src) {
     c10::NoGradGuard no_grad;
     dst->t.copy_(src->t);
   });
+}
+
+// ---------------------------------------------------------------- activation checkpointing
+
+namespace {
+// fn on handles of ins, in a scope of its own; its outputs. Throws fn's error (taken off the thread).
+std::vector<at::Tensor> run_checkpoint_fn(pt_checkpoint_fn fn, const std::string &ctx, const std::vector<at::Tensor> &ins,
+                                          int n_out) {
+  pt_scope s = pt_scope_begin();
+  std::vector<pt_tensor *> hin, hout((size_t)n_out, nullptr);
+  for (const at::Tensor &t : ins) hin.push_back(wrap(t));
+  int rc = fn(ctx.data(), hin.data(), (int)hin.size(), hout.data(), n_out);
+  std::vector<at::Tensor> outs;
+  for (pt_tensor *h : hout)
+    if (h) outs.push_back(h->t);
+  std::string msg = g_error;
+  g_error.clear();
+  pt_scope_end(s);
+  if (rc != 0 || !msg.empty() || (int)outs.size() != n_out)
+    throw std::runtime_error(msg.empty() ? "the checkpointed function failed without a message" : msg);
+  return outs;
+}
+
+struct checkpoint_node : torch::autograd::Function<checkpoint_node> {
+  // ins as a TensorList, which autograd counts tensor by tensor (a std::vector would count as one
+  // non-tensor argument); then fn, its context bytes, the generator and the output count.
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext *ctx,
+                                                at::TensorList ins, int64_t fn,
+                                                const std::string &fn_ctx, int64_t gen, int64_t n_out) {
+    std::string requires;
+    for (const at::Tensor &t : ins) requires += t.requires_grad() ? '1' : '0';
+    ctx->saved_data["fn"] = fn;
+    ctx->saved_data["ctx"] = fn_ctx;
+    ctx->saved_data["gen"] = gen;
+    ctx->saved_data["n_out"] = n_out;
+    ctx->saved_data["requires"] = requires;
+    if (gen) {
+      at::Generator g = reinterpret_cast<pt_gen *>(gen)->g;
+      std::lock_guard<std::mutex> lock(g.mutex());
+      ctx->saved_data["gen_state"] = g.get_state();
+    }
+    ctx->save_for_backward(ins.vec());
+    return run_checkpoint_fn(reinterpret_cast<pt_checkpoint_fn>(fn), fn_ctx, ins.vec(), (int)n_out);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext *ctx,
+                                                 torch::autograd::variable_list grads) {
+    std::vector<at::Tensor> saved = ctx->get_saved_variables(), ins;
+    std::string requires = ctx->saved_data["requires"].toStringRef();
+    for (size_t i = 0; i < saved.size(); i++) ins.push_back(saved[i].detach().requires_grad_(requires[i] == '1'));
+    auto *gen = reinterpret_cast<pt_gen *>(ctx->saved_data["gen"].toInt());
+    at::Tensor now;  // the generator's state at backward, put back after the second run
+    if (gen) {
+      std::lock_guard<std::mutex> lock(gen->g.mutex());
+      now = gen->g.get_state();
+      gen->g.set_state(ctx->saved_data["gen_state"].toTensor());
+    }
+    auto restore = [&] {
+      if (!gen) return;
+      std::lock_guard<std::mutex> lock(gen->g.mutex());
+      gen->g.set_state(now);
+    };
+    std::vector<at::Tensor> outs;
+    try {
+      at::AutoGradMode on(true);
+      outs = run_checkpoint_fn(reinterpret_cast<pt_checkpoint_fn>(ctx->saved_data["fn"].toInt()),
+                               ctx->saved_data["ctx"].toStringRef(), ins, (int)ctx->saved_data["n_out"].toInt());
+    } catch (...) {
+      restore();
+      throw;
+    }
+    restore();
+    std::vector<at::Tensor> roots, root_grads;
+    for (size_t i = 0; i < outs.size(); i++)
+      if (outs[i].requires_grad() && grads[i].defined()) roots.push_back(outs[i]), root_grads.push_back(grads[i]);
+    if (!roots.empty()) torch::autograd::backward(roots, root_grads);
+    torch::autograd::variable_list result;
+    for (const at::Tensor &t : ins) result.push_back(t.requires_grad() ? t.grad() : at::Tensor());
+    for (int i = 0; i < 4; i++) result.emplace_back();  // fn, its context, gen, n_out
+    return result;
+  }
+};
+}  // namespace
+
+extern "C" int pt_checkpoint(pt_checkpoint_fn fn, const void *ctx, size_t ctx_size, pt_tensor *const *in, int n_in,
+                             pt_gen *gen, pt_tensor **out, int n_out) {
+  for (int i = 0; i < n_out; i++) out[i] = nullptr;
+  for (int i = 0; i < n_in; i++)
+    if (!in[i]) {
+      set_error("checkpoint: input " + std::to_string(i) + " is NULL (an earlier op failed)");
+      return -1;
+    }
+  std::string fn_ctx((const char *)ctx, ctx_size);
+  std::vector<at::Tensor> ins, outs;
+  for (int i = 0; i < n_in; i++) ins.push_back(in[i]->t);
+  int rc = run_status("checkpoint", [&] {
+    outs = c10::GradMode::is_enabled()
+               ? checkpoint_node::apply(at::TensorList(ins), reinterpret_cast<int64_t>(fn), fn_ctx, reinterpret_cast<int64_t>(gen),
+                                        (int64_t)n_out)
+               : run_checkpoint_fn(fn, fn_ctx, ins, n_out);
+  });
+  if (rc) return -1;
+  for (int i = 0; i < n_out; i++) out[i] = wrap(outs[(size_t)i]);
+  return 0;
 }
 
 // ---------------------------------------------------------------- random generators

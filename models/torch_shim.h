@@ -237,6 +237,18 @@ int pt_set_grad_enabled(int on);
 // norm before clipping (NAN on error). max_norm <= 0 only measures.
 double pt_clip_grad_norm(pt_tensor *const *params, int n, double max_norm);
 
+// Activation checkpointing. fn computes n_out outputs (out[i], handles in the current scope) from
+// the n_in inputs `in`, reading whatever else it needs from ctx (ctx_size bytes, copied: ctx must not
+// point into the caller's stack); it returns 0, or -1 with the error set. pt_checkpoint runs fn with
+// gradient recording off, so none of its intermediates are kept; backward runs fn again, with
+// recording on and gen (its dropout generator, or NULL) put back to its state at the forward, and
+// backpropagates through that second run: into the inputs and into every leaf fn reads (parameters),
+// as torch.utils.checkpoint's reentrant variant does. The result equals fn's without the
+// checkpoint. With recording off (eval) fn just runs. Returns 0, or -1 with the error set.
+typedef int (*pt_checkpoint_fn)(const void *ctx, pt_tensor *const *in, int n_in, pt_tensor **out, int n_out);
+int pt_checkpoint(pt_checkpoint_fn fn, const void *ctx, size_t ctx_size, pt_tensor *const *in, int n_in, pt_gen *gen,
+                  pt_tensor **out, int n_out);
+
 // ---- in place (parameters) ----
 int pt_copy_(pt_tensor *dst, const pt_tensor *src);  // dst ← src, shapes equal, outside autograd
 
