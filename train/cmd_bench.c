@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "cli.h"
@@ -249,9 +250,15 @@ static int bench_forward(int argc, char **argv) {
   return rc ? 1 : 0;
 }
 
+// The process's peak resident memory so far (Linux reports ru_maxrss in KiB).
+static int64_t peak_rss_bytes(void) {
+  struct rusage ru;
+  return getrusage(RUSAGE_SELF, &ru) == 0 ? (int64_t)ru.ru_maxrss * 1024 : -1;
+}
+
 static int bench_train_step(int argc, char **argv) {
   const char *dir = NULL, *shape = NULL, *device = "cpu";
-  int k = 16, batch = 4, seq = 256, steps = 5, warmup = 2, rank = 64, threads = 0, json = 0, bf16 = 0;
+  int k = 16, batch = 4, seq = 256, steps = 5, warmup = 2, rank = 64, threads = 0, json = 0, bf16 = 0, ckpt = 0;
   double peak = 0;
   const cli_opt opts[] = {
       {"--model", CLI_STR, &dir, .metavar = "DIR", .help = "a Hugging Face model folder"},
@@ -271,17 +278,21 @@ static int bench_train_step(int argc, char **argv) {
        .help = "on CUDA: the model in bf16, LoRA and compress weights in f32 (as bf16: true)"},
       {"--peak-tflops", CLI_DOUBLE, &peak, .metavar = "X", .min = 0, .max = CLI_INF,
        .help = "the device's peak at the compute dtype: MFU from train_row_flops"},
+      {"--gradient-checkpointing", CLI_FLAG, &ckpt,
+       .help = "activation checkpointing (as gradient_checkpointing: true): the layers run\nagain in the backward pass"},
       {"--json", CLI_FLAG, &json, .help = "print one JSON object"},
   };
   const cli_spec spec = {
       "pith bench train-step", CLI_OPTS(opts), .usage_on_error = 1,
       .synopsis = "--model DIR | --config FILE.json [--k N] [--batch N] [--seq N] [--steps N] [--warmup N]"
-                  " [--lora-rank N] [--threads N] [--device cpu|cuda|cuda:N] [--bf16] [--peak-tflops X] [--json]",
+                  " [--lora-rank N] [--threads N] [--device cpu|cuda|cuda:N] [--bf16] [--peak-tflops X]"
+                  " [--gradient-checkpointing] [--json]",
       .about = "Times one 500xCompressor pretraining step (encoder with LoRA on q_proj and v_proj, decoder\n"
                "reading the compress K/V to regenerate the text, backward, AdamW), as pith pretrain runs it.\n"
                "Tokens/s counts encoder and decoder tokens. scripts/bench train-step runs it next to the same\n"
                "step in transformers + peft.\n\n",
-      .epilog = "\nOn CUDA it also reports the caching allocator's peak memory over the run (weights included).\n"};
+      .epilog = "\nOn CUDA it also reports the caching allocator's peak memory over the run (weights included); on\n"
+                "the CPU the process's peak resident memory.\n"};
   int code;
   if (cli_command(&spec, argc, argv, &code)) return code;
   if (!dir == !shape) return cli_usage_error(&spec, "give --model DIR or --config FILE.json (one of them)");
@@ -305,6 +316,7 @@ static int bench_train_step(int argc, char **argv) {
     fprintf(stderr, "pith bench train-step: %s\n", err.msg);
     return 1;
   }
+  m->gradient_checkpointing = ckpt;
   comp_config cc = {.method = COMP_500X, .k = k, .positions = COMP_POS_REFERENCE};
   lora_config lc = {rank, 32, 0, (1u << LLAMA_PROJ_Q) | (1u << LLAMA_PROJ_V)};
   compressor *c = comp_new(m, cc, lc, 1, &err);
@@ -338,7 +350,7 @@ static int bench_train_step(int argc, char **argv) {
     // Model FLOPs of the step: the encoder reads seq + k tokens, the decoder seq after k prefix K/V.
     double mfu = peak > 0 ? batch * train_row_flops(&m->cfg, 0, seq + k, seq, k) / median / (peak * 1e12) : -1;
     // Peak over the whole run: frozen weights, activations, gradients and optimizer state.
-    int64_t peak_alloc, peak_reserved;
+    int64_t peak_alloc, peak_reserved, peak_rss = dev == PT_CPU ? peak_rss_bytes() : -1;
     pt_cuda_peak_bytes(dev, &peak_alloc, &peak_reserved);
     if (json) {
       printf("{\"impl\": \"pith\", \"tokens_per_s\": %.1f, \"median_step_s\": %.6f, \"loss\": %.6f", tok_s, median,
@@ -347,7 +359,8 @@ static int bench_train_step(int argc, char **argv) {
       if (peak_alloc >= 0)
         printf(", \"peak_allocated_bytes\": %lld, \"peak_reserved_bytes\": %lld", (long long)peak_alloc,
                (long long)peak_reserved);
-      printf("}\n");
+      if (peak_rss >= 0) printf(", \"peak_rss_bytes\": %lld", (long long)peak_rss);
+      printf(", \"gradient_checkpointing\": %s}\n", ckpt ? "true" : "false");
     } else {
       printf("pith train-step: 500x k=%d, batch %d, seq %d, %s %s: %.0f tokens/s (median step %.1f ms)", k, batch,
              seq, device, dtype == PT_BF16 ? "bf16" : "f32", tok_s, median * 1e3);
@@ -355,7 +368,8 @@ static int bench_train_step(int argc, char **argv) {
       if (peak_alloc >= 0)
         printf(", peak memory %.1f GiB allocated (%.1f GiB reserved)", peak_alloc / 1073741824.0,
                peak_reserved / 1073741824.0);
-      printf("\n");
+      if (peak_rss >= 0) printf(", peak RSS %.0f MiB", peak_rss / 1048576.0);
+      printf("%s\n", ckpt ? ", layers checkpointed" : "");
     }
   }
   free(times);

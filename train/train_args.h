@@ -39,6 +39,7 @@ typedef struct {
   int64_t save_steps;
   int save_total_limit;
   int bf16;
+  int gradient_checkpointing;          // the trained model's layers run again in the backward pass
   pt_device device;
   int threads;
   int ddp_overlap;                     // with ranks: gradient all-reduces during the backward pass

@@ -378,7 +378,12 @@ static int setup(trainer *t, int resume, pith_err *err) {
   const char *tok_path = *a->tokenizer ? a->tokenizer : a->model_name_or_path;
   if (!*tok_path) return pith_fail(err, "tokenizer: not set (and no model_name_or_path to take it from)");
   if (a->threads > 0) pt_set_num_threads(a->threads);
-  if (a->task == TRAIN_DISTILL && a->distill == DISTILL_CLASSIFIER) return setup_classifier(t, tok_path, err);
+  if (a->task == TRAIN_DISTILL && a->distill == DISTILL_CLASSIFIER) {
+    if (a->gradient_checkpointing)
+      return pith_fail(err, "gradient_checkpointing: method classifier trains a small BERT encoder, which has no "
+                            "checkpointing; leave it off");
+    return setup_classifier(t, tok_path, err);
+  }
   pt_dtype dtype = a->bf16 && a->device != PT_CPU ? PT_BF16 : PT_F32;
   int trains_lm = a->task == TRAIN_LM || a->task == TRAIN_DISTILL;
   // pith lm's parameters are the model's own weights, which would then be bf16 with no f32 copy.
@@ -413,6 +418,7 @@ static int setup(trainer *t, int resume, pith_err *err) {
   } else if (setup_compressor(t, dtype, data_vocab, err)) {
     return -1;
   }
+  t->model->gradient_checkpointing = a->gradient_checkpointing;  // every loss runs through it; distill's target does not
   t->opt = pt_adamw_new(t->params, t->n_params, oc);
   if (!t->opt || !t->dropout_gen) return pt_fail(err, "optimizer");
   return t->comp && *a->init_from && !resume ? init_from(t, err) : 0;

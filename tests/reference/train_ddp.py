@@ -111,6 +111,17 @@ def pretrain(tmp, torchrun):
           f"(with and without the prefix) within {ld:.1e}, "
           f"{len(p1)} trainable tensors within {wd:.1e}")
 
+    # Activation checkpointing on 2 ranks: the overlapped all-reduce's hooks fire inside the backward
+    # pass's second run of each layer, and the run is the run without checkpointing.
+    ck2 = os.path.join(tmp, "pt_two_ckpt")
+    harness.run(torchrun_cmd(torchrun, "pretrain", *common, "per_device_train_batch_size=2",
+                             "gradient_checkpointing=true", f"output_dir={ck2}"), text=True, timeout=300)
+    mc, pc = metrics(ck2), load_file(os.path.join(ck2, ck))
+    harness.check([[m.get(k) for k in keys] for m in mc] == [[m.get(k) for k in keys] for m in m2],
+                  "pretrain with gradient_checkpointing on 2 ranks: losses differ from the run without")
+    harness.check(all((pc[k] == p2[k]).all() for k in p2), "gradient_checkpointing on 2 ranks: weights differ")
+    print("pretrain with gradient_checkpointing on 2 ranks: the run without it, bit for bit")
+
     # LoRA dropout on 2 ranks: interrupted and resumed, the run draws the masks the uninterrupted one drew.
     drop = [c for c in common if not c.startswith("lora_dropout")] + ["lora_dropout=0.1", "per_device_train_batch_size=2"]
     full, part = os.path.join(tmp, "pt_drop"), os.path.join(tmp, "pt_drop_part")
