@@ -214,23 +214,36 @@ def measure(args, enc, world, tmp):
     print("  by depth: " + ", ".join(f"{d:.1f} {sum(v)}/{len(v)}" for d, v in sorted(by_depth.items())))
     answer_kept = sum(p["answer"] in o["compressed_prompt"] for p, o in zip(test, outs))
     print(f"  the answer word in the compressed prompt: {answer_kept}/{len(test)}")
-    qa = None
+    qa = from_kept = None
     if args.qa:  # how often the base LM itself answers from the whole haystack: the heads' ceiling, roughly
         torch, transformers = harness.require("torch", "transformers")
-        lm = transformers.AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
-        qa, both = 0, 0
-        for p, ok in zip(test, kept):
+        lm = transformers.AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32,
+                                                               attn_implementation="eager").eval()
+        qa, both, from_kept, on_needle, on_answer = 0, 0, 0, 0.0, 0.0
+        for p, ok, o in zip(test, kept, outs):
+            ctx, b, ans = enc(p["context"]), len(args.bos), enc(p["answer"])[0]
             with torch.no_grad():
-                logits = lm(torch.tensor([args.bos + enc(p["context"]) + enc(p["question"])])).logits[0, -1]
-            right = int(logits.argmax()) == enc(p["answer"])[0]
+                out = lm(torch.tensor([args.bos + ctx + enc(p["question"])]), output_attentions=True)
+                # the needle-in-a-haystack score proper: the answer from the 4x-compressed context
+                short = [t for t, k in zip(ctx, o["kept"]) if k == "1"]
+                from_kept += int(lm(torch.tensor([args.bos + short + enc(p["question"])])).logits[0, -1].argmax()) == ans
+            right = int(out.logits[0, -1].argmax()) == ans
             qa, both = qa + right, both + (right and ok)
+            # where the chosen heads' needle attention goes: the answer token's share of it
+            s0, s1 = needle_span(enc, p)
+            a = out.attentions[man["layer"]][0, man["heads"], -w:, :].mean(1).sum(0)
+            on_needle += a[b + s0:b + s1].sum().item()
+            on_answer += sum(a[b + i].item() for i in range(s0, s1) if ctx[i] == ans)
         print(f"  the base LM's greedy first answer token is the answer's on {qa}/{len(test)} test probes; the "
-              f"needle kept in {both} of those, {sum(kept) - both} of the other {len(test) - qa}")
+              f"needle kept in {both} of those, {sum(kept) - both} of the other {len(test) - qa}; from the 4x-compressed "
+              f"context it answers {from_kept}/{len(test)}")
+        print(f"  the chosen heads' attention on the needle: {on_needle / len(test):.3f} a probe, "
+              f"{on_answer / max(on_needle, 1e-12):.0%} of it on the answer token")
     if args.out:
-        harness.write_json(args.out, dict(qa=qa, window=w, top=t, kernel=k, layer=man["layer"], heads=man["heads"], factor=f,
-                                          kept=sum(kept), n=len(kept), haystack_tokens=args.haystack_tokens,
-                                          distractors=args.distractors, dev_seed=args.dev_seed,
-                                          test_seed=args.test_seed))
+        harness.write_json(args.out, dict(qa=qa, qa_compressed=from_kept, window=w, top=t, kernel=k, layer=man["layer"],
+                                          heads=man["heads"], factor=f, kept=sum(kept), n=len(kept),
+                                          haystack_tokens=args.haystack_tokens, distractors=args.distractors,
+                                          dev_seed=args.dev_seed, test_seed=args.test_seed))
 
 
 # ---------------------------------------------------------------- CI: a tiny world, a random model
