@@ -1,7 +1,8 @@
 // test_checkpointing: activation checkpointing (llama_model.gradient_checkpointing, pt_checkpoint)
 // gives the losses and gradients of the plain forward. For 500x and ICAE compressors (LoRA with
 // dropout on every projection, a padded row, the 500x prefix K/V crossing from the encoder's
-// checkpointed layers into the decoder's) and for full-weight training of the base (pith lm): the
+// checkpointed layers into the decoder's), for full-weight training of the base (pith lm) and for
+// LoRA over a frozen base read from token ids (distill's finetuning_type lora): the
 // loss and every trainable tensor's gradient equal the plain path's, and the dropout generator ends
 // where the plain path leaves it (the backward pass replays the forward's masks, then puts the
 // generator back). With recording off (eval) the checkpointed model gives the plain logits. Errors:
@@ -9,6 +10,7 @@
 // with its own message. Where a GPU is, the compressors run on cuda:0 too.
 #include "check.h"
 #include "compressor.h"
+#include "lora.h"
 
 enum { B = 2, N = 10, M = 6, K = 3 };
 
@@ -197,6 +199,48 @@ static void check_full_weights(void) {
   pt_scope_end(s);
 }
 
+// LoRA over a frozen base read from token ids (distill's finetuning_type lora): no input of the first
+// layer requires grad, yet the adapters must get the plain path's gradients.
+static double lora_step(llama_model *m, lora_adapter *lora, int checkpointing, pt_tensor **grads) {
+  pt_tensor *params[128];
+  int n = lora_params(lora, params, 128);
+  for (int i = 0; i < n; i++) pt_zero_grad(params[i]);
+  m->gradient_checkpointing = checkpointing;
+  comp_batch b = make_batch(PT_CPU);
+  llama_inputs in = {.ids = b.text_ids, .mask = b.text_mask, .lora = lora};
+  llama_outputs out;
+  pith_err err = {{0}};
+  CHECK_MSG(llama_forward(m, &in, &out, &err) == 0, "%s", err.msg);
+  pt_tensor *loss = pt_cross_entropy(pt_reshape(out.logits, PT_SHAPE(-1, 48)),
+                                     pt_reshape(ids(B, N, 4), PT_SHAPE(-1)), -100, PT_REDUCE_MEAN);
+  CHECK_MSG(pt_backward(loss) == 0, "%s", pt_error());
+  *grads = flat_grads(params, n);
+  m->gradient_checkpointing = 0;
+  return pt_item(loss);
+}
+
+static void check_frozen_lora(void) {
+  pt_scope s = pt_scope_begin();
+  pith_err err = {{0}};
+  llama_config cfg = tiny();
+  llama_model *m = llama_new_random(&cfg, 13, PT_F32, PT_CPU, &err);
+  lora_config lc = {.rank = 4, .alpha = 8, .dropout = 0, .targets = (1u << LLAMA_N_PROJ) - 1};
+  lora_adapter *lora = m ? lora_new(m, lc, 6, &err) : NULL;
+  CHECK_MSG(lora != NULL, "%s", err.msg);
+  if (!lora) exit(1);
+  pt_tensor *g_plain, *g_ckpt;
+  double l_plain = lora_step(m, lora, 0, &g_plain), l_ckpt = lora_step(m, lora, 1, &g_ckpt);
+  double diff = max_abs(pt_sub(g_ckpt, g_plain)), scale = max_abs(g_plain);
+  printf("LoRA over frozen embeddings: loss %.7f plain, %.7f checkpointed; adapter gradients differ by %.3g "
+         "(largest %.3g)\n", l_plain, l_ckpt, diff, scale);
+  CHECK(l_ckpt == l_plain);
+  CHECK_MSG(scale > 0 && diff <= 1e-6 * scale, "adapter gradients differ by %g (largest %g)", diff, scale);
+  lora_free(lora);
+  llama_free(m);
+  CHECK(pt_ok());
+  pt_scope_end(s);
+}
+
 // A function that fails: at once (fail_at 1), or at its second run, in the backward pass (fail_at 2).
 static int runs = 0;
 static int doubling(const void *ctx, pt_tensor *const *in, int n_in, pt_tensor **out, int n_out) {
@@ -245,6 +289,7 @@ int main(void) {
     printf("no CUDA device: the cuda:0 runs skipped\n");
   }
   check_full_weights();
+  check_frozen_lora();
   check_errors();
   return check_done("test_checkpointing");
 }
