@@ -393,11 +393,12 @@ static int layer_ckpt_fn(const void *ctx, pt_tensor *const *in, int n_in, pt_ten
   layer_in li = {.x = in[0], .cos = in[1], .sin = in[2]};
   if (c->has_mask) li.mask = in[i++];
   if (c->has_prefix) li.prefix_k = in[i++], li.prefix_v = in[i++];
-  llama_inputs hooks = {.lora = c->lora, .dropout_gen = c->dropout_gen, .want_kv = c->want_kv,
-                        .select = c->has_select ? in[i] : NULL};
+  // What the layer reads of llama_inputs: the adapter, its dropout, the K/V to return. No hooks.
+  llama_inputs lin = {.lora = c->lora, .dropout_gen = c->dropout_gen, .want_kv = c->want_kv,
+                      .select = c->has_select ? in[i] : NULL};
   layer_out o;
   pith_err err;
-  layer_forward(c->m, &hooks, c->layer, &li, 0, 0, &o, &err);  // no hooks: only ops can fail
+  layer_forward(c->m, &lin, c->layer, &li, 0, 0, &o, &err);  // without hooks only ops can fail
   out[0] = o.x, out[1] = o.k, out[2] = o.v;
   return pt_ok() ? 0 : -1;
 }
