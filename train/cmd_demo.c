@@ -423,8 +423,8 @@ int cmd_demo(int argc, char **argv) {
   };
   const cli_spec spec = {
       "pith demo", CLI_OPTS(opts), .usage_on_error = 1,
-      .about = "The whole pipeline on the embedded synthetic facts world, with no downloads (20 to 25 minutes on\n"
-               "2 idle CPU cores): synthesise the world; train a tiny LLaMA on it from scratch (the frozen LLM);\n"
+      .about = "The whole pipeline on the embedded synthetic facts world, with no downloads (about 19 minutes on\n"
+               "2 CPU cores): synthesise the world; train a tiny LLaMA on it from scratch (the frozen LLM);\n"
                "pretrain (regeneration) and fine-tune (QA) a 500x compressor and an ICAE one with the same k;\n"
                "export both as PEFT adapters; train LLMLingua-2's classifier on the base LM's own choices;\n"
                "evaluate both compressors against the full-context, no-context and truncated baselines and\n"

@@ -22,7 +22,10 @@ int dist_init(dist_ctx *d, pt_device *devp, pith_err *err) {
   *d = (dist_ctx){.world = 1};
   long world = 1, rank = 0, local = 0, port = 0, timeout = 600;
   if (env_int("WORLD_SIZE", 1, 1 << 20, 0, &world, err)) return -1;
-  if (world == 1) return 0;
+  // One process joins a group only when torchrun launched it (as DDP does): the distributed path
+  // alone, to measure what it costs; without Gloo or NCCL it just runs as one process.
+  int torchrun = getenv("TORCHELASTIC_RUN_ID") != NULL;
+  if (world == 1 && (!torchrun || !pt_dist_available(*devp == PT_CPU ? PT_CPU : 0))) return 0;
   if (env_int("RANK", 0, world - 1, 1, &rank, err) || env_int("LOCAL_RANK", 0, world - 1, 0, &local, err) ||
       env_int("MASTER_PORT", 1, 65535, 1, &port, err) || env_int("PITH_DIST_TIMEOUT", 1, 86400 * 7, 0, &timeout, err))
     return -1;

@@ -1,7 +1,9 @@
 // dist: data parallelism across processes, as torchrun (or srun, mpirun) launches them. It reads
 // the launcher's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) and joins
 // torch.distributed's c10d process group through the shim; the trainer asks it for what ranks
-// must agree on. WORLD_SIZE unset or 1: no process group, and every call is the one-process case.
+// must agree on. WORLD_SIZE unset, or 1 outside torchrun: no process group, and every call is the
+// one-process case. Under torchrun a single process joins a group of one (the distributed path
+// alone: what it costs a step is measurable on one GPU).
 //
 // PITH_DIST_TIMEOUT (seconds, default 600, torch.distributed's) bounds the rendezvous and every
 // collective: a rank that never came or hangs makes the others fail with an error instead of
@@ -22,9 +24,9 @@ typedef struct {
 
 #define DIST_BUCKET_BYTES (4u << 20)  // gradients travel in all-reduces of about this size
 
-// Read the environment and, for world > 1, join the group for tensors on *dev: Gloo on the CPU, NCCL
-// on CUDA, where each rank takes its node's GPU LOCAL_RANK (*dev becomes it). On error d is the
-// one-process context and err names the variable or the failed rendezvous.
+// Read the environment and, for world > 1 (or 1 under torchrun), join the group for tensors on
+// *dev: Gloo on the CPU, NCCL on CUDA, where each rank takes its node's GPU LOCAL_RANK (*dev becomes
+// it). On error d is the one-process context and err names the variable or the failed rendezvous.
 int dist_init(dist_ctx *d, pt_device *dev, pith_err *err);
 void dist_close(dist_ctx *d);  // a barrier, then leaves the group; fine on the one-process context
 static inline int dist_main(const dist_ctx *d) { return d->rank == 0; }

@@ -186,6 +186,20 @@ def main():
         harness.check(volume in p.stdout and "during the backward pass (ddp_overlap)" in p.stdout,
                       f"the launch states the all-reduce volume '{volume}' and the overlap: {p.stdout[:600]}")
         harness.check(abs(m1[0]["loss"] - m1[-2]["loss"]) > 1e-3, "training moved the loss (the test can fail)")
+
+        # One process under torchrun joins a group of one (the distributed path alone, hooks and
+        # all-reduces included): the one-process run to the bit.
+        solo = os.path.join(tmp, "solo")
+        p1 = harness.run([torchrun, "--no-python", "--nproc_per_node", "1", "--master_addr", "127.0.0.1",
+                          "--master_port", str(free_port()), pith, "lm", *common,
+                          f"per_device_train_batch_size={2 * B}", f"max_steps={STEPS}", f"output_dir={solo}"],
+                         text=True, timeout=300)
+        harness.check("each step all-reduces" in p1.stdout, f"torchrun with 1 process formed no group: {p1.stdout[:400]}")
+        ws, keys = weights(solo), ("step", "loss", "grad_norm", "val_loss")
+        harness.check([[m.get(k) for k in keys] for m in metrics(solo)] == [[m.get(k) for k in keys] for m in m1],
+                      "1 process under torchrun: other losses than the plain run's")
+        harness.check(all((ws[k] == w1[k]).all() for k in w1), "1 process under torchrun: other weights")
+        print("1 process under torchrun (a group of one): the plain run's losses and weights, bit for bit")
         harness.check("val_loss" in m2[-1], f"the 2-rank run logs its validation loss: {m2[-1]}")
 
         # Validation over all ranks, on the whole val split (eval_batches past its end) in batches of VB per
