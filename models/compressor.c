@@ -159,15 +159,20 @@ void comp_code_free(comp_code *code) {
   code->k = code->v = NULL;
 }
 
-pt_tensor *comp_decode(const compressor *c, const comp_code *code, const pt_tensor *dec_ids, const pt_tensor *dec_mask,
-                       pith_err *err) {
+// The decoder's pass over dec_ids given the code (LoRA off): logits (B, M, vocab), or with `hidden`
+// the final hidden states of every position (B, P + M, dim), the decoder tokens' from *first on
+// (after ICAE's memory and AE token; 500x's prefix is K/V, not positions).
+static pt_tensor *decode(const compressor *c, const comp_code *code, const pt_tensor *dec_ids, const pt_tensor *dec_mask,
+                         int hidden, int64_t *first, pith_err *err) {
   const llama_model *m = c->base;
   int64_t B = pt_size(dec_ids, 0), M = pt_size(dec_ids, 1), K = c->cfg.k, D = m->cfg.dim;
   llama_outputs out;
   if (c->cfg.method == COMP_500X) {
-    llama_inputs in = {.ids = dec_ids, .mask = dec_mask, .prefix_k = code->k, .prefix_v = code->v};
+    llama_inputs in = {.ids = dec_ids, .mask = dec_mask, .prefix_k = code->k, .prefix_v = code->v,
+                       .no_logits = hidden, .want_hidden = hidden};
     if (llama_forward(m, &in, &out, err)) return NULL;
-    return out.logits;
+    if (first) *first = 0;
+    return hidden ? out.hidden : out.logits;
   }
   // ICAE: [memory; AE?; tokens] as input embeddings, positions from 0.
   pt_tensor *ae = c->cfg.ae_token ? c->ae : NULL;
@@ -180,13 +185,19 @@ pt_tensor *comp_decode(const compressor *c, const comp_code *code, const pt_tens
     parts[1] = parts[2];
   }
   pt_tensor *x = pt_cat(parts, ae ? 3 : 2, 1);
-  llama_inputs in = {.embeds = x, .mask = pt_cat(masks, 2, 1)};
+  llama_inputs in = {.embeds = x, .mask = pt_cat(masks, 2, 1), .no_logits = hidden, .want_hidden = hidden};
   if (!x) {
     pt_fail(err, "compressor: decode");
     return NULL;
   }
   if (llama_forward(m, &in, &out, err)) return NULL;
-  return pt_slice(out.logits, 1, lead, lead + M);
+  if (first) *first = lead;
+  return hidden ? out.hidden : pt_slice(out.logits, 1, lead, lead + M);
+}
+
+pt_tensor *comp_decode(const compressor *c, const comp_code *code, const pt_tensor *dec_ids, const pt_tensor *dec_mask,
+                       pith_err *err) {
+  return decode(c, code, dec_ids, dec_mask, 0, NULL, err);
 }
 
 int comp_prefix_kv(const compressor *c, const comp_code *code, pt_tensor ***k, pt_tensor ***v, pith_err *err) {
@@ -221,15 +232,12 @@ int comp_prefix_kv(const compressor *c, const comp_code *code, pt_tensor ***k, p
 pt_tensor *comp_loss(const compressor *c, const comp_batch *b, pt_gen *dropout_gen, pith_err *err) {
   comp_code code;
   if (comp_encode(c, b->text_ids, b->text_mask, dropout_gen, &code, err)) return NULL;
-  pt_tensor *logits = comp_decode(c, &code, b->dec_ids, b->dec_mask, err);
+  int64_t first;
+  pt_tensor *hidden = decode(c, &code, b->dec_ids, b->dec_mask, 1, &first, err);
   comp_code_free(&code);
-  if (!logits) return NULL;
-  int64_t V = pt_size(logits, -1);
-  // Loss in f32 whatever the compute dtype.
-  pt_tensor *loss = pt_cross_entropy(pt_reshape(pt_to_dtype(logits, PT_F32), PT_SHAPE(-1, V)),
-                                     pt_reshape(b->dec_targets, PT_SHAPE(-1)), -100, PT_REDUCE_MEAN);
-  if (!loss) {
-    pt_fail(err, "compressor: loss");
-  }
+  if (!hidden) return NULL;
+  // Loss in f32 whatever the compute dtype (with the base's loss_chunk_rows, a chunk at a time).
+  pt_tensor *loss = llama_lm_loss(c->base, hidden, first, b->dec_targets, NULL, -100);
+  if (!loss) pt_fail(err, "compressor: loss");
   return loss;
 }

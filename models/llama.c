@@ -493,6 +493,21 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
   return 0;
 }
 
+pt_tensor *llama_lm_loss(const llama_model *m, const pt_tensor *hidden, int64_t first, const pt_tensor *targets,
+                         const pt_tensor *weights, int64_t ignore_index) {
+  int64_t T = pt_size(hidden, 1);
+  pt_tensor *t = pt_reshape(targets, PT_SHAPE(-1));
+  if (m->loss_chunk_rows > 0) {
+    pt_tensor *h = pt_reshape(pt_slice(hidden, 1, first, T), PT_SHAPE(-1, m->cfg.dim));
+    return pt_linear_cross_entropy(h, m->lm_head, t, weights, ignore_index, m->loss_chunk_rows);
+  }
+  // The logits of every position, then the scored ones: what the trainers computed from llama_forward's.
+  pt_tensor *logits = pt_slice(pt_linear(hidden, m->lm_head, NULL), 1, first, T);
+  logits = pt_reshape(pt_to_dtype(logits, PT_F32), PT_SHAPE(-1, m->cfg.vocab_size));
+  if (!weights) return pt_cross_entropy(logits, t, ignore_index, PT_REDUCE_MEAN);
+  return pt_div(pt_sum(pt_mul(pt_cross_entropy(logits, t, ignore_index, PT_REDUCE_NONE), weights)), pt_sum(weights));
+}
+
 void llama_outputs_free(llama_outputs *out) {
   free(out->k);
   free(out->v);

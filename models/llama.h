@@ -58,6 +58,9 @@ typedef struct {
   // layer keeps only its inputs for the backward pass, which runs the layer again (pt_checkpoint).
   // Less memory for one more forward pass per step; the same losses and gradients.
   int gradient_checkpointing;
+  // The trainers' loss_chunk_rows: > 0, llama_lm_loss runs the LM head and its cross-entropy this
+  // many rows at a time (pt_linear_cross_entropy), never holding the whole logits; 0, all at once.
+  int64_t loss_chunk_rows;
 } llama_model;
 
 // The projections LoRA can adapt, as bit flags; names as PEFT's target_modules.
@@ -150,6 +153,14 @@ int llama_visit_weights(llama_model *m, llama_weight_fn fn, void *ctx);
 // The forward pass. Tensors in out live in the caller's current scope.
 int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *out, pith_err *err);
 void llama_outputs_free(llama_outputs *out);  // frees the k/v arrays (not the tensors)
+
+// The mean next-token cross-entropy of final hidden states (B, T, dim) (llama_forward's want_hidden,
+// no select) from position `first` on, through the LM head, scored in f32, against targets
+// (B, T - first) i64, skipping ignore_index; with weights (B·(T - first) f32) the weighted mean
+// sum(weight · ce) / sum(weight). As pt_cross_entropy of the logits (the same ops as on
+// llama_forward's logits), or, with m->loss_chunk_rows, a chunk of rows at a time. NULL on error.
+pt_tensor *llama_lm_loss(const llama_model *m, const pt_tensor *hidden, int64_t first, const pt_tensor *targets,
+                         const pt_tensor *weights, int64_t ignore_index);
 
 // Softmax probabilities (B, H, W, S) in f32 of the last W queries of q (B, H, T, hd) over keys k
 // (B, Hkv, S, hd), S = P + T; mask (B, 1, T, S) bool, or NULL for plain causal attention.

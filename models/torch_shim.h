@@ -163,6 +163,15 @@ pt_tensor *pt_log_softmax(const pt_tensor *a, int dim);
 // logits (N, C), targets (N) i64; targets equal to ignore_index add nothing (mean over the rest).
 pt_tensor *pt_cross_entropy(const pt_tensor *logits, const pt_tensor *targets, int64_t ignore_index,
                             pt_reduction reduction);
+// The LM head and its cross-entropy in one, chunk_rows rows at a time, so that the (N, V) logits
+// are never held whole (nor their f32 copy, log-softmax or gradient): the backward pass computes
+// each chunk's logits again. h (N, D) and w (V, D) in the model's dtype, targets (N) i64; logits
+// h wᵀ are scored in f32 as pt_cross_entropy scores them. Returns the mean over the targets that are
+// not ignore_index, or with weights (N, f32) the weighted mean sum(weight · ce) / sum(weight). The
+// same loss and gradients as pt_cross_entropy(pt_linear(h, w)) in exact arithmetic; in floating
+// point they differ in the last bits (sums taken in another order).
+pt_tensor *pt_linear_cross_entropy(const pt_tensor *h, const pt_tensor *w, const pt_tensor *targets,
+                                   const pt_tensor *weights, int64_t ignore_index, int64_t chunk_rows);
 
 // ---- indexing ----
 pt_tensor *pt_embedding(const pt_tensor *weight, const pt_tensor *ids);  // (V, D), ids (...) → (..., D)

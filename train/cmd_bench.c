@@ -259,6 +259,7 @@ static int64_t peak_rss_bytes(void) {
 static int bench_train_step(int argc, char **argv) {
   const char *dir = NULL, *shape = NULL, *device = "cpu";
   int k = 16, batch = 4, seq = 256, steps = 5, warmup = 2, rank = 64, threads = 0, json = 0, bf16 = 0, ckpt = 0;
+  int chunk = 0;
   double peak = 0;
   const cli_opt opts[] = {
       {"--model", CLI_STR, &dir, .metavar = "DIR", .help = "a Hugging Face model folder"},
@@ -280,13 +281,15 @@ static int bench_train_step(int argc, char **argv) {
        .help = "the device's peak at the compute dtype: MFU from train_row_flops"},
       {"--gradient-checkpointing", CLI_FLAG, &ckpt,
        .help = "activation checkpointing (as gradient_checkpointing: true): the layers run\nagain in the backward pass"},
+      {"--loss-chunk-rows", CLI_INT, &chunk, .metavar = "N", .min = 0, .max = CLI_INF,
+       .help = "the LM head's loss N tokens at a time (as loss_chunk_rows; default 0: all)"},
       {"--json", CLI_FLAG, &json, .help = "print one JSON object"},
   };
   const cli_spec spec = {
       "pith bench train-step", CLI_OPTS(opts), .usage_on_error = 1,
       .synopsis = "--model DIR | --config FILE.json [--k N] [--batch N] [--seq N] [--steps N] [--warmup N]"
                   " [--lora-rank N] [--threads N] [--device cpu|cuda|cuda:N] [--bf16] [--peak-tflops X]"
-                  " [--gradient-checkpointing] [--json]",
+                  " [--gradient-checkpointing] [--loss-chunk-rows N] [--json]",
       .about = "Times one 500xCompressor pretraining step (encoder with LoRA on q_proj and v_proj, decoder\n"
                "reading the compress K/V to regenerate the text, backward, AdamW), as pith pretrain runs it.\n"
                "Tokens/s counts encoder and decoder tokens. scripts/bench train-step runs it next to the same\n"
@@ -317,6 +320,7 @@ static int bench_train_step(int argc, char **argv) {
     return 1;
   }
   m->gradient_checkpointing = ckpt;
+  m->loss_chunk_rows = chunk;
   comp_config cc = {.method = COMP_500X, .k = k, .positions = COMP_POS_REFERENCE};
   lora_config lc = {rank, 32, 0, (1u << LLAMA_PROJ_Q) | (1u << LLAMA_PROJ_V)};
   compressor *c = comp_new(m, cc, lc, 1, &err);
@@ -369,7 +373,9 @@ static int bench_train_step(int argc, char **argv) {
         printf(", peak memory %.1f GiB allocated (%.1f GiB reserved)", peak_alloc / 1073741824.0,
                peak_reserved / 1073741824.0);
       if (peak_rss >= 0) printf(", peak RSS %.0f MiB", peak_rss / 1048576.0);
-      printf("%s\n", ckpt ? ", layers checkpointed" : "");
+      if (ckpt) printf(", layers checkpointed");
+      if (chunk) printf(", loss %lld tokens at a time", (long long)chunk);
+      printf("\n");
     }
   }
   free(times);

@@ -34,6 +34,10 @@ static const rc_key COMMON_KEYS[] = {
     {"gradient_checkpointing", RC_BOOL, "false",
      "activation checkpointing: each layer keeps only its input for the backward pass and runs again there "
      "(about a third more compute per step for far less activation memory; the same losses and gradients)", NULL},
+    {"loss_chunk_rows", RC_INT, "0",
+     "> 0: the LM head and its cross-entropy run this many tokens at a time and again in the backward pass, "
+     "never holding the whole (tokens x vocabulary) logits (0: all at once); the same loss to float rounding",
+     "[0,inf)"},
     {"device", RC_STRING, "cpu", "cpu | cuda | cuda:N", NULL},
     {"threads", RC_INT, "0", "CPU threads (0: libtorch's default)", "[0,inf)"},
     {"ddp_overlap", RC_BOOL, "true",
@@ -214,6 +218,7 @@ int train_args_read(train_args *a, train_task task, const run_config *c, pith_er
   a->save_total_limit = (int)run_config_int(c, "save_total_limit");
   a->bf16 = run_config_bool(c, "bf16");
   a->gradient_checkpointing = run_config_bool(c, "gradient_checkpointing");
+  a->loss_chunk_rows = run_config_int(c, "loss_chunk_rows");
   a->threads = (int)run_config_int(c, "threads");
   a->ddp_overlap = run_config_bool(c, "ddp_overlap");
   a->nan_skip = !strcmp(run_config_str(c, "nan_policy"), "skip");  // or "stop": resolve checked it

@@ -84,14 +84,11 @@ static loader *open_loader(const trainer *t, int split, const loader_cursor *res
 // with weights (one per target, flattened), the weighted mean sum(w * ce) / sum(w).
 static pt_tensor *lm_loss(const llama_model *m, const lora_adapter *lora, pt_gen *g, const comp_batch *b,
                           const pt_tensor *weights, pith_err *err) {
-  llama_inputs in = {.ids = b->dec_ids, .mask = b->dec_mask, .lora = lora, .dropout_gen = g};
+  llama_inputs in = {.ids = b->dec_ids, .mask = b->dec_mask, .lora = lora, .dropout_gen = g, .no_logits = 1,
+                     .want_hidden = 1};
   llama_outputs out;
   if (llama_forward(m, &in, &out, err)) return NULL;
-  pt_tensor *logits = pt_reshape(pt_to_dtype(out.logits, PT_F32), PT_SHAPE(-1, m->cfg.vocab_size));
-  pt_tensor *targets = pt_reshape(b->dec_targets, PT_SHAPE(-1));
-  pt_tensor *loss = !weights ? pt_cross_entropy(logits, targets, TASK_NO_TARGET, PT_REDUCE_MEAN)
-                    : pt_div(pt_sum(pt_mul(pt_cross_entropy(logits, targets, TASK_NO_TARGET, PT_REDUCE_NONE), weights)),
-                             pt_sum(weights));
+  pt_tensor *loss = llama_lm_loss(m, out.hidden, 0, b->dec_targets, weights, TASK_NO_TARGET);
   if (!loss) pt_fail(err, "loss");
   return loss;
 }
@@ -131,12 +128,11 @@ static pt_tensor *no_layer0_loss(const trainer *t, const loader_batch *lb, comp_
   co.k[0] = pt_zeros(pt_shape_of(co.k[0]), m->dtype, m->device);
   co.v[0] = pt_zeros(pt_shape_of(co.v[0]), m->dtype, m->device);
   llama_inputs di = {.ids = b->dec_ids, .mask = b->dec_mask, .positions = positions, .prefix_k = co.k,
-                     .prefix_v = co.v, .prefix_mask = ctx_mask};
+                     .prefix_v = co.v, .prefix_mask = ctx_mask, .no_logits = 1, .want_hidden = 1};
   int rc = llama_forward(m, &di, &out, err);
   llama_outputs_free(&co);
   if (rc) return NULL;
-  pt_tensor *logits = pt_reshape(pt_to_dtype(out.logits, PT_F32), PT_SHAPE(-1, m->cfg.vocab_size));
-  pt_tensor *loss = pt_cross_entropy(logits, pt_reshape(b->dec_targets, PT_SHAPE(-1)), TASK_NO_TARGET, PT_REDUCE_MEAN);
+  pt_tensor *loss = llama_lm_loss(m, out.hidden, 0, b->dec_targets, NULL, TASK_NO_TARGET);
   if (!loss) pt_fail(err, "no_layer0 loss");
   return loss;
 }
@@ -379,9 +375,9 @@ static int setup(trainer *t, int resume, pith_err *err) {
   if (!*tok_path) return pith_fail(err, "tokenizer: not set (and no model_name_or_path to take it from)");
   if (a->threads > 0) pt_set_num_threads(a->threads);
   if (a->task == TRAIN_DISTILL && a->distill == DISTILL_CLASSIFIER) {
-    if (a->gradient_checkpointing)
-      return pith_fail(err, "gradient_checkpointing: method classifier trains a small BERT encoder, which has no "
-                            "checkpointing; leave it off");
+    if (a->gradient_checkpointing || a->loss_chunk_rows)
+      return pith_fail(err, "%s: method classifier trains a small BERT encoder, which has neither; leave it at its "
+                            "default", a->gradient_checkpointing ? "gradient_checkpointing" : "loss_chunk_rows");
     return setup_classifier(t, tok_path, err);
   }
   pt_dtype dtype = a->bf16 && a->device != PT_CPU ? PT_BF16 : PT_F32;
@@ -418,7 +414,11 @@ static int setup(trainer *t, int resume, pith_err *err) {
   } else if (setup_compressor(t, dtype, data_vocab, err)) {
     return -1;
   }
+  if (a->task == TRAIN_DISTILL && a->distill == DISTILL_KL && a->loss_chunk_rows)
+    return pith_fail(err, "loss_chunk_rows: method kl compares the scorer's whole distribution with the target's, "
+                          "so it needs the whole logits; leave it 0");
   t->model->gradient_checkpointing = a->gradient_checkpointing;  // every loss runs through it; distill's target does not
+  t->model->loss_chunk_rows = a->loss_chunk_rows;
   t->opt = pt_adamw_new(t->params, t->n_params, oc);
   if (!t->opt || !t->dropout_gen) return pt_fail(err, "optimizer");
   return t->comp && *a->init_from && !resume ? init_from(t, err) : 0;

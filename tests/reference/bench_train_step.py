@@ -10,14 +10,15 @@ the device (configs/llama3_8b_config.json: LLaMA-3-8B, no download). With neithe
 --config, a LLaMA-style model with random weights (dim 512, 8 layers) is saved to a temporary folder
 that both load. Rounds alternate. On CUDA both sides report their peak allocated memory.
 
-With --checkpointing-ab the other side is pith itself with activation checkpointing
-(--gradient-checkpointing), and the peak is the allocator's on CUDA, the process's resident memory on
-the CPU (transformers' own checkpointing drops the encoder's past_key_values in training mode, so it
-cannot run this step).
+With --ab FLAGS the other side is pith itself with those `pith bench train-step` flags (e.g.
+"--gradient-checkpointing", "--loss-chunk-rows 512"), the peak is the allocator's on CUDA and the
+process's resident memory on the CPU, and the losses must agree (to the bit on the CPU with
+--gradient-checkpointing alone; to 1e-5 otherwise). transformers' own checkpointing drops the
+encoder's past_key_values in training mode, so the peer cannot run this step with it.
 
 usage: bench_train_step.py --pith PATH [--model DIR | --config FILE.json] [--k 16] [--batch 4]
                            [--seq 256] [--rounds 3] [--steps 3] [--warmup 1] [--lora-rank 64]
-                           [--threads N] [--device cpu|cuda] [--bf16] [--peak-tflops X] [--checkpointing-ab]
+                           [--threads N] [--device cpu|cuda] [--bf16] [--peak-tflops X] [--ab FLAGS]
 """
 import gc
 import os
@@ -73,17 +74,17 @@ def torch_round(a, model_dir, text):
     return seconds, torch.cuda.max_memory_allocated() if a.device != "cpu" else -1
 
 
-def pith_round(a, model_dir, checkpointing=False):
-    """Median step seconds, peak bytes (allocated on CUDA; resident on the CPU with checkpointing_ab,
-    else -1) and MFU (-1 without --peak-tflops)."""
+def pith_round(a, model_dir, extra=()):
+    """Median step seconds, peak bytes (allocated on CUDA; resident on the CPU with --ab, else -1), MFU
+    (-1 without --peak-tflops) and the last step's loss. extra: more bench train-step flags."""
     cmd = [a.pith, "bench", "train-step", "--json", "--k", str(a.k), "--batch", str(a.batch), "--seq", str(a.seq),
            "--steps", str(a.steps), "--warmup", str(a.warmup), "--lora-rank", str(a.lora_rank),
            "--threads", str(a.threads), "--device", a.device, "--peak-tflops", str(a.peak_tflops)]
     cmd += ["--config", a.config] if a.config else ["--model", model_dir]
     cmd += ["--bf16"] if a.bf16 else []
-    cmd += ["--gradient-checkpointing"] if checkpointing else []
+    cmd += list(extra)
     out = harness.bench_json(cmd)
-    peak = out.get("peak_allocated_bytes", out.get("peak_rss_bytes", -1) if a.checkpointing_ab else -1)
+    peak = out.get("peak_allocated_bytes", out.get("peak_rss_bytes", -1) if a.ab else -1)
     return out["median_step_s"], peak, out.get("mfu", -1), out["loss"]
 
 
@@ -98,8 +99,8 @@ def main():
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--bf16", action="store_true", help="CUDA only: the model in bf16")
     p.add_argument("--peak-tflops", type=float, default=0, help="the device's peak, for MFU")
-    p.add_argument("--checkpointing-ab", action="store_true",
-                   help="pith with activation checkpointing against pith without (not transformers + peft)")
+    p.add_argument("--ab", metavar="FLAGS",
+                   help="pith with these bench train-step flags against pith without (not transformers + peft)")
     a = p.parse_args()
     if a.model and a.config:
         p.error("--model and --config exclude each other")
@@ -122,10 +123,10 @@ def main():
             gc.collect()
             if a.device != "cpu":
                 torch.cuda.empty_cache()
-        if a.checkpointing_ab:
-            plain, ckpt = harness.alternate(a.rounds, [("pith", lambda: pith_round(a, model_dir)),
-                                                       ("pith checkpointed", lambda: pith_round(a, model_dir, True))])
-            return checkpointing_report(a, plain, ckpt)
+        if a.ab:
+            plain, other = harness.alternate(a.rounds, [("pith", lambda: pith_round(a, model_dir)),
+                                                        (f"pith {a.ab}", lambda: pith_round(a, model_dir, a.ab.split()))])
+            return ab_report(a, plain, other)
         pith_r, torch_r = harness.alternate(a.rounds, [("pith", lambda: pith_round(a, model_dir)),
                                                       ("transformers+peft", lambda: torch_round(a, model_dir, text))],
                                             after=free)
@@ -146,22 +147,22 @@ def main():
     print(f"  ratio:              {pt / tt:10.2f}x")
 
 
-def checkpointing_report(a, plain, ckpt):
-    """--checkpointing-ab: step time and peak memory with and without, and the same losses."""
-    tol = 0 if a.device == "cpu" else 1e-3  # CUDA's attention backward is not deterministic
-    harness.check(all(abs(p[3] - c[3]) <= tol * abs(p[3]) for p, c in zip(plain, ckpt)),
-                  f"the losses differ with checkpointing: {[x[3] for x in plain]} vs {[x[3] for x in ckpt]}")
+def ab_report(a, plain, other):
+    """--ab: step time and peak memory without and with the flags, and the same losses."""
+    exact = a.device == "cpu" and a.ab.split() == ["--gradient-checkpointing"]
+    tol = 0 if exact else 1e-5 if a.device == "cpu" else 1e-3  # CUDA's attention backward is not deterministic
+    harness.check(all(abs(p[3] - o[3]) <= tol * abs(p[3]) for p, o in zip(plain, other)),
+                  f"the losses differ with {a.ab}: {[x[3] for x in plain]} vs {[x[3] for x in other]}")
     tokens = 2 * a.batch * a.seq
     kind = "allocated" if a.device != "cpu" else "resident (the whole process)"
     print(f"500x train step: k {a.k}, batch {a.batch}, seq {a.seq}, LoRA r {a.lora_rank} on q,v, {a.device}, "
           f"{a.threads} threads; peak memory {kind}")
-    for name, r in (("without", plain), ("checkpointed", ckpt)):
+    for name, r in (("without", plain), (a.ab, other)):
         s = statistics.median(x[0] for x in r)
-        print(f"  {name + ':':14s} {tokens / s:10.0f} tokens/s, peak {max(x[1] for x in r) / 2**20:8.0f} MiB")
-    ratio = statistics.median(x[0] for x in ckpt) / statistics.median(x[0] for x in plain)
-    print(f"  checkpointed step time / without: {ratio:.2f}x; the same loss on every round"
-          f"{' (to the bit)' if tol == 0 else ' (to 1e-3)'}")
-
+        print(f"  {name + ':':28s} {tokens / s:10.0f} tokens/s, peak {max(x[1] for x in r) / 2**20:8.0f} MiB")
+    ratio = statistics.median(x[0] for x in other) / statistics.median(x[0] for x in plain)
+    print(f"  step time with / without: {ratio:.2f}x; the same loss on every round "
+          f"({'to the bit' if tol == 0 else f'to {tol:g}'})")
 
 if __name__ == "__main__":
     main()
