@@ -2,7 +2,7 @@
 // time) against the composite pt_cross_entropy(pt_linear(h, w)): the loss and the gradients of h and
 // w, plain mean with ignored targets and weighted mean, chunks smaller than, equal to and larger than
 // the rows, in f32 (to 1e-6 of the loss, 1e-5 of the largest gradient) and bf16 (to bf16 precision);
-// bad shapes get a message.
+// bad shapes get a message. Where a GPU is, the same on cuda:0.
 #include "check.h"
 #include "torch_shim.h"
 
@@ -15,9 +15,13 @@ typedef struct {
   pt_tensor *dh, *dw;
 } result;
 
+static pt_device dev = PT_CPU;  // where run() computes
+
 // chunk 0: the composite path.
 static result run(pt_tensor *h0, pt_tensor *w0, pt_tensor *targets, pt_tensor *weights, pt_dtype dt, int64_t chunk) {
-  pt_tensor *h = pt_to_dtype(pt_detach(h0), dt), *w = pt_to_dtype(pt_detach(w0), dt);
+  pt_tensor *h = pt_to_device(pt_to_dtype(pt_detach(h0), dt), dev), *w = pt_to_device(pt_to_dtype(pt_detach(w0), dt), dev);
+  targets = pt_to_device(targets, dev);
+  if (weights) weights = pt_to_device(weights, dev);
   h = pt_detach(h), w = pt_detach(w);
   pt_set_requires_grad(h, 1), pt_set_requires_grad(w, 1);
   pt_tensor *loss;
@@ -30,7 +34,8 @@ static result run(pt_tensor *h0, pt_tensor *w0, pt_tensor *targets, pt_tensor *w
                    : pt_cross_entropy(logits, targets, -100, PT_REDUCE_MEAN);
   }
   CHECK_MSG(loss && pt_backward(loss) == 0, "%s", pt_error());
-  return (result){pt_item(loss), pt_to_dtype(pt_grad(h), PT_F32), pt_to_dtype(pt_grad(w), PT_F32)};
+  return (result){pt_item(loss), pt_to_device(pt_to_dtype(pt_grad(h), PT_F32), PT_CPU),
+                  pt_to_device(pt_to_dtype(pt_grad(w), PT_F32), PT_CPU)};
 }
 
 static void compare(const char *what, result a, result ref, double tol) {
@@ -63,6 +68,17 @@ int main(void) {
     compare(what, run(h, w, targets, weights, PT_F32, chunks[c]), wref, 1e-6);
   }
   compare("bf16, chunks of 8 rows:", run(h, w, targets, NULL, PT_BF16, 8), run(h, w, targets, NULL, PT_BF16, 0), 1e-2);
+  if (pt_cuda_device_count() > 0) {  // the same on cuda:0
+    dev = 0;
+    compare("cuda f32, chunks of 8 rows:", run(h, w, targets, NULL, PT_F32, 8), run(h, w, targets, NULL, PT_F32, 0), 1e-5);
+    compare("cuda f32 weighted, chunks of 8:", run(h, w, targets, weights, PT_F32, 8),
+            run(h, w, targets, weights, PT_F32, 0), 1e-5);
+    compare("cuda bf16, chunks of 8 rows:", run(h, w, targets, NULL, PT_BF16, 8), run(h, w, targets, NULL, PT_BF16, 0),
+            1e-2);
+    dev = PT_CPU;
+  } else {
+    printf("no CUDA device: the cuda:0 comparisons skipped\n");
+  }
 
   // Bad input: a message, no tensor.
   pt_tensor *bad = pt_linear_cross_entropy(h, pt_zeros(PT_SHAPE(V, D + 1), PT_F32, PT_CPU), targets, NULL, -100, 8);
