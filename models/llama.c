@@ -387,7 +387,7 @@ typedef struct {
 
 // pt_checkpoint's fn: in = x, cos, sin, [mask], [prefix k, prefix v], [select]; out = x, [k, v].
 static int layer_ckpt_fn(const void *ctx, pt_tensor *const *in, int n_in, pt_tensor **out, int n_out) {
-  (void)n_in, (void)n_out;
+  (void)n_in;
   const layer_ckpt *c = ctx;
   int i = 3;
   layer_in li = {.x = in[0], .cos = in[1], .sin = in[2]};
@@ -399,7 +399,8 @@ static int layer_ckpt_fn(const void *ctx, pt_tensor *const *in, int n_in, pt_ten
   layer_out o;
   pith_err err;
   layer_forward(c->m, &lin, c->layer, &li, 0, 0, &o, &err);  // without hooks only ops can fail
-  out[0] = o.x, out[1] = o.k, out[2] = o.v;
+  out[0] = o.x;
+  if (n_out == 3) out[1] = o.k, out[2] = o.v;  // want_kv
   return pt_ok() ? 0 : -1;
 }
 
