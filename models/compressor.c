@@ -162,8 +162,8 @@ void comp_code_free(comp_code *code) {
 // The decoder's pass over dec_ids given the code (LoRA off): logits (B, M, vocab), or with `hidden`
 // the final hidden states of every position (B, P + M, dim), the decoder tokens' from *first on
 // (after ICAE's memory and AE token; 500x's prefix is K/V, not positions).
-static pt_tensor *decode(const compressor *c, const comp_code *code, const pt_tensor *dec_ids, const pt_tensor *dec_mask,
-                         int hidden, int64_t *first, pith_err *err) {
+static pt_tensor *decode(const compressor *c, const comp_code *code, const pt_tensor *dec_ids,
+                         const pt_tensor *dec_mask, int hidden, int64_t *first, pith_err *err) {
   const llama_model *m = c->base;
   int64_t B = pt_size(dec_ids, 0), M = pt_size(dec_ids, 1), K = c->cfg.k, D = m->cfg.dim;
   llama_outputs out;

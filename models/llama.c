@@ -465,7 +465,8 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
       llama_outputs_free(out);
       return -1;
     }
-    if (!checkpointed && layer_forward(m, in, l, &li, attn_only, layers_only, &o, err)) return callback_failed(s, out, err);
+    if (!checkpointed && layer_forward(m, in, l, &li, attn_only, layers_only, &o, err))
+      return callback_failed(s, out, err);
     if (o.stop) {
       if (o.probs) out->attn = pt_scope_return(s, o.probs);
       else pt_scope_end(s);

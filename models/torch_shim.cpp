@@ -653,7 +653,8 @@ struct linear_ce_node : torch::autograd::Function<linear_ce_node> {
     const at::Tensor &h = saved[0], &w = saved[1];
     at::Tensor safe = ctx->saved_data["safe"].toTensor(), lse = ctx->saved_data["lse"].toTensor();
     // d loss / d logit = coef · (softmax − onehot(target)) · grad / denom, per row
-    at::Tensor scale = ctx->saved_data["coef"].toTensor() * (grads[0].to(at::kFloat) / ctx->saved_data["denom"].toTensor());
+    at::Tensor scale =
+        ctx->saved_data["coef"].toTensor() * (grads[0].to(at::kFloat) / ctx->saved_data["denom"].toTensor());
     int64_t N = h.size(0), chunk = ctx->saved_data["chunk"].toInt();
     bool want_h = ctx->needs_input_grad(0), want_w = ctx->needs_input_grad(1);
     at::Tensor dh = want_h ? at::empty_like(h) : at::Tensor();
@@ -982,8 +983,8 @@ extern "C" int pt_copy_(pt_tensor *dst, const pt_tensor *src) {
 
 namespace {
 // fn on handles of ins, in a scope of its own; its outputs. Throws fn's error (taken off the thread).
-std::vector<at::Tensor> run_checkpoint_fn(pt_checkpoint_fn fn, const std::string &ctx, const std::vector<at::Tensor> &ins,
-                                          int n_out) {
+std::vector<at::Tensor> run_checkpoint_fn(pt_checkpoint_fn fn, const std::string &ctx,
+                                          const std::vector<at::Tensor> &ins, int n_out) {
   pt_scope s = pt_scope_begin();
   std::vector<pt_tensor *> hin, hout((size_t)n_out, nullptr);
   for (const at::Tensor &t : ins) hin.push_back(wrap(t));
@@ -1072,10 +1073,9 @@ extern "C" int pt_checkpoint(pt_checkpoint_fn fn, const void *ctx, size_t ctx_si
   std::vector<at::Tensor> ins, outs;
   for (int i = 0; i < n_in; i++) ins.push_back(in[i]->t);
   int rc = run_status("checkpoint", [&] {
-    outs = c10::GradMode::is_enabled()
-               ? checkpoint_node::apply(at::TensorList(ins), reinterpret_cast<int64_t>(fn), fn_ctx, reinterpret_cast<int64_t>(gen),
-                                        (int64_t)n_out)
-               : run_checkpoint_fn(fn, fn_ctx, ins, n_out);
+    outs = c10::GradMode::is_enabled() ? checkpoint_node::apply(at::TensorList(ins), reinterpret_cast<int64_t>(fn),
+                                                                fn_ctx, reinterpret_cast<int64_t>(gen), (int64_t)n_out)
+                                       : run_checkpoint_fn(fn, fn_ctx, ins, n_out);
   });
   if (rc) return -1;
   for (int i = 0; i < n_out; i++) out[i] = wrap(outs[(size_t)i]);
