@@ -111,12 +111,14 @@ static void check_compressor(comp_method method, pt_device dev) {
   pt_scope_end(s);
 }
 
-// Full-weight training (pith lm): every weight of the base requires grad.
-static double lm_step(llama_model *m, int checkpointing, pt_tensor *const *params, int n, pt_tensor **grads) {
+// One token loss of the model alone (lora NULL: full-weight training, as pith lm; else LoRA over
+// the frozen base) and the gradients of params.
+static double lm_step(llama_model *m, const lora_adapter *lora, int checkpointing, pt_tensor *const *params, int n,
+                      pt_tensor **grads) {
   for (int i = 0; i < n; i++) pt_zero_grad(params[i]);
   m->gradient_checkpointing = checkpointing;
   comp_batch b = make_batch(PT_CPU);
-  llama_inputs in = {.ids = b.text_ids, .mask = b.text_mask};
+  llama_inputs in = {.ids = b.text_ids, .mask = b.text_mask, .lora = lora};
   llama_outputs out;
   pith_err err = {{0}};
   CHECK_MSG(llama_forward(m, &in, &out, &err) == 0, "%s", err.msg);
@@ -149,7 +151,7 @@ static void check_full_weights(void) {
   CHECK(m && llama_visit_weights(m, collect, &w) == 0);
   for (int i = 0; i < w.n; i++) pt_set_requires_grad(w.w[i], 1);
   pt_tensor *g_plain, *g_ckpt;
-  double l_plain = lm_step(m, 0, w.w, w.n, &g_plain), l_ckpt = lm_step(m, 1, w.w, w.n, &g_ckpt);
+  double l_plain = lm_step(m, NULL, 0, w.w, w.n, &g_plain), l_ckpt = lm_step(m, NULL, 1, w.w, w.n, &g_ckpt);
   double diff = max_abs(pt_sub(g_ckpt, g_plain)), scale = max_abs(g_plain);
   printf("full weights: loss %.7f plain, %.7f checkpointed; gradients of %d tensors differ by %.3g (largest %.3g)\n",
          l_plain, l_ckpt, w.n, diff, scale);
@@ -201,24 +203,6 @@ static void check_full_weights(void) {
 
 // LoRA over a frozen base read from token ids (distill's finetuning_type lora): no input of the first
 // layer requires grad, yet the adapters must get the plain path's gradients.
-static double lora_step(llama_model *m, lora_adapter *lora, int checkpointing, pt_tensor **grads) {
-  pt_tensor *params[128];
-  int n = lora_params(lora, params, 128);
-  for (int i = 0; i < n; i++) pt_zero_grad(params[i]);
-  m->gradient_checkpointing = checkpointing;
-  comp_batch b = make_batch(PT_CPU);
-  llama_inputs in = {.ids = b.text_ids, .mask = b.text_mask, .lora = lora};
-  llama_outputs out;
-  pith_err err = {{0}};
-  CHECK_MSG(llama_forward(m, &in, &out, &err) == 0, "%s", err.msg);
-  pt_tensor *loss = pt_cross_entropy(pt_reshape(out.logits, PT_SHAPE(-1, 48)),
-                                     pt_reshape(ids(B, N, 4), PT_SHAPE(-1)), -100, PT_REDUCE_MEAN);
-  CHECK_MSG(pt_backward(loss) == 0, "%s", pt_error());
-  *grads = flat_grads(params, n);
-  m->gradient_checkpointing = 0;
-  return pt_item(loss);
-}
-
 static void check_frozen_lora(void) {
   pt_scope s = pt_scope_begin();
   pith_err err = {{0}};
@@ -228,8 +212,9 @@ static void check_frozen_lora(void) {
   lora_adapter *lora = m ? lora_new(m, lc, 6, &err) : NULL;
   CHECK_MSG(lora != NULL, "%s", err.msg);
   if (!lora) exit(1);
-  pt_tensor *g_plain, *g_ckpt;
-  double l_plain = lora_step(m, lora, 0, &g_plain), l_ckpt = lora_step(m, lora, 1, &g_ckpt);
+  pt_tensor *params[128], *g_plain, *g_ckpt;
+  int n = lora_params(lora, params, 128);
+  double l_plain = lm_step(m, lora, 0, params, n, &g_plain), l_ckpt = lm_step(m, lora, 1, params, n, &g_ckpt);
   double diff = max_abs(pt_sub(g_ckpt, g_plain)), scale = max_abs(g_plain);
   printf("LoRA over frozen embeddings: loss %.7f plain, %.7f checkpointed; adapter gradients differ by %.3g "
          "(largest %.3g)\n", l_plain, l_ckpt, diff, scale);
