@@ -380,6 +380,9 @@ static int setup(trainer *t, int resume, pith_err *err) {
                             "default", a->gradient_checkpointing ? "gradient_checkpointing" : "loss_chunk_rows");
     return setup_classifier(t, tok_path, err);
   }
+  if (a->task == TRAIN_DISTILL && a->distill == DISTILL_KL && a->loss_chunk_rows)
+    return pith_fail(err, "loss_chunk_rows: method kl compares the scorer's whole distribution with the target's, "
+                          "so it needs the whole logits; leave it 0");
   pt_dtype dtype = a->bf16 && a->device != PT_CPU ? PT_BF16 : PT_F32;
   int trains_lm = a->task == TRAIN_LM || a->task == TRAIN_DISTILL;
   // pith lm's parameters are the model's own weights, which would then be bf16 with no f32 copy.
@@ -414,9 +417,6 @@ static int setup(trainer *t, int resume, pith_err *err) {
   } else if (setup_compressor(t, dtype, data_vocab, err)) {
     return -1;
   }
-  if (a->task == TRAIN_DISTILL && a->distill == DISTILL_KL && a->loss_chunk_rows)
-    return pith_fail(err, "loss_chunk_rows: method kl compares the scorer's whole distribution with the target's, "
-                          "so it needs the whole logits; leave it 0");
   t->model->gradient_checkpointing = a->gradient_checkpointing;  // every loss runs through it; distill's target does not
   t->model->loss_chunk_rows = a->loss_chunk_rows;
   t->opt = pt_adamw_new(t->params, t->n_params, oc);

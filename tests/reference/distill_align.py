@@ -187,6 +187,7 @@ def check_refusals(common, scorer, target, tmp):
         ([f"target_model_name_or_path={bert}"], [os.path.join(bert, "config.json"), "not a causal LM"]),
         ([f"target_model_name_or_path={no_weights}"], [os.path.join(no_weights, "model.safetensors"), "missing"]),
         (["method=classifier"], ["not an encoder folder", scorer]),  # a LLaMA folder as the classifier
+        (["loss_chunk_rows=64"], ["loss_chunk_rows", "method kl", "whole logits"]),
     ]
     for extra, wants in cases:
         keys = {e.split("=")[0] for e in extra}

@@ -401,6 +401,7 @@ def check_refusals(cls_args, target_args, target, bad_pairs, trained, tmp):
         ([x for x in cls_args if not x.startswith("model_config=")] + target_args + [f"model_config={small}"],
          ["vocab_size is 50"]),
         (cls_args, ["label_file", "target_model_name_or_path"]),
+        (cls_args + target_args + ["gradient_checkpointing=true"], ["gradient_checkpointing", "method classifier"]),
     ]
     for args, wants in cases:
         out = os.path.join(tmp, "refused")
