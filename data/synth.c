@@ -523,6 +523,17 @@ static void vocab_add(vocab *v, const char *s) {
 
 // GPT-2's byte-to-character map: printable Latin-1 bytes stand for themselves, the others (controls,
 // space, ...) for U+0100 onwards, in byte order. out: the character's UTF-8 (up to 2 bytes + NUL).
+// Every answer value of the world as one vocabulary entry, after prefix (the BPE's leading space).
+static void vocab_add_answers(vocab *v, const char *prefix) {
+  for (const char *slot = ANSWER_SLOTS; *slot; slot++)
+    for (int i = 0; i < slot_count(*slot); i++) {
+      char val[16], g[24];
+      slot_value(*slot, i, val);
+      snprintf(g, sizeof g, "%s%s", prefix, val);
+      vocab_add(v, g);
+    }
+}
+
 static void byte_char(int byte, char out[3]) {
   int printable = (byte >= '!' && byte <= '~') || (byte >= 0xA1 && byte <= 0xAC) || (byte >= 0xAE && byte <= 0xFF);
   int cp = byte;
@@ -626,13 +637,7 @@ int synth_write_tokenizer(const char *dir, int *vocab_size, pith_err *err) {
   // Every answer value is one token (ignore_merges: a whole pre-token found in the vocabulary is
   // taken as is), always with its leading space: the pre-tokenizer adds one to a text that starts
   // without, so an answer encoded alone gets the very token it has in the context.
-  for (const char *slot = ANSWER_SLOTS; *slot; slot++)
-    for (int i = 0; i < slot_count(*slot); i++) {
-      char val[16], g[24];
-      slot_value(*slot, i, val);
-      snprintf(g, sizeof g, "%s%s", sp, val);
-      vocab_add(&v, g);
-    }
+  vocab_add_answers(&v, sp);
 
   sbuf j = {0};
   json_head(&j, SPECIALS, 3);
@@ -685,12 +690,7 @@ int synth_write_bert_tokenizer(const char *dir, int *vocab_size, pith_err *err) 
     snprintf(cont, sizeof cont, "##%s", syl);
     vocab_add(&v, cont);
   }
-  for (const char *slot = ANSWER_SLOTS; *slot; slot++)  // every answer value one token, as in the BPE
-    for (int i = 0; i < slot_count(*slot); i++) {
-      char val[16];
-      slot_value(*slot, i, val);
-      vocab_add(&v, val);
-    }
+  vocab_add_answers(&v, "");  // every answer value one token, as in the BPE
 
   sbuf j = {0};
   json_head(&j, SPECIALS, 5);
