@@ -447,13 +447,6 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
   int layers_only = in->on_layer && in->no_logits && !in->want_kv && !in->want_hidden && !in->want_attn;
   // Checkpointing is for training: with recording on and none of the hooks, which read a layer's insides.
   int checkpointed = m->gradient_checkpointing && pt_grad_enabled() && !in->on_layer && !in->attend && !in->want_attn;
-  // A checkpointed layer's outputs join the graph only when an input requires grad: with frozen
-  // embeddings the LoRA inside the layers would get no gradient, so the input is made to require one
-  // (as transformers' enable_input_require_grads does).
-  if (checkpointed && x && !pt_requires_grad(x)) {
-    x = pt_detach(x);
-    pt_set_requires_grad(x, 1);
-  }
   for (int l = 0; l < c->n_layers && x; l++) {
     pt_scope s = pt_scope_begin();
     layer_in li = {.x = x, .cos = cos, .sin = sin, .mask = mask, .positions = positions,

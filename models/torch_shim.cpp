@@ -1072,6 +1072,13 @@ extern "C" int pt_checkpoint(pt_checkpoint_fn fn, const void *ctx, size_t ctx_si
   std::string fn_ctx((const char *)ctx, ctx_size);
   std::vector<at::Tensor> ins, outs;
   for (int i = 0; i < n_in; i++) ins.push_back(in[i]->t);
+  // The outputs join the graph only through an input that requires grad. With none (a frozen
+  // embedding's output), parameters read inside fn would get no gradient: the first floating-point
+  // input is made to require one, as transformers' enable_input_require_grads does.
+  bool joined = false;
+  for (const at::Tensor &t : ins) joined = joined || t.requires_grad();
+  for (size_t i = 0; !joined && c10::GradMode::is_enabled() && i < ins.size(); i++)
+    if (ins[i].is_floating_point()) ins[i] = ins[i].detach().requires_grad_(true), joined = true;
   int rc = run_status("checkpoint", [&] {
     outs = c10::GradMode::is_enabled() ? checkpoint_node::apply(at::TensorList(ins), reinterpret_cast<int64_t>(fn),
                                                                 fn_ctx, reinterpret_cast<int64_t>(gen), (int64_t)n_out)

@@ -253,9 +253,9 @@ double pt_clip_grad_norm(pt_tensor *const *params, int n, double max_norm);
 // recording on and gen (its dropout generator, or NULL) put back to its state at the forward, and
 // backpropagates through that second run: into the inputs and into every leaf fn reads (parameters),
 // as torch.utils.checkpoint's reentrant variant does. The result equals fn's without the
-// checkpoint. With recording off (eval) fn just runs. As with torch's reentrant checkpoint, the
-// outputs join the graph only when an input requires grad: parameters read inside fn get no
-// gradient otherwise. Returns 0, or -1 with the error set.
+// checkpoint. With recording off (eval) fn just runs. The outputs join the graph through the inputs:
+// when none requires grad, the first floating-point one is made to (a detached copy), so that
+// parameters read inside fn still get their gradients. Returns 0, or -1 with the error set.
 typedef int (*pt_checkpoint_fn)(const void *ctx, pt_tensor *const *in, int n_in, pt_tensor **out, int n_out);
 int pt_checkpoint(pt_checkpoint_fn fn, const void *ctx, size_t ctx_size, pt_tensor *const *in, int n_in, pt_gen *gen,
                   pt_tensor **out, int n_out);
