@@ -116,7 +116,7 @@ static pt_tensor *rotate_back(const llama_model *m, pt_tensor *k, int64_t N) {
   if (llama_rope_tables(m, pos, &cos, &sin)) return NULL;
   cos = pt_unsqueeze(pt_to_dtype(cos, m->dtype), 1);
   sin = pt_unsqueeze(pt_to_dtype(sin, m->dtype), 1);
-  return llama_apply_rope(k, cos, sin);
+  return pt_rope(k, cos, sin);
 }
 
 int comp_encode(const compressor *c, const pt_tensor *text_ids, const pt_tensor *text_mask, pt_gen *dropout_gen,

@@ -201,12 +201,6 @@ int llama_rope_tables(const llama_model *m, const pt_tensor *positions, pt_tenso
   return *cos_out && *sin_out ? 0 : -1;
 }
 
-pt_tensor *llama_apply_rope(pt_tensor *x, pt_tensor *cos, pt_tensor *sin) {
-  int64_t half = pt_size(x, -1) / 2;
-  pt_tensor *rot[2] = {pt_neg(pt_slice(x, -1, half, 2 * half)), pt_slice(x, -1, 0, half)};
-  return pt_add(pt_mul(x, cos), pt_mul(pt_cat(rot, 2, -1), sin));
-}
-
 static pt_tensor *project(const llama_model *m, const llama_inputs *in, int l, llama_proj p, pt_tensor *x) {
   const llama_layer *L = &m->layers[l];
   pt_tensor *w[LLAMA_N_PROJ] = {L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down};
@@ -342,8 +336,8 @@ static int layer_forward(const llama_model *m, const llama_inputs *in, int l, co
   pt_tensor *k = pt_transpose(pt_view(project(m, in, l, LLAMA_PROJ_K, h), PT_SHAPE(B, T, Hkv, hd)), 1, 2);
   pt_tensor *v = pt_transpose(pt_view(project(m, in, l, LLAMA_PROJ_V, h), PT_SHAPE(B, T, Hkv, hd)), 1, 2);
   pt_tensor *q_prerope = q;
-  q = llama_apply_rope(q, li->cos, li->sin);
-  k = llama_apply_rope(k, li->cos, li->sin);
+  q = pt_rope(q, li->cos, li->sin);
+  k = pt_rope(k, li->cos, li->sin);
   if (in->want_kv) {
     o->k = select_positions(k, in->select, 2);
     o->v = select_positions(v, in->select, 2);
@@ -369,10 +363,10 @@ static int layer_forward(const llama_model *m, const llama_inputs *in, int l, co
     a = pt_attention(q, k, v, li->mask, li->mask == NULL, 0);
   }
   a = pt_reshape(pt_transpose(a, 1, 2), PT_SHAPE(B, T, H * hd));
-  x = pt_add(x, project(m, in, l, LLAMA_PROJ_O, a));
-  h = pt_rms_norm(x, L->mlp_norm, c->norm_eps);
-  pt_tensor *gate = pt_silu(project(m, in, l, LLAMA_PROJ_GATE, h));
-  o->x = pt_add(x, project(m, in, l, LLAMA_PROJ_DOWN, pt_mul(gate, project(m, in, l, LLAMA_PROJ_UP, h))));
+  h = pt_add_rms_norm(x, project(m, in, l, LLAMA_PROJ_O, a), L->mlp_norm, c->norm_eps, &x);
+  pt_tensor *gate = project(m, in, l, LLAMA_PROJ_GATE, h);  // before up: LoRA dropout draws in this order
+  pt_tensor *act = pt_swiglu(gate, project(m, in, l, LLAMA_PROJ_UP, h));
+  o->x = pt_add(x, project(m, in, l, LLAMA_PROJ_DOWN, act));
   return 0;
 }
 

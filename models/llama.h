@@ -166,10 +166,9 @@ pt_tensor *llama_lm_loss(const llama_model *m, const pt_tensor *hidden, int64_t 
 // (B, Hkv, S, hd), S = P + T; mask (B, 1, T, S) bool, or NULL for plain causal attention.
 pt_tensor *llama_attention_probs(const pt_tensor *q, const pt_tensor *k, const pt_tensor *mask, int64_t W);
 
-// Rotary cos and sin for positions (B, T) i64: each (B, T, hd) f32.
+// Rotary cos and sin for positions (B, T) i64: each (B, T, hd) f32. pt_rope applies them (unsqueezed
+// to (B, 1, T, hd)). Rotations compose, so rotating keys made at position p by the angles of s
+// moves them to p + s.
 int llama_rope_tables(const llama_model *m, const pt_tensor *positions, pt_tensor **cos, pt_tensor **sin);
-// x (B, heads, T, hd) rotated: x·cos + rotate_half(x)·sin, with cos and sin (B, 1, T, hd). Rotations
-// compose, so rotating keys made at position p by the angles of s moves them to p + s.
-pt_tensor *llama_apply_rope(pt_tensor *x, pt_tensor *cos, pt_tensor *sin);
 
 #endif

@@ -11,6 +11,12 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/version.h>
 
+#ifdef PITH_FUSED_CUDA
+#include <ATen/cuda/CUDAContext.h>
+
+#include "fused_ops.h"
+#endif
+
 #include <atomic>
 #include <cmath>
 #include <cstdarg>
@@ -882,12 +888,216 @@ extern "C" pt_tensor *pt_dropout(const pt_tensor *a, double p, pt_gen *g) {
   });
 }
 
+// In f32 whatever the input dtype, then back: what Hugging Face's LlamaRMSNorm does.
+static at::Tensor rms_norm_composite(const at::Tensor &x, const at::Tensor &w, double eps) {
+  at::Tensor x32 = x.to(at::kFloat);
+  at::Tensor y = x32 * at::rsqrt(x32.pow(2).mean(-1, true) + eps);
+  return w * y.to(x.scalar_type());
+}
+
+static at::Tensor rope_composite(const at::Tensor &x, const at::Tensor &cos, const at::Tensor &sin) {
+  int64_t half = x.size(-1) / 2;
+  return x * cos + at::cat({-x.slice(-1, half, 2 * half), x.slice(-1, 0, half)}, -1) * sin;
+}
+
+// ---------------------------------------------------------------- fused layer ops
+
+static std::atomic<bool> g_fused{false};
+
+#ifdef PITH_FUSED_CUDA
+namespace {
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+fused_dtype fused_dt(const at::Tensor &t) { return t.scalar_type() == at::kBFloat16 ? FUSED_BF16 : FUSED_F32; }
+void *stream_of(const at::Tensor &t) { return at::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
+void launched(int rc, const char *err) {
+  if (rc) throw std::runtime_error(err);
+}
+
+// The kernels take f32 or bf16, one dtype throughout, on one CUDA device.
+bool fused_fits(std::initializer_list<const at::Tensor *> ts) {
+  if (!g_fused) return false;
+  const at::Tensor &first = **ts.begin();
+  if (first.scalar_type() != at::kFloat && first.scalar_type() != at::kBFloat16) return false;
+  for (const at::Tensor *t : ts)
+    if (!t->is_cuda() || t->scalar_type() != first.scalar_type() || t->device() != first.device()) return false;
+  return true;
+}
+
+// inputs x, [res], w (D); outputs y, [sum = x + res]. Saves the normalised input and each row's 1/rms.
+struct rms_norm_node : torch::autograd::Function<rms_norm_node> {
+  static variable_list forward(AutogradContext *ctx, const at::Tensor &x, const std::optional<at::Tensor> &res,
+                               const at::Tensor &w, double eps) {
+    at::Tensor xc = x.contiguous(), rc = res ? res->contiguous() : at::Tensor(), wc = w.contiguous();
+    int64_t D = x.size(-1), rows = x.numel() / std::max<int64_t>(D, 1);
+    at::Tensor y = at::empty_like(xc), sum = res ? at::empty_like(xc) : at::Tensor();
+    at::Tensor r = at::empty({rows}, x.options().dtype(at::kFloat));
+    char err[256];
+    launched(fused_rms_norm_cuda(fused_dt(x), xc.data_ptr(), res ? rc.data_ptr() : nullptr,
+                                 res ? sum.data_ptr() : nullptr, wc.data_ptr(), y.data_ptr(), r.data_ptr<float>(),
+                                 (long)rows, (int)D, (float)eps, stream_of(x), err, sizeof err),
+             err);
+    ctx->save_for_backward({res ? sum : xc, wc, r});
+    ctx->saved_data["res"] = (bool)res;
+    if (res) return {y, sum};
+    return {y};
+  }
+
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    std::vector<at::Tensor> saved = ctx->get_saved_variables();
+    const at::Tensor &v = saved[0], &w = saved[1], &r = saved[2];
+    bool res = ctx->saved_data["res"].toBool();
+    int64_t D = v.size(-1), rows = v.numel() / std::max<int64_t>(D, 1);
+    at::Tensor gy = grads[0].defined() ? grads[0].contiguous() : at::zeros_like(v);
+    at::Tensor gsum = res && grads[1].defined() ? grads[1].contiguous() : at::Tensor();
+    bool want_w = ctx->needs_input_grad(2);
+    at::Tensor gv = at::empty_like(v);
+    at::Tensor partial = at::zeros({want_w ? fused_rms_norm_backward_blocks((long)rows) : 0, D},
+                                   v.options().dtype(at::kFloat));
+    char err[256];
+    launched(fused_rms_norm_backward_cuda(fused_dt(v), gy.data_ptr(), gsum.defined() ? gsum.data_ptr() : nullptr,
+                                          v.data_ptr(), w.data_ptr(), r.data_ptr<float>(), gv.data_ptr(),
+                                          want_w ? partial.data_ptr<float>() : nullptr, (long)rows, (int)D,
+                                          stream_of(v), err, sizeof err),
+             err);
+    at::Tensor gw = want_w ? partial.sum(0).to(w.scalar_type()) : at::Tensor();
+    return {gv, res ? gv : at::Tensor(), gw, at::Tensor()};
+  }
+};
+
+struct swiglu_node : torch::autograd::Function<swiglu_node> {
+  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &gate, const at::Tensor &up) {
+    at::Tensor g = gate.contiguous(), u = up.contiguous(), y = at::empty_like(g);
+    char err[256];
+    launched(fused_swiglu_cuda(fused_dt(g), g.data_ptr(), u.data_ptr(), y.data_ptr(), (long)g.numel(),
+                               stream_of(g), err, sizeof err),
+             err);
+    ctx->save_for_backward({g, u});
+    return y;
+  }
+
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    std::vector<at::Tensor> saved = ctx->get_saved_variables();
+    const at::Tensor &g = saved[0], &u = saved[1];
+    at::Tensor gy = grads[0].contiguous(), dg = at::empty_like(g), du = at::empty_like(u);
+    char err[256];
+    launched(fused_swiglu_backward_cuda(fused_dt(g), gy.data_ptr(), g.data_ptr(), u.data_ptr(), dg.data_ptr(),
+                                        du.data_ptr(), (long)g.numel(), stream_of(g), err, sizeof err),
+             err);
+    return {dg, du};
+  }
+};
+
+// x (B, H, T, hd) of any strides with a contiguous last dim; cos, sin broadcast to (B, 1, T, hd).
+fused_rope_shape rope_shape(const at::Tensor &x, const at::Tensor &y, const at::Tensor &table) {
+  fused_rope_shape s;
+  s.B = x.size(0), s.H = x.size(1), s.T = x.size(2), s.hd = (int)x.size(3);
+  at::Tensor t = table.expand({s.B, 1, s.T, s.hd});
+  for (int d = 0; d < 3; d++) s.xs[d] = x.stride(d), s.ys[d] = y.stride(d);
+  s.cs[0] = t.stride(0), s.cs[1] = t.stride(2);
+  return s;
+}
+
+bool rope_fits(const at::Tensor &x, const at::Tensor &cos, const at::Tensor &sin) {
+  if (x.dim() != 4 || x.size(-1) % 2 || x.stride(-1) != 1 || cos.dim() != 4 || cos.sizes() != sin.sizes() ||
+      cos.strides() != sin.strides() || cos.size(1) != 1 || cos.stride(-1) != 1 || cos.requires_grad() ||
+      sin.requires_grad())
+    return false;
+  for (int d : {0, 2, 3})
+    if (cos.size(d) != x.size(d) && cos.size(d) != 1) return false;
+  return cos.size(3) == x.size(3);
+}
+
+struct rope_node : torch::autograd::Function<rope_node> {
+  static at::Tensor run(const at::Tensor &x, const at::Tensor &cos, const at::Tensor &sin, bool backward) {
+    at::Tensor in = x.stride(-1) == 1 ? x : x.contiguous();
+    at::Tensor y = at::empty_like(in);  // the same strides as x where x is dense (q and k are)
+    if (y.stride(-1) != 1) y = at::empty(in.sizes(), in.options());
+    char err[256];
+    launched(fused_rope_cuda(fused_dt(in), in.data_ptr(), cos.data_ptr(), sin.data_ptr(), y.data_ptr(),
+                             rope_shape(in, y, cos), backward, stream_of(in), err, sizeof err),
+             err);
+    return y;
+  }
+  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &cos, const at::Tensor &sin) {
+    ctx->save_for_backward({cos, sin});
+    return run(x, cos, sin, false);
+  }
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    std::vector<at::Tensor> saved = ctx->get_saved_variables();
+    return {run(grads[0], saved[0], saved[1], true), at::Tensor(), at::Tensor()};
+  }
+};
+}  // namespace
+#endif
+
+extern "C" int pt_fused_kernels_available(void) {
+#ifdef PITH_FUSED_CUDA
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+extern "C" int pt_set_fused_kernels(int on) {
+  if (on && !pt_fused_kernels_available()) {
+    set_error("fused kernels: this pith was built without CUDA");
+    return -1;
+  }
+  g_fused = on != 0;
+  return 0;
+}
+
+extern "C" int pt_fused_kernels(void) { return g_fused; }
+
 extern "C" pt_tensor *pt_rms_norm(const pt_tensor *x, const pt_tensor *weight, double eps) {
   return run_op("rms_norm", {x, weight}, [&] {
-    // In f32 whatever the input dtype, then back: what Hugging Face's LlamaRMSNorm does.
-    at::Tensor x32 = x->t.to(at::kFloat);
-    at::Tensor y = x32 * at::rsqrt(x32.pow(2).mean(-1, true) + eps);
-    return weight->t * y.to(x->t.scalar_type());
+#ifdef PITH_FUSED_CUDA
+    if (fused_fits({&x->t, &weight->t}) && weight->t.dim() == 1 && weight->t.size(0) == x->t.size(-1))
+      return rms_norm_node::apply(x->t, std::nullopt, weight->t, eps)[0];
+#endif
+    return rms_norm_composite(x->t, weight->t, eps);
+  });
+}
+
+extern "C" pt_tensor *pt_add_rms_norm(const pt_tensor *x, const pt_tensor *delta, const pt_tensor *weight, double eps,
+                                      pt_tensor **sum) {
+  *sum = nullptr;
+  at::Tensor total;
+  pt_tensor *y = run_op("add_rms_norm", {x, delta, weight}, [&] {
+#ifdef PITH_FUSED_CUDA
+    if (fused_fits({&x->t, &delta->t, &weight->t}) && x->t.sizes() == delta->t.sizes() && weight->t.dim() == 1 &&
+        weight->t.size(0) == x->t.size(-1)) {
+      variable_list out = rms_norm_node::apply(x->t, delta->t, weight->t, eps);
+      total = out[1];
+      return out[0];
+    }
+#endif
+    total = x->t + delta->t;
+    return rms_norm_composite(total, weight->t, eps);
+  });
+  if (y) *sum = wrap(total);
+  return y;
+}
+
+extern "C" pt_tensor *pt_swiglu(const pt_tensor *gate, const pt_tensor *up) {
+  return run_op("swiglu", {gate, up}, [&] {
+#ifdef PITH_FUSED_CUDA
+    if (fused_fits({&gate->t, &up->t}) && gate->t.sizes() == up->t.sizes()) return swiglu_node::apply(gate->t, up->t);
+#endif
+    return at::silu(gate->t) * up->t;
+  });
+}
+
+extern "C" pt_tensor *pt_rope(const pt_tensor *x, const pt_tensor *cos, const pt_tensor *sin) {
+  return run_op("rope", {x, cos, sin}, [&] {
+    if (x->t.dim() < 1 || x->t.size(-1) % 2) throw std::invalid_argument("x's last dim must be even");
+#ifdef PITH_FUSED_CUDA
+    if (fused_fits({&x->t, &cos->t, &sin->t}) && rope_fits(x->t, cos->t, sin->t))
+      return rope_node::apply(x->t, cos->t, sin->t);
+#endif
+    return rope_composite(x->t, cos->t, sin->t);
   });
 }
 

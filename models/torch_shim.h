@@ -224,6 +224,23 @@ pt_tensor *pt_dropout(const pt_tensor *a, double p, pt_gen *g);
 pt_tensor *pt_avg_pool1d(const pt_tensor *x, int64_t kernel, int64_t padding);
 // x (..., D) / rms(x) * weight (D)
 pt_tensor *pt_rms_norm(const pt_tensor *x, const pt_tensor *weight, double eps);
+
+// The LLaMA layer's element-wise work, each as one op. On CUDA tensors (f32 or bf16, one dtype)
+// with the fused kernels on, each is one fused kernel each way (kernels/fused_ops.h); otherwise the
+// composite of libtorch ops written beside each, bit for bit what the step-by-step ops give.
+// pt_fused_kernels_available: pith was built with the kernels (CUDA). Turning them on where they
+// are not built is an error; they are off by default.
+int pt_fused_kernels_available(void);
+int pt_set_fused_kernels(int on);  // 0, or -1 with the error set
+int pt_fused_kernels(void);
+// *sum ← x + delta, and the RMSNorm of the sum (pt_rms_norm): the residual add fused with the norm.
+pt_tensor *pt_add_rms_norm(const pt_tensor *x, const pt_tensor *delta, const pt_tensor *weight, double eps,
+                           pt_tensor **sum);
+// silu(gate) * up
+pt_tensor *pt_swiglu(const pt_tensor *gate, const pt_tensor *up);
+// RoPE, rotate-half pairing: x · cos + (−x₂, x₁) · sin, over x's last dim (even); cos and sin
+// broadcast against x (the tables of llama_rope_tables, (B, 1, T, hd) against x (B, H, T, hd)).
+pt_tensor *pt_rope(const pt_tensor *x, const pt_tensor *cos, const pt_tensor *sin);
 // x (..., D) normalized over its last dim (mean 0, biased variance 1), * weight (D) + bias (D):
 // torch's layer_norm (BERT's LayerNorm).
 pt_tensor *pt_layer_norm(const pt_tensor *x, const pt_tensor *weight, const pt_tensor *bias, double eps);

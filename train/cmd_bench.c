@@ -258,7 +258,7 @@ static int64_t peak_rss_bytes(void) {
 
 static int bench_train_step(int argc, char **argv) {
   const char *dir = NULL, *shape = NULL, *device = "cpu";
-  int k = 16, batch = 4, seq = 256, steps = 5, warmup = 2, rank = 64, threads = 0, json = 0, bf16 = 0, ckpt = 0;
+  int k = 16, batch = 4, seq = 256, steps = 5, warmup = 2, rank = 64, threads = 0, json = 0, bf16 = 0, ckpt = 0, fused = 0;
   int chunk = 0;
   double peak = 0;
   const cli_opt opts[] = {
@@ -283,13 +283,15 @@ static int bench_train_step(int argc, char **argv) {
        .help = "activation checkpointing (as gradient_checkpointing: true): the layers run\nagain in the backward pass"},
       {"--loss-chunk-rows", CLI_INT, &chunk, .metavar = "N", .min = 0, .max = CLI_INF,
        .help = "the LM head's loss N tokens at a time (as loss_chunk_rows; default 0: all)"},
+      {"--fused-kernels", CLI_FLAG, &fused,
+       .help = "on CUDA: RMSNorm, SwiGLU and RoPE as pith's fused kernels (as fused_kernels: true)"},
       {"--json", CLI_FLAG, &json, .help = "print one JSON object"},
   };
   const cli_spec spec = {
       "pith bench train-step", CLI_OPTS(opts), .usage_on_error = 1,
       .synopsis = "--model DIR | --config FILE.json [--k N] [--batch N] [--seq N] [--steps N] [--warmup N]"
                   " [--lora-rank N] [--threads N] [--device cpu|cuda|cuda:N] [--bf16] [--peak-tflops X]"
-                  " [--gradient-checkpointing] [--loss-chunk-rows N] [--json]",
+                  " [--gradient-checkpointing] [--loss-chunk-rows N] [--fused-kernels] [--json]",
       .about = "Times one 500xCompressor pretraining step (encoder with LoRA on q_proj and v_proj, decoder\n"
                "reading the compress K/V to regenerate the text, backward, AdamW), as pith pretrain runs it.\n"
                "Tokens/s counts encoder and decoder tokens. scripts/bench train-step runs it next to the same\n"
@@ -309,6 +311,11 @@ static int bench_train_step(int argc, char **argv) {
   }
   if (bf16 && dev == PT_CPU) {
     fprintf(stderr, "pith bench train-step: --bf16 needs --device cuda (CPU runs in f32)\n");
+    return 2;
+  }
+  if (fused && (dev == PT_CPU || pt_set_fused_kernels(1))) {
+    fprintf(stderr, "pith bench train-step: --fused-kernels: %s\n",
+            dev == PT_CPU ? "the fused kernels are CUDA kernels; give --device cuda" : pt_error());
     return 2;
   }
   pt_dtype dtype = bf16 ? PT_BF16 : PT_F32;
@@ -364,10 +371,11 @@ static int bench_train_step(int argc, char **argv) {
         printf(", \"peak_allocated_bytes\": %lld, \"peak_reserved_bytes\": %lld", (long long)peak_alloc,
                (long long)peak_reserved);
       if (peak_rss >= 0) printf(", \"peak_rss_bytes\": %lld", (long long)peak_rss);
-      printf(", \"gradient_checkpointing\": %s}\n", ckpt ? "true" : "false");
+      printf(", \"gradient_checkpointing\": %s, \"fused_kernels\": %s}\n", ckpt ? "true" : "false",
+             fused ? "true" : "false");
     } else {
-      printf("pith train-step: 500x k=%d, batch %d, seq %d, %s %s: %.0f tokens/s (median step %.1f ms)", k, batch,
-             seq, device, dtype == PT_BF16 ? "bf16" : "f32", tok_s, median * 1e3);
+      printf("pith train-step: 500x k=%d, batch %d, seq %d, %s %s: %.0f tokens/s (median step %.1f ms), last loss %.6f",
+             k, batch, seq, device, dtype == PT_BF16 ? "bf16" : "f32", tok_s, median * 1e3, loss);
       if (mfu >= 0) printf(", MFU %.1f%%", 100 * mfu);
       if (peak_alloc >= 0)
         printf(", peak memory %.1f GiB allocated (%.1f GiB reserved)", peak_alloc / 1073741824.0,
@@ -375,6 +383,7 @@ static int bench_train_step(int argc, char **argv) {
       if (peak_rss >= 0) printf(", peak RSS %.0f MiB", peak_rss / 1048576.0);
       if (ckpt) printf(", layers checkpointed");
       if (chunk) printf(", loss %lld tokens at a time", (long long)chunk);
+      if (fused) printf(", fused kernels");
       printf("\n");
     }
   }

@@ -38,6 +38,10 @@ static const rc_key COMMON_KEYS[] = {
      "> 0: the LM head and its cross-entropy run this many tokens at a time and again in the backward pass, "
      "never holding the whole (tokens x vocabulary) logits (0: all at once); the same loss to float rounding",
      "[0,inf)"},
+    {"fused_kernels", RC_BOOL, "false",
+     "CUDA: RMSNorm (with the residual add), SwiGLU and RoPE as pith's fused kernels, forward and backward, "
+     "instead of several libtorch ops each (the same results to float rounding; tests/test_fused_ops checks "
+     "them on a GPU); cuda devices only", NULL},
     {"device", RC_STRING, "cpu", "cpu | cuda | cuda:N", NULL},
     {"threads", RC_INT, "0", "CPU threads (0: libtorch's default)", "[0,inf)"},
     {"ddp_overlap", RC_BOOL, "true",
@@ -219,6 +223,7 @@ int train_args_read(train_args *a, train_task task, const run_config *c, pith_er
   a->bf16 = run_config_bool(c, "bf16");
   a->gradient_checkpointing = run_config_bool(c, "gradient_checkpointing");
   a->loss_chunk_rows = run_config_int(c, "loss_chunk_rows");
+  a->fused_kernels = run_config_bool(c, "fused_kernels");
   a->threads = (int)run_config_int(c, "threads");
   a->ddp_overlap = run_config_bool(c, "ddp_overlap");
   a->nan_skip = !strcmp(run_config_str(c, "nan_policy"), "skip");  // or "stop": resolve checked it

@@ -40,6 +40,7 @@ typedef struct {
   int save_total_limit;
   int bf16;
   int gradient_checkpointing;          // the trained model's layers run again in the backward pass
+  int fused_kernels;                   // CUDA: the fused layer kernels (pt_set_fused_kernels)
   int64_t loss_chunk_rows;             // > 0: the LM head's loss a chunk of tokens at a time
   pt_device device;
   int threads;

@@ -1,0 +1,65 @@
+// fused_ops: fused kernels of the LLaMA layer's element-wise work, forward and backward, f32 and
+// bf16: RMSNorm (optionally with the residual add before it), SwiGLU, and RoPE. One kernel each way
+// replaces the several libtorch ops of the composite path (models/torch_shim.cpp keeps that path,
+// used on the CPU and whenever the fused kernels are off).
+//
+// The arithmetic is in fused_math.cuh, shared by the CUDA kernels (fused_ops.cu, built where nvcc
+// is) and the CPU references below (fused_ref.cpp, always built), which tests compare with libtorch.
+// Buffers are row-major; bf16 buffers hold the raw 16-bit values.
+#ifndef PITH_FUSED_OPS_H
+#define PITH_FUSED_OPS_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { FUSED_F32, FUSED_BF16 } fused_dtype;
+
+// RoPE's operand: x (B, H, T, hd) read through element strides xs (of B, H, T) and written to y
+// through ys, the tables cos and sin (B, T, hd) through cs (of B, T); every last dim contiguous, hd
+// even. The composite path's q and k are transposed views, so the strides matter.
+typedef struct {
+  long B, H, T;
+  int hd;
+  long xs[3], ys[3], cs[2];
+} fused_rope_shape;
+
+// ---- CPU references (contiguous buffers)
+
+// rows of D: y = w · rmsnorm(v), v = x, or x + res (then also written to sum; res and sum both NULL
+// or both given); r (rows) gets each row's 1/rms.
+void fused_rms_norm_ref(fused_dtype dt, const void *x, const void *res, void *sum, const void *w, void *y, float *r,
+                        long rows, int D, float eps);
+// gv from gy, v (x or the sum), w, r; gsum (optional) added to gv; gw (D, f32) accumulates.
+void fused_rms_norm_backward_ref(fused_dtype dt, const void *gy, const void *gsum, const void *v, const void *w,
+                                 const float *r, void *gv, float *gw, long rows, int D);
+void fused_swiglu_ref(fused_dtype dt, const void *g, const void *u, void *y, long n);
+void fused_swiglu_backward_ref(fused_dtype dt, const void *gy, const void *g, const void *u, void *dg, void *du,
+                               long n);
+// x, cos, sin, y: (rows, hd); backward: x is the output's gradient, y gets the input's.
+void fused_rope_ref(fused_dtype dt, const void *x, const void *cos, const void *sin, void *y, long rows, int hd,
+                    int backward);
+
+// ---- CUDA kernels: device pointers, stream a cudaStream_t (NULL: the default stream). 0, or -1
+// with the launch error in err. Defined only where pith was built with CUDA.
+
+int fused_rms_norm_cuda(fused_dtype dt, const void *x, const void *res, void *sum, const void *w, void *y, float *r,
+                        long rows, int D, float eps, void *stream, char *err, int err_len);
+// gw_partial: (fused_rms_norm_backward_blocks(rows), D) f32, zeroed by the caller; the weight's
+// gradient is the sum of its rows (one per thread block: deterministic, no atomics).
+int fused_rms_norm_backward_blocks(long rows);
+int fused_rms_norm_backward_cuda(fused_dtype dt, const void *gy, const void *gsum, const void *v, const void *w,
+                                 const float *r, void *gv, float *gw_partial, long rows, int D, void *stream,
+                                 char *err, int err_len);
+int fused_swiglu_cuda(fused_dtype dt, const void *g, const void *u, void *y, long n, void *stream, char *err,
+                      int err_len);
+int fused_swiglu_backward_cuda(fused_dtype dt, const void *gy, const void *g, const void *u, void *dg, void *du,
+                               long n, void *stream, char *err, int err_len);
+int fused_rope_cuda(fused_dtype dt, const void *x, const void *cos, const void *sin, void *y, fused_rope_shape s,
+                    int backward, void *stream, char *err, int err_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,73 @@
+// CPU references of fused_ops.h: fused_math.cuh's functions run by one thread per row.
+#include "fused_math.cuh"
+#include "fused_ops.h"
+
+namespace {
+struct one_thread {
+  float operator()(float partial) const { return partial; }
+};
+
+template <class S>
+void rms_norm(const void *x, const void *res, void *sum, const void *w, void *y, float *r, long rows, int D,
+              float eps) {
+  const S *xs = (const S *)x, *rs = (const S *)res, *ws = (const S *)w;
+  S *ss = (S *)sum, *ys = (S *)y;
+  for (long i = 0; i < rows; i++)
+    r[i] = rms_norm_row<S>(xs + i * D, rs ? rs + i * D : nullptr, ss ? ss + i * D : nullptr, ws, ys + i * D, D, eps,
+                           0, 1, one_thread());
+}
+
+template <class S>
+void rms_norm_backward(const void *gy, const void *gsum, const void *v, const void *w, const float *r, void *gv,
+                       float *gw, long rows, int D) {
+  const S *g = (const S *)gy, *gs = (const S *)gsum, *vs = (const S *)v;
+  for (long i = 0; i < rows; i++)
+    rms_norm_row_backward<S>(g + i * D, gs ? gs + i * D : nullptr, vs + i * D, (const S *)w, r[i], (S *)gv + i * D,
+                             gw, D, 0, 1, one_thread());
+}
+
+template <class S> void swiglu_all(const void *g, const void *u, void *y, long n) {
+  for (long i = 0; i < n; i++) ((S *)y)[i] = swiglu<S>(((const S *)g)[i], ((const S *)u)[i]);
+}
+
+template <class S> void swiglu_backward_all(const void *gy, const void *g, const void *u, void *dg, void *du, long n) {
+  for (long i = 0; i < n; i++)
+    swiglu_backward<S>(((const S *)gy)[i], ((const S *)g)[i], ((const S *)u)[i], (S *)dg + i, (S *)du + i);
+}
+
+template <class S> void rope(const void *x, const void *cos, const void *sin, void *y, long rows, int hd, int backward) {
+  int half = hd / 2;
+  for (long i = 0; i < rows; i++) {
+    const S *a = (const S *)x + i * hd, *c = (const S *)cos + i * hd, *s = (const S *)sin + i * hd;
+    S *o = (S *)y + i * hd;
+    for (int j = 0; j < half; j++) {
+      if (backward)
+        rope_pair_backward<S>(a[j], a[j + half], c[j], c[j + half], s[j], s[j + half], o + j, o + j + half);
+      else
+        rope_pair<S>(a[j], a[j + half], c[j], c[j + half], s[j], s[j + half], o + j, o + j + half);
+    }
+  }
+}
+}  // namespace
+
+extern "C" {
+void fused_rms_norm_ref(fused_dtype dt, const void *x, const void *res, void *sum, const void *w, void *y, float *r,
+                        long rows, int D, float eps) {
+  (dt == FUSED_BF16 ? rms_norm<pith_bf16> : rms_norm<float>)(x, res, sum, w, y, r, rows, D, eps);
+}
+void fused_rms_norm_backward_ref(fused_dtype dt, const void *gy, const void *gsum, const void *v, const void *w,
+                                 const float *r, void *gv, float *gw, long rows, int D) {
+  (dt == FUSED_BF16 ? rms_norm_backward<pith_bf16> : rms_norm_backward<float>)(gy, gsum, v, w, r, gv, gw, rows, D);
+}
+void fused_swiglu_ref(fused_dtype dt, const void *g, const void *u, void *y, long n) {
+  (dt == FUSED_BF16 ? swiglu_all<pith_bf16> : swiglu_all<float>)(g, u, y, n);
+}
+void fused_swiglu_backward_ref(fused_dtype dt, const void *gy, const void *g, const void *u, void *dg, void *du,
+                               long n) {
+  (dt == FUSED_BF16 ? swiglu_backward_all<pith_bf16> : swiglu_backward_all<float>)(gy, g, u, dg, du, n);
+}
+void fused_rope_ref(fused_dtype dt, const void *x, const void *cos, const void *sin, void *y, long rows, int hd,
+                    int backward) {
+  (dt == FUSED_BF16 ? rope<pith_bf16> : rope<float>)(x, cos, sin, y, rows, hd, backward);
+}
+}

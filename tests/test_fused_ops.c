@@ -1,0 +1,393 @@
+// Fused layer ops (kernels/fused_ops.h, the shim's pt_add_rms_norm, pt_rms_norm, pt_swiglu,
+// pt_rope), in the style of ggml's test-backend-ops: each op's forward output and every input's
+// gradient, f32 and bf16, over shapes with odd sizes.
+// - Everywhere: the kernels' arithmetic (fused_math.cuh, run by the CPU references) against the
+//   composite libtorch ops; the shim's ops on the CPU bit for bit the step-by-step ops they replace,
+//   with the fused kernels turned on too (they apply to CUDA tensors only); bad input refused.
+// - Where a GPU is: the CUDA kernels through the shim against the composite path on the same device,
+//   and against the CPU references.
+// Tolerances, |got − want| <= tol · max(1, |want|): f32 2e-5 (summation order; the weight's gradient,
+// a sum over rows, 1e-4); bf16 1.6e-2, two bf16 steps (the kernels round where the composite ops
+// do, so a difference in the f32 sums moves a result by a step or two), and for RMSNorm's weight
+// gradient 1.6e-2 + 4e-3 · sqrt(rows) (see tolerance()).
+#include "check.h"
+#include "fused_ops.h"
+#include "torch_shim.h"
+
+#include <stdint.h>
+
+static const double EPS = 1e-5;
+
+typedef enum { OP_RMS, OP_ADD_RMS, OP_SWIGLU, OP_ROPE } op_kind;
+static const char *OP_NAME[] = {"rms_norm", "add_rms_norm", "swiglu", "rope"};
+
+// One case: the op, its dtype, and its sizes. RMSNorm and SwiGLU: rows × D. RoPE: x (B, H, T, D)
+// made as a transposed view of (B, T, H, D), as llama.c's q and k are, tables (B, 1, T, D).
+typedef struct {
+  op_kind op;
+  pt_dtype dt;
+  int64_t B, H, T, D;
+} op_case;
+
+static int64_t rows_of(const op_case *c) { return c->op == OP_ROPE ? c->B * c->H * c->T : c->B; }
+
+static void fill(float *x, int64_t n, unsigned seed, double lo, double hi) {
+  for (int64_t i = 0; i < n; i++) {
+    seed = seed * 1664525u + 1013904223u;
+    x[i] = (float)(lo + (hi - lo) * ((seed >> 8) & 0xffffff) / 16777216.0);
+  }
+}
+
+// v rounded to the dtype (exact afterwards: both paths read the same values).
+static void round_to_dtype(float *v, int64_t n, pt_dtype dt) {
+  pt_scope s = pt_scope_begin();
+  pt_tensor *t = pt_to_dtype(pt_to_dtype(pt_from_data(v, PT_F32, PT_SHAPE(n), PT_CPU), dt), PT_F32);
+  CHECK(pt_to_data(t, v, sizeof(float) * n) == 0);
+  pt_scope_end(s);
+}
+
+// The case's inputs, in logical order: a (x or gate), b (the residual or up), w (D), the output's
+// gradient gy, the sum's gradient gs, and RoPE's tables cos, sin (B, T, D).
+typedef struct {
+  int64_t n;
+  float *a, *b, *w, *gy, *gs, *cos, *sin;
+} inputs;
+
+static inputs make_inputs(const op_case *c) {
+  inputs in = {.n = rows_of(c) * c->D};
+  int64_t n = in.n, nt = c->B * c->T * c->D;
+  in.a = malloc(sizeof(float) * n), in.b = malloc(sizeof(float) * n), in.gy = malloc(sizeof(float) * n);
+  in.gs = malloc(sizeof(float) * n), in.w = malloc(sizeof(float) * c->D);
+  in.cos = malloc(sizeof(float) * nt), in.sin = malloc(sizeof(float) * nt);
+  fill(in.a, n, 1, -2, 2);
+  fill(in.b, n, 2, -2, 2);
+  fill(in.w, c->D, 3, 0.5, 1.5);
+  fill(in.gy, n, 4, -1, 1);
+  fill(in.gs, n, 5, -1, 1);
+  float *angle = malloc(sizeof(float) * nt);
+  fill(angle, nt, 6, -3.2, 3.2);
+  for (int64_t i = 0; i < nt; i++) in.cos[i] = cosf(angle[i]), in.sin[i] = sinf(angle[i]);
+  free(angle);
+  float *all[] = {in.a, in.b, in.gy, in.gs};
+  for (int i = 0; i < 4; i++) round_to_dtype(all[i], n, c->dt);
+  round_to_dtype(in.w, c->D, c->dt);
+  round_to_dtype(in.cos, nt, c->dt);
+  round_to_dtype(in.sin, nt, c->dt);
+  return in;
+}
+
+static void free_inputs(inputs *in) {
+  free(in->a), free(in->b), free(in->w), free(in->gy), free(in->gs), free(in->cos), free(in->sin);
+}
+
+// The results, in one order for every path: the output, [the sum], then the gradients of a, [b], [w].
+typedef struct {
+  int n_parts;
+  const char *name[5];
+  int64_t size[5];
+  float *v[5];
+} results;
+
+static void add_part(results *r, const char *name, int64_t size, float *v) {
+  r->name[r->n_parts] = name, r->size[r->n_parts] = size, r->v[r->n_parts++] = v;
+}
+
+static void free_results(results *r) {
+  for (int i = 0; i < r->n_parts; i++) free(r->v[i]);
+}
+
+static float *values_of(pt_tensor *t, int64_t n) {
+  float *v = malloc(sizeof(float) * n);
+  if (!t || pt_to_data(pt_to_dtype(t, PT_F32), v, sizeof(float) * n)) {
+    fprintf(stderr, "reading a result: %s\n", pt_ok() ? "no tensor" : pt_error());
+    pt_error_clear();
+    for (int64_t i = 0; i < n; i++) v[i] = NAN;
+  }
+  return v;
+}
+
+static pt_tensor *leaf(const float *v, pt_shape shape, pt_dtype dt, pt_device dev) {
+  pt_tensor *t = pt_to_device(pt_to_dtype(pt_from_data(v, PT_F32, shape, PT_CPU), dt), dev);
+  t = pt_detach(t);
+  pt_set_requires_grad(t, 1);
+  return t;
+}
+
+static pt_tensor *constant(const float *v, pt_shape shape, pt_dtype dt, pt_device dev) {
+  return pt_to_device(pt_to_dtype(pt_from_data(v, PT_F32, shape, PT_CPU), dt), dev);
+}
+
+// The op through the shim on dev, with the fused kernels on or off; the loss Σ y·gy (+ Σ sum·gs)
+// makes the output's gradient gy and the sum's gs.
+static results run_shim(const op_case *c, const inputs *in, pt_device dev, int fused) {
+  results r = {0};
+  CHECK(pt_set_fused_kernels(fused) == 0);
+  pt_scope s = pt_scope_begin();
+  int64_t rows = rows_of(c), D = c->D, n = in->n;
+  pt_shape flat = PT_SHAPE(rows, D);
+  pt_tensor *a, *b = NULL, *w = NULL, *y, *sum = NULL;
+  if (c->op == OP_ROPE) {
+    // a is given in (B, H, T, D) order; the leaf is (B, T, H, D), transposed to it.
+    pt_tensor *a4 = pt_view(pt_from_data(in->a, PT_F32, PT_SHAPE(c->B, c->H, c->T, D), PT_CPU),
+                            PT_SHAPE(c->B, c->H, c->T, D));
+    pt_tensor *bthd = pt_contiguous(pt_transpose(a4, 1, 2));
+    float *tmp = values_of(bthd, n);
+    a = leaf(tmp, PT_SHAPE(c->B, c->T, c->H, D), c->dt, dev);
+    free(tmp);
+    pt_tensor *x = pt_transpose(a, 1, 2);
+    pt_tensor *cs = constant(in->cos, PT_SHAPE(c->B, 1, c->T, D), c->dt, dev);
+    pt_tensor *sn = constant(in->sin, PT_SHAPE(c->B, 1, c->T, D), c->dt, dev);
+    y = pt_rope(x, cs, sn);
+  } else {
+    a = leaf(in->a, flat, c->dt, dev);
+    if (c->op != OP_RMS) b = leaf(in->b, flat, c->dt, dev);
+    if (c->op != OP_SWIGLU) w = leaf(in->w, PT_SHAPE(D), c->dt, dev);
+    y = c->op == OP_RMS       ? pt_rms_norm(a, w, EPS)
+        : c->op == OP_ADD_RMS ? pt_add_rms_norm(a, b, w, EPS, &sum)
+                              : pt_swiglu(a, b);
+  }
+  pt_shape yshape = c->op == OP_ROPE ? PT_SHAPE(c->B, c->H, c->T, D) : flat;
+  pt_tensor *loss = pt_sum(pt_mul(y, constant(in->gy, yshape, c->dt, dev)));
+  if (sum) loss = pt_add(loss, pt_sum(pt_mul(sum, constant(in->gs, flat, c->dt, dev))));
+  CHECK_MSG(pt_ok() && pt_backward(loss) == 0, "%s: %s", OP_NAME[c->op], pt_error());
+  add_part(&r, "y", n, values_of(y, n));
+  if (sum) add_part(&r, "sum", n, values_of(sum, n));
+  pt_tensor *ga = pt_grad(a);
+  if (c->op == OP_ROPE) ga = ga ? pt_transpose(ga, 1, 2) : NULL;  // back to (B, H, T, D)
+  add_part(&r, c->op == OP_SWIGLU ? "d gate" : "dx", n, values_of(ga, n));
+  if (b) add_part(&r, c->op == OP_SWIGLU ? "d up" : "d residual", n, values_of(pt_grad(b), n));
+  if (w) add_part(&r, "dw", D, values_of(pt_grad(w), D));
+  pt_error_clear();
+  pt_scope_end(s);
+  CHECK(pt_set_fused_kernels(0) == 0);
+  return r;
+}
+
+// Raw buffers of the references: f32 as is, bf16 as its upper 16 bits (the values are bf16's).
+static void *raw(const float *v, int64_t n, pt_dtype dt) {
+  if (dt == PT_F32) {
+    float *o = malloc(sizeof(float) * n);
+    memcpy(o, v, sizeof(float) * n);
+    return o;
+  }
+  uint16_t *o = malloc(sizeof(uint16_t) * n);
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, &v[i], 4);
+    o[i] = (uint16_t)(u >> 16);
+  }
+  return o;
+}
+
+static float *cooked(const void *p, int64_t n, pt_dtype dt) {
+  float *o = malloc(sizeof(float) * n);
+  for (int64_t i = 0; i < n; i++) {
+    if (dt == PT_F32) {
+      o[i] = ((const float *)p)[i];
+    } else {
+      uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
+      memcpy(&o[i], &u, 4);
+    }
+  }
+  return o;
+}
+
+// The same results from the CPU references (fused_math.cuh's arithmetic).
+static results run_reference(const op_case *c, const inputs *in) {
+  results r = {0};
+  fused_dtype fd = c->dt == PT_BF16 ? FUSED_BF16 : FUSED_F32;
+  int64_t rows = rows_of(c), D = c->D, n = in->n, es = c->dt == PT_BF16 ? 2 : 4;
+  void *a = raw(in->a, n, c->dt), *b = raw(in->b, n, c->dt), *w = raw(in->w, D, c->dt);
+  void *gy = raw(in->gy, n, c->dt), *gs = raw(in->gs, n, c->dt);
+  void *y = malloc(es * n), *s = malloc(es * n), *ga = malloc(es * n), *gb = malloc(es * n);
+  if (c->op == OP_RMS || c->op == OP_ADD_RMS) {
+    int res = c->op == OP_ADD_RMS;
+    float *rr = malloc(sizeof(float) * rows), *gw = calloc(D, sizeof(float));
+    fused_rms_norm_ref(fd, a, res ? b : NULL, res ? s : NULL, w, y, rr, rows, (int)D, (float)EPS);
+    fused_rms_norm_backward_ref(fd, gy, res ? gs : NULL, res ? s : a, w, rr, ga, gw, rows, (int)D);
+    add_part(&r, "y", n, cooked(y, n, c->dt));
+    if (res) add_part(&r, "sum", n, cooked(s, n, c->dt));
+    add_part(&r, "dx", n, cooked(ga, n, c->dt));
+    if (res) add_part(&r, "d residual", n, cooked(ga, n, c->dt));
+    // The composite's weight gradient is in the weight's dtype.
+    void *gwr = raw(gw, D, c->dt);
+    float *gw_dt = malloc(sizeof(float) * D);
+    memcpy(gw_dt, gw, sizeof(float) * D);
+    round_to_dtype(gw_dt, D, c->dt);
+    add_part(&r, "dw", D, gw_dt);
+    free(gwr), free(rr), free(gw);
+  } else if (c->op == OP_SWIGLU) {
+    fused_swiglu_ref(fd, a, b, y, n);
+    fused_swiglu_backward_ref(fd, gy, a, b, ga, gb, n);
+    add_part(&r, "y", n, cooked(y, n, c->dt));
+    add_part(&r, "d gate", n, cooked(ga, n, c->dt));
+    add_part(&r, "d up", n, cooked(gb, n, c->dt));
+  } else {
+    // Tables per row of (B, H, T): the (b, t) row of cos and sin.
+    float *cr = malloc(sizeof(float) * n), *sr = malloc(sizeof(float) * n);
+    for (int64_t bb = 0; bb < c->B; bb++)
+      for (int64_t h = 0; h < c->H; h++)
+        for (int64_t t = 0; t < c->T; t++) {
+          int64_t row = (bb * c->H + h) * c->T + t, tab = bb * c->T + t;
+          memcpy(cr + row * D, in->cos + tab * D, sizeof(float) * D);
+          memcpy(sr + row * D, in->sin + tab * D, sizeof(float) * D);
+        }
+    void *cosr = raw(cr, n, c->dt), *sinr = raw(sr, n, c->dt);
+    fused_rope_ref(fd, a, cosr, sinr, y, rows, (int)D, 0);
+    fused_rope_ref(fd, gy, cosr, sinr, ga, rows, (int)D, 1);
+    add_part(&r, "y", n, cooked(y, n, c->dt));
+    add_part(&r, "dx", n, cooked(ga, n, c->dt));
+    free(cr), free(sr), free(cosr), free(sinr);
+  }
+  free(a), free(b), free(w), free(gy), free(gs), free(y), free(s), free(ga), free(gb);
+  return r;
+}
+
+static double tolerance(const op_case *c, const char *part) {
+  int dw = strcmp(part, "dw") == 0;
+  // bf16's weight gradient: the composite rounds each row's product to bf16 before the sum over
+  // rows, half a step each, which adds up as a random walk.
+  if (c->dt == PT_BF16) return dw ? 1.6e-2 + 4e-3 * sqrt((double)rows_of(c)) : 1.6e-2;
+  return dw ? 1e-4 : 2e-5;
+}
+
+static void case_name(const op_case *c, char *buf, size_t len) {
+  snprintf(buf, len, "%s %s B%lld H%lld T%lld D%lld", OP_NAME[c->op], c->dt == PT_BF16 ? "bf16" : "f32",
+           (long long)c->B, (long long)c->H, (long long)c->T, (long long)c->D);
+}
+
+// got against want, part by part, within the case's tolerance (exact: bit for bit).
+static void compare(const op_case *c, const char *what, const results *got, const results *want, int exact) {
+  char name[128];
+  case_name(c, name, sizeof name);
+  CHECK_MSG(got->n_parts == want->n_parts, "%s, %s: %d results, want %d", name, what, got->n_parts, want->n_parts);
+  for (int p = 0; p < got->n_parts && p < want->n_parts; p++) {
+    double tol = exact ? 0 : tolerance(c, want->name[p]), worst = 0;
+    int64_t at = -1, bad = 0;
+    for (int64_t i = 0; i < want->size[p]; i++) {
+      double g = got->v[p][i], w = want->v[p][i];
+      double err = fabs(g - w) / fmax(1.0, fabs(w));
+      int ok = exact ? memcmp(&got->v[p][i], &want->v[p][i], sizeof(float)) == 0 : err <= tol;
+      if (!ok || isnan(g) != isnan(w)) bad++;
+      if (err > worst || isnan(g)) worst = isnan(g) ? INFINITY : err, at = i;
+    }
+    CHECK_MSG(bad == 0, "%s, %s, %s: %lld of %lld off (worst %.3g at %lld: %.9g, want %.9g; tolerance %g)", name,
+              what, want->name[p], (long long)bad, (long long)want->size[p], worst, (long long)at,
+              at >= 0 ? got->v[p][at] : 0.0, at >= 0 ? want->v[p][at] : 0.0, tol);
+  }
+}
+
+static const int64_t SHAPES[][4] = {
+    // B (rows), H, T, D
+    {1, 1, 1, 2}, {3, 1, 1, 7 * 2}, {5, 3, 7, 34}, {4, 2, 3, 64}, {2, 1, 9, 130}, {7, 5, 2, 258},
+};
+enum { N_SHAPES = sizeof SHAPES / sizeof SHAPES[0] };
+
+static op_case case_of(op_kind op, pt_dtype dt, const int64_t *s) {
+  op_case c = {op, dt, s[0], s[1], s[2], s[3]};
+  if (op != OP_ROPE) c.B = s[0] * s[1] * s[2], c.H = c.T = 1;  // rows
+  return c;
+}
+
+// a and b hold the same values, bit for bit (bf16 values read as f32 exactly).
+static int same(pt_tensor *a, pt_tensor *b) {
+  int64_t n = pt_numel(a);
+  if (!a || !b || n != pt_numel(b)) return 0;
+  float *x = values_of(a, n), *y = values_of(b, n);
+  int eq = memcmp(x, y, sizeof(float) * n) == 0;
+  free(x), free(y);
+  return eq;
+}
+
+// The step-by-step ops pt_rope, pt_swiglu and pt_add_rms_norm replaced in llama.c, on the CPU: bit
+// for bit the same, whatever the fused switch says.
+static void test_cpu_same_as_before(void) {
+  pt_scope s = pt_scope_begin();
+  int64_t B = 2, H = 3, T = 5, D = 8, n = B * H * T * D;
+  float *v = malloc(sizeof(float) * n * 3);
+  fill(v, n * 3, 11, -2, 2);
+  for (int dt = 0; dt < 2; dt++) {
+    pt_dtype d = dt ? PT_BF16 : PT_F32;
+    pt_tensor *x = pt_transpose(constant(v, PT_SHAPE(B, T, H, D), d, PT_CPU), 1, 2);
+    pt_tensor *cs = pt_cos(constant(v + n, PT_SHAPE(B, 1, T, D), d, PT_CPU));
+    pt_tensor *sn = pt_sin(constant(v + n, PT_SHAPE(B, 1, T, D), d, PT_CPU));
+    pt_tensor *rot[2] = {pt_neg(pt_slice(x, -1, D / 2, D)), pt_slice(x, -1, 0, D / 2)};
+    pt_tensor *old_rope = pt_add(pt_mul(x, cs), pt_mul(pt_cat(rot, 2, -1), sn));
+    pt_tensor *a = constant(v, PT_SHAPE(B * T, H * D), d, PT_CPU), *b = constant(v + n, PT_SHAPE(B * T, H * D), d, PT_CPU);
+    pt_tensor *w = constant(v + 2 * n, PT_SHAPE(H * D), d, PT_CPU);
+    pt_tensor *old_swiglu = pt_mul(pt_silu(a), b), *old_sum = pt_add(a, b);
+    pt_tensor *old_norm = pt_rms_norm(old_sum, w, EPS);
+    for (int fused = 0; fused < 2; fused++) {
+      if (fused && !pt_fused_kernels_available()) continue;
+      CHECK(pt_set_fused_kernels(fused) == 0);
+      pt_tensor *sum;
+      pt_tensor *norm = pt_add_rms_norm(a, b, w, EPS, &sum);
+      CHECK(pt_ok());
+      CHECK_MSG(same(pt_rope(x, cs, sn), old_rope), "rope %s fused %d", dt ? "bf16" : "f32", fused);
+      CHECK_MSG(same(pt_swiglu(a, b), old_swiglu), "swiglu %s fused %d", dt ? "bf16" : "f32", fused);
+      CHECK_MSG(same(sum, old_sum) && same(norm, old_norm), "add_rms_norm %s fused %d",
+                dt ? "bf16" : "f32", fused);
+      CHECK(pt_set_fused_kernels(0) == 0);
+    }
+  }
+  free(v);
+  pt_scope_end(s);
+}
+
+static void test_bad_input(void) {
+  pt_scope s = pt_scope_begin();
+  pt_tensor *x = pt_zeros(PT_SHAPE(2, 3), PT_F32, PT_CPU), *t = pt_zeros(PT_SHAPE(2, 3), PT_F32, PT_CPU);
+  CHECK(pt_rope(x, t, t) == NULL);
+  CHECK_CONTAINS(pt_error(), "rope: ");
+  CHECK_CONTAINS(pt_error(), "last dim must be even");
+  pt_error_clear();
+  pt_tensor *sum = x;
+  CHECK(pt_add_rms_norm(x, pt_zeros(PT_SHAPE(2, 4), PT_F32, PT_CPU), pt_ones(PT_SHAPE(3), PT_F32, PT_CPU), EPS,
+                        &sum) == NULL);
+  CHECK(sum == NULL);
+  CHECK_CONTAINS(pt_error(), "add_rms_norm: ");
+  pt_error_clear();
+  CHECK(pt_swiglu(x, pt_zeros(PT_SHAPE(2, 4), PT_F32, PT_CPU)) == NULL);
+  CHECK_CONTAINS(pt_error(), "swiglu: ");
+  pt_error_clear();
+  if (!pt_fused_kernels_available()) {
+    CHECK(pt_set_fused_kernels(1) == -1);
+    CHECK_CONTAINS(pt_error(), "without CUDA");
+    pt_error_clear();
+  }
+  CHECK(pt_fused_kernels() == 0);
+  pt_scope_end(s);
+}
+
+int main(void) {
+  pt_set_num_threads(1);
+  test_cpu_same_as_before();
+  test_bad_input();
+  int gpu = pt_cuda_device_count() > 0 && pt_fused_kernels_available();
+  int n_cases = 0;
+  for (int op = 0; op < 4; op++)
+    for (int dt = 0; dt < 2; dt++)
+      for (int s = 0; s < N_SHAPES; s++) {
+        op_case c = case_of((op_kind)op, dt ? PT_BF16 : PT_F32, SHAPES[s]);
+        inputs in = make_inputs(&c);
+        results ref = run_reference(&c, &in), cpu = run_shim(&c, &in, PT_CPU, 0);
+        compare(&c, "CPU reference vs composite", &ref, &cpu, 0);
+        if (pt_fused_kernels_available()) {
+          results on = run_shim(&c, &in, PT_CPU, 1);
+          compare(&c, "CPU, fused switch on vs off", &on, &cpu, 1);
+          free_results(&on);
+        }
+        if (gpu) {
+          results fused = run_shim(&c, &in, 0, 1), composite = run_shim(&c, &in, 0, 0);
+          compare(&c, "CUDA fused vs CUDA composite", &fused, &composite, 0);
+          compare(&c, "CUDA fused vs CPU reference", &fused, &ref, 0);
+          free_results(&fused), free_results(&composite);
+        }
+        free_results(&ref), free_results(&cpu);
+        free_inputs(&in);
+        n_cases++;
+      }
+  printf("%d cases; CUDA kernels %s\n", n_cases,
+         gpu ? "checked" : pt_fused_kernels_available() ? "built, not run (no GPU)" : "not built");
+  return check_done("test_fused_ops");
+}
