@@ -219,7 +219,7 @@ def measure(args, enc, world, tmp):
         torch, transformers = harness.require("torch", "transformers")
         lm = transformers.AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32,
                                                                attn_implementation="eager").eval()
-        qa, both, from_kept, on_needle, on_answer = 0, 0, 0, 0.0, 0.0
+        qa, both, from_kept, on_needle, on_answer, top_in_needle = 0, 0, 0, 0.0, 0.0, 0
         for p, ok, o in zip(test, kept, outs):
             ctx, b, ans = enc(p["context"]), len(args.bos), enc(p["answer"])[0]
             with torch.no_grad():
@@ -234,11 +234,14 @@ def measure(args, enc, world, tmp):
             a = out.attentions[man["layer"]][0, man["heads"], -w:, :].mean(1).sum(0)
             on_needle += a[b + s0:b + s1].sum().item()
             on_answer += sum(a[b + i].item() for i in range(s0, s1) if ctx[i] == ans)
+            # what keeping whole sentences by these heads' best token could do at most
+            top_in_needle += s0 <= int(a[b:b + len(ctx)].argmax()) < s1
         print(f"  the base LM's greedy first answer token is the answer's on {qa}/{len(test)} test probes; the "
               f"needle kept in {both} of those, {sum(kept) - both} of the other {len(test) - qa}; from the 4x-compressed "
               f"context it answers {from_kept}/{len(test)}")
         print(f"  the chosen heads' attention on the needle: {on_needle / len(test):.3f} a probe, "
-              f"{on_answer / max(on_needle, 1e-12):.0%} of it on the answer token")
+              f"{on_answer / max(on_needle, 1e-12):.0%} of it on the answer token; their highest-scored context token "
+              f"is in the needle on {top_in_needle}/{len(test)} probes")
     if args.out:
         harness.write_json(args.out, dict(qa=qa, qa_compressed=from_kept, window=w, top=t, kernel=k, layer=man["layer"],
                                           heads=man["heads"], factor=f, kept=sum(kept), n=len(kept),

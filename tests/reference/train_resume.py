@@ -93,6 +93,17 @@ def main():
         print(f"gradient_checkpointing on {device}: the 16 losses of the run without it"
               f"{' to the bit' if device == 'cpu' else ' to 1e-3'}")
 
+        # The fused layer kernels (CUDA): the same run to bf16 rounding (the kernels round where the
+        # composite ops do; sums in another order).
+        if device != "cpu":
+            fused = os.path.join(tmp, "fused")
+            run("pretrain", *common, "max_steps=16", "fused_kernels=true", f"output_dir={fused}")
+            fl = losses(fused)
+            worst = max(abs(fl[s] - a[s]) / abs(a[s]) for s in range(1, 17))
+            if worst > 2e-2:
+                harness.fail(f"fused_kernels: losses {fl} against {a} without (worst {worst:.1e})")
+            print(f"fused_kernels on {device}: the 16 losses within {worst:.1e} of the run without them")
+
         # The LM head's loss 7 tokens at a time (and again in the backward pass): the same run to
         # float rounding (sums in another order), on both methods.
         worst = 0.0
@@ -143,6 +154,8 @@ def main():
             (["per_device_train_batch_size=four"], "'four' is not an integer"),
             (["model_name_or_path=/nonexistent"], "/nonexistent"),
         ]
+        if device == "cpu":
+            bad.append((["fused_kernels=true"], "fused_kernels: the fused kernels are CUDA kernels; device is cpu"))
         for extra, want in bad:
             args = [c for c in common if not any(c.startswith(e.split("=")[0] + "=") for e in extra)]
             out = os.path.join(tmp, "bad")
