@@ -280,6 +280,8 @@ static void compare(const op_case *c, const char *what, const results *got, cons
 static const int64_t SHAPES[][4] = {
     // B (rows), H, T, D
     {1, 1, 1, 2}, {3, 1, 1, 7 * 2}, {5, 3, 7, 34}, {4, 2, 3, 64}, {2, 1, 9, 130}, {7, 5, 2, 258},
+    {3, 5, 100, 34},  // 1,500 rows: more than the 1,024 blocks of RMSNorm's backward, so blocks loop
+    {1, 1, 3, 4096},  // LLaMA-3-8B's width: 16 columns a thread
 };
 enum { N_SHAPES = sizeof SHAPES / sizeof SHAPES[0] };
 
