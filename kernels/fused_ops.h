@@ -24,7 +24,7 @@ typedef struct {
   long xs[3], ys[3], cs[2];
 } fused_rope_shape;
 
-// ---- CPU references (contiguous buffers)
+// ---- CPU references (contiguous buffers, but for RoPE's strides)
 
 // rows of D: y = w · rmsnorm(v), v = x, or x + res (then also written to sum; res and sum both NULL
 // or both given); r (rows) gets each row's 1/rms.
@@ -36,8 +36,8 @@ void fused_rms_norm_backward_ref(fused_dtype dt, const void *gy, const void *gsu
 void fused_swiglu_ref(fused_dtype dt, const void *g, const void *u, void *y, long n);
 void fused_swiglu_backward_ref(fused_dtype dt, const void *gy, const void *g, const void *u, void *dg, void *du,
                                long n);
-// x, cos, sin, y: (rows, hd); backward: x is the output's gradient, y gets the input's.
-void fused_rope_ref(fused_dtype dt, const void *x, const void *cos, const void *sin, void *y, long rows, int hd,
+// backward: x is the output's gradient, y gets the input's.
+void fused_rope_ref(fused_dtype dt, const void *x, const void *cos, const void *sin, void *y, fused_rope_shape s,
                     int backward);
 
 // ---- CUDA kernels: device pointers, stream a cudaStream_t (NULL: the default stream). 0, or -1

@@ -35,18 +35,22 @@ template <class S> void swiglu_backward_all(const void *gy, const void *g, const
     swiglu_backward<S>(((const S *)gy)[i], ((const S *)g)[i], ((const S *)u)[i], (S *)dg + i, (S *)du + i);
 }
 
-template <class S> void rope(const void *x, const void *cos, const void *sin, void *y, long rows, int hd, int backward) {
-  int half = hd / 2;
-  for (long i = 0; i < rows; i++) {
-    const S *a = (const S *)x + i * hd, *c = (const S *)cos + i * hd, *s = (const S *)sin + i * hd;
-    S *o = (S *)y + i * hd;
-    for (int j = 0; j < half; j++) {
-      if (backward)
-        rope_pair_backward<S>(a[j], a[j + half], c[j], c[j + half], s[j], s[j + half], o + j, o + j + half);
-      else
-        rope_pair<S>(a[j], a[j + half], c[j], c[j + half], s[j], s[j + half], o + j, o + j + half);
-    }
-  }
+template <class S>
+void rope(const void *x, const void *cos, const void *sin, void *y, const fused_rope_shape &s, int backward) {
+  int half = s.hd / 2;
+  for (long b = 0; b < s.B; b++)
+    for (long h = 0; h < s.H; h++)
+      for (long t = 0; t < s.T; t++) {
+        const S *a = (const S *)x + b * s.xs[0] + h * s.xs[1] + t * s.xs[2];
+        const S *c = (const S *)cos + b * s.cs[0] + t * s.cs[1], *sn = (const S *)sin + b * s.cs[0] + t * s.cs[1];
+        S *o = (S *)y + b * s.ys[0] + h * s.ys[1] + t * s.ys[2];
+        for (int j = 0; j < half; j++) {
+          if (backward)
+            rope_pair_backward<S>(a[j], a[j + half], c[j], c[j + half], sn[j], sn[j + half], o + j, o + j + half);
+          else
+            rope_pair<S>(a[j], a[j + half], c[j], c[j + half], sn[j], sn[j + half], o + j, o + j + half);
+        }
+      }
 }
 }  // namespace
 
@@ -66,8 +70,8 @@ void fused_swiglu_backward_ref(fused_dtype dt, const void *gy, const void *g, co
                                long n) {
   (dt == FUSED_BF16 ? swiglu_backward_all<pith_bf16> : swiglu_backward_all<float>)(gy, g, u, dg, du, n);
 }
-void fused_rope_ref(fused_dtype dt, const void *x, const void *cos, const void *sin, void *y, long rows, int hd,
+void fused_rope_ref(fused_dtype dt, const void *x, const void *cos, const void *sin, void *y, fused_rope_shape s,
                     int backward) {
-  (dt == FUSED_BF16 ? rope<pith_bf16> : rope<float>)(x, cos, sin, y, rows, hd, backward);
+  (dt == FUSED_BF16 ? rope<pith_bf16> : rope<float>)(x, cos, sin, y, s, backward);
 }
 }

@@ -11,10 +11,9 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/version.h>
 
+#include "fused_ops.h"
 #ifdef PITH_FUSED_CUDA
 #include <ATen/cuda/CUDAContext.h>
-
-#include "fused_ops.h"
 #endif
 
 #include <atomic>
@@ -902,26 +901,33 @@ static at::Tensor rope_composite(const at::Tensor &x, const at::Tensor &cos, con
 
 // ---------------------------------------------------------------- fused layer ops
 
-static std::atomic<bool> g_fused{false};
+static std::atomic<int> g_fused{PT_FUSED_OFF};
 
-#ifdef PITH_FUSED_CUDA
 namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// Each op's kernels run where its tensors are: CUDA tensors through the CUDA kernels, CPU tensors
+// (PT_FUSED_TEST_CPU) through their CPU references, the same arithmetic one thread per row.
 fused_dtype fused_dt(const at::Tensor &t) { return t.scalar_type() == at::kBFloat16 ? FUSED_BF16 : FUSED_F32; }
+
+#ifdef PITH_FUSED_CUDA
 void *stream_of(const at::Tensor &t) { return at::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
+#endif
+
 void launched(int rc, const char *err) {
   if (rc) throw std::runtime_error(err);
 }
 
-// The kernels take f32 or bf16, one dtype throughout, on one CUDA device.
+// The kernels take f32 or bf16, one dtype throughout, on one device the mode covers.
 bool fused_fits(std::initializer_list<const at::Tensor *> ts) {
-  if (!g_fused) return false;
+  int mode = g_fused;
+  if (mode == PT_FUSED_OFF) return false;
   const at::Tensor &first = **ts.begin();
   if (first.scalar_type() != at::kFloat && first.scalar_type() != at::kBFloat16) return false;
+  if (first.is_cuda() ? !pt_fused_kernels_available() : !(first.is_cpu() && mode == PT_FUSED_TEST_CPU)) return false;
   for (const at::Tensor *t : ts)
-    if (!t->is_cuda() || t->scalar_type() != first.scalar_type() || t->device() != first.device()) return false;
+    if (t->scalar_type() != first.scalar_type() || t->device() != first.device()) return false;
   return true;
 }
 
@@ -933,11 +939,20 @@ struct rms_norm_node : torch::autograd::Function<rms_norm_node> {
     int64_t D = x.size(-1), rows = x.numel() / std::max<int64_t>(D, 1);
     at::Tensor y = at::empty_like(xc), sum = res ? at::empty_like(xc) : at::Tensor();
     at::Tensor r = at::empty({rows}, x.options().dtype(at::kFloat));
-    char err[256];
-    launched(fused_rms_norm_cuda(fused_dt(x), xc.data_ptr(), res ? rc.data_ptr() : nullptr,
-                                 res ? sum.data_ptr() : nullptr, wc.data_ptr(), y.data_ptr(), r.data_ptr<float>(),
-                                 (long)rows, (int)D, (float)eps, stream_of(x), err, sizeof err),
-             err);
+    const void *rp = res ? rc.data_ptr() : nullptr;
+    void *sp = res ? sum.data_ptr() : nullptr;
+    char err[256] = "";
+    int rc_launch = 0;
+#ifdef PITH_FUSED_CUDA
+    if (x.is_cuda())
+      rc_launch = fused_rms_norm_cuda(fused_dt(x), xc.data_ptr(), rp, sp, wc.data_ptr(), y.data_ptr(),
+                                      r.data_ptr<float>(), (long)rows, (int)D, (float)eps, stream_of(x), err,
+                                      sizeof err);
+    else
+#endif
+      fused_rms_norm_ref(fused_dt(x), xc.data_ptr(), rp, sp, wc.data_ptr(), y.data_ptr(), r.data_ptr<float>(),
+                         (long)rows, (int)D, (float)eps);
+    launched(rc_launch, err);
     ctx->save_for_backward({res ? sum : xc, wc, r});
     ctx->saved_data["res"] = (bool)res;
     if (res) return {y, sum};
@@ -951,16 +966,25 @@ struct rms_norm_node : torch::autograd::Function<rms_norm_node> {
     int64_t D = v.size(-1), rows = v.numel() / std::max<int64_t>(D, 1);
     at::Tensor gy = grads[0].defined() ? grads[0].contiguous() : at::zeros_like(v);
     at::Tensor gsum = res && grads[1].defined() ? grads[1].contiguous() : at::Tensor();
-    bool want_w = ctx->needs_input_grad(2);
+    bool want_w = ctx->needs_input_grad(res ? 2 : 1);  // counted over the tensors given: x, [res], w
     at::Tensor gv = at::empty_like(v);
-    at::Tensor partial = at::zeros({want_w ? fused_rms_norm_backward_blocks((long)rows) : 0, D},
-                                   v.options().dtype(at::kFloat));
-    char err[256];
-    launched(fused_rms_norm_backward_cuda(fused_dt(v), gy.data_ptr(), gsum.defined() ? gsum.data_ptr() : nullptr,
-                                          v.data_ptr(), w.data_ptr(), r.data_ptr<float>(), gv.data_ptr(),
-                                          want_w ? partial.data_ptr<float>() : nullptr, (long)rows, (int)D,
-                                          stream_of(v), err, sizeof err),
-             err);
+    // The weight's gradient: one row of partial sums per CUDA thread block (one on the CPU).
+    int64_t blocks = !want_w ? 0 : v.is_cuda() ? fused_rms_norm_backward_blocks((long)rows) : 1;
+    at::Tensor partial = at::zeros({blocks, D}, v.options().dtype(at::kFloat));
+    const void *gs = gsum.defined() ? gsum.data_ptr() : nullptr;
+    float *gp = want_w ? partial.data_ptr<float>() : nullptr;
+    char err[256] = "";
+    int rc_launch = 0;
+#ifdef PITH_FUSED_CUDA
+    if (v.is_cuda())
+      rc_launch = fused_rms_norm_backward_cuda(fused_dt(v), gy.data_ptr(), gs, v.data_ptr(), w.data_ptr(),
+                                               r.data_ptr<float>(), gv.data_ptr(), gp, (long)rows, (int)D,
+                                               stream_of(v), err, sizeof err);
+    else
+#endif
+      fused_rms_norm_backward_ref(fused_dt(v), gy.data_ptr(), gs, v.data_ptr(), w.data_ptr(), r.data_ptr<float>(),
+                                  gv.data_ptr(), gp, (long)rows, (int)D);
+    launched(rc_launch, err);
     at::Tensor gw = want_w ? partial.sum(0).to(w.scalar_type()) : at::Tensor();
     return {gv, res ? gv : at::Tensor(), gw, at::Tensor()};
   }
@@ -969,10 +993,16 @@ struct rms_norm_node : torch::autograd::Function<rms_norm_node> {
 struct swiglu_node : torch::autograd::Function<swiglu_node> {
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &gate, const at::Tensor &up) {
     at::Tensor g = gate.contiguous(), u = up.contiguous(), y = at::empty_like(g);
-    char err[256];
-    launched(fused_swiglu_cuda(fused_dt(g), g.data_ptr(), u.data_ptr(), y.data_ptr(), (long)g.numel(),
-                               stream_of(g), err, sizeof err),
-             err);
+    char err[256] = "";
+    int rc_launch = 0;
+#ifdef PITH_FUSED_CUDA
+    if (g.is_cuda())
+      rc_launch = fused_swiglu_cuda(fused_dt(g), g.data_ptr(), u.data_ptr(), y.data_ptr(), (long)g.numel(),
+                                    stream_of(g), err, sizeof err);
+    else
+#endif
+      fused_swiglu_ref(fused_dt(g), g.data_ptr(), u.data_ptr(), y.data_ptr(), (long)g.numel());
+    launched(rc_launch, err);
     ctx->save_for_backward({g, u});
     return y;
   }
@@ -981,10 +1011,17 @@ struct swiglu_node : torch::autograd::Function<swiglu_node> {
     std::vector<at::Tensor> saved = ctx->get_saved_variables();
     const at::Tensor &g = saved[0], &u = saved[1];
     at::Tensor gy = grads[0].contiguous(), dg = at::empty_like(g), du = at::empty_like(u);
-    char err[256];
-    launched(fused_swiglu_backward_cuda(fused_dt(g), gy.data_ptr(), g.data_ptr(), u.data_ptr(), dg.data_ptr(),
-                                        du.data_ptr(), (long)g.numel(), stream_of(g), err, sizeof err),
-             err);
+    char err[256] = "";
+    int rc_launch = 0;
+#ifdef PITH_FUSED_CUDA
+    if (g.is_cuda())
+      rc_launch = fused_swiglu_backward_cuda(fused_dt(g), gy.data_ptr(), g.data_ptr(), u.data_ptr(), dg.data_ptr(),
+                                             du.data_ptr(), (long)g.numel(), stream_of(g), err, sizeof err);
+    else
+#endif
+      fused_swiglu_backward_ref(fused_dt(g), gy.data_ptr(), g.data_ptr(), u.data_ptr(), dg.data_ptr(), du.data_ptr(),
+                                (long)g.numel());
+    launched(rc_launch, err);
     return {dg, du};
   }
 };
@@ -1014,10 +1051,17 @@ struct rope_node : torch::autograd::Function<rope_node> {
     at::Tensor in = x.stride(-1) == 1 ? x : x.contiguous();
     at::Tensor y = at::empty_like(in);  // the same strides as x where x is dense (q and k are)
     if (y.stride(-1) != 1) y = at::empty(in.sizes(), in.options());
-    char err[256];
-    launched(fused_rope_cuda(fused_dt(in), in.data_ptr(), cos.data_ptr(), sin.data_ptr(), y.data_ptr(),
-                             rope_shape(in, y, cos), backward, stream_of(in), err, sizeof err),
-             err);
+    fused_rope_shape s = rope_shape(in, y, cos);
+    char err[256] = "";
+    int rc_launch = 0;
+#ifdef PITH_FUSED_CUDA
+    if (in.is_cuda())
+      rc_launch = fused_rope_cuda(fused_dt(in), in.data_ptr(), cos.data_ptr(), sin.data_ptr(), y.data_ptr(), s,
+                                  backward, stream_of(in), err, sizeof err);
+    else
+#endif
+      fused_rope_ref(fused_dt(in), in.data_ptr(), cos.data_ptr(), sin.data_ptr(), y.data_ptr(), s, backward);
+    launched(rc_launch, err);
     return y;
   }
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &cos, const at::Tensor &sin) {
@@ -1030,7 +1074,6 @@ struct rope_node : torch::autograd::Function<rope_node> {
   }
 };
 }  // namespace
-#endif
 
 extern "C" int pt_fused_kernels_available(void) {
 #ifdef PITH_FUSED_CUDA
@@ -1040,12 +1083,16 @@ extern "C" int pt_fused_kernels_available(void) {
 #endif
 }
 
-extern "C" int pt_set_fused_kernels(int on) {
-  if (on && !pt_fused_kernels_available()) {
+extern "C" int pt_set_fused_kernels(int mode) {
+  if (mode != PT_FUSED_OFF && mode != PT_FUSED_ON && mode != PT_FUSED_TEST_CPU) {
+    set_error("fused kernels: mode " + std::to_string(mode) + " is not one of off (0), on (1), test_cpu (2)");
+    return -1;
+  }
+  if (mode == PT_FUSED_ON && !pt_fused_kernels_available()) {
     set_error("fused kernels: this pith was built without CUDA");
     return -1;
   }
-  g_fused = on != 0;
+  g_fused = mode;
   return 0;
 }
 
@@ -1053,10 +1100,8 @@ extern "C" int pt_fused_kernels(void) { return g_fused; }
 
 extern "C" pt_tensor *pt_rms_norm(const pt_tensor *x, const pt_tensor *weight, double eps) {
   return run_op("rms_norm", {x, weight}, [&] {
-#ifdef PITH_FUSED_CUDA
     if (fused_fits({&x->t, &weight->t}) && weight->t.dim() == 1 && weight->t.size(0) == x->t.size(-1))
       return rms_norm_node::apply(x->t, std::nullopt, weight->t, eps)[0];
-#endif
     return rms_norm_composite(x->t, weight->t, eps);
   });
 }
@@ -1066,14 +1111,12 @@ extern "C" pt_tensor *pt_add_rms_norm(const pt_tensor *x, const pt_tensor *delta
   *sum = nullptr;
   at::Tensor total;
   pt_tensor *y = run_op("add_rms_norm", {x, delta, weight}, [&] {
-#ifdef PITH_FUSED_CUDA
     if (fused_fits({&x->t, &delta->t, &weight->t}) && x->t.sizes() == delta->t.sizes() && weight->t.dim() == 1 &&
         weight->t.size(0) == x->t.size(-1)) {
       variable_list out = rms_norm_node::apply(x->t, delta->t, weight->t, eps);
       total = out[1];
       return out[0];
     }
-#endif
     total = x->t + delta->t;
     return rms_norm_composite(total, weight->t, eps);
   });
@@ -1083,9 +1126,7 @@ extern "C" pt_tensor *pt_add_rms_norm(const pt_tensor *x, const pt_tensor *delta
 
 extern "C" pt_tensor *pt_swiglu(const pt_tensor *gate, const pt_tensor *up) {
   return run_op("swiglu", {gate, up}, [&] {
-#ifdef PITH_FUSED_CUDA
     if (fused_fits({&gate->t, &up->t}) && gate->t.sizes() == up->t.sizes()) return swiglu_node::apply(gate->t, up->t);
-#endif
     return at::silu(gate->t) * up->t;
   });
 }
@@ -1093,10 +1134,8 @@ extern "C" pt_tensor *pt_swiglu(const pt_tensor *gate, const pt_tensor *up) {
 extern "C" pt_tensor *pt_rope(const pt_tensor *x, const pt_tensor *cos, const pt_tensor *sin) {
   return run_op("rope", {x, cos, sin}, [&] {
     if (x->t.dim() < 1 || x->t.size(-1) % 2) throw std::invalid_argument("x's last dim must be even");
-#ifdef PITH_FUSED_CUDA
     if (fused_fits({&x->t, &cos->t, &sin->t}) && rope_fits(x->t, cos->t, sin->t))
       return rope_node::apply(x->t, cos->t, sin->t);
-#endif
     return rope_composite(x->t, cos->t, sin->t);
   });
 }

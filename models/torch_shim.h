@@ -228,10 +228,13 @@ pt_tensor *pt_rms_norm(const pt_tensor *x, const pt_tensor *weight, double eps);
 // The LLaMA layer's element-wise work, each as one op. On CUDA tensors (f32 or bf16, one dtype)
 // with the fused kernels on, each is one fused kernel each way (kernels/fused_ops.h); otherwise the
 // composite of libtorch ops written beside each, bit for bit what the step-by-step ops give.
-// pt_fused_kernels_available: pith was built with the kernels (CUDA). Turning them on where they
-// are not built is an error; they are off by default.
+// PT_FUSED_TEST_CPU also runs CPU tensors through the same autograd ops, their kernels' CPU
+// references doing the arithmetic (one thread, slow): how tests check the ops without a GPU.
+// pt_fused_kernels_available: pith was built with the CUDA kernels; PT_FUSED_ON without them is
+// an error. Off by default.
+typedef enum { PT_FUSED_OFF, PT_FUSED_ON, PT_FUSED_TEST_CPU } pt_fused_mode;
 int pt_fused_kernels_available(void);
-int pt_set_fused_kernels(int on);  // 0, or -1 with the error set
+int pt_set_fused_kernels(int mode);  // a pt_fused_mode: 0, or -1 with the error set
 int pt_fused_kernels(void);
 // *sum ← x + delta, and the RMSNorm of the sum (pt_rms_norm): the residual add fused with the norm.
 pt_tensor *pt_add_rms_norm(const pt_tensor *x, const pt_tensor *delta, const pt_tensor *weight, double eps,

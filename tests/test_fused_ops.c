@@ -2,8 +2,12 @@
 // pt_rope), in the style of ggml's test-backend-ops: each op's forward output and every input's
 // gradient, f32 and bf16, over shapes with odd sizes.
 // - Everywhere: the kernels' arithmetic (fused_math.cuh, run by the CPU references) against the
-//   composite libtorch ops; the shim's ops on the CPU bit for bit the step-by-step ops they replace,
-//   with the fused kernels turned on too (they apply to CUDA tensors only); bad input refused.
+//   composite libtorch ops; the shim's fused autograd ops run on the CPU (PT_FUSED_TEST_CPU, the
+//   references doing the arithmetic) equal to the references bit for bit, so the ops' glue (saved
+//   tensors, gradients' order, strides, the residual's two outputs, the weight's partial sums) is
+//   checked without a GPU; 500x training (LoRA with dropout, keys rotated back) and full-weight
+//   training of a tiny LLaMA give the composite path's loss and gradients through them; with
+//   the switch off or on, CPU tensors get the step-by-step ops bit for bit; bad input refused.
 // - Where a GPU is: the CUDA kernels through the shim against the composite path on the same device,
 //   and against the CPU references.
 // Tolerances, |got − want| <= tol · max(1, |want|): f32 2e-5 (summation order; the weight's gradient,
@@ -11,7 +15,9 @@
 // do, so a difference in the f32 sums moves a result by a step or two), and for RMSNorm's weight
 // gradient 1.6e-2 + 4e-3 · sqrt(rows) (see tolerance()).
 #include "check.h"
+#include "compressor.h"
 #include "fused_ops.h"
+#include "lora.h"
 #include "torch_shim.h"
 
 #include <stdint.h>
@@ -117,11 +123,11 @@ static pt_tensor *constant(const float *v, pt_shape shape, pt_dtype dt, pt_devic
   return pt_to_device(pt_to_dtype(pt_from_data(v, PT_F32, shape, PT_CPU), dt), dev);
 }
 
-// The op through the shim on dev, with the fused kernels on or off; the loss Σ y·gy (+ Σ sum·gs)
-// makes the output's gradient gy and the sum's gs.
-static results run_shim(const op_case *c, const inputs *in, pt_device dev, int fused) {
+// The op through the shim on dev, the fused kernels in `mode` (pt_fused_mode); the loss
+// Σ y·gy (+ Σ sum·gs) makes the output's gradient gy and the sum's gs.
+static results run_shim(const op_case *c, const inputs *in, pt_device dev, int mode) {
   results r = {0};
-  CHECK(pt_set_fused_kernels(fused) == 0);
+  CHECK(pt_set_fused_kernels(mode) == 0);
   pt_scope s = pt_scope_begin();
   int64_t rows = rows_of(c), D = c->D, n = in->n;
   pt_shape flat = PT_SHAPE(rows, D);
@@ -159,7 +165,7 @@ static results run_shim(const op_case *c, const inputs *in, pt_device dev, int f
   if (w) add_part(&r, "dw", D, values_of(pt_grad(w), D));
   pt_error_clear();
   pt_scope_end(s);
-  CHECK(pt_set_fused_kernels(0) == 0);
+  CHECK(pt_set_fused_kernels(PT_FUSED_OFF) == 0);
   return r;
 }
 
@@ -223,21 +229,16 @@ static results run_reference(const op_case *c, const inputs *in) {
     add_part(&r, "d gate", n, cooked(ga, n, c->dt));
     add_part(&r, "d up", n, cooked(gb, n, c->dt));
   } else {
-    // Tables per row of (B, H, T): the (b, t) row of cos and sin.
-    float *cr = malloc(sizeof(float) * n), *sr = malloc(sizeof(float) * n);
-    for (int64_t bb = 0; bb < c->B; bb++)
-      for (int64_t h = 0; h < c->H; h++)
-        for (int64_t t = 0; t < c->T; t++) {
-          int64_t row = (bb * c->H + h) * c->T + t, tab = bb * c->T + t;
-          memcpy(cr + row * D, in->cos + tab * D, sizeof(float) * D);
-          memcpy(sr + row * D, in->sin + tab * D, sizeof(float) * D);
-        }
-    void *cosr = raw(cr, n, c->dt), *sinr = raw(sr, n, c->dt);
-    fused_rope_ref(fd, a, cosr, sinr, y, rows, (int)D, 0);
-    fused_rope_ref(fd, gy, cosr, sinr, ga, rows, (int)D, 1);
+    // x, gy and the outputs (B, H, T, D) contiguous; the tables (B, T, D).
+    int64_t nt = c->B * c->T * D;
+    fused_rope_shape sh = {c->B, c->H, c->T, (int)D, {c->H * c->T * D, c->T * D, D}, {c->H * c->T * D, c->T * D, D},
+                           {c->T * D, D}};
+    void *cosr = raw(in->cos, nt, c->dt), *sinr = raw(in->sin, nt, c->dt);
+    fused_rope_ref(fd, a, cosr, sinr, y, sh, 0);
+    fused_rope_ref(fd, gy, cosr, sinr, ga, sh, 1);
     add_part(&r, "y", n, cooked(y, n, c->dt));
     add_part(&r, "dx", n, cooked(ga, n, c->dt));
-    free(cr), free(sr), free(cosr), free(sinr);
+    free(cosr), free(sinr);
   }
   free(a), free(b), free(w), free(gy), free(gs), free(y), free(s), free(ga), free(gb);
   return r;
@@ -321,7 +322,7 @@ static void test_cpu_same_as_before(void) {
     pt_tensor *old_norm = pt_rms_norm(old_sum, w, EPS);
     for (int fused = 0; fused < 2; fused++) {
       if (fused && !pt_fused_kernels_available()) continue;
-      CHECK(pt_set_fused_kernels(fused) == 0);
+      CHECK(pt_set_fused_kernels(fused ? PT_FUSED_ON : PT_FUSED_OFF) == 0);
       pt_tensor *sum;
       pt_tensor *norm = pt_add_rms_norm(a, b, w, EPS, &sum);
       CHECK(pt_ok());
@@ -329,10 +330,146 @@ static void test_cpu_same_as_before(void) {
       CHECK_MSG(same(pt_swiglu(a, b), old_swiglu), "swiglu %s fused %d", dt ? "bf16" : "f32", fused);
       CHECK_MSG(same(sum, old_sum) && same(norm, old_norm), "add_rms_norm %s fused %d",
                 dt ? "bf16" : "f32", fused);
-      CHECK(pt_set_fused_kernels(0) == 0);
+      CHECK(pt_set_fused_kernels(PT_FUSED_OFF) == 0);
     }
   }
   free(v);
+  pt_scope_end(s);
+}
+
+// ---------------------------------------------------------------- whole models through the ops
+
+static llama_config tiny(void) {
+  return (llama_config){.arch = LLAMA_ARCH_LLAMA, .vocab_size = 48, .dim = 32, .hidden_dim = 64, .n_layers = 3,
+                        .n_heads = 4, .n_kv_heads = 2, .max_seq_len = 64, .bos_id = -1, .eos_id = -1};
+}
+
+static pt_tensor *token_ids(int64_t rows, int64_t cols, uint64_t seed) {
+  pt_gen *g = pt_gen_new(seed, PT_CPU);
+  pt_tensor *t = pt_to_dtype(pt_uniform(PT_SHAPE(rows, cols), 0, 47.99, PT_F32, PT_CPU, g), PT_I64);
+  pt_gen_free(g);
+  return t;
+}
+
+// Every gradient of params, flattened into one f32 vector (zeros where a tensor has none).
+static pt_tensor *flat_grads(pt_tensor *const *params, int n) {
+  pt_tensor *flat[256];
+  for (int i = 0; i < n; i++) {
+    pt_tensor *g = pt_grad(params[i]);
+    flat[i] = pt_reshape(pt_to_dtype(g ? g : pt_zeros(pt_shape_of(params[i]), PT_F32, PT_CPU), PT_F32), PT_SHAPE(-1));
+  }
+  return pt_cat(flat, n, 0);
+}
+
+static double max_abs(pt_tensor *t) { return pt_item(pt_amax_dim(pt_abs(t), 0, 0)); }
+
+// The loss and every gradient with the fused ops (test_cpu) against the composite path: the loss to
+// tol of itself, the gradients to tol of the largest.
+static void check_same_step(const char *name, double (*step)(void *ctx, pt_tensor **grads), void *ctx, double tol) {
+  pt_tensor *g_plain, *g_fused;
+  CHECK(pt_set_fused_kernels(PT_FUSED_OFF) == 0);
+  double l_plain = step(ctx, &g_plain);
+  CHECK(pt_set_fused_kernels(PT_FUSED_TEST_CPU) == 0);
+  double l_fused = step(ctx, &g_fused);
+  CHECK(pt_set_fused_kernels(PT_FUSED_OFF) == 0);
+  double diff = max_abs(pt_sub(g_fused, g_plain)), scale = max_abs(g_plain);
+  printf("%s: loss %.7f composite, %.7f fused; gradients differ by %.3g (largest %.3g)\n", name, l_plain, l_fused,
+         diff, scale);
+  CHECK_MSG(fabs(l_fused - l_plain) <= tol * fabs(l_plain), "%s: loss %.9g fused, %.9g composite", name, l_fused,
+            l_plain);
+  CHECK_MSG(scale > 0 && diff <= tol * scale, "%s: gradients differ by %g (largest %g)", name, diff, scale);
+}
+
+typedef struct {
+  compressor *c;
+  llama_model *m;
+} comp_ctx;
+
+// A 500x step: LoRA with dropout on every projection, keys rotated back (COMP_POS_CONSISTENT, so
+// RoPE with negative angles), a padded row; the dropout generator seeded afresh each time.
+static double compressor_step(void *vctx, pt_tensor **grads) {
+  comp_ctx *x = vctx;
+  pt_tensor *params[128];
+  int n = comp_params(x->c, params, 128);
+  for (int i = 0; i < n; i++) pt_zero_grad(params[i]);
+  pt_tensor *text_mask = pt_ones(PT_SHAPE(2, 10), PT_BOOL, PT_CPU);
+  pt_copy_(pt_slice(pt_slice(text_mask, 0, 1, 2), 1, 7, 10), pt_zeros(PT_SHAPE(1, 3), PT_BOOL, PT_CPU));
+  comp_batch b = {.text_ids = token_ids(2, 10, 1), .text_mask = text_mask, .dec_ids = token_ids(2, 6, 2),
+                  .dec_mask = pt_ones(PT_SHAPE(2, 6), PT_BOOL, PT_CPU), .dec_targets = token_ids(2, 6, 3)};
+  pt_gen *g = pt_gen_new(21, PT_CPU);
+  pith_err err = {{0}};
+  pt_tensor *loss = comp_loss(x->c, &b, g, &err);
+  pt_gen_free(g);
+  CHECK_MSG(loss != NULL, "%s", err.msg);
+  if (!loss) exit(1);
+  CHECK_MSG(pt_backward(loss) == 0, "%s", pt_error());
+  *grads = flat_grads(params, n);
+  return pt_item(loss);
+}
+
+static void test_compressor(pt_dtype dt, double tol) {
+  pt_scope s = pt_scope_begin();
+  pith_err err = {{0}};
+  llama_config cfg = tiny();
+  llama_model *m = llama_new_random(&cfg, 11, dt, PT_CPU, &err);
+  comp_config cc = {.method = COMP_500X, .k = 3, .positions = COMP_POS_CONSISTENT};
+  lora_config lc = {.rank = 4, .alpha = 8, .dropout = 0.2, .targets = (1u << LLAMA_N_PROJ) - 1};
+  compressor *c = m ? comp_new(m, cc, lc, 5, &err) : NULL;
+  CHECK_MSG(c != NULL, "%s", err.msg);
+  if (!c) exit(1);
+  pt_gen *g = pt_gen_new(9, PT_CPU);  // non-zero B matrices, so that the adapter takes part
+  for (int l = 0; l < c->lora->n_layers; l++)
+    for (int p = 0; p < LLAMA_N_PROJ; p++)
+      if (c->lora->b[l][p])
+        pt_copy_(c->lora->b[l][p], pt_mul_scalar(pt_randn(pt_shape_of(c->lora->b[l][p]), PT_F32, PT_CPU, g), 0.1));
+  pt_gen_free(g);
+  comp_ctx ctx = {c, m};
+  check_same_step(dt == PT_BF16 ? "500x over a bf16 base" : "500x", compressor_step, &ctx, tol);
+  comp_free(c);
+  llama_free(m);
+  CHECK(pt_ok());
+  pt_scope_end(s);
+}
+
+typedef struct {
+  llama_model *m;
+  pt_tensor *w[128];
+  int n;
+} full_ctx;
+
+static int collect(const char *name, pt_tensor **slot, pt_shape shape, void *vctx) {
+  (void)name, (void)shape;
+  full_ctx *x = vctx;
+  if (x->n == 128) return -1;
+  x->w[x->n++] = *slot;
+  return 0;
+}
+
+// Every weight trained (pith lm): the norms' weight gradients come from the fused backward.
+static double full_step(void *vctx, pt_tensor **grads) {
+  full_ctx *x = vctx;
+  for (int i = 0; i < x->n; i++) pt_zero_grad(x->w[i]);
+  llama_inputs in = {.ids = token_ids(2, 10, 1)};
+  llama_outputs out;
+  pith_err err = {{0}};
+  CHECK_MSG(llama_forward(x->m, &in, &out, &err) == 0, "%s", err.msg);
+  pt_tensor *loss = pt_cross_entropy(pt_reshape(out.logits, PT_SHAPE(-1, 48)),
+                                     pt_reshape(token_ids(2, 10, 4), PT_SHAPE(-1)), -100, PT_REDUCE_MEAN);
+  CHECK_MSG(pt_backward(loss) == 0, "%s", pt_error());
+  *grads = flat_grads(x->w, x->n);
+  return pt_item(loss);
+}
+
+static void test_full_weights(void) {
+  pt_scope s = pt_scope_begin();
+  pith_err err = {{0}};
+  llama_config cfg = tiny();
+  full_ctx ctx = {.m = llama_new_random(&cfg, 12, PT_F32, PT_CPU, &err)};
+  CHECK(ctx.m && llama_visit_weights(ctx.m, collect, &ctx) == 0);
+  for (int i = 0; i < ctx.n; i++) pt_set_requires_grad(ctx.w[i], 1);
+  check_same_step("full weights", full_step, &ctx, 1e-5);
+  llama_free(ctx.m);
+  CHECK(pt_ok());
   pt_scope_end(s);
 }
 
@@ -353,11 +490,14 @@ static void test_bad_input(void) {
   CHECK_CONTAINS(pt_error(), "swiglu: ");
   pt_error_clear();
   if (!pt_fused_kernels_available()) {
-    CHECK(pt_set_fused_kernels(1) == -1);
+    CHECK(pt_set_fused_kernels(PT_FUSED_ON) == -1);
     CHECK_CONTAINS(pt_error(), "without CUDA");
     pt_error_clear();
   }
-  CHECK(pt_fused_kernels() == 0);
+  CHECK(pt_set_fused_kernels(7) == -1);
+  CHECK_CONTAINS(pt_error(), "mode 7 is not one of");
+  pt_error_clear();
+  CHECK(pt_fused_kernels() == PT_FUSED_OFF);
   pt_scope_end(s);
 }
 
@@ -365,6 +505,9 @@ int main(void) {
   pt_set_num_threads(1);
   test_cpu_same_as_before();
   test_bad_input();
+  test_compressor(PT_F32, 1e-5);
+  test_compressor(PT_BF16, 1e-2);
+  test_full_weights();
   int gpu = pt_cuda_device_count() > 0 && pt_fused_kernels_available();
   int n_cases = 0;
   for (int op = 0; op < 4; op++)
@@ -372,15 +515,18 @@ int main(void) {
       for (int s = 0; s < N_SHAPES; s++) {
         op_case c = case_of((op_kind)op, dt ? PT_BF16 : PT_F32, SHAPES[s]);
         inputs in = make_inputs(&c);
-        results ref = run_reference(&c, &in), cpu = run_shim(&c, &in, PT_CPU, 0);
+        results ref = run_reference(&c, &in), cpu = run_shim(&c, &in, PT_CPU, PT_FUSED_OFF);
         compare(&c, "CPU reference vs composite", &ref, &cpu, 0);
+        results nodes = run_shim(&c, &in, PT_CPU, PT_FUSED_TEST_CPU);
+        compare(&c, "the fused ops on the CPU vs the CPU reference", &nodes, &ref, 1);
+        free_results(&nodes);
         if (pt_fused_kernels_available()) {
-          results on = run_shim(&c, &in, PT_CPU, 1);
+          results on = run_shim(&c, &in, PT_CPU, PT_FUSED_ON);
           compare(&c, "CPU, fused switch on vs off", &on, &cpu, 1);
           free_results(&on);
         }
         if (gpu) {
-          results fused = run_shim(&c, &in, 0, 1), composite = run_shim(&c, &in, 0, 0);
+          results fused = run_shim(&c, &in, 0, PT_FUSED_ON), composite = run_shim(&c, &in, 0, PT_FUSED_OFF);
           compare(&c, "CUDA fused vs CUDA composite", &fused, &composite, 0);
           compare(&c, "CUDA fused vs CPU reference", &fused, &ref, 0);
           free_results(&fused), free_results(&composite);

@@ -313,7 +313,7 @@ static int bench_train_step(int argc, char **argv) {
     fprintf(stderr, "pith bench train-step: --bf16 needs --device cuda (CPU runs in f32)\n");
     return 2;
   }
-  if (fused && (dev == PT_CPU || pt_set_fused_kernels(1))) {
+  if (fused && (dev == PT_CPU || pt_set_fused_kernels(PT_FUSED_ON))) {
     fprintf(stderr, "pith bench train-step: --fused-kernels: %s\n",
             dev == PT_CPU ? "the fused kernels are CUDA kernels; give --device cuda" : pt_error());
     return 2;

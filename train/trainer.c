@@ -385,7 +385,7 @@ static int setup(trainer *t, int resume, pith_err *err) {
                           "so it needs the whole logits; leave it 0");
   if (a->fused_kernels && a->device == PT_CPU)
     return pith_fail(err, "fused_kernels: the fused kernels are CUDA kernels; device is cpu (leave it false)");
-  if (pt_set_fused_kernels(a->fused_kernels)) return pt_fail(err, "fused_kernels");
+  if (pt_set_fused_kernels(a->fused_kernels ? PT_FUSED_ON : PT_FUSED_OFF)) return pt_fail(err, "fused_kernels");
   pt_dtype dtype = a->bf16 && a->device != PT_CPU ? PT_BF16 : PT_F32;
   int trains_lm = a->task == TRAIN_LM || a->task == TRAIN_DISTILL;
   // pith lm's parameters are the model's own weights, which would then be bf16 with no f32 copy.
