@@ -270,8 +270,9 @@ double pt_clip_grad_norm(pt_tensor *const *params, int n, double max_norm);
 // the n_in inputs `in`, reading whatever else it needs from ctx (ctx_size bytes, copied: ctx must not
 // point into the caller's stack); it returns 0, or -1 with the error set. pt_checkpoint runs fn with
 // gradient recording off, so none of its intermediates are kept; backward runs fn again, with
-// recording on and gen (its dropout generator, or NULL) put back to its state at the forward, and
-// backpropagates through that second run: into the inputs and into every leaf fn reads (parameters),
+// recording on and gen (its dropout generator, or NULL; it must outlive the backward pass) put back
+// to its state at the forward, and backpropagates through that second run: into the inputs and into
+// every leaf fn reads (parameters),
 // as torch.utils.checkpoint's reentrant variant does. The result equals fn's without the
 // checkpoint. With recording off (eval) fn just runs. The outputs join the graph through the inputs:
 // when none requires grad, the first floating-point one is made to (a detached copy), so that

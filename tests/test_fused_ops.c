@@ -363,13 +363,14 @@ static pt_tensor *flat_grads(pt_tensor *const *params, int n) {
 
 static double max_abs(pt_tensor *t) { return pt_item(pt_amax_dim(pt_abs(t), 0, 0)); }
 
-// The loss and every gradient with the fused ops (test_cpu) against the composite path: the loss to
-// tol of itself, the gradients to tol of the largest.
-static void check_same_step(const char *name, double (*step)(void *ctx, pt_tensor **grads), void *ctx, double tol) {
+// The loss and every gradient with the fused ops (mode: test_cpu on the CPU, on with CUDA) against
+// the composite path: the loss to tol of itself, the gradients to tol of the largest.
+static void check_same_step(const char *name, double (*step)(void *ctx, pt_tensor **grads), void *ctx, int mode,
+                            double tol) {
   pt_tensor *g_plain, *g_fused;
   CHECK(pt_set_fused_kernels(PT_FUSED_OFF) == 0);
   double l_plain = step(ctx, &g_plain);
-  CHECK(pt_set_fused_kernels(PT_FUSED_TEST_CPU) == 0);
+  CHECK(pt_set_fused_kernels(mode) == 0);
   double l_fused = step(ctx, &g_fused);
   CHECK(pt_set_fused_kernels(PT_FUSED_OFF) == 0);
   double diff = max_abs(pt_sub(g_fused, g_plain)), scale = max_abs(g_plain);
@@ -383,6 +384,7 @@ static void check_same_step(const char *name, double (*step)(void *ctx, pt_tenso
 typedef struct {
   compressor *c;
   llama_model *m;
+  pt_device dev;
 } comp_ctx;
 
 // A 500x step: LoRA with dropout on every projection, keys rotated back (COMP_POS_CONSISTENT, so
@@ -392,26 +394,29 @@ static double compressor_step(void *vctx, pt_tensor **grads) {
   pt_tensor *params[128];
   int n = comp_params(x->c, params, 128);
   for (int i = 0; i < n; i++) pt_zero_grad(params[i]);
+  pt_device dev = x->dev;
   pt_tensor *text_mask = pt_ones(PT_SHAPE(2, 10), PT_BOOL, PT_CPU);
   pt_copy_(pt_slice(pt_slice(text_mask, 0, 1, 2), 1, 7, 10), pt_zeros(PT_SHAPE(1, 3), PT_BOOL, PT_CPU));
-  comp_batch b = {.text_ids = token_ids(2, 10, 1), .text_mask = text_mask, .dec_ids = token_ids(2, 6, 2),
-                  .dec_mask = pt_ones(PT_SHAPE(2, 6), PT_BOOL, PT_CPU), .dec_targets = token_ids(2, 6, 3)};
-  pt_gen *g = pt_gen_new(21, PT_CPU);
+  comp_batch b = {.text_ids = pt_to_device(token_ids(2, 10, 1), dev), .text_mask = pt_to_device(text_mask, dev),
+                  .dec_ids = pt_to_device(token_ids(2, 6, 2), dev), .dec_mask = pt_ones(PT_SHAPE(2, 6), PT_BOOL, dev),
+                  .dec_targets = pt_to_device(token_ids(2, 6, 3), dev)};
+  pt_gen *g = pt_gen_new(21, dev);
   pith_err err = {{0}};
   pt_tensor *loss = comp_loss(x->c, &b, g, &err);
-  pt_gen_free(g);
   CHECK_MSG(loss != NULL, "%s", err.msg);
   if (!loss) exit(1);
   CHECK_MSG(pt_backward(loss) == 0, "%s", pt_error());
+  pt_gen_free(g);  // after the backward pass, which replays the generator where layers are checkpointed
   *grads = flat_grads(params, n);
   return pt_item(loss);
 }
 
-static void test_compressor(pt_dtype dt, double tol) {
+// ckpt: with activation checkpointing, so the fused ops run again in the backward pass.
+static void test_compressor(pt_dtype dt, pt_device dev, int ckpt, double tol) {
   pt_scope s = pt_scope_begin();
   pith_err err = {{0}};
   llama_config cfg = tiny();
-  llama_model *m = llama_new_random(&cfg, 11, dt, PT_CPU, &err);
+  llama_model *m = llama_new_random(&cfg, 11, dt, dev, &err);
   comp_config cc = {.method = COMP_500X, .k = 3, .positions = COMP_POS_CONSISTENT};
   lora_config lc = {.rank = 4, .alpha = 8, .dropout = 0.2, .targets = (1u << LLAMA_N_PROJ) - 1};
   compressor *c = m ? comp_new(m, cc, lc, 5, &err) : NULL;
@@ -421,10 +426,15 @@ static void test_compressor(pt_dtype dt, double tol) {
   for (int l = 0; l < c->lora->n_layers; l++)
     for (int p = 0; p < LLAMA_N_PROJ; p++)
       if (c->lora->b[l][p])
-        pt_copy_(c->lora->b[l][p], pt_mul_scalar(pt_randn(pt_shape_of(c->lora->b[l][p]), PT_F32, PT_CPU, g), 0.1));
+        pt_copy_(c->lora->b[l][p],
+                 pt_to_device(pt_mul_scalar(pt_randn(pt_shape_of(c->lora->b[l][p]), PT_F32, PT_CPU, g), 0.1), dev));
   pt_gen_free(g);
-  comp_ctx ctx = {c, m};
-  check_same_step(dt == PT_BF16 ? "500x over a bf16 base" : "500x", compressor_step, &ctx, tol);
+  m->gradient_checkpointing = ckpt;
+  comp_ctx ctx = {c, m, dev};
+  char name[64];
+  snprintf(name, sizeof name, "500x%s%s%s", dt == PT_BF16 ? " over a bf16 base" : "", ckpt ? ", checkpointed" : "",
+           dev == PT_CPU ? "" : " on cuda:0");
+  check_same_step(name, compressor_step, &ctx, dev == PT_CPU ? PT_FUSED_TEST_CPU : PT_FUSED_ON, tol);
   comp_free(c);
   llama_free(m);
   CHECK(pt_ok());
@@ -467,7 +477,7 @@ static void test_full_weights(void) {
   full_ctx ctx = {.m = llama_new_random(&cfg, 12, PT_F32, PT_CPU, &err)};
   CHECK(ctx.m && llama_visit_weights(ctx.m, collect, &ctx) == 0);
   for (int i = 0; i < ctx.n; i++) pt_set_requires_grad(ctx.w[i], 1);
-  check_same_step("full weights", full_step, &ctx, 1e-5);
+  check_same_step("full weights", full_step, &ctx, PT_FUSED_TEST_CPU, 1e-5);
   llama_free(ctx.m);
   CHECK(pt_ok());
   pt_scope_end(s);
@@ -505,8 +515,9 @@ int main(void) {
   pt_set_num_threads(1);
   test_cpu_same_as_before();
   test_bad_input();
-  test_compressor(PT_F32, 1e-5);
-  test_compressor(PT_BF16, 1e-2);
+  test_compressor(PT_F32, PT_CPU, 0, 1e-5);
+  test_compressor(PT_F32, PT_CPU, 1, 1e-5);
+  test_compressor(PT_BF16, PT_CPU, 0, 1e-2);
   test_full_weights();
   int gpu = pt_cuda_device_count() > 0 && pt_fused_kernels_available();
   int n_cases = 0;
@@ -535,6 +546,11 @@ int main(void) {
         free_inputs(&in);
         n_cases++;
       }
+  if (gpu) {  // CUDA's attention backward is not deterministic: 1e-4 in f32
+    test_compressor(PT_F32, 0, 0, 1e-4);
+    test_compressor(PT_BF16, 0, 0, 1e-2);
+    test_compressor(PT_BF16, 0, 1, 1e-2);
+  }
   printf("%d cases; CUDA kernels %s\n", n_cases,
          gpu ? "checked" : pt_fused_kernels_available() ? "built, not run (no GPU)" : "not built");
   return check_done("test_fused_ops");
