@@ -1,4 +1,5 @@
-// torch_shim.cpp: the C API of torch_shim.h over ATen. The only C++ in pith.
+// torch_shim.cpp: the C API of torch_shim.h over ATen, the one place pith calls libtorch (kernels/ holds the
+// CUDA kernels the fused ops launch, and their CPU references).
 // Every entry point catches everything; errors become the thread's pending message.
 #include "torch_shim.h"
 
