@@ -40,8 +40,8 @@ static const rc_key COMMON_KEYS[] = {
      "[0,inf)"},
     {"fused_kernels", RC_BOOL, "false",
      "CUDA: RMSNorm (with the residual add), SwiGLU and RoPE as pith's fused kernels, forward and backward, "
-     "instead of several libtorch ops each (the same results to float rounding; tests/test_fused_ops checks "
-     "them on a GPU); cuda devices only", NULL},
+     "instead of several libtorch ops each (the same results to float rounding; new, and not yet run on a "
+     "GPU: scripts/gpu-check checks them); cuda devices only", NULL},
     {"device", RC_STRING, "cpu", "cpu | cuda | cuda:N", NULL},
     {"threads", RC_INT, "0", "CPU threads (0: libtorch's default)", "[0,inf)"},
     {"ddp_overlap", RC_BOOL, "true",
