@@ -15,6 +15,7 @@
 #include "fused_ops.h"
 #ifdef PITH_FUSED_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
 #endif
 
 #include <atomic>
@@ -914,6 +915,8 @@ fused_dtype fused_dt(const at::Tensor &t) { return t.scalar_type() == at::kBFloa
 
 #ifdef PITH_FUSED_CUDA
 void *stream_of(const at::Tensor &t) { return at::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
+// Raw launches go to the current device: make it the tensors' (a rank on cuda:1 is not on cuda:0).
+#define ON_DEVICE_OF(t) const c10::cuda::CUDAGuard device_guard((t).device())
 #endif
 
 void launched(int rc, const char *err) {
@@ -945,11 +948,12 @@ struct rms_norm_node : torch::autograd::Function<rms_norm_node> {
     char err[256] = "";
     int rc_launch = 0;
 #ifdef PITH_FUSED_CUDA
-    if (x.is_cuda())
+    if (x.is_cuda()) {
+      ON_DEVICE_OF(x);
       rc_launch = fused_rms_norm_cuda(fused_dt(x), xc.data_ptr(), rp, sp, wc.data_ptr(), y.data_ptr(),
                                       r.data_ptr<float>(), (long)rows, (int)D, (float)eps, stream_of(x), err,
                                       sizeof err);
-    else
+    } else
 #endif
       fused_rms_norm_ref(fused_dt(x), xc.data_ptr(), rp, sp, wc.data_ptr(), y.data_ptr(), r.data_ptr<float>(),
                          (long)rows, (int)D, (float)eps);
@@ -977,11 +981,12 @@ struct rms_norm_node : torch::autograd::Function<rms_norm_node> {
     char err[256] = "";
     int rc_launch = 0;
 #ifdef PITH_FUSED_CUDA
-    if (v.is_cuda())
+    if (v.is_cuda()) {
+      ON_DEVICE_OF(v);
       rc_launch = fused_rms_norm_backward_cuda(fused_dt(v), gy.data_ptr(), gs, v.data_ptr(), w.data_ptr(),
                                                r.data_ptr<float>(), gv.data_ptr(), gp, (long)rows, (int)D,
                                                stream_of(v), err, sizeof err);
-    else
+    } else
 #endif
       fused_rms_norm_backward_ref(fused_dt(v), gy.data_ptr(), gs, v.data_ptr(), w.data_ptr(), r.data_ptr<float>(),
                                   gv.data_ptr(), gp, (long)rows, (int)D);
@@ -997,10 +1002,11 @@ struct swiglu_node : torch::autograd::Function<swiglu_node> {
     char err[256] = "";
     int rc_launch = 0;
 #ifdef PITH_FUSED_CUDA
-    if (g.is_cuda())
+    if (g.is_cuda()) {
+      ON_DEVICE_OF(g);
       rc_launch = fused_swiglu_cuda(fused_dt(g), g.data_ptr(), u.data_ptr(), y.data_ptr(), (long)g.numel(),
                                     stream_of(g), err, sizeof err);
-    else
+    } else
 #endif
       fused_swiglu_ref(fused_dt(g), g.data_ptr(), u.data_ptr(), y.data_ptr(), (long)g.numel());
     launched(rc_launch, err);
@@ -1015,10 +1021,11 @@ struct swiglu_node : torch::autograd::Function<swiglu_node> {
     char err[256] = "";
     int rc_launch = 0;
 #ifdef PITH_FUSED_CUDA
-    if (g.is_cuda())
+    if (g.is_cuda()) {
+      ON_DEVICE_OF(g);
       rc_launch = fused_swiglu_backward_cuda(fused_dt(g), gy.data_ptr(), g.data_ptr(), u.data_ptr(), dg.data_ptr(),
                                              du.data_ptr(), (long)g.numel(), stream_of(g), err, sizeof err);
-    else
+    } else
 #endif
       fused_swiglu_backward_ref(fused_dt(g), gy.data_ptr(), g.data_ptr(), u.data_ptr(), dg.data_ptr(), du.data_ptr(),
                                 (long)g.numel());
@@ -1056,10 +1063,11 @@ struct rope_node : torch::autograd::Function<rope_node> {
     char err[256] = "";
     int rc_launch = 0;
 #ifdef PITH_FUSED_CUDA
-    if (in.is_cuda())
+    if (in.is_cuda()) {
+      ON_DEVICE_OF(in);
       rc_launch = fused_rope_cuda(fused_dt(in), in.data_ptr(), cos.data_ptr(), sin.data_ptr(), y.data_ptr(), s,
                                   backward, stream_of(in), err, sizeof err);
-    else
+    } else
 #endif
       fused_rope_ref(fused_dt(in), in.data_ptr(), cos.data_ptr(), sin.data_ptr(), y.data_ptr(), s, backward);
     launched(rc_launch, err);
