@@ -134,10 +134,8 @@ static results run_shim(const op_case *c, const inputs *in, pt_device dev, int m
   pt_tensor *a, *b = NULL, *w = NULL, *y, *sum = NULL;
   if (c->op == OP_ROPE) {
     // a is given in (B, H, T, D) order; the leaf is (B, T, H, D), transposed to it.
-    pt_tensor *a4 = pt_view(pt_from_data(in->a, PT_F32, PT_SHAPE(c->B, c->H, c->T, D), PT_CPU),
-                            PT_SHAPE(c->B, c->H, c->T, D));
-    pt_tensor *bthd = pt_contiguous(pt_transpose(a4, 1, 2));
-    float *tmp = values_of(bthd, n);
+    pt_tensor *bhtd = pt_from_data(in->a, PT_F32, PT_SHAPE(c->B, c->H, c->T, D), PT_CPU);
+    float *tmp = values_of(pt_transpose(bhtd, 1, 2), n);  // read out in (B, T, H, D) order
     a = leaf(tmp, PT_SHAPE(c->B, c->T, c->H, D), c->dt, dev);
     free(tmp);
     pt_tensor *x = pt_transpose(a, 1, 2);
