@@ -134,4 +134,19 @@ template <class S> PITH_HD void rope_pair_backward(S g1, S g2, S c1, S c2, S s1,
   *gx2 = from_f<S>(round_to<S>(b * to_f(c2)) - round_to<S>(a * to_f(s1)));
 }
 
+// ---------------------------------------------------------------- dropout (LoRA's input)
+
+// y = S(S(x · keep) · scale) for keep 0 or 1, drawn by the caller as the composite path draws it;
+// mask keeps it for the backward pass in one byte (the composite keeps keep itself, in S).
+template <class S> PITH_HD S dropout(S x, S keep, float scale, uint8_t *mask) {
+  float k = to_f(keep);
+  *mask = k != 0.0f;
+  return from_f<S>(round_to<S>(to_f(x) * k) * scale);
+}
+
+// dx = S(S(dy · scale) · keep) (a dropped element's gradient a signed zero, as the composite's)
+template <class S> PITH_HD S dropout_backward(S dy, uint8_t mask, float scale) {
+  return from_f<S>(round_to<S>(to_f(dy) * scale) * (mask ? 1.0f : 0.0f));
+}
+
 #endif

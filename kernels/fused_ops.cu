@@ -1,5 +1,5 @@
 // CUDA side of fused_ops.h: fused_math.cuh's functions, a thread block per row (RMSNorm) or a
-// thread per element or pair (SwiGLU, RoPE), grid-stride loops.
+// thread per element or pair (SwiGLU, RoPE, dropout), grid-stride loops.
 #include <cuda_runtime.h>
 #include <stdio.h>
 
@@ -72,6 +72,17 @@ __global__ void rope_kernel(const S *x, const S *cos, const S *sin, S *y, fused_
     else
       rope_pair<S>(a[j], a[j + half], c[j], c[j + half], sn[j], sn[j + half], o + j, o + j + half);
   }
+}
+
+template <class S> __global__ void dropout_kernel(const S *x, const S *keep, float scale, S *y, uint8_t *mask, long n) {
+  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+    y[i] = dropout<S>(x[i], keep[i], scale, mask + i);
+}
+
+template <class S>
+__global__ void dropout_backward_kernel(const S *gy, const uint8_t *mask, float scale, S *gx, long n) {
+  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+    gx[i] = dropout_backward<S>(gy[i], mask[i], scale);
 }
 
 unsigned blocks_for(long n) {
@@ -148,4 +159,26 @@ extern "C" int fused_rope_cuda(fused_dtype dt, const void *x, const void *cos, c
     rope_kernel<float><<<blocks_for(n), THREADS, 0, (cudaStream_t)stream>>>(F(x), F(cos), F(sin), (float *)y, s,
                                                                             backward);
   return launched("fused_rope", err, err_len);
+}
+
+extern "C" int fused_dropout_cuda(fused_dtype dt, const void *x, const void *keep, float scale, void *y,
+                                  unsigned char *mask, long n, void *stream, char *err, int err_len) {
+  if (dt == FUSED_BF16)
+    dropout_kernel<pith_bf16><<<blocks_for(n), THREADS, 0, (cudaStream_t)stream>>>(T(x), T(keep), scale,
+                                                                                   (pith_bf16 *)y, mask, n);
+  else
+    dropout_kernel<float><<<blocks_for(n), THREADS, 0, (cudaStream_t)stream>>>(F(x), F(keep), scale, (float *)y,
+                                                                               mask, n);
+  return launched("fused_dropout", err, err_len);
+}
+
+extern "C" int fused_dropout_backward_cuda(fused_dtype dt, const void *gy, const unsigned char *mask, float scale,
+                                           void *gx, long n, void *stream, char *err, int err_len) {
+  if (dt == FUSED_BF16)
+    dropout_backward_kernel<pith_bf16><<<blocks_for(n), THREADS, 0, (cudaStream_t)stream>>>(T(gy), mask, scale,
+                                                                                            (pith_bf16 *)gx, n);
+  else
+    dropout_backward_kernel<float><<<blocks_for(n), THREADS, 0, (cudaStream_t)stream>>>(F(gy), mask, scale,
+                                                                                        (float *)gx, n);
+  return launched("fused_dropout_backward", err, err_len);
 }

@@ -1,5 +1,5 @@
 // fused_ops: fused kernels of the LLaMA layer's element-wise work, forward and backward, f32 and
-// bf16: RMSNorm (optionally with the residual add before it), SwiGLU, and RoPE. One kernel each way
+// bf16: RMSNorm (optionally with the residual add before it), SwiGLU, RoPE, and LoRA's dropout. One kernel each way
 // replaces the several libtorch ops of the composite path (models/torch_shim.cpp keeps that path,
 // used on the CPU and whenever the fused kernels are off).
 //
@@ -40,6 +40,12 @@ void fused_swiglu_backward_ref(fused_dtype dt, const void *gy, const void *g, co
 void fused_rope_ref(fused_dtype dt, const void *x, const void *cos, const void *sin, void *y, fused_rope_shape s,
                     int backward);
 
+// y = x · keep · scale (keep 0 or 1, drawn by the caller); mask (n bytes) gets keep != 0.
+void fused_dropout_ref(fused_dtype dt, const void *x, const void *keep, float scale, void *y, unsigned char *mask,
+                       long n);
+void fused_dropout_backward_ref(fused_dtype dt, const void *gy, const unsigned char *mask, float scale, void *gx,
+                                long n);
+
 // ---- CUDA kernels: device pointers, stream a cudaStream_t (NULL: the default stream). 0, or -1
 // with the launch error in err. Defined only where pith was built with CUDA.
 
@@ -57,6 +63,11 @@ int fused_swiglu_backward_cuda(fused_dtype dt, const void *gy, const void *g, co
                                long n, void *stream, char *err, int err_len);
 int fused_rope_cuda(fused_dtype dt, const void *x, const void *cos, const void *sin, void *y, fused_rope_shape s,
                     int backward, void *stream, char *err, int err_len);
+
+int fused_dropout_cuda(fused_dtype dt, const void *x, const void *keep, float scale, void *y, unsigned char *mask,
+                       long n, void *stream, char *err, int err_len);
+int fused_dropout_backward_cuda(fused_dtype dt, const void *gy, const unsigned char *mask, float scale, void *gx,
+                                long n, void *stream, char *err, int err_len);
 
 #ifdef __cplusplus
 }

@@ -52,6 +52,13 @@ void rope(const void *x, const void *cos, const void *sin, void *y, const fused_
         }
       }
 }
+template <class S> void dropout_all(const void *x, const void *keep, float scale, void *y, uint8_t *mask, long n) {
+  for (long i = 0; i < n; i++) ((S *)y)[i] = dropout<S>(((const S *)x)[i], ((const S *)keep)[i], scale, mask + i);
+}
+
+template <class S> void dropout_backward_all(const void *gy, const uint8_t *mask, float scale, void *gx, long n) {
+  for (long i = 0; i < n; i++) ((S *)gx)[i] = dropout_backward<S>(((const S *)gy)[i], mask[i], scale);
+}
 }  // namespace
 
 extern "C" {
@@ -73,5 +80,13 @@ void fused_swiglu_backward_ref(fused_dtype dt, const void *gy, const void *g, co
 void fused_rope_ref(fused_dtype dt, const void *x, const void *cos, const void *sin, void *y, fused_rope_shape s,
                     int backward) {
   (dt == FUSED_BF16 ? rope<pith_bf16> : rope<float>)(x, cos, sin, y, s, backward);
+}
+void fused_dropout_ref(fused_dtype dt, const void *x, const void *keep, float scale, void *y, unsigned char *mask,
+                       long n) {
+  (dt == FUSED_BF16 ? dropout_all<pith_bf16> : dropout_all<float>)(x, keep, scale, y, mask, n);
+}
+void fused_dropout_backward_ref(fused_dtype dt, const void *gy, const unsigned char *mask, float scale, void *gx,
+                                long n) {
+  (dt == FUSED_BF16 ? dropout_backward_all<pith_bf16> : dropout_backward_all<float>)(gy, mask, scale, gx, n);
 }
 }

@@ -106,5 +106,5 @@ pt_tensor *lora_add(const lora_adapter *l, int layer, llama_proj p, pt_tensor *x
   // The f32 master weights, cast (differentiably) to the compute dtype of x: bf16 on a bf16 base.
   pt_dtype dt = pt_dtype_of(x);
   pt_tensor *delta = pt_linear(pt_linear(x, pt_to_dtype(a, dt), NULL), pt_to_dtype(l->b[layer][p], dt), NULL);
-  return pt_add(base_out, pt_mul_scalar(delta, l->scaling));
+  return pt_add_scaled(base_out, delta, l->scaling);
 }

@@ -880,14 +880,6 @@ extern "C" pt_tensor *pt_attention(const pt_tensor *q, const pt_tensor *k, const
   });
 }
 
-extern "C" pt_tensor *pt_dropout(const pt_tensor *a, double p, pt_gen *g) {
-  return run_op("dropout", {a}, [&] {
-    if (p < 0 || p >= 1) throw std::invalid_argument("p = " + std::to_string(p) + " is outside [0, 1)");
-    if (p == 0) return a->t;
-    at::Tensor keep = at::empty_like(a->t).bernoulli_(1 - p, gen_of(g));
-    return a->t * keep * (1.0 / (1 - p));
-  });
-}
 
 // In f32 whatever the input dtype, then back: what Hugging Face's LlamaRMSNorm does.
 static at::Tensor rms_norm_composite(const at::Tensor &x, const at::Tensor &w, double eps) {
@@ -1082,6 +1074,45 @@ struct rope_node : torch::autograd::Function<rope_node> {
     return {run(grads[0], saved[0], saved[1], true), at::Tensor(), at::Tensor()};
   }
 };
+// inputs x, keep (0 or 1, drawn as the composite path draws it), scale; saves keep as one byte.
+struct dropout_node : torch::autograd::Function<dropout_node> {
+  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &keep, double scale) {
+    at::Tensor xc = x.contiguous(), kc = keep.contiguous(), y = at::empty_like(xc);
+    at::Tensor mask = at::empty(xc.sizes(), xc.options().dtype(at::kByte));
+    char err[256] = "";
+    int rc_launch = 0;
+#ifdef PITH_FUSED_CUDA
+    if (xc.is_cuda()) {
+      ON_DEVICE_OF(xc);
+      rc_launch = fused_dropout_cuda(fused_dt(xc), xc.data_ptr(), kc.data_ptr(), (float)scale, y.data_ptr(),
+                                     mask.data_ptr<uint8_t>(), (long)xc.numel(), stream_of(xc), err, sizeof err);
+    } else
+#endif
+      fused_dropout_ref(fused_dt(xc), xc.data_ptr(), kc.data_ptr(), (float)scale, y.data_ptr(),
+                        mask.data_ptr<uint8_t>(), (long)xc.numel());
+    launched(rc_launch, err);
+    ctx->saved_data["mask"] = mask;
+    ctx->saved_data["scale"] = scale;
+    return y;
+  }
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    at::Tensor mask = ctx->saved_data["mask"].toTensor(), gy = grads[0].contiguous(), gx = at::empty_like(gy);
+    float scale = (float)ctx->saved_data["scale"].toDouble();
+    char err[256] = "";
+    int rc_launch = 0;
+#ifdef PITH_FUSED_CUDA
+    if (gy.is_cuda()) {
+      ON_DEVICE_OF(gy);
+      rc_launch = fused_dropout_backward_cuda(fused_dt(gy), gy.data_ptr(), mask.data_ptr<uint8_t>(), scale,
+                                              gx.data_ptr(), (long)gy.numel(), stream_of(gy), err, sizeof err);
+    } else
+#endif
+      fused_dropout_backward_ref(fused_dt(gy), gy.data_ptr(), mask.data_ptr<uint8_t>(), scale, gx.data_ptr(),
+                                 (long)gy.numel());
+    launched(rc_launch, err);
+    return {gx, at::Tensor(), at::Tensor()};
+  }
+};
 }  // namespace
 
 extern "C" int pt_fused_kernels_available(void) {
@@ -1146,6 +1177,23 @@ extern "C" pt_tensor *pt_rope(const pt_tensor *x, const pt_tensor *cos, const pt
     if (fused_fits({&x->t, &cos->t, &sin->t}) && rope_fits(x->t, cos->t, sin->t))
       return rope_node::apply(x->t, cos->t, sin->t);
     return rope_composite(x->t, cos->t, sin->t);
+  });
+}
+
+extern "C" pt_tensor *pt_dropout(const pt_tensor *a, double p, pt_gen *g) {
+  return run_op("dropout", {a}, [&] {
+    if (p < 0 || p >= 1) throw std::invalid_argument("p = " + std::to_string(p) + " is outside [0, 1)");
+    if (p == 0) return a->t;
+    at::Tensor keep = at::empty_like(a->t).bernoulli_(1 - p, gen_of(g));
+    if (fused_fits({&a->t, &keep})) return dropout_node::apply(a->t, keep, 1.0 / (1 - p));  // the same masks
+    return a->t * keep * (1.0 / (1 - p));
+  });
+}
+
+extern "C" pt_tensor *pt_add_scaled(const pt_tensor *a, const pt_tensor *b, double s) {
+  return run_op("add_scaled", {a, b}, [&] {
+    if (fused_fits({&a->t, &b->t})) return at::add(a->t, b->t, s);  // one kernel: a + s·b
+    return a->t + b->t * s;
   });
 }
 

@@ -218,6 +218,8 @@ pt_tensor *pt_attention(const pt_tensor *q, const pt_tensor *k, const pt_tensor 
 pt_tensor *pt_attention_math(const pt_tensor *q, const pt_tensor *k, const pt_tensor *v,
                              const pt_tensor *mask, int causal, double scale);
 // Zeroes each element with probability p and scales the rest by 1/(1-p); identity when p == 0.
+// With the fused kernels on (pt_set_fused_kernels) one kernel applies the mask, drawn as here, and
+// keeps it for the backward pass in one byte.
 pt_tensor *pt_dropout(const pt_tensor *a, double p, pt_gen *g);
 // x (N, C, L) averaged over windows of `kernel` with stride 1 and `padding` zeros each side,
 // divided by kernel everywhere (F.avg_pool1d's count_include_pad).
@@ -241,6 +243,8 @@ pt_tensor *pt_add_rms_norm(const pt_tensor *x, const pt_tensor *delta, const pt_
                            pt_tensor **sum);
 // silu(gate) * up
 pt_tensor *pt_swiglu(const pt_tensor *gate, const pt_tensor *up);
+// a + b · s: LoRA's scaled update added to the base projection (one op when fused).
+pt_tensor *pt_add_scaled(const pt_tensor *a, const pt_tensor *b, double s);
 // RoPE, rotate-half pairing: x · cos + (−x₂, x₁) · sin, over x's last dim (even); cos and sin
 // broadcast against x (the tables of llama_rope_tables, (B, 1, T, hd) against x (B, H, T, hd)).
 pt_tensor *pt_rope(const pt_tensor *x, const pt_tensor *cos, const pt_tensor *sin);

@@ -1,5 +1,5 @@
 // Fused layer ops (kernels/fused_ops.h, the shim's pt_add_rms_norm, pt_rms_norm, pt_swiglu,
-// pt_rope), in the style of ggml's test-backend-ops: each op's forward output and every input's
+// pt_rope, pt_dropout), in the style of ggml's test-backend-ops: each op's forward output and every input's
 // gradient, f32 and bf16, over shapes with odd sizes.
 // - Everywhere: the kernels' arithmetic (fused_math.cuh, run by the CPU references) against the
 //   composite libtorch ops; the shim's fused autograd ops run on the CPU (PT_FUSED_TEST_CPU, the
@@ -24,8 +24,10 @@
 
 static const double EPS = 1e-5;
 
-typedef enum { OP_RMS, OP_ADD_RMS, OP_SWIGLU, OP_ROPE } op_kind;
-static const char *OP_NAME[] = {"rms_norm", "add_rms_norm", "swiglu", "rope"};
+typedef enum { OP_RMS, OP_ADD_RMS, OP_SWIGLU, OP_ROPE, OP_DROPOUT, N_OPS } op_kind;
+static const char *OP_NAME[] = {"rms_norm", "add_rms_norm", "swiglu", "rope", "dropout"};
+static const double DROP_P = 0.25;
+static const uint64_t DROP_SEED = 77;
 
 // One case: the op, its dtype, and its sizes. RMSNorm and SwiGLU: rows × D. RoPE: x (B, H, T, D)
 // made as a transposed view of (B, T, H, D), as llama.c's q and k are, tables (B, 1, T, D).
@@ -144,11 +146,14 @@ static results run_shim(const op_case *c, const inputs *in, pt_device dev, int m
     y = pt_rope(x, cs, sn);
   } else {
     a = leaf(in->a, flat, c->dt, dev);
-    if (c->op != OP_RMS) b = leaf(in->b, flat, c->dt, dev);
-    if (c->op != OP_SWIGLU) w = leaf(in->w, PT_SHAPE(D), c->dt, dev);
+    if (c->op == OP_ADD_RMS || c->op == OP_SWIGLU) b = leaf(in->b, flat, c->dt, dev);
+    if (c->op == OP_RMS || c->op == OP_ADD_RMS) w = leaf(in->w, PT_SHAPE(D), c->dt, dev);
+    pt_gen *g = c->op == OP_DROPOUT ? pt_gen_new(DROP_SEED, dev) : NULL;
     y = c->op == OP_RMS       ? pt_rms_norm(a, w, EPS)
         : c->op == OP_ADD_RMS ? pt_add_rms_norm(a, b, w, EPS, &sum)
-                              : pt_swiglu(a, b);
+        : c->op == OP_SWIGLU  ? pt_swiglu(a, b)
+                              : pt_dropout(a, DROP_P, g);
+    pt_gen_free(g);
   }
   pt_shape yshape = c->op == OP_ROPE ? PT_SHAPE(c->B, c->H, c->T, D) : flat;
   pt_tensor *loss = pt_sum(pt_mul(y, constant(in->gy, yshape, c->dt, dev)));
@@ -226,6 +231,20 @@ static results run_reference(const op_case *c, const inputs *in) {
     add_part(&r, "y", n, cooked(y, n, c->dt));
     add_part(&r, "d gate", n, cooked(ga, n, c->dt));
     add_part(&r, "d up", n, cooked(gb, n, c->dt));
+  } else if (c->op == OP_DROPOUT) {
+    // The mask pt_dropout draws from the same seed: where it keeps a tensor of ones.
+    pt_gen *g = pt_gen_new(DROP_SEED, PT_CPU);
+    float *kept = values_of(pt_dropout(pt_ones(PT_SHAPE(rows, D), c->dt, PT_CPU), DROP_P, g), n);
+    pt_gen_free(g);
+    for (int64_t i = 0; i < n; i++) kept[i] = kept[i] != 0;
+    void *keep = raw(kept, n, c->dt);
+    unsigned char *mask = malloc(n);
+    float scale = (float)(1.0 / (1 - DROP_P));
+    fused_dropout_ref(fd, a, keep, scale, y, mask, n);
+    fused_dropout_backward_ref(fd, gy, mask, scale, ga, n);
+    add_part(&r, "y", n, cooked(y, n, c->dt));
+    add_part(&r, "dx", n, cooked(ga, n, c->dt));
+    free(kept), free(keep), free(mask);
   } else {
     // x, gy and the outputs (B, H, T, D) contiguous; the tables (B, T, D).
     int64_t nt = c->B * c->T * D;
@@ -300,8 +319,8 @@ static int same(pt_tensor *a, pt_tensor *b) {
   return eq;
 }
 
-// The step-by-step ops pt_rope, pt_swiglu and pt_add_rms_norm replaced in llama.c, on the CPU: bit
-// for bit the same, whatever the fused switch says.
+// The step-by-step ops pt_rope, pt_swiglu, pt_add_rms_norm and pt_add_scaled replaced in llama.c and
+// lora.c, on the CPU: bit for bit the same, whatever the fused switch says.
 static void test_cpu_same_as_before(void) {
   pt_scope s = pt_scope_begin();
   int64_t B = 2, H = 3, T = 5, D = 8, n = B * H * T * D;
@@ -326,6 +345,8 @@ static void test_cpu_same_as_before(void) {
       CHECK(pt_ok());
       CHECK_MSG(same(pt_rope(x, cs, sn), old_rope), "rope %s fused %d", dt ? "bf16" : "f32", fused);
       CHECK_MSG(same(pt_swiglu(a, b), old_swiglu), "swiglu %s fused %d", dt ? "bf16" : "f32", fused);
+      CHECK_MSG(same(pt_add_scaled(a, b, 0.375), pt_add(a, pt_mul_scalar(b, 0.375))), "add_scaled %s fused %d",
+                dt ? "bf16" : "f32", fused);
       CHECK_MSG(same(sum, old_sum) && same(norm, old_norm), "add_rms_norm %s fused %d",
                 dt ? "bf16" : "f32", fused);
       CHECK(pt_set_fused_kernels(PT_FUSED_OFF) == 0);
@@ -519,7 +540,7 @@ int main(void) {
   test_full_weights();
   int gpu = pt_cuda_device_count() > 0 && pt_fused_kernels_available();
   int n_cases = 0;
-  for (int op = 0; op < 4; op++)
+  for (int op = 0; op < N_OPS; op++)
     for (int dt = 0; dt < 2; dt++)
       for (int s = 0; s < N_SHAPES; s++) {
         op_case c = case_of((op_kind)op, dt ? PT_BF16 : PT_F32, SHAPES[s]);
@@ -537,7 +558,8 @@ int main(void) {
         if (gpu) {
           results fused = run_shim(&c, &in, 0, PT_FUSED_ON), composite = run_shim(&c, &in, 0, PT_FUSED_OFF);
           compare(&c, "CUDA fused vs CUDA composite", &fused, &composite, 0);
-          compare(&c, "CUDA fused vs CPU reference", &fused, &ref, 0);
+          if (op != OP_DROPOUT)  // CUDA's generator draws other masks than the CPU's
+            compare(&c, "CUDA fused vs CPU reference", &fused, &ref, 0);
           free_results(&fused), free_results(&composite);
         }
         free_results(&ref), free_results(&cpu);

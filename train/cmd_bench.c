@@ -284,7 +284,7 @@ static int bench_train_step(int argc, char **argv) {
       {"--loss-chunk-rows", CLI_INT, &chunk, .metavar = "N", .min = 0, .max = CLI_INF,
        .help = "the LM head's loss N tokens at a time (as loss_chunk_rows; default 0: all)"},
       {"--fused-kernels", CLI_FLAG, &fused,
-       .help = "RMSNorm, SwiGLU and RoPE as pith's fused ops (as fused_kernels: true); on the\nCPU their kernels' "
+       .help = "RMSNorm, SwiGLU, RoPE and dropout as pith's fused ops (as fused_kernels: true);\non the CPU their kernels' "
                "one-thread references: for the memory they save, not speed"},
       {"--json", CLI_FLAG, &json, .help = "print one JSON object"},
   };

@@ -39,7 +39,8 @@ static const rc_key COMMON_KEYS[] = {
      "never holding the whole (tokens x vocabulary) logits (0: all at once); the same loss to float rounding",
      "[0,inf)"},
     {"fused_kernels", RC_BOOL, "false",
-     "CUDA: RMSNorm (with the residual add), SwiGLU and RoPE as pith's fused kernels, forward and backward, "
+     "CUDA: RMSNorm (with the residual add), SwiGLU, RoPE and LoRA's dropout as pith's fused kernels, forward "
+     "and backward, "
      "instead of several libtorch ops each (the same results to float rounding; new, and not yet run on a "
      "GPU: scripts/gpu-check checks them); cuda devices only", NULL},
     {"device", RC_STRING, "cpu", "cpu | cuda | cuda:N", NULL},
