@@ -8,44 +8,7 @@
 // generator back). With recording off (eval) the checkpointed model gives the plain logits. Errors:
 // a function that fails at the forward, or only when the backward pass runs it again, is reported
 // with its own message. Where a GPU is, the compressors run on cuda:0 too.
-#include "check.h"
-#include "compressor.h"
-#include "lora.h"
-
-enum { B = 2, N = 10, M = 6, K = 3 };
-
-static llama_config tiny(void) {
-  return (llama_config){.arch = LLAMA_ARCH_LLAMA, .vocab_size = 48, .dim = 32, .hidden_dim = 64, .n_layers = 3,
-                        .n_heads = 4, .n_kv_heads = 2, .max_seq_len = 64, .bos_id = -1, .eos_id = -1};
-}
-
-static pt_tensor *ids(int64_t rows, int64_t cols, uint64_t seed) {
-  pt_gen *g = pt_gen_new(seed, PT_CPU);
-  pt_tensor *t = pt_to_dtype(pt_uniform(PT_SHAPE(rows, cols), 0, 47.99, PT_F32, PT_CPU, g), PT_I64);
-  pt_gen_free(g);
-  return t;
-}
-
-// Two rows on dev, the second with its last 3 text tokens padded.
-static comp_batch make_batch(pt_device dev) {
-  pt_tensor *text_mask = pt_ones(PT_SHAPE(B, N), PT_BOOL, PT_CPU);
-  pt_copy_(pt_slice(pt_slice(text_mask, 0, 1, 2), 1, 7, N), pt_zeros(PT_SHAPE(1, N - 7), PT_BOOL, PT_CPU));
-  return (comp_batch){.text_ids = pt_to_device(ids(B, N, 1), dev), .text_mask = pt_to_device(text_mask, dev),
-                      .dec_ids = pt_to_device(ids(B, M, 2), dev),
-                      .dec_mask = pt_ones(PT_SHAPE(B, M), PT_BOOL, dev), .dec_targets = pt_to_device(ids(B, M, 3), dev)};
-}
-
-// Every gradient of params flattened into one vector on the CPU (zeros where a tensor has none).
-static pt_tensor *flat_grads(pt_tensor *const *params, int n) {
-  pt_tensor *flat[128];
-  for (int i = 0; i < n; i++) {
-    pt_tensor *g = pt_grad(params[i]);
-    flat[i] = pt_reshape(pt_to_device(g ? g : pt_zeros(pt_shape_of(params[i]), PT_F32, PT_CPU), PT_CPU), PT_SHAPE(-1));
-  }
-  return pt_cat(flat, n, 0);
-}
-
-static double max_abs(pt_tensor *t) { return pt_item(pt_amax_dim(pt_abs(t), 0, 0)); }
+#include "tiny_train.h"
 
 // One compressor loss and its gradients, with the dropout generator seeded afresh; the generator's
 // state afterwards into gen_state.
@@ -55,7 +18,7 @@ static double compressor_step(compressor *c, llama_model *m, pt_device dev, int 
   int n = comp_params(c, params, 128);
   for (int i = 0; i < n; i++) pt_zero_grad(params[i]);
   m->gradient_checkpointing = checkpointing;
-  comp_batch b = make_batch(dev);
+  comp_batch b = tiny_batch(dev);
   pt_gen *g = pt_gen_new(21, dev);
   pith_err err = {{0}};
   pt_tensor *loss = comp_loss(c, &b, g, &err);
@@ -77,20 +40,9 @@ static void check_compressor(comp_method method, pt_device dev) {
   double tol = dev == PT_CPU ? 0 : 1e-5;
   pt_scope s = pt_scope_begin();
   pith_err err = {{0}};
-  llama_config cfg = tiny();
+  llama_config cfg = tiny_config();
   llama_model *m = llama_new_random(&cfg, 11, PT_F32, dev, &err);
-  comp_config cc = {.method = method, .k = K, .positions = COMP_POS_CONSISTENT, .ae_token = method == COMP_ICAE};
-  lora_config lc = {.rank = 4, .alpha = 8, .dropout = 0.2, .targets = (1u << LLAMA_N_PROJ) - 1};
-  compressor *c = m ? comp_new(m, cc, lc, 5, &err) : NULL;
-  CHECK_MSG(c != NULL, "%s", err.msg);
-  if (!c) exit(1);
-  pt_gen *g = pt_gen_new(9, PT_CPU);  // non-zero B matrices, so that the adapter takes part
-  for (int l = 0; l < c->lora->n_layers; l++)
-    for (int p = 0; p < LLAMA_N_PROJ; p++)
-      if (c->lora->b[l][p])
-        pt_copy_(c->lora->b[l][p],
-                 pt_to_device(pt_mul_scalar(pt_randn(pt_shape_of(c->lora->b[l][p]), PT_F32, PT_CPU, g), 0.1), dev));
-  pt_gen_free(g);
+  compressor *c = tiny_compressor(m, method);
 
   unsigned char st_plain[8192], st_ckpt[8192];
   size_t len_plain, len_ckpt;
@@ -117,13 +69,13 @@ static double lm_step(llama_model *m, const lora_adapter *lora, int checkpointin
                       pt_tensor **grads) {
   for (int i = 0; i < n; i++) pt_zero_grad(params[i]);
   m->gradient_checkpointing = checkpointing;
-  comp_batch b = make_batch(PT_CPU);
+  comp_batch b = tiny_batch(PT_CPU);
   llama_inputs in = {.ids = b.text_ids, .mask = b.text_mask, .lora = lora};
   llama_outputs out;
   pith_err err = {{0}};
   CHECK_MSG(llama_forward(m, &in, &out, &err) == 0, "%s", err.msg);
-  pt_tensor *loss = pt_cross_entropy(pt_reshape(out.logits, PT_SHAPE(-1, 48)),
-                                     pt_reshape(ids(B, N, 4), PT_SHAPE(-1)), -100, PT_REDUCE_MEAN);
+  pt_tensor *loss = pt_cross_entropy(pt_reshape(out.logits, PT_SHAPE(-1, TINY_VOCAB)),
+                                     pt_reshape(tiny_ids(TINY_ROWS, TINY_TEXT, 4), PT_SHAPE(-1)), -100, PT_REDUCE_MEAN);
   CHECK_MSG(pt_backward(loss) == 0, "%s", pt_error());
   *grads = flat_grads(params, n);
   m->gradient_checkpointing = 0;
@@ -145,7 +97,7 @@ static int collect(const char *name, pt_tensor **slot, pt_shape shape, void *ctx
 static void check_full_weights(void) {
   pt_scope s = pt_scope_begin();
   pith_err err = {{0}};
-  llama_config cfg = tiny();
+  llama_config cfg = tiny_config();
   llama_model *m = llama_new_random(&cfg, 12, PT_F32, PT_CPU, &err);
   weights w = {.n = 0};
   CHECK(m && llama_visit_weights(m, collect, &w) == 0);
@@ -161,7 +113,7 @@ static void check_full_weights(void) {
   // The layers really run again in the backward pass: a weight changed in place between the forward
   // and the backward is what the plain path refuses (autograd saved it) and what the checkpointed one
   // reads (it saved only the layers' inputs), giving other gradients.
-  comp_batch b = make_batch(PT_CPU);
+  comp_batch b = tiny_batch(PT_CPU);
   pt_tensor *w_up = m->layers[1].w_up, *g_same = NULL;
   for (int run = 0; run < 3; run++) {  // plain and changed; checkpointed as it is; checkpointed and changed
     int ckpt = run > 0, change = run != 1;
@@ -206,7 +158,7 @@ static void check_full_weights(void) {
 static void check_frozen_lora(void) {
   pt_scope s = pt_scope_begin();
   pith_err err = {{0}};
-  llama_config cfg = tiny();
+  llama_config cfg = tiny_config();
   llama_model *m = llama_new_random(&cfg, 13, PT_F32, PT_CPU, &err);
   lora_config lc = {.rank = 4, .alpha = 8, .dropout = 0, .targets = (1u << LLAMA_N_PROJ) - 1};
   lora_adapter *lora = m ? lora_new(m, lc, 6, &err) : NULL;

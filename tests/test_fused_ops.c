@@ -14,10 +14,8 @@
 // a sum over rows, 1e-4); bf16 1.6e-2, two bf16 steps (the kernels round where the composite ops
 // do, so a difference in the f32 sums moves a result by a step or two), and for RMSNorm's weight
 // gradient 1.6e-2 + 4e-3 · sqrt(rows) (see tolerance()).
-#include "check.h"
-#include "compressor.h"
 #include "fused_ops.h"
-#include "lora.h"
+#include "tiny_train.h"
 #include "torch_shim.h"
 
 #include <stdint.h>
@@ -358,30 +356,6 @@ static void test_cpu_same_as_before(void) {
 
 // ---------------------------------------------------------------- whole models through the ops
 
-static llama_config tiny(void) {
-  return (llama_config){.arch = LLAMA_ARCH_LLAMA, .vocab_size = 48, .dim = 32, .hidden_dim = 64, .n_layers = 3,
-                        .n_heads = 4, .n_kv_heads = 2, .max_seq_len = 64, .bos_id = -1, .eos_id = -1};
-}
-
-static pt_tensor *token_ids(int64_t rows, int64_t cols, uint64_t seed) {
-  pt_gen *g = pt_gen_new(seed, PT_CPU);
-  pt_tensor *t = pt_to_dtype(pt_uniform(PT_SHAPE(rows, cols), 0, 47.99, PT_F32, PT_CPU, g), PT_I64);
-  pt_gen_free(g);
-  return t;
-}
-
-// Every gradient of params, flattened into one f32 vector (zeros where a tensor has none).
-static pt_tensor *flat_grads(pt_tensor *const *params, int n) {
-  pt_tensor *flat[256];
-  for (int i = 0; i < n; i++) {
-    pt_tensor *g = pt_grad(params[i]);
-    flat[i] = pt_reshape(pt_to_dtype(g ? g : pt_zeros(pt_shape_of(params[i]), PT_F32, PT_CPU), PT_F32), PT_SHAPE(-1));
-  }
-  return pt_cat(flat, n, 0);
-}
-
-static double max_abs(pt_tensor *t) { return pt_item(pt_amax_dim(pt_abs(t), 0, 0)); }
-
 // The loss and every gradient with the fused ops (mode: test_cpu on the CPU, on with CUDA) against
 // the composite path: the loss to tol of itself, the gradients to tol of the largest.
 static void check_same_step(const char *name, double (*step)(void *ctx, pt_tensor **grads), void *ctx, int mode,
@@ -413,13 +387,8 @@ static double compressor_step(void *vctx, pt_tensor **grads) {
   pt_tensor *params[128];
   int n = comp_params(x->c, params, 128);
   for (int i = 0; i < n; i++) pt_zero_grad(params[i]);
-  pt_device dev = x->dev;
-  pt_tensor *text_mask = pt_ones(PT_SHAPE(2, 10), PT_BOOL, PT_CPU);
-  pt_copy_(pt_slice(pt_slice(text_mask, 0, 1, 2), 1, 7, 10), pt_zeros(PT_SHAPE(1, 3), PT_BOOL, PT_CPU));
-  comp_batch b = {.text_ids = pt_to_device(token_ids(2, 10, 1), dev), .text_mask = pt_to_device(text_mask, dev),
-                  .dec_ids = pt_to_device(token_ids(2, 6, 2), dev), .dec_mask = pt_ones(PT_SHAPE(2, 6), PT_BOOL, dev),
-                  .dec_targets = pt_to_device(token_ids(2, 6, 3), dev)};
-  pt_gen *g = pt_gen_new(21, dev);
+  comp_batch b = tiny_batch(x->dev);
+  pt_gen *g = pt_gen_new(21, x->dev);
   pith_err err = {{0}};
   pt_tensor *loss = comp_loss(x->c, &b, g, &err);
   CHECK_MSG(loss != NULL, "%s", err.msg);
@@ -434,20 +403,9 @@ static double compressor_step(void *vctx, pt_tensor **grads) {
 static void test_compressor(pt_dtype dt, pt_device dev, int ckpt, double tol) {
   pt_scope s = pt_scope_begin();
   pith_err err = {{0}};
-  llama_config cfg = tiny();
+  llama_config cfg = tiny_config();
   llama_model *m = llama_new_random(&cfg, 11, dt, dev, &err);
-  comp_config cc = {.method = COMP_500X, .k = 3, .positions = COMP_POS_CONSISTENT};
-  lora_config lc = {.rank = 4, .alpha = 8, .dropout = 0.2, .targets = (1u << LLAMA_N_PROJ) - 1};
-  compressor *c = m ? comp_new(m, cc, lc, 5, &err) : NULL;
-  CHECK_MSG(c != NULL, "%s", err.msg);
-  if (!c) exit(1);
-  pt_gen *g = pt_gen_new(9, PT_CPU);  // non-zero B matrices, so that the adapter takes part
-  for (int l = 0; l < c->lora->n_layers; l++)
-    for (int p = 0; p < LLAMA_N_PROJ; p++)
-      if (c->lora->b[l][p])
-        pt_copy_(c->lora->b[l][p],
-                 pt_to_device(pt_mul_scalar(pt_randn(pt_shape_of(c->lora->b[l][p]), PT_F32, PT_CPU, g), 0.1), dev));
-  pt_gen_free(g);
+  compressor *c = tiny_compressor(m, COMP_500X);
   m->gradient_checkpointing = ckpt;
   comp_ctx ctx = {c, m, dev};
   char name[64];
@@ -478,12 +436,12 @@ static int collect(const char *name, pt_tensor **slot, pt_shape shape, void *vct
 static double full_step(void *vctx, pt_tensor **grads) {
   full_ctx *x = vctx;
   for (int i = 0; i < x->n; i++) pt_zero_grad(x->w[i]);
-  llama_inputs in = {.ids = token_ids(2, 10, 1)};
+  llama_inputs in = {.ids = tiny_ids(TINY_ROWS, TINY_TEXT, 1)};
   llama_outputs out;
   pith_err err = {{0}};
   CHECK_MSG(llama_forward(x->m, &in, &out, &err) == 0, "%s", err.msg);
-  pt_tensor *loss = pt_cross_entropy(pt_reshape(out.logits, PT_SHAPE(-1, 48)),
-                                     pt_reshape(token_ids(2, 10, 4), PT_SHAPE(-1)), -100, PT_REDUCE_MEAN);
+  pt_tensor *loss = pt_cross_entropy(pt_reshape(out.logits, PT_SHAPE(-1, TINY_VOCAB)),
+                                     pt_reshape(tiny_ids(TINY_ROWS, TINY_TEXT, 4), PT_SHAPE(-1)), -100, PT_REDUCE_MEAN);
   CHECK_MSG(pt_backward(loss) == 0, "%s", pt_error());
   *grads = flat_grads(x->w, x->n);
   return pt_item(loss);
@@ -492,7 +450,7 @@ static double full_step(void *vctx, pt_tensor **grads) {
 static void test_full_weights(void) {
   pt_scope s = pt_scope_begin();
   pith_err err = {{0}};
-  llama_config cfg = tiny();
+  llama_config cfg = tiny_config();
   full_ctx ctx = {.m = llama_new_random(&cfg, 12, PT_F32, PT_CPU, &err)};
   CHECK(ctx.m && llama_visit_weights(ctx.m, collect, &ctx) == 0);
   for (int i = 0; i < ctx.n; i++) pt_set_requires_grad(ctx.w[i], 1);
