@@ -1,15 +1,19 @@
-// Fused layer ops (kernels/fused_ops.h, the shim's pt_add_rms_norm, pt_rms_norm, pt_swiglu,
-// pt_rope, pt_dropout), in the style of ggml's test-backend-ops: each op's forward output and every input's
+// Fused layer ops (kernels/fused_ops.h, the shim's pt_add_rms_norm, pt_rms_norm, pt_swiglu, pt_rope,
+// pt_dropout), in the style of ggml's test-backend-ops: each op's forward output and every input's
 // gradient, f32 and bf16, over shapes with odd sizes.
-// - Everywhere: the kernels' arithmetic (fused_math.cuh, run by the CPU references) against the
-//   composite libtorch ops; the shim's fused autograd ops run on the CPU (PT_FUSED_TEST_CPU, the
-//   references doing the arithmetic) equal to the references bit for bit, so the ops' glue (saved
-//   tensors, gradients' order, strides, the residual's two outputs, the weight's partial sums) is
-//   checked without a GPU; 500x training (LoRA with dropout, keys rotated back) and full-weight
-//   training of a tiny LLaMA give the composite path's loss and gradients through them; with
-//   the switch off or on, CPU tensors get the step-by-step ops bit for bit; bad input refused.
+// - Everywhere:
+//   - the kernels' arithmetic (fused_math.cuh, run by the CPU references) against the composite
+//     libtorch ops;
+//   - the shim's fused autograd ops run on the CPU (PT_FUSED_TEST_CPU, the references doing the
+//     arithmetic) equal the references bit for bit, so the ops' glue (saved tensors, gradients'
+//     order, strides, the residual's two outputs, the weight's partial sums) is checked without a GPU;
+//   - RMSNorm's row bodies in the CUDA kernels' thread layout (tests/fused_threads.cpp) give the
+//     one-thread results;
+//   - 500x training (LoRA with dropout, keys rotated back) and full-weight training of a tiny LLaMA
+//     give the composite path's loss and gradients through the fused ops;
+//   - with the switch off, or on for CPU tensors, the step-by-step ops bit for bit; bad input refused.
 // - Where a GPU is: the CUDA kernels through the shim against the composite path on the same device,
-//   and against the CPU references.
+//   and against the CPU references; the 500x steps with PT_FUSED_ON.
 // Tolerances, |got − want| <= tol · max(1, |want|): f32 2e-5 (summation order; the weight's gradient,
 // a sum over rows, 1e-4); bf16 1.6e-2, two bf16 steps (the kernels round where the composite ops
 // do, so a difference in the f32 sums moves a result by a step or two), and for RMSNorm's weight
@@ -354,6 +358,58 @@ static void test_cpu_same_as_before(void) {
   pt_scope_end(s);
 }
 
+// ---------------------------------------------------------------- RMSNorm's thread layout
+
+// tests/fused_threads.cpp: RMSNorm's row bodies as fused_ops.cu launches them (blocks of nt threads).
+void fused_rms_norm_threads(fused_dtype dt, const void *x, const void *res, void *sum, const void *w, void *y,
+                            float *r, long rows, int D, float eps, int blocks, int nt);
+void fused_rms_norm_backward_threads(fused_dtype dt, const void *gy, const void *gsum, const void *v, const void *w,
+                                     const float *r, void *gv, float *gw, long rows, int D, int blocks, int nt);
+
+// The block layout (256 threads a block as fused_ops.cu launches, 3 blocks looping over the rows,
+// the weight's gradient from per-block partials) gives the one-thread references' results: bit for
+// bit where no sum is involved (the residual's sum), to the case's tolerance elsewhere.
+static void test_thread_layout(void) {
+  static const int64_t shapes[][2] = {{7, 34}, {5, 4096}, {9, 258}, {2, 1}};
+  int n_cases = 0;
+  for (int res = 0; res < 2; res++)
+    for (int dt = 0; dt < 2; dt++)
+      for (int i = 0; i < 4; i++) {
+        op_case c = {res ? OP_ADD_RMS : OP_RMS, dt ? PT_BF16 : PT_F32, shapes[i][0], 1, 1, shapes[i][1]};
+        fused_dtype fd = dt ? FUSED_BF16 : FUSED_F32;
+        inputs in = make_inputs(&c);
+        int64_t rows = c.B, D = c.D, n = in.n, es = dt ? 2 : 4;
+        void *x = raw(in.a, n, c.dt), *b = raw(in.b, n, c.dt), *w = raw(in.w, D, c.dt), *gy = raw(in.gy, n, c.dt);
+        void *gs = raw(in.gs, n, c.dt);
+        results got = {0}, want = {0};
+        for (int threaded = 0; threaded < 2; threaded++) {
+          results *r = threaded ? &got : &want;
+          void *y = malloc(es * n), *sum = malloc(es * n), *gv = malloc(es * n);
+          float *rr = malloc(sizeof(float) * rows), *gw = calloc(D, sizeof(float));
+          void *v = res ? sum : x;
+          if (threaded) {
+            fused_rms_norm_threads(fd, x, res ? b : NULL, res ? sum : NULL, w, y, rr, rows, (int)D, (float)EPS, 3, 256);
+            fused_rms_norm_backward_threads(fd, gy, res ? gs : NULL, v, w, rr, gv, gw, rows, (int)D, 3, 256);
+          } else {
+            fused_rms_norm_ref(fd, x, res ? b : NULL, res ? sum : NULL, w, y, rr, rows, (int)D, (float)EPS);
+            fused_rms_norm_backward_ref(fd, gy, res ? gs : NULL, v, w, rr, gv, gw, rows, (int)D);
+          }
+          add_part(r, "y", n, cooked(y, n, c.dt));
+          if (res) add_part(r, "sum", n, cooked(sum, n, c.dt));
+          add_part(r, "dx", n, cooked(gv, n, c.dt));
+          add_part(r, "dw", D, gw);
+          free(y), free(sum), free(gv), free(rr);
+        }
+        compare(&c, "256-thread blocks vs one thread", &got, &want, 0);
+        CHECK_MSG(!res || memcmp(got.v[1], want.v[1], sizeof(float) * n) == 0, "the residual's sum differs");
+        free_results(&got), free_results(&want);
+        free(x), free(b), free(w), free(gy), free(gs);
+        free_inputs(&in);
+        n_cases++;
+      }
+  printf("RMSNorm's thread layout: %d cases as 3 blocks of 256 threads\n", n_cases);
+}
+
 // ---------------------------------------------------------------- whole models through the ops
 
 // The loss and every gradient with the fused ops (mode: test_cpu on the CPU, on with CUDA) against
@@ -492,6 +548,7 @@ int main(void) {
   pt_set_num_threads(1);
   test_cpu_same_as_before();
   test_bad_input();
+  test_thread_layout();
   test_compressor(PT_F32, PT_CPU, 0, 1e-5);
   test_compressor(PT_F32, PT_CPU, 1, 1e-5);
   test_compressor(PT_BF16, PT_CPU, 0, 1e-2);
