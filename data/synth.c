@@ -521,8 +521,6 @@ static void vocab_add(vocab *v, const char *s) {
   else v->n++;
 }
 
-// GPT-2's byte-to-character map: printable Latin-1 bytes stand for themselves, the others (controls,
-// space, ...) for U+0100 onwards, in byte order. out: the character's UTF-8 (up to 2 bytes + NUL).
 // Every answer value of the world as one vocabulary entry, after prefix (the BPE's leading space).
 static void vocab_add_answers(vocab *v, const char *prefix) {
   for (const char *slot = ANSWER_SLOTS; *slot; slot++)
@@ -534,6 +532,8 @@ static void vocab_add_answers(vocab *v, const char *prefix) {
     }
 }
 
+// GPT-2's byte-to-character map: printable Latin-1 bytes stand for themselves, the others (controls,
+// space, ...) for U+0100 onwards, in byte order. out: the character's UTF-8 (up to 2 bytes + NUL).
 static void byte_char(int byte, char out[3]) {
   int printable = (byte >= '!' && byte <= '~') || (byte >= 0xA1 && byte <= 0xAC) || (byte >= 0xAE && byte <= 0xFF);
   int cp = byte;

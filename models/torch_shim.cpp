@@ -905,14 +905,23 @@ using torch::autograd::variable_list;
 // (PT_FUSED_TEST_CPU) through their CPU references, the same arithmetic one thread per row.
 fused_dtype fused_dt(const at::Tensor &t) { return t.scalar_type() == at::kBFloat16 ? FUSED_BF16 : FUSED_F32; }
 
+// Runs an op's kernel where t is: cuda(stream, err, err_len), a fused_*_cuda launch, on t's own device
+// (raw launches go to the current one, and a rank on cuda:1 is not on cuda:0) and stream; else ref(),
+// its CPU reference. A failed launch throws its message.
+template <class Cuda, class Ref>
+void run_kernel(const at::Tensor &t, Cuda &&cuda, Ref &&ref) {
 #ifdef PITH_FUSED_CUDA
-void *stream_of(const at::Tensor &t) { return at::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
-// Raw launches go to the current device: make it the tensors' (a rank on cuda:1 is not on cuda:0).
-#define ON_DEVICE_OF(t) const c10::cuda::CUDAGuard device_guard((t).device())
+  if (t.is_cuda()) {
+    const c10::cuda::CUDAGuard device_guard(t.device());
+    char err[256] = "";
+    if (cuda(at::cuda::getCurrentCUDAStream(t.device().index()).stream(), err, (int)sizeof err))
+      throw std::runtime_error(err);
+    return;
+  }
+#else
+  (void)cuda;
 #endif
-
-void launched(int rc, const char *err) {
-  if (rc) throw std::runtime_error(err);
+  ref();
 }
 
 // The kernels take f32 or bf16, one dtype throughout, on one device the mode covers.
@@ -937,19 +946,16 @@ struct rms_norm_node : torch::autograd::Function<rms_norm_node> {
     at::Tensor r = at::empty({rows}, x.options().dtype(at::kFloat));
     const void *rp = res ? rc.data_ptr() : nullptr;
     void *sp = res ? sum.data_ptr() : nullptr;
-    char err[256] = "";
-    int rc_launch = 0;
-#ifdef PITH_FUSED_CUDA
-    if (x.is_cuda()) {
-      ON_DEVICE_OF(x);
-      rc_launch = fused_rms_norm_cuda(fused_dt(x), xc.data_ptr(), rp, sp, wc.data_ptr(), y.data_ptr(),
-                                      r.data_ptr<float>(), (long)rows, (int)D, (float)eps, stream_of(x), err,
-                                      sizeof err);
-    } else
-#endif
-      fused_rms_norm_ref(fused_dt(x), xc.data_ptr(), rp, sp, wc.data_ptr(), y.data_ptr(), r.data_ptr<float>(),
-                         (long)rows, (int)D, (float)eps);
-    launched(rc_launch, err);
+    run_kernel(
+        x,
+        [&](void *stream, char *err, int n) {
+          return fused_rms_norm_cuda(fused_dt(x), xc.data_ptr(), rp, sp, wc.data_ptr(), y.data_ptr(),
+                                     r.data_ptr<float>(), (long)rows, (int)D, (float)eps, stream, err, n);
+        },
+        [&] {
+          fused_rms_norm_ref(fused_dt(x), xc.data_ptr(), rp, sp, wc.data_ptr(), y.data_ptr(), r.data_ptr<float>(),
+                             (long)rows, (int)D, (float)eps);
+        });
     ctx->save_for_backward({res ? sum : xc, wc, r});
     ctx->saved_data["res"] = (bool)res;
     if (res) return {y, sum};
@@ -970,19 +976,17 @@ struct rms_norm_node : torch::autograd::Function<rms_norm_node> {
     at::Tensor partial = at::zeros({blocks, D}, v.options().dtype(at::kFloat));
     const void *gs = gsum.defined() ? gsum.data_ptr() : nullptr;
     float *gp = want_w ? partial.data_ptr<float>() : nullptr;
-    char err[256] = "";
-    int rc_launch = 0;
-#ifdef PITH_FUSED_CUDA
-    if (v.is_cuda()) {
-      ON_DEVICE_OF(v);
-      rc_launch = fused_rms_norm_backward_cuda(fused_dt(v), gy.data_ptr(), gs, v.data_ptr(), w.data_ptr(),
-                                               r.data_ptr<float>(), gv.data_ptr(), gp, (long)rows, (int)D,
-                                               stream_of(v), err, sizeof err);
-    } else
-#endif
-      fused_rms_norm_backward_ref(fused_dt(v), gy.data_ptr(), gs, v.data_ptr(), w.data_ptr(), r.data_ptr<float>(),
-                                  gv.data_ptr(), gp, (long)rows, (int)D);
-    launched(rc_launch, err);
+    run_kernel(
+        v,
+        [&](void *stream, char *err, int n) {
+          return fused_rms_norm_backward_cuda(fused_dt(v), gy.data_ptr(), gs, v.data_ptr(), w.data_ptr(),
+                                              r.data_ptr<float>(), gv.data_ptr(), gp, (long)rows, (int)D, stream, err,
+                                              n);
+        },
+        [&] {
+          fused_rms_norm_backward_ref(fused_dt(v), gy.data_ptr(), gs, v.data_ptr(), w.data_ptr(), r.data_ptr<float>(),
+                                      gv.data_ptr(), gp, (long)rows, (int)D);
+        });
     at::Tensor gw = want_w ? partial.sum(0).to(w.scalar_type()) : at::Tensor();
     return {gv, res ? gv : at::Tensor(), gw, at::Tensor()};
   }
@@ -991,17 +995,13 @@ struct rms_norm_node : torch::autograd::Function<rms_norm_node> {
 struct swiglu_node : torch::autograd::Function<swiglu_node> {
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &gate, const at::Tensor &up) {
     at::Tensor g = gate.contiguous(), u = up.contiguous(), y = at::empty_like(g);
-    char err[256] = "";
-    int rc_launch = 0;
-#ifdef PITH_FUSED_CUDA
-    if (g.is_cuda()) {
-      ON_DEVICE_OF(g);
-      rc_launch = fused_swiglu_cuda(fused_dt(g), g.data_ptr(), u.data_ptr(), y.data_ptr(), (long)g.numel(),
-                                    stream_of(g), err, sizeof err);
-    } else
-#endif
-      fused_swiglu_ref(fused_dt(g), g.data_ptr(), u.data_ptr(), y.data_ptr(), (long)g.numel());
-    launched(rc_launch, err);
+    run_kernel(
+        g,
+        [&](void *stream, char *err, int n) {
+          return fused_swiglu_cuda(fused_dt(g), g.data_ptr(), u.data_ptr(), y.data_ptr(), (long)g.numel(), stream, err,
+                                   n);
+        },
+        [&] { fused_swiglu_ref(fused_dt(g), g.data_ptr(), u.data_ptr(), y.data_ptr(), (long)g.numel()); });
     ctx->save_for_backward({g, u});
     return y;
   }
@@ -1010,18 +1010,16 @@ struct swiglu_node : torch::autograd::Function<swiglu_node> {
     std::vector<at::Tensor> saved = ctx->get_saved_variables();
     const at::Tensor &g = saved[0], &u = saved[1];
     at::Tensor gy = grads[0].contiguous(), dg = at::empty_like(g), du = at::empty_like(u);
-    char err[256] = "";
-    int rc_launch = 0;
-#ifdef PITH_FUSED_CUDA
-    if (g.is_cuda()) {
-      ON_DEVICE_OF(g);
-      rc_launch = fused_swiglu_backward_cuda(fused_dt(g), gy.data_ptr(), g.data_ptr(), u.data_ptr(), dg.data_ptr(),
-                                             du.data_ptr(), (long)g.numel(), stream_of(g), err, sizeof err);
-    } else
-#endif
-      fused_swiglu_backward_ref(fused_dt(g), gy.data_ptr(), g.data_ptr(), u.data_ptr(), dg.data_ptr(), du.data_ptr(),
-                                (long)g.numel());
-    launched(rc_launch, err);
+    run_kernel(
+        g,
+        [&](void *stream, char *err, int n) {
+          return fused_swiglu_backward_cuda(fused_dt(g), gy.data_ptr(), g.data_ptr(), u.data_ptr(), dg.data_ptr(),
+                                            du.data_ptr(), (long)g.numel(), stream, err, n);
+        },
+        [&] {
+          fused_swiglu_backward_ref(fused_dt(g), gy.data_ptr(), g.data_ptr(), u.data_ptr(), dg.data_ptr(),
+                                    du.data_ptr(), (long)g.numel());
+        });
     return {dg, du};
   }
 };
@@ -1052,17 +1050,15 @@ struct rope_node : torch::autograd::Function<rope_node> {
     at::Tensor y = at::empty_like(in);  // the same strides as x where x is dense (q and k are)
     if (y.stride(-1) != 1) y = at::empty(in.sizes(), in.options());
     fused_rope_shape s = rope_shape(in, y, cos);
-    char err[256] = "";
-    int rc_launch = 0;
-#ifdef PITH_FUSED_CUDA
-    if (in.is_cuda()) {
-      ON_DEVICE_OF(in);
-      rc_launch = fused_rope_cuda(fused_dt(in), in.data_ptr(), cos.data_ptr(), sin.data_ptr(), y.data_ptr(), s,
-                                  backward, stream_of(in), err, sizeof err);
-    } else
-#endif
-      fused_rope_ref(fused_dt(in), in.data_ptr(), cos.data_ptr(), sin.data_ptr(), y.data_ptr(), s, backward);
-    launched(rc_launch, err);
+    run_kernel(
+        in,
+        [&](void *stream, char *err, int n) {
+          return fused_rope_cuda(fused_dt(in), in.data_ptr(), cos.data_ptr(), sin.data_ptr(), y.data_ptr(), s, backward,
+                                 stream, err, n);
+        },
+        [&] {
+          fused_rope_ref(fused_dt(in), in.data_ptr(), cos.data_ptr(), sin.data_ptr(), y.data_ptr(), s, backward);
+        });
     return y;
   }
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &cos, const at::Tensor &sin) {
@@ -1079,18 +1075,16 @@ struct dropout_node : torch::autograd::Function<dropout_node> {
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &keep, double scale) {
     at::Tensor xc = x.contiguous(), kc = keep.contiguous(), y = at::empty_like(xc);
     at::Tensor mask = at::empty(xc.sizes(), xc.options().dtype(at::kByte));
-    char err[256] = "";
-    int rc_launch = 0;
-#ifdef PITH_FUSED_CUDA
-    if (xc.is_cuda()) {
-      ON_DEVICE_OF(xc);
-      rc_launch = fused_dropout_cuda(fused_dt(xc), xc.data_ptr(), kc.data_ptr(), (float)scale, y.data_ptr(),
-                                     mask.data_ptr<uint8_t>(), (long)xc.numel(), stream_of(xc), err, sizeof err);
-    } else
-#endif
-      fused_dropout_ref(fused_dt(xc), xc.data_ptr(), kc.data_ptr(), (float)scale, y.data_ptr(),
-                        mask.data_ptr<uint8_t>(), (long)xc.numel());
-    launched(rc_launch, err);
+    run_kernel(
+        xc,
+        [&](void *stream, char *err, int n) {
+          return fused_dropout_cuda(fused_dt(xc), xc.data_ptr(), kc.data_ptr(), (float)scale, y.data_ptr(),
+                                    mask.data_ptr<uint8_t>(), (long)xc.numel(), stream, err, n);
+        },
+        [&] {
+          fused_dropout_ref(fused_dt(xc), xc.data_ptr(), kc.data_ptr(), (float)scale, y.data_ptr(),
+                            mask.data_ptr<uint8_t>(), (long)xc.numel());
+        });
     ctx->saved_data["mask"] = mask;
     ctx->saved_data["scale"] = scale;
     return y;
@@ -1098,18 +1092,16 @@ struct dropout_node : torch::autograd::Function<dropout_node> {
   static variable_list backward(AutogradContext *ctx, variable_list grads) {
     at::Tensor mask = ctx->saved_data["mask"].toTensor(), gy = grads[0].contiguous(), gx = at::empty_like(gy);
     float scale = (float)ctx->saved_data["scale"].toDouble();
-    char err[256] = "";
-    int rc_launch = 0;
-#ifdef PITH_FUSED_CUDA
-    if (gy.is_cuda()) {
-      ON_DEVICE_OF(gy);
-      rc_launch = fused_dropout_backward_cuda(fused_dt(gy), gy.data_ptr(), mask.data_ptr<uint8_t>(), scale,
-                                              gx.data_ptr(), (long)gy.numel(), stream_of(gy), err, sizeof err);
-    } else
-#endif
-      fused_dropout_backward_ref(fused_dt(gy), gy.data_ptr(), mask.data_ptr<uint8_t>(), scale, gx.data_ptr(),
-                                 (long)gy.numel());
-    launched(rc_launch, err);
+    run_kernel(
+        gy,
+        [&](void *stream, char *err, int n) {
+          return fused_dropout_backward_cuda(fused_dt(gy), gy.data_ptr(), mask.data_ptr<uint8_t>(), scale,
+                                             gx.data_ptr(), (long)gy.numel(), stream, err, n);
+        },
+        [&] {
+          fused_dropout_backward_ref(fused_dt(gy), gy.data_ptr(), mask.data_ptr<uint8_t>(), scale, gx.data_ptr(),
+                                     (long)gy.numel());
+        });
     return {gx, at::Tensor(), at::Tensor()};
   }
 };
