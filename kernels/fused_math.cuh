@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fused_ops.h"
+
 #ifdef __CUDACC__
 #include <cuda_bf16.h>
 #define PITH_HD __host__ __device__ __forceinline__
@@ -132,6 +134,32 @@ template <class S> PITH_HD void rope_pair_backward(S g1, S g2, S c1, S c2, S s1,
   float a = to_f(g1), b = to_f(g2);
   *gx1 = from_f<S>(round_to<S>(a * to_f(c1)) + round_to<S>(b * to_f(s2)));
   *gx2 = from_f<S>(round_to<S>(b * to_f(c2)) - round_to<S>(a * to_f(s1)));
+}
+
+// ---------------------------------------------------------------- KV injection
+
+// The pair (j, j + hd/2) of row `row` of joint's (b, h) (fused_kv_shape): forward, rotated from
+// its source row into joint; backward, joint's gradient rotated back into the source row's.
+template <class S>
+PITH_HD void kv_inject_pair(S *prefix, S *x, const S *pcos, const S *psin, const S *cos, const S *sin, S *joint,
+                            const fused_kv_shape &s, long b, long h, long row, int j, int backward) {
+  int half = s.hd / 2;
+  int pre = row < s.P;
+  long r = pre ? row : row - s.P;
+  S *src = pre ? prefix + b * s.ps[0] + h * s.ps[1] + r * s.ps[2] : x + b * s.xs[0] + h * s.xs[1] + r * s.xs[2];
+  const S *c = pre ? pcos : cos, *sn = pre ? psin : sin;
+  S *o = joint + ((b * s.H + h) * (s.P + s.T) + row) * s.hd;
+  if (!c) {  // V: copied both ways
+    S *from = backward ? o : src, *to = backward ? src : o;
+    to[j] = from[j], to[j + half] = from[j + half];
+    return;
+  }
+  long t = pre ? b * s.pcs[0] + r * s.pcs[1] : b * s.cs[0] + r * s.cs[1];
+  c += t, sn += t;
+  if (backward)
+    rope_pair_backward<S>(o[j], o[j + half], c[j], c[j + half], sn[j], sn[j + half], src + j, src + j + half);
+  else
+    rope_pair<S>(src[j], src[j + half], c[j], c[j + half], sn[j], sn[j + half], o + j, o + j + half);
 }
 
 // ---------------------------------------------------------------- dropout (LoRA's input)

@@ -1,5 +1,5 @@
 // CUDA side of fused_ops.h: fused_math.cuh's functions, a thread block per row (RMSNorm) or a
-// thread per element or pair (SwiGLU, RoPE, dropout), grid-stride loops.
+// thread per element or pair (SwiGLU, RoPE, KV injection, dropout), grid-stride loops.
 #include <cuda_runtime.h>
 #include <stdio.h>
 
@@ -71,6 +71,17 @@ __global__ void rope_kernel(const S *x, const S *cos, const S *sin, S *y, fused_
       rope_pair_backward<S>(a[j], a[j + half], c[j], c[j + half], sn[j], sn[j + half], o + j, o + j + half);
     else
       rope_pair<S>(a[j], a[j + half], c[j], c[j + half], sn[j], sn[j + half], o + j, o + j + half);
+  }
+}
+
+template <class S>
+__global__ void kv_inject_kernel(S *prefix, S *x, const S *pcos, const S *psin, const S *cos, const S *sin, S *joint,
+                                 fused_kv_shape s, int backward) {
+  int half = s.hd / 2;
+  long rows = s.P + s.T, n = s.B * s.H * rows * half;
+  for (long idx = blockIdx.x * (long)blockDim.x + threadIdx.x; idx < n; idx += (long)gridDim.x * blockDim.x) {
+    long rest = idx / half, row = rest % rows, h = rest / rows % s.H, b = rest / rows / s.H;
+    kv_inject_pair<S>(prefix, x, pcos, psin, cos, sin, joint, s, b, h, row, (int)(idx % half), backward);
   }
 }
 
@@ -159,6 +170,19 @@ extern "C" int fused_rope_cuda(fused_dtype dt, const void *x, const void *cos, c
     rope_kernel<float><<<blocks_for(n), THREADS, 0, (cudaStream_t)stream>>>(F(x), F(cos), F(sin), (float *)y, s,
                                                                             backward);
   return launched("fused_rope", err, err_len);
+}
+
+extern "C" int fused_kv_inject_cuda(fused_dtype dt, void *prefix, void *x, const void *pcos, const void *psin,
+                                    const void *cos, const void *sin, void *joint, fused_kv_shape s, int backward,
+                                    void *stream, char *err, int err_len) {
+  long n = s.B * s.H * (s.P + s.T) * (s.hd / 2);
+  if (dt == FUSED_BF16)
+    kv_inject_kernel<pith_bf16><<<blocks_for(n), THREADS, 0, (cudaStream_t)stream>>>(
+        (pith_bf16 *)prefix, (pith_bf16 *)x, T(pcos), T(psin), T(cos), T(sin), (pith_bf16 *)joint, s, backward);
+  else
+    kv_inject_kernel<float><<<blocks_for(n), THREADS, 0, (cudaStream_t)stream>>>(
+        (float *)prefix, (float *)x, F(pcos), F(psin), F(cos), F(sin), (float *)joint, s, backward);
+  return launched("fused_kv_inject", err, err_len);
 }
 
 extern "C" int fused_dropout_cuda(fused_dtype dt, const void *x, const void *keep, float scale, void *y,

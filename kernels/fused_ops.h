@@ -1,5 +1,6 @@
 // fused_ops: fused kernels of the LLaMA layer's element-wise work, forward and backward, f32 and
-// bf16: RMSNorm (optionally with the residual add before it), SwiGLU, RoPE, and LoRA's dropout. One kernel each way
+// bf16: RMSNorm (optionally with the residual add before it), SwiGLU, RoPE, LoRA's dropout, and the
+// injection of a prefix's K/V (500xCompressor's compress tokens) before the text's. One kernel each way
 // replaces the several libtorch ops of the composite path (models/torch_shim.cpp keeps that path,
 // used on the CPU and whenever the fused kernels are off).
 //
@@ -24,7 +25,18 @@ typedef struct {
   long xs[3], ys[3], cs[2];
 } fused_rope_shape;
 
-// ---- CPU references (contiguous buffers, but for RoPE's strides)
+// KV injection: one layer's K (or V) as the decoder's attention reads it, the prefix's P rows before
+// the text's T, joint (B, H, P + T, hd) contiguous. Row s < P is prefix row s rotated by the tables
+// pcos, psin (the position policy's shift); row P + t is x row t rotated by cos, sin (the text's
+// RoPE). A NULL pair of tables copies its rows (V). prefix and x are read through element strides
+// ps, xs (of B, H, rows), the tables through pcs, cs (of B, rows); every last dim contiguous, hd even.
+typedef struct {
+  long B, H, P, T;
+  int hd;
+  long ps[3], xs[3], pcs[2], cs[2];
+} fused_kv_shape;
+
+// ---- CPU references (contiguous buffers, but for RoPE's and KV injection's strides)
 
 // rows of D: y = w · rmsnorm(v), v = x, or x + res (then also written to sum; res and sum both NULL
 // or both given); r (rows) gets each row's 1/rms.
@@ -39,6 +51,11 @@ void fused_swiglu_backward_ref(fused_dtype dt, const void *gy, const void *g, co
 // backward: x is the output's gradient, y gets the input's.
 void fused_rope_ref(fused_dtype dt, const void *x, const void *cos, const void *sin, void *y, fused_rope_shape s,
                     int backward);
+
+// Forward: joint from prefix and x. Backward: joint holds the output's gradient, and prefix and x
+// (then written, through the same strides) get their inputs' gradients.
+void fused_kv_inject_ref(fused_dtype dt, void *prefix, void *x, const void *pcos, const void *psin, const void *cos,
+                         const void *sin, void *joint, fused_kv_shape s, int backward);
 
 // y = x · keep · scale (keep 0 or 1, drawn by the caller); mask (n bytes) gets keep != 0.
 void fused_dropout_ref(fused_dtype dt, const void *x, const void *keep, float scale, void *y, unsigned char *mask,
@@ -63,6 +80,9 @@ int fused_swiglu_backward_cuda(fused_dtype dt, const void *gy, const void *g, co
                                long n, void *stream, char *err, int err_len);
 int fused_rope_cuda(fused_dtype dt, const void *x, const void *cos, const void *sin, void *y, fused_rope_shape s,
                     int backward, void *stream, char *err, int err_len);
+int fused_kv_inject_cuda(fused_dtype dt, void *prefix, void *x, const void *pcos, const void *psin, const void *cos,
+                         const void *sin, void *joint, fused_kv_shape s, int backward, void *stream, char *err,
+                         int err_len);
 
 int fused_dropout_cuda(fused_dtype dt, const void *x, const void *keep, float scale, void *y, unsigned char *mask,
                        long n, void *stream, char *err, int err_len);

@@ -52,6 +52,17 @@ void rope(const void *x, const void *cos, const void *sin, void *y, const fused_
         }
       }
 }
+template <class S>
+void kv_inject(void *prefix, void *x, const void *pcos, const void *psin, const void *cos, const void *sin, void *joint,
+               const fused_kv_shape &s, int backward) {
+  for (long b = 0; b < s.B; b++)
+    for (long h = 0; h < s.H; h++)
+      for (long row = 0; row < s.P + s.T; row++)
+        for (int j = 0; j < s.hd / 2; j++)
+          kv_inject_pair<S>((S *)prefix, (S *)x, (const S *)pcos, (const S *)psin, (const S *)cos, (const S *)sin,
+                            (S *)joint, s, b, h, row, j, backward);
+}
+
 template <class S> void dropout_all(const void *x, const void *keep, float scale, void *y, uint8_t *mask, long n) {
   for (long i = 0; i < n; i++) ((S *)y)[i] = dropout<S>(((const S *)x)[i], ((const S *)keep)[i], scale, mask + i);
 }
@@ -80,6 +91,10 @@ void fused_swiglu_backward_ref(fused_dtype dt, const void *gy, const void *g, co
 void fused_rope_ref(fused_dtype dt, const void *x, const void *cos, const void *sin, void *y, fused_rope_shape s,
                     int backward) {
   (dt == FUSED_BF16 ? rope<pith_bf16> : rope<float>)(x, cos, sin, y, s, backward);
+}
+void fused_kv_inject_ref(fused_dtype dt, void *prefix, void *x, const void *pcos, const void *psin, const void *cos,
+                         const void *sin, void *joint, fused_kv_shape s, int backward) {
+  (dt == FUSED_BF16 ? kv_inject<pith_bf16> : kv_inject<float>)(prefix, x, pcos, psin, cos, sin, joint, s, backward);
 }
 void fused_dropout_ref(fused_dtype dt, const void *x, const void *keep, float scale, void *y, unsigned char *mask,
                        long n) {

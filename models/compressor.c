@@ -108,17 +108,6 @@ static pt_tensor *mask_or_ones(const llama_model *m, const pt_tensor *mask, int6
   return mask ? pt_to_dtype(mask, PT_BOOL) : pt_ones(PT_SHAPE(B, T), PT_BOOL, m->device);
 }
 
-// Keys made at positions N..N+k-1 moved to 0..k-1: rotated by -N.
-static pt_tensor *rotate_back(const llama_model *m, pt_tensor *k, int64_t N) {
-  int64_t B = pt_size(k, 0), K = pt_size(k, 2);
-  pt_tensor *pos = pt_full(PT_SHAPE(B, K), (double)-N, PT_I64, m->device);
-  pt_tensor *cos, *sin;
-  if (llama_rope_tables(m, pos, &cos, &sin)) return NULL;
-  cos = pt_unsqueeze(pt_to_dtype(cos, m->dtype), 1);
-  sin = pt_unsqueeze(pt_to_dtype(sin, m->dtype), 1);
-  return pt_rope(k, cos, sin);
-}
-
 int comp_encode(const compressor *c, const pt_tensor *text_ids, const pt_tensor *text_mask, pt_gen *dropout_gen,
                 comp_code *code, pith_err *err) {
   memset(code, 0, sizeof *code);
@@ -143,13 +132,8 @@ int comp_encode(const compressor *c, const pt_tensor *text_ids, const pt_tensor 
   code->k = out.k;
   code->v = out.v;
   code->memory = out.hidden;
-  if (c->cfg.method == COMP_500X && c->cfg.positions == COMP_POS_CONSISTENT)
-    for (int l = 0; l < code->n_layers; l++) code->k[l] = rotate_back(m, code->k[l], N);
-  if (!pt_ok()) {
-    pt_fail(err, "compressor: encode");
-    comp_code_free(code);
-    return -1;
-  }
+  // Keys made at positions N..N+k-1 and read at 0..k-1: the decoder rotates them by -N as they enter.
+  code->key_shift = c->cfg.method == COMP_500X && c->cfg.positions == COMP_POS_CONSISTENT ? -N : 0;
   return 0;
 }
 
@@ -169,7 +153,7 @@ static pt_tensor *decode(const compressor *c, const comp_code *code, const pt_te
   llama_outputs out;
   if (c->cfg.method == COMP_500X) {
     llama_inputs in = {.ids = dec_ids, .mask = dec_mask, .prefix_k = code->k, .prefix_v = code->v,
-                       .no_logits = hidden, .want_hidden = hidden};
+                       .prefix_shift = code->key_shift, .no_logits = hidden, .want_hidden = hidden};
     if (llama_forward(m, &in, &out, err)) return NULL;
     if (first) *first = 0;
     return hidden ? out.hidden : out.logits;
@@ -210,9 +194,13 @@ int comp_prefix_kv(const compressor *c, const comp_code *code, pt_tensor ***k, p
       free(*k), free(*v);
       return pith_fail(err, "compressor: prefix: out of memory");
     }
-    memcpy(*k, code->k, sizeof **k * (size_t)L);
     memcpy(*v, code->v, sizeof **v * (size_t)L);
-    return 0;
+    for (int l = 0; l < L; l++)
+      (*k)[l] = code->key_shift ? llama_shift_keys(m, code->k[l], code->key_shift) : code->k[l];
+    if (pt_ok()) return 0;
+    free(*k), free(*v);
+    *k = *v = NULL;
+    return pt_fail(err, "compressor: prefix");
   }
   int64_t B = pt_size(code->memory, 0), D = m->cfg.dim;
   pt_tensor *ae = c->cfg.ae_token ? pt_expand(pt_unsqueeze(as_compute(m, c->ae), 0), PT_SHAPE(B, 1, D)) : NULL;

@@ -38,7 +38,8 @@ typedef struct {
 // What the decoder reads: 500x per-layer K/V, or ICAE memory states.
 typedef struct {
   int n_layers;
-  pt_tensor **k, **v;  // n_layers each (B, Hkv, k, hd) (500x)
+  pt_tensor **k, **v;  // n_layers each (B, Hkv, k, hd) (500x), the keys rotated for where the encoder made them
+  int64_t key_shift;   // positions the decoder moves the keys by (llama_inputs.prefix_shift): the policy's
   pt_tensor *memory;   // (B, k, dim) (ICAE)
 } comp_code;
 
@@ -75,7 +76,7 @@ void comp_code_free(comp_code *code);  // frees the arrays, not the tensors
 pt_tensor *comp_decode(const compressor *c, const comp_code *code, const pt_tensor *dec_ids, const pt_tensor *dec_mask,
                        pith_err *err);
 // The per-layer K/V (B, Hkv, P, hd) the decoder reads before its own tokens, for generation with a
-// KV cache (generate.h): 500x's compress K/V as they are (P = k); for ICAE, [memory; AE?] run through
+// KV cache (generate.h): 500x's compress K/V, the keys moved by key_shift (P = k); for ICAE, [memory; AE?] run through
 // the model as embeddings (P = k or k + 1), which under causal attention is what comp_decode
 // computes for them. *k and *v: malloc'd arrays of n_layers handles in the current scope (free the
 // arrays, not the tensors).

@@ -115,9 +115,8 @@ static int forward_step(const llama_model *m, const lora_adapter *lora, pt_tenso
   int rc = pt_to_data(last, logits, sizeof(float) * (size_t)V);
   for (int l = 0; l < L && rc == 0; l++) {
     if (pk) {  // (1, Hkv, P + T, hd)
-      pt_tensor *ks[2] = {pk[l], o.k[l]}, *vs[2] = {pv[l], o.v[l]};
-      o.k[l] = pt_cat(ks, 2, 2);
-      o.v[l] = pt_cat(vs, 2, 2);
+      o.k[l] = pt_kv_inject(pk[l], o.k[l], NULL, NULL, NULL, NULL);
+      o.v[l] = pt_kv_inject(pv[l], o.v[l], NULL, NULL, NULL, NULL);
     }
   }
   if (rc || !pt_ok()) {

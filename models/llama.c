@@ -201,6 +201,23 @@ int llama_rope_tables(const llama_model *m, const pt_tensor *positions, pt_tenso
   return *cos_out && *sin_out ? 0 : -1;
 }
 
+// The tables (B, 1, n, hd) in the model's dtype that move keys by `shift` positions.
+static int shift_tables(const llama_model *m, int64_t B, int64_t n, int64_t shift, pt_tensor **cos, pt_tensor **sin) {
+  if (llama_rope_tables(m, pt_full(PT_SHAPE(B, n), (double)shift, PT_I64, m->device), cos, sin)) return -1;
+  *cos = pt_unsqueeze(pt_to_dtype(*cos, m->dtype), 1);
+  *sin = pt_unsqueeze(pt_to_dtype(*sin, m->dtype), 1);
+  return *cos && *sin ? 0 : -1;
+}
+
+pt_tensor *llama_shift_keys(const llama_model *m, const pt_tensor *k, int64_t shift) {
+  pt_tensor *cos, *sin;
+  if (pt_ndim(k) != 4) {
+    pt_error_set("llama_shift_keys: keys must be (B, Hkv, n, hd)");
+    return NULL;
+  }
+  return shift_tables(m, pt_size(k, 0), pt_size(k, 2), shift, &cos, &sin) ? NULL : pt_rope(k, cos, sin);
+}
+
 static pt_tensor *project(const llama_model *m, const llama_inputs *in, int l, llama_proj p, pt_tensor *x) {
   const llama_layer *L = &m->layers[l];
   pt_tensor *w[LLAMA_N_PROJ] = {L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down};
@@ -308,9 +325,9 @@ static int callback_failed(pt_scope s, llama_outputs *out, pith_err *err) {
 }
 
 // One decoder layer's inputs: x (B, T, dim), the rotary tables, the mask (or NULL), the positions
-// (for the view) and the layer's prefix K/V (or NULL).
+// (for the view), the layer's prefix K/V (or NULL) and the tables that shift its keys (or NULL).
 typedef struct {
-  pt_tensor *x, *cos, *sin, *mask, *positions, *prefix_k, *prefix_v;
+  pt_tensor *x, *cos, *sin, *mask, *positions, *prefix_k, *prefix_v, *prefix_cos, *prefix_sin;
   int64_t P;
 } layer_in;
 
@@ -337,15 +354,17 @@ static int layer_forward(const llama_model *m, const llama_inputs *in, int l, co
   pt_tensor *v = pt_transpose(pt_view(project(m, in, l, LLAMA_PROJ_V, h), PT_SHAPE(B, T, Hkv, hd)), 1, 2);
   pt_tensor *q_prerope = q;
   q = pt_rope(q, li->cos, li->sin);
-  k = pt_rope(k, li->cos, li->sin);
-  if (in->want_kv) {
-    o->k = select_positions(k, in->select, 2);
-    o->v = select_positions(v, in->select, 2);
+  pt_tensor *text_k, *text_v = v;
+  if (li->prefix_k) {  // the prefix enters before the text, its keys shifted on the way
+    k = pt_kv_inject(li->prefix_k, k, li->prefix_cos, li->prefix_sin, li->cos, li->sin);
+    v = pt_kv_inject(li->prefix_v, v, NULL, NULL, NULL, NULL);
+    text_k = pt_slice(k, 2, li->P, li->P + T);
+  } else {
+    k = text_k = pt_rope(k, li->cos, li->sin);
   }
-  if (li->prefix_k) {
-    pt_tensor *ks[2] = {li->prefix_k, k}, *vs[2] = {li->prefix_v, v};
-    k = pt_cat(ks, 2, 2);
-    v = pt_cat(vs, 2, 2);
+  if (in->want_kv) {
+    o->k = select_positions(text_k, in->select, 2);
+    o->v = select_positions(text_v, in->select, 2);
   }
   llama_layer_view view = {.layer = l, .h = h, .q_prerope = q_prerope, .q = q, .k = k, .v = v, .mask = li->mask,
                            .positions = li->positions, .prefix_len = li->P};
@@ -376,17 +395,19 @@ typedef struct {
   const llama_model *m;
   const lora_adapter *lora;
   pt_gen *dropout_gen;
-  int layer, has_mask, has_prefix, has_select, want_kv;
+  int layer, has_mask, has_prefix, has_shift, has_select, want_kv;
 } layer_ckpt;
 
-// pt_checkpoint's fn: in = x, cos, sin, [mask], [prefix k, prefix v], [select]; out = x, [k, v].
+// pt_checkpoint's fn: in = x, cos, sin, [mask], [prefix k, prefix v], [prefix cos, prefix sin],
+// [select]; out = x, [k, v].
 static int layer_ckpt_fn(const void *ctx, pt_tensor *const *in, int n_in, pt_tensor **out, int n_out) {
   (void)n_in;
   const layer_ckpt *c = ctx;
   int i = 3;
   layer_in li = {.x = in[0], .cos = in[1], .sin = in[2]};
   if (c->has_mask) li.mask = in[i++];
-  if (c->has_prefix) li.prefix_k = in[i++], li.prefix_v = in[i++];
+  if (c->has_prefix) li.prefix_k = in[i++], li.prefix_v = in[i++], li.P = pt_size(li.prefix_k, 2);
+  if (c->has_shift) li.prefix_cos = in[i++], li.prefix_sin = in[i++];
   // What the layer reads of llama_inputs: the adapter, its dropout, the K/V to return. No hooks.
   llama_inputs lin = {.lora = c->lora, .dropout_gen = c->dropout_gen, .want_kv = c->want_kv,
                       .select = c->has_select ? in[i] : NULL};
@@ -400,11 +421,13 @@ static int layer_ckpt_fn(const void *ctx, pt_tensor *const *in, int n_in, pt_ten
 
 static int layer_checkpointed(const llama_model *m, const llama_inputs *in, int l, const layer_in *li, layer_out *o) {
   layer_ckpt c = {.m = m, .lora = in->lora, .dropout_gen = in->dropout_gen, .layer = l, .has_mask = li->mask != NULL,
-                  .has_prefix = li->prefix_k != NULL, .has_select = in->want_kv && in->select, .want_kv = in->want_kv};
-  pt_tensor *args[7] = {li->x, li->cos, li->sin}, *res[3] = {0};
+                  .has_prefix = li->prefix_k != NULL, .has_shift = li->prefix_cos != NULL,
+                  .has_select = in->want_kv && in->select, .want_kv = in->want_kv};
+  pt_tensor *args[9] = {li->x, li->cos, li->sin}, *res[3] = {0};
   int n = 3;
   if (c.has_mask) args[n++] = li->mask;
   if (c.has_prefix) args[n++] = li->prefix_k, args[n++] = li->prefix_v;
+  if (c.has_shift) args[n++] = li->prefix_cos, args[n++] = li->prefix_sin;
   if (c.has_select) args[n++] = (pt_tensor *)in->select;
   memset(o, 0, sizeof *o);
   if (pt_checkpoint(layer_ckpt_fn, &c, sizeof c, args, n, in->dropout_gen, res, in->want_kv ? 3 : 1)) return -1;
@@ -429,6 +452,9 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
   cos = pt_unsqueeze(pt_to_dtype(cos, m->dtype), 1);  // (B, 1, T, hd)
   sin = pt_unsqueeze(pt_to_dtype(sin, m->dtype), 1);
   pt_tensor *mask = attention_mask(m, in, B, T, P);
+  pt_tensor *prefix_cos = NULL, *prefix_sin = NULL;
+  if (P > 0 && in->prefix_shift && shift_tables(m, B, P, in->prefix_shift, &prefix_cos, &prefix_sin))
+    return pt_fail(err, "llama_forward: prefix shift");
 
   if (in->want_kv) {
     out->k = calloc((size_t)c->n_layers, sizeof *out->k);
@@ -444,7 +470,8 @@ int llama_forward(const llama_model *m, const llama_inputs *in, llama_outputs *o
   for (int l = 0; l < c->n_layers && x; l++) {
     pt_scope s = pt_scope_begin();
     layer_in li = {.x = x, .cos = cos, .sin = sin, .mask = mask, .positions = positions,
-                   .prefix_k = P > 0 ? in->prefix_k[l] : NULL, .prefix_v = P > 0 ? in->prefix_v[l] : NULL, .P = P};
+                   .prefix_k = P > 0 ? in->prefix_k[l] : NULL, .prefix_v = P > 0 ? in->prefix_v[l] : NULL,
+                   .prefix_cos = prefix_cos, .prefix_sin = prefix_sin, .P = P};
     layer_out o;
     if (checkpointed && layer_checkpointed(m, in, l, &li, &o)) {
       pt_fail(err, "llama_forward: layer %d", l);  // before the scope ends, which would drop the error

@@ -96,9 +96,12 @@ typedef struct {
   const pt_tensor *embeds;     // (B, T, dim) in the model's dtype, or NULL
   const pt_tensor *positions;  // (B, T) i64 rotary positions, or NULL for 0..T-1
   const pt_tensor *mask;       // (B, T) bool, true = a real token; NULL = all real
-  // Prefix K/V per layer, already rotated (as past_key_values): n_layers each of (B, Hkv, P, hd).
+  // Prefix K/V per layer (as past_key_values): n_layers each of (B, Hkv, P, hd), the keys rotated
+  // for the positions where they were made. prefix_shift moves them by that many positions as they
+  // enter each layer's attention (500x's consistent position policy); 0 takes them as they are.
   pt_tensor *const *prefix_k;
   pt_tensor *const *prefix_v;
+  int64_t prefix_shift;
   const pt_tensor *prefix_mask;  // (B, P) bool, or NULL = all visible
   const lora_adapter *lora;      // NULL: the base model alone
   pt_gen *dropout_gen;           // LoRA dropout during training; NULL: no dropout
@@ -170,5 +173,8 @@ pt_tensor *llama_attention_probs(const pt_tensor *q, const pt_tensor *k, const p
 // to (B, 1, T, hd)). Rotations compose, so rotating keys made at position p by the angles of s
 // moves them to p + s.
 int llama_rope_tables(const llama_model *m, const pt_tensor *positions, pt_tensor **cos, pt_tensor **sin);
+// Keys k (B, Hkv, n, hd) moved by `shift` positions (what prefix_shift does inside the forward), for
+// a prefix handed on to a cache that takes keys as they are.
+pt_tensor *llama_shift_keys(const llama_model *m, const pt_tensor *k, int64_t shift);
 
 #endif

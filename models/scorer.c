@@ -213,9 +213,8 @@ int scorer_nll(scorer *s, const int32_t *ids, int64_t n, scorer_cache *cache, fl
     if (!k || !v) rc = pith_fail(err, "out of memory");
     for (int l = 0; rc == 0 && l < L; l++) {
       if (P > 0) {
-        pt_tensor *ks[2] = {cache->k[l], out.k[l]}, *vs[2] = {cache->v[l], out.v[l]};
-        k[l] = pt_cat(ks, 2, 2);
-        v[l] = pt_cat(vs, 2, 2);
+        k[l] = pt_kv_inject(cache->k[l], out.k[l], NULL, NULL, NULL, NULL);
+        v[l] = pt_kv_inject(cache->v[l], out.v[l], NULL, NULL, NULL, NULL);
       } else {
         k[l] = out.k[l];
         v[l] = out.v[l];

@@ -1070,6 +1070,87 @@ struct rope_node : torch::autograd::Function<rope_node> {
     return {run(grads[0], saved[0], saved[1], true), at::Tensor(), at::Tensor()};
   }
 };
+
+// KV injection's tables, a pair per part (NULL: copied), as pt_kv_inject takes them.
+struct kv_tables {
+  std::optional<at::Tensor> pcos, psin, cos, sin;
+};
+
+// The kernel's shape: prefix, x and their gradients read or written through their own strides; the
+// tables broadcast to (B, 1, rows, hd).
+fused_kv_shape kv_shape(const at::Tensor &prefix, const at::Tensor &x, const kv_tables &tb) {
+  fused_kv_shape s = {};
+  s.B = x.size(0), s.H = x.size(1), s.P = prefix.size(2), s.T = x.size(2), s.hd = (int)x.size(3);
+  for (int d = 0; d < 3; d++) s.ps[d] = prefix.stride(d), s.xs[d] = x.stride(d);
+  auto table_strides = [&](const std::optional<at::Tensor> &t, long rows, long *out) {
+    if (!t) return;
+    at::Tensor e = t->expand({s.B, 1, rows, s.hd});
+    out[0] = e.stride(0), out[1] = e.stride(2);
+  };
+  table_strides(tb.pcos, s.P, s.pcs);
+  table_strides(tb.cos, s.T, s.cs);
+  return s;
+}
+
+bool kv_inject_fits(const at::Tensor &prefix, const at::Tensor &x, const kv_tables &tb) {
+  const at::Tensor *none = &x;  // an absent table stands in as x, which fits its own checks
+  if (!fused_fits({&prefix, &x, tb.pcos ? &*tb.pcos : none, tb.psin ? &*tb.psin : none, tb.cos ? &*tb.cos : none,
+                   tb.sin ? &*tb.sin : none}))
+    return false;
+  for (const at::Tensor *t : {&prefix, &x})
+    if (t->stride(-1) != 1 || t->size(-1) % 2) return false;
+  return (!tb.pcos || rope_fits(prefix, *tb.pcos, *tb.psin)) && (!tb.cos || rope_fits(x, *tb.cos, *tb.sin));
+}
+
+const void *table_data(const std::optional<at::Tensor> &t) { return t ? t->data_ptr() : nullptr; }
+
+// Forward: joint from prefix and x. Backward: joint is the gradient, prefix and x receive theirs.
+void kv_inject_run(const at::Tensor &prefix, const at::Tensor &x, const kv_tables &tb, const at::Tensor &joint,
+                   bool backward) {
+  fused_kv_shape s = kv_shape(prefix, x, tb);
+  const void *pc = table_data(tb.pcos), *ps = table_data(tb.psin), *c = table_data(tb.cos), *sn = table_data(tb.sin);
+  run_kernel(
+      x,
+      [&](void *stream, char *err, int n) {
+        return fused_kv_inject_cuda(fused_dt(x), prefix.data_ptr(), x.data_ptr(), pc, ps, c, sn, joint.data_ptr(), s,
+                                    backward, stream, err, n);
+      },
+      [&] {
+        fused_kv_inject_ref(fused_dt(x), prefix.data_ptr(), x.data_ptr(), pc, ps, c, sn, joint.data_ptr(), s, backward);
+      });
+}
+
+// inputs prefix, x, and the four tables (undefined where absent); output joint. Saves the tables.
+struct kv_inject_node : torch::autograd::Function<kv_inject_node> {
+  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &prefix, const at::Tensor &x,
+                            const std::optional<at::Tensor> &pcos, const std::optional<at::Tensor> &psin,
+                            const std::optional<at::Tensor> &cos, const std::optional<at::Tensor> &sin) {
+    kv_tables tb = {pcos, psin, cos, sin};
+    at::Tensor joint = at::empty({x.size(0), x.size(1), prefix.size(2) + x.size(2), x.size(3)}, x.options());
+    kv_inject_run(prefix, x, tb, joint, false);
+    ctx->saved_data["rotate_prefix"] = pcos.has_value();
+    ctx->saved_data["rotate_x"] = cos.has_value();
+    ctx->saved_data["P"] = prefix.size(2);
+    std::vector<at::Tensor> keep;
+    for (const std::optional<at::Tensor> &t : {pcos, psin, cos, sin})
+      if (t) keep.push_back(*t);
+    ctx->save_for_backward(keep);
+    return joint;
+  }
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    std::vector<at::Tensor> saved = ctx->get_saved_variables();
+    kv_tables tb;
+    size_t i = 0;
+    if (ctx->saved_data["rotate_prefix"].toBool()) tb.pcos = saved[i++], tb.psin = saved[i++];
+    if (ctx->saved_data["rotate_x"].toBool()) tb.cos = saved[i++], tb.sin = saved[i++];
+    at::Tensor g = grads[0].contiguous();
+    int64_t P = ctx->saved_data["P"].toInt(), B = g.size(0), H = g.size(1), hd = g.size(3);
+    at::Tensor gp = at::empty({B, H, P, hd}, g.options()), gx = at::empty({B, H, g.size(2) - P, hd}, g.options());
+    kv_inject_run(gp, gx, tb, g, true);
+    return {gp, gx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 // inputs x, keep (0 or 1, drawn as the composite path draws it), scale; saves keep as one byte.
 struct dropout_node : torch::autograd::Function<dropout_node> {
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &x, const at::Tensor &keep, double scale) {
@@ -1169,6 +1250,21 @@ extern "C" pt_tensor *pt_rope(const pt_tensor *x, const pt_tensor *cos, const pt
     if (fused_fits({&x->t, &cos->t, &sin->t}) && rope_fits(x->t, cos->t, sin->t))
       return rope_node::apply(x->t, cos->t, sin->t);
     return rope_composite(x->t, cos->t, sin->t);
+  });
+}
+
+extern "C" pt_tensor *pt_kv_inject(const pt_tensor *prefix, const pt_tensor *x, const pt_tensor *pcos,
+                                   const pt_tensor *psin, const pt_tensor *cos, const pt_tensor *sin) {
+  return run_op("kv_inject", {prefix, x}, [&] {
+    if (!pcos != !psin || !cos != !sin) throw std::invalid_argument("each pair of tables (cos, sin) goes together");
+    const at::Tensor &p = prefix->t, &t = x->t;
+    if (p.dim() != 4 || t.dim() != 4 || p.size(0) != t.size(0) || p.size(1) != t.size(1) || p.size(3) != t.size(3))
+      throw std::invalid_argument("prefix and x must be (B, H, P, hd) and (B, H, T, hd), the same B, H and hd");
+    kv_tables tb;
+    if (pcos) tb.pcos = pcos->t, tb.psin = psin->t;
+    if (cos) tb.cos = cos->t, tb.sin = sin->t;
+    if (kv_inject_fits(p, t, tb)) return kv_inject_node::apply(p, t, tb.pcos, tb.psin, tb.cos, tb.sin);
+    return at::cat({pcos ? rope_composite(p, pcos->t, psin->t) : p, cos ? rope_composite(t, cos->t, sin->t) : t}, 2);
   });
 }
 

@@ -248,6 +248,11 @@ pt_tensor *pt_add_scaled(const pt_tensor *a, const pt_tensor *b, double s);
 // RoPE, rotate-half pairing: x · cos + (−x₂, x₁) · sin, over x's last dim (even); cos and sin
 // broadcast against x (the tables of llama_rope_tables, (B, 1, T, hd) against x (B, H, T, hd)).
 pt_tensor *pt_rope(const pt_tensor *x, const pt_tensor *cos, const pt_tensor *sin);
+// A prefix's K or V injected before the text's, as one layer's attention reads them: (B, H, P + T,
+// hd) = [pt_rope(prefix, pcos, psin); pt_rope(x, cos, sin)] for prefix (B, H, P, hd) and x (B, H, T,
+// hd). A NULL pair of tables leaves its part as it is (V; a prefix kept where it was made).
+pt_tensor *pt_kv_inject(const pt_tensor *prefix, const pt_tensor *x, const pt_tensor *pcos, const pt_tensor *psin,
+                        const pt_tensor *cos, const pt_tensor *sin);
 // x (..., D) normalized over its last dim (mean 0, biased variance 1), * weight (D) + bias (D):
 // torch's layer_norm (BERT's LayerNorm).
 pt_tensor *pt_layer_norm(const pt_tensor *x, const pt_tensor *weight, const pt_tensor *bias, double eps);

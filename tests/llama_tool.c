@@ -155,12 +155,15 @@ static int cmd_exported(const char *dir, const char *exp, const char *in_path, c
   st_writer *w = st_writer_new();
   char name[64];
   if (c->cfg.method == COMP_500X) {
+    pt_tensor **k, **v;  // the keys where the decoder reads them (the position policy's shift applied)
+    if (comp_prefix_kv(c, &code, &k, &v, &err)) die("prefix", err.msg);
     for (int l = 0; l < code.n_layers; l++) {
       snprintf(name, sizeof name, "k.%d", l);
-      add(w, name, code.k[l]);
+      add(w, name, k[l]);
       snprintf(name, sizeof name, "v.%d", l);
-      add(w, name, code.v[l]);
+      add(w, name, v[l]);
     }
+    free(k), free(v);
   } else {
     add(w, "memory", code.memory);
   }

@@ -1,5 +1,5 @@
 // Fused layer ops (kernels/fused_ops.h, the shim's pt_add_rms_norm, pt_rms_norm, pt_swiglu, pt_rope,
-// pt_dropout), in the style of ggml's test-backend-ops: each op's forward output and every input's
+// pt_kv_inject, pt_dropout), in the style of ggml's test-backend-ops: each op's forward output and every input's
 // gradient, f32 and bf16, over shapes with odd sizes.
 // - Everywhere:
 //   - the kernels' arithmetic (fused_math.cuh, run by the CPU references) against the composite
@@ -9,8 +9,9 @@
 //     order, strides, the residual's two outputs, the weight's partial sums) is checked without a GPU;
 //   - RMSNorm's row bodies in the CUDA kernels' thread layout (tests/fused_threads.cpp) give the
 //     one-thread results;
-//   - 500x training (LoRA with dropout, keys rotated back) and full-weight training of a tiny LLaMA
-//     give the composite path's loss and gradients through the fused ops;
+//   - 500x training (LoRA with dropout, keys rotated back as they are injected) and full-weight
+//     training of a tiny LLaMA give the composite path's loss and gradients through the fused ops;
+//   - a prefix shifted inside the forward (prefix_shift) is the prefix shifted before it;
 //   - with the switch off, or on for CPU tensors, the step-by-step ops bit for bit; bad input refused.
 // - Where a GPU is: the CUDA kernels through the shim against the composite path on the same device,
 //   and against the CPU references; the 500x steps with PT_FUSED_ON.
@@ -26,20 +27,22 @@
 
 static const double EPS = 1e-5;
 
-typedef enum { OP_RMS, OP_ADD_RMS, OP_SWIGLU, OP_ROPE, OP_DROPOUT, N_OPS } op_kind;
-static const char *OP_NAME[] = {"rms_norm", "add_rms_norm", "swiglu", "rope", "dropout"};
+typedef enum { OP_RMS, OP_ADD_RMS, OP_SWIGLU, OP_ROPE, OP_KV_K, OP_KV_V, OP_DROPOUT, N_OPS } op_kind;
+static const char *OP_NAME[] = {"rms_norm", "add_rms_norm", "swiglu", "rope", "kv_inject K", "kv_inject V", "dropout"};
 static const double DROP_P = 0.25;
 static const uint64_t DROP_SEED = 77;
 
 // One case: the op, its dtype, and its sizes. RMSNorm and SwiGLU: rows × D. RoPE: x (B, H, T, D)
-// made as a transposed view of (B, T, H, D), as llama.c's q and k are, tables (B, 1, T, D).
+// made as a transposed view of (B, T, H, D), as llama.c's q and k are, tables (B, 1, T, D). KV
+// injection: that x after a prefix (B, H, P, D), both rotated by their own tables (K) or not (V).
 typedef struct {
   op_kind op;
   pt_dtype dt;
-  int64_t B, H, T, D;
+  int64_t B, H, T, D, P;
 } op_case;
 
-static int64_t rows_of(const op_case *c) { return c->op == OP_ROPE ? c->B * c->H * c->T : c->B; }
+static int is_kv(const op_case *c) { return c->op == OP_KV_K || c->op == OP_KV_V; }
+static int64_t rows_of(const op_case *c) { return c->op == OP_ROPE || is_kv(c) ? c->B * c->H * c->T : c->B; }
 
 static void fill(float *x, int64_t n, unsigned seed, double lo, double hi) {
   for (int64_t i = 0; i < n; i++) {
@@ -57,37 +60,49 @@ static void round_to_dtype(float *v, int64_t n, pt_dtype dt) {
 }
 
 // The case's inputs, in logical order: a (x or gate), b (the residual or up), w (D), the output's
-// gradient gy, the sum's gradient gs, and RoPE's tables cos, sin (B, T, D).
+// gradient gy (ny), the sum's gradient gs, RoPE's tables cos, sin (B, T, D), and KV injection's
+// prefix pre (B, H, P, D) with its tables pcos, psin (B, P, D).
 typedef struct {
-  int64_t n;
-  float *a, *b, *w, *gy, *gs, *cos, *sin;
+  int64_t n, ny, np;
+  float *a, *b, *w, *gy, *gs, *cos, *sin, *pre, *pcos, *psin;
 } inputs;
 
+// n random angles' cos and sin, rounded to dt.
+static void make_tables(int64_t n, unsigned seed, pt_dtype dt, float **cos, float **sin) {
+  float *angle = malloc(sizeof(float) * n);
+  *cos = malloc(sizeof(float) * n), *sin = malloc(sizeof(float) * n);
+  fill(angle, n, seed, -3.2, 3.2);
+  for (int64_t i = 0; i < n; i++) (*cos)[i] = cosf(angle[i]), (*sin)[i] = sinf(angle[i]);
+  free(angle);
+  round_to_dtype(*cos, n, dt);
+  round_to_dtype(*sin, n, dt);
+}
+
 static inputs make_inputs(const op_case *c) {
-  inputs in = {.n = rows_of(c) * c->D};
+  inputs in = {.n = rows_of(c) * c->D, .np = c->B * c->H * c->P * c->D};
   int64_t n = in.n, nt = c->B * c->T * c->D;
-  in.a = malloc(sizeof(float) * n), in.b = malloc(sizeof(float) * n), in.gy = malloc(sizeof(float) * n);
-  in.gs = malloc(sizeof(float) * n), in.w = malloc(sizeof(float) * c->D);
-  in.cos = malloc(sizeof(float) * nt), in.sin = malloc(sizeof(float) * nt);
+  in.ny = n + in.np;
+  in.a = malloc(sizeof(float) * n), in.b = malloc(sizeof(float) * n), in.gy = malloc(sizeof(float) * in.ny);
+  in.gs = malloc(sizeof(float) * n), in.w = malloc(sizeof(float) * c->D), in.pre = malloc(sizeof(float) * in.np);
   fill(in.a, n, 1, -2, 2);
   fill(in.b, n, 2, -2, 2);
   fill(in.w, c->D, 3, 0.5, 1.5);
-  fill(in.gy, n, 4, -1, 1);
+  fill(in.gy, in.ny, 4, -1, 1);
   fill(in.gs, n, 5, -1, 1);
-  float *angle = malloc(sizeof(float) * nt);
-  fill(angle, nt, 6, -3.2, 3.2);
-  for (int64_t i = 0; i < nt; i++) in.cos[i] = cosf(angle[i]), in.sin[i] = sinf(angle[i]);
-  free(angle);
-  float *all[] = {in.a, in.b, in.gy, in.gs};
-  for (int i = 0; i < 4; i++) round_to_dtype(all[i], n, c->dt);
+  fill(in.pre, in.np, 7, -2, 2);
+  make_tables(nt, 6, c->dt, &in.cos, &in.sin);
+  make_tables(c->B * c->P * c->D, 8, c->dt, &in.pcos, &in.psin);
+  float *all[] = {in.a, in.b, in.gs};
+  for (int i = 0; i < 3; i++) round_to_dtype(all[i], n, c->dt);
+  round_to_dtype(in.gy, in.ny, c->dt);
+  round_to_dtype(in.pre, in.np, c->dt);
   round_to_dtype(in.w, c->D, c->dt);
-  round_to_dtype(in.cos, nt, c->dt);
-  round_to_dtype(in.sin, nt, c->dt);
   return in;
 }
 
 static void free_inputs(inputs *in) {
   free(in->a), free(in->b), free(in->w), free(in->gy), free(in->gs), free(in->cos), free(in->sin);
+  free(in->pre), free(in->pcos), free(in->psin);
 }
 
 // The results, in one order for every path: the output, [the sum], then the gradients of a, [b], [w].
@@ -135,8 +150,8 @@ static results run_shim(const op_case *c, const inputs *in, pt_device dev, int m
   pt_scope s = pt_scope_begin();
   int64_t rows = rows_of(c), D = c->D, n = in->n;
   pt_shape flat = PT_SHAPE(rows, D);
-  pt_tensor *a, *b = NULL, *w = NULL, *y, *sum = NULL;
-  if (c->op == OP_ROPE) {
+  pt_tensor *a, *b = NULL, *w = NULL, *pre = NULL, *y, *sum = NULL;
+  if (c->op == OP_ROPE || is_kv(c)) {
     // a is given in (B, H, T, D) order; the leaf is (B, T, H, D), transposed to it.
     pt_tensor *bhtd = pt_from_data(in->a, PT_F32, PT_SHAPE(c->B, c->H, c->T, D), PT_CPU);
     float *tmp = values_of(pt_transpose(bhtd, 1, 2), n);  // read out in (B, T, H, D) order
@@ -145,7 +160,14 @@ static results run_shim(const op_case *c, const inputs *in, pt_device dev, int m
     pt_tensor *x = pt_transpose(a, 1, 2);
     pt_tensor *cs = constant(in->cos, PT_SHAPE(c->B, 1, c->T, D), c->dt, dev);
     pt_tensor *sn = constant(in->sin, PT_SHAPE(c->B, 1, c->T, D), c->dt, dev);
-    y = pt_rope(x, cs, sn);
+    if (c->op == OP_ROPE) {
+      y = pt_rope(x, cs, sn);
+    } else {
+      pre = leaf(in->pre, PT_SHAPE(c->B, c->H, c->P, D), c->dt, dev);
+      pt_tensor *pcs = constant(in->pcos, PT_SHAPE(c->B, 1, c->P, D), c->dt, dev);
+      pt_tensor *psn = constant(in->psin, PT_SHAPE(c->B, 1, c->P, D), c->dt, dev);
+      y = c->op == OP_KV_K ? pt_kv_inject(pre, x, pcs, psn, cs, sn) : pt_kv_inject(pre, x, NULL, NULL, NULL, NULL);
+    }
   } else {
     a = leaf(in->a, flat, c->dt, dev);
     if (c->op == OP_ADD_RMS || c->op == OP_SWIGLU) b = leaf(in->b, flat, c->dt, dev);
@@ -157,14 +179,17 @@ static results run_shim(const op_case *c, const inputs *in, pt_device dev, int m
                               : pt_dropout(a, DROP_P, g);
     pt_gen_free(g);
   }
-  pt_shape yshape = c->op == OP_ROPE ? PT_SHAPE(c->B, c->H, c->T, D) : flat;
+  pt_shape yshape = c->op == OP_ROPE ? PT_SHAPE(c->B, c->H, c->T, D)
+                    : is_kv(c)       ? PT_SHAPE(c->B, c->H, c->P + c->T, D)
+                                     : flat;
   pt_tensor *loss = pt_sum(pt_mul(y, constant(in->gy, yshape, c->dt, dev)));
   if (sum) loss = pt_add(loss, pt_sum(pt_mul(sum, constant(in->gs, flat, c->dt, dev))));
   CHECK_MSG(pt_ok() && pt_backward(loss) == 0, "%s: %s", OP_NAME[c->op], pt_error());
-  add_part(&r, "y", n, values_of(y, n));
+  add_part(&r, "y", in->ny, values_of(y, in->ny));
   if (sum) add_part(&r, "sum", n, values_of(sum, n));
+  if (pre) add_part(&r, "d prefix", in->np, values_of(pt_grad(pre), in->np));
   pt_tensor *ga = pt_grad(a);
-  if (c->op == OP_ROPE) ga = ga ? pt_transpose(ga, 1, 2) : NULL;  // back to (B, H, T, D)
+  if (c->op == OP_ROPE || is_kv(c)) ga = ga ? pt_transpose(ga, 1, 2) : NULL;  // back to (B, H, T, D)
   add_part(&r, c->op == OP_SWIGLU ? "d gate" : "dx", n, values_of(ga, n));
   if (b) add_part(&r, c->op == OP_SWIGLU ? "d up" : "d residual", n, values_of(pt_grad(b), n));
   if (w) add_part(&r, "dw", D, values_of(pt_grad(w), D));
@@ -247,6 +272,22 @@ static results run_reference(const op_case *c, const inputs *in) {
     add_part(&r, "y", n, cooked(y, n, c->dt));
     add_part(&r, "dx", n, cooked(ga, n, c->dt));
     free(kept), free(keep), free(mask);
+  } else if (is_kv(c)) {
+    // prefix (B, H, P, D), x (B, H, T, D) and their gradients contiguous; the tables (B, rows, D).
+    int64_t H = c->H, P = c->P, T = c->T;
+    fused_kv_shape sh = {c->B, H, P, T, (int)D, {H * P * D, P * D, D}, {H * T * D, T * D, D}, {P * D, D}, {T * D, D}};
+    void *pre = raw(in->pre, in->np, c->dt), *gyk = raw(in->gy, in->ny, c->dt), *joint = malloc(es * in->ny);
+    void *gpre = malloc(es * in->np);
+    void *cosr = raw(in->cos, c->B * T * D, c->dt), *sinr = raw(in->sin, c->B * T * D, c->dt);
+    void *pcosr = raw(in->pcos, c->B * P * D, c->dt), *psinr = raw(in->psin, c->B * P * D, c->dt);
+    int rot = c->op == OP_KV_K;  // V: no tables
+    void *pc = rot ? pcosr : NULL, *ps = rot ? psinr : NULL, *tc = rot ? cosr : NULL, *ts = rot ? sinr : NULL;
+    fused_kv_inject_ref(fd, pre, a, pc, ps, tc, ts, joint, sh, 0);
+    fused_kv_inject_ref(fd, gpre, ga, pc, ps, tc, ts, gyk, sh, 1);
+    add_part(&r, "y", in->ny, cooked(joint, in->ny, c->dt));
+    add_part(&r, "d prefix", in->np, cooked(gpre, in->np, c->dt));
+    add_part(&r, "dx", n, cooked(ga, n, c->dt));
+    free(pre), free(gyk), free(joint), free(gpre), free(cosr), free(sinr), free(pcosr), free(psinr);
   } else {
     // x, gy and the outputs (B, H, T, D) contiguous; the tables (B, T, D).
     int64_t nt = c->B * c->T * D;
@@ -272,8 +313,8 @@ static double tolerance(const op_case *c, const char *part) {
 }
 
 static void case_name(const op_case *c, char *buf, size_t len) {
-  snprintf(buf, len, "%s %s B%lld H%lld T%lld D%lld", OP_NAME[c->op], c->dt == PT_BF16 ? "bf16" : "f32",
-           (long long)c->B, (long long)c->H, (long long)c->T, (long long)c->D);
+  snprintf(buf, len, "%s %s B%lld H%lld P%lld T%lld D%lld", OP_NAME[c->op], c->dt == PT_BF16 ? "bf16" : "f32",
+           (long long)c->B, (long long)c->H, (long long)c->P, (long long)c->T, (long long)c->D);
 }
 
 // got against want, part by part, within the case's tolerance (exact: bit for bit).
@@ -306,8 +347,12 @@ static const int64_t SHAPES[][4] = {
 enum { N_SHAPES = sizeof SHAPES / sizeof SHAPES[0] };
 
 static op_case case_of(op_kind op, pt_dtype dt, const int64_t *s) {
-  op_case c = {op, dt, s[0], s[1], s[2], s[3]};
-  if (op != OP_ROPE) c.B = s[0] * s[1] * s[2], c.H = c.T = 1;  // rows
+  op_case c = {op, dt, s[0], s[1], s[2], s[3], 0};
+  if (op == OP_KV_K || op == OP_KV_V) {
+    c.P = 1 + s[2] % 4;  // a prefix of 1 to 4 rows (500x: the k compress tokens)
+  } else if (op != OP_ROPE) {
+    c.B = s[0] * s[1] * s[2], c.H = c.T = 1;  // rows
+  }
   return c;
 }
 
@@ -321,8 +366,8 @@ static int same(pt_tensor *a, pt_tensor *b) {
   return eq;
 }
 
-// The step-by-step ops pt_rope, pt_swiglu, pt_add_rms_norm and pt_add_scaled replaced in llama.c and
-// lora.c, on the CPU: bit for bit the same, whatever the fused switch says.
+// The step-by-step ops pt_rope, pt_kv_inject, pt_swiglu, pt_add_rms_norm and pt_add_scaled replaced in
+// llama.c and lora.c, on the CPU: bit for bit the same, whatever the fused switch says.
 static void test_cpu_same_as_before(void) {
   pt_scope s = pt_scope_begin();
   int64_t B = 2, H = 3, T = 5, D = 8, n = B * H * T * D;
@@ -335,6 +380,12 @@ static void test_cpu_same_as_before(void) {
     pt_tensor *sn = pt_sin(constant(v + n, PT_SHAPE(B, 1, T, D), d, PT_CPU));
     pt_tensor *rot[2] = {pt_neg(pt_slice(x, -1, D / 2, D)), pt_slice(x, -1, 0, D / 2)};
     pt_tensor *old_rope = pt_add(pt_mul(x, cs), pt_mul(pt_cat(rot, 2, -1), sn));
+    // A prefix of 2 rows rotated by the first 2 rows' tables before the text, then cat.
+    pt_tensor *pre = pt_contiguous(pt_slice(x, 2, 1, 3)), *pcs = pt_slice(cs, 2, 0, 2), *psn = pt_slice(sn, 2, 0, 2);
+    pt_tensor *pre_rot[2] = {pt_neg(pt_slice(pre, -1, D / 2, D)), pt_slice(pre, -1, 0, D / 2)};
+    pt_tensor *old_k[2] = {pt_add(pt_mul(pre, pcs), pt_mul(pt_cat(pre_rot, 2, -1), psn)), old_rope};
+    pt_tensor *old_v[2] = {pre, x};
+    pt_tensor *old_joint_k = pt_cat(old_k, 2, 2), *old_joint_v = pt_cat(old_v, 2, 2);
     pt_tensor *a = constant(v, PT_SHAPE(B * T, H * D), d, PT_CPU), *b = constant(v + n, PT_SHAPE(B * T, H * D), d, PT_CPU);
     pt_tensor *w = constant(v + 2 * n, PT_SHAPE(H * D), d, PT_CPU);
     pt_tensor *old_swiglu = pt_mul(pt_silu(a), b), *old_sum = pt_add(a, b);
@@ -346,6 +397,9 @@ static void test_cpu_same_as_before(void) {
       pt_tensor *norm = pt_add_rms_norm(a, b, w, EPS, &sum);
       CHECK(pt_ok());
       CHECK_MSG(same(pt_rope(x, cs, sn), old_rope), "rope %s fused %d", dt ? "bf16" : "f32", fused);
+      CHECK_MSG(same(pt_kv_inject(pre, x, pcs, psn, cs, sn), old_joint_k) &&
+                    same(pt_kv_inject(pre, x, NULL, NULL, NULL, NULL), old_joint_v),
+                "kv_inject %s fused %d", dt ? "bf16" : "f32", fused);
       CHECK_MSG(same(pt_swiglu(a, b), old_swiglu), "swiglu %s fused %d", dt ? "bf16" : "f32", fused);
       CHECK_MSG(same(pt_add_scaled(a, b, 0.375), pt_add(a, pt_mul_scalar(b, 0.375))), "add_scaled %s fused %d",
                 dt ? "bf16" : "f32", fused);
@@ -375,7 +429,7 @@ static void test_thread_layout(void) {
   for (int res = 0; res < 2; res++)
     for (int dt = 0; dt < 2; dt++)
       for (int i = 0; i < 4; i++) {
-        op_case c = {res ? OP_ADD_RMS : OP_RMS, dt ? PT_BF16 : PT_F32, shapes[i][0], 1, 1, shapes[i][1]};
+        op_case c = {res ? OP_ADD_RMS : OP_RMS, dt ? PT_BF16 : PT_F32, shapes[i][0], 1, 1, shapes[i][1], 0};
         fused_dtype fd = dt ? FUSED_BF16 : FUSED_F32;
         inputs in = make_inputs(&c);
         int64_t rows = c.B, D = c.D, n = in.n, es = dt ? 2 : 4;
@@ -474,6 +528,40 @@ static void test_compressor(pt_dtype dt, pt_device dev, int ckpt, double tol) {
   pt_scope_end(s);
 }
 
+// The keys of a 500x code shifted inside the decoder's forward (training and comp_decode) and
+// shifted before it (comp_prefix_kv, what generation's cache takes): the same logits, bit for bit,
+// the fused ops on (the CPU references) or off.
+static void test_prefix_shift(void) {
+  pt_scope s = pt_scope_begin();
+  pith_err err = {{0}};
+  llama_config cfg = tiny_config();
+  llama_model *m = llama_new_random(&cfg, 13, PT_F32, PT_CPU, &err);
+  compressor *c = tiny_compressor(m, COMP_500X);
+  comp_batch b = tiny_batch(PT_CPU);
+  for (int mode = PT_FUSED_OFF; mode <= PT_FUSED_TEST_CPU; mode += PT_FUSED_TEST_CPU) {
+    CHECK(pt_set_fused_kernels(mode) == 0);
+    comp_code code;
+    pt_tensor **k, **v;
+    CHECK_MSG(comp_encode(c, b.text_ids, b.text_mask, NULL, &code, &err) == 0, "%s", err.msg);
+    CHECK(code.key_shift == -TINY_TEXT);
+    pt_tensor *inside = comp_decode(c, &code, b.dec_ids, b.dec_mask, &err);
+    CHECK_MSG(comp_prefix_kv(c, &code, &k, &v, &err) == 0, "%s", err.msg);
+    llama_inputs in = {.ids = b.dec_ids, .mask = b.dec_mask, .prefix_k = k, .prefix_v = v};
+    llama_outputs out;
+    CHECK_MSG(llama_forward(m, &in, &out, &err) == 0, "%s", err.msg);
+    CHECK_MSG(inside && same(inside, out.logits), "mode %d: the keys shifted inside the forward read otherwise", mode);
+    CHECK_MSG(!same(k[0], code.k[0]), "mode %d: the shift left the keys as they were", mode);
+    free(k), free(v);
+    llama_outputs_free(&out);
+    comp_code_free(&code);
+  }
+  CHECK(pt_set_fused_kernels(PT_FUSED_OFF) == 0);
+  comp_free(c);
+  llama_free(m);
+  CHECK(pt_ok());
+  pt_scope_end(s);
+}
+
 typedef struct {
   llama_model *m;
   pt_tensor *w[128];
@@ -532,6 +620,14 @@ static void test_bad_input(void) {
   CHECK(pt_swiglu(x, pt_zeros(PT_SHAPE(2, 4), PT_F32, PT_CPU)) == NULL);
   CHECK_CONTAINS(pt_error(), "swiglu: ");
   pt_error_clear();
+  pt_tensor *k = pt_zeros(PT_SHAPE(1, 2, 3, 4), PT_F32, PT_CPU);
+  pt_tensor *table = pt_zeros(PT_SHAPE(1, 1, 3, 4), PT_F32, PT_CPU);
+  CHECK(pt_kv_inject(pt_zeros(PT_SHAPE(1, 3, 3, 4), PT_F32, PT_CPU), k, NULL, NULL, NULL, NULL) == NULL);
+  CHECK_CONTAINS(pt_error(), "kv_inject: [1,3,3,4], [1,2,3,4]: prefix and x must be (B, H, P, hd) and (B, H, T, hd)");
+  pt_error_clear();
+  CHECK(pt_kv_inject(k, k, NULL, NULL, table, NULL) == NULL);
+  CHECK_CONTAINS(pt_error(), "each pair of tables (cos, sin) goes together");
+  pt_error_clear();
   if (!pt_fused_kernels_available()) {
     CHECK(pt_set_fused_kernels(PT_FUSED_ON) == -1);
     CHECK_CONTAINS(pt_error(), "without CUDA");
@@ -553,6 +649,7 @@ int main(void) {
   test_compressor(PT_F32, PT_CPU, 1, 1e-5);
   test_compressor(PT_BF16, PT_CPU, 0, 1e-2);
   test_full_weights();
+  test_prefix_shift();
   int gpu = pt_cuda_device_count() > 0 && pt_fused_kernels_available();
   int n_cases = 0;
   for (int op = 0; op < N_OPS; op++)
