@@ -47,6 +47,7 @@ compressor *comp_new(const llama_model *base, comp_config cfg, lora_config lora,
 
 void comp_free(compressor *c) {
   if (!c) return;
+  comp_cast_step_end(c);
   lora_free(c->lora);
   pt_free(c->compress);
   pt_free(c->ae);
@@ -103,6 +104,31 @@ int comp_lora_param_parse(const char *name, int *layer, llama_proj *p, char *ab)
 // A trainable (f32) tensor in the model's compute dtype; differentiable, a no-op under f32.
 static pt_tensor *as_compute(const llama_model *m, pt_tensor *t) { return pt_to_dtype(t, m->dtype); }
 
+// The compress embeddings and the AE token in the compute dtype: the step's copies, or a cast now.
+static pt_tensor *compress_compute(const compressor *c) {
+  return c->compress_step ? c->compress_step : as_compute(c->base, c->compress);
+}
+static pt_tensor *ae_compute(const compressor *c) { return c->ae_step ? c->ae_step : as_compute(c->base, c->ae); }
+
+int comp_cast_step(compressor *c) {
+  comp_cast_step_end(c);
+  pt_dtype dt = c->base->dtype;
+  if (dt == PT_F32) return 0;
+  if (lora_cast_step(c->lora, dt)) return -1;
+  c->compress_step = pt_keep(as_compute(c->base, c->compress));
+  if (c->ae) c->ae_step = pt_keep(as_compute(c->base, c->ae));
+  if (pt_ok()) return 0;
+  comp_cast_step_end(c);
+  return -1;
+}
+
+void comp_cast_step_end(compressor *c) {
+  lora_cast_step_end(c->lora);
+  pt_free(c->compress_step);
+  pt_free(c->ae_step);
+  c->compress_step = c->ae_step = NULL;
+}
+
 // mask as bool, or all true (B, T) when NULL.
 static pt_tensor *mask_or_ones(const llama_model *m, const pt_tensor *mask, int64_t B, int64_t T) {
   return mask ? pt_to_dtype(mask, PT_BOOL) : pt_ones(PT_SHAPE(B, T), PT_BOOL, m->device);
@@ -115,7 +141,7 @@ int comp_encode(const compressor *c, const pt_tensor *text_ids, const pt_tensor 
   int64_t B = pt_size(text_ids, 0), N = pt_size(text_ids, 1), K = c->cfg.k, D = m->cfg.dim;
   if (pt_ndim(text_ids) != 2) return pith_fail(err, "compressor: text ids must be (B, N)");
   pt_tensor *parts[2] = {pt_embedding(m->embed, text_ids),
-                         pt_expand(pt_unsqueeze(as_compute(m, c->compress), 0), PT_SHAPE(B, K, D))};
+                         pt_expand(pt_unsqueeze(compress_compute(c), 0), PT_SHAPE(B, K, D))};
   pt_tensor *x = pt_cat(parts, 2, 1);  // (B, N+k, D)
   pt_tensor *masks[2] = {mask_or_ones(m, text_mask, B, N), pt_ones(PT_SHAPE(B, K), PT_BOOL, m->device)};
   pt_tensor *select = pt_expand(pt_view(pt_arange(N, N + K, PT_I64, m->device), PT_SHAPE(1, K)), PT_SHAPE(B, K));
@@ -164,7 +190,7 @@ static pt_tensor *decode(const compressor *c, const comp_code *code, const pt_te
   pt_tensor *parts[3] = {code->memory, NULL, pt_embedding(m->embed, dec_ids)};
   pt_tensor *masks[2] = {pt_ones(PT_SHAPE(B, lead), PT_BOOL, m->device), mask_or_ones(m, dec_mask, B, M)};
   if (ae) {
-    parts[1] = pt_expand(pt_unsqueeze(as_compute(m, ae), 0), PT_SHAPE(B, 1, D));
+    parts[1] = pt_expand(pt_unsqueeze(ae_compute(c), 0), PT_SHAPE(B, 1, D));
   } else {
     parts[1] = parts[2];
   }
@@ -203,7 +229,7 @@ int comp_prefix_kv(const compressor *c, const comp_code *code, pt_tensor ***k, p
     return pt_fail(err, "compressor: prefix");
   }
   int64_t B = pt_size(code->memory, 0), D = m->cfg.dim;
-  pt_tensor *ae = c->cfg.ae_token ? pt_expand(pt_unsqueeze(as_compute(m, c->ae), 0), PT_SHAPE(B, 1, D)) : NULL;
+  pt_tensor *ae = c->cfg.ae_token ? pt_expand(pt_unsqueeze(ae_compute(c), 0), PT_SHAPE(B, 1, D)) : NULL;
   pt_tensor *lead[2] = {code->memory, ae};
   llama_inputs in = {.embeds = pt_cat(lead, lead[1] ? 2 : 1, 1), .want_kv = 1, .no_logits = 1};
   if (!in.embeds) {

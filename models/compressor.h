@@ -33,6 +33,7 @@ typedef struct {
   lora_adapter *lora;       // the encoder's adapter (owned)
   pt_tensor *compress;      // (k, dim) f32 trainable compress / memory embeddings
   pt_tensor *ae;            // (1, dim) f32 trainable AE token (ICAE; used when cfg.ae_token), else NULL
+  pt_tensor *compress_step, *ae_step;  // their compute-dtype copies for the current step (comp_cast_step)
 } compressor;
 
 // What the decoder reads: 500x per-layer K/V, or ICAE memory states.
@@ -55,6 +56,10 @@ compressor *comp_new(const llama_model *base, comp_config cfg, lora_config lora,
 void comp_free(compressor *c);
 // The trainable handles (LoRA A/B, compress embeddings, AE token) in a fixed order; returns the count.
 int comp_params(const compressor *c, pt_tensor **params, int max);
+// Casts the trainable tensors to the base's dtype once for a training step (lora_cast_step, and the
+// compress embeddings and AE token likewise); comp_cast_step_end before the optimizer step.
+int comp_cast_step(compressor *c);
+void comp_cast_step_end(compressor *c);
 
 // Checkpoint names of the trainable tensors (checkpoints/train_state.h's params.safetensors):
 // "lora.L.PROJ.A" (rank, in) and "lora.L.PROJ.B" (out, rank) for projection PROJ (PEFT's name,

@@ -75,6 +75,7 @@ lora_adapter *lora_new(const llama_model *m, lora_config cfg, uint64_t seed, pit
 
 void lora_free(lora_adapter *l) {
   if (!l) return;
+  lora_cast_step_end(l);
   for (int i = 0; i < l->n_layers; i++)
     for (int p = 0; p < LLAMA_N_PROJ; p++) {
       pt_free(l->a[i][p]);
@@ -99,12 +100,54 @@ int lora_params(const lora_adapter *l, pt_tensor **params, int max) {
   return n;
 }
 
+int lora_cast_step(lora_adapter *l, pt_dtype dt) {
+  lora_cast_step_end(l);
+  if (dt == PT_F32) return 0;
+  if (!pt_grad_enabled()) {  // a copy made now would pass no gradient to its master
+    pt_error_set("lora: the step's casts need gradient recording on");
+    return -1;
+  }
+  l->a_step = calloc((size_t)l->n_layers, sizeof *l->a_step);
+  l->b_step = calloc((size_t)l->n_layers, sizeof *l->b_step);
+  if (!l->a_step || !l->b_step) {
+    lora_cast_step_end(l);
+    pt_error_set("lora: out of memory");
+    return -1;
+  }
+  for (int i = 0; i < l->n_layers; i++)
+    for (int p = 0; p < LLAMA_N_PROJ; p++)
+      if (l->a[i][p]) {
+        l->a_step[i][p] = pt_keep(pt_to_dtype(l->a[i][p], dt));
+        l->b_step[i][p] = pt_keep(pt_to_dtype(l->b[i][p], dt));
+      }
+  if (pt_ok()) return 0;
+  lora_cast_step_end(l);
+  return -1;
+}
+
+void lora_cast_step_end(lora_adapter *l) {
+  for (int i = 0; i < l->n_layers; i++)
+    for (int p = 0; p < LLAMA_N_PROJ; p++) {
+      if (l->a_step) pt_free(l->a_step[i][p]);
+      if (l->b_step) pt_free(l->b_step[i][p]);
+    }
+  free(l->a_step);
+  free(l->b_step);
+  l->a_step = l->b_step = NULL;
+}
+
+// The master w (f32) in the compute dtype dt: the step's copy where one was made for dt, else a cast.
+static pt_tensor *compute_copy(pt_tensor *w, pt_tensor *step_copy, pt_dtype dt) {
+  return step_copy && pt_dtype_of(step_copy) == dt ? step_copy : pt_to_dtype(w, dt);
+}
+
 pt_tensor *lora_add(const lora_adapter *l, int layer, llama_proj p, pt_tensor *x, pt_tensor *base_out, pt_gen *g) {
   pt_tensor *a = l->a[layer][p];
   if (!a) return base_out;
   if (g && l->cfg.dropout > 0) x = pt_dropout(x, l->cfg.dropout, g);
   // The f32 master weights, cast (differentiably) to the compute dtype of x: bf16 on a bf16 base.
   pt_dtype dt = pt_dtype_of(x);
-  pt_tensor *delta = pt_linear(pt_linear(x, pt_to_dtype(a, dt), NULL), pt_to_dtype(l->b[layer][p], dt), NULL);
-  return pt_add_scaled(base_out, delta, l->scaling);
+  pt_tensor *ac = compute_copy(a, l->a_step ? l->a_step[layer][p] : NULL, dt);
+  pt_tensor *bc = compute_copy(l->b[layer][p], l->b_step ? l->b_step[layer][p] : NULL, dt);
+  return pt_add_scaled(base_out, pt_linear(pt_linear(x, ac, NULL), bc, NULL), l->scaling);
 }

@@ -24,6 +24,9 @@ struct lora_adapter {
   int n_layers;
   pt_tensor *(*a)[LLAMA_N_PROJ];   // [layer][proj]: (rank, in), NULL when not adapted
   pt_tensor *(*b)[LLAMA_N_PROJ];   // [layer][proj]: (out, rank)
+  // A and B in the compute dtype for the current training step (lora_cast_step), else NULL.
+  pt_tensor *(*a_step)[LLAMA_N_PROJ];
+  pt_tensor *(*b_step)[LLAMA_N_PROJ];
 };
 
 // "q_proj,v_proj" (PEFT's target_modules names), or "all" → bits of targets.
@@ -35,5 +38,12 @@ int lora_params(const lora_adapter *l, pt_tensor **params, int max);
 // base_out + the adapter's term for projection p of layer `layer` applied to x; base_out alone
 // when that projection is not adapted.
 pt_tensor *lora_add(const lora_adapter *l, int layer, llama_proj p, pt_tensor *x, pt_tensor *base_out, pt_gen *g);
+// Casts A and B to dt once for a training step: until lora_cast_step_end, lora_add reads these
+// copies, so the step's micro-batches and a checkpointed layer's second run share one cast each
+// instead of casting on every use; the gradients reach the f32 masters through the casts, in f32 as
+// before. End it before the optimizer changes the masters. With dt f32 there is nothing to cast.
+// 0, or -1 with the shim's error set (nothing kept).
+int lora_cast_step(lora_adapter *l, pt_dtype dt);
+void lora_cast_step_end(lora_adapter *l);
 
 #endif

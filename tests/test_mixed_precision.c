@@ -2,7 +2,8 @@
 // (bf16: true on CUDA; run here on the CPU, where libtorch computes bf16 too). For both methods:
 // the LoRA, compress and AE tensors are f32 and get f32 gradients; the loss and gradients are
 // those of the same compressor over the f32 model to bf16 precision; and an optimizer step far
-// smaller than bf16's resolution still moves the weights (with bf16 weights it would be lost).
+// smaller than bf16's resolution still moves the weights (with bf16 weights it would be lost); and
+// casting them once a step (comp_cast_step) changes nothing but the number of casts.
 // Where a GPU is, the same compressors on cuda:0 give the CPU's loss and gradients.
 #include "check.h"
 #include "compressor.h"
@@ -74,16 +75,20 @@ static pt_tensor *ids(int64_t rows, int64_t cols, uint64_t seed) {
 }
 
 // loss, and every trainable tensor's gradient flattened into one f32 vector (zeros for a tensor off
-// the loss's path: 500x's last-layer q_proj, whose output only reaches the unused final state).
-static double loss_and_grads(compressor *c, const comp_batch *b, pt_tensor **grads) {
+// the loss's path: 500x's last-layer q_proj, whose output only reaches the unused final state), from
+// `micro` backward passes of b accumulated, as a step's micro-batches are.
+static double accumulated(compressor *c, const comp_batch *b, int micro, pt_tensor **grads) {
   pt_tensor *params[64];
   int n = comp_params(c, params, 64);
   for (int i = 0; i < n; i++) pt_zero_grad(params[i]);
   pith_err err = {{0}};
-  pt_tensor *loss = comp_loss(c, b, NULL, &err);
-  CHECK_MSG(loss != NULL, "%s", err.msg);
-  if (!loss) exit(1);
-  CHECK(pt_backward(loss) == 0);
+  pt_tensor *loss = NULL;
+  for (int i = 0; i < micro; i++) {
+    loss = comp_loss(c, b, NULL, &err);
+    CHECK_MSG(loss != NULL, "%s", err.msg);
+    if (!loss) exit(1);
+    CHECK(pt_backward(loss) == 0);
+  }
   pt_tensor *flat[64];
   for (int i = 0; i < n; i++) {
     pt_tensor *gi = pt_grad(params[i]);
@@ -92,6 +97,10 @@ static double loss_and_grads(compressor *c, const comp_batch *b, pt_tensor **gra
   }
   *grads = pt_to_device(pt_cat(flat, n, 0), PT_CPU);
   return pt_item(loss);
+}
+
+static double loss_and_grads(compressor *c, const comp_batch *b, pt_tensor **grads) {
+  return accumulated(c, b, 1, grads);
 }
 
 // Two rows, the second with its last 3 text tokens padded.
@@ -153,6 +162,51 @@ static void check_method(comp_method method) {
   pt_scope_end(s);
 }
 
+// Casting once a step (comp_cast_step) over the bf16 model: two micro-batches through the step's
+// copies, the layers checkpointed so that they run again in the backward pass, give the gradients of
+// casting on every use, bit for bit; the forward reads the copies (a master changed after the casts
+// shows only once they end); without gradient recording the casts are refused.
+static void check_step_casts(comp_method method) {
+  const char *name = method == COMP_500X ? "500x" : "icae";
+  pt_scope s = pt_scope_begin();
+  llama_model *m;
+  compressor *c = make(&m, method, PT_BF16, PT_CPU);
+  m->gradient_checkpointing = 1;
+  comp_batch b = make_batch(PT_CPU);
+  pt_tensor *per_use, *per_step;
+  double l_use = accumulated(c, &b, 2, &per_use);
+  CHECK(comp_cast_step(c) == 0 && c->compress_step && c->lora->a_step);
+  double l_step = accumulated(c, &b, 2, &per_step);
+  CHECK_MSG(l_step == l_use, "%s: loss %.9g with the step's casts, %.9g without", name, l_step, l_use);
+  CHECK_MSG(pt_item(pt_amax_dim(pt_abs(pt_sub(per_step, per_use)), 0, 0)) == 0,
+            "%s: the gradients through the step's casts differ", name);
+
+  pith_err err = {{0}};
+  pt_tensor *params[64], *saved[64];
+  int n = comp_params(c, params, 64);
+  pt_set_grad_enabled(0);
+  for (int i = 0; i < n; i++) {  // every master zeroed: a forward that read one would change
+    saved[i] = pt_clone(params[i]);
+    pt_copy_(params[i], pt_zeros(pt_shape_of(params[i]), PT_F32, PT_CPU));
+  }
+  double l_copies = pt_item(comp_loss(c, &b, NULL, &err));
+  comp_cast_step_end(c);
+  CHECK(c->compress_step == NULL && c->lora->a_step == NULL);
+  double l_masters = pt_item(comp_loss(c, &b, NULL, &err));
+  CHECK_MSG(l_copies == l_use && l_masters != l_use, "%s: loss %.9g while the casts last, %.9g after, %.9g before",
+            name, l_copies, l_masters, l_use);
+  CHECK(comp_cast_step(c) == -1 && c->compress_step == NULL);
+  CHECK_CONTAINS(pt_error(), "need gradient recording on");
+  pt_error_clear();
+  for (int i = 0; i < n; i++) pt_copy_(params[i], saved[i]);
+  pt_set_grad_enabled(1);
+  printf("%s: casting once a step gives casting on every use's loss and gradients, bit for bit\n", name);
+  comp_free(c);
+  llama_free(m);
+  CHECK(pt_ok());
+  pt_scope_end(s);
+}
+
 // On cuda:0: f32 gives the CPU's loss and gradients to 1e-4 (relative), bf16 to bf16 precision.
 static void check_cuda(comp_method method) {
   const char *name = method == COMP_500X ? "500x" : "icae";
@@ -184,6 +238,8 @@ int main(void) {
   pt_set_num_threads(1);
   check_method(COMP_500X);
   check_method(COMP_ICAE);
+  check_step_casts(COMP_500X);
+  check_step_casts(COMP_ICAE);
   check_cuda(COMP_500X);
   check_cuda(COMP_ICAE);
   return check_done("test_mixed_precision");

@@ -349,8 +349,10 @@ static int bench_train_step(int argc, char **argv) {
     double t0 = pith_now_s();
     pt_scope s = pt_scope_begin();
     pt_adamw_zero_grad(opt);
-    pt_tensor *l = comp_loss(c, &b, NULL, &err);
-    rc = l && pt_backward(l) == 0 && pt_adamw_step(opt) == 0 ? 0 : -1;
+    pt_tensor *l = comp_cast_step(c) ? NULL : comp_loss(c, &b, NULL, &err);  // casts once a step, as the trainer
+    rc = l && pt_backward(l) == 0 ? 0 : -1;
+    comp_cast_step_end(c);
+    rc = rc == 0 && pt_adamw_step(opt) == 0 ? 0 : -1;
     if (rc == 0) loss = pt_item(l);
     pt_scope_end(s);
     if (step >= warmup) times[step - warmup] = pith_now_s() - t0;

@@ -490,6 +490,18 @@ static int dist_share(trainer *t, double terms, double *share, pith_err *err) {
   return 0;
 }
 
+// The trainable f32 masters cast to the model's dtype once for the step's micro-batches
+// (comp_cast_step, lora_cast_step); ended before the optimizer changes the masters.
+static int cast_step(trainer *t, pith_err *err) {
+  int rc = t->comp ? comp_cast_step(t->comp) : t->lora ? lora_cast_step(t->lora, t->model->dtype) : 0;
+  return rc ? pt_fail(err, "casting the trainable weights") : 0;
+}
+
+static void cast_step_end(trainer *t) {
+  if (t->comp) comp_cast_step_end(t->comp);
+  if (t->lora) lora_cast_step_end(t->lora);
+}
+
 // One optimizer step's micro-batches, forward and backward: *loss the mean loss, *tokens and
 // *flops what they read and cost.
 static int micro_batches(trainer *t, int64_t step, double *loss, double *tokens, double *flops, pith_err *err) {
@@ -652,7 +664,8 @@ static int train_loop(trainer *t, int64_t start_step, pith_err *err) {
     pt_adamw_set_lr(t->opt, lr);
     pt_adamw_zero_grad(t->opt);
     if (t->dist.pg && dist_dropout_gen(t, step, err)) return -1;
-    if (micro_batches(t, step, &loss, &tokens, &flops, err)) return -1;
+    if (cast_step(t, err) || micro_batches(t, step, &loss, &tokens, &flops, err)) return -1;
+    cast_step_end(t);
     if (dist_agree(t, &loss, err)) return -1;
     double gnorm = pt_clip_grad_norm(t->params, t->n_params, a->max_grad_norm);
     if (!isfinite(loss) || !isfinite(gnorm)) {
