@@ -162,6 +162,30 @@ PITH_HD void kv_inject_pair(S *prefix, S *x, const S *pcos, const S *psin, const
     rope_pair<S>(src[j], src[j + half], c[j], c[j + half], sn[j], sn[j + half], o + j, o + j + half);
 }
 
+// ---------------------------------------------------------------- cross-entropy (the LM head's chunk)
+
+// log Σ exp over one row of logits (V wide), as libtorch's logsumexp computes it in f32: the max
+// (0 where it is infinite), then log Σ exp(x − max) + max. `max` and `sum` turn a thread's partial
+// result into the row's for every thread.
+template <class S, class Max, class Sum>
+PITH_HD float ce_row_lse(const S *x, long V, int tid, int nt, Max max, Sum sum) {
+  float m = -INFINITY;
+  for (long j = tid; j < V; j += nt) m = fmaxf(m, to_f(x[j]));
+  m = max(m);
+  if (isinf(m)) m = 0;
+  float s = 0;
+  for (long j = tid; j < V; j += nt) s += expf(to_f(x[j]) - m);
+  return logf(sum(s)) + m;
+}
+
+// The loss's gradient for one logit x of a row: S((exp(x − lse) − [x is the target's]) · scale),
+// scale the row's weight over the loss's denominator, as the composite computes it in f32.
+template <class S> PITH_HD S ce_grad(S x, float lse, int is_target, float scale) {
+  float p = expf(to_f(x) - lse);
+  if (is_target) p += -1.0f;
+  return from_f<S>(p * scale);
+}
+
 // ---------------------------------------------------------------- dropout (LoRA's input)
 
 // y = S(S(x · keep) · scale) for keep 0 or 1, drawn by the caller as the composite path draws it;

@@ -1,5 +1,6 @@
-// CUDA side of fused_ops.h: fused_math.cuh's functions, a thread block per row (RMSNorm) or a
-// thread per element or pair (SwiGLU, RoPE, KV injection, dropout), grid-stride loops.
+// CUDA side of fused_ops.h: fused_math.cuh's functions, a thread block per row (RMSNorm, the
+// cross-entropy's log-sum-exp) or a thread per element or pair (SwiGLU, RoPE, KV injection, dropout,
+// the cross-entropy's gradient), grid-stride loops.
 #include <cuda_runtime.h>
 #include <stdio.h>
 
@@ -23,8 +24,25 @@ __device__ float block_sum(float v) {
   return v;
 }
 
+// The block's largest v, returned to every thread.
+__device__ float block_max(float v) {
+  __shared__ float warp_maxes[32];
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) warp_maxes[threadIdx.x >> 5] = v;
+  __syncthreads();
+  int lane = threadIdx.x & 31;
+  v = lane < (int)(blockDim.x >> 5) ? warp_maxes[lane] : -INFINITY;
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
 struct block_total {
   __device__ float operator()(float partial) const { return block_sum(partial); }
+};
+
+struct block_largest {
+  __device__ float operator()(float partial) const { return block_max(partial); }
 };
 
 template <class S>
@@ -82,6 +100,23 @@ __global__ void kv_inject_kernel(S *prefix, S *x, const S *pcos, const S *psin, 
   for (long idx = blockIdx.x * (long)blockDim.x + threadIdx.x; idx < n; idx += (long)gridDim.x * blockDim.x) {
     long rest = idx / half, row = rest % rows, h = rest / rows % s.H, b = rest / rows / s.H;
     kv_inject_pair<S>(prefix, x, pcos, psin, cos, sin, joint, s, b, h, row, (int)(idx % half), backward);
+  }
+}
+
+template <class S>
+__global__ void ce_kernel(const S *logits, const int64_t *targets, float *lse, float *picked, long rows, long V) {
+  for (long r = blockIdx.x; r < rows; r += gridDim.x) {
+    float l = ce_row_lse<S>(logits + r * V, V, threadIdx.x, blockDim.x, block_largest(), block_total());
+    if (threadIdx.x == 0) lse[r] = l, picked[r] = to_f(logits[r * V + targets[r]]);
+  }
+}
+
+template <class S>
+__global__ void ce_backward_kernel(const S *logits, const int64_t *targets, const float *lse, const float *scale, S *d,
+                                   long rows, long V) {
+  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < rows * V; i += (long)gridDim.x * blockDim.x) {
+    long r = i / V;
+    d[i] = ce_grad<S>(logits[i], lse[r], i - r * V == targets[r], scale[r]);
   }
 }
 
@@ -183,6 +218,29 @@ extern "C" int fused_kv_inject_cuda(fused_dtype dt, void *prefix, void *x, const
     kv_inject_kernel<float><<<blocks_for(n), THREADS, 0, (cudaStream_t)stream>>>(
         (float *)prefix, (float *)x, F(pcos), F(psin), F(cos), F(sin), (float *)joint, s, backward);
   return launched("fused_kv_inject", err, err_len);
+}
+
+extern "C" int fused_ce_cuda(fused_dtype dt, const void *logits, const int64_t *targets, float *lse, float *picked,
+                             long rows, long V, void *stream, char *err, int err_len) {
+  unsigned grid = (unsigned)(rows < MAX_BLOCKS ? (rows < 1 ? 1 : rows) : MAX_BLOCKS);
+  if (dt == FUSED_BF16)
+    ce_kernel<pith_bf16><<<grid, THREADS, 0, (cudaStream_t)stream>>>(T(logits), targets, lse, picked, rows, V);
+  else
+    ce_kernel<float><<<grid, THREADS, 0, (cudaStream_t)stream>>>(F(logits), targets, lse, picked, rows, V);
+  return launched("fused_ce", err, err_len);
+}
+
+extern "C" int fused_ce_backward_cuda(fused_dtype dt, const void *logits, const int64_t *targets, const float *lse,
+                                      const float *scale, void *d, long rows, long V, void *stream, char *err,
+                                      int err_len) {
+  long n = rows * V;
+  if (dt == FUSED_BF16)
+    ce_backward_kernel<pith_bf16><<<blocks_for(n), THREADS, 0, (cudaStream_t)stream>>>(T(logits), targets, lse, scale,
+                                                                                       (pith_bf16 *)d, rows, V);
+  else
+    ce_backward_kernel<float><<<blocks_for(n), THREADS, 0, (cudaStream_t)stream>>>(F(logits), targets, lse, scale,
+                                                                                   (float *)d, rows, V);
+  return launched("fused_ce_backward", err, err_len);
 }
 
 extern "C" int fused_dropout_cuda(fused_dtype dt, const void *x, const void *keep, float scale, void *y,

@@ -1,6 +1,7 @@
 // fused_ops: fused kernels of the LLaMA layer's element-wise work, forward and backward, f32 and
 // bf16: RMSNorm (optionally with the residual add before it), SwiGLU, RoPE, LoRA's dropout, and the
-// injection of a prefix's K/V (500xCompressor's compress tokens) before the text's. One kernel each way
+// injection of a prefix's K/V (500xCompressor's compress tokens) before the text's, and the LM head's
+// cross-entropy (a chunk of logits at a time). One kernel each way
 // replaces the several libtorch ops of the composite path (models/torch_shim.cpp keeps that path,
 // used on the CPU and whenever the fused kernels are off).
 //
@@ -9,6 +10,8 @@
 // Buffers are row-major; bf16 buffers hold the raw 16-bit values.
 #ifndef PITH_FUSED_OPS_H
 #define PITH_FUSED_OPS_H
+
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -57,6 +60,15 @@ void fused_rope_ref(fused_dtype dt, const void *x, const void *cos, const void *
 void fused_kv_inject_ref(fused_dtype dt, void *prefix, void *x, const void *pcos, const void *psin, const void *cos,
                          const void *sin, void *joint, fused_kv_shape s, int backward);
 
+// Cross-entropy over one chunk of the LM head's logits (rows, V), row-major, against targets (rows)
+// i64 (an ignored row's target any id in [0, V); its weight, in scale, 0). Forward: lse[r] = log Σ
+// exp(logits[r]) and picked[r] = logits[r, targets[r]], f32. Backward: d[r, j] = (exp(logits[r, j] −
+// lse[r]) − [j = targets[r]]) · scale[r], in the logits' dtype: the gradient of the logits.
+void fused_ce_ref(fused_dtype dt, const void *logits, const int64_t *targets, float *lse, float *picked, long rows,
+                  long V);
+void fused_ce_backward_ref(fused_dtype dt, const void *logits, const int64_t *targets, const float *lse,
+                           const float *scale, void *d, long rows, long V);
+
 // y = x · keep · scale (keep 0 or 1, drawn by the caller); mask (n bytes) gets keep != 0.
 void fused_dropout_ref(fused_dtype dt, const void *x, const void *keep, float scale, void *y, unsigned char *mask,
                        long n);
@@ -83,6 +95,11 @@ int fused_rope_cuda(fused_dtype dt, const void *x, const void *cos, const void *
 int fused_kv_inject_cuda(fused_dtype dt, void *prefix, void *x, const void *pcos, const void *psin, const void *cos,
                          const void *sin, void *joint, fused_kv_shape s, int backward, void *stream, char *err,
                          int err_len);
+
+int fused_ce_cuda(fused_dtype dt, const void *logits, const int64_t *targets, float *lse, float *picked, long rows,
+                  long V, void *stream, char *err, int err_len);
+int fused_ce_backward_cuda(fused_dtype dt, const void *logits, const int64_t *targets, const float *lse,
+                           const float *scale, void *d, long rows, long V, void *stream, char *err, int err_len);
 
 int fused_dropout_cuda(fused_dtype dt, const void *x, const void *keep, float scale, void *y, unsigned char *mask,
                        long n, void *stream, char *err, int err_len);

@@ -63,6 +63,27 @@ void kv_inject(void *prefix, void *x, const void *pcos, const void *psin, const 
                             (S *)joint, s, b, h, row, j, backward);
 }
 
+struct one_thread_max {
+  float operator()(float partial) const { return partial; }
+};
+
+template <class S>
+void ce(const void *logits, const int64_t *targets, float *lse, float *picked, long rows, long V) {
+  for (long r = 0; r < rows; r++) {
+    const S *x = (const S *)logits + r * V;
+    lse[r] = ce_row_lse<S>(x, V, 0, 1, one_thread_max(), one_thread());
+    picked[r] = to_f(x[targets[r]]);
+  }
+}
+
+template <class S>
+void ce_backward(const void *logits, const int64_t *targets, const float *lse, const float *scale, void *d, long rows,
+                 long V) {
+  for (long r = 0; r < rows; r++)
+    for (long j = 0; j < V; j++)
+      ((S *)d)[r * V + j] = ce_grad<S>(((const S *)logits)[r * V + j], lse[r], j == targets[r], scale[r]);
+}
+
 template <class S> void dropout_all(const void *x, const void *keep, float scale, void *y, uint8_t *mask, long n) {
   for (long i = 0; i < n; i++) ((S *)y)[i] = dropout<S>(((const S *)x)[i], ((const S *)keep)[i], scale, mask + i);
 }
@@ -95,6 +116,14 @@ void fused_rope_ref(fused_dtype dt, const void *x, const void *cos, const void *
 void fused_kv_inject_ref(fused_dtype dt, void *prefix, void *x, const void *pcos, const void *psin, const void *cos,
                          const void *sin, void *joint, fused_kv_shape s, int backward) {
   (dt == FUSED_BF16 ? kv_inject<pith_bf16> : kv_inject<float>)(prefix, x, pcos, psin, cos, sin, joint, s, backward);
+}
+void fused_ce_ref(fused_dtype dt, const void *logits, const int64_t *targets, float *lse, float *picked, long rows,
+                  long V) {
+  (dt == FUSED_BF16 ? ce<pith_bf16> : ce<float>)(logits, targets, lse, picked, rows, V);
+}
+void fused_ce_backward_ref(fused_dtype dt, const void *logits, const int64_t *targets, const float *lse,
+                           const float *scale, void *d, long rows, long V) {
+  (dt == FUSED_BF16 ? ce_backward<pith_bf16> : ce_backward<float>)(logits, targets, lse, scale, d, rows, V);
 }
 void fused_dropout_ref(fused_dtype dt, const void *x, const void *keep, float scale, void *y, unsigned char *mask,
                        long n) {

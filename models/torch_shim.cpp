@@ -622,78 +622,6 @@ extern "C" pt_tensor *pt_cross_entropy(const pt_tensor *logits, const pt_tensor 
   });
 }
 
-namespace {
-struct linear_ce_node : torch::autograd::Function<linear_ce_node> {
-  // logits of rows [s, e) in f32
-  static at::Tensor chunk_logits(const at::Tensor &h, const at::Tensor &w, int64_t s, int64_t e) {
-    return at::linear(h.slice(0, s, e), w).to(at::kFloat);
-  }
-
-  static torch::autograd::variable_list forward(torch::autograd::AutogradContext *ctx, const at::Tensor &h,
-                                                const at::Tensor &w, const at::Tensor &targets,
-                                                const std::optional<at::Tensor> &weights, int64_t ignore,
-                                                int64_t chunk) {
-    int64_t N = h.size(0);
-    at::Tensor valid = targets.ne(ignore), safe = at::where(valid, targets, at::zeros_like(targets));
-    at::Tensor coef = weights ? weights->to(at::kFloat) * valid : valid.to(at::kFloat);  // each row's weight
-    at::Tensor denom = weights ? weights->to(at::kFloat).sum() : valid.sum().to(at::kFloat);
-    at::Tensor total = at::zeros({}, h.options().dtype(at::kFloat)), lse = at::empty({N}, total.options());
-    for (int64_t s = 0; s < N; s += chunk) {
-      int64_t e = std::min(N, s + chunk);
-      at::Tensor logits = chunk_logits(h, w, s, e), l = at::logsumexp(logits, -1);
-      at::Tensor picked = logits.gather(1, safe.slice(0, s, e).unsqueeze(1)).squeeze(1);
-      total += ((l - picked) * coef.slice(0, s, e)).sum();
-      lse.slice(0, s, e).copy_(l);
-    }
-    ctx->save_for_backward({h, w});
-    ctx->saved_data["safe"] = safe;
-    ctx->saved_data["coef"] = coef;
-    ctx->saved_data["lse"] = lse;
-    ctx->saved_data["denom"] = denom;
-    ctx->saved_data["chunk"] = chunk;
-    return {total / denom};
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext *ctx,
-                                                 torch::autograd::variable_list grads) {
-    std::vector<at::Tensor> saved = ctx->get_saved_variables();
-    const at::Tensor &h = saved[0], &w = saved[1];
-    at::Tensor safe = ctx->saved_data["safe"].toTensor(), lse = ctx->saved_data["lse"].toTensor();
-    // d loss / d logit = coef · (softmax − onehot(target)) · grad / denom, per row
-    at::Tensor scale =
-        ctx->saved_data["coef"].toTensor() * (grads[0].to(at::kFloat) / ctx->saved_data["denom"].toTensor());
-    int64_t N = h.size(0), chunk = ctx->saved_data["chunk"].toInt();
-    bool want_h = ctx->needs_input_grad(0), want_w = ctx->needs_input_grad(1);
-    at::Tensor dh = want_h ? at::empty_like(h) : at::Tensor();
-    at::Tensor dw = want_w ? at::zeros(w.sizes(), w.options().dtype(at::kFloat)) : at::Tensor();
-    for (int64_t s = 0; s < N; s += chunk) {
-      int64_t e = std::min(N, s + chunk);
-      at::Tensor p = (chunk_logits(h, w, s, e) - lse.slice(0, s, e).unsqueeze(1)).exp_();
-      p.scatter_add_(1, safe.slice(0, s, e).unsqueeze(1), at::full({e - s, 1}, -1.0, p.options()));
-      at::Tensor d = (p * scale.slice(0, s, e).unsqueeze(1)).to(h.scalar_type());
-      if (want_h) dh.slice(0, s, e).copy_(at::matmul(d, w));
-      if (want_w) dw += at::matmul(d.t(), h.slice(0, s, e)).to(at::kFloat);
-    }
-    return {dh, want_w ? dw.to(w.scalar_type()) : at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
-  }
-};
-}  // namespace
-
-extern "C" pt_tensor *pt_linear_cross_entropy(const pt_tensor *h, const pt_tensor *w, const pt_tensor *targets,
-                                              const pt_tensor *weights, int64_t ignore_index, int64_t chunk_rows) {
-  return run_op("linear_cross_entropy", {h, w, targets}, [&] {
-    if (h->t.dim() != 2 || w->t.dim() != 2 || h->t.size(1) != w->t.size(1))
-      throw std::invalid_argument("want h (N, D) and w (V, D)");
-    if (targets->t.scalar_type() != at::kLong || targets->t.dim() != 1 || targets->t.size(0) != h->t.size(0))
-      throw std::invalid_argument("targets must be (N) i64");
-    if (weights && (weights->t.dim() != 1 || weights->t.size(0) != h->t.size(0)))
-      throw std::invalid_argument("weights must be (N)");
-    if (chunk_rows < 1) throw std::invalid_argument("chunk_rows must be >= 1");
-    std::optional<at::Tensor> wt = weights ? std::optional<at::Tensor>(weights->t) : std::nullopt;
-    return linear_ce_node::apply(h->t, w->t, targets->t, wt, ignore_index, chunk_rows)[0];
-  });
-}
-
 // ---------------------------------------------------------------- indexing
 
 extern "C" pt_tensor *pt_embedding(const pt_tensor *weight, const pt_tensor *ids) {
@@ -1292,6 +1220,118 @@ extern "C" pt_tensor *pt_layer_norm(const pt_tensor *x, const pt_tensor *weight,
     if (weight->t.dim() != 1 || bias->t.dim() != 1 || weight->t.size(0) != D || bias->t.size(0) != D)
       throw std::invalid_argument("weight and bias must be (" + std::to_string(D) + ")");
     return at::layer_norm(x->t, {D}, weight->t, bias->t, eps);
+  });
+}
+
+// ---------------------------------------------------------------- the LM head's loss, in chunks
+
+namespace {
+struct linear_ce_node : torch::autograd::Function<linear_ce_node> {
+  // logits of rows [s, e): in h's dtype for the fused kernels, which read them as they are; in f32 for
+  // the composite ops.
+  static at::Tensor chunk_logits(const at::Tensor &h, const at::Tensor &w, int64_t s, int64_t e, bool fused) {
+    at::Tensor logits = at::linear(h.slice(0, s, e), w);
+    return fused ? logits.contiguous() : logits.to(at::kFloat);
+  }
+
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext *ctx, const at::Tensor &h,
+                                                const at::Tensor &w, const at::Tensor &targets,
+                                                const std::optional<at::Tensor> &weights, int64_t ignore,
+                                                int64_t chunk) {
+    int64_t N = h.size(0);
+    at::Tensor valid = targets.ne(ignore), safe = at::where(valid, targets, at::zeros_like(targets));
+    at::Tensor coef = weights ? weights->to(at::kFloat) * valid : valid.to(at::kFloat);  // each row's weight
+    at::Tensor denom = weights ? weights->to(at::kFloat).sum() : valid.sum().to(at::kFloat);
+    at::Tensor total = at::zeros({}, h.options().dtype(at::kFloat)), lse = at::empty({N}, total.options());
+    bool fused = fused_fits({&h, &w});
+    for (int64_t s = 0; s < N; s += chunk) {
+      int64_t e = std::min(N, s + chunk);
+      at::Tensor logits = chunk_logits(h, w, s, e, fused), t = safe.slice(0, s, e), l, picked;
+      if (fused) {  // one kernel: each row's log-sum-exp and its target's logit, no f32 copy of the logits
+        l = lse.slice(0, s, e), picked = at::empty_like(l);
+        long rows = (long)(e - s), V = (long)logits.size(1);
+        run_kernel(
+            logits,
+            [&](void *stream, char *err, int n) {
+              return fused_ce_cuda(fused_dt(logits), logits.data_ptr(), t.data_ptr<int64_t>(), l.data_ptr<float>(),
+                                   picked.data_ptr<float>(), rows, V, stream, err, n);
+            },
+            [&] {
+              fused_ce_ref(fused_dt(logits), logits.data_ptr(), t.data_ptr<int64_t>(), l.data_ptr<float>(),
+                           picked.data_ptr<float>(), rows, V);
+            });
+      } else {
+        l = at::logsumexp(logits, -1), picked = logits.gather(1, t.unsqueeze(1)).squeeze(1);
+        lse.slice(0, s, e).copy_(l);
+      }
+      total += ((l - picked) * coef.slice(0, s, e)).sum();
+    }
+    ctx->saved_data["fused"] = fused;
+    ctx->save_for_backward({h, w});
+    ctx->saved_data["safe"] = safe;
+    ctx->saved_data["coef"] = coef;
+    ctx->saved_data["lse"] = lse;
+    ctx->saved_data["denom"] = denom;
+    ctx->saved_data["chunk"] = chunk;
+    return {total / denom};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext *ctx,
+                                                 torch::autograd::variable_list grads) {
+    std::vector<at::Tensor> saved = ctx->get_saved_variables();
+    const at::Tensor &h = saved[0], &w = saved[1];
+    at::Tensor safe = ctx->saved_data["safe"].toTensor(), lse = ctx->saved_data["lse"].toTensor();
+    // d loss / d logit = coef · (softmax − onehot(target)) · grad / denom, per row
+    at::Tensor scale =
+        ctx->saved_data["coef"].toTensor() * (grads[0].to(at::kFloat) / ctx->saved_data["denom"].toTensor());
+    int64_t N = h.size(0), chunk = ctx->saved_data["chunk"].toInt();
+    bool want_h = ctx->needs_input_grad(0), want_w = ctx->needs_input_grad(1);
+    at::Tensor dh = want_h ? at::empty_like(h) : at::Tensor();
+    at::Tensor dw = want_w ? at::zeros(w.sizes(), w.options().dtype(at::kFloat)) : at::Tensor();
+    bool fused = ctx->saved_data["fused"].toBool();
+    for (int64_t s = 0; s < N; s += chunk) {
+      int64_t e = std::min(N, s + chunk);
+      at::Tensor logits = chunk_logits(h, w, s, e, fused), d;
+      if (fused) {  // one kernel from the logits to their gradient, in h's dtype
+        d = at::empty_like(logits);
+        at::Tensor t = safe.slice(0, s, e), l = lse.slice(0, s, e), sc = scale.slice(0, s, e).contiguous();
+        long rows = (long)(e - s), V = (long)logits.size(1);
+        run_kernel(
+            logits,
+            [&](void *stream, char *err, int n) {
+              return fused_ce_backward_cuda(fused_dt(logits), logits.data_ptr(), t.data_ptr<int64_t>(),
+                                            l.data_ptr<float>(), sc.data_ptr<float>(), d.data_ptr(), rows, V, stream,
+                                            err, n);
+            },
+            [&] {
+              fused_ce_backward_ref(fused_dt(logits), logits.data_ptr(), t.data_ptr<int64_t>(), l.data_ptr<float>(),
+                                    sc.data_ptr<float>(), d.data_ptr(), rows, V);
+            });
+      } else {
+        at::Tensor p = (logits - lse.slice(0, s, e).unsqueeze(1)).exp_();
+        p.scatter_add_(1, safe.slice(0, s, e).unsqueeze(1), at::full({e - s, 1}, -1.0, p.options()));
+        d = (p * scale.slice(0, s, e).unsqueeze(1)).to(h.scalar_type());
+      }
+      if (want_h) dh.slice(0, s, e).copy_(at::matmul(d, w));
+      if (want_w) dw += at::matmul(d.t(), h.slice(0, s, e)).to(at::kFloat);
+    }
+    return {dh, want_w ? dw.to(w.scalar_type()) : at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+}  // namespace
+
+extern "C" pt_tensor *pt_linear_cross_entropy(const pt_tensor *h, const pt_tensor *w, const pt_tensor *targets,
+                                              const pt_tensor *weights, int64_t ignore_index, int64_t chunk_rows) {
+  return run_op("linear_cross_entropy", {h, w, targets}, [&] {
+    if (h->t.dim() != 2 || w->t.dim() != 2 || h->t.size(1) != w->t.size(1))
+      throw std::invalid_argument("want h (N, D) and w (V, D)");
+    if (targets->t.scalar_type() != at::kLong || targets->t.dim() != 1 || targets->t.size(0) != h->t.size(0))
+      throw std::invalid_argument("targets must be (N) i64");
+    if (weights && (weights->t.dim() != 1 || weights->t.size(0) != h->t.size(0)))
+      throw std::invalid_argument("weights must be (N)");
+    if (chunk_rows < 1) throw std::invalid_argument("chunk_rows must be >= 1");
+    std::optional<at::Tensor> wt = weights ? std::optional<at::Tensor>(weights->t) : std::nullopt;
+    return linear_ce_node::apply(h->t, w->t, targets->t, wt, ignore_index, chunk_rows)[0];
   });
 }
 

@@ -1,8 +1,9 @@
-// RMSNorm's fused row bodies (kernels/fused_math.cuh) run the way fused_ops.cu launches them: `blocks`
-// blocks, each of `nt` threads (std::thread here) over columns tid, tid + nt, ... and rows b, b +
-// blocks, ...; the block sum a reduction between barriers, as block_sum's is between __syncthreads;
-// the weight's gradient in one partial row per block, summed afterwards. Only the warp shuffles
-// inside block_sum are left out. The CPU references run the same bodies with one thread; this is
+// The fused row bodies (kernels/fused_math.cuh: RMSNorm's, the cross-entropy's log-sum-exp) run the
+// way fused_ops.cu launches them: `blocks` blocks, each of `nt` threads (std::thread here) over
+// columns tid, tid + nt, ... and rows b, b + blocks, ...; the block sum and max reductions between
+// barriers, as block_sum's and block_max's are between __syncthreads; RMSNorm's weight gradient in
+// one partial row per block, summed afterwards. Only the warp shuffles inside the reductions are
+// left out. The CPU references run the same bodies with one thread; this is
 // how test_fused_ops checks the thread layout without a GPU.
 #include <condition_variable>
 #include <mutex>
@@ -56,6 +57,20 @@ struct block_total {
   }
 };
 
+// block_max's: every thread gets the largest of every thread's v.
+struct block_largest {
+  block *b;
+  int tid;
+  float operator()(float v) const {
+    b->sync.wait();
+    b->partial[tid] = v;
+    b->sync.wait();
+    float m = -INFINITY;
+    for (float p : b->partial) m = fmaxf(m, p);
+    return m;
+  }
+};
+
 template <class F> void run_block(int nt, F body) {
   block b(nt);
   std::vector<std::thread> threads;
@@ -92,9 +107,22 @@ void rms_norm_backward(const void *gy, const void *gsum, const void *v, const vo
   for (int blk = 0; blk < blocks; blk++)
     for (int c = 0; c < D; c++) gw[c] += partial[(size_t)blk * D + c];
 }
+
+template <class S> void ce_lse(const void *logits, float *lse, long rows, long V, int blocks, int nt) {
+  for (int blk = 0; blk < blocks; blk++)
+    run_block(nt, [&](block_total total, int tid) {
+      for (long i = blk; i < rows; i += blocks) {
+        float l = ce_row_lse<S>((const S *)logits + i * V, V, tid, nt, block_largest{total.b, tid}, total);
+        if (tid == 0) lse[i] = l;
+      }
+    });
+}
 }  // namespace
 
 extern "C" {
+void fused_ce_lse_threads(fused_dtype dt, const void *logits, float *lse, long rows, long V, int blocks, int nt) {
+  (dt == FUSED_BF16 ? ce_lse<pith_bf16> : ce_lse<float>)(logits, lse, rows, V, blocks, nt);
+}
 void fused_rms_norm_threads(fused_dtype dt, const void *x, const void *res, void *sum, const void *w, void *y,
                             float *r, long rows, int D, float eps, int blocks, int nt) {
   (dt == FUSED_BF16 ? rms_norm<pith_bf16> : rms_norm<float>)(x, res, sum, w, y, r, rows, D, eps, blocks, nt);

@@ -7,8 +7,8 @@
 //   - the shim's fused autograd ops run on the CPU (PT_FUSED_TEST_CPU, the references doing the
 //     arithmetic) equal the references bit for bit, so the ops' glue (saved tensors, gradients'
 //     order, strides, the residual's two outputs, the weight's partial sums) is checked without a GPU;
-//   - RMSNorm's row bodies in the CUDA kernels' thread layout (tests/fused_threads.cpp) give the
-//     one-thread results;
+//   - RMSNorm's and the cross-entropy's row bodies in the CUDA kernels' thread layout
+//     (tests/fused_threads.cpp) give the one-thread results;
 //   - 500x training (LoRA with dropout, keys rotated back as they are injected) and full-weight
 //     training of a tiny LLaMA give the composite path's loss and gradients through the fused ops;
 //   - a prefix shifted inside the forward (prefix_shift) is the prefix shifted before it;
@@ -412,13 +412,14 @@ static void test_cpu_same_as_before(void) {
   pt_scope_end(s);
 }
 
-// ---------------------------------------------------------------- RMSNorm's thread layout
+// ---------------------------------------------------------------- the row bodies' thread layout
 
-// tests/fused_threads.cpp: RMSNorm's row bodies as fused_ops.cu launches them (blocks of nt threads).
+// tests/fused_threads.cpp: the row bodies as fused_ops.cu launches them (blocks of nt threads).
 void fused_rms_norm_threads(fused_dtype dt, const void *x, const void *res, void *sum, const void *w, void *y,
                             float *r, long rows, int D, float eps, int blocks, int nt);
 void fused_rms_norm_backward_threads(fused_dtype dt, const void *gy, const void *gsum, const void *v, const void *w,
                                      const float *r, void *gv, float *gw, long rows, int D, int blocks, int nt);
+void fused_ce_lse_threads(fused_dtype dt, const void *logits, float *lse, long rows, long V, int blocks, int nt);
 
 // The block layout (256 threads a block as fused_ops.cu launches, 3 blocks looping over the rows,
 // the weight's gradient from per-block partials) gives the one-thread references' results: bit for
@@ -462,6 +463,31 @@ static void test_thread_layout(void) {
         n_cases++;
       }
   printf("RMSNorm's thread layout: %d cases as 3 blocks of 256 threads\n", n_cases);
+}
+
+// The cross-entropy's log-sum-exp rows (block max, then block sum) in that layout: the one-thread
+// references' values to f32 summation order (1e-6 relative), for vocabularies narrower and wider
+// than a block, in f32 and bf16; the target's logit and the gradient are per element, no layout.
+static void test_ce_thread_layout(void) {
+  static const long widths[] = {50, 256, 4097};
+  for (int dt = 0; dt < 2; dt++)
+    for (int i = 0; i < 3; i++) {
+      long rows = 7, V = widths[i], n = rows * V;
+      pt_dtype d = dt ? PT_BF16 : PT_F32;
+      float *x = malloc(sizeof(float) * n), got[7], want[7];
+      fill(x, n, 9 + (unsigned)i, -20, 20);
+      round_to_dtype(x, n, d);
+      void *logits = raw(x, n, d);
+      int64_t *targets = calloc((size_t)rows, sizeof *targets);
+      float picked[7];
+      fused_ce_ref(dt ? FUSED_BF16 : FUSED_F32, logits, targets, want, picked, rows, V);
+      fused_ce_lse_threads(dt ? FUSED_BF16 : FUSED_F32, logits, got, rows, V, 3, 256);
+      for (long r = 0; r < rows; r++)
+        CHECK_MSG(fabs(got[r] - want[r]) <= 1e-6 * fabs(want[r]), "%s V %ld row %ld: lse %.9g in blocks, %.9g",
+                  dt ? "bf16" : "f32", V, r, got[r], want[r]);
+      free(x), free(logits), free(targets);
+    }
+  printf("the cross-entropy's thread layout: 6 cases as 3 blocks of 256 threads\n");
 }
 
 // ---------------------------------------------------------------- whole models through the ops
@@ -645,6 +671,7 @@ int main(void) {
   test_cpu_same_as_before();
   test_bad_input();
   test_thread_layout();
+  test_ce_thread_layout();
   test_compressor(PT_F32, PT_CPU, 0, 1e-5);
   test_compressor(PT_F32, PT_CPU, 1, 1e-5);
   test_compressor(PT_BF16, PT_CPU, 0, 1e-2);

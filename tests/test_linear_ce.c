@@ -2,7 +2,9 @@
 // time) against the composite pt_cross_entropy(pt_linear(h, w)): the loss and the gradients of h and
 // w, plain mean with ignored targets and weighted mean, chunks smaller than, equal to and larger than
 // the rows, in f32 (to 1e-6 of the loss, 1e-5 of the largest gradient) and bf16 (to bf16 precision);
-// bad shapes get a message. Where a GPU is, the same on cuda:0.
+// the same through the fused cross-entropy kernels (kernels/fused_ops.h: their CPU references here,
+// PT_FUSED_TEST_CPU); bad shapes get a message. Where a GPU is, the same on cuda:0, the CUDA kernels
+// (PT_FUSED_ON) included.
 #include "check.h"
 #include "torch_shim.h"
 
@@ -16,6 +18,7 @@ typedef struct {
 } result;
 
 static pt_device dev = PT_CPU;  // where run() computes
+static int fused = PT_FUSED_OFF;  // the fused kernels' mode run() uses
 
 // chunk 0: the composite path.
 static result run(pt_tensor *h0, pt_tensor *w0, pt_tensor *targets, pt_tensor *weights, pt_dtype dt, int64_t chunk) {
@@ -26,6 +29,7 @@ static result run(pt_tensor *h0, pt_tensor *w0, pt_tensor *targets, pt_tensor *w
   pt_set_requires_grad(h, 1), pt_set_requires_grad(w, 1);
   pt_tensor *loss;
   if (chunk > 0) {
+    CHECK(pt_set_fused_kernels(fused) == 0);
     loss = pt_linear_cross_entropy(h, w, targets, weights, -100, chunk);
   } else {
     pt_tensor *logits = pt_to_dtype(pt_linear(h, w, NULL), PT_F32);
@@ -34,6 +38,7 @@ static result run(pt_tensor *h0, pt_tensor *w0, pt_tensor *targets, pt_tensor *w
                    : pt_cross_entropy(logits, targets, -100, PT_REDUCE_MEAN);
   }
   CHECK_MSG(loss && pt_backward(loss) == 0, "%s", pt_error());
+  CHECK(pt_set_fused_kernels(PT_FUSED_OFF) == 0);
   return (result){pt_item(loss), pt_to_device(pt_to_dtype(pt_grad(h), PT_F32), PT_CPU),
                   pt_to_device(pt_to_dtype(pt_grad(w), PT_F32), PT_CPU)};
 }
@@ -68,6 +73,12 @@ int main(void) {
     compare(what, run(h, w, targets, weights, PT_F32, chunks[c]), wref, 1e-6);
   }
   compare("bf16, chunks of 8 rows:", run(h, w, targets, NULL, PT_BF16, 8), run(h, w, targets, NULL, PT_BF16, 0), 1e-2);
+  fused = PT_FUSED_TEST_CPU;  // the kernels' arithmetic, by their CPU references
+  compare("fused f32, chunks of 8 rows:", run(h, w, targets, NULL, PT_F32, 8), ref, 1e-6);
+  compare("fused f32 weighted, one chunk:", run(h, w, targets, weights, PT_F32, 64), wref, 1e-6);
+  compare("fused bf16, chunks of 8 rows:", run(h, w, targets, NULL, PT_BF16, 8), run(h, w, targets, NULL, PT_BF16, 0),
+          1e-2);
+  fused = PT_FUSED_OFF;
   if (pt_cuda_device_count() > 0) {  // the same on cuda:0
     dev = 0;
     compare("cuda f32, chunks of 8 rows:", run(h, w, targets, NULL, PT_F32, 8), run(h, w, targets, NULL, PT_F32, 0), 1e-5);
@@ -75,6 +86,16 @@ int main(void) {
             run(h, w, targets, weights, PT_F32, 0), 1e-5);
     compare("cuda bf16, chunks of 8 rows:", run(h, w, targets, NULL, PT_BF16, 8), run(h, w, targets, NULL, PT_BF16, 0),
             1e-2);
+    if (pt_fused_kernels_available()) {
+      fused = PT_FUSED_ON;
+      compare("cuda fused f32, chunks of 8 rows:", run(h, w, targets, NULL, PT_F32, 8),
+              run(h, w, targets, NULL, PT_F32, 0), 1e-5);
+      compare("cuda fused f32 weighted, one chunk:", run(h, w, targets, weights, PT_F32, 64),
+              run(h, w, targets, weights, PT_F32, 0), 1e-5);
+      compare("cuda fused bf16, chunks of 8 rows:", run(h, w, targets, NULL, PT_BF16, 8),
+              run(h, w, targets, NULL, PT_BF16, 0), 1e-2);
+      fused = PT_FUSED_OFF;
+    }
     dev = PT_CPU;
   } else {
     printf("no CUDA device: the cuda:0 comparisons skipped\n");
