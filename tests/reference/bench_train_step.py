@@ -102,7 +102,8 @@ def main():
     p.add_argument("--ab", metavar="FLAGS",
                    help="pith with these bench train-step flags against pith without (not transformers + peft)")
     p.add_argument("--pith-flags", metavar="FLAGS", default="",
-                   help="more bench train-step flags for pith's side against transformers + peft (e.g. --fused-kernels)")
+                   help="more bench train-step flags for pith's side against transformers + peft (e.g. "
+                        "--fused-kernels); with --ab, for both of pith's sides")
     a = p.parse_args()
     if a.model and a.config:
         p.error("--model and --config exclude each other")
@@ -126,8 +127,10 @@ def main():
             if a.device != "cpu":
                 torch.cuda.empty_cache()
         if a.ab:
-            plain, other = harness.alternate(a.rounds, [("pith", lambda: pith_round(a, model_dir)),
-                                                        (f"pith {a.ab}", lambda: pith_round(a, model_dir, a.ab.split()))])
+            both = a.pith_flags.split()
+            plain, other = harness.alternate(a.rounds, [("pith", lambda: pith_round(a, model_dir, both)),
+                                                        (f"pith {a.ab}",
+                                                         lambda: pith_round(a, model_dir, both + a.ab.split()))])
             return ab_report(a, plain, other)
         pith_r, torch_r = harness.alternate(a.rounds, [("pith", lambda: pith_round(a, model_dir, a.pith_flags.split())),
                                                       ("transformers+peft", lambda: torch_round(a, model_dir, text))],
@@ -160,7 +163,7 @@ def ab_report(a, plain, other):
     tokens = 2 * a.batch * a.seq
     kind = "allocated" if a.device != "cpu" else "resident (the whole process)"
     print(f"500x train step: k {a.k}, batch {a.batch}, seq {a.seq}, LoRA r {a.lora_rank} on q,v, {a.device}, "
-          f"{a.threads} threads; peak memory {kind}")
+          f"{a.threads} threads; peak memory {kind}" + (f"; both sides with {a.pith_flags}" if a.pith_flags else ""))
     for name, r in (("without", plain), (a.ab, other)):
         s = statistics.median(x[0] for x in r)
         print(f"  {name + ':':28s} {tokens / s:10.0f} tokens/s, peak {max(x[1] for x in r) / 2**20:8.0f} MiB")
