@@ -5,7 +5,8 @@
 //   rotary attention through the fused SDPA, SwiGLU MLP), every weight trainable, through the shim.
 //   pith bench forward: inference forward (logits) of a Hugging Face model folder.
 //   pith bench train-step: one 500x training step (encoder with LoRA, decoder from the compress
-//   K/V, backward, AdamW) on a model folder.
+//   K/V, backward, AdamW) on a model folder; under torchrun, each rank's step with the gradients'
+//   all-reduce overlapped with its backward pass, as the trainer runs it.
 //   pith bench distill-step: one `pith distill` method kl step (the target's logits without
 //   gradients, the scorer's with, KL(target || scorer), backward, clipping, AdamW on every weight).
 #include <math.h>
@@ -19,6 +20,7 @@
 #include "commands.h"
 #include "train_math.h"
 #include "compressor.h"
+#include "dist.h"
 #include "distill.h"
 #include "hf_folder.h"
 #include "torch_shim.h"
@@ -284,8 +286,9 @@ static int bench_train_step(int argc, char **argv) {
       {"--loss-chunk-rows", CLI_INT, &chunk, .metavar = "N", .min = 0, .max = CLI_INF,
        .help = "the LM head's loss N tokens at a time (as loss_chunk_rows; default 0: all)"},
       {"--fused-kernels", CLI_FLAG, &fused,
-       .help = "RMSNorm, SwiGLU, RoPE and dropout as pith's fused ops (as fused_kernels: true);\non the CPU their kernels' "
-               "one-thread references: for the memory they save, not speed"},
+       .help = "RMSNorm, SwiGLU, RoPE, KV injection, dropout (and with --loss-chunk-rows the\ncross-entropy) as pith's "
+               "fused ops (as fused_kernels: true); on the CPU their kernels'\none-thread references: for the memory "
+               "they save, not speed"},
       {"--json", CLI_FLAG, &json, .help = "print one JSON object"},
   };
   const cli_spec spec = {
@@ -298,7 +301,9 @@ static int bench_train_step(int argc, char **argv) {
                "Tokens/s counts encoder and decoder tokens. scripts/bench train-step runs it next to the same\n"
                "step in transformers + peft.\n\n",
       .epilog = "\nOn CUDA it also reports the caching allocator's peak memory over the run (weights included); on\n"
-                "the CPU the process's peak resident memory.\n"};
+                "the CPU the process's peak resident memory. Launched by torchrun, every rank runs the step on\n"
+                "its own device (NCCL on CUDA, Gloo on the CPU; one process forms a group of one) with the\n"
+                "gradients all-reduced as the trainer does; rank 0 reports, tokens/s summed over the ranks.\n"};
   int code;
   if (cli_command(&spec, argc, argv, &code)) return code;
   if (!dir == !shape) return cli_usage_error(&spec, "give --model DIR or --config FILE.json (one of them)");
@@ -314,6 +319,12 @@ static int bench_train_step(int argc, char **argv) {
     fprintf(stderr, "pith bench train-step: --bf16 needs --device cuda (CPU runs in f32)\n");
     return 2;
   }
+  dist_ctx dc;  // torchrun's ranks, each on its own GPU; one process otherwise
+  if (dist_init(&dc, &dev, &err)) {
+    fprintf(stderr, "pith bench train-step: %s\n", err.msg);
+    return 1;
+  }
+  if (!dist_main(&dc) && !freopen("/dev/null", "w", stdout)) return 1;  // rank 0 reports
   // On the CPU the fused ops run their kernels' CPU references: slow, but they save what the kernels
   // save for the backward pass, so the peak memory shows what fusing saves.
   if (fused && pt_set_fused_kernels(dev == PT_CPU ? PT_FUSED_TEST_CPU : PT_FUSED_ON)) {
@@ -336,6 +347,8 @@ static int bench_train_step(int argc, char **argv) {
   pt_tensor *params[1024];
   int n = c ? comp_params(c, params, 1024) : 0;
   pt_adamw *opt = c ? pt_adamw_new(params, n, (pt_adamw_config){1e-4, 0.9, 0.999, 1e-8, 0}) : NULL;
+  if (opt && (dist_broadcast(&dc, params, n, &err) || dist_overlap(&dc, params, n, &err)))
+    pt_adamw_free(opt), opt = NULL;
   pt_gen *g = pt_gen_new(5, PT_CPU);
   // Random text of seq tokens; the decoder reads [text] and predicts it shifted (regeneration).
   pt_tensor *text = pt_keep(pt_to_device(
@@ -350,9 +363,9 @@ static int bench_train_step(int argc, char **argv) {
     pt_scope s = pt_scope_begin();
     pt_adamw_zero_grad(opt);
     pt_tensor *l = comp_cast_step(c) ? NULL : comp_loss(c, &b, NULL, &err);  // casts once a step, as the trainer
-    rc = l && pt_backward(l) == 0 ? 0 : -1;
+    rc = l && dist_arm(&dc, &err) == 0 && pt_backward(l) == 0 ? 0 : -1;
     comp_cast_step_end(c);
-    rc = rc == 0 && pt_adamw_step(opt) == 0 ? 0 : -1;
+    rc = rc == 0 && dist_reduce_grads(&dc, params, n, 1.0 / dc.world, &err) == 0 && pt_adamw_step(opt) == 0 ? 0 : -1;
     if (rc == 0) loss = pt_item(l);
     pt_scope_end(s);
     if (step >= warmup) times[step - warmup] = pith_now_s() - t0;
@@ -361,9 +374,12 @@ static int bench_train_step(int argc, char **argv) {
     fprintf(stderr, "pith bench train-step: %s\n", err.msg[0] ? err.msg : pt_error());
   } else {
     qsort(times, (size_t)steps, sizeof *times, cmp_double);
-    double median = times[steps / 2], tok_s = 2.0 * batch * seq / median;
-    // Model FLOPs of the step: the encoder reads seq + k tokens, the decoder seq after k prefix K/V.
+    double median = times[steps / 2], tok_s = 2.0 * batch * seq * dc.world / median;
+    // Model FLOPs of a rank's step (the encoder reads seq + k tokens, the decoder seq after k prefix
+    // K/V) over its own device's peak.
     double mfu = peak > 0 ? batch * train_row_flops(&m->cfg, 0, seq + k, seq, k) / median / (peak * 1e12) : -1;
+    double allreduce_bytes = 0;  // what each step sends through the all-reduce, to estimate scaling from
+    for (int i = 0; i < n; i++) allreduce_bytes += 4.0 * (double)pt_numel(params[i]);
     // Peak over the whole run: frozen weights, activations, gradients and optimizer state.
     int64_t peak_alloc, peak_reserved, peak_rss = dev == PT_CPU ? peak_rss_bytes() : -1;
     pt_cuda_peak_bytes(dev, &peak_alloc, &peak_reserved);
@@ -375,8 +391,10 @@ static int bench_train_step(int argc, char **argv) {
         printf(", \"peak_allocated_bytes\": %lld, \"peak_reserved_bytes\": %lld", (long long)peak_alloc,
                (long long)peak_reserved);
       if (peak_rss >= 0) printf(", \"peak_rss_bytes\": %lld", (long long)peak_rss);
-      printf(", \"gradient_checkpointing\": %s, \"fused_kernels\": %s}\n", ckpt ? "true" : "false",
-             fused ? "true" : "false");
+      printf(", \"gradient_checkpointing\": %s, \"fused_kernels\": %s, \"world_size\": %d, \"process_group\": %s",
+             ckpt ? "true" : "false", fused ? "true" : "false", dc.world, dc.pg ? "true" : "false");
+      if (dc.pg) printf(", \"allreduce_bytes\": %.0f", allreduce_bytes);
+      printf("}\n");
     } else {
       printf("pith train-step: 500x k=%d, batch %d, seq %d, %s %s: %.0f tokens/s (median step %.1f ms), last loss %.6f",
              k, batch, seq, device, dtype == PT_BF16 ? "bf16" : "f32", tok_s, median * 1e3, loss);
@@ -388,6 +406,9 @@ static int bench_train_step(int argc, char **argv) {
       if (ckpt) printf(", layers checkpointed");
       if (chunk) printf(", loss %lld tokens at a time", (long long)chunk);
       if (fused) printf(", fused kernels");
+      if (dc.pg)
+        printf(", %d rank%s (torch.distributed), all-reducing %.1f MB of f32 gradients a step", dc.world,
+               dc.world > 1 ? "s" : "", allreduce_bytes / 1e6);
       printf("\n");
     }
   }
@@ -397,6 +418,8 @@ static int bench_train_step(int argc, char **argv) {
   pt_adamw_free(opt);
   comp_free(c);
   llama_free(m);
+  if (rc == 0) dist_close(&dc);  // with an error, leave at once: the others learn it from the dead link
+  else if (dc.pg) pt_dist_grads_free(dc.grads), pt_dist_free(dc.pg);
   return rc ? 1 : 0;
 }
 

@@ -8,7 +8,9 @@ uninterrupted run ended (a SIGTERM to torchrun, which passes it on, too); resume
 killed with SIGKILL makes the other exit non-zero with an error that says so, in under 60 s; a bad
 launch environment is refused in one line that names the variable, and a rank that never comes ends
 the rendezvous after PITH_DIST_TIMEOUT. With the stories assets, 500x pretraining (LoRA + compress embeddings) is
-checked the same way, and with LoRA dropout on 2 ranks a SIGTERM and resume is bit for bit.
+checked the same way, and with LoRA dropout on 2 ranks a SIGTERM and resume is bit for bit. `pith
+bench train-step` under torchrun runs its step on each rank with the all-reduce and reports the
+one-process loss with the ranks' tokens/s summed.
 
 Run by ctest with PITH_BIN (the pith binary); skips when the venv has no torchrun or pith was built
 without Gloo's headers.
@@ -137,6 +139,24 @@ def pretrain(tmp, torchrun):
     print(f"pretrain with lora_dropout 0.1 on 2 ranks, SIGTERM at step {stopped}, resumed: bit for bit")
 
 
+def bench_under_torchrun(torchrun, pith, shape):
+    """pith bench train-step on 2 Gloo ranks (each the same batch, the gradients all-reduced as the
+    trainer does): rank 0 alone reports, world 2, the last step's loss of one process."""
+    args = [pith, "bench", "train-step", "--config", shape, "--k", "4", "--batch", "2", "--seq", "16", "--steps", "2",
+            "--warmup", "0", "--threads", "1", "--json"]
+    one = json.loads(harness.run(args, text=True, timeout=120).stdout)
+    p = harness.run([torchrun, "--no-python", "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
+                     str(free_port()), *args], text=True, timeout=300)
+    lines = [line for line in p.stdout.splitlines() if line.startswith("{")]
+    harness.check(len(lines) == 1, f"rank 0 alone reports: {p.stdout[-800:]}")
+    two = json.loads(lines[0])
+    harness.check(one["world_size"] == 1 and not one["process_group"] and two["world_size"] == 2 and
+                  two["process_group"], f"world sizes: {one} {two}")
+    harness.check(abs(two["loss"] - one["loss"]) <= 1e-6 * abs(one["loss"]),
+                  f"bench train-step on 2 ranks: loss {two['loss']}, one process {one['loss']}")
+    print(f"bench train-step on 2 ranks: the one-process loss {one['loss']}, {two['tokens_per_s']:.0f} tokens/s summed")
+
+
 def main():
     pith = harness.pith_bin()
     harness.require("h5py", "safetensors")
@@ -176,6 +196,7 @@ def main():
                     harness.check(d <= 1e-5 * max(1.0, abs(a[key])),
                                   f"step {a['step']} {key}: one process {a[key]}, two ranks {b[key]}")
         print(f"losses, gradient norms: largest difference {worst:.2e} over {len(m1)} lines")
+        bench_under_torchrun(torchrun, pith, shape)
         w1, w2 = weights(one), weights(two)
         harness.check(sorted(w1) == sorted(w2), "the same tensors")
         wd = max(float(abs(w1[k].astype("float64") - w2[k].astype("float64")).max()) for k in w1)
