@@ -99,6 +99,9 @@ static int parse_args(int argc, char **argv, eval_options *o) {
       {"--device", CLI_STR, &o->device, .metavar = "D", .help = "cpu (default), cuda or cuda:N; computation in f32"},
       {"--bf16", CLI_FLAG, &o->bf16,
        .help = "on CUDA: the base model in bf16, as bf16: true trains (half the memory);\nnot with --verify"},
+      {"--fused-kernels", CLI_FLAG, &o->fused_kernels,
+       .help = "on CUDA: the layers' element-wise work and the compress K/V's injection as\npith's fused kernels, as "
+               "fused_kernels: true trains"},
       EVAL_INT("--threads", threads, "CPU threads (default: libtorch's)"),
       {"--verify", CLI_FLAG, &o->verify,
        .help = "also check every compressed generation against comp_decode without a cache\n"
@@ -182,6 +185,8 @@ static int parse_args(int argc, char **argv, eval_options *o) {
   pt_error_clear();
   if (o->bf16 && !strcmp(o->device, "cpu"))
     return usage_error("--bf16 needs --device cuda (CPU evaluation runs in f32, as CPU training does)");
+  if (o->fused_kernels && !strcmp(o->device, "cpu"))
+    return usage_error("--fused-kernels needs --device cuda (the fused kernels are CUDA kernels)");
   // In bf16 the cached and uncached decoders round differently: on an H200 a logit gap of 0.188
   // appeared 63 tokens into a generation, so greedy choices can part on near-ties. Checked in f32.
   if (o->bf16 && o->verify) return usage_error("--verify checks in f32: leave out --bf16");

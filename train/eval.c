@@ -241,6 +241,8 @@ static int load_models(eval_run *r, pith_err *err) {
   pt_device dev;
   pith_err why = {{0}};
   if (pt_device_parse(o->device, &dev, &why)) return pith_fail(err, "--device %s", why.msg);
+  if (o->fused_kernels && (dev == PT_CPU || pt_set_fused_kernels(PT_FUSED_ON)))
+    return dev == PT_CPU ? pith_fail(err, "--fused-kernels needs a CUDA device") : pt_fail(err, "--fused-kernels");
 
   r->tok = tokenizer_load(r->tok_path, err);
   if (!r->tok) return -1;

@@ -44,6 +44,7 @@ typedef struct {
   int quiet;               // no notices nor progress on stderr
   int verify;              // run the systems' checks (the compressed one against comp_decode)
   int bf16;                // the base model in bf16
+  int fused_kernels;       // CUDA: the fused kernels (pt_set_fused_kernels), as training's fused_kernels
   const char *hard;        // NULL, or comma-separated METHOD:RATIO specs: hard-compression systems
   const char *hard_scorer;  // their causal LM folder; NULL: the base model
   int hard_llmlingua_budget;  // llmlingua's own budget instead of the exact one (eval_sys_hard.c)

@@ -340,6 +340,7 @@ def main():
             (["--compressor", exp_ft, "--data", docs, "--task", "qa"], 1, "does not apply"),
             (["--compressor", exp_ft, "--data", qa, "--baselines", "full,oracle"], 2, "unknown baseline 'oracle'"),
             (["--compressor", exp_ft, "--data", qa, "--bf16"], 2, "--bf16 needs --device cuda"),
+            (["--compressor", exp_ft, "--data", qa, "--fused-kernels"], 2, "--fused-kernels needs --device cuda"),
             (["--compressor", exp_ft, "--data", qa, "--device", "cuda", "--bf16", "--verify"], 2, "--verify checks in f32"),
             (["--compressor", world, "--data", qa], 1, "neither an export folder"),
         ]
