@@ -443,7 +443,7 @@ extern "C" pt_tensor *pt_from_data(const void *data, pt_dtype dt, pt_shape shape
   return run_op("from_data", {}, [&] {
     if (!data) throw std::invalid_argument("data is NULL");
     at::Tensor cpu = at::empty(dims(shape), options(dt, PT_CPU));
-    memcpy(cpu.data_ptr(), data, cpu.numel() * cpu.element_size());
+    if (cpu.numel() > 0) memcpy(cpu.data_ptr(), data, cpu.numel() * cpu.element_size());  // empty: no storage
     return dev == PT_CPU ? cpu : cpu.to(to_device(dev));
   });
 }
@@ -459,7 +459,7 @@ extern "C" int pt_to_data(const pt_tensor *t, void *out, size_t nbytes) {
     if (need != nbytes)
       throw std::invalid_argument(shape_str(c) + " " + dtype_str(c.scalar_type()) + " holds " +
                                   std::to_string(need) + " bytes, the buffer " + std::to_string(nbytes));
-    memcpy(out, c.data_ptr(), need);
+    if (need > 0) memcpy(out, c.data_ptr(), need);
   });
 }
 
@@ -1243,7 +1243,7 @@ struct linear_ce_node : torch::autograd::Function<linear_ce_node> {
     at::Tensor coef = weights ? weights->to(at::kFloat) * valid : valid.to(at::kFloat);  // each row's weight
     at::Tensor denom = weights ? weights->to(at::kFloat).sum() : valid.sum().to(at::kFloat);
     at::Tensor total = at::zeros({}, h.options().dtype(at::kFloat)), lse = at::empty({N}, total.options());
-    bool fused = fused_fits({&h, &w});
+    bool fused = fused_fits({&h, &w}) && targets.device() == h.device();  // the kernels read the targets too
     for (int64_t s = 0; s < N; s += chunk) {
       int64_t e = std::min(N, s + chunk);
       at::Tensor logits = chunk_logits(h, w, s, e, fused), t = safe.slice(0, s, e), l, picked;
