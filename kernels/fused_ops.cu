@@ -111,12 +111,17 @@ __global__ void ce_kernel(const S *logits, const int64_t *targets, float *lse, f
   }
 }
 
+// Rows along the grid's y, each row's columns along its x: no division per element.
 template <class S>
 __global__ void ce_backward_kernel(const S *logits, const int64_t *targets, const float *lse, const float *scale, S *d,
                                    long rows, long V) {
-  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < rows * V; i += (long)gridDim.x * blockDim.x) {
-    long r = i / V;
-    d[i] = ce_grad<S>(logits[i], lse[r], i - r * V == targets[r], scale[r]);
+  for (long r = blockIdx.y; r < rows; r += gridDim.y) {
+    const S *x = logits + r * V;
+    S *o = d + r * V;
+    long t = targets[r];
+    float l = lse[r], sc = scale[r];
+    for (long j = blockIdx.x * (long)blockDim.x + threadIdx.x; j < V; j += (long)gridDim.x * blockDim.x)
+      o[j] = ce_grad<S>(x[j], l, j == t, sc);
   }
 }
 
@@ -233,13 +238,13 @@ extern "C" int fused_ce_cuda(fused_dtype dt, const void *logits, const int64_t *
 extern "C" int fused_ce_backward_cuda(fused_dtype dt, const void *logits, const int64_t *targets, const float *lse,
                                       const float *scale, void *d, long rows, long V, void *stream, char *err,
                                       int err_len) {
-  long n = rows * V;
+  dim3 grid(blocks_for(V) < 4096 ? blocks_for(V) : 4096, (unsigned)(rows < 1 ? 1 : rows < 65535 ? rows : 65535));
   if (dt == FUSED_BF16)
-    ce_backward_kernel<pith_bf16><<<blocks_for(n), THREADS, 0, (cudaStream_t)stream>>>(T(logits), targets, lse, scale,
-                                                                                       (pith_bf16 *)d, rows, V);
+    ce_backward_kernel<pith_bf16><<<grid, THREADS, 0, (cudaStream_t)stream>>>(T(logits), targets, lse, scale,
+                                                                              (pith_bf16 *)d, rows, V);
   else
-    ce_backward_kernel<float><<<blocks_for(n), THREADS, 0, (cudaStream_t)stream>>>(F(logits), targets, lse, scale,
-                                                                                   (float *)d, rows, V);
+    ce_backward_kernel<float><<<grid, THREADS, 0, (cudaStream_t)stream>>>(F(logits), targets, lse, scale, (float *)d,
+                                                                          rows, V);
   return launched("fused_ce_backward", err, err_len);
 }
 
