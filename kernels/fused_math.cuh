@@ -136,14 +136,31 @@ template <class S> PITH_HD void rope_pair_backward(S g1, S g2, S c1, S c2, S s1,
   *gx2 = from_f<S>(round_to<S>(b * to_f(c2)) - round_to<S>(a * to_f(s1)));
 }
 
+// Pair i of the B·H·T·hd/2 pairs of RoPE's operand (fused_rope_shape), i the CUDA thread's index
+// (the CPU reference runs them all in order); backward: x is the output's gradient.
+template <class S>
+PITH_HD void rope_at(const S *x, const S *cos, const S *sin, S *y, const fused_rope_shape &s, long i, int backward) {
+  int half = s.hd / 2, j = (int)(i % half);
+  long rest = i / half, t = rest % s.T, h = rest / s.T % s.H, b = rest / s.T / s.H;
+  const S *a = x + b * s.xs[0] + h * s.xs[1] + t * s.xs[2];
+  const S *c = cos + b * s.cs[0] + t * s.cs[1], *sn = sin + b * s.cs[0] + t * s.cs[1];
+  S *o = y + b * s.ys[0] + h * s.ys[1] + t * s.ys[2];
+  if (backward)
+    rope_pair_backward<S>(a[j], a[j + half], c[j], c[j + half], sn[j], sn[j + half], o + j, o + j + half);
+  else
+    rope_pair<S>(a[j], a[j + half], c[j], c[j + half], sn[j], sn[j + half], o + j, o + j + half);
+}
+
 // ---------------------------------------------------------------- KV injection
 
-// The pair (j, j + hd/2) of row `row` of joint's (b, h) (fused_kv_shape): forward, rotated from
-// its source row into joint; backward, joint's gradient rotated back into the source row's.
+// Pair i of the B·H·(P + T)·hd/2 pairs (j, j + hd/2) of joint (fused_kv_shape), i the CUDA
+// thread's index (the CPU reference runs them all in order): forward, rotated from its source row
+// into joint; backward, joint's gradient rotated back into the source row's.
 template <class S>
 PITH_HD void kv_inject_pair(S *prefix, S *x, const S *pcos, const S *psin, const S *cos, const S *sin, S *joint,
-                            const fused_kv_shape &s, long b, long h, long row, int j, int backward) {
-  int half = s.hd / 2;
+                            const fused_kv_shape &s, long i, int backward) {
+  int half = s.hd / 2, j = (int)(i % half);
+  long rows = s.P + s.T, rest = i / half, row = rest % rows, h = rest / rows % s.H, b = rest / rows / s.H;
   int pre = row < s.P;
   long r = pre ? row : row - s.P;
   S *src = pre ? prefix + b * s.ps[0] + h * s.ps[1] + r * s.ps[2] : x + b * s.xs[0] + h * s.xs[1] + r * s.xs[2];

@@ -77,30 +77,17 @@ template <class S> __global__ void swiglu_backward_kernel(const S *gy, const S *
 
 template <class S>
 __global__ void rope_kernel(const S *x, const S *cos, const S *sin, S *y, fused_rope_shape s, int backward) {
-  int half = s.hd / 2;
-  long n = s.B * s.H * s.T * half;
-  for (long idx = blockIdx.x * (long)blockDim.x + threadIdx.x; idx < n; idx += (long)gridDim.x * blockDim.x) {
-    int j = (int)(idx % half);
-    long rest = idx / half, t = rest % s.T, h = rest / s.T % s.H, b = rest / s.T / s.H;
-    const S *a = x + b * s.xs[0] + h * s.xs[1] + t * s.xs[2];
-    const S *c = cos + b * s.cs[0] + t * s.cs[1], *sn = sin + b * s.cs[0] + t * s.cs[1];
-    S *o = y + b * s.ys[0] + h * s.ys[1] + t * s.ys[2];
-    if (backward)
-      rope_pair_backward<S>(a[j], a[j + half], c[j], c[j + half], sn[j], sn[j + half], o + j, o + j + half);
-    else
-      rope_pair<S>(a[j], a[j + half], c[j], c[j + half], sn[j], sn[j + half], o + j, o + j + half);
-  }
+  long n = s.B * s.H * s.T * (s.hd / 2);
+  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+    rope_at<S>(x, cos, sin, y, s, i, backward);
 }
 
 template <class S>
 __global__ void kv_inject_kernel(S *prefix, S *x, const S *pcos, const S *psin, const S *cos, const S *sin, S *joint,
                                  fused_kv_shape s, int backward) {
-  int half = s.hd / 2;
-  long rows = s.P + s.T, n = s.B * s.H * rows * half;
-  for (long idx = blockIdx.x * (long)blockDim.x + threadIdx.x; idx < n; idx += (long)gridDim.x * blockDim.x) {
-    long rest = idx / half, row = rest % rows, h = rest / rows % s.H, b = rest / rows / s.H;
-    kv_inject_pair<S>(prefix, x, pcos, psin, cos, sin, joint, s, b, h, row, (int)(idx % half), backward);
-  }
+  long n = s.B * s.H * (s.P + s.T) * (s.hd / 2);
+  for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+    kv_inject_pair<S>(prefix, x, pcos, psin, cos, sin, joint, s, i, backward);
 }
 
 template <class S>

@@ -35,32 +35,18 @@ template <class S> void swiglu_backward_all(const void *gy, const void *g, const
     swiglu_backward<S>(((const S *)gy)[i], ((const S *)g)[i], ((const S *)u)[i], (S *)dg + i, (S *)du + i);
 }
 
+// RoPE and KV injection: every pair in the CUDA threads' order, through their index arithmetic.
 template <class S>
 void rope(const void *x, const void *cos, const void *sin, void *y, const fused_rope_shape &s, int backward) {
-  int half = s.hd / 2;
-  for (long b = 0; b < s.B; b++)
-    for (long h = 0; h < s.H; h++)
-      for (long t = 0; t < s.T; t++) {
-        const S *a = (const S *)x + b * s.xs[0] + h * s.xs[1] + t * s.xs[2];
-        const S *c = (const S *)cos + b * s.cs[0] + t * s.cs[1], *sn = (const S *)sin + b * s.cs[0] + t * s.cs[1];
-        S *o = (S *)y + b * s.ys[0] + h * s.ys[1] + t * s.ys[2];
-        for (int j = 0; j < half; j++) {
-          if (backward)
-            rope_pair_backward<S>(a[j], a[j + half], c[j], c[j + half], sn[j], sn[j + half], o + j, o + j + half);
-          else
-            rope_pair<S>(a[j], a[j + half], c[j], c[j + half], sn[j], sn[j + half], o + j, o + j + half);
-        }
-      }
+  for (long i = 0, n = s.B * s.H * s.T * (s.hd / 2); i < n; i++)
+    rope_at<S>((const S *)x, (const S *)cos, (const S *)sin, (S *)y, s, i, backward);
 }
 template <class S>
 void kv_inject(void *prefix, void *x, const void *pcos, const void *psin, const void *cos, const void *sin, void *joint,
                const fused_kv_shape &s, int backward) {
-  for (long b = 0; b < s.B; b++)
-    for (long h = 0; h < s.H; h++)
-      for (long row = 0; row < s.P + s.T; row++)
-        for (int j = 0; j < s.hd / 2; j++)
-          kv_inject_pair<S>((S *)prefix, (S *)x, (const S *)pcos, (const S *)psin, (const S *)cos, (const S *)sin,
-                            (S *)joint, s, b, h, row, j, backward);
+  for (long i = 0, n = s.B * s.H * (s.P + s.T) * (s.hd / 2); i < n; i++)
+    kv_inject_pair<S>((S *)prefix, (S *)x, (const S *)pcos, (const S *)psin, (const S *)cos, (const S *)sin,
+                      (S *)joint, s, i, backward);
 }
 
 struct one_thread_max {
