@@ -1,9 +1,9 @@
 // fused_ops: fused kernels of the LLaMA layer's element-wise work, forward and backward, f32 and
-// bf16: RMSNorm (optionally with the residual add before it), SwiGLU, RoPE, LoRA's dropout, and the
+// bf16: RMSNorm (optionally with the residual add before it), SwiGLU, RoPE, LoRA's dropout, the
 // injection of a prefix's K/V (500xCompressor's compress tokens) before the text's, and the LM head's
-// cross-entropy (a chunk of logits at a time). One kernel each way
-// replaces the several libtorch ops of the composite path (models/torch_shim.cpp keeps that path,
-// used on the CPU and whenever the fused kernels are off).
+// cross-entropy (a chunk of logits at a time). One kernel each way replaces the several libtorch ops
+// of the composite path (models/torch_shim.cpp keeps that path, used on the CPU and whenever the
+// fused kernels are off).
 //
 // The arithmetic is in fused_math.cuh, shared by the CUDA kernels (fused_ops.cu, built where nvcc
 // is) and the CPU references below (fused_ref.cpp, always built), which tests compare with libtorch.
