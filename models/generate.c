@@ -108,17 +108,12 @@ static int forward_step(const llama_model *m, const lora_adapter *lora, pt_tenso
   int L = m->cfg.n_layers, V = m->cfg.vocab_size;
   pt_tensor *ids = pt_to_dtype(pt_from_data(tok, PT_I32, PT_SHAPE(1, T), m->device), PT_I64);  // (1, T)
   if (!ids) return shim_fail(err);
-  llama_inputs in = {.ids = ids, .prefix_k = pk, .prefix_v = pv, .lora = lora, .want_kv = 1};
+  // The K/V each layer attended over, (1, Hkv, P + T, hd): the new cache as it is.
+  llama_inputs in = {.ids = ids, .prefix_k = pk, .prefix_v = pv, .lora = lora, .want_kv = 1, .kv_with_prefix = 1};
   llama_outputs o;
   if (llama_forward(m, &in, &o, err)) return -1;
   pt_tensor *last = pt_to_dtype(pt_slice(o.logits, 1, T - 1, T), PT_F32);  // (1, 1, vocab)
   int rc = pt_to_data(last, logits, sizeof(float) * (size_t)V);
-  for (int l = 0; l < L && rc == 0; l++) {
-    if (pk) {  // (1, Hkv, P + T, hd)
-      o.k[l] = pt_kv_inject(pk[l], o.k[l], NULL, NULL, NULL, NULL);
-      o.v[l] = pt_kv_inject(pv[l], o.v[l], NULL, NULL, NULL, NULL);
-    }
-  }
   if (rc || !pt_ok()) {
     llama_outputs_free(&o);
     return shim_fail(err);

@@ -1,7 +1,8 @@
 // generate: text generation with a KV cache over llama_forward, and the sampler it uses.
 //
-// The cache is the prefix llama_forward already takes: the prompt runs once with want_kv, then
-// every new token is one forward of T = 1 whose K/V are appended to the cache. An optional
+// The cache is the prefix llama_forward already takes: the prompt runs once with want_kv and
+// kv_with_prefix, then every new token is one forward of T = 1 whose layers' K/V (the cache, then the
+// token's) become the next cache. An optional
 // initial prefix (per-layer K/V, e.g. the compress tokens of 500xCompressor) is attended to by
 // the prompt and everything after it, and positions continue after it, as with Hugging Face's
 // past_key_values. Runs with gradients off. Batch size 1 only.

@@ -288,6 +288,8 @@ static int check_inputs(const llama_model *m, const llama_inputs *in, pith_err *
   }
   if ((in->want_kv || in->want_hidden) && in->select && pt_ndim(in->select) != 2)
     return pith_fail(err, "llama_forward: select must be (B, K)");
+  if (in->kv_with_prefix && in->select)
+    return pith_fail(err, "llama_forward: kv_with_prefix returns every position's K/V (no select)");
   if (in->want_attn && (in->attn_layer < 0 || in->attn_layer >= m->cfg.n_layers))
     return pith_fail(err, "llama_forward: attention of layer %d asked, the model has layers 0..%d", in->attn_layer,
                      m->cfg.n_layers - 1);
@@ -362,7 +364,9 @@ static int layer_forward(const llama_model *m, const llama_inputs *in, int l, co
   } else {
     k = text_k = pt_rope(k, li->cos, li->sin);
   }
-  if (in->want_kv) {
+  if (in->want_kv && in->kv_with_prefix) {
+    o->k = k, o->v = v;
+  } else if (in->want_kv) {
     o->k = select_positions(text_k, in->select, 2);
     o->v = select_positions(text_v, in->select, 2);
   }
@@ -395,7 +399,7 @@ typedef struct {
   const llama_model *m;
   const lora_adapter *lora;
   pt_gen *dropout_gen;
-  int layer, has_mask, has_prefix, has_shift, has_select, want_kv;
+  int layer, has_mask, has_prefix, has_shift, has_select, want_kv, kv_with_prefix;
 } layer_ckpt;
 
 // pt_checkpoint's fn: in = x, cos, sin, [mask], [prefix k, prefix v], [prefix cos, prefix sin],
@@ -410,7 +414,7 @@ static int layer_ckpt_fn(const void *ctx, pt_tensor *const *in, int n_in, pt_ten
   if (c->has_shift) li.prefix_cos = in[i++], li.prefix_sin = in[i++];
   // What the layer reads of llama_inputs: the adapter, its dropout, the K/V to return. No hooks.
   llama_inputs lin = {.lora = c->lora, .dropout_gen = c->dropout_gen, .want_kv = c->want_kv,
-                      .select = c->has_select ? in[i] : NULL};
+                      .kv_with_prefix = c->kv_with_prefix, .select = c->has_select ? in[i] : NULL};
   layer_out o;
   pith_err err;
   layer_forward(c->m, &lin, c->layer, &li, 0, 0, &o, &err);  // without hooks only ops can fail
@@ -422,7 +426,8 @@ static int layer_ckpt_fn(const void *ctx, pt_tensor *const *in, int n_in, pt_ten
 static int layer_checkpointed(const llama_model *m, const llama_inputs *in, int l, const layer_in *li, layer_out *o) {
   layer_ckpt c = {.m = m, .lora = in->lora, .dropout_gen = in->dropout_gen, .layer = l, .has_mask = li->mask != NULL,
                   .has_prefix = li->prefix_k != NULL, .has_shift = li->prefix_cos != NULL,
-                  .has_select = in->want_kv && in->select, .want_kv = in->want_kv};
+                  .has_select = in->want_kv && in->select, .want_kv = in->want_kv,
+                  .kv_with_prefix = in->kv_with_prefix};
   pt_tensor *args[9] = {li->x, li->cos, li->sin}, *res[3] = {0};
   int n = 3;
   if (c.has_mask) args[n++] = li->mask;

@@ -109,6 +109,9 @@ typedef struct {
   int no_logits;                 // skip the LM head (an encoder pass)
   const pt_tensor *select;       // (B, K) i64 sequence positions whose K/V and hidden states to return; NULL = all
   int want_kv;                   // per-layer K/V of the selected positions
+  // want_kv returns the prefix's K/V followed by every position's: the K/V attention read, which is
+  // the cache the next step reads (generation), with no copy. Not with select.
+  int kv_with_prefix;
   int want_hidden;               // final hidden states (after the final norm) of the selected positions
   // Attention probabilities of layer attn_layer (EHPC's evaluator heads): the last attn_window
   // queries (0: all T) against every key, prefix included, from the forward's own q/k and mask.

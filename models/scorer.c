@@ -196,7 +196,8 @@ int scorer_nll(scorer *s, const int32_t *ids, int64_t n, scorer_cache *cache, fl
   for (int64_t i = 0; i < T; i++) buf[i] = ids[P + i];
   pt_tensor *x = pt_from_data(buf, PT_I64, PT_SHAPE(1, T), PT_CPU);
   free(buf);
-  llama_inputs in = {.ids = x, .want_kv = cache != NULL};
+  // With a cache: the K/V each layer attended over (the cached prefix, then these T) are the new cache.
+  llama_inputs in = {.ids = x, .want_kv = cache != NULL, .kv_with_prefix = 1};
   if (s->lm->device == PT_CPU) in.attend = scorer_attend;
   if (P > 0) in.prefix_k = cache->k, in.prefix_v = cache->v;
   llama_outputs out;
@@ -211,16 +212,7 @@ int scorer_nll(scorer *s, const int32_t *ids, int64_t n, scorer_cache *cache, fl
   if (rc == 0 && cache) {
     pt_tensor **k = calloc((size_t)L, sizeof *k), **v = calloc((size_t)L, sizeof *v);
     if (!k || !v) rc = pith_fail(err, "out of memory");
-    for (int l = 0; rc == 0 && l < L; l++) {
-      if (P > 0) {
-        k[l] = pt_kv_inject(cache->k[l], out.k[l], NULL, NULL, NULL, NULL);
-        v[l] = pt_kv_inject(cache->v[l], out.v[l], NULL, NULL, NULL, NULL);
-      } else {
-        k[l] = out.k[l];
-        v[l] = out.v[l];
-      }
-    }
-    if (rc == 0 && !pt_ok()) rc = pt_fail(err, "scorer_nll: cache");
+    for (int l = 0; rc == 0 && l < L; l++) k[l] = out.k[l], v[l] = out.v[l];
     if (rc == 0) cache_replace(cache, k, v, n);
     free(k);
     free(v);

@@ -572,13 +572,21 @@ static void test_prefix_shift(void) {
     CHECK(code.key_shift == -TINY_TEXT);
     pt_tensor *inside = comp_decode(c, &code, b.dec_ids, b.dec_mask, &err);
     CHECK_MSG(comp_prefix_kv(c, &code, &k, &v, &err) == 0, "%s", err.msg);
-    llama_inputs in = {.ids = b.dec_ids, .mask = b.dec_mask, .prefix_k = k, .prefix_v = v};
+    // kv_with_prefix: the K/V attention read come back whole, the prefix first (generation's cache).
+    llama_inputs in = {.ids = b.dec_ids, .mask = b.dec_mask, .prefix_k = k, .prefix_v = v, .want_kv = 1,
+                       .kv_with_prefix = 1};
     llama_outputs out;
     CHECK_MSG(llama_forward(m, &in, &out, &err) == 0, "%s", err.msg);
     CHECK_MSG(inside && same(inside, out.logits), "mode %d: the keys shifted inside the forward read otherwise", mode);
     CHECK_MSG(!same(k[0], code.k[0]), "mode %d: the shift left the keys as they were", mode);
-    free(k), free(v);
+    CHECK(pt_size(out.k[0], 2) == TINY_K + TINY_DEC && pt_size(out.v[0], 2) == TINY_K + TINY_DEC);
+    CHECK_MSG(same(pt_slice(out.k[0], 2, 0, TINY_K), k[0]) && same(pt_slice(out.v[0], 2, 0, TINY_K), v[0]),
+              "mode %d: kv_with_prefix's K/V do not start with the prefix", mode);
     llama_outputs_free(&out);
+    in.select = pt_zeros(PT_SHAPE(TINY_ROWS, 1), PT_I64, PT_CPU);
+    CHECK(llama_forward(m, &in, &out, &err) == -1);
+    CHECK_CONTAINS(err.msg, "kv_with_prefix returns every position's K/V (no select)");
+    free(k), free(v);
     comp_code_free(&code);
   }
   CHECK(pt_set_fused_kernels(PT_FUSED_OFF) == 0);

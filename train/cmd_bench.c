@@ -418,8 +418,7 @@ static int bench_train_step(int argc, char **argv) {
   pt_adamw_free(opt);
   comp_free(c);
   llama_free(m);
-  if (rc == 0) dist_close(&dc);  // with an error, leave at once: the others learn it from the dead link
-  else if (dc.pg) pt_dist_grads_free(dc.grads), pt_dist_free(dc.pg);
+  dist_close(&dc, rc != 0);
   return rc ? 1 : 0;
 }
 

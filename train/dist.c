@@ -47,9 +47,9 @@ int dist_init(dist_ctx *d, pt_device *devp, pith_err *err) {
   return 0;
 }
 
-void dist_close(dist_ctx *d) {
+void dist_close(dist_ctx *d, int failed) {
   if (!d->pg) return;
-  if (pt_dist_barrier(d->pg)) pt_error_clear();  // a peer already gone: nothing to wait for
+  if (!failed && pt_dist_barrier(d->pg)) pt_error_clear();  // a peer already gone: nothing to wait for
   pt_dist_grads_free(d->grads);
   pt_dist_free(d->pg);
   *d = (dist_ctx){.world = 1};

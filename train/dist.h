@@ -28,7 +28,9 @@ typedef struct {
 // *dev: Gloo on the CPU, NCCL on CUDA, where each rank takes its node's GPU LOCAL_RANK (*dev becomes
 // it). On error d is the one-process context and err names the variable or the failed rendezvous.
 int dist_init(dist_ctx *d, pt_device *dev, pith_err *err);
-void dist_close(dist_ctx *d);  // a barrier, then leaves the group; fine on the one-process context
+// Leaves the group (fine on the one-process context): after a barrier, or at once when this rank
+// failed (the others learn it from the dead link rather than wait at the barrier).
+void dist_close(dist_ctx *d, int failed);
 static inline int dist_main(const dist_ctx *d) { return d->rank == 0; }
 // params ← rank 0's values.
 int dist_broadcast(dist_ctx *d, pt_tensor *const *params, int n, pith_err *err);

@@ -819,8 +819,7 @@ int trainer_run(const train_args *a, const run_config *cfg, const char *run_dir,
   train_args args = *a;  // dist_setup may move a CUDA run to this rank's GPU
   trainer t = {.a = &args, .cfg = cfg, .run_dir = run_dir, .tty = isatty(STDOUT_FILENO)};
   int rc = run(&t, &args, resume, cmd, err);
-  if (rc >= 0) dist_close(&t.dist);  // with an error, leave at once: the others learn it from the dead link
-  else if (t.dist.pg) pt_dist_grads_free(t.dist.grads), pt_dist_free(t.dist.pg), t.dist.pg = NULL;
+  dist_close(&t.dist, rc < 0);
   pith_err tb_err = {{0}};  // the last lines (validation, a signal's stop) reach TensorBoard too
   if (tb_metrics_close(t.tb, t.metrics, &tb_err) && rc == 0) {
     rc = -1;
